@@ -1,0 +1,94 @@
+//! The cluster as Patroni describes it: members, the leader key, the
+//! dynamic configuration, failover and sync keys, timeline history, status.
+//!
+//! Plain data plus the exact JSON Patroni 4.1 reads and writes. This crate
+//! does no IO and has no clock: everything time-dependent takes `now`.
+//! It depends only on plugin-api's plain contract types (the raw snapshot a
+//! DCS plugin returns), never on its FFI types.
+
+pub mod cluster;
+pub mod lsn;
+pub mod member;
+pub mod tags;
+pub mod values;
+
+pub use cluster::{Cluster, Leader, SnapshotProblem};
+pub use lsn::{format_lsn, parse_lsn};
+pub use member::{slot_name_from_member_name, Member, MemberRecord};
+pub use tags::Tags;
+pub use values::{ClusterConfig, Failover, HistoryLine, Status, SyncState, TimelineHistory};
+
+/// Serialise JSON the way Patroni does: compact separators, keys in the
+/// order they were inserted.
+pub fn to_compact_json(value: &impl serde::Serialize) -> String {
+    // Serialising plain data (maps, strings, numbers) cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| String::from("null"))
+}
+
+/// Patroni's `parse_int`, for values read from JSON written by others:
+/// integers, integer-valued floats and decimal strings count; anything else
+/// is `None`.
+pub fn parse_int(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Bool(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+/// Patroni's `parse_bool`: on/true/yes/1 and off/false/no/0, any case.
+pub fn parse_bool(value: &serde_json::Value) -> Option<bool> {
+    let text = match value {
+        serde_json::Value::Bool(b) => return Some(*b),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parse_int_table() {
+        let cases = [
+            (json!(5), Some(5)),
+            (json!(5.0), Some(5)),
+            (json!(5.5), None),
+            (json!("17"), Some(17)),
+            (json!(" 17 "), Some(17)),
+            (json!("x"), None),
+            (json!(null), None),
+            (json!([1]), None),
+            (json!(true), Some(1)),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_int(&input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn parse_bool_table() {
+        let cases = [
+            (json!(true), Some(true)),
+            (json!("on"), Some(true)),
+            (json!("YES"), Some(true)),
+            (json!(1), Some(true)),
+            (json!("off"), Some(false)),
+            (json!(0), Some(false)),
+            (json!("maybe"), None),
+            (json!({}), None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_bool(&input), expected, "{input}");
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The plugin contract in plain Rust: what each kind of plugin promises.
+//!
+//! Values read from or written to the DCS cross this boundary as the raw
+//! strings the store holds (Patroni's JSON, byte for byte). Parsing them is
+//! the host's job, so that garbage written by somebody else is handled in one
+//! place, the same way for every store.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The four kinds of plugin the host loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PluginKind {
+    /// A distributed configuration store (etcd3, Consul, ZooKeeper...).
+    Dcs,
+    /// A replica-creation method (basebackup, pgBackRest, WAL-G...).
+    Replica,
+    /// A callback receiver (on_start, on_role_change...).
+    Callback,
+    /// An MPP integration (Citus).
+    Mpp,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 4] = [Self::Dcs, Self::Replica, Self::Callback, Self::Mpp];
+
+    /// The word used in file names (`libpalisade_<kind>_<name>.so`) and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dcs => "dcs",
+            Self::Replica => "replica",
+            Self::Callback => "callback",
+            Self::Mpp => "mpp",
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Dcs => 1,
+            Self::Replica => 2,
+            Self::Callback => 3,
+            Self::Mpp => 4,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub kind: PluginKind,
+    /// The name the configuration uses (`etcd3`, `basebackup`, `script`...).
+    pub name: String,
+    /// [`crate::API_VERSION`] as the plugin was built.
+    pub api_version: u32,
+    /// The plugin crate's own version, for logs and `--version`.
+    pub plugin_version: String,
+}
+
+/// Why a plugin call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store could not be reached or did not answer in time; the HA
+    /// loop treats this as "DCS is not accessible".
+    DcsUnavailable,
+    /// The plugin's configuration is wrong; the message names the key.
+    Config,
+    /// The plugin panicked; the call was abandoned and the plugin may be in
+    /// an undefined state.
+    Panic,
+    /// The host gave up waiting for the call.
+    Timeout,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::DcsUnavailable => 1,
+            Self::Config => 2,
+            Self::Panic => 3,
+            Self::Timeout => 4,
+            Self::Other => 5,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::DcsUnavailable,
+            2 => Self::Config,
+            3 => Self::Panic,
+            4 => Self::Timeout,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The error every plugin call returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl PluginError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+    pub fn dcs(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::DcsUnavailable, message)
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Other, message)
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::Panic => write!(f, "plugin panicked: {}", self.message),
+            ErrorKind::Timeout => write!(f, "plugin call timed out: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+pub type PluginResult<T> = Result<T, PluginError>;
+
+// ---------------------------------------------------------------------------
+// DCS
+// ---------------------------------------------------------------------------
+
+/// How a DCS plugin is set up: the common settings plus its own section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DcsParams {
+    /// `scope`: the cluster name.
+    pub scope: String,
+    /// `namespace`, normalised to start and end with `/` (default `/service/`).
+    pub namespace: String,
+    /// This member's `name`.
+    pub name: String,
+    /// The Citus group of this node, when the Citus integration is on.
+    pub group: Option<i32>,
+    pub timing: DcsTiming,
+    /// The plugin's own configuration section (for example `etcd3:`) as JSON.
+    pub section_json: String,
+}
+
+/// The dynamic settings a DCS needs; they can change at run time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DcsTiming {
+    /// Lifetime of the leader lock and the member keys.
+    pub ttl: Duration,
+    pub loop_wait: Duration,
+    /// How long a store operation may retry before it fails.
+    pub retry_timeout: Duration,
+}
+
+/// One key with the store's own version of it (etcd mod revision, ZooKeeper
+/// version, Consul ModifyIndex, Kubernetes resourceVersion...). Versions are
+/// opaque to the host: it only hands them back for compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct VersionedValue {
+    pub value: String,
+    pub version: String,
+}
+
+/// The leader key.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LeaderKey {
+    /// The leader's member name (the key's value).
+    pub name: String,
+    pub version: String,
+    /// The lease, session or owner the key is bound to, when the store has one.
+    pub session: String,
+}
+
+/// A `members/<name>` key.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MemberKey {
+    pub name: String,
+    /// The member JSON as stored.
+    pub value: String,
+    pub version: String,
+    pub session: String,
+}
+
+/// One consistent read of every key of a cluster, values as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DcsSnapshot {
+    pub initialize: Option<String>,
+    pub config: Option<VersionedValue>,
+    pub leader: Option<LeaderKey>,
+    pub members: Vec<MemberKey>,
+    pub failover: Option<VersionedValue>,
+    pub sync: Option<VersionedValue>,
+    pub history: Option<VersionedValue>,
+    pub status: Option<String>,
+    pub failsafe: Option<String>,
+    /// The legacy `optime/leader` key.
+    pub leader_optime: Option<String>,
+}
+
+/// Patroni's AbstractDCS, as a plugin implements it. Every operation is
+/// blocking; the host calls it from a worker thread with a deadline.
+pub trait Dcs: Send + Sync {
+    /// One consistent snapshot of every key of the cluster.
+    fn get_cluster(&self) -> PluginResult<DcsSnapshot>;
+    /// Create the leader key with our name if nobody holds it.
+    fn attempt_to_acquire_leader(&self) -> PluginResult<bool>;
+    /// Renew our leader key. Fails (`Ok(false)`) when the key is not ours.
+    fn update_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool>;
+    /// Write the leader key unconditionally (after bootstrap).
+    fn take_leader(&self) -> PluginResult<bool>;
+    /// Delete the leader key if it still holds our name.
+    fn delete_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool>;
+    /// Create the initialize key (`create_new`), or set it if it exists.
+    fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool>;
+    fn cancel_initialization(&self) -> PluginResult<bool>;
+    /// Write our member key (on the same lease/session as the leader key).
+    fn touch_member(&self, data: &str) -> PluginResult<bool>;
+    /// Compare-and-set the `config` key (no version: create only).
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool>;
+    /// Compare-and-set the `failover` key (no version: unconditional).
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool>;
+    /// Compare-and-set the `sync` key; returns the new version on success.
+    fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>>;
+    fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool>;
+    fn set_history_value(&self, value: &str) -> PluginResult<bool>;
+    fn write_status(&self, value: &str) -> PluginResult<bool>;
+    fn write_failsafe(&self, value: &str) -> PluginResult<bool>;
+    /// Remove every key of the cluster.
+    fn delete_cluster(&self) -> PluginResult<bool>;
+    /// The dynamic configuration changed ttl, loop_wait or retry_timeout.
+    fn set_timing(&self, timing: DcsTiming) -> PluginResult<()>;
+    /// Wait up to `timeout` for the leader key to change from
+    /// `leader_version` (or, with `None`, for any change worth a new cycle).
+    /// Returns `true` when it woke up early because of a change.
+    fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool>;
+}
+
+// ---------------------------------------------------------------------------
+// Replica creation
+// ---------------------------------------------------------------------------
+
+/// Plain setup of a plugin that is not a DCS: its configuration as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginParams {
+    /// The cluster's `scope`.
+    pub scope: String,
+    /// This member's name.
+    pub name: String,
+    /// The plugin's configuration as JSON: the replica method's section, the
+    /// `postgresql.callbacks` map, or the `citus` section.
+    pub config_json: String,
+}
+
+/// A request to build a replica's data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaRequest {
+    pub scope: String,
+    /// The name of this member.
+    pub name: String,
+    /// Always `replica`, kept for script compatibility.
+    pub role: String,
+    pub data_dir: String,
+    /// Directory holding the PostgreSQL binaries.
+    pub bin_dir: String,
+    /// libpq connection string of the member to copy from, without the
+    /// password (that is in the pgpass file named by `PGPASSFILE` in `env`);
+    /// `None` when there is no running member to copy from.
+    pub connstring: Option<String>,
+    /// Environment for child processes (`PGPASSFILE`, `PGAPPNAME`...).
+    pub env: Vec<(String, String)>,
+    /// The working directory scripts run in.
+    pub cwd: String,
+}
+
+pub trait ReplicaMethod: Send + Sync {
+    /// Whether this method can build a replica without a running member to
+    /// copy from (from a backup repository, for instance).
+    fn can_work_without_leader(&self) -> bool;
+    /// Build the data directory. Blocks until it is complete.
+    fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()>;
+    /// Stop a `create_replica` in progress (shutdown, reinitialize). Must not block long.
+    fn cancel(&self);
+}
+
+// ---------------------------------------------------------------------------
+// Callbacks
+// ---------------------------------------------------------------------------
+
+/// A lifecycle event, as Patroni passes it to callback scripts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackEvent {
+    /// `on_start`, `on_stop`, `on_restart`, `on_reload`, `on_role_change`.
+    pub action: String,
+    /// The role PostgreSQL has now (`primary`, `replica`, `standby_leader`...).
+    pub role: String,
+    pub scope: String,
+    pub name: String,
+}
+
+pub trait Callback: Send + Sync {
+    /// Deliver an event. Must return quickly: long work belongs in the
+    /// background (the script plugin runs the command without waiting).
+    fn on_event(&self, event: &CallbackEvent) -> PluginResult<()>;
+}
+
+// ---------------------------------------------------------------------------
+// MPP (Citus)
+// ---------------------------------------------------------------------------
+
+pub trait Mpp: Send + Sync {
+    /// This node's group (0 is the coordinator).
+    fn group(&self) -> i32;
+    fn coordinator_group(&self) -> i32;
+    /// Adjust the PostgreSQL parameters the host is about to write (a JSON
+    /// object in, a JSON object out), e.g. to preload the extension.
+    fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String>;
+    /// Run after a new cluster was bootstrapped; `conninfo` reaches the local
+    /// server as the superuser.
+    fn bootstrap(&self, conninfo: &str) -> PluginResult<()>;
+    /// An event from a worker's leader (`POST /mpp` on the coordinator); the
+    /// result is the JSON answer.
+    fn handle_event(&self, event_json: &str) -> PluginResult<String>;
+    /// On the coordinator's primary: bring the metadata in line with the
+    /// clusters of every group (JSON).
+    fn sync_meta_data(&self, clusters_json: &str) -> PluginResult<()>;
+}

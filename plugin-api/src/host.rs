@@ -1,0 +1,358 @@
+//! The host side: open a plugin file, check it, and wrap what it constructs
+//! back into the plain traits of [`crate::contract`].
+//!
+//! Each file is opened on its own with `lib_header_from_path` and
+//! `init_root_module`: abi_stable's `RootModule::load_from_file` caches one
+//! module per interface type, so a second plugin would silently come back
+//! as the first.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use abi_stable::std_types::{ROption, RStr};
+
+use crate::contract::*;
+use crate::ffi::*;
+
+/// Why a plugin file was refused. Every variant names the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// There is no such file.
+    Missing { path: PathBuf },
+    /// The file exists but is not a palisade plugin (not a shared library,
+    /// or one without our root module).
+    NotAPlugin { path: PathBuf, reason: String },
+    /// The plugin was built against an incompatible plugin-api (a different
+    /// abi_stable, crate version or type layout).
+    IncompatibleAbi { path: PathBuf, expected: String, found: String, details: String },
+    /// The plugin says it speaks another API generation.
+    IncompatibleVersion { path: PathBuf, expected: u32, found: u32 },
+    /// The plugin is of another kind than the configuration asks for.
+    WrongKind { path: PathBuf, expected: PluginKind, found: PluginKind, name: String },
+    /// The plugin is called something else than its file name says.
+    WrongName { path: PathBuf, expected: String, found: String },
+    /// The plugin's `info` made no sense.
+    BadInfo { path: PathBuf, reason: String },
+}
+
+impl LoadError {
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Missing { path }
+            | Self::NotAPlugin { path, .. }
+            | Self::IncompatibleAbi { path, .. }
+            | Self::IncompatibleVersion { path, .. }
+            | Self::WrongKind { path, .. }
+            | Self::WrongName { path, .. }
+            | Self::BadInfo { path, .. } => path,
+        }
+    }
+
+    /// The long form, for debug logs (abi_stable's layout report).
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            Self::IncompatibleAbi { details, .. } if !details.is_empty() => Some(details),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { path } => write!(f, "{}: no such plugin file", path.display()),
+            Self::NotAPlugin { path, reason } => {
+                write!(f, "{}: not a palisade plugin ({reason})", path.display())
+            }
+            Self::IncompatibleAbi { path, expected, found, .. } => write!(
+                f,
+                "{}: incompatible plugin ABI: this palisade expects {expected}, the plugin has {found}; \
+                 rebuild the plugin against this palisade's plugin-api",
+                path.display()
+            ),
+            Self::IncompatibleVersion { path, expected, found } => write!(
+                f,
+                "{}: incompatible plugin API version {found}, this palisade speaks version {expected}",
+                path.display()
+            ),
+            Self::WrongKind { path, expected, found, name } => write!(
+                f,
+                "{}: plugin '{name}' is a {found} plugin, but a {expected} plugin is needed here",
+                path.display()
+            ),
+            Self::WrongName { path, expected, found } => write!(
+                f,
+                "{}: the file should hold plugin '{expected}' but holds plugin '{found}'",
+                path.display()
+            ),
+            Self::BadInfo { path, reason } => write!(f, "{}: invalid plugin information: {reason}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A plugin library that passed every load-time check.
+pub struct OpenedPlugin {
+    path: PathBuf,
+    info: PluginInfo,
+    module: PluginModRef,
+}
+
+impl fmt::Debug for OpenedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedPlugin").field("path", &self.path).field("info", &self.info).finish()
+    }
+}
+
+fn library_error(path: &Path, e: LibraryError) -> LoadError {
+    let path = path.to_path_buf();
+    match e {
+        LibraryError::OpenError { err, .. } => {
+            if !path.exists() {
+                LoadError::Missing { path }
+            } else {
+                let text = err.to_string();
+                let shown = path.display().to_string();
+                let reason = text.strip_prefix(&shown).map(|r| r.trim_start_matches(':').trim()).unwrap_or(&text);
+                LoadError::NotAPlugin { path, reason: first_line(reason) }
+            }
+        }
+        LibraryError::GetSymbolError { .. } => {
+            LoadError::NotAPlugin { path, reason: "it does not export a palisade root module".into() }
+        }
+        LibraryError::InvalidAbiHeader(header) => LoadError::IncompatibleAbi {
+            path,
+            expected: format!("abi_stable ABI {}.{}", abi_stable::library::AbiHeader::VALUE.abi_major, abi_stable::library::AbiHeader::VALUE.abi_minor),
+            found: format!("abi_stable ABI {}.{}", header.abi_major, header.abi_minor),
+            details: String::new(),
+        },
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::IncompatibleAbi {
+            path,
+            expected: format!("plugin-api {expected_version}"),
+            found: format!("plugin-api {actual_version}"),
+            details: String::new(),
+        },
+        LibraryError::AbiInstability(details) => LoadError::IncompatibleAbi {
+            path,
+            expected: format!("plugin-api {} root module layout", PluginModRef::VERSION_STRINGS.version),
+            found: "a different layout".into(),
+            details: details.to_string(),
+        },
+        other => LoadError::NotAPlugin { path, reason: first_line(other.to_string().trim()) },
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error").to_string()
+}
+
+/// Open and check one plugin file: that it is a palisade plugin with a
+/// compatible ABI and API version, of the expected kind and, if given, name.
+pub fn open(path: &Path, kind: PluginKind, name: Option<&str>) -> Result<OpenedPlugin, LoadError> {
+    if !path.exists() {
+        return Err(LoadError::Missing { path: path.to_path_buf() });
+    }
+    let header = lib_header_from_path(path).map_err(|e| library_error(path, e))?;
+    let module: PluginModRef = header.init_root_module().map_err(|e| library_error(path, e))?;
+    let info = (module.info())().to_info().map_err(|reason| LoadError::BadInfo { path: path.to_path_buf(), reason })?;
+    if info.api_version != crate::API_VERSION {
+        return Err(LoadError::IncompatibleVersion {
+            path: path.to_path_buf(),
+            expected: crate::API_VERSION,
+            found: info.api_version,
+        });
+    }
+    if info.kind != kind {
+        return Err(LoadError::WrongKind {
+            path: path.to_path_buf(),
+            expected: kind,
+            found: info.kind,
+            name: info.name.clone(),
+        });
+    }
+    if let Some(expected) = name {
+        if info.name != expected {
+            return Err(LoadError::WrongName {
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
+                found: info.name.clone(),
+            });
+        }
+    }
+    Ok(OpenedPlugin { path: path.to_path_buf(), info, module })
+}
+
+extern "C" fn emit_to_tracing(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+    let (plugin, target, message) = (plugin.as_str(), target.as_str(), message.as_str());
+    match level {
+        level::ERROR => tracing::error!(target: "plugin", "[{plugin}] {message}"),
+        level::WARN => tracing::warn!(target: "plugin", "[{plugin}] {message}"),
+        level::INFO => tracing::info!(target: "plugin", "[{plugin}] {message}"),
+        level::DEBUG => tracing::debug!(target: "plugin", "[{plugin}] {target}: {message}"),
+        _ => tracing::trace!(target: "plugin", "[{plugin}] {target}: {message}"),
+    }
+}
+
+fn log_sink() -> LogSink {
+    use tracing::level_filters::LevelFilter;
+    let max_level = match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => level::ERROR,
+        LevelFilter::WARN => level::WARN,
+        LevelFilter::INFO => level::INFO,
+        LevelFilter::DEBUG => level::DEBUG,
+        _ => level::TRACE,
+    };
+    LogSink { emit: emit_to_tracing, max_level }
+}
+
+impl OpenedPlugin {
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
+        let b = from_ffi::<FfiDcsBox, FfiDcsBox>((self.module.new_dcs())(params.into(), log_sink()))?;
+        Ok(Box::new(LoadedDcs(b)))
+    }
+
+    pub fn new_replica(&self, params: PluginParams) -> PluginResult<Box<dyn ReplicaMethod>> {
+        let b = from_ffi::<FfiReplicaBox, FfiReplicaBox>((self.module.new_replica())(params.into(), log_sink()))?;
+        Ok(Box::new(LoadedReplica(b)))
+    }
+
+    pub fn new_callback(&self, params: PluginParams) -> PluginResult<Box<dyn Callback>> {
+        let b = from_ffi::<FfiCallbackBox, FfiCallbackBox>((self.module.new_callback())(params.into(), log_sink()))?;
+        Ok(Box::new(LoadedCallback(b)))
+    }
+
+    pub fn new_mpp(&self, params: PluginParams) -> PluginResult<Box<dyn Mpp>> {
+        let b = from_ffi::<FfiMppBox, FfiMppBox>((self.module.new_mpp())(params.into(), log_sink()))?;
+        Ok(Box::new(LoadedMpp(b)))
+    }
+}
+
+fn ropt<'a>(o: Option<&'a str>) -> ROption<RStr<'a>> {
+    match o {
+        Some(s) => ROption::RSome(RStr::from_str(s)),
+        None => ROption::RNone,
+    }
+}
+
+fn rleader(l: Option<&LeaderKey>) -> ROption<FfiLeaderKey> {
+    match l {
+        Some(l) => ROption::RSome(l.clone().into()),
+        None => ROption::RNone,
+    }
+}
+
+struct LoadedDcs(FfiDcsBox);
+
+impl Dcs for LoadedDcs {
+    fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
+        from_ffi(self.0.get_cluster())
+    }
+    fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
+        from_ffi(self.0.attempt_to_acquire_leader())
+    }
+    fn update_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        from_ffi(self.0.update_leader(rleader(leader)))
+    }
+    fn take_leader(&self) -> PluginResult<bool> {
+        from_ffi(self.0.take_leader())
+    }
+    fn delete_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        from_ffi(self.0.delete_leader(rleader(leader)))
+    }
+    fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
+        from_ffi(self.0.initialize(create_new, RStr::from_str(sysid)))
+    }
+    fn cancel_initialization(&self) -> PluginResult<bool> {
+        from_ffi(self.0.cancel_initialization())
+    }
+    fn touch_member(&self, data: &str) -> PluginResult<bool> {
+        from_ffi(self.0.touch_member(RStr::from_str(data)))
+    }
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        from_ffi(self.0.set_config_value(RStr::from_str(value), ropt(version)))
+    }
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        from_ffi(self.0.set_failover_value(RStr::from_str(value), ropt(version)))
+    }
+    fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>> {
+        from_ffi(self.0.set_sync_state_value(RStr::from_str(value), ropt(version)))
+    }
+    fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
+        from_ffi(self.0.delete_sync_state(ropt(version)))
+    }
+    fn set_history_value(&self, value: &str) -> PluginResult<bool> {
+        from_ffi(self.0.set_history_value(RStr::from_str(value)))
+    }
+    fn write_status(&self, value: &str) -> PluginResult<bool> {
+        from_ffi(self.0.write_status(RStr::from_str(value)))
+    }
+    fn write_failsafe(&self, value: &str) -> PluginResult<bool> {
+        from_ffi(self.0.write_failsafe(RStr::from_str(value)))
+    }
+    fn delete_cluster(&self) -> PluginResult<bool> {
+        from_ffi(self.0.delete_cluster())
+    }
+    fn set_timing(&self, timing: DcsTiming) -> PluginResult<()> {
+        from_ffi(self.0.set_timing(timing.into()))
+    }
+    fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
+        from_ffi(self.0.watch(ropt(leader_version), timeout.as_millis() as u64))
+    }
+}
+
+struct LoadedReplica(FfiReplicaBox);
+
+impl ReplicaMethod for LoadedReplica {
+    fn can_work_without_leader(&self) -> bool {
+        self.0.can_work_without_leader()
+    }
+    fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()> {
+        from_ffi(self.0.create_replica(request.clone().into()))
+    }
+    fn cancel(&self) {
+        self.0.cancel()
+    }
+}
+
+struct LoadedCallback(FfiCallbackBox);
+
+impl Callback for LoadedCallback {
+    fn on_event(&self, event: &CallbackEvent) -> PluginResult<()> {
+        from_ffi(self.0.on_event(event.clone().into()))
+    }
+}
+
+struct LoadedMpp(FfiMppBox);
+
+impl Mpp for LoadedMpp {
+    fn group(&self) -> i32 {
+        self.0.group()
+    }
+    fn coordinator_group(&self) -> i32 {
+        self.0.coordinator_group()
+    }
+    fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String> {
+        from_ffi(self.0.adjust_parameters(RStr::from_str(parameters_json)))
+    }
+    fn bootstrap(&self, conninfo: &str) -> PluginResult<()> {
+        from_ffi(self.0.bootstrap(RStr::from_str(conninfo)))
+    }
+    fn handle_event(&self, event_json: &str) -> PluginResult<String> {
+        from_ffi(self.0.handle_event(RStr::from_str(event_json)))
+    }
+    fn sync_meta_data(&self, clusters_json: &str) -> PluginResult<()> {
+        from_ffi(self.0.sync_meta_data(RStr::from_str(clusters_json)))
+    }
+}

@@ -82,11 +82,9 @@ impl fmt::Display for LoadError {
                 "{}: plugin '{name}' is a {found} plugin, but a {expected} plugin is needed here",
                 path.display()
             ),
-            Self::WrongName { path, expected, found } => write!(
-                f,
-                "{}: the file should hold plugin '{expected}' but holds plugin '{found}'",
-                path.display()
-            ),
+            Self::WrongName { path, expected, found } => {
+                write!(f, "{}: the file should hold plugin '{expected}' but holds plugin '{found}'", path.display())
+            }
             Self::BadInfo { path, reason } => write!(f, "{}: invalid plugin information: {reason}", path.display()),
         }
     }
@@ -125,16 +123,22 @@ fn library_error(path: &Path, e: LibraryError) -> LoadError {
         }
         LibraryError::InvalidAbiHeader(header) => LoadError::IncompatibleAbi {
             path,
-            expected: format!("abi_stable ABI {}.{}", abi_stable::library::AbiHeader::VALUE.abi_major, abi_stable::library::AbiHeader::VALUE.abi_minor),
+            expected: format!(
+                "abi_stable ABI {}.{}",
+                abi_stable::library::AbiHeader::VALUE.abi_major,
+                abi_stable::library::AbiHeader::VALUE.abi_minor
+            ),
             found: format!("abi_stable ABI {}.{}", header.abi_major, header.abi_minor),
             details: String::new(),
         },
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::IncompatibleAbi {
-            path,
-            expected: format!("plugin-api {expected_version}"),
-            found: format!("plugin-api {actual_version}"),
-            details: String::new(),
-        },
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => {
+            LoadError::IncompatibleAbi {
+                path,
+                expected: format!("plugin-api {expected_version}"),
+                found: format!("plugin-api {actual_version}"),
+                details: String::new(),
+            }
+        }
         LibraryError::AbiInstability(details) => LoadError::IncompatibleAbi {
             path,
             expected: format!("plugin-api {} root module layout", PluginModRef::VERSION_STRINGS.version),

@@ -12,8 +12,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use abi_stable::std_types::{ROption, RStr, RString};
 use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RStr, RString};
 
 use crate::contract::*;
 use crate::ffi::*;

@@ -75,10 +75,11 @@ impl Cluster {
             }
         });
 
-        let leader = s
-            .leader
-            .filter(|l| !l.name.is_empty())
-            .map(|l| Leader { name: l.name, version: l.version, session: l.session });
+        let leader = s.leader.filter(|l| !l.name.is_empty()).map(|l| Leader {
+            name: l.name,
+            version: l.version,
+            session: l.session,
+        });
 
         let status = match (s.status, s.leader_optime) {
             (Some(v), _) => Status::from_value(&v),
@@ -91,7 +92,8 @@ impl Cluster {
         let history = s.history.map(|h| {
             let parsed = TimelineHistory::from_value(&h.version, &h.value);
             if !parsed.valid {
-                problems.push(SnapshotProblem { key: "history".into(), problem: "not a list of timeline lines".into() });
+                problems
+                    .push(SnapshotProblem { key: "history".into(), problem: "not a list of timeline lines".into() });
             }
             parsed
         });
@@ -103,17 +105,8 @@ impl Cluster {
             }
         });
 
-        let cluster = Self {
-            initialize: s.initialize,
-            config,
-            leader,
-            status,
-            members,
-            failover,
-            sync,
-            history,
-            failsafe,
-        };
+        let cluster =
+            Self { initialize: s.initialize, config, leader, status, members, failover, sync, history, failsafe };
         (cluster, problems)
     }
 
@@ -145,7 +138,9 @@ impl Cluster {
         let candidates: Vec<&Member> = self
             .members
             .iter()
-            .filter(|m| m.clonefrom() && m.is_running() && m.name != exclude && Some(m.name.as_str()) != self.leader_name())
+            .filter(|m| {
+                m.clonefrom() && m.is_running() && m.name != exclude && Some(m.name.as_str()) != self.leader_name()
+            })
             .collect();
         if candidates.is_empty() {
             self.leader_member()
@@ -187,9 +182,15 @@ mod tests {
             config: Some(VersionedValue { value: "not json".into(), version: "4".into() }),
             leader: Some(LeaderKey { name: "n2".into(), version: "9".into(), session: "s".into() }),
             members: vec![
-                member("n2", r#"{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni","state":"running","role":"primary"}"#),
+                member(
+                    "n2",
+                    r#"{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni","state":"running","role":"primary"}"#,
+                ),
                 member("n1", "{broken"),
-                member("n3", r#"{"state":"running","role":"replica","tags":{"clonefrom":true},"conn_url":"postgres://h3/postgres"}"#),
+                member(
+                    "n3",
+                    r#"{"state":"running","role":"replica","tags":{"clonefrom":true},"conn_url":"postgres://h3/postgres"}"#,
+                ),
             ],
             failover: Some(VersionedValue { value: "12345".into(), version: "2".into() }),
             sync: Some(VersionedValue { value: "[]".into(), version: "3".into() }),

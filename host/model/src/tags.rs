@@ -131,9 +131,13 @@ mod tests {
 
     #[test]
     fn published_drops_false_predefined_tags() {
-        let m = tags(json!({"nofailover": false, "clonefrom": true, "nosync": false, "sync_priority": 2, "dc": "east"}));
+        let m =
+            tags(json!({"nofailover": false, "clonefrom": true, "nosync": false, "sync_priority": 2, "dc": "east"}));
         let published = Tags(&m).published();
-        assert_eq!(Value::Object(published), json!({"clonefrom": true, "nosync": false, "sync_priority": 2, "dc": "east"}));
+        assert_eq!(
+            Value::Object(published),
+            json!({"clonefrom": true, "nosync": false, "sync_priority": 2, "dc": "east"})
+        );
     }
 
     #[test]

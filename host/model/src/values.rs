@@ -80,7 +80,11 @@ impl Failover {
     }
 
     /// The JSON Patroni writes: only the fields that are set.
-    pub fn to_json(leader: Option<&str>, candidate: Option<&str>, scheduled_at: Option<&DateTime<FixedOffset>>) -> String {
+    pub fn to_json(
+        leader: Option<&str>,
+        candidate: Option<&str>,
+        scheduled_at: Option<&DateTime<FixedOffset>>,
+    ) -> String {
         let mut map = Map::new();
         if let Some(l) = leader.filter(|s| !s.is_empty()) {
             map.insert("leader".into(), json!(l));
@@ -163,8 +167,7 @@ impl SyncState {
             return false;
         }
         let lower = name.to_lowercase();
-        self.sync_standby.iter().any(|s| s.to_lowercase() == lower)
-            || (check_leader && self.leader_matches(name))
+        self.sync_standby.iter().any(|s| s.to_lowercase() == lower) || (check_leader && self.leader_matches(name))
     }
 
     pub fn leader_matches(&self, name: &str) -> bool {
@@ -276,12 +279,12 @@ impl Status {
             Err(_) => return Self::default(),
         };
         match parsed {
-            Value::Number(_) | Value::String(_) => {
-                Self { last_lsn: parse_int(&parsed).and_then(|v| u64::try_from(v).ok()).unwrap_or(0), ..Default::default() }
-            }
+            Value::Number(_) | Value::String(_) => Self {
+                last_lsn: parse_int(&parsed).and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+                ..Default::default()
+            },
             Value::Object(map) => {
-                let last_lsn =
-                    map.get("optime").and_then(parse_int).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                let last_lsn = map.get("optime").and_then(parse_int).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
                 let slots = match map.get("slots") {
                     Some(Value::Object(m)) => Some(m.clone()),
                     Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
@@ -320,7 +323,8 @@ mod tests {
 
     #[test]
     fn failover_values() {
-        let f = Failover::from_value("1", r#"{"leader":"a","member":"b","scheduled_at":"2016-01-14T10:09:57.1394Z"}"#).unwrap();
+        let f = Failover::from_value("1", r#"{"leader":"a","member":"b","scheduled_at":"2016-01-14T10:09:57.1394Z"}"#)
+            .unwrap();
         assert_eq!(f.leader.as_deref(), Some("a"));
         assert_eq!(f.candidate.as_deref(), Some("b"));
         assert!(matches!(f.scheduled_at, Some(ScheduledAt::At(_))));
@@ -378,7 +382,10 @@ mod tests {
 
     #[test]
     fn history() {
-        let h = TimelineHistory::from_value("1", r#"[[1,25165984,"no recovery target specified","2026-01-01T00:00:00+00:00","n2"]]"#);
+        let h = TimelineHistory::from_value(
+            "1",
+            r#"[[1,25165984,"no recovery target specified","2026-01-01T00:00:00+00:00","n2"]]"#,
+        );
         assert!(h.valid);
         assert_eq!(h.lines[0].timeline, 1);
         assert_eq!(h.lines[0].new_leader.as_deref(), Some("n2"));

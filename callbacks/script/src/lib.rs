@@ -1,0 +1,1 @@
+//! The script callback plugin: runs postgresql.callbacks commands (work in progress).

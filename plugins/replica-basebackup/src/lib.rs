@@ -1,0 +1,1 @@
+//! The basebackup replica-creation plugin (pg_basebackup) (work in progress).

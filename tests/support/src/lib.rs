@@ -1,0 +1,363 @@
+//! Helpers for tests that run real processes (PostgreSQL, etcd, palisade).
+//!
+//! Facts these helpers deal with:
+//! - tests run as root, but PostgreSQL (and palisade) refuse to: servers run
+//!   as an unprivileged user ([`test_user`]) through `setpriv`, which keeps
+//!   the PID, from files that user can read ([`Staging`]);
+//! - PID 1 on these machines does not reap orphans, so the test process
+//!   makes itself a child subreaper ([`become_subreaper`]) and reaps the
+//!   processes it adopts ([`pid_alive`], [`ProcessGuard`]);
+//! - tests run in parallel, so every port comes from [`free_port`].
+//!
+//! Nothing here may be used by production code.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{Pid, User};
+
+/// The unprivileged user servers run as (`PALISADE_TEST_USER`, default `palisade`).
+pub fn test_user() -> String {
+    std::env::var("PALISADE_TEST_USER").unwrap_or_else(|_| "palisade".to_string())
+}
+
+/// The test user's uid and gid. Creates the user when running as root and
+/// it does not exist yet (`.ci/run` normally creates it).
+pub fn test_user_ids() -> (u32, u32) {
+    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
+    *IDS.get_or_init(|| {
+        let name = test_user();
+        if let Ok(Some(u)) = User::from_name(&name) {
+            return (u.uid.as_raw(), u.gid.as_raw());
+        }
+        if nix::unistd::geteuid().is_root() {
+            let _ = Command::new("useradd")
+                .args(["--system", "--user-group", "--no-create-home", "--shell", "/bin/sh", &name])
+                .status();
+        }
+        match User::from_name(&name) {
+            Ok(Some(u)) => (u.uid.as_raw(), u.gid.as_raw()),
+            _ => panic!("the test user '{name}' does not exist and could not be created; run .ci/run or create it"),
+        }
+    })
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A command that runs `program` as the test user when we are root
+/// (`setpriv` keeps the PID, so signals reach the real process), or
+/// directly otherwise.
+pub fn command_as_test_user(program: impl AsRef<OsStr>) -> Command {
+    if is_root() {
+        let (uid, gid) = test_user_ids();
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).arg("--clear-groups").arg("--").arg(program);
+        c.env("HOME", "/tmp").env("USER", test_user()).env("LOGNAME", test_user());
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Make this process the reaper of its orphaned descendants, so that a
+/// postmaster whose daemon was killed becomes our child (and a zombie we
+/// can reap) instead of lingering under a PID 1 that never reaps.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Whether `pid` is alive. Reaps it first if it is a zombie child of ours
+/// (which adopted orphans are, once [`become_subreaper`] was called).
+pub fn pid_alive(pid: i32) -> bool {
+    let p = Pid::from_raw(pid);
+    let _ = waitpid(p, Some(WaitPidFlag::WNOHANG));
+    match kill(p, None) {
+        Ok(()) => !is_zombie(pid),
+        Err(_) => false,
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Send `signal` to `pid`, ignoring "no such process".
+pub fn signal(pid: i32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid), signal);
+}
+
+/// Wait until `pid` is gone (reaping it if it is ours).
+pub fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
+    wait_until(timeout, || !pid_alive(pid))
+}
+
+/// Poll `f` every 100 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago and that this
+/// process has not handed out before.
+pub fn free_port() -> u16 {
+    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        if used.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A directory outside `/root` (mode 700 here) that the test user can read
+/// and write, removed on drop unless `PALISADE_KEEP_TEST_DIRS` is set.
+pub struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    pub fn new(label: &str) -> Self {
+        let base = std::env::var("PALISADE_TEST_TMP").unwrap_or_else(|_| "/tmp".to_string());
+        let unique = format!(
+            "palisade-{label}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        );
+        let path = Path::new(&base).join(unique);
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        chown_to_test_user(&path);
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A subdirectory owned by the test user, with `mode`.
+    pub fn dir(&self, name: &str, mode: u32) -> PathBuf {
+        let p = self.path.join(name);
+        fs::create_dir_all(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        chown_to_test_user(&p);
+        p
+    }
+
+    /// Copy an executable or library into the staging area (readable and
+    /// executable by the test user) and return its new path.
+    pub fn install(&self, source: &Path, relative: &str) -> PathBuf {
+        let target = self.path.join(relative);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).unwrap();
+            let mut p = parent.to_path_buf();
+            while p.starts_with(&self.path) && p != self.path {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+                p.pop();
+            }
+        }
+        fs::copy(source, &target).unwrap_or_else(|e| panic!("copy {} to {}: {e}", source.display(), target.display()));
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        target
+    }
+
+    /// Write a file owned by the test user.
+    pub fn write(&self, relative: &str, contents: &str, mode: u32) -> PathBuf {
+        let target = self.path.join(relative);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&target, contents).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).unwrap();
+        chown_to_test_user(&target);
+        target
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if std::env::var_os("PALISADE_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Give `path` to the test user (no-op when not root).
+pub fn chown_to_test_user(path: &Path) {
+    if is_root() {
+        let (uid, gid) = test_user_ids();
+        let _ = nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+    }
+}
+
+/// A spawned process that is stopped when the guard is dropped, even when
+/// the test fails: SIGTERM to its process group, then SIGKILL.
+pub struct ProcessGuard {
+    pub name: String,
+    child: Option<Child>,
+    pid: i32,
+}
+
+impl ProcessGuard {
+    /// Spawn `cmd` in its own process group (so that stopping it also stops
+    /// what it started in that group).
+    pub fn spawn(name: &str, mut cmd: Command) -> io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).stdin(Stdio::null());
+        let child = cmd.spawn()?;
+        let pid = child.id() as i32;
+        Ok(Self { name: name.to_string(), child: Some(child), pid })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn alive(&mut self) -> bool {
+        if let Some(c) = self.child.as_mut() {
+            match c.try_wait() {
+                Ok(Some(_)) => return false,
+                Ok(None) => return true,
+                Err(_) => {}
+            }
+        }
+        pid_alive(self.pid)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        signal(self.pid, sig);
+    }
+
+    /// Wait for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        wait_until(timeout, || !self.alive())
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL the whole group.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.alive() {
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
+            if !self.wait_exit(grace) {
+                let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+                let _ = self.wait_exit(Duration::from_secs(5));
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.try_wait();
+        }
+    }
+
+    /// SIGKILL the process only (not its group), as a crash would.
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// Kill a process that is not ours to spawn (an adopted postmaster) on drop.
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            signal(self.0, Signal::SIGKILL);
+            let _ = wait_pid_gone(self.0, Duration::from_secs(10));
+        }
+    }
+}
+
+/// Re-run the current test as the test user when we are root. Returns
+/// `true` when the caller is already unprivileged and should do the work;
+/// returns `false` after the re-run succeeded (the caller returns); panics
+/// with the child's output if the re-run failed.
+///
+/// The test binary is copied into a staging directory first, because the
+/// build directory may sit under `/root`, which the test user cannot enter.
+pub fn run_unprivileged(test_path: &str) -> bool {
+    if !is_root() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let staging = Staging::new("rerun");
+    let copy = staging.install(&exe, "test-binary");
+    let mut cmd = command_as_test_user(&copy);
+    cmd.arg("--exact").arg(test_path).arg("--nocapture").arg("--test-threads=1");
+    for (k, v) in std::env::vars() {
+        if k.starts_with("PALISADE_") || k == "RUST_BACKTRACE" || k == "RUST_LOG" || k == "PATH" {
+            cmd.env(k, v);
+        }
+    }
+    cmd.current_dir(staging.path());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "unprivileged re-run of {test_path} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    false
+}
+
+/// The directory holding the workspace's build output for this profile
+/// (`target/debug`), found from the test binary's own path.
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PALISADE_BUILD_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test binary>
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap()
+}
+
+/// Directory holding the PostgreSQL 15 binaries.
+pub fn pg_bin_dir() -> PathBuf {
+    PathBuf::from(std::env::var("PALISADE_PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string()))
+}

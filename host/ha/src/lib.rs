@@ -1,1 +1,30 @@
-//! placeholder
+//! The HA decisions, as a pure function.
+//!
+//! [`decide`] takes everything the daemon knows at the start of a cycle
+//! ([`Input`]: the cluster snapshot, the local PostgreSQL, the dynamic
+//! settings, this node's identity, the time) and returns a [`Step`]: either
+//! a [`Decision`] (actions for the daemon to carry out plus the one-line
+//! reason Patroni would log), or an [`Ask`]: a question only the outside
+//! world can answer ("did renewing the leader lock succeed?", "what WAL
+//! position do these members report?"). The daemon answers it, records the
+//! answer in [`Answers`] and calls `decide` again with the same input. The
+//! function is deterministic, so replaying a cycle gives the same result.
+//!
+//! Architecture invariant: this crate does no IO, reads no clock and knows
+//! nothing of tokio, the DCS plugins or PostgreSQL's binaries. It depends
+//! only on `palisade-model`.
+
+mod decide;
+mod follow;
+mod input;
+mod manual;
+mod output;
+mod race;
+
+pub use decide::decide;
+pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Settings, Task};
+pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
+pub use race::failover_candidates;
+
+#[cfg(test)]
+mod tests;

@@ -65,13 +65,13 @@ impl Cluster {
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let config = s.config.and_then(|c| match ClusterConfig::from_value(&c.version, &c.value) {
-            Ok(cfg) => Some(cfg),
+        let config = s.config.map(|c| match ClusterConfig::from_value(&c.version, &c.value) {
+            Ok(cfg) => cfg,
             Err(problem) => {
                 problems.push(SnapshotProblem { key: "config".into(), problem });
                 // Patroni keeps an empty config with the version, so that a
                 // writer can still compare-and-set over the garbage.
-                Some(ClusterConfig { version: c.version, data: Map::new() })
+                ClusterConfig { version: c.version, data: Map::new() }
             }
         });
 

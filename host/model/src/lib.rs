@@ -9,12 +9,14 @@
 pub mod cluster;
 pub mod lsn;
 pub mod member;
+pub mod role;
 pub mod tags;
 pub mod values;
 
 pub use cluster::{Cluster, Leader, SnapshotProblem};
 pub use lsn::{format_lsn, parse_lsn};
-pub use member::{slot_name_from_member_name, Member, MemberRecord};
+pub use member::{parse_postgres_url, slot_name_from_member_name, Member, MemberRecord, PostgresUrl};
+pub use role::{Role, State};
 pub use tags::Tags;
 pub use values::{ClusterConfig, Failover, HistoryLine, Status, SyncState, TimelineHistory};
 

@@ -1,0 +1,57 @@
+//! Following a leader: whom to stream from, and what to change.
+
+use palisade_model::Role;
+
+use crate::decide::{Ctx, Q};
+use crate::output::{Action, Decision, DemoteMode};
+
+impl Ctx<'_> {
+    /// The member to stream from: the `replicatefrom` member when it
+    /// exists, else the leader; nobody with `nostream`, and never ourselves.
+    pub fn node_to_follow(&self) -> Option<String> {
+        let me = self.i.me;
+        let c = self.i.cluster;
+        if me.tags().nostream() {
+            return None;
+        }
+        let target = match me.tags().replicatefrom() {
+            Some(from) if from != me.name => {
+                c.member(from).map(|m| m.name.clone()).or_else(|| c.leader_name().map(String::from))
+            }
+            _ => c.leader_name().map(String::from),
+        };
+        target.filter(|t| t != &me.name)
+    }
+
+    /// Run as a replica of the right member: demote a primary, or point
+    /// recovery at the member to follow.
+    pub fn follow(&mut self, demote_reason: &str, follow_reason: &str) -> Q<Decision> {
+        let l = self.i.local;
+        let target = self.node_to_follow();
+        if self.paused() {
+            if l.pg.is_primary() {
+                let mut d = Decision::new("continue to run as primary without lock");
+                if l.role != Role::Primary {
+                    d = d.with(Action::SetRole(Role::Primary));
+                }
+                return Ok(d);
+            }
+            if l.role != Role::StandbyLeader && l.role != Role::Replica {
+                self.pre.push(Action::SetRole(Role::Replica));
+            }
+            if target.is_none() {
+                return Ok(Decision::new(format!("no action. I am ({})", self.me())));
+            }
+        } else if l.pg.is_primary() {
+            return Ok(Decision::new(demote_reason).with(Action::Demote(DemoteMode::ImmediateNolock)));
+        }
+        let mut d = Decision::new(follow_reason);
+        if l.role != Role::Replica && l.role != Role::StandbyLeader {
+            d = d.with(Action::SetRole(Role::Replica));
+        }
+        if l.following != target {
+            d = d.with(Action::Follow { leader: target });
+        }
+        Ok(d)
+    }
+}

@@ -12,6 +12,7 @@ pub mod member;
 pub mod role;
 pub mod tags;
 pub mod values;
+pub mod view;
 
 pub use cluster::{Cluster, Leader, SnapshotProblem};
 pub use lsn::{format_lsn, parse_lsn};
@@ -19,6 +20,7 @@ pub use member::{parse_postgres_url, slot_name_from_member_name, Member, MemberR
 pub use role::{Role, State};
 pub use tags::Tags;
 pub use values::{ClusterConfig, Failover, HistoryLine, Status, SyncState, TimelineHistory};
+pub use view::{cluster_as_json, ViewModes};
 
 /// Serialise JSON the way Patroni does: compact separators, keys in the
 /// order they were inserted.

@@ -1,0 +1,184 @@
+//! Quoting rules for the files and strings we write, each as Patroni applies it.
+
+/// A value in `postgresql.conf`: single quotes around it, with `'` and `\`
+/// doubled (`it's` becomes `'it''s'`).
+pub fn conf_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// A value in a libpq `key=value` connection string: `'`, `\` and space
+/// get a backslash in front (Patroni's `format_dsn`).
+pub fn dsn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '\'' || c == '\\' || c == ' ' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A field of a `.pgpass` line: `:` and `\` get a backslash in front.
+pub fn pgpass_field(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == ':' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An SQL string literal, as libpq's `PQescapeLiteral` writes it: quotes
+/// doubled, and an `E'...'` literal with doubled backslashes when the value
+/// has a backslash.
+pub fn sql_literal(value: &str) -> String {
+    let has_backslash = value.contains('\\');
+    let mut out = String::with_capacity(value.len() + 3);
+    if has_backslash {
+        out.push_str(" E");
+    }
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// An SQL identifier, always double-quoted, with `"` doubled.
+pub fn sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Split a command line as Python's `shlex.split` does (POSIX rules: single
+/// quotes are literal, double quotes allow `\"`, `\\`, `\$` and `` \` ``,
+/// a backslash outside quotes escapes the next character). `None` when a
+/// quote is not closed.
+pub fn shell_split(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        other => word.push(other),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => {
+                            let next = chars.next()?;
+                            if !matches!(next, '"' | '\\' | '$' | '`' | '\n') {
+                                word.push('\\');
+                            }
+                            word.push(next);
+                        }
+                        other => word.push(other),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            other => {
+                in_word = true;
+                word.push(other);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_values() {
+        for (input, want) in [
+            ("on", "'on'"),
+            ("it's", "'it''s'"),
+            (r"C:\dir", r"'C:\\dir'"),
+            ("", "''"),
+            ("cp %p /arch/%f", "'cp %p /arch/%f'"),
+        ] {
+            assert_eq!(conf_value(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn dsn_values() {
+        for (input, want) in [("abc", "abc"), ("a b", r"a\ b"), ("it's", r"it\'s"), (r"a\b", r"a\\b")] {
+            assert_eq!(dsn_value(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn pgpass_fields() {
+        for (input, want) in [("pw", "pw"), ("a:b", r"a\:b"), (r"a\b", r"a\\b"), ("::1", r"\:\:1")] {
+            assert_eq!(pgpass_field(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn sql_quoting() {
+        assert_eq!(sql_literal("secret"), "'secret'");
+        assert_eq!(sql_literal("it's"), "'it''s'");
+        assert_eq!(sql_literal(r"a\b"), r" E'a\\b'");
+        assert_eq!(sql_ident("replicator"), "\"replicator\"");
+        assert_eq!(sql_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn shell_split_table() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("/bin/echo a b", Some(&["/bin/echo", "a", "b"])),
+            ("  cmd   'a b'  \"c d\" ", Some(&["cmd", "a b", "c d"])),
+            (r#"cmd "x\"y" a\ b"#, Some(&["cmd", "x\"y", "a b"])),
+            ("cmd ''", Some(&["cmd", ""])),
+            ("cmd 'open", None),
+            ("", Some(&[])),
+        ];
+        for (line, want) in cases {
+            let got = shell_split(line);
+            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(got, want, "{line}");
+        }
+    }
+}

@@ -187,3 +187,119 @@ pub fn server_parameters(
     }
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    const BASE: &str = "scope: demo\nname: n1\nrestapi: {listen: '127.0.0.1:8008'}\netcd3: {hosts: 'h:2379'}\n";
+
+    fn local(postgresql: &str) -> LocalConfig {
+        let text = format!(
+            "{BASE}postgresql:\n  listen: 10.0.0.1,10.0.0.2:5433\n  data_dir: /d\n  config_dir: /etc/pg\n  \
+             authentication: {{superuser: {{username: s}}, replication: {{username: r}}}}\n{postgresql}"
+        );
+        let env: BTreeMap<String, String> = [("PATRONI_CONFIGURATION".to_string(), text)].into_iter().collect();
+        crate::load(None, &env).expect("valid").config
+    }
+
+    fn global(v: Value) -> GlobalConfig {
+        GlobalConfig::from_dynamic(v.as_object().expect("object")).0
+    }
+
+    #[test]
+    fn parameters_merge_with_controlled_ones_from_the_dynamic_side_only() {
+        let l =
+            local("  parameters:\n    work_mem: 4MB\n    max_connections: 999\n    unix_socket_directories: /run\n");
+        let g = global(json!({"postgresql": {"parameters": {
+            "work_mem": "8MB", "Max_Connections": "300", "wal_level": "logical", "max_wal_senders": 1,
+            "shared_buffers": "1GB", "port": 6000
+        }}}));
+        let e = effective_postgresql(&l, &g);
+        assert_eq!(
+            Value::Object(e.parameters),
+            json!({
+                "wal_level": "logical", "hot_standby": "on", "Max_Connections": 300, "max_wal_senders": 10,
+                "max_prepared_transactions": 0, "max_locks_per_transaction": 64, "track_commit_timestamp": "off",
+                "max_replication_slots": 10, "max_worker_processes": 8, "wal_log_hints": "on",
+                "work_mem": "4MB", "shared_buffers": "1GB", "unix_socket_directories": "/run"
+            })
+        );
+    }
+
+    #[test]
+    fn other_keys_local_over_dynamic_except_use_slots() {
+        let g = global(json!({"postgresql": {
+            "pg_hba": ["host all all 0.0.0.0/0 md5"], "pg_ident": ["m s u"], "use_slots": false,
+            "use_pg_rewind": true, "recovery_conf": {"a": 1}, "data_dir": "/elsewhere"
+        }}));
+        let plain = effective_postgresql(&local(""), &g);
+        assert_eq!(plain.pg_hba, ["host all all 0.0.0.0/0 md5"]);
+        assert_eq!(plain.pg_ident, ["m s u"]);
+        assert_eq!(plain.recovery_conf, json!({"a": 1}).as_object().cloned().expect("object"));
+        assert!(!plain.use_slots && plain.use_pg_rewind);
+        let l =
+            local("  pg_hba: [local all all trust]\n  use_slots: true\n  use_pg_rewind: false\n  recovery_conf: {}\n");
+        let e = effective_postgresql(&l, &g);
+        assert_eq!(e.pg_hba, ["local all all trust"]);
+        assert_eq!(e.pg_ident, ["m s u"]);
+        assert!(e.recovery_conf.is_empty(), "a local recovery_conf replaces the dynamic one whole");
+        assert!(!e.use_slots, "use_slots is global only");
+        assert!(!e.use_pg_rewind);
+    }
+
+    #[test]
+    fn defaults_without_any_dynamic_configuration() {
+        let e = effective_postgresql(&local(""), &GlobalConfig::default());
+        assert_eq!(e.parameters.get("max_connections"), Some(&json!(100)));
+        assert_eq!(e.parameters.get("wal_level"), Some(&json!("hot_standby")));
+        assert!(e.parameters.get("wal_keep_segments").is_none() && e.parameters.get("wal_keep_size").is_none());
+        assert!(e.use_slots && !e.use_pg_rewind && e.pg_hba.is_empty());
+    }
+
+    #[test]
+    fn server_parameters_per_version() {
+        let l = local("  parameters:\n    hba_file: pg_hba.conf\n");
+        let segments = global(json!({"postgresql": {"parameters": {"wal_keep_segments": 16}}}));
+        let e = effective_postgresql(&l, &segments);
+        let pg15 = server_parameters(&e, &l, 150_000);
+        assert_eq!(pg15.get("wal_keep_size"), Some(&json!("256MB")));
+        assert!(pg15.get("wal_keep_segments").is_none());
+        assert_eq!(pg15.get("wal_level"), Some(&json!("replica")));
+        assert_eq!(pg15.get("listen_addresses"), Some(&json!("10.0.0.1,10.0.0.2")));
+        assert_eq!(pg15.get("port"), Some(&json!("5433")));
+        assert_eq!(pg15.get("cluster_name"), Some(&json!("demo")));
+        assert_eq!(pg15.get("hba_file"), Some(&json!("/etc/pg/pg_hba.conf")));
+
+        let defaults = effective_postgresql(&l, &GlobalConfig::default());
+        assert_eq!(server_parameters(&defaults, &l, 160_000).get("wal_keep_size"), Some(&json!("128MB")));
+        assert_eq!(server_parameters(&defaults, &l, 120_000).get("wal_keep_segments"), Some(&json!(8)));
+
+        let size = global(json!({"postgresql": {"parameters": {"wal_keep_size": "1GB"}}}));
+        let pg12 = server_parameters(&effective_postgresql(&l, &size), &l, 120_000);
+        assert_eq!(pg12.get("wal_keep_segments"), Some(&json!(64)));
+        assert!(pg12.get("wal_keep_size").is_none());
+
+        let pg94 = server_parameters(&defaults, &l, 90_400);
+        assert_eq!(pg94.get("wal_level"), Some(&json!("hot_standby")));
+        assert!(pg94.get("track_commit_timestamp").is_none() && pg94.get("cluster_name").is_none());
+        assert!(pg94.get("max_replication_slots").is_some());
+    }
+
+    #[test]
+    fn role_overrides() {
+        let l = local(
+            "  parameters_replica: {work_mem: 64MB, max_connections: 5}\n  pg_hba_primary: [host all all all md5]\n",
+        );
+        let g = global(json!({"postgresql": {"pg_hba": ["local all all trust"]}}));
+        let replica = effective_postgresql_for_role(&l, &g, OverrideRole::Replica);
+        assert_eq!(replica.parameters.get("work_mem"), Some(&json!("64MB")));
+        assert_eq!(replica.parameters.get("max_connections"), Some(&json!(100)), "controlled ones never overridden");
+        assert_eq!(replica.pg_hba, ["local all all trust"]);
+        let primary = effective_postgresql_for_role(&l, &g, OverrideRole::Primary);
+        assert_eq!(primary.pg_hba, ["host all all all md5"]);
+        assert!(primary.parameters.get("work_mem").is_none());
+    }
+}

@@ -1,0 +1,112 @@
+//! The DCS conformance suite: the promises of `palisade_plugin_api::Dcs`,
+//! checked against a real store through a loaded plugin. Every check takes
+//! a [`DcsFixture`]; a plugin joins the suite by implementing it (its core
+//! is the factory `new_dcs(member name) -> Box<dyn Dcs>`) and invoking
+//! [`dcs_conformance_tests!`](crate::dcs_conformance_tests) in
+//! `tests/tests/dcs_conformance.rs`.
+//!
+//! Checks never assert on speed beyond generous bounds that correctness
+//! needs ("the watch woke long before its 10 s timeout").
+
+mod lock;
+mod outage;
+mod values;
+mod watch;
+
+pub use lock::*;
+pub use outage::*;
+pub use values::*;
+pub use watch::*;
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_plugin_api::{Dcs, DcsSnapshot, DcsTiming};
+
+/// A store under test, with a fresh, empty cluster.
+pub trait DcsFixture: Sync {
+    /// The factory: a new client of the cluster under test, as member
+    /// `member`, with [`DcsFixture::timing`].
+    fn new_dcs(&self, member: &str) -> Box<dyn Dcs>;
+    /// The timing the clients were made with (short ttl: a few seconds).
+    fn timing(&self) -> DcsTiming;
+    /// Write `value` at the cluster's key `key` (`leader`,
+    /// `members/<name>`...) behind the plugin's back.
+    fn write_raw(&self, key: &str, value: &[u8]);
+    /// Make the store unreachable (the process is stopped).
+    fn stop_store(&self);
+    /// Bring it back on the same address with the same data.
+    fn start_store(&self);
+    /// Freeze the store: connections stay open but nothing answers.
+    fn freeze_store(&self);
+    fn thaw_store(&self);
+}
+
+/// A member value as Patroni writes it.
+pub const MEMBER_JSON: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.0","xlog_location":50331968,"timeline":1}"#;
+
+pub(crate) fn snapshot(dcs: &dyn Dcs) -> DcsSnapshot {
+    dcs.get_cluster().unwrap_or_else(|e| panic!("get_cluster: {e}"))
+}
+
+pub(crate) fn ok<T>(what: &str, r: palisade_plugin_api::PluginResult<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Run `f` on its own thread and give up (failing the test) when it has
+/// not returned after `limit`: a hang must fail, not stall the suite.
+pub(crate) fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
+    let (tx, rx) = mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let r = f();
+        let _ = tx.send((r, started.elapsed()));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => panic!("{what} still had not returned after {limit:?}"),
+    }
+}
+
+pub(crate) fn shared(dcs: Box<dyn Dcs>) -> Arc<dyn Dcs> {
+    Arc::from(dcs)
+}
+
+/// Generate one `#[test]` per check; `$make` builds a fresh fixture.
+#[macro_export]
+macro_rules! dcs_conformance_tests {
+    ($make:expr) => {
+        $crate::dcs_conformance_tests!(@each $make;
+            only_one_acquirer_wins,
+            update_leader_by_a_non_owner_fails,
+            delete_leader_only_by_the_owner,
+            keys_expire_unless_renewed,
+            initialize_is_created_once_and_can_be_cancelled,
+            config_is_compare_and_set,
+            sync_is_compare_and_set,
+            failover_is_compare_and_set,
+            values_round_trip_byte_exactly,
+            garbage_comes_back_as_stored,
+            delete_cluster_removes_every_key,
+            watch_wakes_when_the_leader_is_deleted,
+            watch_wakes_when_the_leader_changes,
+            watch_times_out_without_a_change,
+            store_down_gives_dcs_errors_then_recovers,
+            frozen_store_gives_dcs_errors_then_recovers,
+        );
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let fixture = ($make)();
+                $crate::conformance::$check(&fixture);
+            }
+        )*
+    };
+}

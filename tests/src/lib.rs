@@ -1,0 +1,12 @@
+//! Cluster tests against real processes: the harness that runs the servers
+//! (etcd, with its raw client), the loading of plugins through the real
+//! loader, and the DCS conformance suite every DCS plugin must pass.
+//!
+//! Test code only: nothing here may be used by production code, and it
+//! reaches plugins only through `palisade-plugin-api` (never by linking a
+//! plugin crate), as the daemon does.
+
+pub mod conformance;
+pub mod etcd;
+pub mod etcd3;
+pub mod plugins;

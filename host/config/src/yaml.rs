@@ -27,6 +27,10 @@ use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Tag};
 /// cannot exhaust memory.
 const MAX_NODES: usize = 2_000_000;
 
+/// Upper bound on nesting, so that dropping or walking a value cannot
+/// overflow the stack.
+const MAX_DEPTH: usize = 256;
+
 /// Parses one YAML document. An empty document is `Value::Null`.
 pub fn parse(text: &str) -> Result<Value, String> {
     Composer::default().run(text)
@@ -113,6 +117,9 @@ impl Composer {
                     }
                 }
                 _ => {}
+            }
+            if self.stack.len() > MAX_DEPTH {
+                return Err(format!("document nested too deeply (more than {MAX_DEPTH} levels)"));
             }
             if self.nodes > MAX_NODES {
                 return Err(format!("document too large (more than {MAX_NODES} nodes after alias expansion)"));
@@ -593,6 +600,14 @@ mod tests {
         assert_eq!(parse("# only a comment\n").expect("parses"), Value::Null);
         assert_eq!(parse("1: a\ntrue: b\n").expect("parses"), json!({"1": "a", "true": "b"}));
         assert_eq!(parse("a: 1\na: 2\n").expect("parses"), json!({"a": 2}));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep).is_err());
+        let fine = format!("{}{}", "[".repeat(50), "]".repeat(50));
+        assert!(parse(&fine).is_ok());
     }
 
     #[test]

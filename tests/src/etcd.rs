@@ -28,8 +28,18 @@ pub struct RawKv {
     pub lease: i64,
 }
 
+/// Server certificate files for an etcd that speaks TLS to its clients
+/// (and requires client certificates signed by `ca`).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 pub struct EtcdServer {
     staging: Staging,
+    tls: Option<EtcdTls>,
     name: String,
     client_port: u16,
     peer_port: u16,
@@ -43,9 +53,19 @@ impl EtcdServer {
     /// Start a fresh etcd and wait until it answers; panics (with its log)
     /// when it does not.
     pub fn start(label: &str) -> Self {
+        Self::start_with(label, None)
+    }
+
+    /// Like [`EtcdServer::start`], with TLS on the client port.
+    pub fn start_tls(label: &str, tls: EtcdTls) -> Self {
+        Self::start_with(label, Some(tls))
+    }
+
+    fn start_with(label: &str, tls: Option<EtcdTls>) -> Self {
         let staging = Staging::new(&format!("etcd-{label}"));
         let mut server = EtcdServer {
             staging,
+            tls,
             name: format!("etcd-{label}"),
             client_port: free_port(),
             peer_port: free_port(),
@@ -69,9 +89,10 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:<client port>`.
+    /// `http(s)://127.0.0.1:<client port>`.
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.host_port())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_port())
     }
 
     /// What etcd wrote so far.
@@ -114,18 +135,29 @@ impl EtcdServer {
             .arg("stderr")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
         let guard =
             ProcessGuard::spawn(&self.name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", etcd_binary().display()));
         self.process = Some(guard);
         let port = self.client_port;
+        // Over TLS an open port has to do: /health would need a client certificate.
+        let check = if self.tls.is_some() { listening } else { healthy };
         let ready = wait_until(START_TIMEOUT, || {
             if !self.process.as_mut().is_some_and(|p| p.alive()) {
                 return true;
             }
-            healthy(port)
+            check(port)
         });
         let alive = self.process.as_mut().is_some_and(|p| p.alive());
-        if !(ready && alive && healthy(port)) {
+        if !(ready && alive && check(port)) {
             panic!("etcd did not come up on port {port} (start #{}):\n{}", self.starts, self.log());
         }
     }
@@ -156,7 +188,7 @@ impl EtcdServer {
     }
 
     /// A raw etcd client, to check what a plugin wrote or to write behind
-    /// its back.
+    /// its back (plain http only: not for a server started with TLS).
     pub fn raw(&self) -> RawClient {
         RawClient::new(&self.client_url())
     }
@@ -168,6 +200,10 @@ impl Drop for EtcdServer {
         self.thaw();
         self.stop();
     }
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).is_ok()
 }
 
 /// Whether etcd on 127.0.0.1:`port` reports itself healthy (`GET /health`).

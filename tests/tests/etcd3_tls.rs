@@ -1,0 +1,127 @@
+//! The etcd3 plugin over TLS: server verified against `cacert`, client
+//! certificate from `cert`/`key` (etcd requires one here). Certificates
+//! are made for the test with the `openssl` command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use palisade_plugin_api::{DcsParams, ErrorKind};
+use palisade_test_support::Staging;
+use palisade_tests::etcd::{EtcdServer, EtcdTls};
+use palisade_tests::plugins::{open_dcs_plugin, test_timing};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run openssl (is it installed?): {e}"));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, and a certificate of it for `name` valid for 127.0.0.1.
+fn ca(dir: &Path, ca: &str) {
+    let subject = format!("/CN={ca}");
+    let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj",
+            &subject,
+        ],
+    );
+}
+
+fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+    let subject = format!("/CN={name}");
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap_or_else(|e| panic!("write the extensions: {e}"));
+    let (ca_crt, ca_key, ext) = (format!("{ca}.crt"), format!("{ca}.key"), format!("{name}.ext"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (dir.join(crt), dir.join(key))
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    let staging = Staging::new("etcd3-tls");
+    let dir = staging.path();
+    ca(dir, "ca");
+    ca(dir, "other-ca");
+    let (server_crt, server_key) = leaf(dir, "ca", "server");
+    let (client_crt, client_key) = leaf(dir, "ca", "client");
+    let etcd = EtcdServer::start_tls("tls", EtcdTls { ca: dir.join("ca.crt"), cert: server_crt, key: server_key });
+
+    let plugin = open_dcs_plugin("etcd3");
+    let mut timing = test_timing();
+    timing.retry_timeout = Duration::from_secs(3);
+    let dcs = |section: String| {
+        let params = DcsParams {
+            scope: "demo".into(),
+            namespace: "/service/".into(),
+            name: "n1".into(),
+            group: None,
+            timing,
+            section_json: section,
+        };
+        plugin.new_dcs(params).unwrap_or_else(|e| panic!("construct the plugin: {e}"))
+    };
+    let host = etcd.host_port();
+    let show = |p: &Path| p.display().to_string();
+    let good = dcs(format!(
+        r#"{{"host":"{host}","protocol":"https","cacert":"{}","cert":"{}","key":"{}"}}"#,
+        show(&dir.join("ca.crt")),
+        show(&client_crt),
+        show(&client_key)
+    ));
+    assert!(good.write_status(r#"{"optime":1}"#).unwrap());
+    assert!(good.attempt_to_acquire_leader().unwrap());
+    let s = good.get_cluster().unwrap();
+    assert_eq!(s.status.as_deref(), Some(r#"{"optime":1}"#));
+    assert_eq!(s.leader.unwrap().name, "n1");
+
+    // The key inside the certificate file works too.
+    let combined = dir.join("client-combined.pem");
+    let pem = [std::fs::read(&client_crt).unwrap_or_default(), std::fs::read(&client_key).unwrap_or_default()].concat();
+    std::fs::write(&combined, pem).unwrap_or_else(|e| panic!("write {}: {e}", combined.display()));
+    let url = etcd.client_url();
+    let combined_only =
+        dcs(format!(r#"{{"url":"{url}","cacert":"{}","cert":"{}"}}"#, show(&dir.join("ca.crt")), show(&combined)));
+    assert!(combined_only.get_cluster().unwrap().leader.is_some());
+
+    // A server certificate no trusted CA signed is refused.
+    let wrong_ca = dcs(format!(
+        r#"{{"url":"{url}","cacert":"{}","cert":"{}","key":"{}"}}"#,
+        show(&dir.join("other-ca.crt")),
+        show(&client_crt),
+        show(&client_key)
+    ));
+    assert_eq!(wrong_ca.get_cluster().unwrap_err().kind, ErrorKind::DcsUnavailable);
+    // So is a client without a certificate.
+    let no_cert = dcs(format!(r#"{{"url":"{url}","cacert":"{}"}}"#, show(&dir.join("ca.crt"))));
+    assert_eq!(no_cert.get_cluster().unwrap_err().kind, ErrorKind::DcsUnavailable);
+}

@@ -157,7 +157,8 @@ impl Dcs for Etcd3 {
             let nodes: Vec<Node> = resp.kvs().iter().map(Node::from_kv).collect();
             let (snapshot, memo) = snapshot::build(&self.keys, &nodes, revision, &self.name);
             if let Some(leader) = &snapshot.leader {
-                let ours = self.lease.lock().await.id;
+                // Never wait for a lease refresh in progress just to warn.
+                let ours = self.lease.try_lock().ok().and_then(|l| l.id);
                 if leader.name == self.name && ours.is_some_and(|id| id.to_string() != leader.session) {
                     tracing::warn!("I am the leader but not owner of the lease");
                 }

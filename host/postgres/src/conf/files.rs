@@ -175,7 +175,8 @@ pub fn remove_recovery_files(paths: &ConfPaths) -> io::Result<bool> {
     Ok(changed)
 }
 
-pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
+/// Remove a file; `Ok(false)` when it was not there.
+pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

@@ -15,7 +15,7 @@
 
 mod conninfo;
 mod files;
-mod params;
+pub(crate) mod params;
 mod pgpass;
 pub mod quote;
 mod recovery;
@@ -23,8 +23,8 @@ mod render;
 
 pub use conninfo::{auth_params, format_dsn, primary_conninfo_params, ConnParams, FollowTarget, RemoteSource};
 pub use files::{
-    ensure_base_conf, remove_recovery_files, restore_configuration_files, sanitize_auto_conf, save_configuration_files,
-    write_if_changed, write_signal, ConfPaths, BASE_CONF_NAME,
+    ensure_base_conf, remove_if_exists as remove_file_if_exists, remove_recovery_files, restore_configuration_files,
+    sanitize_auto_conf, save_configuration_files, write_if_changed, write_signal, ConfPaths, BASE_CONF_NAME,
 };
 pub use params::{
     compare_with_settings, is_recovery_parameter, value_to_string, ParamDiff, ParameterChanges, ServerParameters,

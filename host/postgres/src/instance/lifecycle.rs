@@ -1,0 +1,444 @@
+//! Start, stop, promote, reload, crash recovery.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{file_err, lock, PgError, Postgres};
+use crate::binaries::{
+    pg_ctl, pg_isready, show_setting, shutdown_checkpoint, single_user, IsReady, PgCtlAction, PgCtlArgs,
+    ShowSettingArgs, ShutdownCheckpoint, SingleUserArgs,
+};
+use crate::conf::{remove_recovery_files, restore_configuration_files, save_configuration_files};
+use crate::controldata::{ClusterState, ControlData};
+use crate::process::{read_postmaster_opts, spawn_postmaster, SpawnArgs, StopMode};
+use crate::units::parse_bool;
+
+/// How a start ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// Accepting connections.
+    Running,
+    /// Still starting when the timeout passed (recovering, or not listening
+    /// yet); check again with [`Postgres::wait_for_startup`].
+    Starting,
+    /// The postmaster exited.
+    Failed { reason: String },
+    /// A postmaster already runs on this data directory; nothing was done.
+    AlreadyRunning { pid: i32 },
+}
+
+/// How to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopOptions {
+    pub mode: StopMode,
+    /// After this long, escalate: `fast`/`smart` to `immediate`, then
+    /// immediate to SIGKILL of the postmaster and its children. `None`
+    /// waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// Run `CHECKPOINT` first so the shutdown checkpoint is quick (Patroni
+    /// does unless the mode is `immediate`).
+    pub checkpoint: bool,
+}
+
+impl StopOptions {
+    /// `fast` with a CHECKPOINT first, escalating after `timeout`.
+    pub fn fast(timeout: Option<Duration>) -> Self {
+        Self { mode: StopMode::Fast, timeout, checkpoint: true }
+    }
+
+    pub fn immediate(timeout: Option<Duration>) -> Self {
+        Self { mode: StopMode::Immediate, timeout, checkpoint: false }
+    }
+}
+
+/// A stop had to go further than asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escalation {
+    /// SIGQUIT after the asked mode timed out.
+    Immediate,
+    /// SIGKILL of the postmaster and its children.
+    Kill,
+}
+
+/// How a stop ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// A postmaster was running (and we signalled it).
+    pub was_running: bool,
+    pub escalated: Option<Escalation>,
+    /// `Database cluster state` after the stop.
+    pub state: Option<ClusterState>,
+    /// For a primary that shut down cleanly: where its WAL ends (what
+    /// Patroni's leader publishes before releasing the lock).
+    pub shutdown_checkpoint: Option<ShutdownCheckpoint>,
+}
+
+/// How a promotion ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromoteOutcome {
+    /// pg_control says `in production`.
+    Promoted,
+    /// Asked, but not finished within the time given.
+    Pending,
+}
+
+impl Postgres {
+    /// Start PostgreSQL (Patroni's `start`): write the configuration files,
+    /// raise `max_connections` and friends to their pg_control values on a
+    /// standby, start the postmaster in its own session with the controlled
+    /// parameters on its command line, and wait up to `timeout` for it to
+    /// accept connections.
+    pub async fn start(&self, timeout: Duration) -> Result<StartOutcome, PgError> {
+        if let Some(pid) = self.is_running() {
+            tracing::error!("Cannot start PostgreSQL because one is already running.");
+            return Ok(StartOutcome::AlreadyRunning { pid });
+        }
+        self.sql.close().await;
+        let major = self.require_major()?;
+        let paths = self.paths();
+        let mut params = self.server_parameters();
+        let mut raised = BTreeMap::new();
+        if paths.recovery_signal_exists() {
+            match self.controldata().await {
+                Ok(control) => raised = params.raise_to_controldata(&control, major),
+                Err(e) => tracing::warn!("cannot read pg_controldata before start: {e}"),
+            }
+        }
+        if let Some(mode) = *lock(&self.custom_bootstrap) {
+            let recovery = self.recovery();
+            let promote_at_target = recovery.as_ref().is_some_and(|r| {
+                let pause = r.values.get("pause_at_recovery_target").and_then(|v| parse_bool(v));
+                let action = r.values.get("recovery_target_action").cloned();
+                action.unwrap_or_else(|| if pause == Some(false) { "promote".into() } else { "pause".into() })
+                    == "promote"
+            });
+            if mode.keep_existing_recovery_conf || promote_at_target {
+                params.set("hot_standby", "off");
+            }
+        }
+        *lock(&self.raised) = raised;
+        self.write_files(&paths, &params, major).await?;
+        self.sql.set_target(self.local_connection()).await;
+        let args = SpawnArgs {
+            program: self.postgres_program(),
+            data_dir: paths.data_dir.clone(),
+            config_file: paths.postgresql_conf.clone(),
+            options: params.cmdline_options(),
+            output: self.output.clone(),
+        };
+        let pm = spawn_postmaster(&args)?;
+        self.put_postmaster(pm);
+        self.wait_for_startup(timeout).await
+    }
+
+    /// Wait up to `timeout` for a starting postmaster to accept
+    /// connections (Patroni's `wait_for_port_open` and `wait_for_startup`,
+    /// with `pg_isready`).
+    pub async fn wait_for_startup(&self, timeout: Duration) -> Result<StartOutcome, PgError> {
+        let deadline = Instant::now() + timeout;
+        let args = self.local_connection().isready_args();
+        let bins = self.binaries();
+        loop {
+            if self.is_running().is_none() {
+                return Ok(StartOutcome::Failed { reason: "postmaster is not running".into() });
+            }
+            match pg_isready(&bins, &args).await? {
+                IsReady::Accepting => break,
+                IsReady::Unknown => {
+                    tracing::warn!("Unknown status returned from pg_isready, assuming PostgreSQL is running");
+                    break;
+                }
+                IsReady::Rejecting | IsReady::NoResponse => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(StartOutcome::Starting);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if lock(&self.custom_bootstrap).is_none() {
+            self.save_configuration_files()?;
+        }
+        Ok(StartOutcome::Running)
+    }
+
+    /// `pg_isready` on the local connection address.
+    pub async fn is_ready(&self) -> Result<IsReady, PgError> {
+        Ok(pg_isready(&self.binaries(), &self.local_connection().isready_args()).await?)
+    }
+
+    /// Stop PostgreSQL (Patroni's `stop`): an optional CHECKPOINT, the
+    /// `before_stop` script, the mode's signal, escalation after the
+    /// timeout, and a wait until the postmaster is gone (our child reaped).
+    /// Reports the final pg_control state and, for a clean primary
+    /// shutdown, the shutdown checkpoint location.
+    pub async fn stop(&self, opts: StopOptions) -> Result<StopOutcome, PgError> {
+        let Some(mut pm) = self.take_postmaster() else {
+            return Ok(StopOutcome { was_running: false, escalated: None, state: None, shutdown_checkpoint: None });
+        };
+        if opts.checkpoint && opts.mode != StopMode::Immediate && self.is_ready().await.ok() == Some(IsReady::Accepting)
+        {
+            if let Err(e) = self.sql.checkpoint(opts.timeout).await {
+                tracing::warn!("CHECKPOINT before stop failed: {e}");
+            }
+        }
+        if let Some(cmd) = self.settings().local.before_stop.clone() {
+            self.run_before_stop(&cmd).await;
+        }
+        self.sql.close().await;
+        let mut escalated = None;
+        if let Err(e) = pm.signal_stop(opts.mode) {
+            self.put_postmaster(pm);
+            return Err(e.into());
+        }
+        if !pm.wait_exit(opts.timeout).await {
+            if opts.mode != StopMode::Immediate {
+                tracing::warn!("Timeout during postmaster stop, aborting Postgres.");
+                escalated = Some(Escalation::Immediate);
+                let _ = pm.signal_stop(StopMode::Immediate);
+            }
+            if opts.mode == StopMode::Immediate || !pm.wait_exit(opts.timeout).await {
+                tracing::warn!("Sending SIGKILL to Postmaster and its children");
+                escalated = Some(Escalation::Kill);
+                pm.kill_all().await;
+            }
+        }
+        let (state, checkpoint) = match self.controldata().await {
+            Ok(control) => {
+                let checkpoint = match shutdown_checkpoint(&self.binaries(), &self.paths().data_dir, &control).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("cannot read the shutdown checkpoint with pg_waldump: {e}");
+                        None
+                    }
+                };
+                (Some(control.state), checkpoint)
+            }
+            Err(e) => {
+                tracing::warn!("cannot read pg_controldata after stop: {e}");
+                (None, None)
+            }
+        };
+        Ok(StopOutcome { was_running: true, escalated, state, shutdown_checkpoint: checkpoint })
+    }
+
+    async fn run_before_stop(&self, cmd: &str) {
+        let Some(argv) = crate::conf::quote::shell_split(cmd).filter(|a| !a.is_empty()) else {
+            tracing::error!("cannot split before_stop command {cmd:?}");
+            return;
+        };
+        match crate::bootstrap::run_script(&argv, &BTreeMap::new()).await {
+            Ok(status) => tracing::info!("before_stop script `{cmd}` exited with {status}"),
+            Err(e) => tracing::error!("Exception when calling `{cmd}`: {e}"),
+        }
+    }
+
+    /// Promote a standby (`pg_ctl promote`, without waiting) and wait up to
+    /// `wait` for pg_control to say `in production`. Once promoted, the
+    /// recovery settings are removed from postgresql.conf.
+    pub async fn promote(&self, wait: Duration) -> Result<PromoteOutcome, PgError> {
+        let paths = self.paths();
+        pg_ctl(
+            &self.binaries(),
+            &PgCtlArgs {
+                data_dir: paths.data_dir.clone(),
+                action: PgCtlAction::Promote { wait: false },
+                timeout: None,
+            },
+        )
+        .await?;
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(control) = self.controldata().await {
+                if control.state == ClusterState::InProduction {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(PromoteOutcome::Pending);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        *lock(&self.recovery) = None;
+        let major = self.require_major()?;
+        remove_recovery_files(&paths).map_err(file_err("remove the recovery files in", &paths.data_dir))?;
+        self.write_files(&paths, &self.server_parameters(), major).await?;
+        Ok(PromoteOutcome::Promoted)
+    }
+
+    /// Make the postmaster re-read its configuration files (SIGHUP, as
+    /// `pg_ctl reload` does).
+    pub async fn reload(&self) -> Result<(), PgError> {
+        let pid = self.is_running().ok_or(PgError::NotRunning)?;
+        let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP);
+        match sent {
+            Ok(()) => Ok(()),
+            Err(nix::Error::ESRCH) => Err(PgError::NotRunning),
+            Err(source) => Err(crate::process::ProcessError::Signal { pid, signal: Signal::SIGHUP, source }.into()),
+        }
+    }
+
+    /// Bring a crashed data directory to a clean `shut down` state
+    /// (Patroni's `ensure_clean_shutdown`): try to archive WAL segments still
+    /// marked `.ready`, clear `archive_status`, remove the recovery signal
+    /// files, and run `postgres --single` with the options of the last
+    /// start (`postmaster.opts`) plus `archive_mode=on`,
+    /// `archive_command=false`. Returns pg_control afterwards.
+    pub async fn crash_recovery(&self) -> Result<ControlData, PgError> {
+        if let Some(pid) = self.is_running() {
+            return Err(PgError::Running { pid });
+        }
+        let paths = self.paths();
+        self.archive_ready_wals().await;
+        cleanup_archive_status(&paths.data_dir);
+        let mut options = read_postmaster_opts(&paths.data_dir).unwrap_or_default();
+        if !options.contains_key("config-file") && !options.contains_key("config_file") {
+            options.insert("config_file".into(), paths.postgresql_conf.to_string_lossy().into_owned());
+        }
+        options.insert("archive_mode".into(), "on".into());
+        options.insert("archive_command".into(), "false".into());
+        *lock(&self.recovery) = None;
+        remove_recovery_files(&paths).map_err(file_err("remove the recovery files in", &paths.data_dir))?;
+        let args = SingleUserArgs { data_dir: paths.data_dir.clone(), options, database: "template1".into() };
+        if let Err(e) = single_user(&self.binaries(), &args).await {
+            tracing::error!("Crash recovery finished with an error: {e}");
+            return Err(e.into());
+        }
+        self.controldata().await
+    }
+
+    /// Archive the WAL segments `archive_status` still marks `.ready` with
+    /// the configured `archive_command` (Patroni's `_archive_ready_wals`),
+    /// so that a crash recovery or rewind does not lose them from the
+    /// archive. Failures are logged.
+    pub async fn archive_ready_wals(&self) {
+        let paths = self.paths();
+        let bins = self.binaries();
+        let get = |name: &str| {
+            let args = ShowSettingArgs {
+                data_dir: paths.data_dir.clone(),
+                config_file: paths.postgresql_conf.clone(),
+                name: name.to_string(),
+            };
+            let bins = bins.clone();
+            async move { show_setting(&bins, &args).await.ok() }
+        };
+        let mode = get("archive_mode").await;
+        let Some(command) = get("archive_command").await.filter(|c| !c.is_empty()) else { return };
+        if !matches!(mode.as_deref(), Some("on" | "always")) {
+            return;
+        }
+        let status_dir = paths.data_dir.join("pg_wal").join("archive_status");
+        let Ok(entries) = std::fs::read_dir(&status_dir) else { return };
+        let mut ready: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
+            .filter(|w| is_wal_name(w))
+            .collect();
+        ready.sort();
+        for wal in ready {
+            let wal_path = paths.data_dir.join("pg_wal").join(&wal);
+            if !wal_path.is_file() {
+                continue;
+            }
+            let cmd = archiver_command(&command, &wal_path.to_string_lossy(), &wal);
+            tracing::info!("Trying to archive {wal}: {cmd}");
+            let status = tokio::process::Command::new("/bin/sh").arg("-c").arg(&cmd).status().await;
+            if status.is_ok_and(|s| s.success()) {
+                let from = status_dir.join(format!("{wal}.ready"));
+                let to = status_dir.join(format!("{wal}.done"));
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    tracing::error!("Unable to rename {} to {}: {e}", from.display(), to.display());
+                }
+            } else {
+                tracing::info!("Failed to archive WAL segment {wal}");
+            }
+        }
+    }
+
+    /// Copy the configuration files into the data directory as `.backup`.
+    pub fn save_configuration_files(&self) -> Result<(), PgError> {
+        let paths = self.paths();
+        let params = self.server_parameters();
+        let (hba, ident) =
+            (params.custom_hba_file(&paths.pg_hba).is_some(), params.custom_ident_file(&paths.pg_ident).is_some());
+        save_configuration_files(&paths, hba, ident)
+            .map_err(file_err("back up the configuration files of", &paths.config_dir))
+    }
+
+    /// Bring back missing configuration files from their `.backup` copies
+    /// (after a base backup or a custom bootstrap).
+    pub fn restore_configuration_files(&self) -> Result<(), PgError> {
+        let paths = self.paths();
+        let params = self.server_parameters();
+        let (hba, ident) =
+            (params.custom_hba_file(&paths.pg_hba).is_some(), params.custom_ident_file(&paths.pg_ident).is_some());
+        restore_configuration_files(&paths, hba, ident)
+            .map_err(file_err("restore the configuration files of", &paths.config_dir))
+    }
+}
+
+fn is_wal_name(name: &str) -> bool {
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    base.len() == 24 && base.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+}
+
+/// Patroni's `_build_archiver_command`: `%p` the WAL file's path, `%f` its
+/// name, `%r` the oldest segment to keep (always the first one here), `%%`
+/// a percent sign.
+pub(crate) fn archiver_command(command: &str, wal_path: &str, wal_name: &str) -> String {
+    let mut out = String::new();
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('p') => out.push_str(wal_path),
+            Some('f') => out.push_str(wal_name),
+            Some('r') => out.push_str("000000010000000000000001"),
+            Some('%') => out.push('%'),
+            _ => {
+                out.push('%');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+/// Remove everything in `pg_wal/archive_status` (Patroni's
+/// `cleanup_archive_status`).
+fn cleanup_archive_status(data_dir: &std::path::Path) {
+    let dir = data_dir.join("pg_wal").join("archive_status");
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::error!("Unable to remove {}: {err}", e.path().display());
+                }
+            }
+        }
+        Err(e) => tracing::error!("Unable to list {}: {e}", dir.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archiver_commands() {
+        for (cmd, want) in
+            [("cp %p /arch/%f", "cp /d/pg_wal/W /arch/W"), ("x %r %% %z %", "x 000000010000000000000001 % %z %")]
+        {
+            assert_eq!(archiver_command(cmd, "/d/pg_wal/W", "W"), want, "{cmd}");
+        }
+        assert!(is_wal_name("000000010000000000000003"));
+        assert!(is_wal_name("000000010000000000000003.partial"));
+        assert!(!is_wal_name("00000002.history"));
+    }
+}

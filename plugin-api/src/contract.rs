@@ -234,7 +234,8 @@ pub trait Dcs: Send + Sync {
     fn cancel_initialization(&self) -> PluginResult<bool>;
     /// Write our member key (on the same lease/session as the leader key).
     fn touch_member(&self, data: &str) -> PluginResult<bool>;
-    /// Compare-and-set the `config` key (no version: create only).
+    /// Write the `config` key: compare-and-set on `version` when given,
+    /// a plain write otherwise (as Patroni; `PUT /config` relies on it).
     fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool>;
     /// Compare-and-set the `failover` key (no version: unconditional).
     fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool>;

@@ -2,6 +2,9 @@
 //! stop (with its fallbacks), adoption after a daemon restart, survival of
 //! a daemon crash, crash recovery.
 
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! former primary is checked for divergence (clean switchover: it can
 //! follow; writes after the promotion: it cannot).
 
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -189,7 +189,8 @@ impl Postgres {
         write(&paths.postgresql_conf, &text)?;
         if custom.is_some() {
             let su = &s.local.authentication.superuser.username;
-            let addresses = local_tcp_addresses(&self.local_connection().host, params);
+            let replication = crate::sql::LocalConnection::resolve_replication(&s.local, params);
+            let addresses = local_tcp_addresses(&replication.host, params);
             write(
                 &paths.pg_hba,
                 &custom_bootstrap_hba(&s.local.authentication.replication.username, Some(su), &addresses),

@@ -54,10 +54,26 @@ impl LocalConnection {
     /// `*`, `localhost`, `0.0.0.0` or `127.0.0.1`, else to the first listen
     /// address. Database `postgres`.
     pub fn resolve(local: &PostgresqlConfig, params: &ServerParameters) -> Self {
+        Self::resolve_with(local, params, local.use_unix_socket)
+    }
+
+    /// The address Patroni's `local_replication_address` names (unix
+    /// socket when `use_unix_socket_repl`), with the replication user's
+    /// credentials.
+    pub fn resolve_replication(local: &PostgresqlConfig, params: &ServerParameters) -> Self {
+        let mut c = Self::resolve_with(local, params, local.use_unix_socket_repl);
+        let rep = &local.authentication.replication;
+        c.user = rep.username.clone();
+        c.password = rep.password.clone();
+        c.ssl = rep.ssl.clone();
+        c
+    }
+
+    fn resolve_with(local: &PostgresqlConfig, params: &ServerParameters, unix: bool) -> Self {
         let port = params.get("port").and_then(|p| p.parse().ok()).unwrap_or(local.listen.port);
         let listen = params.get("listen_addresses").map(String::from).unwrap_or_else(|| local.listen.hosts.join(","));
         let tcp = tcp_local_address(&listen);
-        let host = if local.use_unix_socket {
+        let host = if unix {
             match params.get("unix_socket_directories") {
                 Some(dirs) => unix_local_address(dirs).unwrap_or(tcp),
                 None => DEFAULT_SOCKET_DIR.to_string(),

@@ -31,6 +31,35 @@
 //! - [`units`]: Patroni's parsing and comparison of setting values.
 //!
 //! Every operation is async (tokio) and needs a tokio runtime.
+//!
+//! # Typical use by the daemon
+//!
+//! ```text
+//! let pg = Postgres::new(PgSettings { name, scope, local, effective });
+//! match pg.data_dir_state() { .. }                     // empty: bootstrap or clone
+//! pg.initdb(&bootstrap.initdb).await?;                  // or pg.custom_bootstrap(&method)
+//! pg.start(local.pg_ctl_timeout).await?;                // Running | Starting | Failed | AlreadyRunning
+//! pg.post_bootstrap(bootstrap.post_bootstrap.as_deref()).await?;
+//! // every cycle
+//! pg.is_running();                                      // adopts a postmaster after a daemon restart
+//! let status = pg.status().await?;                      // timeline, LSNs, replication, pending restart
+//! // follow a leader
+//! let target = FollowTarget::member(&leader.name, conn_url)?;
+//! let change = pg.follow(Some(&target)).await?;          // reload_needed / restart_needed
+//! // new configuration
+//! pg.update_settings(settings).await; let change = pg.write_config().await?;
+//! if change.reload_needed { pg.reload().await? }
+//! // failover
+//! pg.promote(wait).await?;
+//! // demotion / rejoin
+//! pg.stop(StopOptions::fast(Some(timeout))).await?;    // reports the shutdown checkpoint
+//! pg.crash_recovery().await?;                           // after a crash, before a divergence check
+//! pg.check_divergence(leader_timeline, &history).await?;
+//! ```
+//!
+//! What is deliberately elsewhere: deciding what to do (`palisade-ha`),
+//! callbacks (callback plugins), replica creation (replica plugins), the
+//! `pre_promote` script and timing policies (the daemon).
 
 pub mod binaries;
 pub mod bootstrap;

@@ -58,8 +58,8 @@ impl WalRecord {
 
 /// The end of the checkpoint record at `lsn` (Patroni's
 /// `_get_checkpoint_end`): pg_waldump is asked for two records and fails
-/// on the second with "error in WAL record at <lsn>: invalid record length
-/// at <end>"; `<end>` is where the checkpoint record ends. `None` when the
+/// on the second with `error in WAL record at LSN: invalid record length
+/// at END`; `END` is where the checkpoint record ends. `None` when the
 /// output does not look like that (more WAL follows, or the file is gone).
 pub async fn checkpoint_end(
     bins: &Binaries,

@@ -297,3 +297,30 @@ fn existing_recovery(paths: &ConfPaths) -> Option<RecoveryParams> {
     let (_, values) = parse_rendered_conf(&text);
     Some(RecoveryParams { standby: paths.standby_signal.exists(), primary_conninfo: None, values })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+    fn is_send<T: Send>(_: &T) {}
+
+    /// The daemon shares a `Postgres` between tasks and spawns its futures.
+    #[test]
+    fn shareable_between_tasks() {
+        let local = crate::conf::params::tests::local_config();
+        let effective = crate::conf::params::tests::effective(serde_json::json!({}));
+        let pg = Postgres::new(PgSettings { name: "n".into(), scope: "s".into(), local, effective });
+        is_send_sync(&pg);
+        let t = std::time::Duration::from_secs(1);
+        is_send(&pg.start(t));
+        is_send(&pg.stop(StopOptions::fast(None)));
+        is_send(&pg.write_config());
+        is_send(&pg.follow(None));
+        is_send(&pg.promote(t));
+        is_send(&pg.status());
+        is_send(&pg.crash_recovery());
+        is_send(&pg.post_bootstrap(None));
+        is_send(&pg.check_divergence(2, &[]));
+    }
+}

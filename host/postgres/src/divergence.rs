@@ -8,8 +8,8 @@ use std::path::Path;
 
 use palisade_model::format_lsn;
 
-use crate::binaries::{checkpoint_end, pg_controldata, Binaries, CommandError};
-use crate::controldata::LocalPosition;
+use crate::binaries::{checkpoint_end, end_of_wal, pg_controldata, Binaries, CommandError};
+use crate::controldata::{ClusterState, LocalPosition};
 use crate::datadir::HistoryEntry;
 
 /// The verdict.
@@ -151,10 +151,27 @@ pub enum GatherError {
     NotCleanlyShutDown(String),
 }
 
+/// pg_control says the server was running as a primary when it stopped.
+fn crashed_primary(state: &ClusterState) -> bool {
+    matches!(state, ClusterState::InProduction | ClusterState::InCrashRecovery | ClusterState::ShuttingDown)
+}
+
 /// Read pg_control of a stopped data directory (and, for a former primary,
 /// the end of its shutdown checkpoint with pg_waldump).
 pub async fn gather_local_state(bins: &Binaries, data_dir: &Path) -> Result<LocalState, GatherError> {
     let control = pg_controldata(bins, data_dir).await?;
+    if crashed_primary(&control.state) {
+        // A primary that crashed: nothing is written to it (no single-user
+        // crash recovery, whose shutdown checkpoint would itself land past
+        // the switch point); its WAL ends after the last record it holds,
+        // and like a standby's replay position that end must not be past
+        // the switch point. Starting it as a standby replays that WAL.
+        let end = end_of_wal(bins, data_dir, &control).await?.ok_or_else(|| {
+            GatherError::NotCleanlyShutDown(format!("{}, and the end of its WAL cannot be read", control.state))
+        })?;
+        let position = LocalPosition { in_recovery: true, timeline: control.checkpoint_timeline, lsn: end };
+        return Ok(LocalState { position, checkpoint_end: None });
+    }
     let position =
         control.local_position().ok_or_else(|| GatherError::NotCleanlyShutDown(control.state.to_string()))?;
     let checkpoint_end = if position.in_recovery {

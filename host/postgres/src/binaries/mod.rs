@@ -26,7 +26,9 @@ pub use pg_controldata::pg_controldata;
 pub use pg_ctl::{pg_ctl, PgCtlAction, PgCtlArgs};
 pub use pg_isready::{pg_isready, IsReady, IsReadyArgs};
 pub use pg_rewind::{pg_rewind, RewindArgs};
-pub use pg_waldump::{checkpoint_end, pg_waldump, shutdown_checkpoint, ShutdownCheckpoint, WalRecord, WaldumpArgs};
+pub use pg_waldump::{
+    checkpoint_end, end_of_wal, pg_waldump, shutdown_checkpoint, ShutdownCheckpoint, WalRecord, WaldumpArgs,
+};
 pub use postgres::{
     describe_config, postgres_version, show_setting, single_user, GucCatalog, GucInfo, ShowSettingArgs, SingleUserArgs,
 };

@@ -86,6 +86,58 @@ pub(crate) fn parse_checkpoint_end(stdout: &str, stderr: &str, lsn: u64) -> Opti
     parse_lsn(&end)
 }
 
+/// Where the WAL of a server that crashed ends: the position right after
+/// its last valid record, found by reading from the latest checkpoint's
+/// REDO point to the first record that cannot be read (`pg_waldump -q`
+/// reports it). `None` when the failure is not one that marks the end of
+/// the WAL.
+pub async fn end_of_wal(bins: &Binaries, data_dir: &Path, control: &ControlData) -> Result<Option<u64>, CommandError> {
+    let out = Invocation::new(bins.path(Program::PgWaldump), Env::c_locale().set("PGDATA", data_dir))
+        .arg("-q")
+        .arg("-t")
+        .arg(control.checkpoint_timeline.to_string())
+        .arg("-s")
+        .arg(format_lsn(control.redo_lsn))
+        .timeout(Duration::from_secs(120))
+        .output()
+        .await?;
+    Ok(parse_end_of_wal(&out.stderr, control.wal_segment_size.unwrap_or(16 << 20)))
+}
+
+/// The end of the WAL from pg_waldump's reading error: a zeroed record
+/// header (`invalid record length at END`), a page that belongs to an
+/// older segment (`... in log segment SEG, offset OFF`), or a missing next
+/// segment (`could not find file "SEG"`).
+pub(crate) fn parse_end_of_wal(stderr: &str, segment_size: u64) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains("error"))?;
+    if let Some(i) = line.find("invalid record length at ") {
+        let rest = &line[i + "invalid record length at ".len()..];
+        let end: String = rest.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '/').collect();
+        return parse_lsn(&end);
+    }
+    let segment_lsn = |name: &str| -> Option<u64> {
+        let name = name.trim_matches(|c| c == '"' || c == ',' || c == ':');
+        if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let log = u64::from_str_radix(&name[8..16], 16).ok()?;
+        let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
+        Some((log << 32) + seg * segment_size)
+    };
+    if let Some(i) = line.find("in log segment ") {
+        let rest = &line[i + "in log segment ".len()..];
+        let (seg, rest) = rest.split_once(',')?;
+        let offset: String =
+            rest.trim_start().strip_prefix("offset ")?.chars().take_while(char::is_ascii_digit).collect();
+        return Some(segment_lsn(seg)? + offset.parse::<u64>().ok()?);
+    }
+    if let Some(i) = line.find("could not find file ") {
+        let rest = &line[i + "could not find file ".len()..];
+        return segment_lsn(rest.split_whitespace().next()?);
+    }
+    None
+}
+
 /// Where a cleanly shut down primary stopped (Patroni's
 /// `latest_checkpoint_locations`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +212,23 @@ mod tests {
         let switch = "rmgr: XLOG        len (rec/tot):     24/    24, tx:          0, lsn: 0/03000110, prev 0/030000D8, desc: SWITCH ";
         assert_eq!(WalRecord::parse(switch).unwrap().desc.trim(), "SWITCH");
         assert_eq!(WalRecord::parse("garbage"), None);
+    }
+
+    #[test]
+    fn end_of_wal_from_the_read_error() {
+        let seg = 16 << 20;
+        let cases = [
+            ("pg_waldump: error: error in WAL record at 0/4028730: invalid record length at 0/40287A8: wanted 24, got 0", Some(0x40287A8)),
+            ("pg_waldump: error: error in WAL record at 0/4028730: invalid record length at 0/40287A8: expected at least 24, got 0", Some(0x40287A8)),
+            ("pg_waldump: error: error in WAL record at 0/4FFFF80: unexpected pageaddr 0/1000000 in log segment 000000010000000000000005, offset 8192", Some(0x5002000)),
+            ("pg_waldump: error: error in WAL record at 0/4FFFF80: invalid magic number 0000 in log segment 000000010000000100000002, offset 0", Some(0x1_0200_0000)),
+            ("pg_waldump: error: could not find file \"000000010000000000000006\": No such file or directory", Some(0x6000000)),
+            ("pg_waldump: error: something else", None),
+            ("", None),
+        ];
+        for (stderr, expected) in cases {
+            assert_eq!(parse_end_of_wal(stderr, seg), expected, "{stderr}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use palisade_model::{Role, State};
 
-use crate::input::{DataDir, Input, Pg, Task};
+use crate::input::{DataDir, Input, Pg, Rejoin, Task};
 use crate::output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 
 /// A question that must be answered before the decision can go on.
@@ -378,21 +378,18 @@ impl<'a> Ctx<'a> {
         }
 
         let follow = self.node_to_follow();
-        // A former primary that stopped uncleanly: let single-user recovery
-        // write a shutdown checkpoint first, so we can tell whether its WAL
-        // went past the point where the new leader's timeline forked.
-        if follow.is_some()
-            && matches!(state, Some("in production" | "shutting down" | "in crash recovery"))
-            && l.finished != Some((Task::CrashRecovery, false))
-        {
-            return Ok(Decision::new("doing crash recovery in a single user mode").with(Action::CrashRecovery));
-        }
-        if let Some(reason) = &l.diverged {
-            self.error(format!("cannot rejoin the cluster as a replica: {reason}"));
-            return Ok(Decision::new(
-                "not starting PostgreSQL: its timeline diverged from the leader's; pg_rewind or reinitialize \
-                 is needed",
-            ));
+        match &l.rejoin {
+            Rejoin::Free => {}
+            Rejoin::Wait(why) => {
+                return Ok(Decision::new(format!("waiting before rejoining the cluster as a replica: {why}")));
+            }
+            Rejoin::Diverged(why) => {
+                self.error(format!("cannot rejoin the cluster as a replica: {why}"));
+                return Ok(Decision::new(
+                    "not starting PostgreSQL: its timeline diverged from the leader's; pg_rewind or reinitialize \
+                     is needed",
+                ));
+            }
         }
         Ok(Decision::new("starting as a secondary").with(Action::Start(StartAs::Replica { follow })))
     }

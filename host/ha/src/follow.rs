@@ -49,7 +49,9 @@ impl Ctx<'_> {
         if l.role != Role::Replica && l.role != Role::StandbyLeader {
             d = d.with(Action::SetRole(Role::Replica));
         }
-        if l.following != target {
+        // Without a leader there is nobody better to stream from: keep the
+        // old primary_conninfo until somebody takes the lock.
+        if l.following != target && (target.is_some() || !self.i.cluster.is_unlocked()) {
             d = d.with(Action::Follow { leader: target });
         }
         Ok(d)

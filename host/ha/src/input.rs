@@ -102,7 +102,6 @@ pub enum Task {
     Promote,
     Demote,
     Restart,
-    CrashRecovery,
     Reinitialize,
 }
 
@@ -116,10 +115,22 @@ impl Task {
             Task::Promote => "promote",
             Task::Demote => "demote",
             Task::Restart => "restart",
-            Task::CrashRecovery => "doing crash recovery in a single user mode",
             Task::Reinitialize => "reinitialize",
         }
     }
+}
+
+/// Can a stopped former primary stream from the current leader?
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Rejoin {
+    /// Nothing stands in the way (or no check was needed).
+    #[default]
+    Free,
+    /// Not known yet (the leader has not published its new timeline's
+    /// history): wait.
+    Wait(String),
+    /// Its WAL went past the point where the leader's timeline forked.
+    Diverged(String),
 }
 
 /// What the daemon knows about itself and its PostgreSQL.
@@ -149,9 +160,8 @@ pub struct Local {
     /// The member named in the primary_conninfo written last (`None`: not
     /// streaming from anybody).
     pub following: Option<String>,
-    /// Why this data directory cannot follow the current leader's timeline,
-    /// when a check found it diverged.
-    pub diverged: Option<String>,
+    /// Whether this stopped data directory may rejoin the leader's timeline.
+    pub rejoin: Rejoin,
     /// When this node last released the leader key because its pre_promote
     /// script failed (epoch seconds), for the back-off.
     pub released_leader_key_at: f64,
@@ -174,7 +184,7 @@ impl Default for Local {
             bootstrapping: false,
             on_start_called: false,
             following: None,
-            diverged: None,
+            rejoin: Rejoin::Free,
             released_leader_key_at: 0.0,
             previous_wal_position: None,
         }

@@ -23,7 +23,7 @@ mod output;
 mod race;
 
 pub use decide::decide;
-pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Settings, Task};
+pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
 pub use offline::{dcs_unavailable, updated_history};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use race::failover_candidates;

@@ -70,8 +70,6 @@ pub enum Action {
     Promote,
     /// Demote the local primary.
     Demote(DemoteMode),
-    /// Run single-user crash recovery so the data directory is shut down cleanly.
-    CrashRecovery,
     /// Delete our leader key (we stay up).
     ReleaseLeaderKey,
     /// Set the `failover` key to this value (an empty object clears it).

@@ -273,7 +273,7 @@ fn cases() -> Vec<Case> {
                 three(None),
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.peers = vec![peer("n3", true, 1500, json!({}))];
             c
@@ -284,7 +284,7 @@ fn cases() -> Vec<Case> {
                 three(None),
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.peers = vec![peer("n1", false, 0, json!({})), peer("n3", true, 900, json!({}))];
             c
@@ -317,7 +317,7 @@ fn cases() -> Vec<Case> {
                 three(None),
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.peers = vec![peer("n3", true, 1000, json!({"failover_priority": 5}))];
             c
@@ -330,7 +330,7 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.my_position = (1000, Some(1));
             c
@@ -341,7 +341,7 @@ fn cases() -> Vec<Case> {
                 three(None),
                 running_replica(1000),
                 "following new leader after trying and failing to obtain lock",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.acquire_lock = false;
             c
@@ -352,7 +352,7 @@ fn cases() -> Vec<Case> {
                 three(None),
                 running_replica(1000),
                 "following a different leader because I am not allowed to promote",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.tags = json!({"nofailover": true});
             c
@@ -365,7 +365,7 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.settings.check_timeline = true;
             c
@@ -405,18 +405,18 @@ fn cases() -> Vec<Case> {
             vec![Action::Start(StartAs::Replica { follow: Some("n1".into()) })],
         ),
         case(
-            "former primary that crashed gets single-user recovery first",
+            "former primary that crashed rejoins as a replica when its WAL allows",
             three(Some("n1")),
             Local { state: State::Stopped, ..stopped(Role::Primary, "in production") },
-            "doing crash recovery in a single user mode",
-            vec![Action::CrashRecovery],
+            "starting as a secondary",
+            vec![Action::Start(StartAs::Replica { follow: Some("n1".into()) })],
         ),
         case(
             "diverged former primary is not started",
             three(Some("n1")),
             Local {
                 state: State::Stopped,
-                diverged: Some("local timeline 1 LSN 0/3000148 is ahead of the switch point".into()),
+                rejoin: Rejoin::Diverged("local timeline 1 LSN 0/3000148 is ahead of the switch point".into()),
                 ..stopped(Role::Primary, "shut down")
             },
             "not starting PostgreSQL: its timeline diverged from the leader's; pg_rewind or reinitialize is needed",
@@ -455,6 +455,13 @@ fn cases() -> Vec<Case> {
             c.settings.paused = true;
             c
         },
+        case(
+            "a former primary waits for the new timeline's history",
+            three(Some("n1")),
+            Local { state: State::Stopped, rejoin: Rejoin::Wait("no history yet".into()), ..stopped(Role::Primary, "shut down") },
+            "waiting before rejoining the cluster as a replica: no history yet",
+            vec![],
+        ),
         // --- new nodes ---
         case(
             "first node initialises the cluster",
@@ -611,7 +618,7 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_replica(1000),
                 "following a different leader because i am not the healthiest node",
-                vec![Action::Follow { leader: None }],
+                vec![],
             );
             c.world.peers = vec![peer("n3", true, 1000, json!({}))];
             c

@@ -1,0 +1,99 @@
+//! The REST API, with Patroni's paths, codes and JSON.
+//!
+//! `router(state)` builds the whole API so that tests can call it without
+//! a socket; `serve` binds it. HTTP shapes live here and nowhere else:
+//! handlers build them from `NodeStatus` and model types.
+
+pub mod health;
+pub mod status_json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::runner::Shared;
+use crate::status::StatusBoard;
+
+/// What handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub status: StatusBoard,
+    /// The running daemon (absent in tests that only serve a status).
+    pub shared: Option<Arc<Shared>>,
+}
+
+type Params = Query<Vec<(String, String)>>;
+
+fn json_response(code: u16, body: serde_json::Value) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(body)).into_response()
+}
+
+async fn health_get(State(st): State<ApiState>, uri: Uri, Query(q): Params) -> Response {
+    let s = st.status.get();
+    let body = status_json::status_json(&s, None);
+    let code = health::health_code(uri.path(), &q, &s, &body);
+    json_response(code, serde_json::Value::Object(body))
+}
+
+async fn health_code_only(State(st): State<ApiState>, uri: Uri, Query(q): Params) -> Response {
+    let s = st.status.get();
+    let body = status_json::status_json(&s, None);
+    let code = health::health_code(uri.path(), &q, &s, &body);
+    StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE).into_response()
+}
+
+/// `GET /patroni`: the status with WAL positions read live (the leader
+/// race compares them), falling back to the cached ones.
+async fn patroni(State(st): State<ApiState>) -> Response {
+    let s = st.status.get();
+    let live = match &st.shared {
+        Some(shared) if s.pg.is_some() => shared.pg.snapshot_quick().await,
+        _ => None,
+    };
+    json_response(200, serde_json::Value::Object(status_json::status_json(&s, live.as_ref())))
+}
+
+async fn liveness(State(st): State<ApiState>) -> Response {
+    StatusCode::from_u16(health::liveness_code(&st.status.get()))
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        .into_response()
+}
+
+async fn readiness(State(st): State<ApiState>, Query(q): Params) -> Response {
+    match health::readiness_failure(&q, &st.status.get()) {
+        None => StatusCode::OK.into_response(),
+        Some(why) => {
+            tracing::debug!("Readiness check failure: {why}");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    let mut r = Router::new()
+        .route("/patroni", get(patroni))
+        .route("/liveness", get(liveness))
+        .route("/readiness", get(readiness));
+    for path in health::HEALTH_PATHS {
+        r = r.route(path, get(health_get).head(health_code_only).options(health_code_only));
+    }
+    r.with_state(state)
+}
+
+/// Serve the API on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = router(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("REST API server stopped: {e}");
+        }
+    }))
+}

@@ -1,0 +1,182 @@
+//! The daemon's side of the DCS: every plugin call runs on a blocking
+//! thread with a deadline, and the raw snapshot becomes a model `Cluster`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_model::{Cluster, Leader};
+use palisade_plugin_api::{Dcs, DcsTiming, ErrorKind, PluginError, PluginResult};
+
+/// Why a DCS call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DcsError {
+    #[error("DCS is not accessible: {0}")]
+    Unavailable(String),
+    #[error("DCS call '{0}' did not finish within {1:?}")]
+    Timeout(&'static str, Duration),
+    #[error("DCS plugin failed in '{0}': {1}")]
+    Plugin(&'static str, PluginError),
+}
+
+/// A cloneable handle on the DCS plugin.
+#[derive(Clone)]
+pub struct DcsClient {
+    inner: Arc<dyn Dcs>,
+    deadline: Arc<Mutex<Duration>>,
+    /// Garbage values already reported (key and value), so that a bad key
+    /// is logged once, not every cycle.
+    reported: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl DcsClient {
+    pub fn new(inner: Arc<dyn Dcs>, retry_timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Arc::new(Mutex::new(deadline_for(retry_timeout))),
+            reported: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    fn deadline(&self) -> Duration {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&dyn Dcs) -> PluginResult<T> + Send + 'static,
+    ) -> Result<T, DcsError> {
+        self.call_with(what, self.deadline(), f).await
+    }
+
+    async fn call_with<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        deadline: Duration,
+        f: impl FnOnce(&dyn Dcs) -> PluginResult<T> + Send + 'static,
+    ) -> Result<T, DcsError> {
+        let inner = Arc::clone(&self.inner);
+        let job = tokio::task::spawn_blocking(move || f(inner.as_ref()));
+        match tokio::time::timeout(deadline, job).await {
+            Err(_) => Err(DcsError::Timeout(what, deadline)),
+            Ok(Err(join)) => Err(DcsError::Plugin(what, PluginError::new(ErrorKind::Panic, join.to_string()))),
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) if e.kind == ErrorKind::DcsUnavailable => Err(DcsError::Unavailable(e.message)),
+            Ok(Ok(Err(e))) => Err(DcsError::Plugin(what, e)),
+        }
+    }
+
+    /// Read the cluster; values somebody else wrote badly are logged (once)
+    /// and left out.
+    pub async fn get_cluster(&self) -> Result<Cluster, DcsError> {
+        let snapshot = self.call("get_cluster", |d| d.get_cluster()).await?;
+        let raw: Vec<(String, String)> =
+            snapshot.members.iter().map(|m| (format!("members/{}", m.name), m.value.clone())).collect();
+        let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
+        let history_raw = snapshot.history.as_ref().map(|c| c.value.clone());
+        let failsafe_raw = snapshot.failsafe.clone();
+        let (cluster, problems) = Cluster::from_snapshot(snapshot);
+        if !problems.is_empty() {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            for p in problems {
+                let value = match p.key.as_str() {
+                    "config" => config_raw.clone(),
+                    "history" => history_raw.clone(),
+                    "failsafe" => failsafe_raw.clone(),
+                    key => raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+                }
+                .unwrap_or_default();
+                if reported.insert((p.key.clone(), value)) {
+                    tracing::warn!("{p}");
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    pub async fn attempt_to_acquire_leader(&self) -> Result<bool, DcsError> {
+        self.call("attempt_to_acquire_leader", |d| d.attempt_to_acquire_leader()).await
+    }
+
+    pub async fn update_leader(&self, leader: Option<&Leader>) -> Result<bool, DcsError> {
+        let key = leader.map(Leader::key);
+        self.call("update_leader", move |d| d.update_leader(key.as_ref())).await
+    }
+
+    pub async fn take_leader(&self) -> Result<bool, DcsError> {
+        self.call("take_leader", |d| d.take_leader()).await
+    }
+
+    pub async fn delete_leader(&self, leader: Option<&Leader>) -> Result<bool, DcsError> {
+        let key = leader.map(Leader::key);
+        self.call("delete_leader", move |d| d.delete_leader(key.as_ref())).await
+    }
+
+    pub async fn initialize(&self, create_new: bool, sysid: String) -> Result<bool, DcsError> {
+        self.call("initialize", move |d| d.initialize(create_new, &sysid)).await
+    }
+
+    pub async fn cancel_initialization(&self) -> Result<bool, DcsError> {
+        self.call("cancel_initialization", |d| d.cancel_initialization()).await
+    }
+
+    pub async fn touch_member(&self, data: String) -> Result<bool, DcsError> {
+        self.call("touch_member", move |d| d.touch_member(&data)).await
+    }
+
+    pub async fn set_config_value(&self, value: String, version: Option<String>) -> Result<bool, DcsError> {
+        self.call("set_config_value", move |d| d.set_config_value(&value, version.as_deref())).await
+    }
+
+    pub async fn set_failover_value(&self, value: String, version: Option<String>) -> Result<bool, DcsError> {
+        self.call("set_failover_value", move |d| d.set_failover_value(&value, version.as_deref())).await
+    }
+
+    pub async fn set_sync_state_value(
+        &self,
+        value: String,
+        version: Option<String>,
+    ) -> Result<Option<String>, DcsError> {
+        self.call("set_sync_state_value", move |d| d.set_sync_state_value(&value, version.as_deref())).await
+    }
+
+    pub async fn delete_sync_state(&self, version: Option<String>) -> Result<bool, DcsError> {
+        self.call("delete_sync_state", move |d| d.delete_sync_state(version.as_deref())).await
+    }
+
+    pub async fn set_history_value(&self, value: String) -> Result<bool, DcsError> {
+        self.call("set_history_value", move |d| d.set_history_value(&value)).await
+    }
+
+    pub async fn write_status(&self, value: String) -> Result<bool, DcsError> {
+        self.call("write_status", move |d| d.write_status(&value)).await
+    }
+
+    pub async fn write_failsafe(&self, value: String) -> Result<bool, DcsError> {
+        self.call("write_failsafe", move |d| d.write_failsafe(&value)).await
+    }
+
+    pub async fn delete_cluster(&self) -> Result<bool, DcsError> {
+        self.call("delete_cluster", |d| d.delete_cluster()).await
+    }
+
+    /// Apply new ttl / loop_wait / retry_timeout.
+    pub async fn set_timing(&self, timing: DcsTiming) -> Result<(), DcsError> {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = deadline_for(timing.retry_timeout);
+        self.call("set_timing", move |d| d.set_timing(timing)).await
+    }
+
+    /// Wait for the leader key to change (see the DCS contract). The call
+    /// may legitimately take `timeout`, so its deadline is longer.
+    pub async fn watch(&self, leader_version: Option<String>, timeout: Duration) -> Result<bool, DcsError> {
+        let deadline = timeout + self.deadline();
+        self.call_with("watch", deadline, move |d| d.watch(leader_version.as_deref(), timeout)).await
+    }
+}
+
+/// A plugin retries for retry_timeout; give it a little more before we
+/// stop waiting.
+fn deadline_for(retry_timeout: Duration) -> Duration {
+    retry_timeout + Duration::from_millis(500)
+}

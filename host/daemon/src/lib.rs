@@ -1,0 +1,159 @@
+//! The palisade daemon: everything that touches the world.
+//!
+//! - `plugins`: finds and loads the DCS, replica and callback plugins;
+//! - `dcs`: calls the DCS plugin with deadlines and builds model `Cluster`s;
+//! - `pg`: the glue between the HA loop and `palisade-postgres`;
+//! - `runner`: the HA loop, which asks `palisade-ha` what to do and does it;
+//! - `api`: the REST API (axum), served from the runner's published status;
+//! - `peers`: `GET /patroni` on other members during the leader race;
+//! - `logging`: Patroni's log layout.
+//!
+//! The decisions themselves live in `palisade-ha` (pure); abi_stable types
+//! never get past `plugins` (they stay inside `palisade-plugin-api`).
+
+pub mod api;
+pub mod dcs;
+pub mod logging;
+pub mod peers;
+pub mod pg;
+pub mod plugins;
+pub mod runner;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+
+use palisade_model::{Role, State};
+
+/// palisade's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Epoch seconds now.
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Load the configuration, start the API and run the HA loop until a
+/// signal stops it. `path` and `env` are as `palisade_config::load` takes them.
+pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCode {
+    let loaded = match palisade_config::load(path, &env) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("palisade: configuration error: {e}");
+            }
+            eprintln!("palisade: not starting: {} configuration problem(s)", errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(&loaded.config.log) {
+        eprintln!("palisade: configuration error: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(loaded.config, path.map(Path::to_path_buf), env))
+}
+
+/// Check the files and directories a configuration names (missing ones
+/// are warnings: a configuration may be validated on another machine).
+pub fn check_paths(config: &palisade_config::LocalConfig) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for check in palisade_config::paths_to_check(config) {
+        let meta = std::fs::metadata(&check.path);
+        let problem = match (check.kind, &meta) {
+            (_, Err(e)) => Some(format!("cannot access {}: {e}", check.path.display())),
+            (palisade_config::PathKind::Directory, Ok(m)) if !m.is_dir() => {
+                Some(format!("{} is not a directory", check.path.display()))
+            }
+            (palisade_config::PathKind::File, Ok(m)) if !m.is_file() => {
+                Some(format!("{} is not a file", check.path.display()))
+            }
+            (palisade_config::PathKind::Executable, Ok(m)) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => {
+                Some(format!("{} is not an executable file", check.path.display()))
+            }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            out.push(format!("{}: {p}", check.key));
+        }
+    }
+    out
+}
+
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+async fn run(
+    local: palisade_config::LocalConfig,
+    path: Option<std::path::PathBuf>,
+    env: BTreeMap<String, String>,
+) -> ExitCode {
+    tracing::info!("palisade {VERSION} starting: scope {}, member {}", local.scope, local.name);
+    let dir = plugins::plugin_dir(local.plugin_dir.as_deref(), env.get("PALISADE_PLUGIN_DIR").map(String::as_str));
+    let dynamic = pg::load_dynamic_cache(&local.postgresql.data_dir)
+        .unwrap_or_else(|| palisade_config::dynamic_from_bootstrap(&local));
+    let config = runner::RuntimeConfig::new(local, dynamic, true);
+    let timing = plugins::timing(config.global.ttl, config.global.loop_wait, config.global.retry_timeout);
+    let loaded = match plugins::load(&config.local, &dir, timing) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in &problems {
+                tracing::error!("plugin: {p}");
+            }
+            tracing::error!("not starting: {} plugin problem(s) (plugin directory {})", problems.len(), dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("using DCS plugin '{}' from {}", loaded.dcs_name, dir.display());
+
+    let http = match reqwest::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot create the HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut initial = status::NodeStatus::new(&config.local.scope, &config.local.name);
+    initial.ttl = config.global.ttl;
+    let board = status::StatusBoard::new(initial);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let listen = config.local.restapi.listen.clone();
+    let pg = pg::LocalPg::new(&config);
+    let shared = Arc::new(runner::Shared {
+        dcs: dcs::DcsClient::new(loaded.dcs, config.global.retry_timeout),
+        config: RwLock::new(config),
+        tracked: Mutex::new(runner::Tracked::new(Role::Uninitialized, State::Stopped)),
+        status: board.clone(),
+        pg,
+        peers: peers::PeerClient::new(http),
+        replicas: loaded.replicas,
+        callback: loaded.callback.map(Arc::from),
+        events: tx,
+        config_path: path,
+        env,
+    });
+
+    let Some(addr) = resolve(listen.host(), listen.port) else {
+        tracing::error!("restapi.listen: cannot resolve '{}'", listen.host());
+        return ExitCode::FAILURE;
+    };
+    if let Err(e) = api::serve(addr, api::ApiState { status: board, shared: Some(Arc::clone(&shared)) }).await {
+        tracing::error!("restapi.listen: cannot listen on {addr}: {e}");
+        return ExitCode::FAILURE;
+    }
+    runner::Runner::new(shared, rx).run().await
+}

@@ -1,0 +1,475 @@
+//! The glue between the HA loop and `palisade-postgres`: observing the
+//! local server the way `palisade-ha` wants to see it, and the composite
+//! operations the runner's actions and tasks need.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_config::BootstrapConfig;
+use palisade_ha::{DataDir, Pg};
+use palisade_model::{HistoryLine, Member, Role};
+use palisade_postgres::conf::{format_dsn, pgpass_content, write_pgpass, FollowTarget};
+use palisade_postgres::datadir::{history_lines_for_dcs, read_timeline_history, DataDirState, HistoryEntry};
+use palisade_postgres::sql::PgStatus;
+use palisade_postgres::{Divergence, PgSettings, Postgres, StartOutcome, StopOptions};
+use serde_json::{Map, Value};
+
+use crate::runner::RuntimeConfig;
+use crate::status::PgSnapshot;
+
+pub use palisade_postgres::StopMode;
+
+/// A PostgreSQL operation failed (the message says what and why).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PgFailure(pub String);
+
+impl From<palisade_postgres::PgError> for PgFailure {
+    fn from(e: palisade_postgres::PgError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, PgFailure>;
+
+/// What one look at the local PostgreSQL found.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub data_dir: DataDir,
+    pub pg: Pg,
+    /// `Database cluster state` while PostgreSQL is not accepting connections.
+    pub cluster_state: Option<String>,
+    pub standby_signal: bool,
+    /// `Latest checkpoint's TimeLineID` while stopped.
+    pub controldata_timeline: Option<u32>,
+    pub sysid: Option<String>,
+    /// The status query's result, as the API and the member key show it.
+    pub snapshot: Option<PgSnapshot>,
+    pub pending_restart_reason: Map<String, Value>,
+}
+
+impl Observed {
+    /// The WAL position the member key publishes.
+    pub fn wal_position(&self) -> Option<u64> {
+        match &self.pg {
+            Pg::Running { wal_position, .. } => Some(*wal_position),
+            _ => None,
+        }
+    }
+
+    pub fn timeline(&self) -> Option<u32> {
+        match &self.pg {
+            Pg::Running { timeline, .. } => *timeline,
+            _ => None,
+        }
+    }
+}
+
+fn settings(config: &RuntimeConfig) -> PgSettings {
+    PgSettings {
+        name: config.local.name.clone(),
+        scope: config.local.scope.clone(),
+        local: config.local.postgresql.clone(),
+        effective: config.effective.clone(),
+    }
+}
+
+/// The API's view of a status row.
+fn snapshot(st: &PgStatus) -> PgSnapshot {
+    PgSnapshot {
+        postmaster_start_time: st.postmaster_start_time.clone(),
+        server_version: Some(st.server_version),
+        in_recovery: st.in_recovery,
+        timeline: st.timeline(),
+        wal_location: st.flush_lsn.or(st.current_lsn),
+        received_location: st.received_location(),
+        replayed_location: st.replay_lsn,
+        replayed_timestamp: st.last_replay_timestamp.clone(),
+        replay_paused: st.replay_paused,
+        replication_state: st.replication_state().map(String::from),
+        latest_end_lsn: st.latest_end_lsn,
+        replication: st.replication.iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+    }
+}
+
+/// Our one local PostgreSQL.
+#[derive(Clone)]
+pub struct LocalPg {
+    pg: Arc<Postgres>,
+}
+
+impl LocalPg {
+    pub fn new(config: &RuntimeConfig) -> Self {
+        Self { pg: Arc::new(Postgres::new(settings(config))) }
+    }
+
+    /// Take a new configuration (reload, dynamic change). Nothing is written.
+    pub async fn update(&self, config: &RuntimeConfig) {
+        self.pg.update_settings(settings(config)).await;
+    }
+
+    fn timeout(&self) -> Duration {
+        self.pg.settings().local.pg_ctl_timeout
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.pg.paths().data_dir
+    }
+
+    /// Look at the data directory and the server.
+    pub async fn observe(&self) -> Observed {
+        let standby_signal = self.pg.paths().standby_signal.exists();
+        let data_dir = match self.pg.data_dir_state() {
+            DataDirState::Missing | DataDirState::Empty => DataDir::Empty,
+            DataDirState::NotAccessible(e) => DataDir::Inaccessible(e.to_string()),
+            DataDirState::NotADirectory => DataDir::Inaccessible("it is not a directory".into()),
+            DataDirState::NotInitialized => DataDir::Initialized { sysid: None },
+            DataDirState::Initialized => DataDir::Initialized { sysid: None },
+        };
+        let mut out = Observed {
+            data_dir,
+            pg: Pg::Stopped,
+            cluster_state: None,
+            standby_signal,
+            controldata_timeline: None,
+            sysid: None,
+            snapshot: None,
+            pending_restart_reason: Map::new(),
+        };
+        if !matches!(out.data_dir, DataDir::Initialized { .. }) {
+            if self.pg.is_running().is_some() {
+                out.pg = Pg::Starting;
+            }
+            return out;
+        }
+        let running = self.pg.is_running().is_some();
+        if running {
+            match self.pg.status().await {
+                Ok(st) => {
+                    out.pg = Pg::Running {
+                        in_recovery: st.in_recovery,
+                        timeline: st.timeline(),
+                        wal_position: st.wal_position(),
+                    };
+                    out.sysid = st.system_identifier.map(|s| s.to_string());
+                    if !st.pending_restart.is_empty() {
+                        let reasons = self.pg.pending_restart_reason(&st).await;
+                        out.pending_restart_reason = reasons
+                            .into_iter()
+                            .map(|(k, v)| (k, serde_json::json!({"old_value": v.old_value, "new_value": v.new_value})))
+                            .collect();
+                    }
+                    out.snapshot = Some(snapshot(&st));
+                }
+                Err(e) => {
+                    tracing::debug!("status query failed: {e}");
+                    out.pg = Pg::Starting;
+                }
+            }
+        }
+        if out.sysid.is_none() || !running {
+            match self.pg.controldata().await {
+                Ok(cd) => {
+                    out.sysid = Some(cd.system_identifier.to_string()).filter(|s| s != "0");
+                    if !out.pg.is_running() {
+                        out.cluster_state = Some(cd.state.as_str().to_string());
+                        out.controldata_timeline = Some(cd.checkpoint_timeline);
+                    }
+                }
+                Err(e) => tracing::warn!("pg_controldata failed: {e}"),
+            }
+        }
+        out.data_dir = DataDir::Initialized { sysid: out.sysid.clone() };
+        out
+    }
+
+    /// This node's WAL position and timeline, read now.
+    pub async fn position(&self) -> Option<(u64, Option<u32>)> {
+        let st = self.pg.status().await.ok()?;
+        Some((st.wal_position(), st.timeline()))
+    }
+
+    /// A fresh status for `GET /patroni`, or `None` within a second.
+    pub async fn snapshot_quick(&self) -> Option<PgSnapshot> {
+        match tokio::time::timeout(Duration::from_secs(1), self.pg.status()).await {
+            Ok(Ok(st)) => Some(snapshot(&st)),
+            _ => None,
+        }
+    }
+
+    /// Stop PostgreSQL; returns where the shutdown checkpoint is (for a
+    /// clean stop of a primary). A fast stop escalates to immediate after
+    /// `pg_ctl_timeout`.
+    pub async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
+        let timeout = Some(self.timeout());
+        let opts = match mode {
+            StopMode::Immediate => StopOptions::immediate(timeout),
+            _ => StopOptions { mode, timeout, checkpoint: false },
+        };
+        let outcome = self.pg.stop(opts).await?;
+        if let Some(e) = outcome.escalated {
+            tracing::warn!(
+                "PostgreSQL did not stop in {:?} with a {} stop: escalated ({e:?})",
+                self.timeout(),
+                mode.as_str()
+            );
+        }
+        Ok(outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn))
+    }
+
+    /// Create the data directory (initdb or a custom method). The runner
+    /// starts it afterwards.
+    pub async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
+        if bootstrap.method == "initdb" {
+            tracing::info!("initializing a new cluster");
+            return Ok(self.pg.initdb(&bootstrap.initdb).await?);
+        }
+        let s = self.pg.settings();
+        let section = bootstrap.methods.get(&bootstrap.method).cloned().unwrap_or(Value::Null);
+        let method =
+            palisade_postgres::bootstrap::custom_bootstrap(&bootstrap.method, &section, &s.scope, &self.data_dir())
+                .map_err(|e| PgFailure(e.to_string()))?;
+        Ok(self.pg.custom_bootstrap(&method).await?)
+    }
+
+    /// Start a freshly bootstrapped data directory as it is.
+    pub async fn start_bootstrapped(&self) -> Result<bool> {
+        self.start_outcome().await
+    }
+
+    async fn start_outcome(&self) -> Result<bool> {
+        match self.pg.start(self.timeout()).await? {
+            StartOutcome::Running | StartOutcome::AlreadyRunning { .. } => Ok(true),
+            StartOutcome::Starting => Ok(false),
+            StartOutcome::Failed { reason } => Err(PgFailure(format!("postgres exited: {reason}"))),
+        }
+    }
+
+    /// Roles, the post_bootstrap script, and the end of a custom bootstrap.
+    pub async fn post_bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
+        let change = self.pg.post_bootstrap(bootstrap.post_bootstrap.as_deref()).await?;
+        self.apply_change(&change).await
+    }
+
+    async fn apply_change(&self, change: &palisade_postgres::ConfigChange) -> Result<()> {
+        if change.restart_needed && self.pg.is_running().is_some() && change.pending_restart.is_empty() {
+            // Recovery changes a reload cannot apply (entering recovery).
+            self.stop(StopMode::Fast).await?;
+            self.start_outcome().await?;
+        } else if change.reload_needed && self.pg.is_running().is_some() {
+            self.pg.reload().await?;
+        }
+        Ok(())
+    }
+
+    fn follow_target(member: &Member) -> Option<FollowTarget> {
+        FollowTarget::member(&member.name, member.conn_url()?)
+    }
+
+    /// Write the configuration for `role` (streaming from `follow` when a
+    /// replica) and start.
+    pub async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool> {
+        match role {
+            Role::Primary => {
+                self.pg.clear_recovery().await?;
+            }
+            _ => {
+                let target = follow.and_then(Self::follow_target);
+                self.pg.follow(target.as_ref()).await?;
+            }
+        }
+        self.start_outcome().await
+    }
+
+    /// Point recovery at `member` (or nobody) and apply it.
+    pub async fn follow(&self, member: Option<&Member>) -> Result<()> {
+        let target = member.and_then(Self::follow_target);
+        if member.is_some() && target.is_none() {
+            return Err(PgFailure("the member to follow has no usable conn_url".into()));
+        }
+        let change = self.pg.follow(target.as_ref()).await?;
+        self.apply_change(&change).await
+    }
+
+    /// Rewrite the configuration after a dynamic change and apply what a
+    /// reload can apply (the rest shows up as pending_restart).
+    pub async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+        self.update(config).await;
+        let change = self.pg.write_config().await?;
+        if change.reload_needed && self.pg.is_running().is_some() {
+            self.pg.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Promote and wait for the end of recovery.
+    pub async fn promote(&self) -> Result<()> {
+        match self.pg.promote(Duration::from_secs(60)).await? {
+            palisade_postgres::PromoteOutcome::Promoted => Ok(()),
+            palisade_postgres::PromoteOutcome::Pending => {
+                Err(PgFailure("promotion did not finish within 60 seconds".into()))
+            }
+        }
+    }
+
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.pg.sql().checkpoint(None).await.map_err(|e| PgFailure(e.to_string()))
+    }
+
+    /// Can this stopped data directory follow a leader whose timeline
+    /// history is `history` (the DCS `history` key)?
+    pub async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin {
+        let entries: Vec<HistoryEntry> = history
+            .iter()
+            .map(|l| HistoryEntry { parent_timeline: l.timeline, switch_lsn: l.lsn, reason: l.reason.clone() })
+            .collect();
+        match self.pg.check_divergence(leader_timeline, &entries).await {
+            Ok(Divergence::CanFollow { reason }) => {
+                tracing::info!("{reason}");
+                palisade_ha::Rejoin::Free
+            }
+            Ok(Divergence::Diverged { reason }) => palisade_ha::Rejoin::Diverged(reason),
+            Ok(Divergence::Unknown { reason }) => palisade_ha::Rejoin::Wait(reason),
+            Err(e) => palisade_ha::Rejoin::Wait(format!("cannot check the timeline: {e}")),
+        }
+    }
+
+    /// Our timeline history as the DCS `history` key holds it.
+    pub async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine> {
+        match read_timeline_history(&self.data_dir(), timeline) {
+            Ok(Some(file)) => history_lines_for_dcs(&file, timeline, name),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!("cannot read the history of timeline {timeline}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Physical replication slots and their positions.
+    pub async fn slot_positions(&self) -> BTreeMap<String, u64> {
+        match self.pg.sql().replication_slots().await {
+            Ok(slots) => slots
+                .into_iter()
+                .filter(|s| s.slot_type == "physical")
+                .map(|s| (s.name, s.restart_lsn.unwrap_or(0)))
+                .collect(),
+            Err(e) => {
+                tracing::debug!("cannot list replication slots: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    pub async fn physical_slots(&self) -> Vec<String> {
+        self.slot_positions().await.into_keys().collect()
+    }
+
+    pub async fn create_slot(&self, name: &str) -> Result<()> {
+        self.pg.sql().create_physical_slot(name).await.map(|_| ()).map_err(|e| PgFailure(e.to_string()))
+    }
+
+    pub async fn drop_slot(&self, name: &str) -> Result<()> {
+        match self.pg.sql().drop_slot(name).await {
+            Ok(d) if d.active => Err(PgFailure(format!("slot {name} is in use"))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(PgFailure(e.to_string())),
+        }
+    }
+
+    /// Run a configured script (pre_promote...) and wait for it; a non-zero
+    /// exit is an error.
+    pub async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
+        let mut argv = palisade_postgres::conf::quote::shell_split(script)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| PgFailure(format!("cannot split the command {script:?}")))?;
+        argv.extend(args.iter().cloned());
+        let status = palisade_postgres::bootstrap::run_script(&argv, &BTreeMap::new())
+            .await
+            .map_err(|e| PgFailure(e.to_string()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(PgFailure(format!("{script} exited with {status}")))
+        }
+    }
+
+    /// What a replica method needs to build our data directory from
+    /// `source` (or from a backup when `None`): the source's connection
+    /// string without the password, which goes to a pgpass file.
+    pub async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest> {
+        let s = self.pg.settings();
+        let mut env = Vec::new();
+        let connstring = match source.and_then(Self::follow_target) {
+            None if source.is_some() => return Err(PgFailure("the member to copy from has no usable conn_url".into())),
+            None => None,
+            Some(target) => {
+                let mut params = target.conn_params(&s.local.authentication.replication);
+                params.insert("application_name".into(), s.name.clone());
+                if let Some(content) = pgpass_content(&params) {
+                    let path = self.pg.paths().pgpass;
+                    write_pgpass(&path, &content)
+                        .map_err(|e| PgFailure(format!("cannot write {}: {e}", path.display())))?;
+                    env.push(("PGPASSFILE".to_string(), path.to_string_lossy().into_owned()));
+                }
+                params.remove("password");
+                let major = palisade_postgres::binaries::postgres_version(&self.pg.binaries()).await.unwrap_or(150000);
+                Some(format_dsn(&params, major))
+            }
+        };
+        Ok(palisade_plugin_api::ReplicaRequest {
+            scope: s.scope.clone(),
+            name: s.name.clone(),
+            role: "replica".into(),
+            data_dir: self.data_dir().to_string_lossy().into_owned(),
+            bin_dir: s.local.bin_dir.as_ref().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
+            connstring,
+            env,
+            cwd: std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_else(|_| ".".into()),
+        })
+    }
+
+    pub fn remove_data_directory(&self) -> Result<()> {
+        Ok(self.pg.remove_data_directory()?)
+    }
+
+    /// Move a failed bootstrap's data directory aside (`<dir>_<timestamp>`),
+    /// as Patroni does, so nothing is lost and a new attempt starts clean.
+    pub fn move_data_directory_aside(&self) -> std::io::Result<()> {
+        let dir = self.data_dir();
+        if !dir.exists() {
+            return Ok(());
+        }
+        let stamp = chrono::Local::now().format("%Y-%m-%d-%H-%M-%S");
+        let target = PathBuf::from(format!("{}_{stamp}", dir.display()));
+        tracing::info!("renaming data directory to {}", target.display());
+        std::fs::rename(&dir, &target)
+    }
+
+    /// Keep the dynamic configuration next to the data (`patroni.dynamic.json`).
+    pub fn save_dynamic_cache(&self, dynamic: &Map<String, Value>) -> std::io::Result<()> {
+        let dir = self.data_dir();
+        if !dir.join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        let path = dir.join(palisade_config::CACHE_FILE_NAME);
+        let tmp = dir.join(format!("{}.tmp", palisade_config::CACHE_FILE_NAME));
+        std::fs::write(&tmp, palisade_config::to_cache_json(dynamic))?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+/// The dynamic configuration a previous run left in the data directory.
+pub fn load_dynamic_cache(data_dir: &Path) -> Option<Map<String, Value>> {
+    let text = std::fs::read_to_string(data_dir.join(palisade_config::CACHE_FILE_NAME)).ok()?;
+    match palisade_config::from_cache_json(&text) {
+        Ok(map) if !map.is_empty() => Some(map),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("ignoring {}: {e}", palisade_config::CACHE_FILE_NAME);
+            None
+        }
+    }
+}

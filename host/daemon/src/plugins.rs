@@ -1,0 +1,186 @@
+//! Finding and loading the plugins a configuration needs.
+//!
+//! A plugin lives in one file named `libpalisade_<kind>_<name>.so` in the
+//! plugin directory: `plugin_dir` from the configuration, else the
+//! `PALISADE_PLUGIN_DIR` environment variable, else
+//! `../lib/palisade/plugins` next to the binary. Every file is opened on
+//! its own and checked (see `palisade_plugin_api::host`); every problem is
+//! collected, so one run of the daemon reports all of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_config::LocalConfig;
+use palisade_plugin_api::host::{self, OpenedPlugin};
+use palisade_plugin_api::{Callback, Dcs, DcsParams, DcsTiming, PluginKind, PluginParams, ReplicaMethod};
+use serde_json::{Map, Value};
+
+/// The plugin directory for this configuration.
+pub fn plugin_dir(configured: Option<&Path>, env: Option<&str>) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = env.filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().ok();
+    let bin_dir = exe.as_deref().and_then(Path::parent).unwrap_or_else(|| Path::new("."));
+    bin_dir.join("../lib/palisade/plugins")
+}
+
+/// `libpalisade_<kind>_<name>.so`.
+pub fn file_name(kind: PluginKind, name: &str) -> String {
+    format!("libpalisade_{}_{}.so", kind.as_str(), name.replace('-', "_"))
+}
+
+/// One replica-creation method, in `create_replica_methods` order.
+pub struct ReplicaPlugin {
+    /// The method's name in the configuration.
+    pub method: String,
+    pub plugin: Box<dyn ReplicaMethod>,
+    /// Whether the method works without a running member to copy from.
+    pub without_leader: bool,
+}
+
+/// Everything loaded for one daemon.
+pub struct Plugins {
+    pub dcs: Arc<dyn Dcs>,
+    pub dcs_name: String,
+    pub replicas: Vec<ReplicaPlugin>,
+    pub callback: Option<Box<dyn Callback>>,
+}
+
+/// A problem found while loading: the file and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadProblem(pub String);
+
+impl std::fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn open(dir: &Path, kind: PluginKind, name: &str, problems: &mut Vec<LoadProblem>) -> Option<OpenedPlugin> {
+    let path = dir.join(file_name(kind, name));
+    match host::open(&path, kind, Some(name)) {
+        Ok(p) => {
+            tracing::debug!("loaded {} plugin '{}' {} from {}", kind, name, p.info().plugin_version, path.display());
+            Some(p)
+        }
+        Err(e) => {
+            if let Some(details) = e.details() {
+                tracing::debug!("{}: {details}", path.display());
+            }
+            problems.push(LoadProblem(e.to_string()));
+            None
+        }
+    }
+}
+
+/// The settings a DCS plugin is created with.
+pub fn dcs_params(config: &LocalConfig, section: &Map<String, Value>, timing: DcsTiming) -> DcsParams {
+    DcsParams {
+        scope: config.scope.clone(),
+        namespace: config.namespace.clone(),
+        name: config.name.clone(),
+        group: config.citus.as_ref().map(|c| c.group),
+        timing,
+        section_json: Value::Object(section.clone()).to_string(),
+    }
+}
+
+/// Load every plugin the configuration needs, or report every problem.
+pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
+    let mut problems = Vec::new();
+
+    let dcs = match &config.dcs {
+        None => {
+            problems.push(LoadProblem(
+                "no DCS is configured: add an etcd3, consul, zookeeper, exhibitor or kubernetes section".into(),
+            ));
+            None
+        }
+        Some(section) => open(dir, PluginKind::Dcs, &section.kind, &mut problems).and_then(|p| {
+            match p.new_dcs(dcs_params(config, &section.section, timing)) {
+                Ok(d) => Some((Arc::<dyn Dcs>::from(d), section.kind.clone())),
+                Err(e) => {
+                    problems.push(LoadProblem(format!("{}: {e}", p.path().display())));
+                    None
+                }
+            }
+        }),
+    };
+
+    let mut replicas = Vec::new();
+    for method in &config.postgresql.create_replica_methods {
+        let section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
+        // A method whose section names a `command` is a custom script: the
+        // generic `command` plugin runs it. Others have a plugin of their own.
+        let is_command = section.get("command").is_some();
+        let plugin_name = if is_command { "command" } else { method.as_str() };
+        let Some(p) = open(dir, PluginKind::Replica, plugin_name, &mut problems) else {
+            continue;
+        };
+        let params =
+            PluginParams { scope: config.scope.clone(), name: config.name.clone(), config_json: section.to_string() };
+        match p.new_replica(params) {
+            Ok(plugin) => {
+                let without_leader = plugin.can_work_without_leader();
+                replicas.push(ReplicaPlugin { method: method.clone(), plugin, without_leader });
+            }
+            Err(e) => problems.push(LoadProblem(format!("{}: {e}", p.path().display()))),
+        }
+    }
+
+    let callback = if config.postgresql.callbacks.is_empty() {
+        None
+    } else {
+        let map: Map<String, Value> =
+            config.postgresql.callbacks.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        open(dir, PluginKind::Callback, "script", &mut problems).and_then(|p| {
+            let params = PluginParams {
+                scope: config.scope.clone(),
+                name: config.name.clone(),
+                config_json: Value::Object(map).to_string(),
+            };
+            match p.new_callback(params) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(LoadProblem(format!("{}: {e}", p.path().display())));
+                    None
+                }
+            }
+        })
+    };
+
+    match dcs {
+        Some((dcs, dcs_name)) if problems.is_empty() => Ok(Plugins { dcs, dcs_name, replicas, callback }),
+        _ => Err(problems),
+    }
+}
+
+/// The DCS timing from durations in seconds.
+pub fn timing(ttl: Duration, loop_wait: Duration, retry_timeout: Duration) -> DcsTiming {
+    DcsTiming { ttl, loop_wait, retry_timeout }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(file_name(PluginKind::Dcs, "etcd3"), "libpalisade_dcs_etcd3.so");
+        assert_eq!(file_name(PluginKind::Replica, "wal-g"), "libpalisade_replica_wal_g.so");
+        assert_eq!(file_name(PluginKind::Callback, "script"), "libpalisade_callback_script.so");
+    }
+
+    #[test]
+    fn plugin_dir_precedence() {
+        assert_eq!(plugin_dir(Some(Path::new("/a")), Some("/b")), PathBuf::from("/a"));
+        assert_eq!(plugin_dir(None, Some("/b")), PathBuf::from("/b"));
+        assert!(plugin_dir(None, None).ends_with("../lib/palisade/plugins"));
+        assert!(plugin_dir(None, Some("")).ends_with("../lib/palisade/plugins"));
+    }
+}

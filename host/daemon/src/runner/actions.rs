@@ -1,0 +1,256 @@
+//! Carrying out the actions of a decision.
+
+use std::time::Instant;
+
+use palisade_ha::{Action, DemoteMode, StartAs, Task};
+use palisade_model::{Cluster, Failover, Role, State};
+
+use super::Runner;
+use crate::pg::{Observed, StopMode};
+
+impl Runner {
+    /// Execute actions in order. Returns a fatal message when the daemon
+    /// must exit.
+    pub(super) async fn execute(
+        &mut self,
+        actions: &[Action],
+        cluster: &Cluster,
+        observed: &Observed,
+    ) -> Option<String> {
+        for action in actions {
+            if let Some(fatal) = self.execute_one(action, cluster, observed).await {
+                return Some(fatal);
+            }
+        }
+        None
+    }
+
+    async fn execute_one(&mut self, action: &Action, cluster: &Cluster, observed: &Observed) -> Option<String> {
+        let shared = std::sync::Arc::clone(&self.shared);
+        match action {
+            Action::SetInitializeKey { create_new } => {
+                if let Some(sysid) = observed.sysid.clone() {
+                    if let Err(e) = shared.dcs.initialize(*create_new, sysid).await {
+                        tracing::error!("could not write the initialize key: {e}");
+                    }
+                }
+            }
+            Action::WriteConfig => {
+                let dynamic = shared.config().dynamic;
+                let value = palisade_model::to_compact_json(&dynamic);
+                if let Err(e) = shared.dcs.set_config_value(value, None).await {
+                    tracing::error!("could not write the configuration key: {e}");
+                }
+            }
+            Action::StopImmediate => {
+                if let Err(e) = shared.pg.stop(StopMode::Immediate).await {
+                    tracing::error!("could not stop PostgreSQL: {e}");
+                }
+            }
+            Action::Bootstrap => {
+                shared.with_tracked(|t| {
+                    t.bootstrapping = true;
+                    t.set_state(State::InitializingNewCluster);
+                });
+                self.spawn(Task::Bootstrap, super::tasks::bootstrap(std::sync::Arc::clone(&shared)));
+            }
+            Action::PostBootstrap => {
+                self.spawn(Task::PostBootstrap, super::tasks::post_bootstrap(std::sync::Arc::clone(&shared)));
+            }
+            Action::CompleteBootstrap => {
+                let sysid = observed.sysid.clone().unwrap_or_default();
+                if let Err(e) = shared.dcs.initialize(cluster.initialize.is_none(), sysid).await {
+                    tracing::error!("could not write the initialize key: {e}");
+                }
+                let dynamic = palisade_model::to_compact_json(&shared.config().dynamic);
+                if let Err(e) = shared.dcs.set_config_value(dynamic, None).await {
+                    tracing::error!("could not write the configuration key: {e}");
+                }
+                match shared.dcs.take_leader().await {
+                    Ok(true) => {
+                        let ttl = shared.config().global.ttl;
+                        shared.with_tracked(|t| t.leader_until = Some(Instant::now() + ttl));
+                    }
+                    Ok(false) => tracing::error!("could not take the leader key after bootstrap"),
+                    Err(e) => tracing::error!("could not take the leader key after bootstrap: {e}"),
+                }
+                shared.with_tracked(|t| {
+                    t.bootstrapping = false;
+                    t.role = Role::Primary;
+                    t.set_state(State::Running);
+                });
+            }
+            Action::CancelBootstrap => {
+                tracing::info!("removing initialize key after failed attempt to bootstrap the cluster");
+                if let Err(e) = shared.dcs.cancel_initialization().await {
+                    tracing::error!("could not remove the initialize key: {e}");
+                }
+                let _ = shared.pg.stop(StopMode::Immediate).await;
+                if let Err(e) = shared.pg.move_data_directory_aside() {
+                    tracing::error!("could not move the failed data directory aside: {e}");
+                }
+                return Some("Failed to bootstrap cluster".into());
+            }
+            Action::Clone { from } => {
+                let source = from.as_ref().and_then(|n| cluster.member(n)).cloned();
+                let leader = cluster.leader_name().map(String::from);
+                shared.with_tracked(|t| t.set_state(State::CreatingReplica));
+                self.spawn(Task::Clone, super::tasks::clone(std::sync::Arc::clone(&shared), source, leader));
+            }
+            Action::Start(how) => {
+                let (role, follow) = match how {
+                    StartAs::Primary => (Role::Primary, None),
+                    StartAs::Replica { follow } => {
+                        (Role::Replica, follow.as_ref().and_then(|n| cluster.member(n)).cloned())
+                    }
+                };
+                self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&shared), role, follow));
+            }
+            Action::Follow { leader } => {
+                let target = leader.as_ref().and_then(|n| cluster.member(n)).cloned();
+                if leader.is_some() && target.is_none() {
+                    tracing::warn!("cannot follow {leader:?}: no member key");
+                } else {
+                    match shared.pg.follow(target.as_ref()).await {
+                        Ok(()) => shared.with_tracked(|t| t.following.clone_from(leader)),
+                        Err(e) => tracing::error!("could not reconfigure replication: {e}"),
+                    }
+                }
+            }
+            Action::Promote => {
+                self.spawn(Task::Promote, super::tasks::promote(std::sync::Arc::clone(&shared)));
+            }
+            Action::Demote(mode) => self.demote(*mode, cluster).await,
+            Action::ReleaseLeaderKey => self.release_leader_key(cluster, None).await,
+            Action::WriteFailoverKey { leader, candidate, keep_schedule } => {
+                let scheduled = match (&cluster.failover, keep_schedule) {
+                    (Some(f), true) => match &f.scheduled_at {
+                        Some(palisade_model::values::ScheduledAt::At(t)) => Some(*t),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let value = Failover::to_json(leader.as_deref(), candidate.as_deref(), scheduled.as_ref());
+                let version = cluster.failover.as_ref().map(|f| f.version.clone());
+                if let Err(e) = shared.dcs.set_failover_value(value, version).await {
+                    tracing::error!("could not update the failover key: {e}");
+                }
+            }
+            Action::SetRole(role) => self.set_role(*role),
+            Action::MarkCrashed => shared.with_tracked(|t| t.set_state(State::Crashed)),
+            Action::UpdateHistory => self.update_history(cluster, observed).await,
+            Action::CallbackOnStart => {
+                shared.with_tracked(|t| t.on_start_called = true);
+                shared.callback("on_start");
+            }
+            Action::CancelTask => {
+                if let Some((task, handle)) = self.task.take() {
+                    tracing::info!("cancelling {}", task.describe());
+                    if task == Task::Clone {
+                        for r in &shared.replicas {
+                            r.plugin.cancel();
+                        }
+                    }
+                    handle.abort();
+                }
+            }
+            Action::Fatal(message) => return Some(message.clone()),
+        }
+        None
+    }
+
+    fn spawn(&mut self, task: Task, fut: impl std::future::Future<Output = bool> + Send + 'static) {
+        if let Some((running, _)) = &self.task {
+            tracing::warn!("not starting {}: {} is in progress", task.describe(), running.describe());
+            return;
+        }
+        let shared = std::sync::Arc::clone(&self.shared);
+        let handle = tokio::spawn(async move {
+            let ok = fut.await;
+            shared.with_tracked(|t| t.finished = Some((task, ok)));
+            let _ = shared.events.send(super::Event::TaskDone);
+        });
+        self.task = Some((task, handle));
+    }
+
+    pub(super) fn set_role(&mut self, role: Role) {
+        self.shared.set_role(role);
+    }
+
+    /// Delete our leader key, recording `last_lsn` in `status` first.
+    async fn release_leader_key(&mut self, cluster: &Cluster, last_lsn: Option<u64>) {
+        if let Some(lsn) = last_lsn {
+            let _ = self.shared.dcs.write_status(palisade_model::Status::to_json(lsn, None, None)).await;
+        }
+        let leader = cluster.leader.clone().filter(|l| l.name == self.shared.config().local.name);
+        self.shared.with_tracked(|t| t.leader_until = None);
+        match self.shared.dcs.delete_leader(leader.as_ref()).await {
+            Ok(_) => tracing::info!("Leader key released"),
+            Err(e) => tracing::error!("could not release the leader key: {e}"),
+        }
+        self.touch_member().await;
+    }
+
+    /// Demote the local primary (Patroni's `demote`), in the loop itself so
+    /// that no lock renewal can interleave with the release.
+    async fn demote(&mut self, mode: DemoteMode, cluster: &Cluster) {
+        tracing::info!(
+            "Demoting self ({})",
+            match mode {
+                DemoteMode::Offline => "offline",
+                DemoteMode::Graceful => "graceful",
+                DemoteMode::Immediate => "immediate",
+                DemoteMode::ImmediateNolock => "immediate-nolock",
+            }
+        );
+        let (stop, checkpoint, release) = match mode {
+            DemoteMode::Offline => (StopMode::Fast, false, false),
+            DemoteMode::Graceful => (StopMode::Fast, true, true),
+            DemoteMode::Immediate => (StopMode::Immediate, false, true),
+            DemoteMode::ImmediateNolock => (StopMode::Immediate, false, false),
+        };
+        if checkpoint {
+            if let Err(e) = self.shared.pg.checkpoint().await {
+                tracing::warn!("CHECKPOINT before demote failed: {e}");
+            }
+        }
+        self.shared.with_tracked(|t| t.set_state(State::Stopping));
+        let last_lsn = match self.shared.pg.stop(stop).await {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                tracing::error!("could not stop PostgreSQL to demote: {e}");
+                None
+            }
+        };
+        self.shared.with_tracked(|t| {
+            t.set_state(State::Stopped);
+            t.following = None;
+            t.on_start_called = false;
+        });
+        self.set_role(Role::Demoted);
+        if release {
+            self.release_leader_key(cluster, last_lsn).await;
+        } else {
+            self.shared.with_tracked(|t| t.leader_until = None);
+        }
+        // Start again as a replica of nobody; the next cycle points it at
+        // whoever takes the lock.
+        self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&self.shared), Role::Replica, None));
+    }
+
+    /// Bring the DCS `history` key in line with our timeline history.
+    async fn update_history(&mut self, cluster: &Cluster, observed: &Observed) {
+        let Some(timeline) = observed.timeline() else {
+            return;
+        };
+        let name = self.shared.config().local.name;
+        let lines = if timeline > 1 { self.shared.pg.history_lines(timeline, &name).await } else { Vec::new() };
+        let max = self.shared.config().global.max_timelines_history;
+        if let Some(lines) = palisade_ha::updated_history(timeline, &lines, cluster.history.as_ref(), max) {
+            let value = palisade_model::TimelineHistory::to_json(&lines);
+            if let Err(e) = self.shared.dcs.set_history_value(value).await {
+                tracing::error!("could not update the history key: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One cycle: snapshot, observe, decide (answering questions), act, publish.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use palisade_ha::{decide, Answers, Ask, Decision, Input, Level, Me, PeerStatus, Step};
+use palisade_model::{slot_name_from_member_name, Cluster, Member, Role, State};
+
+use super::{CycleOutcome, Runner};
+use crate::dcs::DcsError;
+use crate::pg::Observed;
+
+fn log_decision(d: &Decision) {
+    for (level, line) in &d.log {
+        match level {
+            Level::Info => tracing::info!("{line}"),
+            Level::Warn => tracing::warn!("{line}"),
+            Level::Error => tracing::error!("{line}"),
+        }
+    }
+    tracing::info!("{}", d.reason);
+}
+
+impl Runner {
+    pub(super) async fn cycle(&mut self) -> CycleOutcome {
+        if self.task.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            self.task = None;
+        }
+        let finished = self.shared.with_tracked(|t| t.finished.take());
+
+        let cluster = match self.shared.dcs.get_cluster().await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return self.dcs_failed(e, finished).await,
+        };
+        let now = crate::now();
+        self.dcs_last_seen = now as i64;
+        self.apply_dynamic_config(&cluster).await;
+        if cluster.leader.is_some() {
+            self.old_members.clone_from(&cluster.members);
+            self.old_leader = cluster.leader_name().map(String::from);
+        }
+        self.cluster = Some(Arc::clone(&cluster));
+        let me_name = self.shared.config().local.name;
+        if cluster.leader_name() != Some(me_name.as_str()) {
+            self.shared.with_tracked(|t| t.leader_until = None);
+        }
+
+        let observed = self.observe().await;
+        let rejoin = self.check_rejoin(&cluster, &observed).await;
+
+        let cfg = self.shared.config();
+        let me = Me {
+            name: cfg.local.name.clone(),
+            tags: cfg.local.tags.clone(),
+            can_bootstrap: cfg.local.bootstrap.is_some(),
+            can_clone_without_leader: self.shared.replicas.iter().any(|r| r.without_leader),
+        };
+        let settings = cfg.settings();
+        let tracked = self.shared.tracked();
+        let local = palisade_ha::Local {
+            data_dir: observed.data_dir.clone(),
+            pg: observed.pg.clone(),
+            cluster_state: observed.cluster_state.clone(),
+            standby_signal: observed.standby_signal,
+            role: tracked.role,
+            state: tracked.state,
+            time_in_state: tracked.state_since.elapsed().as_secs_f64(),
+            task: self.task.as_ref().map(|(t, _)| *t),
+            finished,
+            bootstrapping: tracked.bootstrapping,
+            on_start_called: tracked.on_start_called,
+            following: tracked.following.clone(),
+            rejoin,
+            released_leader_key_at: tracked.released_leader_key_at,
+            previous_wal_position: self.previous_wal_position,
+        };
+        let mut answers = Answers::default();
+        let decision = loop {
+            let input = Input {
+                now,
+                me: &me,
+                settings: &settings,
+                cluster: &cluster,
+                old_members: &self.old_members,
+                old_leader: self.old_leader.as_deref(),
+                local: &local,
+                answers: &answers,
+            };
+            match decide(&input) {
+                Step::Decided(d) => break d,
+                Step::Ask(ask) => self.answer(ask, &cluster, &observed, &mut answers).await,
+            }
+        };
+        log_decision(&decision);
+        let fatal = self.execute(&decision.actions, &cluster, &observed).await;
+        self.previous_wal_position = observed.wal_position();
+
+        self.publish_status(&observed);
+        self.touch_member().await;
+        if self.shared.tracked().is_leader() && observed.pg.is_primary() {
+            self.maintain_slots(&cluster).await;
+        }
+        CycleOutcome { wake_at: decision.wake_at, fatal }
+    }
+
+    /// The DCS could not be read: a primary demotes, others wait.
+    async fn dcs_failed(&mut self, error: DcsError, finished: Option<(palisade_ha::Task, bool)>) -> CycleOutcome {
+        tracing::error!("Error communicating with DCS: {error}");
+        // Keep the result of a finished task for the next cycle that can use it.
+        if finished.is_some() {
+            self.shared.with_tracked(|t| t.finished = finished);
+        }
+        let observed = self.observe().await;
+        let settings = self.shared.config().settings();
+        let tracked = self.shared.tracked();
+        let local = palisade_ha::Local {
+            data_dir: observed.data_dir.clone(),
+            pg: observed.pg.clone(),
+            role: tracked.role,
+            state: tracked.state,
+            ..palisade_ha::Local::default()
+        };
+        let decision = palisade_ha::dcs_unavailable(&local, &settings);
+        log_decision(&decision);
+        let cluster = self.cluster.clone().unwrap_or_default();
+        let fatal = self.execute(&decision.actions, &cluster, &observed).await;
+        self.shared.with_tracked(|t| t.leader_until = None);
+        self.publish_status(&observed);
+        CycleOutcome { wake_at: None, fatal }
+    }
+
+    /// Look at the data directory and PostgreSQL, and bring the tracked
+    /// role and state in line with what is really there.
+    pub(super) async fn observe(&mut self) -> Observed {
+        let observed = self.shared.pg.observe().await;
+        let busy = self.task.is_some();
+        self.shared.with_tracked(|t| {
+            if busy {
+                return;
+            }
+            match &observed.pg {
+                palisade_ha::Pg::Running { in_recovery, .. } => {
+                    if matches!(
+                        t.state,
+                        State::Stopped | State::Crashed | State::StartFailed | State::Starting | State::Stopping
+                    ) {
+                        t.set_state(State::Running);
+                    }
+                    // A daemon (re)started next to a running PostgreSQL
+                    // takes its role from what PostgreSQL is.
+                    if t.role == Role::Uninitialized {
+                        t.role = if *in_recovery { Role::Replica } else { Role::Primary };
+                    }
+                }
+                palisade_ha::Pg::Starting => {}
+                palisade_ha::Pg::Stopped => {
+                    if t.role == Role::Uninitialized
+                        && matches!(observed.data_dir, palisade_ha::DataDir::Initialized { .. })
+                    {
+                        t.role = if observed.standby_signal { Role::Replica } else { Role::Primary };
+                    }
+                    if matches!(t.state, State::Starting | State::Stopping) {
+                        t.set_state(State::Stopped);
+                    }
+                }
+            }
+        });
+        observed
+    }
+
+    /// Whether a stopped former primary can follow the leader's timeline
+    /// (checked once per leader, history and local timeline).
+    async fn check_rejoin(&mut self, cluster: &Cluster, observed: &Observed) -> palisade_ha::Rejoin {
+        use palisade_ha::Rejoin;
+        let me = self.shared.config().local.name;
+        let Some(leader) = cluster.leader_member().filter(|m| m.name != me) else {
+            return Rejoin::Free;
+        };
+        let stopped_as_primary = matches!(
+            observed.cluster_state.as_deref(),
+            Some("shut down" | "in production" | "shutting down" | "in crash recovery")
+        );
+        if observed.pg != palisade_ha::Pg::Stopped || !stopped_as_primary {
+            self.divergence = None;
+            return Rejoin::Free;
+        }
+        let Some(local_timeline) = observed.controldata_timeline else {
+            return Rejoin::Free;
+        };
+        let leader_timeline = cluster.timeline().max(leader.timeline().unwrap_or(0));
+        if leader_timeline <= local_timeline {
+            return Rejoin::Free;
+        }
+        let key = format!(
+            "{}:{:?}:{leader_timeline}:{local_timeline}",
+            leader.name,
+            cluster.history.as_ref().map(|h| &h.version)
+        );
+        if let Some((k, verdict)) = &self.divergence {
+            if *k == key {
+                return verdict.clone();
+            }
+        }
+        let lines = cluster.history.as_ref().map(|h| h.lines.clone()).unwrap_or_default();
+        let verdict = self.shared.pg.rejoin(leader_timeline, &lines).await;
+        self.divergence = Some((key, verdict.clone()));
+        verdict
+    }
+
+    /// Answer one question of the decision.
+    async fn answer(&mut self, ask: Ask, cluster: &Cluster, observed: &Observed, answers: &mut Answers) {
+        let cfg = self.shared.config();
+        match ask {
+            Ask::UpdateLock { update_status } => {
+                let ok = match self.shared.dcs.update_leader(cluster.leader.as_ref()).await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        tracing::error!("failed to update leader lock: {e}");
+                        false
+                    }
+                };
+                let ttl = cfg.global.ttl;
+                self.shared.with_tracked(|t| t.leader_until = ok.then(|| Instant::now() + ttl));
+                if ok && update_status {
+                    self.write_status(cluster, observed).await;
+                }
+                answers.update_lock = Some(ok);
+            }
+            Ask::AcquireLock => {
+                let ok = match self.shared.dcs.attempt_to_acquire_leader().await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        tracing::error!("failed to acquire the leader lock: {e}");
+                        false
+                    }
+                };
+                let ttl = cfg.global.ttl;
+                self.shared.with_tracked(|t| t.leader_until = ok.then(|| Instant::now() + ttl));
+                if !ok {
+                    tracing::info!("Could not take out TTL lock");
+                }
+                answers.acquire_lock = Some(ok);
+            }
+            Ask::Initialize => {
+                answers.initialize = Some(self.shared.dcs.initialize(true, String::new()).await.unwrap_or_else(|e| {
+                    tracing::error!("failed to race for the initialize key: {e}");
+                    false
+                }));
+            }
+            Ask::PeerStatuses(names) => {
+                let members: Vec<Member> = names
+                    .iter()
+                    .filter_map(|n| {
+                        cluster.member(n).or_else(|| self.old_members.iter().find(|m| &m.name == n)).cloned()
+                    })
+                    .collect();
+                for st in self.shared.peers.statuses(members).await {
+                    answers.peers.insert(st.name.clone(), st);
+                }
+                for n in names {
+                    answers.peers.entry(n.clone()).or_insert_with(|| PeerStatus::unreachable(&n));
+                }
+            }
+            Ask::MyPosition => {
+                answers.my_position = Some(self.shared.pg.position().await.unwrap_or((0, None)));
+            }
+        }
+    }
+
+    /// Write the `status` key: our WAL position and member slots.
+    async fn write_status(&mut self, cluster: &Cluster, observed: &Observed) {
+        let Some(lsn) = observed.wal_position().filter(|l| *l > 0) else {
+            return;
+        };
+        let slots = self.shared.pg.slot_positions().await;
+        let member_slots: std::collections::BTreeSet<String> = cluster
+            .members
+            .iter()
+            .filter(|m| !m.tags().nostream())
+            .map(|m| slot_name_from_member_name(&m.name))
+            .collect();
+        let ttl = self.shared.config().global.member_slots_ttl;
+        let now = Instant::now();
+        for name in slots.keys() {
+            if member_slots.contains(name) {
+                self.retain_slots.insert(name.clone(), now);
+            }
+        }
+        self.retain_slots.retain(|name, seen| {
+            let keep = now.duration_since(*seen) < ttl;
+            if !keep {
+                tracing::info!(
+                    "Replication slot '{name}' for absent cluster member is expired after {} sec.",
+                    ttl.as_secs()
+                );
+            }
+            keep
+        });
+        let retain: Vec<String> = self.retain_slots.keys().cloned().collect();
+        let slots_json: serde_json::Map<String, serde_json::Value> =
+            slots.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        let value = palisade_model::Status::to_json(
+            lsn,
+            (!slots_json.is_empty()).then_some(&slots_json),
+            (!retain.is_empty()).then_some(retain.as_slice()),
+        );
+        if self.last_status.as_deref() != Some(value.as_str()) {
+            match self.shared.dcs.write_status(value.clone()).await {
+                Ok(true) => self.last_status = Some(value),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("could not write the status key: {e}"),
+            }
+        }
+    }
+
+    /// Create replication slots for the members streaming from us, and drop
+    /// slots of members gone for longer than `member_slots_ttl`.
+    async fn maintain_slots(&mut self, cluster: &Cluster) {
+        let cfg = self.shared.config();
+        if !cfg.global.use_slots {
+            return;
+        }
+        let me = cfg.local.name.clone();
+        let wanted: Vec<String> = cluster
+            .members
+            .iter()
+            .filter(|m| m.name != me && !m.tags().nostream())
+            .filter(|m| m.tags().replicatefrom().is_none_or(|r| r == me))
+            .map(|m| slot_name_from_member_name(&m.name))
+            .filter(|s| *s != slot_name_from_member_name(&me))
+            .collect();
+        let existing = self.shared.pg.physical_slots().await;
+        for slot in &wanted {
+            if !existing.contains(slot) {
+                match self.shared.pg.create_slot(slot).await {
+                    Ok(()) => tracing::info!("created replication slot {slot}"),
+                    Err(e) => tracing::warn!("could not create replication slot {slot}: {e}"),
+                }
+            }
+        }
+        let permanent: Vec<String> = cfg
+            .global
+            .data
+            .get("slots")
+            .and_then(|v| v.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let ignored = |name: &str| {
+            cfg.global.data.get("ignore_slots").and_then(|v| v.as_array()).is_some_and(|list| {
+                list.iter().any(|rule| {
+                    rule.get("name").and_then(|n| n.as_str()).is_none_or(|n| n == name)
+                        && rule.get("type").and_then(|t| t.as_str()).is_none_or(|t| t == "physical")
+                })
+            })
+        };
+        for slot in existing {
+            // Keep member slots (also of members gone for less than
+            // member_slots_ttl: retain_slots), permanent and ignored slots.
+            if wanted.contains(&slot)
+                || permanent.contains(&slot)
+                || ignored(&slot)
+                || self.retain_slots.contains_key(&slot)
+            {
+                continue;
+            }
+            match self.shared.pg.drop_slot(&slot).await {
+                Ok(()) => tracing::info!("dropped replication slot {slot}, which belongs to no member"),
+                Err(e) => tracing::debug!("could not drop replication slot {slot}: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What this node publishes: its member key, the API status board, and
+//! the dynamic configuration it applies.
+
+use palisade_config::{format_host_port, HostPort};
+use palisade_model::{Cluster, MemberRecord, State};
+
+use super::{Runner, RuntimeConfig};
+use crate::pg::Observed;
+
+/// The Patroni version whose wire formats and behaviour palisade keeps.
+/// Members publish it as their `version` so that Patroni nodes in the
+/// same cluster treat palisade nodes as their peers.
+pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";
+
+fn postgres_url(address: &HostPort) -> String {
+    format!("postgres://{}/postgres", format_host_port(address.host(), address.port))
+}
+
+impl Runner {
+    /// Write our member key.
+    pub(super) async fn touch_member(&mut self) {
+        let cfg = self.shared.config();
+        let tracked = self.shared.tracked();
+        let status = self.shared.status.get();
+        let mut record = MemberRecord {
+            conn_url: postgres_url(&cfg.local.postgresql.connect_address),
+            api_url: cfg.local.restapi.api_url(),
+            state: tracked.state.as_str().to_string(),
+            role: tracked.role.as_str().to_string(),
+            version: PATRONI_COMPAT_VERSION.to_string(),
+            proxy_url: cfg.local.postgresql.proxy_address.as_ref().map(postgres_url),
+            tags: palisade_model::Tags(&cfg.local.tags).published(),
+            ..MemberRecord::default()
+        };
+        if !status.pending_restart_reason.is_empty() {
+            record.pending_restart = Some(true);
+            record.pending_restart_reason = Some(status.pending_restart_reason.clone());
+        }
+        if matches!(tracked.state, State::Running | State::Restarting | State::Starting) {
+            if let Some(pg) = &status.pg {
+                if pg.in_recovery {
+                    record.xlog_location = pg.received_location.max(pg.replayed_location);
+                    record.replay_lsn = pg.replayed_location.filter(|l| *l > 0);
+                    record.receive_lsn = pg.received_location.filter(|l| *l > 0);
+                    record.replication_state.clone_from(&pg.replication_state);
+                } else {
+                    record.xlog_location = pg.wal_location;
+                }
+                record.timeline = pg.timeline;
+            }
+        }
+        record.scheduled_restart.clone_from(&status.scheduled_restart);
+        if cfg.global.pause {
+            record.pause = Some(true);
+        }
+        if let Err(e) = self.shared.dcs.touch_member(record.to_json()).await {
+            tracing::warn!("could not update the member key: {e}");
+        }
+    }
+
+    /// Publish what the API serves.
+    pub(super) fn publish_status(&self, observed: &Observed) {
+        let cfg = self.shared.config();
+        let tracked = self.shared.tracked();
+        let cluster = self.cluster.clone();
+        self.shared.status.update(|s| {
+            s.role = tracked.role;
+            s.state = tracked.state;
+            s.pg = observed.snapshot.clone();
+            s.sysid.clone_from(&observed.sysid);
+            s.pending_restart_reason = observed.pending_restart_reason.clone();
+            s.tags = palisade_model::Tags(&cfg.local.tags).published();
+            s.paused = cfg.global.pause;
+            s.is_leader = tracked.is_leader();
+            s.standby_cluster = cfg.global.standby_cluster.is_some();
+            s.last_cycle_at = Some(std::time::Instant::now());
+            s.dcs_last_seen = self.dcs_last_seen;
+            s.ttl = cfg.global.ttl;
+            s.maximum_lag_on_failover = cfg.global.maximum_lag_on_failover;
+            s.noloadbalance = palisade_model::Tags(&cfg.local.tags).noloadbalance();
+            if let Some(c) = cluster {
+                s.cluster = Some(c);
+            }
+        });
+    }
+
+    /// Apply a new dynamic configuration from the DCS: timing, PostgreSQL
+    /// parameters, and the local cache file.
+    pub(super) async fn apply_dynamic_config(&mut self, cluster: &Cluster) {
+        let Some(config) = &cluster.config else {
+            return;
+        };
+        if self.config_version.as_deref() == Some(config.version.as_str()) || config.data.is_empty() {
+            return;
+        }
+        let old = self.shared.config();
+        let new = RuntimeConfig::new(old.local.clone(), config.data.clone(), old.dynamic != config.data);
+        if (old.global.ttl, old.global.loop_wait, old.global.retry_timeout)
+            != (new.global.ttl, new.global.loop_wait, new.global.retry_timeout)
+            || self.config_version.is_none()
+        {
+            let timing = crate::plugins::timing(new.global.ttl, new.global.loop_wait, new.global.retry_timeout);
+            if let Err(e) = self.shared.dcs.set_timing(timing).await {
+                tracing::warn!("could not apply the new DCS timing: {e}");
+            }
+        }
+        let parameters_changed = old.effective != new.effective;
+        *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        self.config_version = Some(config.version.clone());
+        if let Err(e) = self.shared.pg.save_dynamic_cache(&new.dynamic) {
+            tracing::warn!("could not save the dynamic configuration cache: {e}");
+        }
+        let running = self.shared.tracked().state == State::Running && self.task.is_none();
+        if parameters_changed && running {
+            match self.shared.pg.apply_parameters(&new).await {
+                Ok(()) => tracing::info!("applied the new PostgreSQL configuration"),
+                Err(e) => tracing::error!("could not apply the new PostgreSQL configuration: {e}"),
+            }
+        } else if parameters_changed {
+            self.shared.pg.update(&new).await;
+        }
+    }
+}

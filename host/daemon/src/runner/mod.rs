@@ -1,0 +1,377 @@
+//! The HA loop: read the DCS, look at PostgreSQL, ask `palisade_ha` what
+//! to do, do it, publish our member key, sleep until `loop_wait` passes or
+//! something wakes us (the leader key changed, a task finished, an API
+//! request, a signal).
+//!
+//! Architecture invariants:
+//! - decisions are made only by `palisade_ha::decide`; this module
+//!   answers its questions and carries out its actions;
+//! - leader-key writes (acquire, renew, release) happen only on the loop's
+//!   own task, never from a background task, so they cannot race;
+//! - long actions (bootstrap, clone, start, promote, crash recovery) run as
+//!   one background task at a time; the loop goes on renewing the lock.
+
+mod actions;
+mod cycle;
+pub mod member;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
+use palisade_ha::Task;
+use palisade_model::{Cluster, Member, Role, State};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dcs::DcsClient;
+use crate::peers::PeerClient;
+use crate::pg::LocalPg;
+use crate::plugins::ReplicaPlugin;
+use crate::status::StatusBoard;
+
+/// The configuration in force: local file, dynamic settings, and what
+/// PostgreSQL runs with.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    pub local: LocalConfig,
+    pub global: GlobalConfig,
+    /// The dynamic configuration as last seen (DCS, cache file or bootstrap.dcs).
+    pub dynamic: Map<String, Value>,
+    pub effective: EffectivePostgresql,
+}
+
+impl RuntimeConfig {
+    /// Build the configuration in force; problems with the dynamic part
+    /// are logged when `log_warnings` (once per new dynamic configuration).
+    pub fn new(local: LocalConfig, dynamic: Map<String, Value>, log_warnings: bool) -> Self {
+        let (global, warnings) = GlobalConfig::from_dynamic(&dynamic);
+        if log_warnings {
+            for w in warnings {
+                tracing::warn!("dynamic configuration: {w}");
+            }
+        }
+        let effective = palisade_config::effective_postgresql(&local, &global);
+        Self { local, global, dynamic, effective }
+    }
+
+    pub fn settings(&self) -> palisade_ha::Settings {
+        let g = &self.global;
+        palisade_ha::Settings {
+            ttl: g.ttl.as_secs_f64(),
+            loop_wait: g.loop_wait.as_secs_f64(),
+            maximum_lag_on_failover: g.maximum_lag_on_failover,
+            primary_start_timeout: g.primary_start_timeout.as_secs_f64(),
+            check_timeline: g.check_timeline,
+            paused: g.pause,
+        }
+    }
+}
+
+/// What the daemon tracks about itself between cycles. Shared with
+/// background tasks, which move it forward as they progress.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    pub role: Role,
+    pub state: State,
+    pub state_since: Instant,
+    pub bootstrapping: bool,
+    pub on_start_called: bool,
+    /// The member our recovery configuration streams from.
+    pub following: Option<String>,
+    pub released_leader_key_at: f64,
+    /// A background task that finished and whose result the next cycle handles.
+    pub finished: Option<(Task, bool)>,
+    /// Until when our last lock renewal holds.
+    pub leader_until: Option<Instant>,
+}
+
+impl Tracked {
+    pub fn new(role: Role, state: State) -> Self {
+        Self {
+            role,
+            state,
+            state_since: Instant::now(),
+            bootstrapping: false,
+            on_start_called: false,
+            following: None,
+            released_leader_key_at: 0.0,
+            finished: None,
+            leader_until: None,
+        }
+    }
+
+    pub fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_until.is_some_and(|t| t > Instant::now())
+    }
+}
+
+/// What wakes the loop besides the timer and the DCS watch.
+#[derive(Debug)]
+pub enum Event {
+    /// A background task ended (its result is in `Tracked::finished`).
+    TaskDone,
+    /// Run a cycle now (an API request changed something).
+    Wake,
+    /// Re-read the configuration file.
+    Reload,
+    /// Stop PostgreSQL and the daemon.
+    Shutdown,
+}
+
+/// State shared by the loop, its background tasks and the REST API.
+pub struct Shared {
+    pub config: RwLock<RuntimeConfig>,
+    pub tracked: Mutex<Tracked>,
+    pub status: StatusBoard,
+    pub pg: LocalPg,
+    pub dcs: DcsClient,
+    pub peers: PeerClient,
+    pub replicas: Vec<ReplicaPlugin>,
+    pub callback: Option<Arc<dyn palisade_plugin_api::Callback>>,
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Where the configuration was read from (for reloads).
+    pub config_path: Option<std::path::PathBuf>,
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Shared {
+    pub fn config(&self) -> RuntimeConfig {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn tracked(&self) -> Tracked {
+        self.tracked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn with_tracked<T>(&self, f: impl FnOnce(&mut Tracked) -> T) -> T {
+        f(&mut self.tracked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Record a role; tell the callback when PostgreSQL changed sides.
+    pub fn set_role(&self, role: Role) {
+        let previous = self.with_tracked(|t| std::mem::replace(&mut t.role, role));
+        let side = |r: Role| match r {
+            Role::Primary | Role::Promoted => 1,
+            Role::Replica | Role::Demoted => 2,
+            Role::StandbyLeader => 3,
+            Role::Uninitialized => 0,
+        };
+        if side(previous) != side(role) && side(previous) != 0 && side(role) != 0 {
+            self.callback("on_role_change");
+        }
+    }
+
+    /// Deliver a callback event without waiting for it.
+    pub fn callback(&self, action: &str) {
+        let Some(cb) = self.callback.clone() else {
+            return;
+        };
+        let role = self.tracked().role;
+        let config = self.config();
+        let event = palisade_plugin_api::CallbackEvent {
+            action: action.to_string(),
+            role: role.as_str().to_string(),
+            scope: config.local.scope.clone(),
+            name: config.local.name.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cb.on_event(&event) {
+                tracing::error!("callback {} failed: {e}", event.action);
+            }
+        });
+    }
+}
+
+/// The loop's own state.
+pub struct Runner {
+    pub shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    task: Option<(Task, JoinHandle<()>)>,
+    cluster: Option<Arc<Cluster>>,
+    /// Members and leader of the last snapshot that had a leader.
+    old_members: Vec<Member>,
+    old_leader: Option<String>,
+    /// Version of the dynamic configuration applied last.
+    config_version: Option<String>,
+    previous_wal_position: Option<u64>,
+    /// Member slots and when their member was last seen (Patroni's
+    /// `retain_slots`, kept for `member_slots_ttl`).
+    retain_slots: BTreeMap<String, Instant>,
+    /// The `status` value written last.
+    last_status: Option<String>,
+    /// Epoch seconds of the last successful DCS read.
+    dcs_last_seen: i64,
+    /// The rejoin verdict and what it was computed for.
+    divergence: Option<(String, palisade_ha::Rejoin)>,
+}
+
+impl Runner {
+    pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
+        Self {
+            shared,
+            rx,
+            task: None,
+            cluster: None,
+            old_members: Vec::new(),
+            old_leader: None,
+            config_version: None,
+            previous_wal_position: None,
+            retain_slots: BTreeMap::new(),
+            dcs_last_seen: 0,
+            last_status: None,
+            divergence: None,
+        }
+    }
+
+    /// Run until asked to stop. Returns the process exit status.
+    pub async fn run(mut self) -> std::process::ExitCode {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        else {
+            tracing::error!("cannot install signal handlers");
+            return std::process::ExitCode::FAILURE;
+        };
+        loop {
+            let started = Instant::now();
+            let outcome = self.cycle().await;
+            if let Some(message) = outcome.fatal {
+                tracing::error!("{message}");
+                return std::process::ExitCode::FAILURE;
+            }
+            let loop_wait = self.shared.config().global.loop_wait;
+            let mut nap = loop_wait.saturating_sub(started.elapsed());
+            if let Some(at) = outcome.wake_at {
+                let until = at - crate::now();
+                nap = nap.min(Duration::from_secs_f64(until.max(0.0)));
+            }
+            let version = self.watch_version();
+            let dcs = self.shared.dcs.clone();
+            let watch = dcs.watch(version, nap);
+            tokio::pin!(watch);
+            let mut again = true;
+            while again {
+                again = false;
+                tokio::select! {
+                    r = &mut watch => {
+                        if let Err(e) = r {
+                            tracing::debug!("watch: {e}");
+                            // Do not spin when the DCS is down: the watch
+                            // failed at once, so wait out the nap.
+                            tokio::time::sleep(nap.saturating_sub(started.elapsed())).await;
+                        }
+                    }
+                    ev = self.rx.recv() => match ev {
+                        Some(Event::Shutdown) | None => return self.shutdown().await,
+                        Some(Event::Reload) => self.reload().await,
+                        Some(Event::TaskDone | Event::Wake) => {}
+                    },
+                    _ = term.recv() => return self.shutdown().await,
+                    _ = int.recv() => return self.shutdown().await,
+                    _ = hup.recv() => { self.reload().await; again = true; }
+                }
+            }
+        }
+    }
+
+    /// Watch the leader key only when following a leader: on a change we
+    /// want to react at once. The leader, a node busy with a task, and a
+    /// cluster without leader just wait.
+    fn watch_version(&self) -> Option<String> {
+        let me = &self.shared.config().local.name;
+        if self.task.is_some() {
+            return None;
+        }
+        let cluster = self.cluster.as_ref()?;
+        let leader = cluster.leader.as_ref()?;
+        (leader.name != *me).then(|| leader.version.clone())
+    }
+
+    /// Re-read the configuration file (SIGHUP, `POST /reload`).
+    async fn reload(&mut self) {
+        let path = self.shared.config_path.clone();
+        match palisade_config::load(path.as_deref(), &self.shared.env) {
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("reload: {e}");
+                }
+                tracing::error!("configuration not reloaded: the file has errors");
+            }
+            Ok(loaded) => {
+                for w in loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let dynamic = self.shared.config().dynamic;
+                let new = RuntimeConfig::new(loaded.config, dynamic, false);
+                *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+                self.config_version = None;
+                if self.shared.tracked().state == State::Running && self.task.is_none() {
+                    if let Err(e) = self.shared.pg.apply_parameters(&new).await {
+                        tracing::error!("could not apply the reloaded configuration: {e}");
+                    }
+                } else {
+                    self.shared.pg.update(&new).await;
+                }
+                tracing::info!("Reloaded configuration");
+                self.shared.callback("on_reload");
+                let _ = self.shared.events.send(Event::Wake);
+            }
+        }
+    }
+
+    /// SIGTERM: stop PostgreSQL cleanly and hand the lock over at once.
+    async fn shutdown(mut self) -> std::process::ExitCode {
+        tracing::info!("shutting down");
+        if let Some((task, handle)) = self.task.take() {
+            tracing::info!("cancelling {}", task.describe());
+            for r in &self.shared.replicas {
+                r.plugin.cancel();
+            }
+            handle.abort();
+        }
+        let cfg = self.shared.config();
+        if cfg.global.pause {
+            tracing::info!("Leader key is not deleted and PostgreSQL is not stopped due to paused state");
+            return std::process::ExitCode::SUCCESS;
+        }
+        let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
+        self.shared.with_tracked(|t| t.set_state(State::Stopping));
+        match self.shared.pg.stop(crate::pg::StopMode::Fast).await {
+            Ok(checkpoint) => {
+                self.shared.with_tracked(|t| t.set_state(State::Stopped));
+                self.shared.callback("on_stop");
+                if let Some(leader) = &leader {
+                    if let Some(lsn) = checkpoint {
+                        let status = palisade_model::Status::to_json(lsn, None, None);
+                        let _ = self.shared.dcs.write_status(status).await;
+                    }
+                    match self.shared.dcs.delete_leader(Some(leader)).await {
+                        Ok(_) => tracing::info!("Leader key released"),
+                        Err(e) => tracing::error!("could not release the leader key: {e}"),
+                    }
+                }
+                self.touch_member().await;
+            }
+            Err(e) => tracing::error!("PostgreSQL shutdown failed, leader key not removed: {e}"),
+        }
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+/// What a cycle tells the loop.
+#[derive(Default)]
+pub struct CycleOutcome {
+    pub wake_at: Option<f64>,
+    pub fatal: Option<String>,
+}

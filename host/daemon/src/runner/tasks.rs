@@ -1,0 +1,159 @@
+//! The long actions, run in the background while the loop goes on. Each
+//! returns whether it succeeded; the loop hands that to the next decision.
+//! Tasks never write the leader key.
+
+use std::sync::Arc;
+
+use palisade_model::{Member, Role, State};
+
+use super::Shared;
+
+/// Initialise a new cluster (initdb or a custom method) and start it.
+pub async fn bootstrap(shared: Arc<Shared>) -> bool {
+    let cfg = shared.config();
+    let Some(bootstrap) = cfg.local.bootstrap.clone() else {
+        tracing::error!("cannot bootstrap: the configuration has no bootstrap section");
+        return false;
+    };
+    if let Err(e) = shared.pg.bootstrap(&bootstrap).await {
+        tracing::error!("bootstrap failed: {e}");
+        let failed = if bootstrap.method == "initdb" { State::InitdbFailed } else { State::CustomBootstrapFailed };
+        shared.with_tracked(|t| t.set_state(failed));
+        return false;
+    }
+    shared.with_tracked(|t| t.set_state(State::Starting));
+    match shared.pg.start_bootstrapped().await {
+        Ok(accepting) => {
+            shared.with_tracked(|t| {
+                if accepting {
+                    t.set_state(State::Running);
+                }
+            });
+            true
+        }
+        Err(e) => {
+            tracing::error!("failed to start the new cluster: {e}");
+            shared.with_tracked(|t| t.set_state(State::StartFailed));
+            false
+        }
+    }
+}
+
+/// Create the roles and run the post_bootstrap script.
+pub async fn post_bootstrap(shared: Arc<Shared>) -> bool {
+    let cfg = shared.config();
+    let Some(bootstrap) = cfg.local.bootstrap.clone() else {
+        return false;
+    };
+    match shared.pg.post_bootstrap(&bootstrap).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("post_bootstrap failed: {e}");
+            false
+        }
+    }
+}
+
+/// Build the data directory with the configured replica methods, then
+/// start as a replica.
+pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
+    shared.with_tracked(|t| t.set_state(State::CreatingReplica));
+    let mut done = false;
+    for (i, method) in shared.replicas.iter().enumerate() {
+        if source.is_none() && !method.without_leader {
+            continue;
+        }
+        let request = match shared.pg.replica_request(source.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot prepare replica creation: {e}");
+                break;
+            }
+        };
+        tracing::info!("trying to create a replica with method '{}'", method.method);
+        let s = Arc::clone(&shared);
+        let result = tokio::task::spawn_blocking(move || s.replicas[i].plugin.create_replica(&request)).await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!("replica created with method '{}'", method.method);
+                done = true;
+                break;
+            }
+            Ok(Err(e)) => tracing::error!("replica method '{}' failed: {e}", method.method),
+            Err(e) => tracing::error!("replica method '{}' did not finish: {e}", method.method),
+        }
+        if let Err(e) = shared.pg.remove_data_directory() {
+            tracing::error!("could not clean the data directory after a failed attempt: {e}");
+        }
+    }
+    if !done {
+        let from = source.as_ref().map_or("(without leader)".to_string(), |m| format!("from '{}'", m.name));
+        tracing::error!("failed to bootstrap {from}");
+        shared.with_tracked(|t| t.set_state(State::Stopped));
+        return false;
+    }
+    // Follow the leader if there is one now, else the member we copied.
+    let target = match shared.dcs.get_cluster().await {
+        Ok(c) => c.leader_member().cloned().filter(|m| Some(&m.name) == leader.as_ref() || leader.is_none()).or(source),
+        Err(_) => source,
+    };
+    start(shared, Role::Replica, target).await
+}
+
+/// Start PostgreSQL as `role`, streaming from `follow` when a replica.
+pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> bool {
+    shared.with_tracked(|t| t.set_state(State::Starting));
+    match shared.pg.start(role, follow.as_ref()).await {
+        Ok(accepting) => {
+            shared.set_role(role);
+            shared.with_tracked(|t| {
+                t.following = follow.as_ref().map(|m| m.name.clone());
+                t.on_start_called = false;
+                if accepting {
+                    t.set_state(State::Running);
+                }
+            });
+            true
+        }
+        Err(e) => {
+            tracing::error!("failed to start PostgreSQL: {e}");
+            shared.with_tracked(|t| t.set_state(State::StartFailed));
+            false
+        }
+    }
+}
+
+/// Run the pre_promote script, then promote and wait for the end of
+/// recovery. Fails only when the pre_promote script refuses the promotion
+/// (the decision then gives the lock up).
+pub async fn promote(shared: Arc<Shared>) -> bool {
+    let cfg = shared.config();
+    if let Some(script) = cfg.local.postgresql.pre_promote.clone() {
+        match shared.pg.run_script(&script, &[]).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!("pre_promote script failed: {e}");
+                shared.with_tracked(|t| t.released_leader_key_at = crate::now());
+                return false;
+            }
+        }
+    }
+    shared.set_role(Role::Promoted);
+    match shared.pg.promote().await {
+        Ok(()) => {
+            shared.set_role(Role::Primary);
+            shared.with_tracked(|t| t.following = None);
+            // A checkpoint right away makes the new timeline usable as a
+            // pg_rewind source and bounds crash recovery.
+            if let Err(e) = shared.pg.checkpoint().await {
+                tracing::warn!("CHECKPOINT after promote failed: {e}");
+            }
+        }
+        Err(e) => {
+            // Still a replica: the next cycle (we hold the lock) tries again.
+            tracing::error!("promote failed: {e}");
+            shared.set_role(Role::Replica);
+        }
+    }
+    true
+}

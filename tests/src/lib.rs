@@ -6,7 +6,9 @@
 //! reaches plugins only through `palisade-plugin-api` (never by linking a
 //! plugin crate), as the daemon does.
 
+pub mod cluster;
 pub mod conformance;
 pub mod etcd;
 pub mod etcd3;
+pub mod http;
 pub mod plugins;

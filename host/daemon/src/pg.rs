@@ -128,6 +128,7 @@ impl LocalPg {
             DataDirState::NotInitialized => DataDir::Initialized { sysid: None },
             DataDirState::Initialized => DataDir::Initialized { sysid: None },
         };
+        let has_control = matches!(self.pg.data_dir_state(), DataDirState::Initialized);
         let mut out = Observed {
             data_dir,
             pg: Pg::Stopped,
@@ -169,7 +170,7 @@ impl LocalPg {
                 }
             }
         }
-        if out.sysid.is_none() || !running {
+        if has_control && (out.sysid.is_none() || !running) {
             match self.pg.controldata().await {
                 Ok(cd) => {
                     out.sysid = Some(cd.system_identifier.to_string()).filter(|s| s != "0");
@@ -407,7 +408,6 @@ impl LocalPg {
             None => None,
             Some(target) => {
                 let mut params = target.conn_params(&s.local.authentication.replication);
-                params.insert("application_name".into(), s.name.clone());
                 if let Some(content) = pgpass_content(&params) {
                     let path = self.pg.paths().pgpass;
                     write_pgpass(&path, &content)

@@ -1,0 +1,415 @@
+//! A palisade cluster of real processes for tests: one etcd, N PostgreSQL
+//! servers and N palisade daemons on 127.0.0.1, run as the unprivileged
+//! test user from a staging directory, every process stopped on drop (also
+//! when the test panics).
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use palisade_test_support::{
+    become_subreaper, command_as_test_user, free_port, pg_bin_dir, pid_alive, signal, target_dir, wait_for, wait_until,
+    ProcessGuard, Staging,
+};
+
+use crate::etcd::EtcdServer;
+use crate::http;
+
+/// The plugins a cluster needs, copied next to the binaries.
+const PLUGINS: &[&str] = &[
+    "libpalisade_dcs_etcd3.so",
+    "libpalisade_replica_basebackup.so",
+    "libpalisade_replica_command.so",
+    "libpalisade_callback_script.so",
+];
+
+/// The superuser's password in every test cluster.
+pub const SUPERUSER_PASSWORD: &str = "test-superuser-pw";
+
+/// How to build a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    /// More keys for `bootstrap.dcs`, as YAML lines indented by 4 spaces.
+    pub extra_dcs: String,
+    /// More top-level YAML for node `i` (0-based), e.g. `tags:` or `restapi:` extras.
+    pub node_extra: fn(usize) -> String,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            ttl: 5,
+            loop_wait: 1,
+            retry_timeout: 2,
+            extra_dcs: String::new(),
+            node_extra: |_| String::new(),
+        }
+    }
+}
+
+/// One member: its ports, files and daemon process.
+pub struct Node {
+    pub name: String,
+    pub api_port: u16,
+    pub pg_port: u16,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    process: Option<ProcessGuard>,
+}
+
+impl Node {
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The log after the last `Cluster::mark(mark)` line.
+    pub fn log_after(&self, mark: &str) -> String {
+        let log = self.log();
+        let needle = format!("----- TEST: {mark} -----");
+        match log.rfind(&needle) {
+            Some(i) => log[i + needle.len()..].to_string(),
+            None => log,
+        }
+    }
+
+    /// The postmaster's PID from `postmaster.pid`, if the file is there.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// The daemon's PID.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.process.as_ref().map(ProcessGuard::pid)
+    }
+
+    pub fn daemon_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(ProcessGuard::alive)
+    }
+
+    /// `GET path` on this node's REST API.
+    pub fn get(&self, path: &str) -> Result<http::Response, String> {
+        http::get(self.api_port, path)
+    }
+
+    /// Run SQL as the superuser; the rows as `|`-separated lines.
+    pub fn sql(&self, query: &str) -> Result<String, String> {
+        psql(self.pg_port, query)
+    }
+}
+
+/// Run `query` with psql against `127.0.0.1:port` as the superuser.
+pub fn psql(port: u16, query: &str) -> Result<String, String> {
+    let out = Command::new(pg_bin_dir().join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .arg("-c")
+        .arg(query)
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "3")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A running test cluster.
+pub struct Cluster {
+    pub scope: String,
+    pub etcd: EtcdServer,
+    pub nodes: Vec<Node>,
+    pub spec: ClusterSpec,
+    bin: PathBuf,
+    staging: Staging,
+}
+
+/// Copy the daemon, palisadectl (when built) and the plugins into `staging`
+/// (the build directory may be under /root, which the test user cannot
+/// enter). Returns the `bin` directory; plugins go to the default location
+/// next to it (`../lib/palisade/plugins`).
+pub fn stage_binaries(staging: &Staging) -> PathBuf {
+    let target = target_dir();
+    for name in ["palisade", "palisadectl"] {
+        let path = target.join(name);
+        if path.exists() {
+            staging.install(&path, &format!("bin/{name}"));
+        } else if name == "palisade" {
+            panic!("{} is missing: run `cargo build --workspace` first", path.display());
+        }
+    }
+    for plugin in PLUGINS {
+        let path = target.join(plugin);
+        assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
+        staging.install(&path, &format!("lib/palisade/plugins/{plugin}"));
+    }
+    staging.path().join("bin")
+}
+
+impl Cluster {
+    /// Start etcd and `spec.nodes` members; returns once the first node
+    /// leads and every other node streams from it.
+    pub fn start(label: &str, spec: ClusterSpec) -> Self {
+        become_subreaper();
+        let staging = Staging::new(label);
+        let bin = stage_binaries(&staging);
+        let etcd = EtcdServer::start(label);
+        let scope = format!("{label}-{}", std::process::id());
+        let mut cluster = Self { scope, etcd, nodes: Vec::new(), spec: spec.clone(), bin, staging };
+        for i in 0..spec.nodes {
+            let node = cluster.make_node(i);
+            cluster.nodes.push(node);
+        }
+        // Bootstrap with the first node, then add the others so the leader
+        // is known in advance.
+        cluster.start_node(0);
+        cluster.wait_for_leader(Duration::from_secs(60));
+        for i in 1..spec.nodes {
+            cluster.start_node(i);
+        }
+        if spec.nodes > 1 {
+            let leader = cluster.leader().unwrap_or_default();
+            cluster.wait_streaming(&leader, spec.nodes - 1, Duration::from_secs(90));
+        }
+        cluster
+    }
+
+    fn make_node(&self, i: usize) -> Node {
+        let name = format!("node{}", i + 1);
+        let api_port = free_port();
+        let pg_port = free_port();
+        let run = self.staging.dir(&format!("run/{name}"), 0o700);
+        let data_dir = self.staging.path().join("data").join(&name);
+        self.staging.dir("data", 0o755);
+        let log_path = self.staging.path().join(format!("{name}.log"));
+        let spec = &self.spec;
+        let config = format!(
+            "scope: {scope}\n\
+             name: {name}\n\
+             log:\n  level: INFO\n\
+             restapi:\n  listen: 127.0.0.1:{api_port}\n  connect_address: 127.0.0.1:{api_port}\n\
+             etcd3:\n  hosts: {etcd}\n\
+             bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n    \
+             maximum_lag_on_failover: 1048576\n    postgresql:\n      use_slots: true\n      parameters:\n        \
+             wal_level: replica\n        hot_standby: 'on'\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
+             wal_log_hints: 'on'\n{extra_dcs}  initdb:\n    - encoding: UTF8\n    - data-checksums\n\
+             postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  data_dir: {data}\n  \
+             bin_dir: {bin_dir}\n  pgpass: {run}/pgpass\n  authentication:\n    superuser:\n      username: postgres\n      \
+             password: {pw}\n    replication:\n      username: replicator\n      password: test-replication-pw\n  \
+             parameters:\n    unix_socket_directories: '{run}'\n    shared_buffers: 16MB\n  pg_hba:\n    - local all all trust\n    \
+             - host replication replicator 127.0.0.1/32 scram-sha-256\n    - host all all 127.0.0.1/32 scram-sha-256\n{node_extra}",
+            scope = self.scope,
+            etcd = self.etcd.host_port(),
+            ttl = spec.ttl,
+            loop_wait = spec.loop_wait,
+            retry = spec.retry_timeout,
+            extra_dcs = spec.extra_dcs,
+            data = data_dir.display(),
+            bin_dir = pg_bin_dir().display(),
+            run = run.display(),
+            pw = SUPERUSER_PASSWORD,
+            node_extra = (spec.node_extra)(i),
+        );
+        let config_path = self.staging.write(&format!("{name}.yml"), &config, 0o644);
+        Node { name, api_port, pg_port, config: config_path, data_dir, log_path, process: None }
+    }
+
+    /// The staging directory (configs, logs, data).
+    pub fn dir(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// The staged `bin` directory (palisade, palisadectl).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Start (or start again) the daemon of node `i`.
+    pub fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = OpenOptions::new().create(true).append(true).open(&node.log_path).unwrap();
+        let mut cmd = command_as_test_user(self.bin.join("palisade"));
+        cmd.arg(&node.config).stdout(log.try_clone().unwrap()).stderr(log).current_dir(self.staging.path());
+        node.process = Some(ProcessGuard::spawn(&node.name, cmd).unwrap());
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn index(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// The DCS key prefix of this cluster.
+    pub fn prefix(&self) -> String {
+        format!("/service/{}/", self.scope)
+    }
+
+    /// The leader key's value now.
+    pub fn leader(&self) -> Option<String> {
+        let kv = self.etcd.raw().get(&format!("{}leader", self.prefix()))?;
+        Some(String::from_utf8_lossy(&kv.value).into_owned()).filter(|s| !s.is_empty())
+    }
+
+    /// Wait until a leader holds the lock and its PostgreSQL accepts writes.
+    pub fn wait_for_leader(&self, timeout: Duration) -> String {
+        wait_for("a leader that accepts writes", timeout, || {
+            let leader = self.leader()?;
+            let node = self.nodes.iter().find(|n| n.name == leader)?;
+            (node.sql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(leader)
+        })
+    }
+
+    /// Wait for a leader other than `old`.
+    pub fn wait_for_new_leader(&self, old: &str, timeout: Duration) -> String {
+        wait_for("a new leader that accepts writes", timeout, || {
+            let leader = self.leader().filter(|l| l != old)?;
+            let node = self.nodes.iter().find(|n| n.name == leader)?;
+            (node.sql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(leader)
+        })
+    }
+
+    /// The members streaming from `leader` (`pg_stat_replication`; other
+    /// streams, such as pg_basebackup's, are not members).
+    pub fn streaming_from(&self, leader: &str) -> Vec<String> {
+        self.node(leader)
+            .sql("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
+            .map(|s| {
+                s.lines()
+                    .filter(|n| {
+                        // A member, running as a standby (not a base backup
+                        // still copying under the member's name).
+                        self.nodes
+                            .iter()
+                            .any(|m| m.name == *n && m.sql("SELECT pg_is_in_recovery()").as_deref() == Ok("t"))
+                    })
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wait until `count` replicas stream from `leader`.
+    pub fn wait_streaming(&self, leader: &str, count: usize, timeout: Duration) -> Vec<String> {
+        wait_for(&format!("{count} replica(s) streaming from {leader}"), timeout, || {
+            let names = self.streaming_from(leader);
+            (names.len() >= count).then_some(names)
+        })
+    }
+
+    /// Wait until `query` returns `expected` on node `name`.
+    pub fn wait_sql(&self, name: &str, query: &str, expected: &str, timeout: Duration) {
+        let node = self.node(name);
+        let ok = wait_until(timeout, || node.sql(query).is_ok_and(|r| r == expected));
+        assert!(ok, "{name}: `{query}` did not return {expected:?} within {timeout:?}; last: {:?}", node.sql(query));
+    }
+
+    /// kill -9 the daemon of `name` and, with `postmaster`, its PostgreSQL.
+    pub fn kill9(&mut self, name: &str, postmaster: bool) {
+        let i = self.index(name);
+        let pm = self.nodes[i].postmaster_pid();
+        if let Some(p) = self.nodes[i].process.as_mut() {
+            p.kill9();
+        }
+        if postmaster {
+            if let Some(pid) = pm {
+                signal(pid, Signal::SIGKILL);
+                assert!(wait_until(Duration::from_secs(10), || !pid_alive(pid)), "postmaster {pid} survived SIGKILL");
+            }
+        }
+    }
+
+    /// SIGTERM the daemon of `name` and wait for it to exit.
+    pub fn stop_node(&mut self, name: &str, timeout: Duration) -> bool {
+        let i = self.index(name);
+        match self.nodes[i].process.as_mut() {
+            Some(p) => {
+                p.signal(Signal::SIGTERM);
+                p.wait_exit(timeout)
+            }
+            None => true,
+        }
+    }
+
+    /// palisade's ERROR lines in every node's log (PostgreSQL's own output,
+    /// which shares the file, is not palisade's), except those matching
+    /// `allowed`.
+    pub fn unexpected_errors(&self, allowed: &[&str]) -> Vec<String> {
+        let is_ours = |line: &str| {
+            // `2026-01-31 12:00:00,123 LEVEL: ...`
+            line.len() > 24 && line.as_bytes()[19] == b',' && line.as_bytes()[23] == b' '
+        };
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for line in n.log().lines() {
+                let bad = (is_ours(line) && (line[24..].starts_with("ERROR:") || line[24..].starts_with("CRITICAL:")))
+                    || line.contains("panicked at");
+                if bad && !allowed.iter().any(|a| line.contains(a)) {
+                    out.push(format!("{}: {line}", n.name));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes.iter().map(|n| format!("===== {} =====\n{}", n.name, n.log())).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Write a log line into every node's log file (to mark test phases).
+    pub fn mark(&self, text: &str) {
+        use std::io::Write;
+        for n in &self.nodes {
+            if let Ok(mut f) = OpenOptions::new().append(true).open(&n.log_path) {
+                let _ = writeln!(f, "----- TEST: {text} -----");
+            }
+        }
+    }
+
+    /// Time how long `f` takes.
+    pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+        let t = Instant::now();
+        let v = f();
+        (v, t.elapsed())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let keep = std::env::var_os("PALISADE_KEEP_TEST_DIRS").is_some();
+        if std::thread::panicking() && !keep {
+            eprintln!("cluster logs ({}):\n{}", self.staging.path().display(), self.logs());
+        }
+        // Daemons first (so nothing restarts PostgreSQL), then the
+        // postmasters, which run in sessions of their own.
+        for n in &mut self.nodes {
+            if let Some(mut p) = n.process.take() {
+                p.kill9();
+            }
+        }
+        for n in &self.nodes {
+            if let Some(pid) = n.postmaster_pid() {
+                if pid_alive(pid) {
+                    signal(pid, Signal::SIGQUIT);
+                    if !wait_until(Duration::from_secs(10), || !pid_alive(pid)) {
+                        signal(pid, Signal::SIGKILL);
+                        let _ = wait_until(Duration::from_secs(5), || !pid_alive(pid));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The walking skeleton's promises, on real processes: a 3-node cluster
+//! bootstraps through etcd and replicates; it survives a crash of the
+//! primary, a clean stop of the leader, the loss of the DCS, and garbage
+//! written into the DCS by somebody else.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use palisade_tests::cluster::{Cluster, ClusterSpec};
+
+/// ERROR lines these scenarios may legitimately log.
+const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];
+
+fn insert(cluster: &Cluster, node: &str, id: i32, text: &str) {
+    cluster
+        .node(node)
+        .sql(&format!(
+            "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); INSERT INTO t VALUES ({id}, '{text}')"
+        ))
+        .unwrap_or_else(|e| panic!("insert on {node}: {e}"));
+}
+
+fn replicas_of(cluster: &Cluster, leader: &str) -> Vec<String> {
+    cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| n != leader).collect()
+}
+
+#[test]
+fn three_nodes_bootstrap_and_replicate() {
+    let cluster = Cluster::start("bootstrap", ClusterSpec::default());
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    assert_eq!(leader, "node1", "the first node started initialises the cluster");
+
+    // Exactly one leader: one primary, two replicas, both streaming.
+    let primaries: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.sql("SELECT pg_is_in_recovery()").as_deref() == Ok("f"))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(primaries, vec!["node1"]);
+    assert_eq!(cluster.wait_streaming(&leader, 2, Duration::from_secs(30)), vec!["node2", "node3"]);
+
+    // A row written on the leader is read on both replicas.
+    insert(&cluster, &leader, 1, "hello");
+    for r in replicas_of(&cluster, &leader) {
+        cluster.wait_sql(&r, "SELECT v FROM t WHERE id = 1", "hello", Duration::from_secs(30));
+    }
+
+    // The replicas stream through the slots Patroni would create.
+    let slots = cluster.node(&leader).sql("SELECT slot_name FROM pg_replication_slots ORDER BY 1").unwrap();
+    assert_eq!(slots, "node2\nnode3");
+
+    // The DCS holds Patroni's keys and JSON.
+    let raw = cluster.etcd.raw();
+    let prefix = cluster.prefix();
+    let initialize = raw.get(&format!("{prefix}initialize")).unwrap();
+    let sysid = cluster.node(&leader).sql("SELECT system_identifier FROM pg_control_system()").unwrap();
+    assert_eq!(String::from_utf8_lossy(&initialize.value), sysid);
+    let member =
+        palisade_test_support::wait_for("node2 published as a streaming replica", Duration::from_secs(30), || {
+            let v: serde_json::Value =
+                serde_json::from_slice(&raw.get(&format!("{prefix}members/node2"))?.value).ok()?;
+            (v["replication_state"] == "streaming").then_some(v)
+        });
+    assert_eq!(member["role"], "replica");
+    assert_eq!(member["state"], "running");
+    assert_eq!(member["replication_state"], "streaming");
+    assert_eq!(member["conn_url"], format!("postgres://127.0.0.1:{}/postgres", cluster.node("node2").pg_port));
+    let config: serde_json::Value =
+        serde_json::from_slice(&raw.get(&format!("{prefix}config")).unwrap().value).unwrap();
+    assert_eq!(config["ttl"], 5);
+
+    // The API says the same.
+    let status = cluster.node(&leader).get("/patroni").unwrap().json();
+    assert_eq!(status["role"], "primary");
+    assert_eq!(status["patroni"]["scope"], cluster.scope.as_str());
+    assert_eq!(cluster.node("node2").get("/replica").unwrap().status, 200);
+    assert_eq!(cluster.node(&leader).get("/primary").unwrap().status, 200);
+    assert_eq!(cluster.node("node2").get("/primary").unwrap().status, 503);
+
+    let errors = cluster.unexpected_errors(EXPECTED_ERRORS);
+    assert!(errors.is_empty(), "unexpected errors:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn the_primary_crashes_and_a_replica_takes_over() {
+    let mut cluster = Cluster::start("crash", ClusterSpec::default());
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    let replicas = replicas_of(&cluster, &old);
+    insert(&cluster, &old, 1, "committed before the crash");
+    // Both replicas have it: it must survive whatever happens next.
+    for r in &replicas {
+        cluster.wait_sql(r, "SELECT count(*) FROM t WHERE id = 1", "1", Duration::from_secs(30));
+    }
+
+    cluster.mark("kill -9 of the leader's daemon and postmaster");
+    cluster.kill9(&old, true);
+    let new = cluster.wait_for_new_leader(&old, Duration::from_secs(60));
+    assert!(replicas.contains(&new));
+    insert(&cluster, &new, 2, "written on the new leader");
+    let other = replicas.iter().find(|r| **r != new).unwrap().clone();
+    assert_eq!(cluster.wait_streaming(&new, 1, Duration::from_secs(60)), vec![other.clone()]);
+    cluster.wait_sql(
+        &other,
+        "SELECT string_agg(v, ',' ORDER BY id) FROM t",
+        "committed before the crash,written on the new leader",
+        Duration::from_secs(30),
+    );
+
+    cluster.mark("the old primary comes back");
+    let i = cluster.index(&old);
+    cluster.start_node(i);
+    cluster.wait_sql(&old, "SELECT count(*) FROM t WHERE id = 2", "1", Duration::from_secs(90));
+    assert_eq!(cluster.node(&old).sql("SELECT pg_is_in_recovery()").unwrap(), "t");
+    assert_eq!(cluster.leader().as_deref(), Some(new.as_str()));
+    let mut streaming = cluster.wait_streaming(&new, 2, Duration::from_secs(60));
+    streaming.sort();
+    let mut expected = vec![old.clone(), other];
+    expected.sort();
+    assert_eq!(streaming, expected);
+    assert!(cluster.node(&old).log().contains("starting as a secondary"), "{}", cluster.node(&old).log());
+
+    let errors = cluster.unexpected_errors(EXPECTED_ERRORS);
+    assert!(errors.is_empty(), "unexpected errors:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn sigterm_hands_leadership_over_without_waiting_for_the_ttl() {
+    // A long ttl: a handover that waited for the lock to expire would be obvious.
+    let spec = ClusterSpec { ttl: 60, loop_wait: 2, retry_timeout: 10, ..ClusterSpec::default() };
+    let mut cluster = Cluster::start("sigterm", spec);
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    insert(&cluster, &old, 1, "x");
+
+    cluster.mark("SIGTERM to the leader's daemon");
+    let (exited, _) = Cluster::timed(|| cluster.stop_node(&old, Duration::from_secs(60)));
+    assert!(exited, "the daemon exits after stopping PostgreSQL");
+    assert!(
+        cluster.node(&old).postmaster_pid().is_none_or(|p| !palisade_test_support::pid_alive(p)),
+        "PostgreSQL was stopped"
+    );
+    assert!(cluster.node(&old).log().contains("Leader key released"));
+    // Well within the 60 s ttl: the lock was released, not left to expire.
+    let (new, took) = Cluster::timed(|| cluster.wait_for_new_leader(&old, Duration::from_secs(30)));
+    assert!(took < Duration::from_secs(30));
+    cluster.wait_sql(&new, "SELECT v FROM t WHERE id = 1", "x", Duration::from_secs(10));
+}
+
+#[test]
+fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
+    let spec = ClusterSpec { ttl: 6, loop_wait: 1, retry_timeout: 2, ..ClusterSpec::default() };
+    let mut cluster = Cluster::start("lostdcs", spec);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    insert(&cluster, &leader, 1, "before");
+
+    cluster.mark("etcd stops");
+    cluster.etcd.stop();
+    // Within ttl the leader stops accepting writes (no failsafe mode yet).
+    let demoted = palisade_test_support::wait_until(Duration::from_secs(6), || {
+        cluster.node(&leader).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
+    });
+    assert!(demoted, "the leader still accepts writes after ttl without a DCS:\n{}", cluster.logs());
+    assert!(cluster.node(&leader).log().contains("demoted self because DCS is not accessible and I was a leader"));
+    // Nobody else promotes without the DCS.
+    std::thread::sleep(Duration::from_secs(2));
+    for n in &cluster.nodes {
+        assert_ne!(n.sql("SELECT pg_is_in_recovery()").as_deref(), Ok("f"), "{} is a primary without a DCS", n.name);
+    }
+
+    cluster.mark("etcd is back");
+    cluster.etcd.start_again();
+    let leader = cluster.wait_for_leader(Duration::from_secs(60));
+    insert(&cluster, &leader, 2, "after");
+    cluster.wait_streaming(&leader, 2, Duration::from_secs(60));
+    for r in replicas_of(&cluster, &leader) {
+        cluster.wait_sql(&r, "SELECT count(*) FROM t", "2", Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn garbage_in_the_dcs_is_logged_and_skipped() {
+    let cluster = Cluster::start("garbage", ClusterSpec::default());
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let raw = cluster.etcd.raw();
+    let prefix = cluster.prefix();
+    cluster.mark("garbage written into etcd");
+    raw.put(&format!("{prefix}members/intruder"), b"{this is not json");
+    raw.put(&format!("{prefix}members/listy"), b"[1, 2, 3]");
+    raw.put(&format!("{prefix}history"), b"not a history");
+    raw.put(&format!("{prefix}config"), b"\xff\xfe garbage");
+    std::thread::sleep(Duration::from_secs(4));
+
+    for n in &cluster.nodes {
+        let log = n.log();
+        assert!(log.contains("ignoring the value of DCS key 'members/intruder'"), "{}:\n{log}", n.name);
+        assert!(log.contains("ignoring the value of DCS key 'members/listy'"), "{}:\n{log}", n.name);
+        // Logged once, not every cycle.
+        assert_eq!(log.matches("ignoring the value of DCS key 'members/intruder'").count(), 1, "{}", n.name);
+    }
+    // Everybody is still up, the leader kept its lock and restored the config.
+    let mut cluster = cluster;
+    for i in 0..cluster.nodes.len() {
+        assert!(cluster.nodes[i].daemon_running(), "{} died", cluster.nodes[i].name);
+    }
+    assert_eq!(cluster.leader().as_deref(), Some(leader.as_str()));
+    let config = raw.get(&format!("{prefix}config")).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.value).unwrap();
+    assert_eq!(config["ttl"], 5, "the leader rewrote the dynamic configuration");
+    insert(&cluster, &leader, 1, "still works");
+    for r in replicas_of(&cluster, &leader) {
+        cluster.wait_sql(&r, "SELECT v FROM t WHERE id = 1", "still works", Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn a_crashed_daemon_leaves_postgres_running_and_the_next_one_adopts_it() {
+    let spec = ClusterSpec { ttl: 30, loop_wait: 2, retry_timeout: 5, ..ClusterSpec::default() };
+    let mut cluster = Cluster::start("adopt", spec);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let postmaster = cluster.node(&leader).postmaster_pid().unwrap();
+
+    cluster.mark("kill -9 of the leader's daemon only");
+    cluster.kill9(&leader, false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(palisade_test_support::pid_alive(postmaster), "PostgreSQL must outlive its daemon");
+    insert(&cluster, &leader, 1, "written while the daemon is down");
+
+    let i = cluster.index(&leader);
+    cluster.start_node(i);
+    palisade_test_support::wait_for("the restarted daemon to act as leader", Duration::from_secs(30), || {
+        let log = cluster.node(&leader).log_after("kill -9 of the leader's daemon only");
+        log.contains(&format!("no action. I am ({leader}), the leader with the lock")).then_some(())
+    });
+    assert_eq!(cluster.node(&leader).postmaster_pid(), Some(postmaster), "the same postmaster, adopted");
+    assert_eq!(cluster.leader().as_deref(), Some(leader.as_str()));
+}

@@ -2,6 +2,7 @@
 //! servers and N palisade daemons on 127.0.0.1, run as the unprivileged
 //! test user from a staging directory, every process stopped on drop (also
 //! when the test panics).
+#![allow(clippy::unwrap_used)]
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

@@ -353,8 +353,13 @@ pub fn target_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/<test binary>
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap()
+    let dir = exe.parent().unwrap();
+    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Directory holding the PostgreSQL 15 binaries.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare this machine to build palisade and run its tests and demo:
+# Debian packages (etcd, ZooKeeper, pgBackRest, HAProxy, protoc for the
+# etcd client, PostgreSQL 15) and the unprivileged user the servers run as.
+# Idempotent: does nothing that is already done. Needs root.
+set -euo pipefail
+
+USER_NAME="${PALISADE_TEST_USER:-palisade}"
+PACKAGES=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler postgresql-15 python3-venv curl)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/setup.sh: run as root (it installs packages and creates the '$USER_NAME' user)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Packaged services must not hold the ports or data the tests use.
+for svc in etcd zookeeper haproxy postgresql; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" || true
+    fi
+done
+
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --user-group --no-create-home --shell /bin/sh "$USER_NAME"
+    echo "created user $USER_NAME"
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
+    echo "cargo-nextest is missing: installing it (once)"
+    cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,238 @@
+//! Benchmarks that print figures (never tests): failover and switchover
+//! times on a real 3-node cluster, REST health-check throughput, and the
+//! daemons' memory.
+//!
+//! ```text
+//! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|all] [--runs N]
+//!     [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S]
+//! ```
+//!
+//! Run as root (the servers run as the unprivileged test user), after
+//! `cargo build --workspace --release` (or a debug build: the binaries are
+//! taken from the profile this bench was built with).
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_test_support::wait_until;
+use palisade_tests::cluster::{psql, Cluster, ClusterSpec};
+
+struct Options {
+    what: String,
+    runs: usize,
+    ttl: u32,
+    loop_wait: u32,
+    retry_timeout: u32,
+    seconds: u64,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench [failover|switchover|rest|rss|all] [--runs N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S]"
+    );
+    std::process::exit(2)
+}
+
+fn parse() -> Options {
+    let mut o = Options { what: "all".into(), runs: 5, ttl: 10, loop_wait: 1, retry_timeout: 3, seconds: 5 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> u64 {
+            args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("{name} needs a number");
+                usage()
+            })
+        };
+        match a.as_str() {
+            "--runs" => o.runs = num("--runs") as usize,
+            "--ttl" => o.ttl = num("--ttl") as u32,
+            "--loop-wait" => o.loop_wait = num("--loop-wait") as u32,
+            "--retry-timeout" => o.retry_timeout = num("--retry-timeout") as u32,
+            "--seconds" => o.seconds = num("--seconds"),
+            "-h" | "--help" => usage(),
+            w if !w.starts_with('-') => o.what = w.to_string(),
+            _ => usage(),
+        }
+    }
+    o
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn show(label: &str, runs: &[Duration]) {
+    let secs: Vec<String> = runs.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
+    println!(
+        "{label}: median {:.2} s  (min {:.2}, max {:.2}; runs: {})",
+        median(runs.to_vec()).as_secs_f64(),
+        runs.iter().min().unwrap().as_secs_f64(),
+        runs.iter().max().unwrap().as_secs_f64(),
+        secs.join(", ")
+    );
+}
+
+fn spec(o: &Options) -> ClusterSpec {
+    ClusterSpec { ttl: o.ttl, loop_wait: o.loop_wait, retry_timeout: o.retry_timeout, ..ClusterSpec::default() }
+}
+
+/// Wait until `port` accepts a write; how long that took from `since`.
+fn first_write(port: u16, since: Instant, timeout: Duration) -> Option<Duration> {
+    let ok = wait_until(timeout, || {
+        psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
+    });
+    ok.then(|| since.elapsed())
+}
+
+fn leader_accepting_writes(c: &Cluster, not: &str, since: Instant) -> (String, Duration) {
+    let deadline = Duration::from_secs(120);
+    let leader = palisade_test_support::wait_for("a new leader", deadline, || c.leader().filter(|l| l != not));
+    let took = first_write(c.node(&leader).pg_port, since, deadline).expect("the new leader accepts writes");
+    (leader, took)
+}
+
+fn failover(o: &Options) {
+    println!("== failover after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)", o.ttl, o.loop_wait, o.retry_timeout);
+    let mut c = Cluster::start("bench-failover", spec(o));
+    let mut times = Vec::new();
+    for run in 0..o.runs {
+        let old = c.wait_for_leader(Duration::from_secs(60));
+        c.wait_streaming(&old, 2, Duration::from_secs(120));
+        let t0 = Instant::now();
+        c.kill9(&old, true);
+        let (new, took) = leader_accepting_writes(&c, &old, t0);
+        println!("  run {}: {old} killed, {new} accepted a write after {:.2} s", run + 1, took.as_secs_f64());
+        times.push(took);
+        let i = c.index(&old);
+        c.start_node(i);
+        c.wait_streaming(&new, 2, Duration::from_secs(120));
+    }
+    show("failover (kill -9 to first write on the new leader)", &times);
+}
+
+fn switchover(o: &Options) {
+    println!("== switchover (POST /switchover to first write accepted on the new leader)");
+    let c = Cluster::start("bench-switchover", spec(o));
+    let mut times = Vec::new();
+    for run in 0..o.runs {
+        let old = c.wait_for_leader(Duration::from_secs(60));
+        c.wait_streaming(&old, 2, Duration::from_secs(120));
+        let body = format!("{{\"leader\": \"{old}\"}}");
+        let t0 = Instant::now();
+        let r = palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]);
+        match r {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => {
+                println!("  run {}: POST /switchover answered {}: {}", run + 1, r.status, r.body);
+                return;
+            }
+            Err(e) => {
+                println!("  run {}: POST /switchover failed: {e}", run + 1);
+                return;
+            }
+        }
+        let (new, took) = leader_accepting_writes(&c, &old, t0);
+        println!("  run {}: {old} -> {new}: first write after {:.2} s", run + 1, took.as_secs_f64());
+        times.push(took);
+    }
+    show("switchover", &times);
+}
+
+/// Health checks per second against `/primary` with `conns` keep-alive connections.
+fn hammer(port: u16, conns: usize, seconds: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..conns {
+        let (stop, count) = (Arc::clone(&stop), Arc::clone(&count));
+        threads.push(std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_nodelay(true).unwrap();
+            let req = format!("GET /primary HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            let mut buf = vec![0u8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                s.write_all(req.as_bytes()).unwrap();
+                // Read one full response: headers, then Content-Length bytes.
+                let mut got = Vec::new();
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "connection closed");
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    count.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+fn rest(o: &Options) {
+    println!("== REST health checks (GET /primary on the leader, keep-alive, {} s each)", o.seconds);
+    let c = Cluster::start("bench-rest", ClusterSpec { nodes: 1, ..spec(o) });
+    let leader = c.wait_for_leader(Duration::from_secs(60));
+    let port = c.node(&leader).api_port;
+    for conns in [1, 16] {
+        println!("  {conns:>2} connection(s): {:.0} requests/s", hammer(port, conns, o.seconds));
+    }
+}
+
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn rss(o: &Options) {
+    println!("== daemon memory (VmRSS after 10 s of steady state)");
+    let mut c = Cluster::start("bench-rss", spec(o));
+    std::thread::sleep(Duration::from_secs(10));
+    for i in 0..c.nodes.len() {
+        let role = if c.leader().as_deref() == Some(c.nodes[i].name.as_str()) { "leader" } else { "replica" };
+        let pid = c.nodes[i].daemon_pid().unwrap();
+        let _ = c.nodes[i].daemon_running();
+        match rss_kib(pid) {
+            Some(k) => println!("  {} ({role}): {:.1} MiB", c.nodes[i].name, k as f64 / 1024.0),
+            None => println!("  {} ({role}): cannot read /proc/{pid}/status", c.nodes[i].name),
+        }
+    }
+}
+
+fn main() {
+    if !palisade_test_support::is_root() {
+        eprintln!("bench: run as root (the servers run as the unprivileged test user)");
+        std::process::exit(1);
+    }
+    let o = parse();
+    match o.what.as_str() {
+        "failover" => failover(&o),
+        "switchover" => switchover(&o),
+        "rest" => rest(&o),
+        "rss" => rss(&o),
+        "all" => {
+            rss(&o);
+            rest(&o);
+            failover(&o);
+            switchover(&o);
+        }
+        _ => usage(),
+    }
+}

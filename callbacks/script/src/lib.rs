@@ -13,12 +13,11 @@
 
 mod lane;
 // Shared with other plugin crates (see the file's header).
-#[allow(dead_code)]
-mod shlex;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use palisade_plugin_api::sdk::shlex;
 use palisade_plugin_api::{Callback, CallbackEvent, PluginError, PluginParams, PluginResult};
 use serde_json::Value;
 

@@ -11,13 +11,7 @@
 
 // Shared with other plugin crates (see each file's header); not every crate
 // uses every helper.
-#[allow(dead_code)]
-mod datadir;
 mod options;
-#[allow(dead_code)]
-mod process;
-#[allow(dead_code)]
-mod shlex;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +20,8 @@ use std::time::Duration;
 use palisade_plugin_api::{PluginError, PluginParams, PluginResult, ReplicaMethod, ReplicaRequest};
 
 use options::{Options, SECTION};
-use process::Cancellable;
+use palisade_plugin_api::sdk::process::Cancellable;
+use palisade_plugin_api::sdk::datadir;
 
 /// Patroni tries twice...
 const ATTEMPTS: u32 = 2;

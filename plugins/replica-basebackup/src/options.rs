@@ -14,7 +14,7 @@
 use palisade_plugin_api::PluginError;
 use serde_json::Value;
 
-use crate::shlex;
+use palisade_plugin_api::sdk::shlex;
 
 /// The configuration key, for messages.
 pub const SECTION: &str = "postgresql.basebackup";

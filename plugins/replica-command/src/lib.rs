@@ -11,13 +11,7 @@
 
 // Shared with other plugin crates (see each file's header); not every crate
 // uses every helper.
-#[allow(dead_code)]
-mod datadir;
 mod method;
-#[allow(dead_code)]
-mod process;
-#[allow(dead_code)]
-mod shlex;
 
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +20,8 @@ use std::time::Duration;
 use palisade_plugin_api::{PluginError, PluginParams, PluginResult, ReplicaMethod, ReplicaRequest};
 
 use method::{Cluster, Method};
-use process::Cancellable;
+use palisade_plugin_api::sdk::process::Cancellable;
+use palisade_plugin_api::sdk::datadir;
 
 /// How long a cancelled command may take to exit after SIGTERM before its
 /// process group is killed (Patroni waits 10 seconds too).
@@ -120,28 +115,3 @@ impl ReplicaMethod for CommandMethod {
 }
 
 palisade_plugin_api::export_plugin!(replica, "command", CommandMethod::new);
-
-#[cfg(test)]
-mod tests {
-    /// The helper modules are copies shared with other plugin crates; they
-    /// must not drift apart.
-    #[test]
-    fn shared_sources_match_their_copies() {
-        assert!(
-            include_str!("shlex.rs") == include_str!("../../replica-basebackup/src/shlex.rs"),
-            "plugins/replica-basebackup/src/shlex.rs differs from plugins/replica-command/src/shlex.rs"
-        );
-        assert!(
-            include_str!("shlex.rs") == include_str!("../../../callbacks/script/src/shlex.rs"),
-            "callbacks/script/src/shlex.rs differs from plugins/replica-command/src/shlex.rs"
-        );
-        assert!(
-            include_str!("process.rs") == include_str!("../../replica-basebackup/src/process.rs"),
-            "plugins/replica-basebackup/src/process.rs differs from plugins/replica-command/src/process.rs"
-        );
-        assert!(
-            include_str!("datadir.rs") == include_str!("../../replica-basebackup/src/datadir.rs"),
-            "plugins/replica-basebackup/src/datadir.rs differs from plugins/replica-command/src/datadir.rs"
-        );
-    }
-}

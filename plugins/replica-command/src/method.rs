@@ -12,7 +12,7 @@
 use palisade_plugin_api::PluginError;
 use serde_json::{Map, Value};
 
-use crate::shlex;
+use palisade_plugin_api::sdk::shlex;
 
 /// A parsed method section.
 #[derive(Clone, Debug, PartialEq)]

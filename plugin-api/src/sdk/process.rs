@@ -12,11 +12,6 @@
 //! A cancellation applies to the operation in progress only (between
 //! [`Cancellable::begin`] and the end of that session): the plugin contract
 //! has no "reset", so a cancellation must not poison the next attempt.
-//!
-//! Shared source: this file is kept identical in plugins/replica-basebackup
-//! and plugins/replica-command (plugins are built against plugin-api only,
-//! so there is no common crate to hold it); a test in replica-command checks
-//! that the copies match.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};

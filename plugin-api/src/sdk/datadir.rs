@@ -5,11 +5,6 @@
 //! empty those directories but keep them, so that a data directory that is a
 //! mount point, or that has an owner and mode set up by the administrator,
 //! survives; the tools that fill it accept an existing empty directory.
-//!
-//! Shared source: this file is kept identical in plugins/replica-basebackup
-//! and plugins/replica-command (plugins are built against plugin-api only,
-//! so there is no common crate to hold it); a test in replica-command checks
-//! that the copies match.
 
 use std::fs;
 use std::io;

@@ -6,7 +6,20 @@
 //! - the plugin's `tracing` events (it has its own copy of `tracing`'s
 //!   globals) are forwarded to the host's log with the plugin's name;
 //! - with the `runtime` feature, [`runtime`] gives a private tokio runtime to
-//!   plugins whose client libraries are async.
+//!   plugins whose client libraries are async;
+//! - [`shlex`] splits command lines as Patroni does; with the `process`
+//!   feature, [`process`] runs one cancellable external command at a time
+//!   and [`datadir`] checks, empties and creates a data directory, for the
+//!   replica-method plugins.
+//!
+//! These helpers are for plugins only: the host never enables `runtime` or
+//! `process`, and none of them touches a type of the ABI.
+
+#[cfg(feature = "process")]
+pub mod datadir;
+#[cfg(feature = "process")]
+pub mod process;
+pub mod shlex;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;

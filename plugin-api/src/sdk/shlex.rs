@@ -5,11 +5,6 @@
 //! everything literally; inside double quotes a backslash escapes only `"`
 //! and `\`; outside quotes a backslash escapes any character; `''` is an
 //! empty word; `#`, `$` and backquotes are ordinary characters.
-//!
-//! Shared source: this file is kept identical in plugins/replica-basebackup,
-//! plugins/replica-command and callbacks/script (plugins are built against
-//! plugin-api only, so there is no common crate to hold it); a test in
-//! replica-command checks that the copies match.
 
 use std::fmt;
 

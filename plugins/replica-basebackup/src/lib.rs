@@ -20,8 +20,8 @@ use std::time::Duration;
 use palisade_plugin_api::{PluginError, PluginParams, PluginResult, ReplicaMethod, ReplicaRequest};
 
 use options::{Options, SECTION};
-use palisade_plugin_api::sdk::process::Cancellable;
 use palisade_plugin_api::sdk::datadir;
+use palisade_plugin_api::sdk::process::Cancellable;
 
 /// Patroni tries twice...
 const ATTEMPTS: u32 = 2;

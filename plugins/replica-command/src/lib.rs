@@ -20,8 +20,8 @@ use std::time::Duration;
 use palisade_plugin_api::{PluginError, PluginParams, PluginResult, ReplicaMethod, ReplicaRequest};
 
 use method::{Cluster, Method};
-use palisade_plugin_api::sdk::process::Cancellable;
 use palisade_plugin_api::sdk::datadir;
+use palisade_plugin_api::sdk::process::Cancellable;
 
 /// How long a cancelled command may take to exit after SIGTERM before its
 /// process group is killed (Patroni waits 10 seconds too).

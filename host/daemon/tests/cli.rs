@@ -1,0 +1,94 @@
+//! `palisade` on the command line: version, refusing root, and
+//! `--validate-config` listing every problem.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use palisade_test_support::{target_dir, Staging};
+
+fn palisade() -> Command {
+    let bin = target_dir().join("palisade");
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first", bin.display());
+    Command::new(bin)
+}
+
+#[test]
+fn version() {
+    let out = palisade().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("palisade {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn refuses_to_run_as_root_and_says_why() {
+    if !palisade_test_support::is_root() {
+        return; // only meaningful as root; CI runs as root
+    }
+    let staging = Staging::new("cli-root");
+    let config = staging.write("p.yml", "scope: s\nname: n\n", 0o644);
+    let out = palisade().arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to run as root"), "{err}");
+    assert!(err.contains("PostgreSQL will not run as root"), "{err}");
+}
+
+#[test]
+fn validate_config_lists_every_problem_with_its_key_path() {
+    let staging = Staging::new("cli-validate");
+    let bad = staging.write(
+        "bad.yml",
+        "scope: demo\n\
+         restapi:\n  listen: not-an-address\n\
+         etcd3:\n  hosts: 127.0.0.1:2379\n\
+         bootstrap:\n  dcs:\n    ttl: soon\n\
+         postgresql:\n  listen: 127.0.0.1:99999\n  data_dir: /tmp/x\n  authentication:\n    superuser:\n      username: postgres\n",
+        0o644,
+    );
+    let out = palisade().arg("--validate-config").arg(&bad).output().unwrap();
+    assert!(!out.status.success(), "a bad file must fail");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in
+        ["name", "restapi.listen", "bootstrap.dcs.ttl", "postgresql.listen", "postgresql.authentication.replication"]
+    {
+        assert!(
+            text.lines().any(|l| l.starts_with("error: ") && l.contains(needle)),
+            "no error naming {needle}:\n{text}"
+        );
+    }
+    assert!(text.contains("problem(s) found"), "{text}");
+
+    let good = staging.write(
+        "good.yml",
+        "scope: demo\nname: n1\n\
+         restapi:\n  listen: 127.0.0.1:8008\n\
+         etcd3:\n  hosts: 127.0.0.1:2379\n\
+         postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /tmp/x\n  authentication:\n    superuser:\n      username: postgres\n    replication:\n      username: replicator\n",
+        0o644,
+    );
+    let out = palisade().arg("--validate-config").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+
+    let garbage = staging.write("garbage.yml", "scope: [unclosed\n  : : :\n", 0o644);
+    let out = palisade().arg("--validate-config").arg(&garbage).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "no panic, a plain failure");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty() || !String::from_utf8_lossy(&out.stderr).contains("panicked")
+    );
+}
+
+#[test]
+fn a_bad_configuration_never_starts_the_daemon() {
+    if palisade_test_support::is_root() {
+        // palisade refuses root before it reads the file; run as the test user.
+        let staging = Staging::new("cli-bad-start");
+        let bin = staging.install(&target_dir().join("palisade"), "palisade");
+        let bad = staging.write("bad.yml", "scope: demo\nname: n1\nrestapi:\n  listen: nope\n", 0o644);
+        let out = palisade_test_support::command_as_test_user(&bin).arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("configuration error: restapi.listen"), "{err}");
+        assert!(err.contains("not starting"), "{err}");
+    }
+}

@@ -189,7 +189,10 @@ fn former_primary_diverged_after_writes() {
         primary.query("INSERT INTO t SELECT 'lost ' || g FROM generate_series(1, 1000) g").await;
         assert!(primary.kill9());
         assert_eq!(primary.pg.is_running(), None);
-        assert!(primary.pg.check_divergence(2, &history(&replica, 2)).await.is_err(), "not cleanly shut down");
+        // Crashed: where its WAL ends (read with pg_waldump) is past the fork.
+        let verdict = primary.pg.check_divergence(2, &history(&replica, 2)).await.unwrap();
+        assert!(verdict.is_diverged(), "{verdict:?}");
+        assert!(verdict.reason().contains("is ahead of the switch point"), "{verdict}");
 
         let control = primary.pg.crash_recovery().await.unwrap();
         assert_eq!(control.state, ClusterState::ShutDown);

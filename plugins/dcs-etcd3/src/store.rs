@@ -198,9 +198,6 @@ impl Dcs for Etcd3 {
                     }
                 })
                 .await?;
-            if !acquired {
-                tracing::info!("Could not take out TTL lock");
-            }
             Ok(acquired)
         })
     }

@@ -29,9 +29,20 @@ const PLUGINS: &[&str] = &[
 /// The superuser's password in every test cluster.
 pub const SUPERUSER_PASSWORD: &str = "test-superuser-pw";
 
+/// Which daemon runs the nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    #[default]
+    Palisade,
+    /// Patroni from a Python virtualenv (its `bin/patroni`), for
+    /// side-by-side benchmarks: it reads the very same configuration.
+    Patroni { venv: PathBuf },
+}
+
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
+    pub engine: Engine,
     pub nodes: usize,
     pub ttl: u32,
     pub loop_wait: u32,
@@ -45,6 +56,7 @@ pub struct ClusterSpec {
 impl Default for ClusterSpec {
     fn default() -> Self {
         Self {
+            engine: Engine::Palisade,
             nodes: 3,
             ttl: 5,
             loop_wait: 1,
@@ -240,7 +252,11 @@ impl Cluster {
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let log = OpenOptions::new().create(true).append(true).open(&node.log_path).unwrap();
-        let mut cmd = command_as_test_user(self.bin.join("palisade"));
+        let daemon = match &self.spec.engine {
+            Engine::Palisade => self.bin.join("palisade"),
+            Engine::Patroni { venv } => venv.join("bin/patroni"),
+        };
+        let mut cmd = command_as_test_user(daemon);
         cmd.arg(&node.config).stdout(log.try_clone().unwrap()).stderr(log).current_dir(self.staging.path());
         node.process = Some(ProcessGuard::spawn(&node.name, cmd).unwrap());
     }

@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|all] [--runs N]
-//!     [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S]
+//!     [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
 //! ```
+//!
+//! With `--patroni VENV` (a virtualenv with `pip install 'patroni[etcd3]'
+//! psycopg2-binary`), every measurement is also made on a Patroni cluster
+//! started from the very same configuration files, and both are printed
+//! side by side. Patroni raises `ttl` below 20, `loop_wait` below 1 and
+//! `retry_timeout` below 3, so compare with settings both accept.
 //!
 //! Run as root (the servers run as the unprivileged test user), after
 //! `cargo build --workspace --release` (or a debug build: the binaries are
@@ -19,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_test_support::wait_until;
-use palisade_tests::cluster::{psql, Cluster, ClusterSpec};
+use palisade_tests::cluster::{psql, Cluster, ClusterSpec, Engine};
 
 struct Options {
     what: String,
@@ -28,17 +34,19 @@ struct Options {
     loop_wait: u32,
     retry_timeout: u32,
     seconds: u64,
+    patroni: Option<std::path::PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [failover|switchover|rest|rss|all] [--runs N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S]"
+        "usage: bench [failover|switchover|rest|rss|all] [--runs N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]"
     );
     std::process::exit(2)
 }
 
 fn parse() -> Options {
-    let mut o = Options { what: "all".into(), runs: 5, ttl: 10, loop_wait: 1, retry_timeout: 3, seconds: 5 };
+    let mut o =
+        Options { what: "all".into(), runs: 5, ttl: 10, loop_wait: 1, retry_timeout: 3, seconds: 5, patroni: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> u64 {
@@ -53,6 +61,7 @@ fn parse() -> Options {
             "--loop-wait" => o.loop_wait = num("--loop-wait") as u32,
             "--retry-timeout" => o.retry_timeout = num("--retry-timeout") as u32,
             "--seconds" => o.seconds = num("--seconds"),
+            "--patroni" => o.patroni = Some(args.next().map(Into::into).unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             w if !w.starts_with('-') => o.what = w.to_string(),
             _ => usage(),
@@ -77,8 +86,23 @@ fn show(label: &str, runs: &[Duration]) {
     );
 }
 
-fn spec(o: &Options) -> ClusterSpec {
-    ClusterSpec { ttl: o.ttl, loop_wait: o.loop_wait, retry_timeout: o.retry_timeout, ..ClusterSpec::default() }
+fn spec(o: &Options, engine: &Engine) -> ClusterSpec {
+    ClusterSpec {
+        engine: engine.clone(),
+        ttl: o.ttl,
+        loop_wait: o.loop_wait,
+        retry_timeout: o.retry_timeout,
+        ..ClusterSpec::default()
+    }
+}
+
+/// The daemons to measure: palisade, and Patroni when asked.
+fn engines(o: &Options) -> Vec<(&'static str, Engine)> {
+    let mut v = vec![("palisade", Engine::Palisade)];
+    if let Some(venv) = &o.patroni {
+        v.push(("patroni", Engine::Patroni { venv: venv.clone() }));
+    }
+    v
 }
 
 /// Wait until `port` accepts a write; how long that took from `since`.
@@ -97,8 +121,17 @@ fn leader_accepting_writes(c: &Cluster, not: &str, since: Instant) -> (String, D
 }
 
 fn failover(o: &Options) {
-    println!("== failover after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)", o.ttl, o.loop_wait, o.retry_timeout);
-    let mut c = Cluster::start("bench-failover", spec(o));
+    for (name, engine) in engines(o) {
+        failover_with(o, name, &engine);
+    }
+}
+
+fn failover_with(o: &Options, name: &str, engine: &Engine) {
+    println!(
+        "== {name}: failover after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)",
+        o.ttl, o.loop_wait, o.retry_timeout
+    );
+    let mut c = Cluster::start("bench-failover", spec(o, engine));
     let mut times = Vec::new();
     for run in 0..o.runs {
         let old = c.wait_for_leader(Duration::from_secs(60));
@@ -112,12 +145,18 @@ fn failover(o: &Options) {
         c.start_node(i);
         c.wait_streaming(&new, 2, Duration::from_secs(120));
     }
-    show("failover (kill -9 to first write on the new leader)", &times);
+    show(&format!("{name} failover (kill -9 to first write on the new leader)"), &times);
 }
 
 fn switchover(o: &Options) {
-    println!("== switchover (POST /switchover to first write accepted on the new leader)");
-    let c = Cluster::start("bench-switchover", spec(o));
+    for (name, engine) in engines(o) {
+        switchover_with(o, name, &engine);
+    }
+}
+
+fn switchover_with(o: &Options, name: &str, engine: &Engine) {
+    println!("== {name}: switchover (POST /switchover to first write accepted on the new leader)");
+    let c = Cluster::start("bench-switchover", spec(o, engine));
     let mut times = Vec::new();
     for run in 0..o.runs {
         let old = c.wait_for_leader(Duration::from_secs(60));
@@ -140,7 +179,7 @@ fn switchover(o: &Options) {
         println!("  run {}: {old} -> {new}: first write after {:.2} s", run + 1, took.as_secs_f64());
         times.push(took);
     }
-    show("switchover", &times);
+    show(&format!("{name} switchover"), &times);
 }
 
 /// Health checks per second against `/primary` with `conns` keep-alive connections.
@@ -187,13 +226,26 @@ fn hammer(port: u16, conns: usize, seconds: u64) -> f64 {
 }
 
 fn rest(o: &Options) {
-    println!("== REST health checks (GET /primary on the leader, keep-alive, {} s each)", o.seconds);
-    let c = Cluster::start("bench-rest", ClusterSpec { nodes: 1, ..spec(o) });
-    let leader = c.wait_for_leader(Duration::from_secs(60));
-    let port = c.node(&leader).api_port;
-    for conns in [1, 16] {
-        println!("  {conns:>2} connection(s): {:.0} requests/s", hammer(port, conns, o.seconds));
+    for (name, engine) in engines(o) {
+        println!("== {name}: REST health checks (GET /primary on the leader, keep-alive, {} s each)", o.seconds);
+        let c = Cluster::start("bench-rest", ClusterSpec { nodes: 1, ..spec(o, &engine) });
+        let leader = c.wait_for_leader(Duration::from_secs(60));
+        let port = c.node(&leader).api_port;
+        for conns in [1, 16] {
+            println!("  {name} {conns:>2} connection(s): {:.0} requests/s", hammer(port, conns, o.seconds));
+        }
     }
+}
+
+/// User plus system CPU time of `pid` (and its threads), from /proc.
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3; utime and stime are 14 and 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn rss_kib(pid: i32) -> Option<u64> {
@@ -202,16 +254,28 @@ fn rss_kib(pid: i32) -> Option<u64> {
 }
 
 fn rss(o: &Options) {
-    println!("== daemon memory (VmRSS after 10 s of steady state)");
-    let mut c = Cluster::start("bench-rss", spec(o));
+    for (name, engine) in engines(o) {
+        rss_with(o, name, &engine);
+    }
+}
+
+fn rss_with(o: &Options, name: &str, engine: &Engine) {
+    println!("== {name}: daemon memory (VmRSS after 10 s of steady state) and CPU time");
+    let mut c = Cluster::start("bench-rss", spec(o, engine));
     std::thread::sleep(Duration::from_secs(10));
     for i in 0..c.nodes.len() {
         let role = if c.leader().as_deref() == Some(c.nodes[i].name.as_str()) { "leader" } else { "replica" };
         let pid = c.nodes[i].daemon_pid().unwrap();
         let _ = c.nodes[i].daemon_running();
-        match rss_kib(pid) {
-            Some(k) => println!("  {} ({role}): {:.1} MiB", c.nodes[i].name, k as f64 / 1024.0),
-            None => println!("  {} ({role}): cannot read /proc/{pid}/status", c.nodes[i].name),
+        match (rss_kib(pid), cpu_seconds(pid)) {
+            (Some(k), Some(cpu)) => {
+                println!(
+                    "  {name} {} ({role}): {:.1} MiB RSS, {cpu:.2} s CPU since start",
+                    c.nodes[i].name,
+                    k as f64 / 1024.0
+                )
+            }
+            _ => println!("  {name} {} ({role}): cannot read /proc/{pid}", c.nodes[i].name),
         }
     }
 }

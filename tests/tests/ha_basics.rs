@@ -49,6 +49,20 @@ fn three_nodes_bootstrap_and_replicate() {
     // The replicas stream through the slots Patroni would create.
     let slots = cluster.node(&leader).sql("SELECT slot_name FROM pg_replication_slots ORDER BY 1").unwrap();
     assert_eq!(slots, "node2\nnode3");
+    // Replicas keep copies of the other members' slots (as Patroni 4 does),
+    // so that whoever is promoted next has a slot for everybody.
+    cluster.wait_sql(
+        "node2",
+        "SELECT string_agg(slot_name, ',' ORDER BY 1) FROM pg_replication_slots",
+        "node1,node3",
+        Duration::from_secs(30),
+    );
+    cluster.wait_sql(
+        "node3",
+        "SELECT string_agg(slot_name, ',' ORDER BY 1) FROM pg_replication_slots",
+        "node1,node2",
+        Duration::from_secs(30),
+    );
 
     // The DCS holds Patroni's keys and JSON.
     let raw = cluster.etcd.raw();
@@ -97,6 +111,12 @@ fn the_primary_crashes_and_a_replica_takes_over() {
     cluster.kill9(&old, true);
     let new = cluster.wait_for_new_leader(&old, Duration::from_secs(60));
     assert!(replicas.contains(&new));
+    // The new leader already had slots for the others, the old leader's included.
+    let slots =
+        cluster.node(&new).sql("SELECT string_agg(slot_name, ',' ORDER BY 1) FROM pg_replication_slots").unwrap();
+    let mut expected: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).filter(|n| *n != new).collect();
+    expected.sort();
+    assert_eq!(slots, expected.join(","));
     insert(&cluster, &new, 2, "written on the new leader");
     let other = replicas.iter().find(|r| **r != new).unwrap().clone();
     assert_eq!(cluster.wait_streaming(&new, 1, Duration::from_secs(60)), vec![other.clone()]);

@@ -372,6 +372,10 @@ impl LocalPg {
         self.pg.sql().create_physical_slot(name).await.map(|_| ()).map_err(|e| PgFailure(e.to_string()))
     }
 
+    pub async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()> {
+        self.pg.sql().advance_slot(name, lsn).await.map_err(|e| PgFailure(e.to_string()))
+    }
+
     pub async fn drop_slot(&self, name: &str) -> Result<()> {
         match self.pg.sql().drop_slot(name).await {
             Ok(d) if d.active => Err(PgFailure(format!("slot {name} is in use"))),

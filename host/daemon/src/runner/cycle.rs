@@ -99,6 +99,8 @@ impl Runner {
         self.touch_member().await;
         if self.shared.tracked().is_leader() && observed.pg.is_primary() {
             self.maintain_slots(&cluster).await;
+        } else if matches!(observed.pg, palisade_ha::Pg::Running { in_recovery: true, .. }) && self.task.is_none() {
+            self.maintain_replica_slots(&cluster, &observed).await;
         }
         CycleOutcome { wake_at: decision.wake_at, fatal }
     }
@@ -272,7 +274,10 @@ impl Runner {
         let Some(lsn) = observed.wal_position().filter(|l| *l > 0) else {
             return;
         };
-        let slots = self.shared.pg.slot_positions().await;
+        // As Patroni: our own name with our position, so that replicas
+        // advance their copy of our slot (and it is retained for us).
+        let mut slots = self.shared.pg.slot_positions().await;
+        slots.insert(slot_name_from_member_name(&self.shared.config().local.name), lsn);
         let member_slots: std::collections::BTreeSet<String> = cluster
             .members
             .iter()
@@ -309,63 +314,6 @@ impl Runner {
                 Ok(true) => self.last_status = Some(value),
                 Ok(false) => {}
                 Err(e) => tracing::warn!("could not write the status key: {e}"),
-            }
-        }
-    }
-
-    /// Create replication slots for the members streaming from us, and drop
-    /// slots of members gone for longer than `member_slots_ttl`.
-    async fn maintain_slots(&mut self, cluster: &Cluster) {
-        let cfg = self.shared.config();
-        if !cfg.global.use_slots {
-            return;
-        }
-        let me = cfg.local.name.clone();
-        let wanted: Vec<String> = cluster
-            .members
-            .iter()
-            .filter(|m| m.name != me && !m.tags().nostream())
-            .filter(|m| m.tags().replicatefrom().is_none_or(|r| r == me))
-            .map(|m| slot_name_from_member_name(&m.name))
-            .filter(|s| *s != slot_name_from_member_name(&me))
-            .collect();
-        let existing = self.shared.pg.physical_slots().await;
-        for slot in &wanted {
-            if !existing.contains(slot) {
-                match self.shared.pg.create_slot(slot).await {
-                    Ok(()) => tracing::info!("created replication slot {slot}"),
-                    Err(e) => tracing::warn!("could not create replication slot {slot}: {e}"),
-                }
-            }
-        }
-        let permanent: Vec<String> = cfg
-            .global
-            .data
-            .get("slots")
-            .and_then(|v| v.as_object())
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        let ignored = |name: &str| {
-            cfg.global.data.get("ignore_slots").and_then(|v| v.as_array()).is_some_and(|list| {
-                list.iter().any(|rule| {
-                    rule.get("name").and_then(|n| n.as_str()).is_none_or(|n| n == name)
-                        && rule.get("type").and_then(|t| t.as_str()).is_none_or(|t| t == "physical")
-                })
-            })
-        };
-        for slot in existing {
-            // Keep member slots (also of members gone for less than
-            // member_slots_ttl: retain_slots), permanent and ignored slots.
-            if wanted.contains(&slot)
-                || permanent.contains(&slot)
-                || ignored(&slot)
-                || self.retain_slots.contains_key(&slot)
-            {
-                continue;
-            }
-            match self.shared.pg.drop_slot(&slot).await {
-                Ok(()) => tracing::info!("dropped replication slot {slot}, which belongs to no member"),
-                Err(e) => tracing::debug!("could not drop replication slot {slot}: {e}"),
             }
         }
     }

@@ -14,6 +14,7 @@
 mod actions;
 mod cycle;
 pub mod member;
+mod slots;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -208,6 +209,8 @@ pub struct Runner {
     /// Member slots and when their member was last seen (Patroni's
     /// `retain_slots`, kept for `member_slots_ttl`).
     retain_slots: BTreeMap<String, Instant>,
+    /// `retain_slots` was taken over from the `status` key since we lead.
+    retain_seeded: bool,
     /// The `status` value written last.
     last_status: Option<String>,
     /// Epoch seconds of the last successful DCS read.
@@ -230,6 +233,7 @@ impl Runner {
             retain_slots: BTreeMap::new(),
             dcs_last_seen: 0,
             last_status: None,
+            retain_seeded: false,
             divergence: None,
         }
     }

@@ -51,6 +51,10 @@ pub struct ClusterSpec {
     pub extra_dcs: String,
     /// More top-level YAML for node `i` (0-based), e.g. `tags:` or `restapi:` extras.
     pub node_extra: fn(usize) -> String,
+    /// Nodes (0-based) run by Patroni from this virtualenv instead of
+    /// `engine`: a mixed cluster, as during a rolling migration.
+    pub patroni_nodes: Vec<usize>,
+    pub patroni_venv: Option<PathBuf>,
 }
 
 impl Default for ClusterSpec {
@@ -63,6 +67,8 @@ impl Default for ClusterSpec {
             retry_timeout: 2,
             extra_dcs: String::new(),
             node_extra: |_| String::new(),
+            patroni_nodes: Vec::new(),
+            patroni_venv: None,
         }
     }
 }
@@ -250,9 +256,13 @@ impl Cluster {
 
     /// Start (or start again) the daemon of node `i`.
     pub fn start_node(&mut self, i: usize) {
+        let log = OpenOptions::new().create(true).append(true).open(&self.nodes[i].log_path).unwrap();
+        let engine = match &self.spec.patroni_venv {
+            Some(venv) if self.spec.patroni_nodes.contains(&i) => Engine::Patroni { venv: venv.clone() },
+            _ => self.spec.engine.clone(),
+        };
         let node = &mut self.nodes[i];
-        let log = OpenOptions::new().create(true).append(true).open(&node.log_path).unwrap();
-        let daemon = match &self.spec.engine {
+        let daemon = match &engine {
             Engine::Palisade => self.bin.join("palisade"),
             Engine::Patroni { venv } => venv.join("bin/patroni"),
         };

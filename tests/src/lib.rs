@@ -11,4 +11,5 @@ pub mod conformance;
 pub mod etcd;
 pub mod etcd3;
 pub mod http;
+pub mod patroni;
 pub mod plugins;

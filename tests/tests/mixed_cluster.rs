@@ -1,0 +1,66 @@
+//! A rolling migration: Patroni and palisade nodes in one cluster, on one
+//! etcd, from the very same configuration files. Each kind must follow the
+//! other, race fairly with the other over the REST API, and take over from
+//! the other.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use palisade_tests::cluster::{Cluster, ClusterSpec};
+
+fn spec() -> ClusterSpec {
+    // Timings both accept (Patroni raises ttl below 20, retry_timeout below 3).
+    ClusterSpec {
+        ttl: 20,
+        loop_wait: 2,
+        retry_timeout: 3,
+        patroni_nodes: vec![1],
+        patroni_venv: Some(palisade_tests::patroni::venv()),
+        ..ClusterSpec::default()
+    }
+}
+
+#[test]
+fn patroni_and_palisade_nodes_share_a_cluster() {
+    let mut cluster = Cluster::start("mixed", spec());
+    let leader = cluster.wait_for_leader(Duration::from_secs(60));
+    assert_eq!(leader, "node1", "palisade bootstraps");
+    // node2 is Patroni: it cloned palisade's primary and streams from it.
+    assert!(cluster.node("node2").log().contains("patroni"), "node2 runs Patroni");
+    let streaming = cluster.wait_streaming("node1", 2, Duration::from_secs(120));
+    assert_eq!(streaming, vec!["node2", "node3"]);
+    cluster
+        .node("node1")
+        .sql("CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'from palisade')")
+        .unwrap();
+    for n in ["node2", "node3"] {
+        cluster.wait_sql(n, "SELECT v FROM t WHERE id = 1", "from palisade", Duration::from_secs(30));
+    }
+    // Patroni reads palisade's member keys: its REST API lists them all.
+    let members = palisade_test_support::wait_for("Patroni to see every member", Duration::from_secs(30), || {
+        let c = cluster.node("node2").get("/cluster").ok()?.json();
+        let names: Vec<String> =
+            c["members"].as_array()?.iter().filter_map(|m| m["name"].as_str().map(String::from)).collect();
+        (names.len() == 3).then_some(c)
+    });
+    let roles: Vec<&str> = members["members"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, vec!["leader", "replica", "replica"]);
+
+    // The palisade leader stops cleanly: a node of either kind takes over.
+    cluster.mark("SIGTERM to palisade's leader");
+    assert!(cluster.stop_node("node1", Duration::from_secs(60)));
+    let second = cluster.wait_for_new_leader("node1", Duration::from_secs(60));
+    cluster.node(&second).sql("INSERT INTO t VALUES (2, 'after the handover')").unwrap();
+    let other = if second == "node2" { "node3" } else { "node2" };
+    cluster.wait_sql(other, "SELECT count(*) FROM t", "2", Duration::from_secs(60));
+
+    // node1 comes back and follows whoever leads; then that leader crashes.
+    cluster.start_node(0);
+    cluster.wait_sql("node1", "SELECT count(*) FROM t", "2", Duration::from_secs(90));
+    cluster.mark("kill -9 of the second leader");
+    cluster.kill9(&second, true);
+    let third = cluster.wait_for_new_leader(&second, Duration::from_secs(90));
+    cluster.node(&third).sql("INSERT INTO t VALUES (3, 'after the crash')").unwrap();
+    let survivor = ["node1", "node2", "node3"].into_iter().find(|n| *n != second && *n != third).unwrap();
+    cluster.wait_sql(survivor, "SELECT count(*) FROM t", "3", Duration::from_secs(60));
+}

@@ -30,11 +30,10 @@ pub fn venv() -> PathBuf {
     // Another test process may be building it: a lock file serialises them.
     let lock_path = PathBuf::from(format!("{}.lock", dir.display()));
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
-    let _flock = lock.ok().map(|f| {
+    let _flock = lock.ok().inspect(|f| {
         use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; released when `f` is dropped.
+        // SAFETY: flock on a file descriptor we own; released when it is dropped.
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        f
     });
     if ready.exists() {
         return dir;

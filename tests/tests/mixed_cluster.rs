@@ -26,7 +26,9 @@ fn patroni_and_palisade_nodes_share_a_cluster() {
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
     assert_eq!(leader, "node1", "palisade bootstraps");
     // node2 is Patroni: it cloned palisade's primary and streams from it.
-    assert!(cluster.node("node2").log().contains("patroni"), "node2 runs Patroni");
+    let pid = cluster.node("node2").daemon_pid().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&cmdline).contains("patroni"), "node2 runs Patroni");
     let streaming = cluster.wait_streaming("node1", 2, Duration::from_secs(120));
     assert_eq!(streaming, vec!["node2", "node3"]);
     cluster

@@ -135,7 +135,22 @@ impl<'a> Ctx<'a> {
             Pg::Running { .. } => {}
         }
 
-        let mut d = if c.is_unlocked() { self.unhealthy_cluster()? } else { self.healthy_cluster()? };
+        let mut d = if c.is_unlocked() {
+            self.unhealthy_cluster()?
+        } else {
+            let d = self.healthy_cluster()?;
+            let busy = d.actions.iter().any(|a| {
+                matches!(a, Action::Demote(_) | Action::Promote | Action::Start(_) | Action::Clone { .. } | Action::Bootstrap)
+            });
+            match self.scheduled_restart().filter(|_| !busy) {
+                Some(mut restart) => {
+                    restart.actions.splice(0..0, d.actions);
+                    restart.log.splice(0..0, d.log);
+                    restart
+                }
+                None => d,
+            }
+        };
         if !l.on_start_called && l.task.is_none() {
             d.actions.push(Action::CallbackOnStart);
         }

@@ -167,6 +167,12 @@ pub struct Local {
     pub released_leader_key_at: f64,
     /// The previous cycle's WAL position (used against a false "primary is dead").
     pub previous_wal_position: Option<u64>,
+    /// `pg_postmaster_start_time()` of the running server.
+    pub postmaster_start_time: Option<String>,
+    /// `server_version_num` of the running server.
+    pub server_version: Option<u32>,
+    /// PostgreSQL flags a setting as waiting for a restart.
+    pub pending_restart: bool,
 }
 
 impl Default for Local {
@@ -187,6 +193,9 @@ impl Default for Local {
             rejoin: Rejoin::Free,
             released_leader_key_at: 0.0,
             previous_wal_position: None,
+            postmaster_start_time: None,
+            server_version: None,
+            pending_restart: false,
         }
     }
 }
@@ -289,5 +298,7 @@ pub struct Input<'a> {
     /// The leader of that snapshot.
     pub old_leader: Option<&'a str>,
     pub local: &'a Local,
+    /// A restart scheduled through the REST API.
+    pub scheduled_restart: Option<&'a crate::restart::ScheduledRestart>,
     pub answers: &'a Answers,
 }

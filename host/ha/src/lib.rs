@@ -21,12 +21,14 @@ mod manual;
 mod offline;
 mod output;
 mod race;
+mod restart;
 
 pub use decide::decide;
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
 pub use offline::{dcs_unavailable, updated_history};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use race::failover_candidates;
+pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
 
 #[cfg(test)]
 mod tests;

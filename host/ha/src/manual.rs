@@ -29,14 +29,14 @@ impl Ctx<'_> {
 
     /// Whether a scheduled action is due now; cleans up stale or invalid
     /// schedules and wakes the loop at the scheduled time.
-    fn scheduled_action_due(&mut self, bare_action: &str, scheduled_at: &ScheduledAt) -> bool {
+    pub fn scheduled_action_due(&mut self, bare_action: &str, scheduled_at: &ScheduledAt, cleanup: Action) -> bool {
         if self.paused() {
             return false;
         }
         match scheduled_at {
             ScheduledAt::Invalid(text) => {
                 self.warn(format!("Incorrect value of scheduled_at: {text}"));
-                self.pre.push(clear_failover());
+                self.pre.push(cleanup);
                 false
             }
             ScheduledAt::At(at) => {
@@ -49,7 +49,7 @@ impl Ctx<'_> {
                     false
                 } else if delta < -(loop_wait * 1.5).floor() {
                     self.warn(format!("Found a stale {bare_action} value, cleaning up: {}", format_timestamp(at)));
-                    self.pre.push(clear_failover());
+                    self.pre.push(cleanup);
                     false
                 } else if delta > 0.0 {
                     // Close, but not yet: come back exactly on time.
@@ -74,7 +74,7 @@ impl Ctx<'_> {
         }
         let (action, bare) = self.action_names();
         if let Some(at) = &f.scheduled_at {
-            if !self.scheduled_action_due(bare, at) {
+            if !self.scheduled_action_due(bare, at, clear_failover()) {
                 return Ok(None);
             }
         }

@@ -84,6 +84,10 @@ pub enum Action {
     CallbackOnStart,
     /// Cancel the background task in progress.
     CancelTask,
+    /// Restart PostgreSQL in its role (a scheduled restart fell due).
+    Restart { timeout: Option<f64> },
+    /// Forget the scheduled restart.
+    DeleteScheduledRestart,
     /// Exit the daemon with this message (the error a person must fix).
     Fatal(String),
 }

@@ -118,6 +118,7 @@ struct Case {
     world: World,
     reason: &'static str,
     actions: Vec<Action>,
+    scheduled_restart: Option<ScheduledRestart>,
 }
 
 fn case(name: &'static str, cluster: Cluster, local: Local, reason: &'static str, actions: Vec<Action>) -> Case {
@@ -131,6 +132,7 @@ fn case(name: &'static str, cluster: Cluster, local: Local, reason: &'static str
         world: World::default(),
         reason,
         actions,
+        scheduled_restart: None,
     }
 }
 
@@ -154,6 +156,7 @@ fn simulate(input_parts: &Case, now: f64) -> (Decision, Vec<Ask>) {
             old_members: &[],
             old_leader: None,
             local: &input_parts.local,
+            scheduled_restart: input_parts.scheduled_restart.as_ref(),
             answers: &answers,
         };
         match decide(&input) {
@@ -686,6 +689,7 @@ fn a_leader_asks_to_renew_before_acting() {
         old_members: &[],
         old_leader: None,
         local: &c.local,
+        scheduled_restart: None,
         answers: &Answers::default(),
     };
     assert_eq!(decide(&input), Step::Ask(Ask::UpdateLock { update_status: true }));
@@ -718,6 +722,7 @@ fn the_race_asks_only_for_missing_peers() {
         old_members: &[],
         old_leader: None,
         local: &c.local,
+        scheduled_restart: None,
         answers: &answers,
     };
     assert_eq!(decide(&input), Step::Ask(Ask::PeerStatuses(vec!["n3".into()])));
@@ -765,4 +770,41 @@ fn peer_status_from_api_responses() {
         assert!(!PeerStatus::from_api_response("n1", &garbage).reachable, "{garbage}");
     }
     let _unused: BTreeMap<String, PeerStatus> = BTreeMap::new();
+}
+
+#[test]
+fn scheduled_restarts() {
+    use palisade_model::values::{parse_timestamp, ScheduledAt};
+    let at = parse_timestamp("2028-01-15T08:00:00+00:00").unwrap();
+    let at_epoch = at.timestamp() as f64;
+    let restart = |role: Option<&str>, started: Option<&str>| ScheduledRestart {
+        at: ScheduledAt::At(at),
+        filter: RestartFilter { role: role.map(String::from), ..RestartFilter::default() },
+        timeout: Some(30.0),
+        postmaster_start_time: started.map(String::from),
+    };
+    let local = Local { postmaster_start_time: Some("t0".into()), ..running_replica(1000) };
+    let mut c = case("", cluster(Some("n1"), vec![member("n1", "primary", 1, json!({}))]), local, "", vec![]);
+
+    c.scheduled_restart = Some(restart(None, Some("t0")));
+    let (early, _) = simulate(&c, at_epoch - 100.0);
+    assert_eq!(early.reason, "no action. I am (n2), a secondary, and following a leader (n1)");
+    assert_eq!(early.wake_at, Some(at_epoch));
+
+    let (due, _) = simulate(&c, at_epoch + 1.0);
+    assert_eq!(due.reason, "restart initiated");
+    assert_eq!(due.actions, vec![Action::DeleteScheduledRestart, Action::Restart { timeout: Some(30.0) }]);
+
+    c.scheduled_restart = Some(restart(Some("primary"), Some("t0")));
+    let (mismatch, _) = simulate(&c, at_epoch + 1.0);
+    assert_eq!(mismatch.actions, vec![Action::DeleteScheduledRestart]);
+    assert!(mismatch.log.iter().any(|(_, l)| l == "not proceeding with the restart: host role mismatch"));
+
+    c.scheduled_restart = Some(restart(None, Some("an earlier start")));
+    let (moot, _) = simulate(&c, at_epoch - 100.0);
+    assert_eq!(moot.actions, vec![Action::DeleteScheduledRestart]);
+
+    c.scheduled_restart = Some(restart(None, Some("t0")));
+    let (stale, _) = simulate(&c, at_epoch + 100.0);
+    assert_eq!(stale.actions, vec![Action::DeleteScheduledRestart]);
 }

@@ -145,6 +145,7 @@ async fn run(
         events: tx,
         config_path: path,
         env,
+        scheduled_restart: Mutex::new(None),
     });
 
     let Some(addr) = resolve(listen.host(), listen.port) else {

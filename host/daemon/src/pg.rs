@@ -241,7 +241,11 @@ impl LocalPg {
     }
 
     async fn start_outcome(&self) -> Result<bool> {
-        match self.pg.start(self.timeout()).await? {
+        self.start_outcome_within(self.timeout()).await
+    }
+
+    async fn start_outcome_within(&self, timeout: Duration) -> Result<bool> {
+        match self.pg.start(timeout).await? {
             StartOutcome::Running | StartOutcome::AlreadyRunning { .. } => Ok(true),
             StartOutcome::Starting => Ok(false),
             StartOutcome::Failed { reason } => Err(PgFailure(format!("postgres exited: {reason}"))),
@@ -272,6 +276,11 @@ impl LocalPg {
     /// Write the configuration for `role` (streaming from `follow` when a
     /// replica) and start.
     pub async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool> {
+        self.start_within(role, follow, self.timeout()).await
+    }
+
+    /// [`LocalPg::start`], waiting at most `timeout` for connections.
+    pub async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool> {
         match role {
             Role::Primary => {
                 self.pg.clear_recovery().await?;
@@ -281,7 +290,7 @@ impl LocalPg {
                 self.pg.follow(target.as_ref()).await?;
             }
         }
-        self.start_outcome().await
+        self.start_outcome_within(timeout).await
     }
 
     /// Point recovery at `member` (or nobody) and apply it.

@@ -154,15 +154,24 @@ impl Runner {
                     handle.abort();
                 }
             }
+            Action::Restart { timeout } => {
+                let follow = shared.tracked().following.and_then(|n| cluster.member(&n).cloned());
+                self.spawn(Task::Restart, super::tasks::restart(std::sync::Arc::clone(&shared), follow, *timeout, None));
+            }
+            Action::DeleteScheduledRestart => {
+                shared.delete_scheduled_restart();
+            }
             Action::Fatal(message) => return Some(message.clone()),
         }
         None
     }
 
-    fn spawn(&mut self, task: Task, fut: impl std::future::Future<Output = bool> + Send + 'static) {
+    /// Run `fut` as the background task; `false` (and nothing run) when
+    /// another task is in progress.
+    pub(super) fn spawn(&mut self, task: Task, fut: impl std::future::Future<Output = bool> + Send + 'static) -> bool {
         if let Some((running, _)) = &self.task {
             tracing::warn!("not starting {}: {} is in progress", task.describe(), running.describe());
-            return;
+            return false;
         }
         let shared = std::sync::Arc::clone(&self.shared);
         let handle = tokio::spawn(async move {
@@ -171,6 +180,67 @@ impl Runner {
             let _ = shared.events.send(super::Event::TaskDone);
         });
         self.task = Some((task, handle));
+        true
+    }
+
+    /// `POST /restart` without a schedule: check the filters, then restart
+    /// in the background and answer when it is done.
+    pub(super) fn restart_now(
+        &mut self,
+        filter: palisade_ha::RestartFilter,
+        timeout: Option<f64>,
+        reply: tokio::sync::oneshot::Sender<(bool, String)>,
+    ) {
+        let tracked = self.shared.tracked();
+        let status = self.shared.status.get();
+        let local = palisade_ha::Local {
+            role: tracked.role,
+            server_version: status.pg.as_ref().and_then(|p| p.server_version),
+            pending_restart: !status.pending_restart_reason.is_empty(),
+            ..palisade_ha::Local::default()
+        };
+        if let Some(why) = palisade_ha::restart_refusal(&filter, &local) {
+            tracing::info!("not proceeding with the restart: {why}");
+            let _ = reply.send((false, "restart conditions are not satisfied".into()));
+            return;
+        }
+        if let Some((running, _)) = &self.task {
+            let _ = reply.send((false, format!("{} already in progress", running.describe())));
+            return;
+        }
+        let follow = tracked.following.and_then(|n| self.cluster.as_ref().and_then(|c| c.member(&n).cloned()));
+        let shared = std::sync::Arc::clone(&self.shared);
+        self.spawn(Task::Restart, super::tasks::restart(shared, follow, timeout, Some(reply)));
+    }
+
+    /// `POST /reinitialize`: `None` when the rebuild started, else why not.
+    pub(super) fn reinitialize(&mut self, force: bool, from_leader: bool) -> Option<String> {
+        let cluster = self.cluster.clone()?;
+        let me = self.shared.config().local.name;
+        let Some(leader) = cluster.leader_name() else {
+            return Some("Cluster has no leader, can not reinitialize".into());
+        };
+        if leader == me {
+            return Some("I am the leader, can not reinitialize".into());
+        }
+        if force {
+            if let Some((task, handle)) = self.task.take() {
+                tracing::info!("cancelling {} to reinitialize", task.describe());
+                for r in &self.shared.replicas {
+                    r.plugin.cancel();
+                }
+                handle.abort();
+            }
+        }
+        if let Some((running, _)) = &self.task {
+            return Some(format!("{} already in progress", running.describe()));
+        }
+        let source = if from_leader { cluster.leader_member() } else { cluster.clone_member(&me, me.len()) }.cloned();
+        let shared = std::sync::Arc::clone(&self.shared);
+        let leader = Some(leader.to_string());
+        self.spawn(Task::Reinitialize, super::tasks::reinitialize(shared, source, leader));
+        let _ = self.shared.events.send(super::Event::Wake);
+        None
     }
 
     pub(super) fn set_role(&mut self, role: Role) {

@@ -73,7 +73,11 @@ impl Runner {
             rejoin,
             released_leader_key_at: tracked.released_leader_key_at,
             previous_wal_position: self.previous_wal_position,
+            postmaster_start_time: observed.snapshot.as_ref().and_then(|s| s.postmaster_start_time.clone()),
+            server_version: observed.snapshot.as_ref().and_then(|s| s.server_version),
+            pending_restart: !observed.pending_restart_reason.is_empty(),
         };
+        let scheduled_restart = self.shared.scheduled_restart();
         let mut answers = Answers::default();
         let decision = loop {
             let input = Input {
@@ -84,6 +88,7 @@ impl Runner {
                 old_members: &self.old_members,
                 old_leader: self.old_leader.as_deref(),
                 local: &local,
+                scheduled_restart: scheduled_restart.as_ref(),
                 answers: &answers,
             };
             match decide(&input) {

@@ -16,6 +16,29 @@ fn postgres_url(address: &HostPort) -> String {
     format!("postgres://{}/postgres", format_host_port(address.host(), address.port))
 }
 
+/// The scheduled restart as Patroni publishes it (member key, `GET /patroni`).
+pub fn scheduled_restart_json(r: &palisade_ha::ScheduledRestart) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut m = serde_json::Map::new();
+    if let palisade_model::values::ScheduledAt::At(at) = &r.at {
+        m.insert("schedule".into(), json!(palisade_model::values::format_timestamp(at)));
+    }
+    if let Some(role) = &r.filter.role {
+        m.insert("role".into(), json!(role));
+    }
+    if let Some(v) = &r.filter.postgres_version {
+        m.insert("postgres_version".into(), json!(v));
+    }
+    if r.filter.restart_pending {
+        m.insert("restart_pending".into(), json!(true));
+    }
+    if let Some(t) = r.timeout {
+        m.insert("timeout".into(), json!(t));
+    }
+    m.insert("postmaster_start_time".into(), r.postmaster_start_time.as_ref().map_or(serde_json::Value::Null, |t| json!(t)));
+    m
+}
+
 impl Runner {
     /// Write our member key.
     pub(super) async fn touch_member(&mut self) {
@@ -78,6 +101,7 @@ impl Runner {
             s.ttl = cfg.global.ttl;
             s.maximum_lag_on_failover = cfg.global.maximum_lag_on_failover;
             s.noloadbalance = palisade_model::Tags(&cfg.local.tags).noloadbalance();
+            s.scheduled_restart = self.shared.scheduled_restart().as_ref().map(scheduled_restart_json);
             if let Some(c) = cluster {
                 s.cluster = Some(c);
             }

@@ -120,6 +120,16 @@ impl Tracked {
 /// What wakes the loop besides the timer and the DCS watch.
 #[derive(Debug)]
 pub enum Event {
+    /// Restart PostgreSQL now (`POST /restart`); the answer says whether
+    /// it restarted and how it went.
+    Restart {
+        filter: palisade_ha::RestartFilter,
+        timeout: Option<f64>,
+        reply: tokio::sync::oneshot::Sender<(bool, String)>,
+    },
+    /// Rebuild this replica (`POST /reinitialize`); the answer is `None`
+    /// when it started, else why not.
+    Reinitialize { force: bool, from_leader: bool, reply: tokio::sync::oneshot::Sender<Option<String>> },
     /// A background task ended (its result is in `Tracked::finished`).
     TaskDone,
     /// Run a cycle now (an API request changed something).
@@ -144,6 +154,8 @@ pub struct Shared {
     /// Where the configuration was read from (for reloads).
     pub config_path: Option<std::path::PathBuf>,
     pub env: std::collections::BTreeMap<String, String>,
+    /// A restart scheduled through the REST API.
+    pub scheduled_restart: Mutex<Option<palisade_ha::ScheduledRestart>>,
 }
 
 impl Shared {
@@ -174,6 +186,25 @@ impl Shared {
     }
 
     /// Deliver a callback event without waiting for it.
+    pub fn scheduled_restart(&self) -> Option<palisade_ha::ScheduledRestart> {
+        self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Schedule a restart; `false` when one is scheduled already.
+    pub fn schedule_restart(&self, restart: palisade_ha::ScheduledRestart) -> bool {
+        let mut slot = self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(restart);
+        true
+    }
+
+    /// Forget the scheduled restart; `false` when there was none.
+    pub fn delete_scheduled_restart(&self) -> bool {
+        self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner()).take().is_some()
+    }
+
     pub fn callback(&self, action: &str) {
         let Some(cb) = self.callback.clone() else {
             return;
@@ -280,6 +311,10 @@ impl Runner {
                         Some(Event::Shutdown) | None => return self.shutdown().await,
                         Some(Event::Reload) => self.reload().await,
                         Some(Event::TaskDone | Event::Wake) => {}
+                        Some(Event::Restart { filter, timeout, reply }) => self.restart_now(filter, timeout, reply),
+                        Some(Event::Reinitialize { force, from_leader, reply }) => {
+                            let _ = reply.send(self.reinitialize(force, from_leader));
+                        }
                     },
                     _ = term.recv() => return self.shutdown().await,
                     _ = int.recv() => return self.shutdown().await,

@@ -100,6 +100,75 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
     start(shared, Role::Replica, target).await
 }
 
+/// Restart PostgreSQL in its role (Patroni's `restart`): fast stop, start,
+/// `on_restart`. `reply` gets the outcome for `POST /restart`.
+pub async fn restart(
+    shared: Arc<Shared>,
+    follow: Option<Member>,
+    timeout: Option<f64>,
+    reply: Option<tokio::sync::oneshot::Sender<(bool, String)>>,
+) -> bool {
+    let role = match shared.tracked().role {
+        Role::Primary | Role::Promoted => Role::Primary,
+        Role::StandbyLeader => Role::StandbyLeader,
+        _ => Role::Replica,
+    };
+    shared.with_tracked(|t| t.set_state(State::Restarting));
+    let answer = |ok: bool, text: &str| (ok, text.to_string());
+    let outcome = match shared.pg.stop(crate::pg::StopMode::Fast).await {
+        Err(e) => {
+            tracing::error!("restart: stopping PostgreSQL failed: {e}");
+            answer(false, "restart failed")
+        }
+        Ok(_) => {
+            shared.with_tracked(|t| t.set_state(State::Starting));
+            let wait = std::time::Duration::from_secs_f64(
+                timeout.unwrap_or(shared.config().local.postgresql.pg_ctl_timeout.as_secs_f64()).max(1.0),
+            );
+            match shared.pg.start_within(role, follow.as_ref(), wait).await {
+                Ok(true) => {
+                    shared.with_tracked(|t| {
+                        t.set_state(State::Running);
+                        t.following = follow.as_ref().map(|m| m.name.clone());
+                    });
+                    shared.callback("on_restart");
+                    answer(true, "restarted successfully")
+                }
+                Ok(false) => answer(false, "postgres is still starting"),
+                Err(e) => {
+                    tracing::error!("restart: starting PostgreSQL failed: {e}");
+                    shared.with_tracked(|t| t.set_state(State::RestartFailed));
+                    answer(false, "restart failed")
+                }
+            }
+        }
+    };
+    let ok = outcome.0;
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
+    }
+    ok
+}
+
+/// Rebuild this replica (Patroni's `_do_reinitialize`): stop, remove the
+/// data directory, copy it again from `source`, start.
+pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
+    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Immediate).await {
+        tracing::error!("reinitialize: cannot stop PostgreSQL: {e}");
+        return false;
+    }
+    shared.with_tracked(|t| {
+        t.following = None;
+        t.on_start_called = false;
+    });
+    shared.set_role(Role::Uninitialized);
+    if let Err(e) = shared.pg.remove_data_directory() {
+        tracing::error!("reinitialize: cannot remove the data directory: {e}");
+        return false;
+    }
+    clone(shared, source, leader).await
+}
+
 /// Start PostgreSQL as `role`, streaming from `follow` when a replica.
 pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> bool {
     shared.with_tracked(|t| t.set_state(State::Starting));

@@ -73,6 +73,15 @@ impl GlobalConfig {
         (config, warnings)
     }
 
+    /// The problems in a dynamic configuration that make it unacceptable
+    /// as a new value (a wrong type, a value below its minimum, a value
+    /// Patroni's validator rejects), each naming its key. The tolerant
+    /// reader would fall back to defaults for these; a writer is told.
+    pub fn errors(data: &Map<String, Value>) -> Vec<ConfigWarning> {
+        let (_, issues) = read(data);
+        issues.into_iter().filter(|i| i.fatal).map(|i| ConfigWarning { path: i.key, message: i.message }).collect()
+    }
+
     /// A setting of the dynamic configuration as stored (`None` when absent).
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.data.get(name).filter(|v| !v.is_null())

@@ -4,8 +4,16 @@
 //! a socket; `serve` binds it. HTTP shapes live here and nowhere else:
 //! handlers build them from `NodeStatus` and model types.
 
+// Handlers return early with the answer: a `Result<_, Response>` reads
+// best, and a response is built once per request, so its size is moot.
+#[allow(clippy::result_large_err)]
+pub mod actions;
 pub mod health;
+#[allow(clippy::result_large_err)]
+pub mod reply;
 pub mod status_json;
+#[allow(clippy::result_large_err)]
+pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +21,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::runner::Shared;
@@ -80,7 +88,19 @@ pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/patroni", get(patroni))
         .route("/liveness", get(liveness))
-        .route("/readiness", get(readiness));
+        .route("/readiness", get(readiness))
+        .route("/cluster", get(views::cluster))
+        .route("/history", get(views::history))
+        .route("/config", get(views::config).patch(actions::patch_config_handler).put(actions::put_config))
+        .route("/failsafe", get(views::failsafe).post(actions::failsafe_heartbeat))
+        .route("/metrics", get(views::metrics))
+        .route("/switchover", post(actions::switchover).delete(actions::cancel_switchover))
+        .route("/failover", post(actions::failover))
+        .route("/restart", post(actions::restart).delete(actions::cancel_restart))
+        .route("/reload", post(actions::reload))
+        .route("/reinitialize", post(actions::reinitialize))
+        .route("/mpp", post(actions::mpp))
+        .route("/citus", post(actions::mpp));
     for path in health::HEALTH_PATHS {
         r = r.route(path, get(health_get).head(health_code_only).options(health_code_only));
     }

@@ -140,7 +140,10 @@ impl<'a> Ctx<'a> {
         } else {
             let d = self.healthy_cluster()?;
             let busy = d.actions.iter().any(|a| {
-                matches!(a, Action::Demote(_) | Action::Promote | Action::Start(_) | Action::Clone { .. } | Action::Bootstrap)
+                matches!(
+                    a,
+                    Action::Demote(_) | Action::Promote | Action::Start(_) | Action::Clone { .. } | Action::Bootstrap
+                )
             });
             match self.scheduled_restart().filter(|_| !busy) {
                 Some(mut restart) => {

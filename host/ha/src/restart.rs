@@ -38,7 +38,11 @@ pub fn postgres_version_to_int(version: &str) -> Result<u32, String> {
     let Ok(mut parts) = parts else {
         return Err(format!("Invalid PostgreSQL version: {version}"));
     };
-    if parts.len() < 2 || (parts.len() == 2 && parts[0] < 10) || parts.len() > 3 || parts.iter().skip(1).any(|p| *p > 99) {
+    if parts.len() < 2
+        || (parts.len() == 2 && parts[0] < 10)
+        || parts.len() > 3
+        || parts.iter().skip(1).any(|p| *p > 99)
+    {
         return Err(format!("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {version}"));
     }
     if parts.len() == 2 {
@@ -132,7 +136,8 @@ mod tests {
 
     #[test]
     fn filters() {
-        let local = Local { role: Role::Replica, server_version: Some(150018), pending_restart: false, ..Local::default() };
+        let local =
+            Local { role: Role::Replica, server_version: Some(150018), pending_restart: false, ..Local::default() };
         let f = |role: Option<&str>, v: Option<&str>, pending: bool| RestartFilter {
             role: role.map(String::from),
             postgres_version: v.map(String::from),

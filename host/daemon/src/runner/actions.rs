@@ -156,7 +156,10 @@ impl Runner {
             }
             Action::Restart { timeout } => {
                 let follow = shared.tracked().following.and_then(|n| cluster.member(&n).cloned());
-                self.spawn(Task::Restart, super::tasks::restart(std::sync::Arc::clone(&shared), follow, *timeout, None));
+                self.spawn(
+                    Task::Restart,
+                    super::tasks::restart(std::sync::Arc::clone(&shared), follow, *timeout, None),
+                );
             }
             Action::DeleteScheduledRestart => {
                 shared.delete_scheduled_restart();

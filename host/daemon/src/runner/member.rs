@@ -35,7 +35,10 @@ pub fn scheduled_restart_json(r: &palisade_ha::ScheduledRestart) -> serde_json::
     if let Some(t) = r.timeout {
         m.insert("timeout".into(), json!(t));
     }
-    m.insert("postmaster_start_time".into(), r.postmaster_start_time.as_ref().map_or(serde_json::Value::Null, |t| json!(t)));
+    m.insert(
+        "postmaster_start_time".into(),
+        r.postmaster_start_time.as_ref().map_or(serde_json::Value::Null, |t| json!(t)),
+    );
     m
 }
 

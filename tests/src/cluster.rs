@@ -120,6 +120,24 @@ impl Node {
         http::get(self.api_port, path)
     }
 
+    /// `method path` on this node's REST API with an optional JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> http::Response {
+        http::request(self.api_port, method, path, body, &[])
+            .unwrap_or_else(|e| panic!("{}: {method} {path}: {e}", self.name))
+    }
+
+    /// Stop PostgreSQL behind the daemon's back (`pg_ctl stop -m fast`).
+    pub fn stop_postgres(&self) {
+        let status = command_as_test_user(pg_bin_dir().join("pg_ctl"))
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(&self.data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "{}: pg_ctl stop failed", self.name);
+    }
+
     /// Run SQL as the superuser; the rows as `|`-separated lines.
     pub fn sql(&self, query: &str) -> Result<String, String> {
         psql(self.pg_port, query)

@@ -120,6 +120,9 @@ impl<'a> Ctx<'a> {
         match l.pg {
             Pg::Stopped => {
                 if self.paused() {
+                    if matches!(l.state, State::Running | State::Starting) {
+                        self.pre.push(Action::MarkStopped);
+                    }
                     if self.has_lock() {
                         return Ok(Decision::new("removed leader lock because postgres is not running")
                             .with(Action::ReleaseLeaderKey));

@@ -78,6 +78,9 @@ pub enum Action {
     SetRole(Role),
     /// Mark PostgreSQL as crashed (it stopped without being asked to).
     MarkCrashed,
+    /// Mark PostgreSQL as stopped (it stopped while paused: Patroni's
+    /// STOPPED state, not a crash, as nothing will restart it).
+    MarkStopped,
     /// Bring the DCS `history` key up to date with our timeline history.
     UpdateHistory,
     /// Deliver `on_start` for the running PostgreSQL.

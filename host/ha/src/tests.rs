@@ -431,7 +431,7 @@ fn cases() -> Vec<Case> {
                 three(Some("n1")),
                 stopped(Role::Replica, "shut down in recovery"),
                 "PAUSE: postgres is not running",
-                vec![],
+                vec![Action::MarkStopped],
             );
             c.settings.paused = true;
             c
@@ -442,7 +442,7 @@ fn cases() -> Vec<Case> {
                 three(Some("n2")),
                 stopped(Role::Primary, "shut down"),
                 "PAUSE: removed leader lock because postgres is not running",
-                vec![Action::ReleaseLeaderKey],
+                vec![Action::MarkStopped, Action::ReleaseLeaderKey],
             );
             c.settings.paused = true;
             c

@@ -186,6 +186,16 @@ async fn poll_result(shared: &Shared, leader: Option<&str>, candidate: Option<&s
             continue;
         };
         if let Some(now) = cluster.leader_name().filter(|n| Some(*n) != leader) {
+            // Patroni answers as soon as the lock moved; we also wait (within
+            // the same time limit) until the new leader says it is up.
+            let up = cluster.member(now).is_some_and(|m| {
+                let role = m.data.get("role").and_then(Value::as_str).and_then(Role::parse);
+                matches!(role, Some(Role::Primary | Role::StandbyLeader))
+                    && m.data.get("state").and_then(Value::as_str) == Some("running")
+            });
+            if !up && Instant::now() + Duration::from_millis(100) < deadline {
+                continue;
+            }
             return match candidate {
                 None => reply::text(200, format!("Successfully {past} over to \"{now}\"")),
                 Some(c) if c == now => reply::text(200, format!("Successfully {past} over to \"{now}\"")),
@@ -372,7 +382,9 @@ pub async fn restart(State(st): State<ApiState>, headers: HeaderMap, body: Bytes
             let postmaster_start_time = st.status.get().pg.as_ref().and_then(|p| p.postmaster_start_time.clone());
             let scheduled =
                 palisade_ha::ScheduledRestart { at: ScheduledAt::At(at), filter, timeout, postmaster_start_time };
+            let published = crate::runner::member::scheduled_restart_json(&scheduled);
             if shared.schedule_restart(scheduled) {
+                st.status.update(|s| s.scheduled_restart = Some(published));
                 let _ = shared.events.send(Event::Wake);
                 reply::text(202, "Restart scheduled")
             } else {
@@ -389,6 +401,7 @@ pub async fn cancel_restart(State(st): State<ApiState>) -> Response {
         Err(r) => return r,
     };
     if shared.delete_scheduled_restart() {
+        st.status.update(|s| s.scheduled_restart = None);
         let _ = shared.events.send(Event::Wake);
         reply::text(200, "scheduled restart deleted")
     } else {

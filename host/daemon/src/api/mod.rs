@@ -83,12 +83,20 @@ async fn readiness(State(st): State<ApiState>, Query(q): Params) -> Response {
     }
 }
 
+async fn fallback(st: State<ApiState>, method: axum::http::Method, uri: Uri, q: Params) -> Response {
+    match method {
+        axum::http::Method::GET => health_get(st, uri, q).await,
+        axum::http::Method::HEAD | axum::http::Method::OPTIONS => health_code_only(st, uri, q).await,
+        _ => reply::code_only(501),
+    }
+}
+
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/patroni", get(patroni))
-        .route("/liveness", get(liveness))
-        .route("/readiness", get(readiness))
+        .route("/liveness", get(liveness).head(liveness).options(liveness))
+        .route("/readiness", get(readiness).head(readiness).options(readiness))
         .route("/cluster", get(views::cluster))
         .route("/history", get(views::history))
         .route("/config", get(views::config).patch(actions::patch_config_handler).put(actions::put_config))
@@ -104,6 +112,9 @@ pub fn router(state: ApiState) -> Router {
     for path in health::HEALTH_PATHS {
         r = r.route(path, get(health_get).head(health_code_only).options(health_code_only));
     }
+    // As in Patroni, a GET, HEAD or OPTIONS of any other path is a health
+    // check judged by the words in the path (`/master`, `/replica/x`...).
+    r = r.fallback(fallback);
     r.with_state(state)
 }
 

@@ -138,6 +138,7 @@ impl Runner {
             }
             Action::SetRole(role) => self.set_role(*role),
             Action::MarkCrashed => shared.with_tracked(|t| t.set_state(State::Crashed)),
+            Action::MarkStopped => shared.with_tracked(|t| t.set_state(State::Stopped)),
             Action::UpdateHistory => self.update_history(cluster, observed).await,
             Action::CallbackOnStart => {
                 shared.with_tracked(|t| t.on_start_called = true);

@@ -11,6 +11,8 @@ pub mod actions;
 pub mod health;
 #[allow(clippy::result_large_err)]
 pub mod reply;
+#[cfg(test)]
+mod router_tests;
 pub mod status_json;
 #[allow(clippy::result_large_err)]
 pub mod views;

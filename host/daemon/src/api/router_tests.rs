@@ -1,0 +1,356 @@
+//! The API through `router(state)`, without a socket: a daemon's shared
+//! state over an in-memory DCS (a test double of the DCS contract, not a
+//! real store), requests sent with `tower::ServiceExt::oneshot`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use palisade_model::{Role, State};
+use palisade_plugin_api::{DcsSnapshot, DcsTiming, LeaderKey, MemberKey, PluginResult, VersionedValue};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use super::{router, ApiState};
+use crate::runner::{Event, RuntimeConfig, Shared, Tracked};
+use crate::status::{NodeStatus, StatusBoard};
+
+/// An in-memory DCS holding one cluster (test double). Versions are a
+/// counter, compare-and-set works as the contract says, and writes can be
+/// made to fail to exercise the error paths.
+#[derive(Default)]
+struct MemoryDcs {
+    snap: Mutex<DcsSnapshot>,
+    counter: Mutex<u64>,
+    refuse_writes: Mutex<bool>,
+}
+
+impl MemoryDcs {
+    fn next(&self) -> String {
+        let mut c = self.counter.lock().unwrap();
+        *c += 1;
+        c.to_string()
+    }
+
+    fn cas(
+        &self,
+        slot: impl Fn(&mut DcsSnapshot) -> &mut Option<VersionedValue>,
+        value: &str,
+        version: Option<&str>,
+    ) -> bool {
+        if *self.refuse_writes.lock().unwrap() {
+            return false;
+        }
+        let v = self.next();
+        let mut snap = self.snap.lock().unwrap();
+        let cur = slot(&mut snap);
+        if let Some(want) = version {
+            if cur.as_ref().map(|c| c.version.as_str()) != Some(want) {
+                return false;
+            }
+        }
+        *cur = Some(VersionedValue { value: value.to_string(), version: v });
+        true
+    }
+
+    fn value(&self, slot: impl Fn(&DcsSnapshot) -> &Option<VersionedValue>) -> Option<String> {
+        slot(&self.snap.lock().unwrap()).as_ref().map(|v| v.value.clone())
+    }
+}
+
+impl palisade_plugin_api::Dcs for MemoryDcs {
+    fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
+        Ok(self.snap.lock().unwrap().clone())
+    }
+    fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn update_leader(&self, _: Option<&LeaderKey>) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn take_leader(&self) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn delete_leader(&self, _: Option<&LeaderKey>) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn initialize(&self, _: bool, _: &str) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn cancel_initialization(&self) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn touch_member(&self, _: &str) -> PluginResult<bool> {
+        Ok(true)
+    }
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        Ok(self.cas(|s| &mut s.config, value, version))
+    }
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        Ok(self.cas(|s| &mut s.failover, value, version))
+    }
+    fn set_sync_state_value(&self, _: &str, _: Option<&str>) -> PluginResult<Option<String>> {
+        Ok(None)
+    }
+    fn delete_sync_state(&self, _: Option<&str>) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn set_history_value(&self, value: &str) -> PluginResult<bool> {
+        Ok(self.cas(|s| &mut s.history, value, None))
+    }
+    fn write_status(&self, _: &str) -> PluginResult<bool> {
+        Ok(true)
+    }
+    fn write_failsafe(&self, _: &str) -> PluginResult<bool> {
+        Ok(true)
+    }
+    fn delete_cluster(&self) -> PluginResult<bool> {
+        Ok(false)
+    }
+    fn set_timing(&self, _: DcsTiming) -> PluginResult<()> {
+        Ok(())
+    }
+    fn watch(&self, _: Option<&str>, timeout: Duration) -> PluginResult<bool> {
+        std::thread::sleep(timeout);
+        Ok(false)
+    }
+}
+
+struct Fixture {
+    app: axum::Router,
+    dcs: Arc<MemoryDcs>,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedReceiver<Event>,
+    _dir: tempdir::Dir,
+}
+
+/// A temporary directory removed on drop (no extra crate for it).
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn member(name: &str) -> MemberKey {
+    // Nobody listens on port 9 of 127.0.0.1: the member is unreachable.
+    let value = json!({
+        "conn_url": format!("postgres://127.0.0.1:5432/postgres"),
+        "api_url": "http://127.0.0.1:9/patroni",
+        "state": "running", "role": if name == "a" { "primary" } else { "replica" },
+    });
+    MemberKey { name: name.into(), value: value.to_string(), version: "1".into(), session: String::new() }
+}
+
+fn fixture(config: Option<Value>) -> Fixture {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("palisade-router-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("palisade.yml");
+    let yaml = format!(
+        "scope: demo\nname: a\nrestapi: {{listen: 127.0.0.1:8008}}\netcd3: {{hosts: 127.0.0.1:2379}}\n\
+         postgresql: {{listen: 127.0.0.1:5432, data_dir: {}, authentication: \
+         {{superuser: {{username: postgres, password: x}}, replication: {{username: rep, password: y}}}}}}\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let local = palisade_config::load(Some(&path), &BTreeMap::new()).unwrap().config;
+    let dcs = Arc::new(MemoryDcs::default());
+    {
+        let mut snap = dcs.snap.lock().unwrap();
+        snap.leader = Some(LeaderKey { name: "a".into(), version: "1".into(), session: String::new() });
+        snap.members = vec![member("a"), member("b")];
+        snap.config = config.map(|c| VersionedValue { value: c.to_string(), version: "7".into() });
+    }
+    let runtime = RuntimeConfig::new(local.clone(), serde_json::Map::new(), false);
+    let mut status = NodeStatus::new("demo", "a");
+    status.state = State::Running;
+    status.role = Role::Primary;
+    let board = StatusBoard::new(status);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::clone(&dcs) as Arc<dyn palisade_plugin_api::Dcs>;
+    let shared = Arc::new(Shared {
+        dcs: crate::dcs::DcsClient::new(inner, Duration::from_secs(2)),
+        pg: crate::pg::LocalPg::new(&runtime),
+        config: RwLock::new(runtime),
+        tracked: Mutex::new(Tracked::new(Role::Primary, State::Running)),
+        status: board.clone(),
+        peers: crate::peers::PeerClient::new(reqwest::Client::new()),
+        replicas: Vec::new(),
+        callback: None,
+        events: tx,
+        config_path: Some(path),
+        env: BTreeMap::new(),
+        scheduled_restart: Mutex::new(None),
+    });
+    let app = router(ApiState { status: board, shared: Some(Arc::clone(&shared)) });
+    Fixture { app, dcs, shared, events: rx, _dir: tempdir::Dir(dir) }
+}
+
+async fn send(app: &axum::Router, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").header("content-length", b.len());
+    }
+    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn patch_config_merges_with_compare_and_set() {
+    let mut f = fixture(Some(json!({"ttl": 30, "postgresql": {"parameters": {"work_mem": "4MB"}}})));
+    let (code, body) = send(
+        &f.app,
+        "PATCH",
+        "/config",
+        Some(r#"{"postgresql": {"parameters": {"work_mem": null, "max_connections": 200}}, "pause": true}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let stored: Value = serde_json::from_str(&f.dcs.value(|s| &s.config).unwrap()).unwrap();
+    assert_eq!(stored, json!({"ttl": 30, "postgresql": {"parameters": {"max_connections": 200}}, "pause": true}));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), stored);
+    assert!(matches!(f.events.try_recv(), Ok(Event::Wake)));
+
+    // Refused writes and bad values leave the stored value alone.
+    let before = f.dcs.value(|s| &s.config);
+    for (body, want) in [
+        ("[1]", 400),
+        ("{}", 400),
+        ("null", 400),
+        (r#"{"loop_wait": "often"}"#, 400),
+        (r#"{"postgresql": {"parameters": {"max_connections": -5}}}"#, 400),
+    ] {
+        assert_eq!(send(&f.app, "PATCH", "/config", Some(body)).await.0, want, "{body}");
+    }
+    assert_eq!(send(&f.app, "PATCH", "/config", None).await.0, 411);
+    *f.dcs.refuse_writes.lock().unwrap() = true;
+    assert_eq!(send(&f.app, "PATCH", "/config", Some(r#"{"ttl": 20}"#)).await.0, 409);
+    assert_eq!(send(&f.app, "PUT", "/config", Some(r#"{"ttl": 20}"#)).await.0, 502);
+    assert_eq!(f.dcs.value(|s| &s.config), before);
+    *f.dcs.refuse_writes.lock().unwrap() = false;
+
+    let (code, _) = send(&f.app, "PUT", "/config", Some(r#"{"ttl": 25}"#)).await;
+    assert_eq!(code, 200);
+    assert_eq!(f.dcs.value(|s| &s.config).as_deref(), Some(r#"{"ttl":25}"#));
+    let (code, body) = send(&f.app, "GET", "/config", None).await;
+    assert_eq!((code.as_u16(), body.as_str()), (200, r#"{"ttl":25}"#));
+    let _ = &f.shared;
+}
+
+#[tokio::test]
+async fn without_a_config_key() {
+    let f = fixture(None);
+    assert_eq!(send(&f.app, "PATCH", "/config", Some(r#"{"ttl": 20}"#)).await.0, 503);
+    assert_eq!(send(&f.app, "GET", "/config", None).await.0, 502);
+    assert_eq!(send(&f.app, "GET", "/failsafe", None).await.0, 502);
+    assert_eq!(send(&f.app, "POST", "/failsafe", Some(r#"{"a": "http://x/patroni"}"#)).await.0, 502);
+    assert!(f.dcs.value(|s| &s.config).is_none());
+}
+
+#[tokio::test]
+async fn switchovers_are_checked_written_and_cancelled() {
+    let mut f = fixture(Some(json!({})));
+    // Nobody can take over: the only other member does not answer.
+    let (code, body) = send(&f.app, "POST", "/switchover", Some(r#"{"leader": "a"}"#)).await;
+    assert_eq!((code.as_u16(), body.as_str()), (412, "switchover is not possible: no good candidates have been found"));
+    let (code, body) = send(&f.app, "POST", "/switchover", Some(r#"{"leader": "b", "candidate": "a"}"#)).await;
+    assert_eq!((code.as_u16(), body.as_str()), (412, "leader name does not match"));
+    assert!(f.dcs.value(|s| &s.failover).is_none());
+
+    // A scheduled one is written for the leader to carry out.
+    let (code, body) = send(
+        &f.app,
+        "POST",
+        "/switchover",
+        Some(r#"{"leader": "a", "member": "b", "scheduled_at": "2099-01-01T10:00:00+02:00"}"#),
+    )
+    .await;
+    assert_eq!((code.as_u16(), body.as_str()), (202, "Switchover scheduled"));
+    assert_eq!(
+        f.dcs.value(|s| &s.failover).as_deref(),
+        Some(r#"{"leader":"a","member":"b","scheduled_at":"2099-01-01T10:00:00+02:00"}"#)
+    );
+    assert!(matches!(f.events.try_recv(), Ok(Event::Wake)));
+    let (code, body) = send(&f.app, "GET", "/cluster", None).await;
+    assert_eq!(code, 200);
+    let c: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(c["scheduled_switchover"], json!({"at": "2099-01-01T10:00:00+02:00", "from": "a", "to": "b"}));
+    assert_eq!(c["scope"], "demo");
+
+    let (code, body) = send(&f.app, "DELETE", "/switchover", None).await;
+    assert_eq!((code.as_u16(), body.as_str()), (200, "scheduled switchover deleted"));
+    assert_eq!(f.dcs.value(|s| &s.failover).as_deref(), Some("{}"));
+    let (code, body) = send(&f.app, "DELETE", "/switchover", None).await;
+    assert_eq!((code.as_u16(), body.as_str()), (404, "no switchover is scheduled"));
+}
+
+#[tokio::test]
+async fn restarts_are_scheduled_and_reloads_requested() {
+    let mut f = fixture(Some(json!({})));
+    let (code, body) =
+        send(&f.app, "POST", "/restart", Some(r#"{"schedule": "2099-01-01T00:00:00Z", "role": "primary"}"#)).await;
+    assert_eq!((code.as_u16(), body.as_str()), (202, "Restart scheduled"));
+    let scheduled = f.shared.scheduled_restart().unwrap();
+    assert_eq!(scheduled.filter.role.as_deref(), Some("primary"));
+    let (_, body) = send(&f.app, "GET", "/patroni", None).await;
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["scheduled_restart"]["schedule"], "2099-01-01T00:00:00+00:00", "{st}");
+    assert_eq!(send(&f.app, "POST", "/restart", Some(r#"{"schedule": "2099-01-01T00:00:00Z"}"#)).await.0, 409);
+    assert_eq!(send(&f.app, "DELETE", "/restart", None).await.0, 200);
+    assert!(f.shared.scheduled_restart().is_none());
+    assert_eq!(send(&f.app, "DELETE", "/restart", None).await.0, 404);
+
+    while f.events.try_recv().is_ok() {}
+    let (code, body) = send(&f.app, "POST", "/reload", None).await;
+    assert_eq!((code.as_u16(), body.as_str()), (202, "reload scheduled"));
+    assert!(matches!(f.events.try_recv(), Ok(Event::Reload)));
+}
+
+#[tokio::test]
+async fn health_checks_answer_from_the_cached_status() {
+    let f = fixture(Some(json!({})));
+    // The status board says primary, but without the leader flag and a
+    // PostgreSQL snapshot these are the answers of a node not yet up.
+    for (method, path, want) in [
+        ("GET", "/liveness", 503),
+        ("HEAD", "/primary", 503),
+        ("OPTIONS", "/replica", 503),
+        ("GET", "/master", 503),
+        ("GET", "/some/other/path", 503),
+    ] {
+        let (code, body) = send(&f.app, method, path, None).await;
+        assert_eq!(code.as_u16(), want, "{method} {path}");
+        if method != "GET" {
+            assert!(body.is_empty(), "{method} {path} has a body: {body}");
+        }
+    }
+    f.shared.status.update(|s| {
+        s.is_leader = true;
+        s.last_cycle_at = Some(std::time::Instant::now());
+        s.pg = Some(crate::status::PgSnapshot { in_recovery: false, ..Default::default() });
+    });
+    for (method, path, want) in [
+        ("GET", "/liveness", 200),
+        ("HEAD", "/primary", 200),
+        ("OPTIONS", "/", 200),
+        ("GET", "/master", 200),
+        ("GET", "/replica", 503),
+    ] {
+        assert_eq!(send(&f.app, method, path, None).await.0.as_u16(), want, "{method} {path}");
+    }
+    let (code, body) = send(&f.app, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("patroni_primary{scope=\"demo\",name=\"a\"} 1"), "{body}");
+    let (code, body) = send(&f.app, "GET", "/history", None).await;
+    assert_eq!((code.as_u16(), body.as_str()), (200, "[]"));
+}

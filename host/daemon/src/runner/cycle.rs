@@ -55,8 +55,12 @@ impl Runner {
             can_bootstrap: cfg.local.bootstrap.is_some(),
             can_clone_without_leader: self.shared.replicas.iter().any(|r| r.without_leader),
         };
-        let settings = cfg.settings();
         let tracked = self.shared.tracked();
+        let mut settings = cfg.settings();
+        if let Some(t) = tracked.start_timeout {
+            // A restart with a timeout: the primary gets that long to start.
+            settings.primary_start_timeout = t;
+        }
         let local = palisade_ha::Local {
             data_dir: observed.data_dir.clone(),
             pg: observed.pg.clone(),
@@ -118,8 +122,11 @@ impl Runner {
             self.shared.with_tracked(|t| t.finished = finished);
         }
         let observed = self.observe().await;
-        let settings = self.shared.config().settings();
         let tracked = self.shared.tracked();
+        let mut settings = self.shared.config().settings();
+        if let Some(t) = tracked.start_timeout {
+            settings.primary_start_timeout = t;
+        }
         let local = palisade_ha::Local {
             data_dir: observed.data_dir.clone(),
             pg: observed.pg.clone(),

@@ -88,6 +88,9 @@ pub struct Tracked {
     pub finished: Option<(Task, bool)>,
     /// Until when our last lock renewal holds.
     pub leader_until: Option<Instant>,
+    /// `primary_start_timeout` for the start in progress, from the
+    /// `timeout` of a restart request (Patroni's `set_start_timeout`).
+    pub start_timeout: Option<f64>,
 }
 
 impl Tracked {
@@ -102,10 +105,14 @@ impl Tracked {
             released_leader_key_at: 0.0,
             finished: None,
             leader_until: None,
+            start_timeout: None,
         }
     }
 
     pub fn set_state(&mut self, state: State) {
+        if state == State::Running {
+            self.start_timeout = None;
+        }
         if self.state != state {
             self.state = state;
             self.state_since = Instant::now();

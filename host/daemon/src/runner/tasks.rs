@@ -113,7 +113,10 @@ pub async fn restart(
         Role::StandbyLeader => Role::StandbyLeader,
         _ => Role::Replica,
     };
-    shared.with_tracked(|t| t.set_state(State::Restarting));
+    shared.with_tracked(|t| {
+        t.set_state(State::Restarting);
+        t.start_timeout = timeout;
+    });
     let answer = |ok: bool, text: &str| (ok, text.to_string());
     let outcome = match shared.pg.stop(crate::pg::StopMode::Fast).await {
         Err(e) => {

@@ -75,10 +75,41 @@ pub fn command_as_test_user(program: impl AsRef<OsStr>) -> Command {
 /// Make this process the reaper of its orphaned descendants, so that a
 /// postmaster whose daemon was killed becomes our child (and a zombie we
 /// can reap) instead of lingering under a PID 1 that never reaps.
+///
+/// It also starts (once) a thread that reaps adopted postmasters as soon as
+/// they exit: a daemon that waits for its postmaster by polling the PID
+/// (Patroni does, through psutil) would otherwise wait for ever on the
+/// zombie. Only zombies named `postgres` are reaped, so the exit status of
+/// the processes this harness started itself is left to their handles.
 pub fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    static REAPER: std::sync::Once = std::sync::Once::new();
+    REAPER.call_once(|| {
+        let _ = std::thread::Builder::new().name("postmaster-reaper".into()).spawn(|| loop {
+            reap_adopted_postmasters();
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    });
+}
+
+/// Reap every zombie child of ours whose command is `postgres`.
+fn reap_adopted_postmasters() {
+    let me = std::process::id().to_string();
+    let Ok(dir) = fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid ...`
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if comm == "postgres" && state == Some("Z") && ppid == Some(me.as_str()) {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
     }
 }
 

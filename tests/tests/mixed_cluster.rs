@@ -65,4 +65,18 @@ fn patroni_and_palisade_nodes_share_a_cluster() {
     cluster.node(&third).sql("INSERT INTO t VALUES (3, 'after the crash')").unwrap();
     let survivor = ["node1", "node2", "node3"].into_iter().find(|n| *n != second && *n != third).unwrap();
     cluster.wait_sql(survivor, "SELECT count(*) FROM t", "3", Duration::from_secs(60));
+
+    // The crashed node comes back; then a switchover crosses kinds: the
+    // leader hands over to a node of the other kind through the REST API.
+    cluster.start_node(cluster.index(&second));
+    cluster.wait_streaming(&third, 2, Duration::from_secs(120));
+    let candidate = if third == "node2" { "node1" } else { "node2" };
+    cluster.mark("switchover across kinds");
+    let body = format!(r#"{{"leader": "{third}", "candidate": "{candidate}"}}"#);
+    let r =
+        palisade_tests::http::request(cluster.node(&third).api_port, "POST", "/switchover", Some(&body), &[]).unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, cluster.logs());
+    assert_eq!(r.body, format!("Successfully switched over to \"{candidate}\""));
+    cluster.node(candidate).sql("INSERT INTO t VALUES (4, 'after the switchover')").unwrap();
+    cluster.wait_sql(&third, "SELECT count(*) FROM t", "4", Duration::from_secs(90));
 }

@@ -90,18 +90,33 @@ pub fn dcs_params(config: &LocalConfig, section: &Map<String, Value>, timing: Dc
     }
 }
 
-/// Load every plugin the configuration needs, or report every problem.
-pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
+/// Load only the DCS plugin (what palisadectl needs).
+pub fn load_dcs(
+    config: &LocalConfig,
+    dir: &Path,
+    timing: DcsTiming,
+) -> Result<(Arc<dyn Dcs>, String), Vec<LoadProblem>> {
     let mut problems = Vec::new();
+    match open_dcs(config, dir, timing, &mut problems) {
+        Some(d) if problems.is_empty() => Ok(d),
+        _ => Err(problems),
+    }
+}
 
-    let dcs = match &config.dcs {
+fn open_dcs(
+    config: &LocalConfig,
+    dir: &Path,
+    timing: DcsTiming,
+    problems: &mut Vec<LoadProblem>,
+) -> Option<(Arc<dyn Dcs>, String)> {
+    match &config.dcs {
         None => {
             problems.push(LoadProblem(
                 "no DCS is configured: add an etcd3, consul, zookeeper, exhibitor or kubernetes section".into(),
             ));
             None
         }
-        Some(section) => open(dir, PluginKind::Dcs, &section.kind, &mut problems).and_then(|p| {
+        Some(section) => open(dir, PluginKind::Dcs, &section.kind, problems).and_then(|p| {
             match p.new_dcs(dcs_params(config, &section.section, timing)) {
                 Ok(d) => Some((Arc::<dyn Dcs>::from(d), section.kind.clone())),
                 Err(e) => {
@@ -110,7 +125,13 @@ pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugi
                 }
             }
         }),
-    };
+    }
+}
+
+/// Load every plugin the configuration needs, or report every problem.
+pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
+    let mut problems = Vec::new();
+    let dcs = open_dcs(config, dir, timing, &mut problems);
 
     let mut replicas = Vec::new();
     for method in &config.postgresql.create_replica_methods {

@@ -1,0 +1,320 @@
+//! What every command needs: the configuration (file, `PATRONI_*`
+//! variables, `--dcs-url`), the DCS through the same plugins the daemon
+//! loads, and an HTTP client for the members' REST APIs with the `ctl`
+//! section's authentication and TLS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_config::{DcsSection, LocalConfig};
+use palisade_daemon::dcs::DcsClient;
+use palisade_model::{Cluster, Member};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+/// A short error for the user (printed as `Error: ...`, exit code 1).
+#[derive(Debug)]
+pub struct CtlError(pub String);
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CtlError>;
+
+pub fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(CtlError(msg.into()))
+}
+
+/// `--dcs-url`: `[scheme://]host[:port][/namespace]`, as patronictl reads it
+/// (without a scheme, port 2379 means etcd3: palisade has no etcd v2 plugin).
+pub fn parse_dcs_url(url: &str) -> Result<DcsSection> {
+    const DEFAULTS: [(&str, u16); 5] =
+        [("etcd3", 2379), ("etcd", 2379), ("consul", 8500), ("zookeeper", 2181), ("exhibitor", 8181)];
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_string(), r),
+        None => (String::new(), url.trim_start_matches("//")),
+    };
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+            let port = p.parse::<u16>().map_err(|_| CtlError(format!("--dcs-url: bad port in '{url}'")))?;
+            (h.to_string(), Some(port))
+        }
+        _ => (hostport.to_string(), None),
+    };
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    let scheme = if scheme.is_empty() {
+        DEFAULTS.iter().find(|(_, p)| Some(*p) == port).map_or("etcd3", |(s, _)| *s).to_string()
+    } else if DEFAULTS.iter().any(|(s, _)| *s == scheme) {
+        scheme
+    } else {
+        return err(format!("Unknown dcs scheme: {scheme}"));
+    };
+    let default_port = DEFAULTS.iter().find(|(s, _)| *s == scheme).map_or(2379, |(_, p)| *p);
+    let hostport = format!("{host}:{}", port.unwrap_or(default_port));
+    let mut section = Map::new();
+    match scheme.as_str() {
+        "zookeeper" => {
+            section.insert("hosts".into(), Value::Array(vec![Value::String(hostport)]));
+        }
+        "exhibitor" => {
+            section.insert("hosts".into(), Value::Array(vec![Value::String(host)]));
+            section.insert("port".into(), Value::from(port.unwrap_or(default_port)));
+        }
+        "consul" | "etcd" | "etcd3" => {
+            section.insert("host".into(), Value::String(hostport));
+        }
+        _ => {}
+    }
+    let mut out = DcsSection { kind: scheme, section };
+    if !path.trim().is_empty() && path.trim() != "/" {
+        // The namespace goes to the top level of the configuration.
+        out.section.insert("__namespace".into(), Value::String(path.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// The default configuration file, as click's `get_app_dir('patroni')`.
+pub fn default_config_path(env: &BTreeMap<String, String>) -> PathBuf {
+    let base = env
+        .get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env.get("HOME").cloned().unwrap_or_else(|| "/root".into())).join(".config"));
+    base.join("patroni").join("patronictl.yaml")
+}
+
+pub struct Ctx {
+    base: LocalConfig,
+    env: BTreeMap<String, String>,
+    http: reqwest::Client,
+    auth: Option<(String, String)>,
+    dcs: Mutex<HashMap<String, DcsClient>>,
+}
+
+impl Ctx {
+    /// Read the configuration. `cluster` (a cluster name given on the
+    /// command line) stands in for `scope` when the file has none.
+    pub fn new(
+        config_file: Option<&Path>,
+        explicit: bool,
+        dcs_url: Option<&str>,
+        insecure: bool,
+        cluster: Option<&str>,
+    ) -> Result<Self> {
+        let mut env: BTreeMap<String, String> = std::env::vars().collect();
+        let path = match config_file {
+            Some(p) if p.is_file() => Some(p.to_path_buf()),
+            Some(p) if explicit => {
+                return err(format!(
+                    "Provided config file {} not existing or no read rights. Check the -c/--config-file parameter",
+                    p.display()
+                ))
+            }
+            _ => None,
+        };
+        let dcs_override = dcs_url.map(parse_dcs_url).transpose()?;
+        let has_scope = |env: &BTreeMap<String, String>| env.contains_key("PATRONI_SCOPE");
+        if let Some(c) = cluster {
+            if path.is_none() && !has_scope(&env) && !env.contains_key("PATRONI_CONFIGURATION") {
+                env.insert("PATRONI_SCOPE".into(), c.to_string());
+            }
+        }
+        let loaded = match palisade_config::load_for_ctl(path.as_deref(), &env) {
+            Ok(l) => l.config,
+            Err(problems) => {
+                let needs_scope = problems.iter().any(|p| p.path == "scope" || p.message.contains("is empty"));
+                match cluster {
+                    Some(c) if needs_scope => {
+                        env.insert("PATRONI_SCOPE".into(), c.to_string());
+                        palisade_config::load_for_ctl(path.as_deref(), &env).map_err(|p| config_errors(&p))?.config
+                    }
+                    _ => return Err(config_errors(&problems)),
+                }
+            }
+        };
+        let mut base = loaded;
+        if let Some(mut d) = dcs_override {
+            if let Some(Value::String(ns)) = d.section.remove("__namespace") {
+                base.namespace = ns;
+            }
+            base.dcs = Some(d);
+        }
+        let ctl = &base.ctl;
+        let insecure = insecure || ctl.insecure;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if insecure {
+            builder = builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        }
+        let cacert = ctl.cacert.clone().or_else(|| base.restapi.cafile.clone());
+        if let Some(ca) = cacert {
+            let pem =
+                std::fs::read(&ca).map_err(|e| CtlError(format!("ctl.cacert: cannot read {}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| CtlError(format!("ctl.cacert: {}: {e}", ca.display())))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let (certfile, keyfile, password) = if ctl.certfile.is_some() {
+            (ctl.certfile.clone(), ctl.keyfile.clone(), ctl.keyfile_password.clone())
+        } else {
+            (None, None, None)
+        };
+        if let Some(cert) = certfile {
+            builder = builder.identity(client_identity(&cert, keyfile.as_deref(), password.as_deref())?);
+        }
+        let http = builder.build().map_err(|e| CtlError(format!("cannot create the HTTP client: {e}")))?;
+        let auth = ctl
+            .authentication
+            .as_ref()
+            .or(base.restapi.authentication.as_ref())
+            .map(|a| (a.username.clone(), a.password.clone()));
+        Ok(Self { base, env, http, auth, dcs: Mutex::new(HashMap::new()) })
+    }
+
+    /// The cluster named on the command line, else the configuration's scope.
+    pub fn scope(&self, given: Option<&str>) -> Result<String> {
+        match given {
+            Some(s) => Ok(s.to_string()),
+            None if !self.base.scope.is_empty() => Ok(self.base.scope.clone()),
+            None => err("no cluster name given, and the configuration has no scope"),
+        }
+    }
+
+    /// The configuration's scope, if any.
+    pub fn config_scope(&self) -> Option<&str> {
+        Some(self.base.scope.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The DCS of cluster `scope` (opened once).
+    pub async fn dcs(&self, scope: &str) -> Result<DcsClient> {
+        let mut cache = self.dcs.lock().await;
+        if let Some(d) = cache.get(scope) {
+            return Ok(d.clone());
+        }
+        let mut config = self.base.clone();
+        config.scope = scope.to_string();
+        if config.name.is_empty() {
+            config.name = scope.to_string();
+        }
+        let dir = palisade_daemon::plugins::plugin_dir(
+            config.plugin_dir.as_deref(),
+            self.env.get("PALISADE_PLUGIN_DIR").map(String::as_str),
+        );
+        let timing =
+            palisade_daemon::plugins::timing(Duration::from_secs(30), Duration::from_secs(10), Duration::from_secs(10));
+        let (dcs, _) = palisade_daemon::plugins::load_dcs(&config, &dir, timing)
+            .map_err(|problems| CtlError(problems.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join("; ")))?;
+        let client = DcsClient::new(Arc::clone(&dcs), Duration::from_secs(10));
+        cache.insert(scope.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// A fresh read of cluster `scope`.
+    pub async fn cluster(&self, scope: &str) -> Result<Cluster> {
+        let dcs = self.dcs(scope).await?;
+        dcs.get_cluster().await.map_err(|e| CtlError(format!("cannot read cluster {scope} from the DCS: {e}")))
+    }
+
+    /// `method /endpoint` on `member`'s REST API; the status and the body.
+    pub async fn request(
+        &self,
+        member: &Member,
+        method: &str,
+        endpoint: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String)> {
+        let Some(api) = member.api_url() else {
+            return err(format!("member {} has no api_url", member.name));
+        };
+        let base = api.strip_suffix("/patroni").unwrap_or(api).trim_end_matches('/');
+        let url = format!("{base}/{endpoint}");
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| CtlError(format!("bad HTTP method {method}")))?;
+        let mut req = self.http.request(method, &url).timeout(Duration::from_secs(600));
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| CtlError(format!("request to {} ({url}) failed: {e}", member.name)))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+}
+
+fn config_errors(problems: &[palisade_config::ConfigError]) -> CtlError {
+    CtlError(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+}
+
+/// The client certificate and key, decrypting an encrypted PKCS#8 key with
+/// `keyfile_password`.
+fn client_identity(cert: &Path, key: Option<&Path>, password: Option<&str>) -> Result<reqwest::Identity> {
+    let read = |p: &Path, what: &str| {
+        std::fs::read_to_string(p).map_err(|e| CtlError(format!("ctl.{what}: cannot read {}: {e}", p.display())))
+    };
+    let cert_pem = read(cert, "certfile")?;
+    let key_pem = match key {
+        Some(k) => read(k, "keyfile")?,
+        None => cert_pem.clone(),
+    };
+    let key_pem = match password {
+        Some(pw) if key_pem.contains("ENCRYPTED PRIVATE KEY") => {
+            use pkcs8::der::pem::PemLabel;
+            let (label, doc) = pkcs8::SecretDocument::from_pem(&key_pem)
+                .map_err(|e| CtlError(format!("ctl.keyfile: not a PEM key: {e}")))?;
+            if label != pkcs8::EncryptedPrivateKeyInfo::PEM_LABEL {
+                return err("ctl.keyfile: expected an ENCRYPTED PRIVATE KEY");
+            }
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+                .map_err(|e| CtlError(format!("ctl.keyfile: {e}")))?;
+            let plain =
+                info.decrypt(pw).map_err(|e| CtlError(format!("ctl.keyfile_password: cannot decrypt the key: {e}")))?;
+            plain
+                .to_pem(pkcs8::PrivateKeyInfo::PEM_LABEL, pkcs8::LineEnding::LF)
+                .map_err(|e| CtlError(format!("ctl.keyfile: {e}")))?
+                .to_string()
+        }
+        _ => key_pem,
+    };
+    let mut pem = cert_pem.into_bytes();
+    pem.push(b'\n');
+    pem.extend_from_slice(key_pem.as_bytes());
+    reqwest::Identity::from_pem(&pem).map_err(|e| CtlError(format!("ctl.certfile/keyfile: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dcs_urls_are_read_as_patronictl_reads_them() {
+        let cases = [
+            ("127.0.0.1:2379", "etcd3", "host", "127.0.0.1:2379"),
+            ("etcd://127.0.0.1:2379", "etcd", "host", "127.0.0.1:2379"),
+            ("etcd3://10.0.0.1:2379", "etcd3", "host", "10.0.0.1:2379"),
+            ("etcd3://10.0.0.1", "etcd3", "host", "10.0.0.1:2379"),
+            ("localhost:8500", "consul", "host", "localhost:8500"),
+            ("consul://c1", "consul", "host", "c1:8500"),
+        ];
+        for (url, kind, key, value) in cases {
+            let d = parse_dcs_url(url).unwrap();
+            assert_eq!((d.kind.as_str(), d.section[key].as_str()), (kind, Some(value)), "{url}");
+        }
+        let zk = parse_dcs_url("zookeeper://z1:2181/service").unwrap();
+        assert_eq!(zk.section["hosts"], serde_json::json!(["z1:2181"]));
+        assert_eq!(zk.section["__namespace"], "/service");
+        assert!(parse_dcs_url("redis://x").is_err());
+        assert!(parse_dcs_url("etcd3://x:notaport").is_err());
+    }
+}

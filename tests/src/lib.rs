@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod conformance;
+pub mod ctl;
 pub mod etcd;
 pub mod etcd3;
 pub mod http;

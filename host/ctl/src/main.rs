@@ -21,13 +21,13 @@ use crate::table::Format;
 #[command(name = "palisadectl", about = "Manage palisade (and Patroni) clusters, as patronictl does", version = palisade_daemon::VERSION)]
 pub struct Cli {
     /// Configuration file
-    #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE", global = true)]
+    #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
     /// The DCS connect url
-    #[arg(short = 'd', long = "dcs-url", visible_alias = "dcs", env = "DCS_URL", global = true)]
+    #[arg(short = 'd', long = "dcs-url", visible_alias = "dcs", env = "DCS_URL")]
     pub dcs_url: Option<String>,
     /// Allow connections to SSL sites without certs
-    #[arg(short = 'k', long = "insecure", global = true)]
+    #[arg(short = 'k', long = "insecure")]
     pub insecure: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -340,5 +340,14 @@ fn main() -> ExitCode {
             eprintln!("Error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

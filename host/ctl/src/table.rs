@@ -71,7 +71,8 @@ pub fn render(
             if fmt == Format::Json {
                 format!("{}\n", yaml::to_python_json(&list))
             } else {
-                yaml::to_yaml(&list)
+                // click.echo adds a newline to the document's own.
+                format!("{}\n", yaml::to_yaml(&list))
             }
         }
         Format::Pretty | Format::Tsv | Format::Topology => {

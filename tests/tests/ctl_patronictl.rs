@@ -1,0 +1,81 @@
+//! Real patronictl (Patroni 4.1 from PyPI, in a virtualenv) against a
+//! palisade cluster: a site keeps its tooling when it swaps the daemon.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use palisade_test_support::{wait_for, wait_until};
+use palisade_tests::cluster::{Cluster, ClusterSpec};
+use palisade_tests::ctl::{palisadectl, run_with, Output};
+
+fn patronictl(cluster: &Cluster, args: &[&str]) -> Output {
+    let venv = palisade_tests::patroni::venv();
+    run_with(cluster, &venv.join("bin/patronictl"), args, "", &[])
+}
+
+#[test]
+fn patronictl_drives_a_palisade_cluster() {
+    let cluster = Cluster::start(
+        "patronictl",
+        ClusterSpec { nodes: 2, ttl: 20, loop_wait: 2, retry_timeout: 3, ..ClusterSpec::default() },
+    );
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(60)), "node1");
+    cluster.wait_streaming("node1", 1, Duration::from_secs(60));
+    let scope = cluster.scope.clone();
+
+    // `list` reads the same, from either tool (retried: a WAL position may
+    // move between the two reads).
+    let same = wait_until(Duration::from_secs(30), || {
+        let a = patronictl(&cluster, &["list"]).ok().stdout;
+        let b = palisadectl(&cluster, &["list"]).ok().stdout;
+        a == b && a.contains("| streaming |")
+    });
+    assert!(
+        same,
+        "patronictl:\n{}\npalisadectl:\n{}",
+        patronictl(&cluster, &["list"]).stdout,
+        palisadectl(&cluster, &["list"]).stdout
+    );
+    for fmt in ["json", "tsv", "yaml"] {
+        let same = wait_until(Duration::from_secs(20), || {
+            patronictl(&cluster, &["list", "-f", fmt]).ok().stdout
+                == palisadectl(&cluster, &["list", "-f", fmt]).ok().stdout
+        });
+        assert!(
+            same,
+            "list -f {fmt} differs:\n{}\n{}",
+            patronictl(&cluster, &["list", "-f", fmt]).stdout,
+            palisadectl(&cluster, &["list", "-f", fmt]).stdout
+        );
+    }
+
+    // show-config and edit-config
+    let shown = patronictl(&cluster, &["show-config"]).ok().stdout;
+    assert!(shown.contains("loop_wait: 2\n"), "{shown}");
+    assert_eq!(shown, palisadectl(&cluster, &["show-config"]).ok().stdout);
+    let out =
+        patronictl(&cluster, &["edit-config", "--set", "loop_wait=1", "--pg", "work_mem=16MB", "--force"]).ok().stdout;
+    assert!(out.contains("Configuration changed"), "{out}");
+    cluster.wait_sql("node2", "SHOW work_mem", "16MB", Duration::from_secs(30));
+
+    // switchover, then history
+    let out = patronictl(&cluster, &["switchover", "--candidate", "node2", "--force"]).ok().stdout;
+    assert!(out.contains("Successfully switched over to \"node2\""), "{out}");
+    cluster.node("node2").sql("CREATE TABLE after_switchover (id int)").unwrap();
+    cluster.wait_streaming("node2", 1, Duration::from_secs(60));
+    let history = wait_for("the switchover in patronictl history", Duration::from_secs(30), || {
+        let h = patronictl(&cluster, &["history"]).ok().stdout;
+        h.contains("| node2 ").then_some(h)
+    });
+    assert_eq!(history, palisadectl(&cluster, &["history"]).ok().stdout);
+
+    // pause and resume, waiting for every node to say so
+    let out = patronictl(&cluster, &["pause", "--wait"]).ok().stdout;
+    assert!(out.contains("Success: cluster management is paused"), "{out}");
+    assert!(palisadectl(&cluster, &["list"]).ok().stdout.contains(" Maintenance mode: on"));
+    assert!(patronictl(&cluster, &["list"]).ok().stdout.contains(" Maintenance mode: on"));
+    let out = patronictl(&cluster, &["resume", "--wait"]).ok().stdout;
+    assert!(out.contains("Success: cluster management is resumed"), "{out}");
+    assert!(cluster.node("node1").get("/patroni").unwrap().json().get("pause").is_none());
+    let _ = scope;
+}

@@ -131,7 +131,7 @@ start() {
     done
     mkdir -p "$DEMO_DIR"/{bin,lib/palisade/plugins,data,log,etcd} "$DEMO_DIR"/run/node{1,2,3}
     install -m 755 "$ROOT/target/debug/palisade" "$DEMO_DIR/bin/"
-    [ -x "$ROOT/target/debug/palisadectl" ] && install -m 755 "$ROOT/target/debug/palisadectl" "$DEMO_DIR/bin/"
+    install -m 755 "$ROOT/target/debug/palisadectl" "$DEMO_DIR/bin/"
     for p in dcs_etcd3 replica_basebackup replica_command callback_script; do
         install -m 644 "$ROOT/target/debug/libpalisade_$p.so" "$DEMO_DIR/lib/palisade/plugins/"
     done
@@ -164,6 +164,9 @@ The cluster runs in $DEMO_DIR (logs in $DEMO_DIR/log/).
   Watch it:              watch -n1 scripts/demo.sh status
   Kill the primary:      scripts/demo.sh kill-primary   (a replica takes over within ~10 s)
   Bring a node back:     scripts/demo.sh start-node N
+  Operate it:            $DEMO_DIR/bin/palisadectl -c $DEMO_DIR/node1.yml list
+                         $DEMO_DIR/bin/palisadectl -c $DEMO_DIR/node1.yml switchover --force
+                         (also: failover, restart, reinit, pause, resume, edit-config, history...)
   Stop everything:       scripts/demo.sh stop            (scripts/demo.sh clean also removes the data)
 EOF
 }

@@ -49,6 +49,8 @@ pub struct ClusterSpec {
     pub retry_timeout: u32,
     /// More keys for `bootstrap.dcs`, as YAML lines indented by 4 spaces.
     pub extra_dcs: String,
+    /// Lines added to every node's `restapi` section (indented by two).
+    pub restapi_extra: String,
     /// More top-level YAML for node `i` (0-based), e.g. `tags:` or `restapi:` extras.
     pub node_extra: fn(usize) -> String,
     /// Nodes (0-based) run by Patroni from this virtualenv instead of
@@ -66,6 +68,7 @@ impl Default for ClusterSpec {
             loop_wait: 1,
             retry_timeout: 2,
             extra_dcs: String::new(),
+            restapi_extra: String::new(),
             node_extra: |_| String::new(),
             patroni_nodes: Vec::new(),
             patroni_venv: None,
@@ -235,7 +238,7 @@ impl Cluster {
             "scope: {scope}\n\
              name: {name}\n\
              log:\n  level: INFO\n\
-             restapi:\n  listen: 127.0.0.1:{api_port}\n  connect_address: 127.0.0.1:{api_port}\n\
+             restapi:\n  listen: 127.0.0.1:{api_port}\n  connect_address: 127.0.0.1:{api_port}\n{restapi_extra}\
              etcd3:\n  hosts: {etcd}\n\
              bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n    \
              maximum_lag_on_failover: 1048576\n    postgresql:\n      use_slots: true\n      parameters:\n        \
@@ -252,6 +255,7 @@ impl Cluster {
             loop_wait = spec.loop_wait,
             retry = spec.retry_timeout,
             extra_dcs = spec.extra_dcs,
+            restapi_extra = spec.restapi_extra,
             data = data_dir.display(),
             bin_dir = pg_bin_dir().display(),
             run = run.display(),

@@ -2,69 +2,14 @@
 //! certificate from `cert`/`key` (etcd requires one here). Certificates
 //! are made for the test with the `openssl` command.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use palisade_plugin_api::{DcsParams, ErrorKind};
 use palisade_test_support::Staging;
+use palisade_tests::certs::{ca, leaf};
 use palisade_tests::etcd::{EtcdServer, EtcdTls};
 use palisade_tests::plugins::{open_dcs_plugin, test_timing};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("run openssl (is it installed?): {e}"));
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, and a certificate of it for `name` valid for 127.0.0.1.
-fn ca(dir: &Path, ca: &str) {
-    let subject = format!("/CN={ca}");
-    let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj",
-            &subject,
-        ],
-    );
-}
-
-fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
-    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
-    let subject = format!("/CN={name}");
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap_or_else(|e| panic!("write the extensions: {e}"));
-    let (ca_crt, ca_key, ext) = (format!("{ca}.crt"), format!("{ca}.key"), format!("{name}.ext"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-    (dir.join(crt), dir.join(key))
-}
 
 #[test]
 fn tls_with_a_client_certificate() {

@@ -147,31 +147,8 @@ impl Ctx {
             }
             base.dcs = Some(d);
         }
+        let http = palisade_daemon::tls::http_client(&base, insecure).map_err(CtlError)?;
         let ctl = &base.ctl;
-        let insecure = insecure || ctl.insecure;
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
-        if insecure {
-            builder = builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
-        }
-        let cacert = ctl.cacert.clone().or_else(|| base.restapi.cafile.clone());
-        if let Some(ca) = cacert {
-            let pem =
-                std::fs::read(&ca).map_err(|e| CtlError(format!("ctl.cacert: cannot read {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| CtlError(format!("ctl.cacert: {}: {e}", ca.display())))?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let (certfile, keyfile, password) = if ctl.certfile.is_some() {
-            (ctl.certfile.clone(), ctl.keyfile.clone(), ctl.keyfile_password.clone())
-        } else {
-            (None, None, None)
-        };
-        if let Some(cert) = certfile {
-            builder = builder.identity(client_identity(&cert, keyfile.as_deref(), password.as_deref())?);
-        }
-        let http = builder.build().map_err(|e| CtlError(format!("cannot create the HTTP client: {e}")))?;
         let auth = ctl
             .authentication
             .as_ref()
@@ -255,42 +232,6 @@ impl Ctx {
 
 fn config_errors(problems: &[palisade_config::ConfigError]) -> CtlError {
     CtlError(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-}
-
-/// The client certificate and key, decrypting an encrypted PKCS#8 key with
-/// `keyfile_password`.
-fn client_identity(cert: &Path, key: Option<&Path>, password: Option<&str>) -> Result<reqwest::Identity> {
-    let read = |p: &Path, what: &str| {
-        std::fs::read_to_string(p).map_err(|e| CtlError(format!("ctl.{what}: cannot read {}: {e}", p.display())))
-    };
-    let cert_pem = read(cert, "certfile")?;
-    let key_pem = match key {
-        Some(k) => read(k, "keyfile")?,
-        None => cert_pem.clone(),
-    };
-    let key_pem = match password {
-        Some(pw) if key_pem.contains("ENCRYPTED PRIVATE KEY") => {
-            use pkcs8::der::pem::PemLabel;
-            let (label, doc) = pkcs8::SecretDocument::from_pem(&key_pem)
-                .map_err(|e| CtlError(format!("ctl.keyfile: not a PEM key: {e}")))?;
-            if label != pkcs8::EncryptedPrivateKeyInfo::PEM_LABEL {
-                return err("ctl.keyfile: expected an ENCRYPTED PRIVATE KEY");
-            }
-            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
-                .map_err(|e| CtlError(format!("ctl.keyfile: {e}")))?;
-            let plain =
-                info.decrypt(pw).map_err(|e| CtlError(format!("ctl.keyfile_password: cannot decrypt the key: {e}")))?;
-            plain
-                .to_pem(pkcs8::PrivateKeyInfo::PEM_LABEL, pkcs8::LineEnding::LF)
-                .map_err(|e| CtlError(format!("ctl.keyfile: {e}")))?
-                .to_string()
-        }
-        _ => key_pem,
-    };
-    let mut pem = cert_pem.into_bytes();
-    pem.push(b'\n');
-    pem.extend_from_slice(key_pem.as_bytes());
-    reqwest::Identity::from_pem(&pem).map_err(|e| CtlError(format!("ctl.certfile/keyfile: {e}")))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod pg;
 pub mod plugins;
 pub mod runner;
 pub mod status;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -120,13 +121,18 @@ async fn run(
     };
     tracing::info!("using DCS plugin '{}' from {}", loaded.dcs_name, dir.display());
 
-    let http = match reqwest::Client::builder().build() {
+    let http = match tls::http_client(&config.local, false) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("cannot create the HTTP client: {e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = api::serve::check(&config.local.restapi) {
+        tracing::error!("not starting: {e}");
+        return ExitCode::FAILURE;
+    }
+    let restapi = config.local.restapi.clone();
     let mut initial = status::NodeStatus::new(&config.local.scope, &config.local.name);
     initial.ttl = config.global.ttl;
     let board = status::StatusBoard::new(initial);
@@ -152,7 +158,7 @@ async fn run(
         tracing::error!("restapi.listen: cannot resolve '{}'", listen.host());
         return ExitCode::FAILURE;
     };
-    if let Err(e) = api::serve(addr, api::ApiState { status: board, shared: Some(Arc::clone(&shared)) }).await {
+    if let Err(e) = api::serve(addr, api::ApiState::new(board, Some(Arc::clone(&shared))), restapi).await {
         tracing::error!("restapi.listen: cannot listen on {addr}: {e}");
         return ExitCode::FAILURE;
     }

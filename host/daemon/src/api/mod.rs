@@ -13,11 +13,12 @@ pub mod health;
 pub mod reply;
 #[cfg(test)]
 mod router_tests;
+pub mod security;
+pub mod serve;
 pub mod status_json;
 #[allow(clippy::result_large_err)]
 pub mod views;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -29,12 +30,22 @@ use axum::{Json, Router};
 use crate::runner::Shared;
 use crate::status::StatusBoard;
 
+/// The access rules in force and the `restapi` section they were made from.
+type SecurityCache = Arc<std::sync::Mutex<Option<(palisade_config::RestApiConfig, Arc<security::Security>)>>>;
+
 /// What handlers read.
 #[derive(Clone)]
 pub struct ApiState {
     pub status: StatusBoard,
     /// The running daemon (absent in tests that only serve a status).
     pub shared: Option<Arc<Shared>>,
+    security: SecurityCache,
+}
+
+impl ApiState {
+    pub fn new(status: StatusBoard, shared: Option<Arc<Shared>>) -> Self {
+        Self { status, shared, security: Arc::default() }
+    }
 }
 
 type Params = Query<Vec<(String, String)>>;
@@ -117,16 +128,7 @@ pub fn router(state: ApiState) -> Router {
     // As in Patroni, a GET, HEAD or OPTIONS of any other path is a health
     // check judged by the words in the path (`/master`, `/replica/x`...).
     r = r.fallback(fallback);
-    r.with_state(state)
+    r.layer(axum::middleware::from_fn_with_state(state.clone(), security::guard)).with_state(state)
 }
 
-/// Serve the API on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let app = router(state);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("REST API server stopped: {e}");
-        }
-    }))
-}
+pub use serve::serve;

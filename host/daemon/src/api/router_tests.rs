@@ -189,7 +189,7 @@ fn fixture(config: Option<Value>) -> Fixture {
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
     });
-    let app = router(ApiState { status: board, shared: Some(Arc::clone(&shared)) });
+    let app = router(ApiState::new(board, Some(Arc::clone(&shared))));
     Fixture { app, dcs, shared, events: rx, _dir: tempdir::Dir(dir) }
 }
 

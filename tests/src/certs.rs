@@ -1,0 +1,68 @@
+//! Certificates for TLS tests, made with the `openssl` command. Test code only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run openssl (is it installed?): {e}"));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, and a certificate of it for `name` valid for 127.0.0.1.
+pub fn ca(dir: &Path, ca: &str) {
+    let subject = format!("/CN={ca}");
+    let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj",
+            &subject,
+        ],
+    );
+}
+
+pub fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+    let subject = format!("/CN={name}");
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap_or_else(|e| panic!("write the extensions: {e}"));
+    let (ca_crt, ca_key, ext) = (format!("{ca}.crt"), format!("{ca}.key"), format!("{name}.ext"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (dir.join(crt), dir.join(key))
+}
+
+/// `key` encrypted as PKCS#8 with `password` (written next to it as `<name>.enc.key`).
+pub fn encrypt_key(dir: &Path, key: &Path, password: &str) -> PathBuf {
+    let out = dir.join(format!("{}.enc.key", key.file_stem().and_then(|s| s.to_str()).unwrap_or("key")));
+    let (k, o, p) =
+        (key.to_string_lossy().into_owned(), out.to_string_lossy().into_owned(), format!("pass:{password}"));
+    openssl(dir, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", &k, "-out", &o, "-passout", &p]);
+    out
+}

@@ -307,6 +307,15 @@ fn config_restarts_and_reinit() {
         n2.get("/patroni").is_ok_and(|r| r.json().get("scheduled_restart").is_none())
     });
 
+    // POST /reload re-reads the file: a tag added there shows up.
+    let mut yml = std::fs::read_to_string(&n2.config).unwrap();
+    yml.push_str("tags:\n  nofailover: true\n");
+    std::fs::write(&n2.config, yml).unwrap();
+    assert_eq!(n2.call("POST", "/reload", None).status, 202);
+    wait_for("the reloaded tag", Duration::from_secs(20), || {
+        (n2.get("/patroni").ok()?.json()["tags"]["nofailover"] == true).then_some(())
+    });
+
     // Reinitialize: refused on the leader, rebuilds the replica.
     cluster.mark("reinitialize");
     let r = n1.call("POST", "/reinitialize", None);

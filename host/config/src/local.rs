@@ -189,23 +189,7 @@ fn basic_auth(ck: &mut Checker, parent: &Sec) -> Option<BasicAuth> {
 fn restapi(ck: &mut Checker, root: &Sec, daemon: bool) -> Option<RestApiConfig> {
     let sec = ck.section(root, "restapi", daemon);
     if !sec.present() && !daemon {
-        let hp = HostPort { hosts: vec!["127.0.0.1".into()], port: 8008 };
-        return Some(RestApiConfig {
-            listen: hp.clone(),
-            connect_address: hp,
-            authentication: None,
-            certfile: None,
-            keyfile: None,
-            keyfile_password: None,
-            cafile: None,
-            ciphers: None,
-            verify_client: VerifyClient::None,
-            allowlist: Vec::new(),
-            allowlist_include_members: false,
-            http_extra_headers: BTreeMap::new(),
-            https_extra_headers: BTreeMap::new(),
-            request_queue_size: 5,
-        });
+        return Some(RestApiConfig::default());
     }
     if !sec.has("listen") && sec.present() {
         ck.missing(sec.path("listen"));

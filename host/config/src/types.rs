@@ -110,6 +110,29 @@ pub struct RestApiConfig {
     pub request_queue_size: u32,
 }
 
+impl Default for RestApiConfig {
+    /// Patroni's defaults: `127.0.0.1:8008`, no TLS, no auth, a backlog of 5.
+    fn default() -> Self {
+        let hp = HostPort { hosts: vec!["127.0.0.1".into()], port: 8008 };
+        Self {
+            listen: hp.clone(),
+            connect_address: hp,
+            authentication: None,
+            certfile: None,
+            keyfile: None,
+            keyfile_password: None,
+            cafile: None,
+            ciphers: None,
+            verify_client: VerifyClient::None,
+            allowlist: Vec::new(),
+            allowlist_include_members: false,
+            http_extra_headers: BTreeMap::new(),
+            https_extra_headers: BTreeMap::new(),
+            request_queue_size: 5,
+        }
+    }
+}
+
 impl RestApiConfig {
     /// The URL other members reach our API at (`http://host:port/patroni`).
     pub fn api_url(&self) -> String {

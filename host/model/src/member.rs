@@ -119,7 +119,8 @@ impl Member {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// How a JSON value is named in messages (`a string`, `an object`...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

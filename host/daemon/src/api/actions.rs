@@ -21,6 +21,16 @@ use super::views::fresh_cluster;
 use super::ApiState;
 use crate::runner::{Event, Shared};
 
+/// `expr?` for handlers: the error is the answer.
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 fn daemon(st: &ApiState) -> Result<Arc<Shared>, Response> {
     st.shared.clone().ok_or_else(|| reply::text(503, "the HA loop is not running"))
 }
@@ -213,18 +223,9 @@ async fn poll_result(shared: &Shared, leader: Option<&str>, candidate: Option<&s
 }
 
 async fn manual_failover(st: ApiState, headers: HeaderMap, body: Bytes, action: &'static str) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = match read_json(&headers, &body, false) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let cluster = match fresh_cluster(&st).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let body = or_answer!(read_json(&headers, &body, false));
+    let cluster = or_answer!(fresh_cluster(&st).await);
     let paused = global_config(&cluster).pause;
     tracing::info!(
         "received {action} request with leader={} candidate={} scheduled_at={}",
@@ -265,14 +266,8 @@ pub async fn failover(State(st): State<ApiState>, headers: HeaderMap, body: Byte
 
 /// `DELETE /switchover`: cancel a scheduled switchover.
 pub async fn cancel_switchover(State(st): State<ApiState>) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let cluster = match fresh_cluster(&st).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let cluster = or_answer!(fresh_cluster(&st).await);
     match cluster.failover {
         Some(f) if f.scheduled_at.is_some() => {
             match shared.dcs.set_failover_value("{}".into(), Some(f.version)).await {
@@ -349,14 +344,8 @@ pub fn restart_request(
 
 /// `POST /restart`: restart now (waiting for the outcome) or schedule one.
 pub async fn restart(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = match read_json(&headers, &body, true) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let body = or_answer!(read_json(&headers, &body, true));
     if !body.is_empty() {
         let text = serde_json::Value::Object(body.clone()).to_string();
         tracing::debug!("received restart request: {text}");
@@ -396,10 +385,7 @@ pub async fn restart(State(st): State<ApiState>, headers: HeaderMap, body: Bytes
 
 /// `DELETE /restart`.
 pub async fn cancel_restart(State(st): State<ApiState>) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
     if shared.delete_scheduled_restart() {
         st.status.update(|s| s.scheduled_restart = None);
         let _ = shared.events.send(Event::Wake);
@@ -411,24 +397,15 @@ pub async fn cancel_restart(State(st): State<ApiState>) -> Response {
 
 /// `POST /reload`: re-read the configuration file.
 pub async fn reload(State(st): State<ApiState>) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
     let _ = shared.events.send(Event::Reload);
     reply::text(202, "reload scheduled")
 }
 
 /// `POST /reinitialize`: wipe this replica and clone it again.
 pub async fn reinitialize(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = match read_json(&headers, &body, true) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let body = or_answer!(read_json(&headers, &body, true));
     let mut flags = [false, false];
     for (i, key) in ["force", "from_leader"].iter().enumerate() {
         match body.get(*key) {
@@ -488,18 +465,9 @@ fn config_errors(old: &Map<String, Value>, new: &Map<String, Value>) -> Option<R
 
 /// `PATCH /config`.
 pub async fn patch_config_handler(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let patch = match read_json(&headers, &body, false) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let cluster = match fresh_cluster(&st).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let patch = or_answer!(read_json(&headers, &body, false));
+    let cluster = or_answer!(fresh_cluster(&st).await);
     let Some(config) = cluster.config.filter(|c| !c.version.is_empty()) else {
         return reply::code_only(503);
     };
@@ -519,18 +487,9 @@ pub async fn patch_config_handler(State(st): State<ApiState>, headers: HeaderMap
 
 /// `PUT /config`.
 pub async fn put_config(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let shared = match daemon(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let new = match read_json(&headers, &body, false) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let cluster = match fresh_cluster(&st).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let shared = or_answer!(daemon(&st));
+    let new = or_answer!(read_json(&headers, &body, false));
+    let cluster = or_answer!(fresh_cluster(&st).await);
     let old = cluster.config.map(|c| c.data).unwrap_or_default();
     if old != new {
         if let Some(r) = config_errors(&old, &new) {

@@ -54,16 +54,7 @@ pub fn read_json(headers: &HeaderMap, body: &[u8], optional: bool) -> Result<Map
     }
 }
 
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use palisade_model::json_kind as kind;
 
 /// A string field, or 400 naming the field when it has another type.
 pub fn opt_str(body: &Map<String, Value>, key: &str) -> Result<Option<String>, Response> {

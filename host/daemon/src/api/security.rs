@@ -236,26 +236,6 @@ pub async fn guard(State(st): State<ApiState>, req: Request, next: Next) -> Resp
 mod tests {
     use super::*;
 
-    fn restapi() -> RestApiConfig {
-        let at = palisade_config::HostPort { hosts: vec!["127.0.0.1".into()], port: 8008 };
-        RestApiConfig {
-            listen: at.clone(),
-            connect_address: at,
-            authentication: None,
-            certfile: None,
-            keyfile: None,
-            keyfile_password: None,
-            cafile: None,
-            ciphers: None,
-            verify_client: VerifyClient::None,
-            allowlist: Vec::new(),
-            allowlist_include_members: false,
-            http_extra_headers: Default::default(),
-            https_extra_headers: Default::default(),
-            request_queue_size: 5,
-        }
-    }
-
     fn conn(ip: &str, cert: bool) -> ConnInfo {
         ConnInfo { remote: SocketAddr::new(ip.parse().unwrap(), 1234), tls: true, client_cert: cert }
     }
@@ -283,11 +263,13 @@ mod tests {
 
     #[test]
     fn access_is_checked_in_patronis_order() {
-        let mut r = restapi();
-        r.authentication = Some(palisade_config::BasicAuth { username: "u".into(), password: "p".into() });
-        r.allowlist = vec!["127.0.0.2/32".into()];
-        r.certfile = Some("/x.crt".into());
-        r.verify_client = VerifyClient::Optional;
+        let mut r = RestApiConfig {
+            authentication: Some(palisade_config::BasicAuth { username: "u".into(), password: "p".into() }),
+            allowlist: vec!["127.0.0.2/32".into()],
+            certfile: Some("/x.crt".into()),
+            verify_client: VerifyClient::Optional,
+            ..Default::default()
+        };
         let sec = Security::from_config(&r).unwrap();
         let good = "Basic dTpw";
         let cases = [
@@ -310,7 +292,7 @@ mod tests {
 
     #[test]
     fn extra_headers_by_protocol() {
-        let mut r = restapi();
+        let mut r = RestApiConfig::default();
         r.http_extra_headers.insert("X-A".into(), "1".into());
         r.https_extra_headers.insert("Strict-Transport-Security".into(), "max-age=1".into());
         let plain = Security::from_config(&r).unwrap();

@@ -47,6 +47,63 @@ fn patroni_and_palisade_nodes_share_a_cluster() {
     });
     let roles: Vec<&str> = members["members"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, vec!["leader", "replica", "replica"]);
+    // Both kinds present the cluster the same way (GET /cluster, /history,
+    // /config), byte for byte once the JSON is parsed.
+    for path in ["/cluster", "/history", "/config"] {
+        let same = palisade_test_support::wait_until(Duration::from_secs(30), || {
+            let a = cluster.node("node1").get(path).map(|r| r.json());
+            let b = cluster.node("node2").get(path).map(|r| r.json());
+            matches!((a, b), (Ok(a), Ok(b)) if a == b && !a.is_null())
+        });
+        assert!(
+            same,
+            "{path} differs:\npalisade: {:?}\nPatroni:  {:?}",
+            cluster.node("node1").get(path).map(|r| r.body),
+            cluster.node("node2").get(path).map(|r| r.body)
+        );
+    }
+
+    // Two replicas, one of each kind, answer every health check alike and
+    // export the same metrics.
+    let paths = [
+        "/",
+        "/primary",
+        "/read-write",
+        "/leader",
+        "/standby-leader",
+        "/replica",
+        "/replica?lag=1MB",
+        "/read-only",
+        "/sync",
+        "/read-only-sync",
+        "/quorum",
+        "/read-only-quorum",
+        "/async",
+        "/health",
+        "/liveness",
+        "/readiness",
+    ];
+    for path in paths {
+        let code = |n: &str| cluster.node(n).get(path).map(|r| r.status).unwrap_or(0);
+        let same = palisade_test_support::wait_until(Duration::from_secs(20), || code("node2") == code("node3"));
+        assert!(same, "{path}: Patroni {} palisade {}", code("node2"), code("node3"));
+    }
+    let metric_names = |n: &str| -> Vec<String> {
+        let text = cluster.node(n).get("/metrics").map(|r| r.body).unwrap_or_default();
+        text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('{').next()).map(String::from).collect()
+    };
+    let keys = |n: &str| -> Vec<String> {
+        let v = cluster.node(n).get("/patroni").map(|r| r.json()).unwrap_or_default();
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    };
+    let same = palisade_test_support::wait_until(Duration::from_secs(20), || keys("node2") == keys("node3"));
+    assert!(same, "GET /patroni keys: Patroni {:?} palisade {:?}", keys("node2"), keys("node3"));
+    // palisade also exports the three metrics newer Patroni releases added.
+    let newer = ["patroni_failsafe_mode_enabled", "patroni_failsafe_member", "patroni_failover_priority"];
+    let ours: Vec<String> = metric_names("node3").into_iter().filter(|n| !newer.contains(&n.as_str())).collect();
+    assert_eq!(metric_names("node2"), ours);
 
     // The palisade leader stops cleanly: a node of either kind takes over.
     cluster.mark("SIGTERM to palisade's leader");

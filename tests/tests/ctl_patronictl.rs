@@ -58,6 +58,23 @@ fn patronictl_drives_a_palisade_cluster() {
     assert!(out.contains("Configuration changed"), "{out}");
     cluster.wait_sql("node2", "SHOW work_mem", "16MB", Duration::from_secs(30));
 
+    // A parameter that needs a restart: both tools show the same pending
+    // restarts and reasons, and the same topology.
+    patronictl(&cluster, &["edit-config", "--pg", "max_connections=120", "--force"]).ok();
+    for args in [&["list", "-e"][..], &["list", "-e", "-f", "json"][..], &["topology"][..]] {
+        let same = wait_until(Duration::from_secs(30), || {
+            let a = patronictl(&cluster, args).ok().stdout;
+            a == palisadectl(&cluster, args).ok().stdout
+                && (args[0] == "topology" || a.matches("max_connections").count() == 2)
+        });
+        assert!(
+            same,
+            "{args:?} differs:\n{}\n{}",
+            patronictl(&cluster, args).stdout,
+            palisadectl(&cluster, args).stdout
+        );
+    }
+
     // switchover, then history
     let out = patronictl(&cluster, &["switchover", "--candidate", "node2", "--force"]).ok().stdout;
     assert!(out.contains("Successfully switched over to \"node2\""), "{out}");

@@ -168,7 +168,10 @@ pub fn readiness_failure(q: &[(String, String)], s: &NodeStatus) -> Option<Strin
     if s.state != State::Running {
         return Some("PostgreSQL is not running".into());
     }
-    let pg = s.pg.as_ref()?;
+    // Without a snapshot PostgreSQL did not answer: not streaming either.
+    let Some(pg) = s.pg.as_ref() else {
+        return Some("PostgreSQL replication state is not streaming".into());
+    };
     if pg.replication_state.as_deref() != Some("streaming") {
         return Some("PostgreSQL replication state is not streaming".into());
     }
@@ -303,5 +306,12 @@ mod tests {
         let stopped = status(Role::Replica, None, false);
         assert!(readiness_failure(&[], &stopped).is_some());
         assert_eq!(readiness_failure(&[], &status(Role::Primary, Some(false), true)), None);
+        // PostgreSQL stopped behind the loop's back: the state still says
+        // running until the next cycle, but there is no snapshot.
+        let mut vanished = status(Role::Replica, Some(true), false);
+        vanished.pg = None;
+        assert_eq!(readiness_failure(&[], &vanished).as_deref(), Some("PostgreSQL replication state is not streaming"));
+        let lagging = status(Role::Replica, Some(true), false);
+        assert!(readiness_failure(&[("lag".into(), "0".into())], &lagging).is_none());
     }
 }

@@ -30,21 +30,19 @@ use axum::{Json, Router};
 use crate::runner::Shared;
 use crate::status::StatusBoard;
 
-/// The access rules in force and the `restapi` section they were made from.
-type SecurityCache = Arc<std::sync::Mutex<Option<(palisade_config::RestApiConfig, Arc<security::Security>)>>>;
-
 /// What handlers read.
 #[derive(Clone)]
 pub struct ApiState {
     pub status: StatusBoard,
     /// The running daemon (absent in tests that only serve a status).
     pub shared: Option<Arc<Shared>>,
-    security: SecurityCache,
+    /// The access rules in force (see `security`).
+    security: security::Cache,
 }
 
 impl ApiState {
     pub fn new(status: StatusBoard, shared: Option<Arc<Shared>>) -> Self {
-        Self { status, shared, security: Arc::default() }
+        Self { status, shared, security: security::Cache::default() }
     }
 }
 

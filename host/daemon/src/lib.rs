@@ -121,10 +121,12 @@ async fn run(
     };
     tracing::info!("using DCS plugin '{}' from {}", loaded.dcs_name, dir.display());
 
-    let http = match tls::http_client(&config.local, false) {
+    // Members ask each other as Patroni's daemon does: `insecure` (see
+    // `tls::ClientSettings`).
+    let peers = match peers::PeerClient::with_settings(tls::ClientSettings::new(&config.local, true)) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("not starting: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -145,13 +147,20 @@ async fn run(
         tracked: Mutex::new(runner::Tracked::new(Role::Uninitialized, State::Stopped)),
         status: board.clone(),
         pg,
-        peers: peers::PeerClient::new(http),
+        peers,
         replicas: loaded.replicas,
         callback: loaded.callback.map(Arc::from),
         events: tx,
         config_path: path,
         env,
         scheduled_restart: Mutex::new(None),
+    });
+
+    let weak = Arc::downgrade(&shared);
+    shared.peers.follow(move || {
+        let shared = weak.upgrade()?;
+        let config = shared.config.read().unwrap_or_else(|p| p.into_inner());
+        Some(tls::ClientSettings::new(&config.local, true))
     });
 
     let Some(addr) = resolve(listen.host(), listen.port) else {

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use palisade_test_support::wait_for;
 use palisade_test_support::Staging;
 use palisade_tests::certs::{ca, encrypt_key, leaf};
-use palisade_tests::cluster::{Cluster, ClusterSpec};
+use palisade_tests::cluster::{Cluster, ClusterSpec, Node};
 use palisade_tests::ctl::palisadectl;
 
 #[derive(Debug)]
@@ -44,38 +45,86 @@ fn spec(nodes: usize, restapi_extra: String) -> ClusterSpec {
     ClusterSpec { nodes, ttl: 10, loop_wait: 1, retry_timeout: 3, restapi_extra, ..ClusterSpec::default() }
 }
 
+/// Rewrite a node's configuration file (then `POST /reload` applies it).
+fn edit_config(node: &Node, edit: impl FnOnce(String) -> String) {
+    let before = std::fs::read_to_string(&node.config).unwrap();
+    let after = edit(before.clone());
+    assert_ne!(before, after, "the edit changed nothing");
+    std::fs::write(&node.config, after).unwrap();
+}
+
+fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+    a.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 #[test]
-fn auth_allowlist_and_extra_headers() {
+fn auth_allowlist_extra_headers_and_reload() {
     let extra = "  authentication:\n    username: admin\n    password: s3cret\n  allowlist:\n    - 127.0.0.2/32\n  \
                  http_extra_headers:\n    X-Palisade-Test: 'yes'\n  https_extra_headers:\n    Strict-Transport-Security: max-age=1\n"
         .to_string();
     let cluster = Cluster::start("api-auth", spec(1, extra));
     cluster.wait_for_leader(Duration::from_secs(60));
-    let url = |path: &str| format!("http://127.0.0.1:{}{path}", cluster.node("node1").api_port);
+    let node = cluster.node("node1");
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", node.api_port);
+    let from = |ip: &'static str, args: &[&str]| curl(&[&["--interface", ip][..], args].concat());
 
     // Health checks are open, and carry the http (not the https) headers.
     let a = curl(&[&url("/health")]);
     assert_eq!(a.code, 200, "{a:?}");
-    assert!(a.head.contains("X-Palisade-Test: yes") || a.head.contains("x-palisade-test: yes"), "{a:?}");
-    assert!(!a.head.to_lowercase().contains("strict-transport-security"), "{a:?}");
+    assert_eq!(header(&a, "X-Palisade-Test"), Some("yes"), "{a:?}");
+    assert_eq!(header(&a, "Strict-Transport-Security"), None, "{a:?}");
 
     // From 127.0.0.1, not in the allowlist: denied whatever the credentials.
     let a = curl(&["-X", "POST", "-u", "admin:s3cret", &url("/reload")]);
     assert_eq!((a.code, a.body.as_str()), (403, "Access is denied"), "{a:?}");
-    // From 127.0.0.2: credentials are checked next.
-    let from2 = ["--interface", "127.0.0.2"];
-    let a = curl(&[&from2[..], &["-X", "POST", &url("/reload")]].concat());
+    assert_eq!(header(&a, "X-Palisade-Test"), Some("yes"), "refusals carry the extra headers too: {a:?}");
+    // From 127.0.0.2: credentials are checked next, exactly.
+    let a = from("127.0.0.2", &["-X", "POST", &url("/reload")]);
     assert_eq!((a.code, a.body.as_str()), (401, "no auth header received"), "{a:?}");
-    assert!(a.head.to_lowercase().contains("www-authenticate: basic realm=\"patroni\""), "{a:?}");
-    let a = curl(&[&from2[..], &["-X", "POST", "-u", "admin:wrong", &url("/reload")]].concat());
+    assert_eq!(header(&a, "WWW-Authenticate"), Some("Basic realm=\"Patroni\""), "{a:?}");
+    let a = from("127.0.0.2", &["-X", "POST", "-u", "admin:wrong", &url("/reload")]);
     assert_eq!((a.code, a.body.as_str()), (401, "not authenticated"), "{a:?}");
-    let a = curl(&[&from2[..], &["-X", "POST", "-u", "admin:s3cret", &url("/reload")]].concat());
+    let a = from("127.0.0.2", &["-X", "POST", "-H", "Authorization: Basic  YWRtaW46czNjcmV0", &url("/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (401, "not authenticated"), "two spaces are not Patroni's header: {a:?}");
+    let a = from("127.0.0.2", &["-X", "POST", "-u", "admin:s3cret", &url("/reload")]);
     assert_eq!((a.code, a.body.as_str()), (202, "reload scheduled"), "{a:?}");
     // A denied PATCH changes nothing.
     let before = curl(&[&url("/config")]).body;
     let a = curl(&["-X", "PATCH", "-u", "admin:s3cret", "-d", "{\"ttl\": 20}", &url("/config")]);
     assert_eq!(a.code, 403);
     assert_eq!(curl(&[&url("/config")]).body, before);
+    // A path that is no endpoint gets Patroni's 501, checked or not.
+    assert_eq!(curl(&["-X", "POST", &url("/no-such-endpoint")]).code, 501);
+
+    // A reload brings new credentials, the members' addresses into the
+    // allowlist, and new headers.
+    cluster.mark("reload the security settings");
+    edit_config(node, |yml| {
+        yml.replace("password: s3cret", "password: n3w")
+            .replace("    - 127.0.0.2/32\n", "    - 127.0.0.2/32\n  allowlist_include_members: true\n")
+            .replace("X-Palisade-Test: 'yes'", "X-Palisade-Test: 'again'")
+    });
+    let a = from("127.0.0.2", &["-X", "POST", "-u", "admin:s3cret", &url("/reload")]);
+    assert_eq!(a.code, 202, "{a:?}");
+    wait_for("the reloaded headers", Duration::from_secs(30), || {
+        (header(&curl(&[&url("/health")]), "X-Palisade-Test") == Some("again")).then_some(())
+    });
+    let a = from("127.0.0.2", &["-X", "POST", "-u", "admin:s3cret", &url("/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (401, "not authenticated"), "the old password is refused: {a:?}");
+    let a = from("127.0.0.2", &["-X", "POST", "-u", "admin:n3w", &url("/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (202, "reload scheduled"), "{a:?}");
+    // 127.0.0.1 is a member's address (its api_url) now allowed...
+    let a = curl(&["-X", "POST", "-u", "admin:n3w", &url("/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (202, "reload scheduled"), "{a:?}");
+    // ...but not for POST /failsafe, where Patroni leaves members out,
+    let a = curl(&["-X", "POST", "-u", "admin:n3w", "-d", "{}", &url("/failsafe")]);
+    assert_eq!((a.code, a.body.as_str()), (403, "Access is denied"), "{a:?}");
+    // and other addresses are still denied.
+    let a = from("127.0.0.3", &["-X", "POST", "-u", "admin:n3w", &url("/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (403, "Access is denied"), "{a:?}");
 }
 
 /// A CA, a certificate for the servers (also used as their client
@@ -93,11 +142,16 @@ impl Certs {
         leaf(&dir, "ca", "server");
         leaf(&dir, "ca", "client");
         encrypt_key(&dir, &dir.join("server.key"), "keypass");
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            // The daemons run as the unprivileged test user.
+        let certs = Self { _staging: staging, dir };
+        certs.readable();
+        certs
+    }
+
+    /// The daemons run as the unprivileged test user.
+    fn readable(&self) {
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
             std::fs::set_permissions(entry.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         }
-        Self { _staging: staging, dir }
     }
 
     fn path(&self, name: &str) -> String {
@@ -160,6 +214,28 @@ fn tls_with_optional_client_certificates() {
         &https(port, "/primary"),
     ]);
     assert_eq!(a.code, 200, "{a:?}");
+
+    // Another certificate (of another CA, its key not encrypted) is served
+    // once a reload names it.
+    cluster.mark("replace the certificate");
+    ca(&certs.dir, "ca2");
+    leaf(&certs.dir, "ca2", "server2");
+    certs.readable();
+    edit_config(cluster.node("node1"), |yml| {
+        yml.replace(&certs.path("server.crt"), &certs.path("server2.crt"))
+            .replace(&certs.path("server.enc.key"), &certs.path("server2.key"))
+            .replace("  keyfile_password: keypass\n", "")
+    });
+    let a = curl(&[&["--cacert", ca_file.as_str(), "-X", "POST"][..], &client, &[&https(port, "/reload")]].concat());
+    assert_eq!((a.code, a.body.as_str()), (202, "reload scheduled"), "{a:?}");
+    wait_for("the new certificate", Duration::from_secs(30), || {
+        (curl(&["--cacert", &certs.path("ca2.crt"), &https(port, "/primary")]).code == 200).then_some(())
+    });
+    let a = curl(&["--cacert", &ca_file, &https(port, "/primary")]);
+    assert_eq!(a.code, 0, "the old certificate is gone: {a:?}");
+    // Client certificates are still checked against `cafile`.
+    let a = curl(&["--cacert", &certs.path("ca2.crt"), "-X", "POST", &https(port, "/reload")]);
+    assert_eq!((a.code, a.body.as_str()), (403, "client certificate required"), "{a:?}");
 }
 
 fn node_log_contains(cluster: &Cluster, node: &str, text: &str) -> bool {
@@ -217,4 +293,53 @@ fn tls_with_required_client_certificates_across_a_cluster() {
     let other = if new == "node1" { "node3" } else { "node1" };
     let asked = format!("Got response from {other} https://127.0.0.1:");
     assert!(node_log_contains(&cluster, &new, &asked), "{new} did not reach {other} over HTTPS\n{}", cluster.logs());
+}
+
+/// Patroni and palisade members that require client certificates of each
+/// other: in a leader race each kind reaches the other's `/patroni` over
+/// HTTPS with the `ctl` section's certificate (its key encrypted).
+/// node2 runs Patroni; `failover_priority` tags choose who wins each race
+/// (all replicas are equally up to date), and a winner asks every other
+/// candidate first.
+#[test]
+fn tls_across_patroni_and_palisade_members() {
+    let certs = Certs::new("api-tls-mixed");
+    // `ctl` is top-level YAML: it follows the restapi lines.
+    let extra = format!(
+        "{}ctl:\n  cacert: {}\n  certfile: {}\n  keyfile: {}\n  keyfile_password: keypass\n",
+        certs.restapi("required"),
+        certs.path("ca.crt"),
+        certs.path("server.crt"),
+        certs.path("server.enc.key")
+    );
+    // Timings Patroni accepts (it raises ttl below 20).
+    let spec = ClusterSpec {
+        nodes: 4,
+        ttl: 20,
+        loop_wait: 2,
+        retry_timeout: 3,
+        restapi_extra: extra,
+        node_extra: |i| format!("tags:\n  failover_priority: {}\n", [4, 2, 3, 1][i]),
+        patroni_nodes: vec![1],
+        patroni_venv: Some(palisade_tests::patroni::venv()),
+        ..ClusterSpec::default()
+    };
+    let mut cluster = Cluster::start("api-tls-mixed", spec);
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(60)), "node1");
+    cluster.wait_streaming("node1", 3, Duration::from_secs(120));
+
+    // palisade (node3) wins, having asked Patroni (node2).
+    cluster.mark("kill the leader: node3 wins");
+    cluster.kill9("node1", true);
+    assert_eq!(cluster.wait_for_new_leader("node1", Duration::from_secs(120)), "node3");
+    let asked = "Got response from node2 https://127.0.0.1:";
+    assert!(node_log_contains(&cluster, "node3", asked), "palisade did not reach Patroni\n{}", cluster.logs());
+
+    // Patroni (node2) wins, having asked palisade (node4).
+    cluster.wait_streaming("node3", 2, Duration::from_secs(120));
+    cluster.mark("kill the leader: node2 wins");
+    cluster.kill9("node3", true);
+    assert_eq!(cluster.wait_for_new_leader("node3", Duration::from_secs(120)), "node2");
+    let asked = "Got response from node4 https://127.0.0.1:";
+    assert!(node_log_contains(&cluster, "node2", asked), "Patroni did not reach palisade\n{}", cluster.logs());
 }

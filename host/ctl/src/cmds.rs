@@ -362,7 +362,11 @@ fn get_members(
     } else {
         let picked: Vec<String> = member_names.iter().filter(|n| candidates.contains(n)).cloned().collect();
         if picked.is_empty() {
-            return err(format!("No '{}' among provided members", role_repr(role)));
+            // patronictl quotes a role given on the command line (a string)
+            // but not the one reinit passes itself (its enum's repr).
+            let shown =
+                if action == "reinitialize" { role_repr(role).to_string() } else { format!("'{}'", role_repr(role)) };
+            return err(format!("No {shown} among provided members"));
         }
         picked
     };
@@ -885,7 +889,9 @@ fn read_yaml_file(name: &str) -> Result<Map<String, Value>> {
     }
 }
 
-fn invoke_editor(before: &str, name: &str) -> Result<Map<String, Value>> {
+/// Let the user edit `before` in `$EDITOR` (else `editor` or `vi`); the
+/// edited text and what it parses to.
+fn invoke_editor(before: &str, name: &str) -> Result<(String, Map<String, Value>)> {
     let editor = std::env::var("EDITOR").ok().filter(|e| !e.is_empty()).or_else(|| {
         ["editor", "vi"]
             .iter()
@@ -895,8 +901,7 @@ fn invoke_editor(before: &str, name: &str) -> Result<Map<String, Value>> {
     let Some(editor) = editor else {
         return err("EDITOR environment variable is not set. editor or vi are not available");
     };
-    let path = std::env::temp_dir().join(format!("{}-config-{}.yaml", name.replace('/', "_"), std::process::id()));
-    std::fs::write(&path, before).map_err(|e| CtlError(format!("{}: {e}", path.display())))?;
+    let path = edit_file(&format!("{}-config-", name.replace('/', "_")), before)?;
     let status = std::process::Command::new(&editor).arg(&path).status();
     let after = std::fs::read_to_string(&path);
     let _ = std::fs::remove_file(&path);
@@ -906,11 +911,40 @@ fn invoke_editor(before: &str, name: &str) -> Result<Map<String, Value>> {
         Err(e) => return err(format!("cannot run the editor {editor}: {e}")),
     }
     let after = after.map_err(|e| CtlError(format!("{}: {e}", path.display())))?;
-    match palisade_config::yaml::parse(&after).map_err(|e| CtlError(format!("the edited configuration: {e}")))? {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(Map::new()),
-        _ => err("the edited configuration must be a mapping"),
+    let data =
+        match palisade_config::yaml::parse(&after).map_err(|e| CtlError(format!("the edited configuration: {e}")))? {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            _ => return err("the edited configuration must be a mapping"),
+        };
+    Ok((after, data))
+}
+
+/// A new file `$TMPDIR/<prefix><random>.yaml` holding `text`, readable by
+/// its owner only. It is created exclusively: palisadectl may run as root
+/// in a shared /tmp, where a planted file or symlink must not be followed.
+fn edit_file(prefix: &str, text: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..100 {
+        // xorshift: unpredictable enough together with O_EXCL.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let path = dir.join(format!("{prefix}{:08x}.yaml", seed as u32));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes()).map_err(|e| CtlError(format!("{}: {e}", path.display())))?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return err(format!("{}: {e}", path.display())),
+        }
     }
+    err(format!("cannot create a temporary file in {}", dir.display()))
 }
 
 fn show_diff(before: &str, after: &str) {
@@ -964,8 +998,13 @@ async fn edit_config(
         changed = apply_pairs(&changed, &pairs)?;
         edited = true;
     }
+    // The diff shows the text as edited (comments, order and all), as
+    // patronictl shows it; options show the configuration they produce.
+    let mut edited_text = None;
     if !edited {
-        changed = invoke_editor(&before, &name)?;
+        let (text, data) = invoke_editor(&before, &name)?;
+        edited_text = Some(text);
+        changed = data;
     }
     if changed == config.data {
         if !quiet {
@@ -981,7 +1020,8 @@ async fn edit_config(
         return err(format!("invalid configuration: {}", fresh.join("; ")));
     }
     if !quiet {
-        show_diff(&before, &yaml::to_yaml(&Value::Object(changed.clone())));
+        let after = edited_text.unwrap_or_else(|| yaml::to_yaml(&Value::Object(changed.clone())));
+        show_diff(&before, &after);
     }
     if (apply.as_deref() == Some("-") || replace.as_deref() == Some("-")) && !force {
         println!("Use --force option to apply changes");

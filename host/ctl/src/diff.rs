@@ -1,54 +1,159 @@
-//! A unified diff of two texts, as Python's `difflib.unified_diff` prints
-//! it (three lines of context), for `edit-config`.
+//! A unified diff of two texts exactly as Python's `difflib.unified_diff`
+//! prints it for `edit-config` (three lines of context): the same
+//! matching (`SequenceMatcher`, with its "popular line" heuristic for long
+//! texts), so the same hunks as patronictl.
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Op {
-    Same,
-    Del,
-    Add,
+use std::collections::HashMap;
+
+/// One `SequenceMatcher` opcode: what turns `a[i1..i2]` into `b[j1..j2]`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tag {
+    Equal,
+    Replace,
+    Delete,
+    Insert,
 }
 
-/// The edit script between `a` and `b` (longest common subsequence).
-fn script(a: &[&str], b: &[&str]) -> Vec<(Op, usize, usize)> {
-    let (n, m) = (a.len(), b.len());
-    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            out.push((Op::Same, i, j));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push((Op::Add, i, j));
-            j += 1;
-        } else {
-            out.push((Op::Del, i, j));
-            i += 1;
-        }
-    }
-    // difflib lists deletions before insertions within a change.
-    let mut k = 0;
-    while k < out.len() {
-        if out[k].0 == Op::Same {
-            k += 1;
-            continue;
-        }
-        let start = k;
-        while k < out.len() && out[k].0 != Op::Same {
-            k += 1;
-        }
-        out[start..k].sort_by_key(|(op, _, _)| u8::from(*op == Op::Add));
-    }
-    out
+type Opcode = (Tag, usize, usize, usize, usize);
+
+struct Matcher<'a> {
+    a: &'a [&'a str],
+    b: &'a [&'a str],
+    /// Where each line of `b` occurs (ascending), popular lines left out.
+    b2j: HashMap<&'a str, Vec<usize>>,
 }
 
-fn range(start: usize, len: usize) -> String {
+impl<'a> Matcher<'a> {
+    fn new(a: &'a [&'a str], b: &'a [&'a str]) -> Self {
+        let mut b2j: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (j, line) in b.iter().enumerate() {
+            b2j.entry(line).or_default().push(j);
+        }
+        // autojunk: in texts of 200 lines or more, lines that make up more
+        // than 1% of `b` do not seed matches.
+        if b.len() >= 200 {
+            let most = b.len() / 100 + 1;
+            b2j.retain(|_, idx| idx.len() <= most);
+        }
+        Self { a, b, b2j }
+    }
+
+    /// The longest block with `a[i..i+k] == b[j..j+k]` inside the ranges,
+    /// earliest in `a`, then earliest in `b`.
+    fn longest_match(&self, alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
+        let (mut besti, mut bestj, mut best) = (alo, blo, 0);
+        let mut j2len: HashMap<usize, usize> = HashMap::new();
+        for i in alo..ahi {
+            let mut next: HashMap<usize, usize> = HashMap::new();
+            for &j in self.b2j.get(self.a[i]).map(Vec::as_slice).unwrap_or(&[]) {
+                if j < blo {
+                    continue;
+                }
+                if j >= bhi {
+                    break;
+                }
+                let k = j.checked_sub(1).and_then(|p| j2len.get(&p)).copied().unwrap_or(0) + 1;
+                next.insert(j, k);
+                if k > best {
+                    (besti, bestj, best) = (i + 1 - k, j + 1 - k, k);
+                }
+            }
+            j2len = next;
+        }
+        // Grow it over lines the index left out (popular ones).
+        while besti > alo && bestj > blo && self.a[besti - 1] == self.b[bestj - 1] {
+            (besti, bestj, best) = (besti - 1, bestj - 1, best + 1);
+        }
+        while besti + best < ahi && bestj + best < bhi && self.a[besti + best] == self.b[bestj + best] {
+            best += 1;
+        }
+        (besti, bestj, best)
+    }
+
+    fn matching_blocks(&self) -> Vec<(usize, usize, usize)> {
+        let (la, lb) = (self.a.len(), self.b.len());
+        let mut queue = vec![(0, la, 0, lb)];
+        let mut blocks = Vec::new();
+        while let Some((alo, ahi, blo, bhi)) = queue.pop() {
+            let (i, j, k) = self.longest_match(alo, ahi, blo, bhi);
+            if k > 0 {
+                blocks.push((i, j, k));
+                if alo < i && blo < j {
+                    queue.push((alo, i, blo, j));
+                }
+                if i + k < ahi && j + k < bhi {
+                    queue.push((i + k, ahi, j + k, bhi));
+                }
+            }
+        }
+        blocks.sort_unstable();
+        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, j, k) in blocks {
+            match out.last_mut() {
+                Some(last) if last.0 + last.2 == i && last.1 + last.2 == j => last.2 += k,
+                _ => out.push((i, j, k)),
+            }
+        }
+        out.push((la, lb, 0));
+        out
+    }
+
+    fn opcodes(&self) -> Vec<Opcode> {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        for (ai, bj, size) in self.matching_blocks() {
+            let tag = match (i < ai, j < bj) {
+                (true, true) => Some(Tag::Replace),
+                (true, false) => Some(Tag::Delete),
+                (false, true) => Some(Tag::Insert),
+                (false, false) => None,
+            };
+            if let Some(t) = tag {
+                out.push((t, i, ai, j, bj));
+            }
+            (i, j) = (ai + size, bj + size);
+            if size > 0 {
+                out.push((Tag::Equal, ai, i, bj, j));
+            }
+        }
+        out
+    }
+
+    /// The hunks: changes with `n` lines of context, split where more than
+    /// `2n` lines are unchanged.
+    fn grouped(&self, n: usize) -> Vec<Vec<Opcode>> {
+        let mut codes = self.opcodes();
+        if codes.is_empty() {
+            codes.push((Tag::Equal, 0, 1, 0, 1));
+        }
+        if let Some(first) = codes.first_mut().filter(|c| c.0 == Tag::Equal) {
+            first.1 = first.1.max(first.2.saturating_sub(n));
+            first.3 = first.3.max(first.4.saturating_sub(n));
+        }
+        if let Some(last) = codes.last_mut().filter(|c| c.0 == Tag::Equal) {
+            last.2 = last.2.min(last.1 + n);
+            last.4 = last.4.min(last.3 + n);
+        }
+        let mut groups = Vec::new();
+        let mut group = Vec::new();
+        for (tag, mut i1, i2, mut j1, j2) in codes {
+            if tag == Tag::Equal && i2 - i1 > 2 * n {
+                group.push((tag, i1, i2.min(i1 + n), j1, j2.min(j1 + n)));
+                groups.push(std::mem::take(&mut group));
+                (i1, j1) = (i1.max(i2.saturating_sub(n)), j1.max(j2.saturating_sub(n)));
+            }
+            group.push((tag, i1, i2, j1, j2));
+        }
+        if !group.is_empty() && !(group.len() == 1 && group[0].0 == Tag::Equal) {
+            groups.push(group);
+        }
+        groups
+    }
+}
+
+/// difflib's `_format_range_unified`.
+fn range(start: usize, stop: usize) -> String {
+    let len = stop - start;
     match len {
         1 => format!("{}", start + 1),
         0 => format!("{start},0"),
@@ -57,39 +162,31 @@ fn range(start: usize, len: usize) -> String {
 }
 
 /// The diff lines (`--- `, `+++ `, `@@ ... @@`, then ` `/`-`/`+` lines);
-/// empty when the texts are the same.
+/// empty when the texts are the same. Like patronictl, trailing newlines
+/// are ignored.
 pub fn unified(before: &str, after: &str) -> Vec<String> {
     let a: Vec<&str> = before.trim_end_matches('\n').split('\n').collect();
     let b: Vec<&str> = after.trim_end_matches('\n').split('\n').collect();
-    let ops = script(&a, &b);
-    let changed: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.0 != Op::Same).map(|(i, _)| i).collect();
-    if changed.is_empty() {
-        return Vec::new();
-    }
-    // Group changes whose context (3 lines) touches.
-    let mut groups: Vec<(usize, usize)> = Vec::new();
-    for &c in &changed {
-        let lo = c.saturating_sub(3);
-        let hi = (c + 3).min(ops.len() - 1);
-        match groups.last_mut() {
-            Some(g) if lo <= g.1 + 1 => g.1 = hi,
-            _ => groups.push((lo, hi)),
+    let matcher = Matcher::new(&a, &b);
+    let mut out = Vec::new();
+    for group in matcher.grouped(3) {
+        if out.is_empty() {
+            out.push("--- ".to_string());
+            out.push("+++ ".to_string());
         }
-    }
-    let mut out = vec!["--- ".to_string(), "+++ ".to_string()];
-    for (lo, hi) in groups {
-        let slice = &ops[lo..=hi];
-        let a_start = slice.iter().map(|o| o.1).min().unwrap_or(0);
-        let b_start = slice.iter().map(|o| o.2).min().unwrap_or(0);
-        let a_len = slice.iter().filter(|o| o.0 != Op::Add).count();
-        let b_len = slice.iter().filter(|o| o.0 != Op::Del).count();
-        out.push(format!("@@ -{} +{} @@", range(a_start, a_len), range(b_start, b_len)));
-        for (op, i, j) in slice {
-            out.push(match op {
-                Op::Same => format!(" {}", a[*i]),
-                Op::Del => format!("-{}", a[*i]),
-                Op::Add => format!("+{}", b[*j]),
-            });
+        let (first, last) = (group[0], group[group.len() - 1]);
+        out.push(format!("@@ -{} +{} @@", range(first.1, last.2), range(first.3, last.4)));
+        for (tag, i1, i2, j1, j2) in group {
+            if tag == Tag::Equal {
+                out.extend(a[i1..i2].iter().map(|l| format!(" {l}")));
+                continue;
+            }
+            if matches!(tag, Tag::Replace | Tag::Delete) {
+                out.extend(a[i1..i2].iter().map(|l| format!("-{l}")));
+            }
+            if matches!(tag, Tag::Replace | Tag::Insert) {
+                out.extend(b[j1..j2].iter().map(|l| format!("+{l}")));
+            }
         }
     }
     out
@@ -143,5 +240,69 @@ mod tests {
             ]
         );
         assert!(unified("x\n", "x\n").is_empty());
+    }
+
+    /// Expected values printed by Python's difflib.unified_diff.
+    #[test]
+    fn same_hunks_as_difflib_where_a_plain_lcs_differs() {
+        let config = "loop_wait: 1\nmaximum_lag_on_failover: 1048576\npostgresql:\n  parameters:\n    hot_standby: 'on'\n    max_replication_slots: 10\n    max_wal_senders: 10\n    wal_level: replica\n    wal_log_hints: 'on'\n  use_slots: true\nretry_timeout: 3\nttl: 10\n";
+        let edited = config.replace("loop_wait: 1", "loop_wait: 3") + "retry_timeout: 4\n";
+        let cases: [(&str, &str, &[&str]); 3] = [
+            (
+                config,
+                &edited,
+                &[
+                    "--- ",
+                    "+++ ",
+                    "@@ -1,4 +1,4 @@",
+                    "-loop_wait: 1",
+                    "+loop_wait: 3",
+                    " maximum_lag_on_failover: 1048576",
+                    " postgresql:",
+                    "   parameters:",
+                    "@@ -10,3 +10,4 @@",
+                    "   use_slots: true",
+                    " retry_timeout: 3",
+                    " ttl: 10",
+                    "+retry_timeout: 4",
+                ],
+            ),
+            (
+                "a\nb\nc\nd\n",
+                "d\nc\nb\na\n",
+                &["--- ", "+++ ", "@@ -1,4 +1,4 @@", "+d", "+c", "+b", " a", "-b", "-c", "-d"],
+            ),
+            (
+                "x\ny\nx\ny\nz\n",
+                "y\nx\nz\nz\nx\n",
+                &["--- ", "+++ ", "@@ -1,5 +1,5 @@", "-x", " y", " x", "-y", " z", "+z", "+x"],
+            ),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(unified(a, b), want, "{a:?} -> {b:?}");
+        }
+        // 200 lines or more: lines making up over 1% of the text do not
+        // seed matches (difflib's autojunk).
+        let text = |changed: u32| {
+            let mut lines = vec!["  same: 1".to_string(); 150];
+            lines.extend((0..60).map(|i| format!("k{i}: {}", if i == 30 { changed } else { i })));
+            lines.join("\n") + "\n"
+        };
+        assert_eq!(
+            unified(&text(30), &text(99)),
+            [
+                "--- ",
+                "+++ ",
+                "@@ -178,7 +178,7 @@",
+                " k27: 27",
+                " k28: 28",
+                " k29: 29",
+                "-k30: 30",
+                "+k30: 99",
+                " k31: 31",
+                " k32: 32",
+                " k33: 33"
+            ]
+        );
     }
 }

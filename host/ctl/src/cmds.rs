@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::ctx::{err, CtlError, Ctx, Result};
 use crate::members::{all_members, all_members_leader_first, output_members, truthy};
 use crate::table::{self, Format};
-use crate::{diff, yaml, Cli, Command, CtlRole, Watch};
+use crate::{diff, pyvalue, yaml, Cli, Command, CtlRole, Watch};
 
 pub async fn run(cli: Cli) -> Result<()> {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
@@ -1084,17 +1084,11 @@ async fn query(ctx: &Ctx, name: Option<String>, q: QueryArgs, w: &Watch) -> Resu
         (None, Some(c)) => c.clone(),
         (None, None) => return err("You need to specify either --command or --file"),
     };
-    let password = if q.password {
-        print!("Password: ");
-        let _ = std::io::stdout().flush();
-        Some(read_line()?)
-    } else {
-        std::env::var("PGPASSWORD").ok()
-    };
+    let password = if q.password { Some(read_password("Password: ")?) } else { std::env::var("PGPASSWORD").ok() };
     let name = ctx.scope(name.as_deref())?;
     let cluster = ctx.cluster(&name).await?;
     watching(w, false, || async {
-        let (rows, header) = query_member(&cluster, &q, &sql, password.as_deref()).await;
+        let (rows, header) = query_member(&cluster, &q, &sql, password.as_deref()).await?;
         let columns = header.unwrap_or_default();
         print!("{}", table::render(&columns, &rows, &[], q.fmt, "", &q.delimiter));
         Ok(())
@@ -1102,26 +1096,52 @@ async fn query(ctx: &Ctx, name: Option<String>, q: QueryArgs, w: &Watch) -> Resu
     .await
 }
 
+/// click's `prompt(hide_input=True)`: the answer is not echoed.
+fn read_password(text: &str) -> Result<String> {
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is stdin; `saved` is a valid termios to fill in.
+    let is_tty = unsafe { libc::isatty(fd) == 1 && libc::tcgetattr(fd, &mut saved) == 0 };
+    if is_tty {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: fd is stdin and `quiet` a termios read from it.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let line = read_line();
+    if is_tty {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        println!();
+    }
+    line
+}
+
+/// Run `sql` on the member `q` names, as patronictl's `query_member`: the
+/// rows and the header, or one row with the time and what went wrong.
+/// psycopg2 returns the last statement's result and patronictl prints its
+/// values as Python does; so do we.
 async fn query_member(
     cluster: &Cluster,
     q: &QueryArgs,
     sql: &str,
     password: Option<&str>,
-) -> (Vec<Vec<Value>>, Option<Vec<String>>) {
-    let fail = |message: String| (vec![vec![json!(timestamp(0)), json!(message)]], None);
-    let member = match any_member(cluster, q.role, q.member.as_deref()) {
-        Ok(Some(m)) => m,
-        Ok(None) | Err(_) => {
-            let message = match (&q.member, q.role) {
-                (Some(m), _) => format!("No connection to member {m} is available"),
-                (None, Some(r)) => format!("No connection to role '{}' is available", role_repr(r)),
-                _ => "No connection is available".to_string(),
-            };
-            return fail(message);
-        }
+) -> Result<(Vec<Vec<Value>>, Option<Vec<String>>)> {
+    let fail = |message: String| (vec![vec![json!(timestamp(0)), json!(message.replace('\n', " "))]], None);
+    let no_connection = || {
+        let message = match (&q.member, q.role) {
+            (Some(m), _) => format!("No connection to member {m} is available"),
+            (None, Some(r)) => format!("No connection to role '{}' is available", role_repr(r)),
+            _ => "No connection is available".to_string(),
+        };
+        fail(message)
     };
+    let Some(member) = any_member(cluster, q.role, q.member.as_deref())? else { return Ok(no_connection()) };
     let Some(url) = member.conn_url().and_then(palisade_model::member::parse_postgres_url) else {
-        return fail(format!("No connection to member {} is available", member.name));
+        return Ok(no_connection());
     };
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&url.host).port(url.port).application_name("Patroni ctl").connect_timeout(Duration::from_secs(5));
@@ -1136,7 +1156,7 @@ async fn query_member(
             tokio::spawn(conn);
             client
         }
-        Err(e) => return fail(format!("ERROR, SQLSTATE: {}", sqlstate(&e))),
+        Err(e) => return Ok(fail(format!("ERROR, SQLSTATE: {}", connect_error(&e, &url.host, url.port)))),
     };
     if matches!(q.role, Some(CtlRole::Replica | CtlRole::Standby | CtlRole::StandbyLeader | CtlRole::Primary)) {
         let in_recovery = client
@@ -1146,30 +1166,56 @@ async fn query_member(
             .unwrap_or(true);
         let wanted_recovery = !matches!(q.role, Some(CtlRole::Primary));
         if in_recovery != wanted_recovery {
-            return fail(format!("No connection to role '{}' is available", role_repr(q.role.unwrap_or(CtlRole::Any))));
+            return Ok(no_connection());
         }
     }
+    // The column types (as psycopg2 learns them) when `sql` is one
+    // statement; a script of several keeps PostgreSQL's text.
+    let types: Option<Vec<tokio_postgres::types::Type>> =
+        client.prepare(sql).await.ok().map(|st| st.columns().iter().map(|c| c.type_().clone()).collect());
     match client.simple_query(sql).await {
         Ok(messages) => {
-            let mut rows = Vec::new();
-            let mut header = None;
+            let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+            let mut header: Option<Vec<String>> = None;
+            let mut results = 0;
             for msg in messages {
                 match msg {
                     tokio_postgres::SimpleQueryMessage::RowDescription(cols) => {
+                        // A new result set: only the last one is shown.
+                        results += 1;
                         header = Some(cols.iter().map(|c| c.name().to_string()).collect());
+                        rows.clear();
                     }
                     tokio_postgres::SimpleQueryMessage::Row(r) => {
                         if header.is_none() {
                             header = Some(r.columns().iter().map(|c| c.name().to_string()).collect());
                         }
-                        rows.push((0..r.len()).map(|i| r.get(i).map_or(Value::Null, |v| json!(v))).collect());
+                        rows.push((0..r.len()).map(|i| r.get(i).map(String::from)).collect());
                     }
                     _ => {}
                 }
             }
-            (rows, header)
+            let types = types.filter(|_| results <= 1);
+            Ok((pyvalue::rows_from_text(&rows, types.as_deref()), header))
         }
-        Err(e) => fail(format!("ERROR, SQLSTATE: {}", sqlstate(&e))),
+        Err(e) => Ok(fail(format!("ERROR, SQLSTATE: {}", sqlstate(&e)))),
+    }
+}
+
+/// libpq's words for a failed connection (psycopg2 gives no SQLSTATE for
+/// it, so patronictl prints the message).
+fn connect_error(e: &tokio_postgres::Error, host: &str, port: u16) -> String {
+    use std::error::Error as _;
+    let head = format!("connection to server at \"{host}\", port {port} failed: ");
+    if let Some(db) = e.as_db_error() {
+        return format!("{head}{}:  {} ", db.severity(), db.message());
+    }
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            format!("{head}Connection refused \tIs the server running on that host and accepting TCP/IP connections? ")
+        }
+        _ => format!("{head}{e} "),
     }
 }
 

@@ -7,6 +7,7 @@ mod cmds;
 mod ctx;
 mod diff;
 mod members;
+mod pyvalue;
 mod table;
 mod yaml;
 

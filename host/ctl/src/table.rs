@@ -26,14 +26,7 @@ impl Format {
 
 /// Python's `str()` of a cell.
 pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        other => yaml::to_python_json(other),
-    }
+    crate::pyvalue::py_str(v)
 }
 
 /// Column alignment in `pretty` tables.
@@ -96,6 +89,11 @@ pub fn render(
                 for r in &mut rows {
                     r.drain(..skip.min(r.len()));
                 }
+            }
+            if columns.is_empty() && fmt != Format::Tsv {
+                // PrettyTable names the fields of a table made without any.
+                let n = rows.first().map_or(0, Vec::len);
+                columns = (1..=n).map(|i| format!("Field {i}")).collect();
             }
             let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(py_str).collect()).collect();
             if fmt == Format::Tsv {

@@ -1,0 +1,392 @@
+//! Query results as patronictl shows them: psycopg2 turns PostgreSQL's
+//! text into Python values (booleans, numbers, lists, dicts, datetimes)
+//! and patronictl prints them with Python's `str()`. Values are kept as
+//! JSON values (so `--format json` and `yaml` print structures) and
+//! `py_str` renders them the way Python would.
+
+use serde_json::{Number, Value};
+use tokio_postgres::types::{Kind, Type};
+
+/// Python's `str()` of a value: strings as they are, everything else as
+/// its `repr()`.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr()` of a value read from JSON.
+pub fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            (None, None, Some(f)) => py_float(f),
+            _ => n.to_string(),
+        },
+        Value::String(s) => py_str_repr(s),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_repr(v))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// Python's `repr()` of a float: the shortest digits that read back the
+/// same, in fixed notation for exponents from -4 to 15, else scientific.
+pub fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if !(-4..16).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
+    }
+    // Fixed: the point goes after `exp + 1` digits.
+    let point = exp + 1;
+    let body = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else {
+        let point = point as usize;
+        if digits.len() <= point {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// Python's `repr()` of a string: single quotes unless the text holds a
+/// single quote and no double quote; backslash escapes for the rest.
+pub fn py_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => match c as u32 {
+                n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+                n @ 0x100..=0xffff => out.push_str(&format!("\\u{n:04x}")),
+                n => out.push_str(&format!("\\U{n:08x}")),
+            },
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// One result cell: PostgreSQL's text for a column of type `ty` (None when
+/// the type is not known, e.g. after a multi-statement query) as psycopg2
+/// would hand it over. NULL is `None`.
+pub fn cell(text: Option<&str>, ty: Option<&Type>) -> Value {
+    let Some(text) = text else { return Value::Null };
+    let Some(ty) = ty else { return Value::String(text.to_string()) };
+    if let Kind::Array(element) = ty.kind() {
+        if let Some(items) = parse_array(text) {
+            return array_value(items, element);
+        }
+        return Value::String(text.to_string());
+    }
+    scalar(text, ty)
+}
+
+fn scalar(text: &str, ty: &Type) -> Value {
+    let string = || Value::String(text.to_string());
+    match *ty {
+        Type::BOOL => match text {
+            "t" => Value::Bool(true),
+            "f" => Value::Bool(false),
+            _ => string(),
+        },
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => text.parse::<i64>().map_or_else(|_| string(), Value::from),
+        Type::FLOAT4 | Type::FLOAT8 => match text.parse::<f64>() {
+            Ok(f) => Number::from_f64(f).map_or_else(|| Value::String(py_float(f)), Value::Number),
+            Err(_) => string(),
+        },
+        Type::JSON | Type::JSONB => serde_json::from_str(text).unwrap_or_else(|_| string()),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => py_datetime(text).map_or_else(string, Value::String),
+        Type::TIME | Type::TIMETZ => py_time(text).map_or_else(string, Value::String),
+        _ => string(),
+    }
+}
+
+/// An element of PostgreSQL's array text.
+#[derive(Debug, PartialEq)]
+enum Item {
+    Null,
+    Text(String),
+    List(Vec<Item>),
+}
+
+fn array_value(items: Vec<Item>, element: &Type) -> Value {
+    Value::Array(
+        items
+            .into_iter()
+            .map(|i| match i {
+                Item::Null => Value::Null,
+                Item::Text(t) => scalar(&t, element),
+                Item::List(l) => array_value(l, element),
+            })
+            .collect(),
+    )
+}
+
+/// `{1,2}`, `{{a,"b c"},{NULL,"d\"e"}}`: the items, or None for what this
+/// does not read (explicit bounds such as `[0:1]={1,2}`).
+fn parse_array(text: &str) -> Option<Vec<Item>> {
+    let chars: Vec<char> = text.trim().chars().collect();
+    let mut pos = 0;
+    let items = parse_list(&chars, &mut pos)?;
+    (pos == chars.len()).then_some(items)
+}
+
+fn parse_list(c: &[char], pos: &mut usize) -> Option<Vec<Item>> {
+    if c.get(*pos) != Some(&'{') {
+        return None;
+    }
+    *pos += 1;
+    let mut items = Vec::new();
+    if c.get(*pos) == Some(&'}') {
+        *pos += 1;
+        return Some(items);
+    }
+    loop {
+        while c.get(*pos).is_some_and(|ch| ch.is_whitespace()) {
+            *pos += 1;
+        }
+        match c.get(*pos)? {
+            '{' => items.push(Item::List(parse_list(c, pos)?)),
+            '"' => {
+                *pos += 1;
+                let mut s = String::new();
+                loop {
+                    match c.get(*pos)? {
+                        '\\' => {
+                            s.push(*c.get(*pos + 1)?);
+                            *pos += 2;
+                        }
+                        '"' => {
+                            *pos += 1;
+                            break;
+                        }
+                        ch => {
+                            s.push(*ch);
+                            *pos += 1;
+                        }
+                    }
+                }
+                items.push(Item::Text(s));
+            }
+            _ => {
+                let start = *pos;
+                while !matches!(c.get(*pos)?, ',' | '}') {
+                    *pos += 1;
+                }
+                let s: String = c[start..*pos].iter().collect::<String>().trim().to_string();
+                items.push(if s.eq_ignore_ascii_case("NULL") { Item::Null } else { Item::Text(s) });
+            }
+        }
+        while c.get(*pos).is_some_and(|ch| ch.is_whitespace()) {
+            *pos += 1;
+        }
+        match c.get(*pos)? {
+            ',' => *pos += 1,
+            '}' => {
+                *pos += 1;
+                return Some(items);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `HH:MM:SS[.frac]` as Python's `time` prints it (six fraction digits, or
+/// none when zero); the rest of `text` after the seconds.
+fn py_clock(text: &str) -> Option<(String, &str)> {
+    let hms = text.get(..8)?;
+    let b = hms.as_bytes();
+    if b[2] != b':' || b[5] != b':' || !hms.bytes().filter(|c| *c != b':').all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let rest = &text[8..];
+    let (frac, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let n = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            (&r[..n], &r[n..])
+        }
+        None => ("", rest),
+    };
+    if frac.len() > 6 {
+        return None;
+    }
+    let micros = format!("{frac:0<6}");
+    let clock = if micros == "000000" { hms.to_string() } else { format!("{hms}.{micros}") };
+    Some((clock, rest))
+}
+
+/// A UTC offset as Python prints it: `+05`, `+05:30`, `-03:30:15` become
+/// `+05:00`, `+05:30`, `-03:30:15`.
+fn py_offset(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some(String::new());
+    }
+    let sign = text.chars().next().filter(|c| *c == '+' || *c == '-')?;
+    let parts: Vec<&str> = text[1..].split(':').collect();
+    if parts.is_empty()
+        || parts.len() > 3
+        || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut out = format!("{sign}{}:{}", parts[0], parts.get(1).unwrap_or(&"00"));
+    if let Some(s) = parts.get(2).filter(|s| **s != "00") {
+        out.push(':');
+        out.push_str(s);
+    }
+    Some(out)
+}
+
+/// `2026-01-31 12:00:00.5+01` as Python's `datetime` prints it:
+/// `2026-01-31 12:00:00.500000+01:00`. None for what psycopg2 would not
+/// read as a datetime (infinity, BC dates).
+fn py_datetime(text: &str) -> Option<String> {
+    let (date, time) = text.split_once(' ')?;
+    let d = date.as_bytes();
+    if date.len() != 10 || d[4] != b'-' || d[7] != b'-' {
+        return None;
+    }
+    let (clock, rest) = py_clock(time)?;
+    Some(format!("{date} {clock}{}", py_offset(rest)?))
+}
+
+fn py_time(text: &str) -> Option<String> {
+    let (clock, rest) = py_clock(text)?;
+    Some(format!("{clock}{}", py_offset(rest)?))
+}
+
+/// Rows of PostgreSQL text, the cells converted by column type.
+pub fn rows_from_text(rows: &[Vec<Option<String>>], types: Option<&[Type]>) -> Vec<Vec<Value>> {
+    rows.iter()
+        .map(|r| r.iter().enumerate().map(|(i, t)| cell(t.as_deref(), types.and_then(|ts| ts.get(i)))).collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn floats_as_python_prints_them() {
+        let cases = [
+            (1.0, "1.0"),
+            (1.5, "1.5"),
+            (-0.0, "-0.0"),
+            (0.1, "0.1"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (123456.789, "123456.789"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e300, "1.5e+300"),
+            (-2.5e-7, "-2.5e-07"),
+            (f64::NAN, "nan"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(py_float(f), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn reprs_as_python_prints_them() {
+        let cases = [
+            (json!("abc"), "'abc'"),
+            (json!("it's"), "\"it's\""),
+            (json!("both ' and \""), "'both \\' and \"'"),
+            (json!("tab\there\\"), "'tab\\there\\\\'"),
+            (json!("é\u{1}"), "'é\\x01'"),
+            (json!([1, "a", null, true, 2.5]), "[1, 'a', None, True, 2.5]"),
+            (json!({"a": 1, "b": {"c": [false]}}), "{'a': 1, 'b': {'c': [False]}}"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(py_repr(&v), want, "{v}");
+        }
+        assert_eq!(py_str(&json!("abc")), "abc");
+    }
+
+    #[test]
+    fn cells_as_psycopg2_reads_them() {
+        let cases: &[(Option<&str>, Type, Value, &str)] = &[
+            (None, Type::TEXT, json!(null), "None"),
+            (Some("t"), Type::BOOL, json!(true), "True"),
+            (Some("f"), Type::BOOL, json!(false), "False"),
+            (Some("42"), Type::INT8, json!(42), "42"),
+            (Some("1"), Type::FLOAT8, json!(1.0), "1.0"),
+            (Some("NaN"), Type::FLOAT8, json!("nan"), "nan"),
+            (Some("1.50"), Type::NUMERIC, json!("1.50"), "1.50"),
+            (Some("x y"), Type::TEXT, json!("x y"), "x y"),
+            (
+                Some(r#"{"a": 1, "b": [1, "x"]}"#),
+                Type::JSONB,
+                json!({"a": 1, "b": [1, "x"]}),
+                "{'a': 1, 'b': [1, 'x']}",
+            ),
+            (Some("{1,2,NULL}"), Type::INT4_ARRAY, json!([1, 2, null]), "[1, 2, None]"),
+            (Some("{{1,2},{3,4}}"), Type::INT4_ARRAY, json!([[1, 2], [3, 4]]), "[[1, 2], [3, 4]]"),
+            (
+                Some(r#"{a,"b c","d\"e",NULL,"NULL"}"#),
+                Type::TEXT_ARRAY,
+                json!(["a", "b c", "d\"e", null, "NULL"]),
+                r#"['a', 'b c', 'd"e', None, 'NULL']"#,
+            ),
+            (Some("{t,f}"), Type::BOOL_ARRAY, json!([true, false]), "[True, False]"),
+            (Some("{}"), Type::TEXT_ARRAY, json!([]), "[]"),
+            (Some("[0:1]={1,2}"), Type::INT4_ARRAY, json!("[0:1]={1,2}"), "[0:1]={1,2}"),
+            (Some("2026-01-31 12:00:00.5+01"), Type::TIMESTAMPTZ, json!("2026-01-31 12:00:00.500000+01:00"), ""),
+            (Some("2026-01-31 12:00:00"), Type::TIMESTAMP, json!("2026-01-31 12:00:00"), ""),
+            (Some("2026-01-31 12:00:00+05:30"), Type::TIMESTAMPTZ, json!("2026-01-31 12:00:00+05:30"), ""),
+            (Some("infinity"), Type::TIMESTAMPTZ, json!("infinity"), ""),
+            (Some("12:00:01.123"), Type::TIME, json!("12:00:01.123000"), ""),
+            (Some("2026-01-31"), Type::DATE, json!("2026-01-31"), ""),
+        ];
+        for (text, ty, want, shown) in cases {
+            let got = cell(*text, Some(ty));
+            assert_eq!(&got, want, "{text:?} as {ty}");
+            if !shown.is_empty() {
+                assert_eq!(py_str(&got), *shown, "{text:?} as {ty}");
+            }
+        }
+        assert_eq!(cell(Some("t"), None), json!("t"));
+    }
+}

@@ -123,3 +123,59 @@ async fn fetch(http: &reqwest::Client, member: &Member) -> PeerStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn config(user: &str) -> palisade_config::LocalConfig {
+        let env = std::collections::BTreeMap::from([("PATRONI_SCOPE".to_string(), "test".to_string())]);
+        let mut c = palisade_config::load_for_ctl(None, &env).unwrap().config;
+        c.restapi.authentication = Some(palisade_config::BasicAuth { username: user.into(), password: "pw".into() });
+        c
+    }
+
+    /// A member answering `GET /patroni` with `{}`; each request's
+    /// `Authorization` header is sent back over `seen`.
+    async fn member(seen: tokio::sync::mpsc::UnboundedSender<Option<String>>) -> Member {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                let auth = text.lines().find_map(|l| l.strip_prefix("authorization: ").map(String::from));
+                let _ = seen.send(auth);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}").await;
+            }
+        });
+        let value = format!(r#"{{"api_url": "http://127.0.0.1:{port}/patroni", "conn_url": "postgres://x"}}"#);
+        Member::from_value("m1", "1", "", &value).unwrap()
+    }
+
+    /// Basic auth goes with every request, as Patroni's `PatroniRequest`
+    /// sends it, and a reload's new credentials with the next round.
+    #[tokio::test]
+    async fn members_are_asked_with_the_configured_credentials() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let m = member(tx).await;
+        let peers = PeerClient::with_settings(ClientSettings::new(&config("one"), true)).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen_calls = Arc::clone(&calls);
+        peers.follow(move || {
+            let user = if seen_calls.fetch_add(1, Ordering::SeqCst) == 0 { "one" } else { "two" };
+            Some(ClientSettings::new(&config(user), true))
+        });
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        use base64::Engine as _;
+        peers.statuses(vec![m.clone()]).await;
+        assert_eq!(rx.recv().await.unwrap(), Some(format!("Basic {}", b64("one:pw"))));
+        peers.statuses(vec![m]).await;
+        assert_eq!(rx.recv().await.unwrap(), Some(format!("Basic {}", b64("two:pw"))));
+    }
+}

@@ -18,7 +18,15 @@ pub async fn run(cli: Cli) -> Result<()> {
     let explicit = cli.config_file.is_some();
     let path = cli.config_file.clone().unwrap_or_else(|| crate::ctx::default_config_path(&env));
     let named = cluster_arg(&cli.command);
-    let ctx = Ctx::new(Some(&path), explicit, cli.dcs_url.as_deref(), cli.insecure, named.as_deref())?;
+    let ctx = match Ctx::new(Some(&path), explicit, cli.dcs_url.as_deref(), cli.insecure, named.as_deref()) {
+        // Without a configuration (or only --dcs-url) patronictl still
+        // answers a list that names no cluster.
+        Err(e) if named.is_none() && crate::ctx::is_empty_config(&e) && is_listing(&cli.command) => {
+            eprintln!("Listing members: No cluster names were provided");
+            return Ok(());
+        }
+        other => other?,
+    };
     match cli.command {
         Command::List { cluster_names, extended, ts, fmt, watch, .. } => {
             list(&ctx, cluster_names, extended, ts, fmt, &watch).await
@@ -126,6 +134,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn is_listing(c: &Command) -> bool {
+    matches!(c, Command::List { .. } | Command::Topology { .. })
+}
+
 /// The cluster a command names, if any (it stands in for a missing scope).
 fn cluster_arg(c: &Command) -> Option<String> {
     match c {
@@ -194,10 +206,16 @@ fn confirm(text: &str) -> Result<bool> {
     }
 }
 
+/// patronictl's `timestamp(precision)`: the local time with microseconds,
+/// its last `7 - precision` characters cut off (so `6` keeps five digits
+/// of the fraction and `0` none, point included).
 fn timestamp(precision: usize) -> String {
-    let s = Local::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    let cut = s.len() - 7 + precision.min(6) + usize::from(precision > 0);
-    s[..cut.min(s.len())].to_string()
+    cut_timestamp(&Local::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string(), precision)
+}
+
+fn cut_timestamp(s: &str, precision: usize) -> String {
+    let cut = (s.len() + precision.min(7)).saturating_sub(7);
+    s[..cut].to_string()
 }
 
 /// patronictl's `parse_scheduled`: `None` for now, else an aware time (local
@@ -1360,6 +1378,14 @@ mod tests {
             assert_eq!(Value::Object(apply_pairs(&data, &pairs).unwrap()), want, "{pairs:?}");
         }
         assert!(apply_pairs(&data, &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_cut_as_patronictl_cuts_them() {
+        let now = "2026-11-22 19:16:29.628261";
+        assert_eq!(cut_timestamp(now, 6), "2026-11-22 19:16:29.62826");
+        assert_eq!(cut_timestamp(now, 0), "2026-11-22 19:16:29");
+        assert_eq!(cut_timestamp(now, 3), "2026-11-22 19:16:29.62");
     }
 
     #[test]

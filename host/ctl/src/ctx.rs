@@ -230,6 +230,12 @@ impl Ctx {
     }
 }
 
+/// Whether loading failed only because there is no configuration at all
+/// (no file, no `PATRONI_*` variables).
+pub fn is_empty_config(e: &CtlError) -> bool {
+    e.0.starts_with("the configuration is empty")
+}
+
 fn config_errors(problems: &[palisade_config::ConfigError]) -> CtlError {
     CtlError(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
 }

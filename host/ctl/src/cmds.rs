@@ -419,7 +419,9 @@ fn confirm_members_action(
             let ok = if pending {
                 confirm("The nodes needing a restart will be identified at the scheduled time, and might be different from the ones showing pending restart right now. Is this fine?")?
             } else {
-                confirm(&format!("Are you sure you want to schedule {action} of members {names} at {}?", iso(at)))?
+                // Python's str() of the datetime: a space, not a `T`.
+                let at = iso(at).replacen('T', " ", 1);
+                confirm(&format!("Are you sure you want to schedule {action} of members {names} at {at}?"))?
             };
             if !ok {
                 return err(format!("Aborted scheduled {action}"));

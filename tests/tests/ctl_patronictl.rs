@@ -49,6 +49,30 @@ fn patronictl_drives_a_palisade_cluster() {
         );
     }
 
+    // dsn and query print the same (the query's values typed as psycopg2
+    // types them), but for the time in error rows.
+    let sql = "SELECT pg_is_in_recovery() AS r, 1 AS n, 2.5::float8 AS f, NULL AS z, ARRAY['a','b'] AS a, \
+               '{\"k\": [1, true]}'::jsonb AS j, 'x'::text AS t";
+    let same_args: [&[&str]; 7] = [
+        &["dsn"],
+        &["dsn", "-r", "replica"],
+        &["query", "-U", "postgres", "-c", sql],
+        &["query", "-U", "postgres", "-c", sql, "--format", "pretty"],
+        &["query", "-U", "postgres", "-c", sql, "--format", "json"],
+        &["query", "-U", "postgres", "-r", "replica", "-c", "SELECT 1 AS x; SELECT pg_is_in_recovery() AS y"],
+        &["query", "-U", "postgres", "-m", "node1", "-r", "replica", "-c", "SELECT 1"],
+    ];
+    for args in same_args {
+        let (a, b) = (patronictl(&cluster, args), palisadectl(&cluster, args));
+        assert_eq!((a.code, &a.stdout), (b.code, &b.stdout), "{args:?}\npatronictl: {a:?}\npalisadectl: {b:?}");
+    }
+    let strip_time = |s: String| s.split_once('\t').map(|(_, rest)| rest.to_string()).unwrap_or(s);
+    let error_sql = ["query", "-U", "postgres", "-c", "SELECT * FROM nosuch"];
+    assert_eq!(
+        strip_time(patronictl(&cluster, &error_sql).ok().stdout),
+        strip_time(palisadectl(&cluster, &error_sql).ok().stdout)
+    );
+
     // show-config and edit-config
     let shown = patronictl(&cluster, &["show-config"]).ok().stdout;
     assert!(shown.contains("loop_wait: 2\n"), "{shown}");
@@ -57,6 +81,21 @@ fn patronictl_drives_a_palisade_cluster() {
         patronictl(&cluster, &["edit-config", "--set", "loop_wait=1", "--pg", "work_mem=16MB", "--force"]).ok().stdout;
     assert!(out.contains("Configuration changed"), "{out}");
     cluster.wait_sql("node2", "SHOW work_mem", "16MB", Duration::from_secs(30));
+    // In an editor (declined): the same diff of the text as edited.
+    let editor = cluster.dir().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/^loop_wait: 1$/loop_wait: 3/' \"$1\"\necho 'retry_timeout: 4' >> \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let editor = editor.to_string_lossy().into_owned();
+    let env = [("EDITOR", editor.as_str())];
+    let venv = palisade_tests::patroni::venv();
+    let a = run_with(&cluster, &venv.join("bin/patronictl"), &["edit-config"], "n\n", &env);
+    let b = run_with(&cluster, &cluster.bin().join("palisadectl"), &["edit-config"], "n\n", &env);
+    assert!(a.stdout.contains("+retry_timeout: 4\nApply these changes? [y/N]: "), "{a:?}");
+    assert_eq!(a.stdout, b.stdout);
 
     // A parameter that needs a restart: both tools show the same pending
     // restarts and reasons, and the same topology.
@@ -85,6 +124,10 @@ fn patronictl_drives_a_palisade_cluster() {
         h.contains("| node2 ").then_some(h)
     });
     assert_eq!(history, palisadectl(&cluster, &["history"]).ok().stdout);
+    for fmt in ["json", "tsv", "yaml"] {
+        let args = ["history", "-f", fmt];
+        assert_eq!(patronictl(&cluster, &args).ok().stdout, palisadectl(&cluster, &args).ok().stdout, "{args:?}");
+    }
 
     // pause and resume, waiting for every node to say so
     let out = patronictl(&cluster, &["pause", "--wait"]).ok().stdout;

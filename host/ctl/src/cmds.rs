@@ -1189,20 +1189,29 @@ async fn query_member(
             return Ok(no_connection());
         }
     }
-    // The column types (as psycopg2 learns them) when `sql` is one
-    // statement; a script of several keeps PostgreSQL's text.
-    let types: Option<Vec<tokio_postgres::types::Type>> =
-        client.prepare(sql).await.ok().map(|st| st.columns().iter().map(|c| c.type_().clone()).collect());
+    // The column types, as psycopg2 learns them: a single statement is
+    // prepared first (its errors are the statement's errors); in a script,
+    // the last statement is prepared once the script has run, since it
+    // may use what the others created.
+    let statements = crate::sql::statements(sql);
+    let column_types = |st: tokio_postgres::Statement| -> Vec<tokio_postgres::types::Type> {
+        st.columns().iter().map(|c| c.type_().clone()).collect()
+    };
+    let mut types = None;
+    if statements.len() == 1 {
+        match client.prepare(sql).await {
+            Ok(st) => types = Some(column_types(st)),
+            Err(e) => return Ok(fail(format!("ERROR, SQLSTATE: {}", sqlstate(&e)))),
+        }
+    }
     match client.simple_query(sql).await {
         Ok(messages) => {
             let mut rows: Vec<Vec<Option<String>>> = Vec::new();
             let mut header: Option<Vec<String>> = None;
-            let mut results = 0;
             for msg in messages {
                 match msg {
                     tokio_postgres::SimpleQueryMessage::RowDescription(cols) => {
                         // A new result set: only the last one is shown.
-                        results += 1;
                         header = Some(cols.iter().map(|c| c.name().to_string()).collect());
                         rows.clear();
                     }
@@ -1215,7 +1224,10 @@ async fn query_member(
                     _ => {}
                 }
             }
-            let types = types.filter(|_| results <= 1);
+            if let (None, Some(last), Some(_)) = (&types, statements.last().filter(|_| statements.len() > 1), &header) {
+                types = client.prepare(last).await.ok().map(column_types);
+            }
+            let types = types.filter(|t| header.as_ref().is_some_and(|h| h.len() == t.len()));
             Ok((pyvalue::rows_from_text(&rows, types.as_deref()), header))
         }
         Err(e) => Ok(fail(format!("ERROR, SQLSTATE: {}", sqlstate(&e)))),

@@ -167,10 +167,8 @@ fn cluster_arg(c: &Command) -> Option<String> {
 fn read_line() -> Result<String> {
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => {
-            println!();
-            err("Aborted!")
-        }
+        // click's Abort: patronictl leaves the prompt line unfinished.
+        Ok(0) | Err(_) => err(crate::ctx::ABORTED),
         Ok(_) => Ok(line.trim_end_matches(['\n', '\r']).to_string()),
     }
 }

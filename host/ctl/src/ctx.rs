@@ -26,6 +26,9 @@ impl std::fmt::Display for CtlError {
 
 pub type Result<T> = std::result::Result<T, CtlError>;
 
+/// What click prints, without `Error: `, when input ends at a prompt.
+pub const ABORTED: &str = "Aborted!";
+
 pub fn err<T>(msg: impl Into<String>) -> Result<T> {
     Err(CtlError(msg.into()))
 }

@@ -338,6 +338,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cmds::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.0 == ctx::ABORTED => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::FAILURE

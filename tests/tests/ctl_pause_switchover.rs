@@ -49,6 +49,18 @@ fn palisadectl_switchover_and_pause() {
     let env = [("PATRONI_SCOPE", scope.as_str()), ("PATRONI_ETCD3_HOSTS", hosts.as_str())];
     let by_env = run_bare(&cluster, &bin, &["dsn"], &env).ok();
     assert_eq!(by_env.stdout, format!("host=127.0.0.1 port={}\n", cluster.node(&first).pg_port));
+    // The default file, as patronictl's: ~/.config/patroni/patronictl.yaml
+    // (or $XDG_CONFIG_HOME/patroni/...), else $PATRONICTL_CONFIG_FILE.
+    let config = std::fs::read_to_string(&cluster.nodes[0].config).unwrap();
+    let xdg = cluster.dir().join("xdg");
+    std::fs::create_dir_all(xdg.join("patroni")).unwrap();
+    std::fs::write(xdg.join("patroni/patronictl.yaml"), &config).unwrap();
+    let xdg = xdg.to_string_lossy().into_owned();
+    let by_default = run_bare(&cluster, &bin, &["dsn", "-m", &first], &[("XDG_CONFIG_HOME", &xdg)]).ok();
+    assert_eq!(by_default.stdout, format!("host=127.0.0.1 port={}\n", cluster.node(&first).pg_port));
+    let file = cluster.nodes[0].config.to_string_lossy().into_owned();
+    let by_variable = run_bare(&cluster, &bin, &["dsn", "-m", &first], &[("PATRONICTL_CONFIG_FILE", &file)]).ok();
+    assert_eq!(by_variable.stdout, by_default.stdout);
     let nothing = run_bare(&cluster, &bin, &["list"], &[]).ok();
     assert_eq!(
         (nothing.stdout.as_str(), nothing.stderr.as_str()),

@@ -17,7 +17,15 @@ fn patronictl(cluster: &Cluster, args: &[&str]) -> Output {
 fn patronictl_drives_a_palisade_cluster() {
     let cluster = Cluster::start(
         "patronictl",
-        ClusterSpec { nodes: 2, ttl: 20, loop_wait: 2, retry_timeout: 3, ..ClusterSpec::default() },
+        ClusterSpec {
+            nodes: 2,
+            ttl: 20,
+            loop_wait: 2,
+            retry_timeout: 3,
+            // Tags make a multi-line cell in `list` (rules between all rows).
+            node_extra: |i| if i == 1 { "tags:\n  clonefrom: true\n  zone: b\n".into() } else { String::new() },
+            ..ClusterSpec::default()
+        },
     );
     assert_eq!(cluster.wait_for_leader(Duration::from_secs(60)), "node1");
     cluster.wait_streaming("node1", 1, Duration::from_secs(60));
@@ -28,7 +36,7 @@ fn patronictl_drives_a_palisade_cluster() {
     let same = wait_until(Duration::from_secs(30), || {
         let a = patronictl(&cluster, &["list"]).ok().stdout;
         let b = palisadectl(&cluster, &["list"]).ok().stdout;
-        a == b && a.contains("| streaming |")
+        a == b && a.contains("| streaming |") && a.contains("| zone: b ")
     });
     assert!(
         same,

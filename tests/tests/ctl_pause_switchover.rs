@@ -1,8 +1,9 @@
 //! palisadectl against a real cluster, beyond `ctl_commands`: reading the
 //! cluster without a configuration file (`--dcs-url`, `PATRONI_*`),
 //! watching, query values as patronictl prints them, short errors, a
-//! switchover that names no candidate, the history in every format, and
-//! maintenance mode holding through a crash of the primary.
+//! switchover that names no candidate, the history in every format,
+//! maintenance mode holding through a crash of the primary, and the manual
+//! failover that ends it.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -165,6 +166,15 @@ fn palisadectl_switchover_and_pause() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert!(ctl(&["list"]).ok().stdout.contains("\n Maintenance mode: on\n"));
+
+    // A manual failover is what brings a paused cluster a new primary.
+    let third = replicas[0].clone();
+    let out = ctl(&["failover", "--candidate", &third, "--force"]).ok().stdout;
+    assert!(out.contains(&format!("Successfully failed over to \"{third}\"")), "{out}");
+    assert_eq!(cluster.wait_for_new_leader(&second, Duration::from_secs(60)), third);
+    cluster.node(&third).sql("CREATE TABLE after_failover (id int)").unwrap();
+    cluster.wait_sql(&replicas[1], "SELECT count(*) FROM after_failover", "0", Duration::from_secs(60));
     assert!(ctl(&["list"]).ok().stdout.contains("\n Maintenance mode: on\n"));
 
     // Resumed, the cluster has a writable leader again.

@@ -191,8 +191,13 @@ impl Ctx {
         );
         let timing =
             palisade_daemon::plugins::timing(Duration::from_secs(30), Duration::from_secs(10), Duration::from_secs(10));
-        let (dcs, _) = palisade_daemon::plugins::load_dcs(&config, &dir, timing)
-            .map_err(|problems| CtlError(problems.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join("; ")))?;
+        let (dcs, _) = palisade_daemon::plugins::load_dcs(&config, &dir, timing).map_err(|problems| {
+            let what = problems.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join("; ");
+            CtlError(format!(
+                "{what} (plugins are looked for in plugin_dir, else $PALISADE_PLUGIN_DIR, else \
+                 ../lib/palisade/plugins next to palisadectl)"
+            ))
+        })?;
         let client = DcsClient::new(Arc::clone(&dcs), Duration::from_secs(10));
         cache.insert(scope.to_string(), client.clone());
         Ok(client)

@@ -89,6 +89,17 @@ fn patronictl_drives_a_palisade_cluster() {
         patronictl(&cluster, &["edit-config", "--set", "loop_wait=1", "--pg", "work_mem=16MB", "--force"]).ok().stdout;
     assert!(out.contains("Configuration changed"), "{out}");
     cluster.wait_sql("node2", "SHOW work_mem", "16MB", Duration::from_secs(30));
+    // Both write the same bytes to the DCS (Python's compact, ASCII-only JSON).
+    let raw_config = || {
+        let kv = cluster.etcd.raw().get(&format!("{}config", cluster.prefix())).unwrap();
+        String::from_utf8_lossy(&kv.value).into_owned()
+    };
+    patronictl(&cluster, &["edit-config", "--pg", "application_name=café", "--force"]).ok();
+    let theirs = raw_config();
+    assert!(theirs.contains(r#""application_name":"caf\u00e9""#), "{theirs}");
+    palisadectl(&cluster, &["edit-config", "--pg", "application_name=cafe", "--force"]).ok();
+    palisadectl(&cluster, &["edit-config", "--pg", "application_name=café", "--force"]).ok();
+    assert_eq!(raw_config(), theirs);
     // In an editor (declined): the same diff of the text as edited.
     let editor = cluster.dir().join("editor.sh");
     std::fs::write(

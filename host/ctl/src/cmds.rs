@@ -1048,7 +1048,7 @@ async fn edit_config(
     if force || confirm("Apply these changes?")? {
         let dcs = ctx.dcs(&name).await?;
         let ok = dcs
-            .set_config_value(Value::Object(changed).to_string(), Some(config.version.clone()))
+            .set_config_value(yaml::to_python_json_compact(&Value::Object(changed)), Some(config.version.clone()))
             .await
             .map_err(|e| CtlError(format!("cannot write the configuration: {e}")))?;
         if !ok {

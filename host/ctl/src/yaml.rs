@@ -209,14 +209,27 @@ fn looks_typed(s: &str) -> bool {
 
 /// Python's `json.dumps(v)`.
 pub fn to_python_json(v: &Value) -> String {
+    python_json(v, ", ", ": ")
+}
+
+/// Python's `json.dumps(v, separators=(',', ':'))`, as patronictl writes
+/// the dynamic configuration to the DCS.
+pub fn to_python_json_compact(v: &Value) -> String {
+    python_json(v, ",", ":")
+}
+
+fn python_json(v: &Value, items: &str, keys: &str) -> String {
     match v {
         Value::Object(m) => {
             let parts: Vec<String> =
-                m.iter().map(|(k, v)| format!("{}: {}", json_string(k), to_python_json(v))).collect();
-            format!("{{{}}}", parts.join(", "))
+                m.iter().map(|(k, v)| format!("{}{keys}{}", json_string(k), python_json(v, items, keys))).collect();
+            format!("{{{}}}", parts.join(items))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(to_python_json).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => {
+            format!("[{}]", a.iter().map(|v| python_json(v, items, keys)).collect::<Vec<_>>().join(items))
+        }
         Value::String(s) => json_string(s),
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), crate::pyvalue::py_float),
         other => other.to_string(),
     }
 }
@@ -230,6 +243,8 @@ fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c if c.is_ascii() => out.push(c),
             c => {
@@ -295,5 +310,11 @@ mod tests {
     fn json_uses_python_separators() {
         let v = json!([{"Member": "n1", "TL": 1, "Tags": {"é": null}}]);
         assert_eq!(to_python_json(&v), r#"[{"Member": "n1", "TL": 1, "Tags": {"\u00e9": null}}]"#);
+        // What Python prints for json.dumps(..., separators=(',', ':')).
+        let v = json!({"a": [1, 2.5, 1e20, 1.0], "s": "x\u{8}\u{c}\u{1}😀", "t": true, "n": null});
+        assert_eq!(
+            to_python_json_compact(&v),
+            r#"{"a":[1,2.5,1e+20,1.0],"s":"x\b\f\u0001\ud83d\ude00","t":true,"n":null}"#
+        );
     }
 }

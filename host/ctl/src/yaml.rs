@@ -105,9 +105,21 @@ pub fn scalar(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), yaml_float),
         Value::Number(n) => n.to_string(),
         Value::String(s) => string(s),
         other => to_flow(other),
+    }
+}
+
+/// PyYAML's float: Python's repr, lower case, with `.0` before an
+/// exponent that has no point (`1.0e+20`).
+fn yaml_float(f: f64) -> String {
+    let repr = crate::pyvalue::py_float(f).to_lowercase();
+    if !repr.contains('.') && repr.contains('e') {
+        repr.replacen('e', ".0e", 1)
+    } else {
+        repr
     }
 }
 
@@ -310,6 +322,7 @@ mod tests {
     fn json_uses_python_separators() {
         let v = json!([{"Member": "n1", "TL": 1, "Tags": {"é": null}}]);
         assert_eq!(to_python_json(&v), r#"[{"Member": "n1", "TL": 1, "Tags": {"\u00e9": null}}]"#);
+        assert_eq!(to_yaml(&json!({"f": [1.5, 1e20, 1.0, 2.5e-7]})), "f:\n- 1.5\n- 1.0e+20\n- 1.0\n- 2.5e-07\n");
         // What Python prints for json.dumps(..., separators=(',', ':')).
         let v = json!({"a": [1, 2.5, 1e20, 1.0], "s": "x\u{8}\u{c}\u{1}😀", "t": true, "n": null});
         assert_eq!(

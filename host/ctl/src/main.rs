@@ -281,6 +281,7 @@ pub enum Command {
         member: Option<String>,
     },
     /// Discard scheduled events (restart or switchover)
+    #[command(override_usage = "palisadectl flush [OPTIONS] <CLUSTER_NAME> [MEMBER_NAMES]... <restart|switchover>")]
     Flush {
         cluster_name: String,
         /// Member names, then the target: restart or switchover
@@ -329,6 +330,17 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // flush's last argument is its target: a bad one is a command-line
+    // error (status 2), as click reports it for patronictl.
+    if let Command::Flush { rest, .. } = &cli.command {
+        if let Some(t) = rest.last().filter(|t| *t != "restart" && *t != "switchover") {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let flush = cmd.find_subcommand_mut("flush").map(|c| c.clone().bin_name("palisadectl flush"));
+            let msg = format!("invalid value '{t}' for '<TARGET>': not one of 'restart', 'switchover'");
+            flush.unwrap_or(cmd).error(clap::error::ErrorKind::InvalidValue, msg).exit();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

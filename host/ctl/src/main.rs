@@ -8,6 +8,7 @@ mod ctx;
 mod diff;
 mod members;
 mod pyvalue;
+mod pyyaml;
 mod sql;
 mod table;
 mod yaml;

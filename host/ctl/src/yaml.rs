@@ -55,7 +55,7 @@ fn json_string(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if c.is_ascii() => out.push(c),
+            c if (' '..='~').contains(&c) => out.push(c),
             c => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
@@ -121,10 +121,10 @@ mod tests {
         assert_eq!(to_python_json(&v), r#"[{"Member": "n1", "TL": 1, "Tags": {"\u00e9": null}}]"#);
         assert_eq!(to_yaml(&json!({"f": [1.5, 1e20, 1.0, 2.5e-7]})), "f:\n- 1.5\n- 1.0e+20\n- 1.0\n- 2.5e-07\n");
         // What Python prints for json.dumps(..., separators=(',', ':')).
-        let v = json!({"a": [1, 2.5, 1e20, 1.0], "s": "x\u{8}\u{c}\u{1}😀", "t": true, "n": null});
+        let v = json!({"a": [1, 2.5, 1e20, 1.0], "s": "x\u{8}\u{c}\u{1}\u{7f}😀", "t": true, "n": null});
         assert_eq!(
             to_python_json_compact(&v),
-            r#"{"a":[1,2.5,1e+20,1.0],"s":"x\b\f\u0001\ud83d\ude00","t":true,"n":null}"#
+            r#"{"a":[1,2.5,1e+20,1.0],"s":"x\b\f\u0001\u007f\ud83d\ude00","t":true,"n":null}"#
         );
     }
 }

@@ -118,8 +118,50 @@ pub fn render(
     }
 }
 
+/// The display width of one line, as wcwidth measures it for PrettyTable:
+/// wide (East Asian, emoji) characters count two, combining and control
+/// characters nothing, a tab runs to the next multiple of eight.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    use unicode_width::UnicodeWidthStr;
+    let mut total = 0;
+    for (i, stretch) in s.split('\t').enumerate() {
+        if i > 0 {
+            total = (total / 8 + 1) * 8;
+        }
+        for part in stretch.split(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
+            // A soft hyphen is visible for wcwidth.
+            total += part.width() + part.matches('\u{ad}').count();
+        }
+    }
+    total
+}
+
+/// Python's `str.expandtabs()`: tabs to the next multiple of eight
+/// characters, counted from the last line break.
+fn expand_tabs(s: &str) -> String {
+    if !s.contains('\t') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut column = 0;
+    for c in s.chars() {
+        match c {
+            '\t' => {
+                let n = 8 - column % 8;
+                out.extend(std::iter::repeat_n(' ', n));
+                column += n;
+            }
+            '\n' | '\r' => {
+                out.push(c);
+                column = 0;
+            }
+            c => {
+                out.push(c);
+                column += 1;
+            }
+        }
+    }
+    out
 }
 
 fn pad(s: &str, w: usize, a: Align) -> String {
@@ -132,6 +174,9 @@ fn pad(s: &str, w: usize, a: Align) -> String {
 
 /// A PrettyTable with patronictl's title injected into the top rule.
 pub fn pretty(title: &str, columns: &[String], rows: &[Vec<String>], aligns: &[Align]) -> String {
+    // PrettyTable expands the tabs of values (not of field names).
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| expand_tabs(c)).collect()).collect();
+    let rows = rows.as_slice();
     let widths: Vec<usize> = (0..columns.len())
         .map(|i| {
             let cells = rows.iter().filter_map(|r| r.get(i)).flat_map(|c| c.split('\n')).map(width);
@@ -152,7 +197,7 @@ pub fn pretty(title: &str, columns: &[String], rows: &[Vec<String>], aligns: &[A
         let chars: Vec<char> = rule.chars().collect();
         let max = chars.len().saturating_sub(2);
         let t: String = title.chars().take(max).collect();
-        let n = width(&t);
+        let n = t.chars().count();
         let mut s = String::new();
         s.push(chars[0]);
         s.push_str(&t);
@@ -261,6 +306,19 @@ mod tests {
             got,
             "+---+----+\n| A | B  |\n+---+----+\n| x | 1  |\n|   | 22 |\n+---+----+\n| y | 3  |\n+---+----+\n"
         );
+    }
+
+    /// Expected text printed by PrettyTable 3 (wcwidth widths, tabs).
+    #[test]
+    fn wide_characters_and_tabs_as_prettytable_measures_them() {
+        let got = pretty(
+            " T ",
+            &cols(&["名前", "x\ty"]),
+            &[vec!["中文😀".into(), "a\tb".into()], vec!["e\u{301}".into(), "1".into()]],
+            &[Align::Left, Align::Right],
+        );
+        let want = "+ T -----+-----------+\n| 名前   | x\ty |\n+--------+-----------+\n| 中文😀 | a       b |\n| e\u{301}      |         1 |\n+--------+-----------+\n";
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 USER_NAME="${PALISADE_TEST_USER:-palisade}"
-PACKAGES=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler postgresql-15 python3-venv curl openssl)
+PACKAGES=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev postgresql-15 python3-venv curl openssl)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/setup.sh: run as root (it installs packages and creates the '$USER_NAME' user)" >&2

@@ -136,6 +136,7 @@ fn scalar(text: &str, ty: &Type) -> Value {
         Type::JSON | Type::JSONB => serde_json::from_str(text).unwrap_or_else(|_| string()),
         Type::TIMESTAMP | Type::TIMESTAMPTZ => py_datetime(text).map_or_else(string, Value::String),
         Type::TIME | Type::TIMETZ => py_time(text).map_or_else(string, Value::String),
+        Type::INTERVAL => py_timedelta(text).map_or_else(string, Value::String),
         _ => string(),
     }
 }
@@ -294,6 +295,54 @@ fn py_time(text: &str) -> Option<String> {
     Some(format!("{clock}{}", py_offset(rest)?))
 }
 
+/// An interval (PostgreSQL's default `IntervalStyle`) as Python prints
+/// the `timedelta` psycopg2 makes of it: a year is 365 days, a month 30;
+/// `-1 day, 23:59:58.750000`.
+fn py_timedelta(text: &str) -> Option<String> {
+    const DAY: i128 = 86_400_000_000;
+    let mut micros: i128 = 0;
+    let mut words = text.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        if w.contains(':') {
+            let (sign, hms) = match w.strip_prefix('-') {
+                Some(rest) => (-1, rest),
+                None => (1, w.strip_prefix('+').unwrap_or(w)),
+            };
+            let mut parts = hms.split(':');
+            let h: i128 = parts.next()?.parse().ok()?;
+            let m: i128 = parts.next()?.parse().ok()?;
+            let sec_text = parts.next().unwrap_or("0");
+            let (sec, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
+            let sec: i128 = sec.parse().ok()?;
+            if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let frac: i128 = format!("{frac:0<6}").parse().ok()?;
+            micros += sign * (((h * 60 + m) * 60 + sec) * 1_000_000 + frac);
+            continue;
+        }
+        let n: i128 = w.parse().ok()?;
+        let days = match words.next()? {
+            "year" | "years" => 365,
+            "mon" | "mons" => 30,
+            "day" | "days" => 1,
+            _ => return None,
+        };
+        micros += n * days * DAY;
+    }
+    let days = micros.div_euclid(DAY);
+    let rest = micros.rem_euclid(DAY);
+    let (secs, us) = (rest / 1_000_000, rest % 1_000_000);
+    let mut out = format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if days != 0 {
+        out = format!("{days} day{}, {out}", if days.abs() != 1 { "s" } else { "" });
+    }
+    if us != 0 {
+        out.push_str(&format!(".{us:06}"));
+    }
+    Some(out)
+}
+
 /// Rows of PostgreSQL text, the cells converted by column type.
 pub fn rows_from_text(rows: &[Vec<Option<String>>], types: Option<&[Type]>) -> Vec<Vec<Value>> {
     rows.iter()
@@ -388,5 +437,27 @@ mod tests {
             }
         }
         assert_eq!(cell(Some("t"), None), json!("t"));
+    }
+
+    /// Expected values printed by Python for psycopg2's timedelta.
+    #[test]
+    fn intervals_as_python_timedeltas() {
+        let cases = [
+            ("1 year 2 mons 3 days 04:05:06.5", "428 days, 4:05:06.500000"),
+            ("-1 days +02:00:00", "-1 day, 2:00:00"),
+            ("00:00:01", "0:00:01"),
+            ("3 days", "3 days, 0:00:00"),
+            ("-00:00:01.25", "-1 day, 23:59:58.750000"),
+            ("1 day -00:00:01", "23:59:59"),
+            ("-1 years -2 mons", "-425 days, 0:00:00"),
+            ("100:00:00", "4 days, 4:00:00"),
+            ("00:00:00", "0:00:00"),
+            ("1 day", "1 day, 0:00:00"),
+            ("-1 day", "-1 day, 0:00:00"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(cell(Some(text), Some(&Type::INTERVAL)), json!(want), "{text}");
+        }
+        assert_eq!(cell(Some("P1D"), Some(&Type::INTERVAL)), json!("P1D"));
     }
 }

@@ -15,7 +15,8 @@
 //! (files, merging), [`legacy`] (old spellings), `check`, `local`, `pg`
 //! and `dcs` (typed reading and validation), [`dynamic`] (the DCS
 //! configuration), [`params`] (parameters Patroni controls), [`effective`]
-//! (the merge), [`cache`] (JSON text for the DCS and `patroni.dynamic.json`).
+//! (the merge), [`cache`] (JSON text for the DCS and `patroni.dynamic.json`),
+//! [`unacted`] (the settings accepted but not acted on yet).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub mod params;
 mod pg;
 pub mod source;
 pub mod types;
+pub mod unacted;
 pub mod values;
 pub mod yaml;
 
@@ -42,6 +44,7 @@ pub use dcs::DCS_KINDS;
 pub use effective::{effective_postgresql, effective_postgresql_for_role, server_parameters, OverrideRole};
 pub use local::DEFAULT_LOG_FORMAT;
 pub use types::*;
+pub use unacted::{not_acted_on, NotActedOn, NOT_ACTED_ON};
 
 /// A loaded configuration and what is worth telling the user about it.
 #[derive(Clone, Debug, PartialEq)]

@@ -92,3 +92,37 @@ fn a_bad_configuration_never_starts_the_daemon() {
         assert!(err.contains("not starting"), "{err}");
     }
 }
+
+/// Settings palisade accepts but does not act on yet are listed, each with
+/// its key and what the user does not get; a file without them lists none.
+#[test]
+fn validate_config_lists_settings_not_acted_on() {
+    let staging = Staging::new("cli-unacted");
+    let base = "scope: demo\nname: n1\n\
+                restapi:\n  listen: 127.0.0.1:8008\n\
+                etcd3:\n  hosts: 127.0.0.1:2379\n\
+                postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /tmp/x\n  authentication:\n    superuser:\n      username: postgres\n    replication:\n      username: replicator\n";
+    let file = staging.write(
+        "unacted.yml",
+        &format!(
+            "{base}bootstrap:\n  dcs:\n    synchronous_mode: on\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5432\n\
+             watchdog:\n  mode: required\n"
+        ),
+        0o644,
+    );
+    let out = palisade().arg("--validate-config").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "accepted, with warnings:\n{text}");
+    for key in ["synchronous_mode", "standby_cluster", "watchdog.mode (required)"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("warning: {key}: not acted on yet: "))),
+            "{key} is not listed as not acted on:\n{text}"
+        );
+    }
+    assert!(text.contains("replication stays asynchronous"), "{text}");
+
+    let plain = staging.write("plain.yml", base, 0o644);
+    let out = palisade().arg("--validate-config").arg(&plain).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("not acted on"), "{text}");
+}

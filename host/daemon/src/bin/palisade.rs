@@ -61,6 +61,11 @@ fn main() -> ExitCode {
                 for problem in palisade_daemon::check_paths(&loaded.config) {
                     println!("warning: {problem}");
                 }
+                let dynamic = palisade_config::dynamic_from_bootstrap(&loaded.config);
+                let (global, _) = palisade_config::GlobalConfig::from_dynamic(&dynamic);
+                for n in palisade_config::not_acted_on(&loaded.config, &global) {
+                    println!("warning: {n}");
+                }
                 println!("{}: configuration is valid", path.display());
                 ExitCode::SUCCESS
             }

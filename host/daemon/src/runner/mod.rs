@@ -56,7 +56,20 @@ impl RuntimeConfig {
             }
         }
         let effective = palisade_config::effective_postgresql(&local, &global);
-        Self { local, global, dynamic, effective }
+        let config = Self { local, global, dynamic, effective };
+        if log_warnings {
+            config.log_not_acted_on();
+        }
+        config
+    }
+
+    /// Log at WARNING every setting of this configuration that palisade
+    /// accepts but does not act on yet (at start, on every reload and on
+    /// every new dynamic configuration): nothing is silently ignored.
+    pub fn log_not_acted_on(&self) {
+        for n in palisade_config::not_acted_on(&self.local, &self.global) {
+            tracing::warn!("{n}");
+        }
     }
 
     pub fn settings(&self) -> palisade_ha::Settings {
@@ -360,6 +373,7 @@ impl Runner {
                 }
                 let dynamic = self.shared.config().dynamic;
                 let new = RuntimeConfig::new(loaded.config, dynamic, false);
+                new.log_not_acted_on();
                 *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
                 self.config_version = None;
                 if self.shared.tracked().state == State::Running && self.task.is_none() {

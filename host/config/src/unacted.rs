@@ -1,0 +1,349 @@
+//! Settings palisade accepts (so that a Patroni file loads) but does not
+//! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
+//! in a configuration.
+//!
+//! Nothing may be silently ignored. A user who sets `synchronous_mode: on`
+//! believes no acknowledged commit can be lost; until palisade does
+//! synchronous replication, it must say so. The daemon logs every entry it
+//! finds at WARNING when it starts, on every reload and whenever the
+//! dynamic configuration changes; `palisade --validate-config` lists them.
+//! When a feature lands, its rows leave this table in the same commit.
+
+use serde_json::{Map, Value};
+
+use crate::types::{GlobalConfig, LocalConfig, SynchronousMode};
+use crate::values::{parse_bool, parse_int};
+
+/// Where a setting is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The local YAML file (and the `PATRONI_*` environment).
+    Local,
+    /// The dynamic configuration (the DCS `config` key, `bootstrap.dcs`).
+    Dynamic,
+    /// Either: the local `postgresql` section overrides the dynamic one.
+    Both,
+}
+
+/// One setting palisade accepts and does not act on yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Unacted {
+    /// The key path as a user writes it.
+    pub key: &'static str,
+    pub place: Place,
+    /// What a user who sets it expects and does not get.
+    pub consequence: &'static str,
+}
+
+/// Every setting palisade accepts without acting on it. The check in
+/// [`not_acted_on`] reports a row only when the configuration gives it a
+/// value that would change what Patroni does.
+pub static NOT_ACTED_ON: &[Unacted] = &[
+    Unacted {
+        key: "synchronous_mode",
+        place: Place::Dynamic,
+        consequence: "replication stays asynchronous: a failover can lose commits that were acknowledged",
+    },
+    Unacted {
+        key: "synchronous_mode_strict",
+        place: Place::Dynamic,
+        consequence: "writes are not blocked when no synchronous standby is available",
+    },
+    Unacted { key: "synchronous_node_count", place: Place::Dynamic, consequence: "no synchronous standbys are chosen" },
+    Unacted {
+        key: "maximum_lag_on_syncnode",
+        place: Place::Dynamic,
+        consequence: "no synchronous standbys are chosen, so none is replaced for lagging",
+    },
+    Unacted {
+        key: "failsafe_mode",
+        place: Place::Dynamic,
+        consequence: "a primary that loses the DCS demotes even when every member can still reach it",
+    },
+    Unacted {
+        key: "standby_cluster",
+        place: Place::Dynamic,
+        consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
+                      independent, writable one",
+    },
+    Unacted {
+        key: "primary_stop_timeout",
+        place: Place::Dynamic,
+        consequence: "a primary that does not stop in time is not killed",
+    },
+    Unacted {
+        key: "slots",
+        place: Place::Dynamic,
+        consequence: "permanent slots are not created (existing ones are kept and never dropped)",
+    },
+    Unacted {
+        key: "postgresql.use_pg_rewind",
+        place: Place::Both,
+        consequence: "pg_rewind is never run: a former primary whose WAL went past the fork point stays stopped \
+                      until it is reinitialised",
+    },
+    Unacted {
+        key: "postgresql.remove_data_directory_on_rewind_failure",
+        place: Place::Both,
+        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
+    },
+    Unacted {
+        key: "postgresql.remove_data_directory_on_diverged_timelines",
+        place: Place::Both,
+        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
+    },
+    Unacted {
+        key: "watchdog",
+        place: Place::Local,
+        consequence: "no watchdog device is opened: a primary whose daemon hangs is not fenced (mode 'required' \
+                      does not keep this node from becoming the leader)",
+    },
+    Unacted {
+        key: "tags.nosync",
+        place: Place::Local,
+        consequence: "there are no synchronous standbys to keep this node out of",
+    },
+    Unacted {
+        key: "tags.sync_priority",
+        place: Place::Local,
+        consequence: "there are no synchronous standbys to choose by priority",
+    },
+    Unacted {
+        key: "citus",
+        place: Place::Local,
+        consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
+                      and registers nothing with a coordinator",
+    },
+    Unacted { key: "log.static_fields", place: Place::Local, consequence: "the fields are not added to log records" },
+    Unacted { key: "log.mode", place: Place::Local, consequence: "log files get the default permissions" },
+    Unacted {
+        key: "log.format",
+        place: Place::Local,
+        consequence: "a list of fields (for JSON logs) is not used: JSON records carry palisade's own fields",
+    },
+    Unacted {
+        key: "log.deduplicate_heartbeat_logs",
+        place: Place::Local,
+        consequence: "every HA cycle's heartbeat line is logged",
+    },
+    Unacted {
+        key: "restapi.server_tokens",
+        place: Place::Local,
+        consequence: "the Server header of REST API responses is always palisade's own",
+    },
+];
+
+/// A setting of this configuration that palisade does not act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotActedOn {
+    /// The key path, with the place it was found when that helps
+    /// (`postgresql.use_pg_rewind (dynamic)`).
+    pub key: String,
+    pub consequence: &'static str,
+}
+
+impl std::fmt::Display for NotActedOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: not acted on yet: {}", self.key, self.consequence)
+    }
+}
+
+fn row(key: &str) -> &'static Unacted {
+    NOT_ACTED_ON.iter().find(|u| u.key == key).unwrap_or(&NOT_ACTED_ON[0])
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    v.and_then(parse_bool).unwrap_or(false)
+}
+
+fn non_empty(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut v = map.get(parts.next()?)?;
+    for p in parts {
+        v = v.as_object()?.get(p)?;
+    }
+    Some(v)
+}
+
+/// The settings of `local` (the file and environment) and `global` (the
+/// dynamic configuration in force) that would change what Patroni does and
+/// that palisade does not act on yet, in [`NOT_ACTED_ON`]'s order.
+pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedOn> {
+    let dynamic = &global.data;
+    let raw = &local.raw;
+    let mut found: Vec<(String, &'static str)> = Vec::new();
+    let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
+
+    if global.synchronous_mode != SynchronousMode::Off {
+        add("synchronous_mode", "synchronous_mode".into());
+    }
+    if global.synchronous_mode_strict {
+        add("synchronous_mode_strict", "synchronous_mode_strict".into());
+    }
+    if dynamic.get("synchronous_node_count").and_then(|v| parse_int(v, None)).is_some_and(|n| n != 1) {
+        add("synchronous_node_count", "synchronous_node_count".into());
+    }
+    if dynamic.get("maximum_lag_on_syncnode").and_then(|v| parse_int(v, None)).is_some_and(|n| n > 0) {
+        add("maximum_lag_on_syncnode", "maximum_lag_on_syncnode".into());
+    }
+    if global.failsafe_mode {
+        add("failsafe_mode", "failsafe_mode".into());
+    }
+    if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
+        add("standby_cluster", "standby_cluster".into());
+    }
+    if !global.primary_stop_timeout.is_zero() {
+        let key =
+            if dynamic.contains_key("primary_stop_timeout") { "primary_stop_timeout" } else { "master_stop_timeout" };
+        add("primary_stop_timeout", key.into());
+    }
+    if let Some(key) = ["permanent_replication_slots", "permanent_slots", "slots"]
+        .into_iter()
+        .find(|k| dynamic.get(*k).and_then(Value::as_object).is_some_and(|m| !m.is_empty()))
+    {
+        add("slots", key.into());
+    }
+    for key in [
+        "postgresql.use_pg_rewind",
+        "postgresql.remove_data_directory_on_rewind_failure",
+        "postgresql.remove_data_directory_on_diverged_timelines",
+    ] {
+        // The local value overrides the dynamic one, as Patroni merges them.
+        match get(raw, key) {
+            Some(v) if truthy(Some(v)) => add(key, key.into()),
+            Some(_) => {}
+            None if truthy(get(dynamic, key)) => add(key, format!("{key} (dynamic configuration)")),
+            None => {}
+        }
+    }
+    if raw.contains_key("watchdog") && local.watchdog.mode != "off" {
+        add("watchdog", format!("watchdog.mode ({})", local.watchdog.mode));
+    }
+    if truthy(local.tags.get("nosync")) {
+        add("tags.nosync", "tags.nosync".into());
+    }
+    if local.tags.get("sync_priority").is_some_and(|v| !v.is_null()) {
+        add("tags.sync_priority", "tags.sync_priority".into());
+    }
+    if local.citus.is_some() || non_empty(raw.get("citus")) {
+        add("citus", "citus".into());
+    }
+    if non_empty(get(raw, "log.static_fields")) {
+        add("log.static_fields", "log.static_fields".into());
+    }
+    if get(raw, "log.mode").is_some_and(|v| !v.is_null()) {
+        add("log.mode", "log.mode".into());
+    }
+    if get(raw, "log.format").is_some_and(|v| v.is_array() || v.is_object()) {
+        add("log.format", "log.format (a list)".into());
+    }
+    if truthy(get(raw, "log.deduplicate_heartbeat_logs")) {
+        add("log.deduplicate_heartbeat_logs", "log.deduplicate_heartbeat_logs".into());
+    }
+    if get(raw, "restapi.server_tokens").is_some_and(|v| !v.is_null()) {
+        add("restapi.server_tokens", "restapi.server_tokens".into());
+    }
+    found.into_iter().map(|(key, consequence)| NotActedOn { key, consequence }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    /// A valid local configuration with `yaml` merged over a minimal one.
+    fn local(yaml: &str) -> LocalConfig {
+        let base = "scope: s\nname: n\netcd3: {hosts: '127.0.0.1:2379'}\nrestapi: {listen: '127.0.0.1:8008'}\n\
+                    postgresql: {listen: '127.0.0.1:5432', data_dir: /tmp/d, authentication: {superuser: {username: p}, replication: {username: r}}}\n";
+        let Ok(Value::Object(mut config)) = crate::yaml::parse(base) else { panic!("base configuration") };
+        if !yaml.is_empty() {
+            let Ok(Value::Object(case)) = crate::yaml::parse(yaml) else { panic!("case {yaml:?}") };
+            crate::source::patch_config(&mut config, &case);
+        }
+        let env =
+            BTreeMap::from([(crate::source::CONFIGURATION_VARIABLE.to_string(), Value::Object(config).to_string())]);
+        crate::load(None, &env).expect("valid configuration").config
+    }
+
+    fn keys(local_yaml: &str, dynamic: Value) -> Vec<String> {
+        let Value::Object(d) = dynamic else { panic!("dynamic must be a mapping") };
+        let (global, _) = GlobalConfig::from_dynamic(&d);
+        not_acted_on(&local(local_yaml), &global).into_iter().map(|n| n.key).collect()
+    }
+
+    #[test]
+    fn every_row_is_found_when_set_and_only_then() {
+        let cases: &[(&str, Value, &[&str])] = &[
+            ("", json!({}), &[]),
+            ("", json!({"synchronous_mode": false, "failsafe_mode": "off", "synchronous_node_count": 1}), &[]),
+            ("", json!({"synchronous_mode": "on"}), &["synchronous_mode"]),
+            (
+                "",
+                json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}),
+                &["synchronous_mode", "synchronous_node_count"],
+            ),
+            (
+                "",
+                json!({"synchronous_mode": true, "synchronous_mode_strict": "yes"}),
+                &["synchronous_mode", "synchronous_mode_strict"],
+            ),
+            ("", json!({"maximum_lag_on_syncnode": 1048576}), &["maximum_lag_on_syncnode"]),
+            ("", json!({"maximum_lag_on_syncnode": -1}), &[]),
+            ("", json!({"failsafe_mode": true}), &["failsafe_mode"]),
+            ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
+            ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
+            ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
+            ("", json!({"primary_stop_timeout": 0}), &[]),
+            ("", json!({"slots": {"s1": {"type": "physical"}}}), &["slots"]),
+            ("", json!({"permanent_slots": {}}), &[]),
+            ("", json!({"postgresql": {"use_pg_rewind": true}}), &["postgresql.use_pg_rewind (dynamic configuration)"]),
+            ("", json!({"postgresql": {"use_pg_rewind": "off"}}), &[]),
+            (
+                "postgresql: {use_pg_rewind: true, remove_data_directory_on_rewind_failure: true}\n",
+                json!({}),
+                &["postgresql.use_pg_rewind", "postgresql.remove_data_directory_on_rewind_failure"],
+            ),
+            // The local value overrides the dynamic one.
+            ("postgresql: {use_pg_rewind: false}\n", json!({"postgresql": {"use_pg_rewind": true}}), &[]),
+            ("watchdog: {mode: required}\n", json!({}), &["watchdog.mode (required)"]),
+            ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
+            ("watchdog: {mode: 'off'}\n", json!({}), &[]),
+            ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &["tags.nosync", "tags.sync_priority"]),
+            ("tags: {nosync: false}\n", json!({}), &[]),
+            ("citus: {group: 0, database: citus}\n", json!({}), &["citus"]),
+            ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &["log.static_fields", "log.mode"]),
+            ("log: {type: json, format: [message, levelname]}\n", json!({}), &["log.format (a list)"]),
+            ("log: {format: '%(message)s'}\n", json!({}), &[]),
+            ("restapi: {server_tokens: minimal}\n", json!({}), &["restapi.server_tokens"]),
+        ];
+        for (yaml, dynamic, want) in cases {
+            assert_eq!(keys(yaml, dynamic.clone()), *want, "local {yaml:?}, dynamic {dynamic}");
+        }
+    }
+
+    #[test]
+    fn rows_are_unique_and_described() {
+        for (i, u) in NOT_ACTED_ON.iter().enumerate() {
+            assert!(!u.consequence.is_empty(), "{}", u.key);
+            assert!(NOT_ACTED_ON[..i].iter().all(|o| o.key != u.key), "{} twice", u.key);
+            assert!(std::ptr::eq(row(u.key), u), "{}", u.key);
+        }
+    }
+
+    #[test]
+    fn displayed_with_its_key() {
+        let n = NotActedOn { key: "failsafe_mode".into(), consequence: row("failsafe_mode").consequence };
+        assert!(n.to_string().starts_with("failsafe_mode: not acted on yet: a primary that loses the DCS"));
+    }
+}

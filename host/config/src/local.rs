@@ -373,12 +373,17 @@ fn bootstrap(ck: &mut Checker, root: &Sec) -> Option<BootstrapConfig> {
             }
         }
     }
-    if method != "initdb" && !methods.get(&method).and_then(|m| m.get("command")).is_some_and(Value::is_string) {
-        ck.warn(
-            sec.path("method"),
-            format!("bootstrap.{method}.command is not set: the cluster would be initialised with initdb instead"),
-        );
-    }
+    // As Patroni: a custom method without a command means initdb.
+    let method =
+        if method != "initdb" && !methods.get(&method).and_then(|m| m.get("command")).is_some_and(Value::is_string) {
+            ck.warn(
+                sec.path("method"),
+                format!("bootstrap.{method}.command is not set: the cluster will be initialised with initdb instead"),
+            );
+            "initdb".to_string()
+        } else {
+            method
+        };
     Some(BootstrapConfig { dcs, method, initdb, post_bootstrap, methods })
 }
 

@@ -187,7 +187,10 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
         if !has_command {
             ck.warn(
                 pg.path(method),
-                format!("replica method '{method}' has no postgresql.{method}.command; it will be skipped"),
+                format!(
+                    "replica method '{method}' has no postgresql.{method}.command: '{method}' itself is run as the \
+                     command, as Patroni does, unless a replica plugin named '{method}' is installed"
+                ),
             );
         }
     }

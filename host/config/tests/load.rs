@@ -540,3 +540,28 @@ fn filesystem_checks_are_listed_not_made() {
     assert!(!checks.iter().any(|p| p.key.ends_with("pg_rewind")));
     assert!(checks.iter().any(|p| p.key == "restapi.certfile"));
 }
+
+/// `bootstrap.method` as Patroni resolves it: a custom method runs only
+/// when its section has a `command`; otherwise initdb runs (with a warning).
+#[test]
+fn bootstrap_method_without_a_command_means_initdb() {
+    let cases = [
+        ("", "initdb", false),
+        ("bootstrap:\n  dcs: {}\n  method: initdb\n", "initdb", false),
+        ("bootstrap:\n  dcs: {}\n  method: restore\n  restore:\n    command: /bin/true\n", "restore", false),
+        ("bootstrap:\n  dcs: {}\n  method: restore\n", "initdb", true),
+        (
+            "bootstrap:\n  dcs: {}\n  method: restore\n  restore:\n    keep_existing_recovery_conf: true\n",
+            "initdb",
+            true,
+        ),
+    ];
+    for (extra, want, warned) in cases {
+        let loaded = load_text(&format!("{MINIMAL}{extra}")).expect("valid");
+        let method = loaded.config.bootstrap.as_ref().map_or("initdb", |b| b.method.as_str()).to_string();
+        assert_eq!(method, want, "{extra}");
+        let warning =
+            loaded.warnings.iter().any(|w| w.path == "bootstrap.method" && w.message.contains("initdb instead"));
+        assert_eq!(warning, warned, "{extra}: {:?}", loaded.warnings);
+    }
+}

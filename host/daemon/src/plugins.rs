@@ -128,6 +128,25 @@ fn open_dcs(
     }
 }
 
+/// Which replica plugin runs `method`, and the section it gets. A method
+/// whose section names a `command` is a custom script: the generic
+/// `command` plugin runs it. `basebackup`, and any method with a plugin of
+/// its own installed, has that plugin. Any other method runs the method's
+/// name as the command, as Patroni does (`create_replica_methods: [mytool]`
+/// runs `mytool --scope=... --role=replica ...`).
+fn replica_plugin_for(dir: &Path, method: &str, section: &mut Value) -> String {
+    if section.get("command").is_some() {
+        return "command".into();
+    }
+    if method == "basebackup" || dir.join(file_name(PluginKind::Replica, method)).exists() {
+        return method.into();
+    }
+    let mut with_command = section.as_object().cloned().unwrap_or_default();
+    with_command.insert("command".into(), Value::String(method.into()));
+    *section = Value::Object(with_command);
+    "command".into()
+}
+
 /// Load every plugin the configuration needs, or report every problem.
 pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
     let mut problems = Vec::new();
@@ -135,12 +154,9 @@ pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugi
 
     let mut replicas = Vec::new();
     for method in &config.postgresql.create_replica_methods {
-        let section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
-        // A method whose section names a `command` is a custom script: the
-        // generic `command` plugin runs it. Others have a plugin of their own.
-        let is_command = section.get("command").is_some();
-        let plugin_name = if is_command { "command" } else { method.as_str() };
-        let Some(p) = open(dir, PluginKind::Replica, plugin_name, &mut problems) else {
+        let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
+        let plugin_name = replica_plugin_for(dir, method, &mut section);
+        let Some(p) = open(dir, PluginKind::Replica, &plugin_name, &mut problems) else {
             continue;
         };
         let params =
@@ -189,12 +205,42 @@ pub fn timing(ttl: Duration, loop_wait: Duration, retry_timeout: Duration) -> Dc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn file_names() {
         assert_eq!(file_name(PluginKind::Dcs, "etcd3"), "libpalisade_dcs_etcd3.so");
         assert_eq!(file_name(PluginKind::Replica, "wal-g"), "libpalisade_replica_wal_g.so");
         assert_eq!(file_name(PluginKind::Callback, "script"), "libpalisade_callback_script.so");
+    }
+
+    /// Which plugin runs each `create_replica_methods` entry, as Patroni
+    /// would run it: a `command` wins; a method without one runs its own
+    /// name unless a plugin of that name is installed.
+    #[test]
+    fn replica_methods_map_to_plugins() {
+        let dir = std::env::temp_dir().join(format!("palisade-replica-plugins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join(file_name(PluginKind::Replica, "pgbackrest")), b"").expect("fake plugin file");
+        let cases = [
+            ("basebackup", json!(null), "basebackup", json!(null)),
+            ("basebackup", json!({"max-rate": "10M"}), "basebackup", json!({"max-rate": "10M"})),
+            (
+                "wal_e",
+                json!({"command": "/bin/restore", "x": 1}),
+                "command",
+                json!({"command": "/bin/restore", "x": 1}),
+            ),
+            ("pgbackrest", json!({"stanza": "main"}), "pgbackrest", json!({"stanza": "main"})),
+            ("mytool", json!(null), "command", json!({"command": "mytool"})),
+            ("mytool", json!({"keep_data": true}), "command", json!({"keep_data": true, "command": "mytool"})),
+        ];
+        for (method, section, plugin, passed) in cases {
+            let mut s = section.clone();
+            assert_eq!(replica_plugin_for(&dir, method, &mut s), plugin, "{method} {section}");
+            assert_eq!(s, passed, "{method} {section}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

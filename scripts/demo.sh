@@ -148,8 +148,14 @@ start() {
     echo "starting node1 (it bootstraps the cluster), then node2 and node3 (they clone it)..."
     start_node 1
     for _ in $(seq 60); do [ "$(leader)" = node1 ] && break; sleep 1; done
+    if [ "$(leader)" != node1 ]; then
+        echo "node1 did not become the leader within 60 s; its log:" >&2
+        tail -n 30 "$DEMO_DIR/log/node1.log" >&2
+        exit 1
+    fi
     start_node 2
     start_node 3
+    n=0
     for _ in $(seq 90); do
         n=$(PGPASSWORD=demo-superuser "$PG_BIN/psql" -h 127.0.0.1 -p "$(pg_port 1)" -U postgres -Atc \
             "select count(*) from pg_stat_replication where state='streaming' and application_name like 'node%'" 2>/dev/null || echo 0)
@@ -157,6 +163,11 @@ start() {
         sleep 1
     done
     status
+    if [ "$n" != 2 ]; then
+        echo "only $n of 2 replicas stream from node1 after 90 s; see $DEMO_DIR/log/" >&2
+        exit 1
+    fi
+    echo "the cluster works: node1 leads, node2 and node3 stream from it"
     cat <<EOF
 
 The cluster runs in $DEMO_DIR (logs in $DEMO_DIR/log/).

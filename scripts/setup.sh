@@ -6,7 +6,18 @@
 set -euo pipefail
 
 USER_NAME="${PALISADE_TEST_USER:-palisade}"
-PACKAGES=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev postgresql-15 python3-venv curl openssl)
+# What this script installs. protoc needs libprotobuf-dev for the .proto
+# files etcd-client's protos import (google/protobuf/descriptor.proto).
+ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev)
+# On the base image already; installed here only if missing.
+BASE=(postgresql-15 python3-venv curl openssl)
+PACKAGES=("${ADDED[@]}" "${BASE[@]}")
+
+# scripts/fresh-machine-check.sh purges what this script adds.
+if [ "${1:-}" = "--added-packages" ]; then
+    echo "${ADDED[*]}"
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/setup.sh: run as root (it installs packages and creates the '$USER_NAME' user)" >&2

@@ -48,6 +48,8 @@ pub struct Observed {
     /// The status query's result, as the API and the member key show it.
     pub snapshot: Option<PgSnapshot>,
     pub pending_restart_reason: Map<String, Value>,
+    /// The postmaster's pid while it runs.
+    pub postmaster_pid: Option<i32>,
 }
 
 impl Observed {
@@ -138,14 +140,15 @@ impl LocalPg {
             sysid: None,
             snapshot: None,
             pending_restart_reason: Map::new(),
+            postmaster_pid: self.pg.is_running(),
         };
         if !matches!(out.data_dir, DataDir::Initialized { .. }) {
-            if self.pg.is_running().is_some() {
+            if out.postmaster_pid.is_some() {
                 out.pg = Pg::Starting;
             }
             return out;
         }
-        let running = self.pg.is_running().is_some();
+        let running = out.postmaster_pid.is_some();
         if running {
             match self.pg.status().await {
                 Ok(st) => {

@@ -61,6 +61,9 @@ pub struct NodeStatus {
     pub maximum_lag_on_failover: u64,
     /// The `noloadbalance` tag is set.
     pub noloadbalance: bool,
+    /// The postmaster the loop last saw running: its pid and its start
+    /// time (`/proc/<pid>/stat` field 22), for [`NodeStatus::checked`].
+    pub postmaster: Option<(i32, u64)>,
 }
 
 impl NodeStatus {
@@ -85,8 +88,43 @@ impl NodeStatus {
             ttl: std::time::Duration::from_secs(30),
             maximum_lag_on_failover: 1_048_576,
             noloadbalance: false,
+            postmaster: None,
         }
     }
+
+    /// This status as the API may serve it now. When the postmaster the
+    /// loop last saw running has exited since (no such process, a zombie,
+    /// or its pid reused), PostgreSQL is not answering, whatever the last
+    /// cycle found: the snapshot is dropped, so the body says `unknown`
+    /// and no health check answers 200 for a dead server. One read of
+    /// `/proc`, no SQL.
+    pub fn checked(self: Arc<Self>) -> Arc<Self> {
+        match self.postmaster {
+            Some((pid, started)) if self.pg.is_some() && process_start_time(pid) != Some(started) => {
+                let mut s = (*self).clone();
+                s.pg = None;
+                Arc::new(s)
+            }
+            _ => self,
+        }
+    }
+}
+
+/// When process `pid` started (clock ticks since boot, `/proc/<pid>/stat`
+/// field 22), or `None` when there is no such process or it has exited
+/// (a zombie, or dead).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields that follow start after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if matches!(state, "Z" | "X" | "x") {
+        return None;
+    }
+    // `rest` starts at field 3 (state): field 22 is the 20th from here.
+    fields.nth(18)?.parse().ok()
 }
 
 /// The shared, always-readable status.
@@ -98,9 +136,10 @@ impl StatusBoard {
         Self(Arc::new(RwLock::new(Arc::new(initial))))
     }
 
-    /// The current status (cheap: an `Arc` clone).
+    /// The current status, [checked](NodeStatus::checked) against the
+    /// postmaster's process (cheap: an `Arc` clone and one read of `/proc`).
     pub fn get(&self) -> Arc<NodeStatus> {
-        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner())).checked()
     }
 
     /// Change the status.
@@ -109,5 +148,48 @@ impl StatusBoard {
         let mut next = (**guard).clone();
         f(&mut next);
         *guard = Arc::new(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_live_and_gone_processes() {
+        let me = i32::try_from(std::process::id()).expect("pid fits");
+        let t = process_start_time(me).expect("this process is alive");
+        assert_eq!(process_start_time(me), Some(t), "stable");
+        assert_eq!(process_start_time(i32::MAX), None, "no such process");
+
+        // A child that exited and was not reaped yet is a zombie: gone.
+        let mut child = std::process::Command::new("/bin/true").spawn().expect("spawn /bin/true");
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_start_time(pid).is_some() {
+            assert!(std::time::Instant::now() < deadline, "/bin/true did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn a_vanished_postmaster_drops_the_snapshot() {
+        let me = i32::try_from(std::process::id()).expect("pid fits");
+        let started = process_start_time(me).expect("alive");
+        let cases = [
+            (Some((me, started)), true),
+            (Some((me, started + 1)), false), // the pid was reused
+            (Some((i32::MAX, 1)), false),
+            (None, true),
+        ];
+        for (postmaster, keeps) in cases {
+            let mut s = NodeStatus::new("demo", "n1");
+            s.state = State::Running;
+            s.pg = Some(PgSnapshot::default());
+            s.postmaster = postmaster;
+            let board = StatusBoard::new(s);
+            assert_eq!(board.get().pg.is_some(), keeps, "{postmaster:?}");
+        }
     }
 }

@@ -79,7 +79,10 @@ pub fn health_code(path: &str, q: &[(String, String)], s: &NodeStatus, body: &Ma
         if s.standby_cluster {
             (200, 503, if matches!(role, Some(Role::Replica | Role::StandbyLeader)) { 200 } else { 503 })
         } else {
-            (200, 200, 503)
+            // The lock holder answers 200 as primary only once PostgreSQL
+            // is one: the code never contradicts the body it comes with
+            // (a promotion in progress is still a replica).
+            (200, if role == Some(Role::Primary) { 200 } else { 503 }, 503)
         }
     } else {
         (503, 503, 503)
@@ -268,6 +271,51 @@ mod tests {
             assert_eq!(code(path, q, &replica), *r, "replica {path} {q:?}");
             assert_eq!(code(path, q, &stopped), *st, "stopped {path} {q:?}");
         }
+    }
+
+    /// Whatever the node's state, a 200 never contradicts the body it
+    /// comes with: the primary paths mean `role: primary`, the replica
+    /// paths `role: replica` and `state: running`, `/health` a running
+    /// server. A lock holder still promoting is not yet a primary.
+    #[test]
+    fn the_code_never_contradicts_the_body() {
+        let mut promoting = status(Role::Promoted, Some(true), true);
+        promoting.state = State::Running;
+        let mut primary_gone = status(Role::Primary, Some(false), true);
+        primary_gone.pg = None;
+        let mut starting = status(Role::Primary, None, true);
+        starting.state = State::Starting;
+        let nodes = [
+            ("primary", status(Role::Primary, Some(false), true)),
+            ("replica", status(Role::Replica, Some(true), false)),
+            ("stopped", status(Role::Replica, None, false)),
+            ("promoting", promoting.clone()),
+            ("primary whose PostgreSQL is gone", primary_gone),
+            ("primary starting", starting),
+        ];
+        for (what, node) in &nodes {
+            let body = crate::api::status_json::status_json(node, None);
+            let role = body.get("role").and_then(Value::as_str);
+            let state = body.get("state").and_then(Value::as_str);
+            for path in HEALTH_PATHS {
+                if code(path, &[], node) != 200 {
+                    continue;
+                }
+                match *path {
+                    "/" | "/primary" | "/master" | "/read-write" => {
+                        assert_eq!(role, Some("primary"), "{what}: 200 on {path} with {body:?}")
+                    }
+                    "/replica" | "/async" | "/asynchronous" => assert!(
+                        role == Some("replica") && state == Some("running"),
+                        "{what}: 200 on {path} with {body:?}"
+                    ),
+                    "/health" => assert_eq!(state, Some("running"), "{what}: 200 on {path} with {body:?}"),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(code("/", &[], &promoting), 503, "still in recovery");
+        assert_eq!(code("/leader", &[], &promoting), 200, "it holds the lock");
     }
 
     #[test]

@@ -21,6 +21,26 @@ fn log_decision(d: &Decision) {
     tracing::info!("{}", d.reason);
 }
 
+/// Does `action` change PostgreSQL's process, role or recovery settings
+/// while the cycle runs (so the status to publish must be read again)?
+fn touches_postgres(action: &palisade_ha::Action) -> bool {
+    use palisade_ha::Action as A;
+    matches!(
+        action,
+        A::StopImmediate
+            | A::Start(_)
+            | A::Follow { .. }
+            | A::Promote
+            | A::Demote(_)
+            | A::MarkCrashed
+            | A::MarkStopped
+            | A::SetRole(_)
+            | A::Restart { .. }
+            | A::PostBootstrap
+            | A::CancelTask
+    )
+}
+
 impl Runner {
     pub(super) async fn cycle(&mut self) -> CycleOutcome {
         if self.task.as_ref().is_some_and(|(_, h)| h.is_finished()) {
@@ -104,6 +124,9 @@ impl Runner {
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
         self.previous_wal_position = observed.wal_position();
 
+        // The API must serve what the node is now, not what it was before
+        // this cycle acted: look again when an action touched PostgreSQL.
+        let observed = if decision.actions.iter().any(touches_postgres) { self.observe().await } else { observed };
         self.publish_status(&observed);
         self.touch_member().await;
         if self.shared.tracked().is_leader() && observed.pg.is_primary() {

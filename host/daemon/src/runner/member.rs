@@ -93,6 +93,9 @@ impl Runner {
             s.role = tracked.role;
             s.state = tracked.state;
             s.pg = observed.snapshot.clone();
+            s.postmaster = observed
+                .postmaster_pid
+                .and_then(|pid| crate::status::process_start_time(pid).map(|started| (pid, started)));
             s.sysid.clone_from(&observed.sysid);
             s.pending_restart_reason = observed.pending_restart_reason.clone();
             s.tags = palisade_model::Tags(&cfg.local.tags).published();

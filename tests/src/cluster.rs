@@ -57,6 +57,10 @@ pub struct ClusterSpec {
     /// `engine`: a mixed cluster, as during a rolling migration.
     pub patroni_nodes: Vec<usize>,
     pub patroni_venv: Option<PathBuf>,
+    /// ERROR lines this test expects (substrings). Any other ERROR or
+    /// CRITICAL line of palisade's, or a panic, fails the test when the
+    /// cluster is dropped.
+    pub allowed_errors: Vec<&'static str>,
 }
 
 impl Default for ClusterSpec {
@@ -72,6 +76,7 @@ impl Default for ClusterSpec {
             node_extra: |_| String::new(),
             patroni_nodes: Vec::new(),
             patroni_venv: None,
+            allowed_errors: Vec::new(),
         }
     }
 }
@@ -173,6 +178,8 @@ pub struct Cluster {
     pub spec: ClusterSpec,
     bin: PathBuf,
     staging: Staging,
+    /// See [`ClusterSpec::allowed_errors`]; [`Cluster::allow_errors`] adds more.
+    allowed_errors: Vec<String>,
 }
 
 /// Copy the daemon, palisadectl (when built) and the plugins into `staging`
@@ -206,7 +213,8 @@ impl Cluster {
         let bin = stage_binaries(&staging);
         let etcd = EtcdServer::start(label);
         let scope = format!("{label}-{}", std::process::id());
-        let mut cluster = Self { scope, etcd, nodes: Vec::new(), spec: spec.clone(), bin, staging };
+        let allowed_errors = spec.allowed_errors.iter().map(|e| e.to_string()).collect();
+        let mut cluster = Self { scope, etcd, nodes: Vec::new(), spec: spec.clone(), bin, staging, allowed_errors };
         for i in 0..spec.nodes {
             let node = cluster.make_node(i);
             cluster.nodes.push(node);
@@ -392,16 +400,23 @@ impl Cluster {
         }
     }
 
-    /// palisade's ERROR lines in every node's log (PostgreSQL's own output,
-    /// which shares the file, is not palisade's), except those matching
-    /// `allowed`.
+    /// palisade's ERROR lines in the logs of the nodes palisade runs
+    /// (PostgreSQL's own output, which shares the file, is not palisade's,
+    /// and neither are the lines of nodes Patroni runs), except those
+    /// matching `allowed`.
     pub fn unexpected_errors(&self, allowed: &[&str]) -> Vec<String> {
         let is_ours = |line: &str| {
             // `2026-01-31 12:00:00,123 LEVEL: ...`
             line.len() > 24 && line.as_bytes()[19] == b',' && line.as_bytes()[23] == b' '
         };
         let mut out = Vec::new();
-        for n in &self.nodes {
+        for (i, n) in self.nodes.iter().enumerate() {
+            // Patroni's own ERROR lines are Patroni's business.
+            let patroni = matches!(self.spec.engine, Engine::Patroni { .. })
+                || (self.spec.patroni_venv.is_some() && self.spec.patroni_nodes.contains(&i));
+            if patroni {
+                continue;
+            }
             for line in n.log().lines() {
                 let bad = (is_ours(line) && (line[24..].starts_with("ERROR:") || line[24..].starts_with("CRITICAL:")))
                     || line.contains("panicked at");
@@ -411,6 +426,12 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// ERROR lines (substrings) this test expects from now on, besides
+    /// those of [`ClusterSpec::allowed_errors`].
+    pub fn allow_errors(&mut self, patterns: &[&str]) {
+        self.allowed_errors.extend(patterns.iter().map(|p| p.to_string()));
     }
 
     /// Every node's log, for failure messages.
@@ -442,6 +463,14 @@ impl Drop for Cluster {
         if std::thread::panicking() && !keep {
             eprintln!("cluster logs ({}):\n{}", self.staging.path().display(), self.logs());
         }
+        // A test fails on ERROR lines it did not expect, whatever it
+        // asserted (checked now, reported once everything is stopped).
+        let unexpected = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            let allowed: Vec<&str> = self.allowed_errors.iter().map(String::as_str).collect();
+            self.unexpected_errors(&allowed)
+        };
         // Daemons first (so nothing restarts PostgreSQL), then the
         // postmasters, which run in sessions of their own.
         for n in &mut self.nodes {
@@ -459,6 +488,13 @@ impl Drop for Cluster {
                     }
                 }
             }
+        }
+        if !unexpected.is_empty() {
+            eprintln!("cluster logs ({}):\n{}", self.staging.path().display(), self.logs());
+            panic!(
+                "unexpected ERROR lines (allow them with ClusterSpec::allowed_errors or Cluster::allow_errors):\n{}",
+                unexpected.join("\n")
+            );
         }
     }
 }

@@ -24,7 +24,15 @@ pub fn venv() -> PathBuf {
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = venv_dir();
     let ready = dir.join(".palisade-ready");
-    if ready.exists() {
+    // A venv built on another Python (a pyenv one under /root, say) is
+    // useless: the test user cannot run it, and Patroni's postmaster start
+    // (multiprocessing's spawn) then hangs for ever. Build it again.
+    let usable = || {
+        ready.exists()
+            && std::fs::read_to_string(dir.join("pyvenv.cfg"))
+                .is_ok_and(|c| c.lines().any(|l| l.replace(' ', "") == "home=/usr/bin"))
+    };
+    if usable() {
         return dir;
     }
     // Another test process may be building it: a lock file serialises them.
@@ -35,7 +43,7 @@ pub fn venv() -> PathBuf {
         // SAFETY: flock on a file descriptor we own; released when it is dropped.
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     });
-    if ready.exists() {
+    if usable() {
         return dir;
     }
     let run = |cmd: &mut Command, what: &str| {

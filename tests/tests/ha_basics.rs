@@ -174,6 +174,7 @@ fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
     insert(&cluster, &leader, 1, "before");
 
     cluster.mark("etcd stops");
+    cluster.allow_errors(EXPECTED_ERRORS);
     cluster.etcd.stop();
     // Within ttl the leader stops accepting writes (no failsafe mode yet).
     let demoted = palisade_test_support::wait_until(Duration::from_secs(6), || {

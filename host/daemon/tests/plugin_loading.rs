@@ -32,7 +32,9 @@ fn every_problem_is_reported_not_only_the_first() {
     let staging = Staging::new("load-many");
     let dir = staging.dir("plugins", 0o755);
     // A text file where the callback plugin should be, a DCS plugin in the
-    // place of a replica method, and no DCS plugin at all.
+    // place of a replica method, no DCS plugin at all, and no `command`
+    // plugin to run `pgbackrest` (a method without a command of its own
+    // runs its name as the command, as in Patroni).
     staging.write("plugins/libpalisade_callback_script.so", "not a library\n", 0o644);
     staging.install(&target_dir().join("libpalisade_dcs_panicky.so"), "plugins/libpalisade_replica_basebackup.so");
     let cfg = config(
@@ -52,7 +54,7 @@ fn every_problem_is_reported_not_only_the_first() {
         "{}",
         text[1]
     );
-    assert!(text[2].ends_with("libpalisade_replica_pgbackrest.so: no such plugin file"), "{}", text[2]);
+    assert!(text[2].ends_with("libpalisade_replica_command.so: no such plugin file"), "{}", text[2]);
     assert!(text[3].contains("libpalisade_callback_script.so: not a palisade plugin"), "{}", text[3]);
 }
 

@@ -92,6 +92,8 @@ fn spec(o: &Options, engine: &Engine) -> ClusterSpec {
         ttl: o.ttl,
         loop_wait: o.loop_wait,
         retry_timeout: o.retry_timeout,
+        // A benchmark reports figures; it does not judge the logs.
+        allowed_errors: vec![""],
         ..ClusterSpec::default()
     }
 }
@@ -187,10 +189,10 @@ fn switchover_with(o: &Options, name: &str, engine: &Engine) {
     show(&format!("{name} switchover"), &times);
 }
 
-/// Health checks per second against `/primary` from `conns` clients, each
+/// Health checks per second against `path` from `conns` clients, each
 /// opening a new connection per check as HAProxy does (Patroni's server
 /// speaks HTTP/1.0 and closes every connection anyway).
-fn hammer(port: u16, conns: usize, seconds: u64) -> f64 {
+fn hammer(port: u16, path: &'static str, conns: usize, seconds: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -198,7 +200,7 @@ fn hammer(port: u16, conns: usize, seconds: u64) -> f64 {
     for _ in 0..conns {
         let (stop, count, failed) = (Arc::clone(&stop), Arc::clone(&count), Arc::clone(&failed));
         threads.push(std::thread::spawn(move || {
-            let req = format!("GET /primary HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
             let mut got = Vec::with_capacity(4096);
             while !stop.load(Ordering::Relaxed) {
                 got.clear();
@@ -231,14 +233,20 @@ fn hammer(port: u16, conns: usize, seconds: u64) -> f64 {
 fn rest(o: &Options) {
     for (name, engine) in engines(o) {
         println!(
-            "== {name}: REST health checks (GET /primary on the leader, a connection per check, {} s each)",
+            "== {name}: REST health checks (GET /primary on the leader, GET /replica on the replica, \
+             a connection per check, {} s each)",
             o.seconds
         );
-        let c = Cluster::start("bench-rest", ClusterSpec { nodes: 1, ..spec(o, &engine) });
+        let c = Cluster::start("bench-rest", ClusterSpec { nodes: 2, ..spec(o, &engine) });
         let leader = c.wait_for_leader(Duration::from_secs(60));
-        let port = c.node(&leader).api_port;
-        for conns in [1, 16] {
-            println!("  {name} {conns:>2} client(s): {:.0} requests/s", hammer(port, conns, o.seconds));
+        let replica = c.nodes.iter().find(|n| n.name != leader).map(|n| n.api_port);
+        let targets = [("/primary", Some(c.node(&leader).api_port)), ("/replica", replica)];
+        for (path, port) in targets {
+            let Some(port) = port else { continue };
+            for conns in [1, 16] {
+                let rate = hammer(port, path, conns, o.seconds);
+                println!("  {name} {path:<8} {conns:>2} client(s): {rate:.0} requests/s");
+            }
         }
     }
 }

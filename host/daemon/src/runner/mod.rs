@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::dcs::DcsClient;
 use crate::peers::PeerClient;
-use crate::pg::LocalPg;
+use crate::pg::LocalPostgres;
 use crate::plugins::ReplicaPlugin;
 use crate::status::StatusBoard;
 
@@ -165,7 +165,7 @@ pub struct Shared {
     pub config: RwLock<RuntimeConfig>,
     pub tracked: Mutex<Tracked>,
     pub status: StatusBoard,
-    pub pg: LocalPg,
+    pub pg: Arc<dyn LocalPostgres>,
     pub dcs: DcsClient,
     pub peers: PeerClient,
     pub replicas: Vec<ReplicaPlugin>,

@@ -52,7 +52,7 @@ impl Runner {
             }
             self.retain_seeded = true;
         }
-        let existing = self.shared.pg.physical_slots().await;
+        let existing = self.shared.pg.slot_positions().await.into_keys().collect::<Vec<_>>();
         self.create_missing(&wanted, &existing).await;
         for slot in existing {
             if wanted.contains(&slot) || protected(&cfg.global, &slot) || self.retain_slots.contains_key(&slot) {

@@ -13,9 +13,13 @@
 
 mod actions;
 mod cycle;
+#[cfg(test)]
+mod fake_pg;
 pub mod member;
 mod slots;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

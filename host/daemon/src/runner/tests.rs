@@ -243,3 +243,31 @@ async fn a_config_change_during_a_task_is_applied_when_it_ends() {
     assert!(s.running && s.in_recovery, "{s:?}");
     assert_eq!(s.calls.iter().filter(|c| *c == "apply_parameters").count(), 1, "{:?}", s.calls);
 }
+
+/// The same for a reload of the configuration file (SIGHUP,
+/// `POST /reload`) while the clone task holds PostgreSQL at start.
+#[tokio::test]
+async fn a_reload_during_a_task_is_applied_when_it_ends() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    let mut n2 = node("n2", &store, false);
+    n2.pg.open_gate(false);
+    let outcome = n2.runner.cycle().await;
+    assert!(outcome.fatal.is_none());
+    let started = Instant::now();
+    while !n2.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
+        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let path = n2.runner.shared.config_path.clone().expect("a configuration file");
+    let yaml = std::fs::read_to_string(&path).expect("read the configuration");
+    let yaml = yaml.replacen("listen: 127.0.0.1:5432,", "listen: 127.0.0.1:5432, parameters: {work_mem: 32MB},", 1);
+    std::fs::write(&path, yaml).expect("write the configuration");
+    n2.runner.reload().await;
+    assert_eq!(n2.pg.state().loaded.get("work_mem"), Some(&json!("4MB")), "the task still owns PostgreSQL");
+
+    n2.pg.open_gate(true);
+    n2.settle().await;
+    n2.cycle_until("n2 runs with work_mem 32MB", 3, |n| n.pg.state().loaded.get("work_mem") == Some(&json!("32MB")))
+        .await;
+}

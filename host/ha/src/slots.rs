@@ -83,7 +83,9 @@ pub fn slot_actions(
     match role {
         SlotRole::Leader { retained } => {
             let wanted: BTreeSet<String> = streaming
-                .filter(|m| m.tags().replicatefrom().is_none_or(|r| r == me))
+                // A member whose `replicatefrom` names a member that is
+                // gone streams from the leader (see `node_to_follow`).
+                .filter(|m| m.tags().replicatefrom().is_none_or(|r| r == me || cluster.member(r).is_none()))
                 .map(|m| slot_name_from_member_name(&m.name))
                 .filter(|s| *s != own)
                 .collect();
@@ -199,6 +201,9 @@ mod tests {
             ("replicatefrom another member: no slot here",
              cluster(&[("n1", json!({})), ("n2", json!({"replicatefrom": "n3"})), ("n3", json!({}))], None),
              settings(true, &[], &[]), &none, slots(&[]), vec![create("n3")]),
+            ("replicatefrom a member that is gone: it streams from us, a slot",
+             cluster(&[("n1", json!({})), ("n2", json!({"replicatefrom": "gone"}))], None),
+             settings(true, &[], &[]), &none, slots(&[]), vec![create("n2")]),
             ("replicatefrom us: a slot",
              cluster(&[("n1", json!({})), ("n2", json!({"replicatefrom": "n1"}))], None),
              settings(true, &[], &[]), &none, slots(&[]), vec![create("n2")]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build everything and run the whole test suite: unit tests, the plugin
-# loader, the DCS conformance suite against a real etcd, and the cluster
-# tests (real etcd, PostgreSQL 15 and palisade processes on 127.0.0.1).
+# loader, the DCS conformance suite against a real etcd and the in-memory
+# reference DCS, and the cluster tests (real etcd, PostgreSQL 15 and
+# palisade processes on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

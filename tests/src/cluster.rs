@@ -208,6 +208,21 @@ impl Cluster {
     /// Start etcd and `spec.nodes` members; returns once the first node
     /// leads and every other node streams from it.
     pub fn start(label: &str, spec: ClusterSpec) -> Self {
+        let mut cluster = Self::start_first(label, spec.clone());
+        for i in 1..spec.nodes {
+            cluster.start_node(i);
+        }
+        if spec.nodes > 1 {
+            let leader = cluster.leader().unwrap_or_default();
+            cluster.wait_streaming(&leader, spec.nodes - 1, Duration::from_secs(90));
+        }
+        cluster
+    }
+
+    /// Start etcd and the first node only; returns once it leads. The
+    /// other nodes are configured (their files can still be changed) and
+    /// started with [`Cluster::start_node`].
+    pub fn start_first(label: &str, spec: ClusterSpec) -> Self {
         become_subreaper();
         let staging = Staging::new(label);
         let bin = stage_binaries(&staging);
@@ -223,13 +238,6 @@ impl Cluster {
         // is known in advance.
         cluster.start_node(0);
         cluster.wait_for_leader(Duration::from_secs(60));
-        for i in 1..spec.nodes {
-            cluster.start_node(i);
-        }
-        if spec.nodes > 1 {
-            let leader = cluster.leader().unwrap_or_default();
-            cluster.wait_streaming(&leader, spec.nodes - 1, Duration::from_secs(90));
-        }
         cluster
     }
 
@@ -277,6 +285,11 @@ impl Cluster {
     /// The staging directory (configs, logs, data).
     pub fn dir(&self) -> &Path {
         self.staging.path()
+    }
+
+    /// Write a file into the staging directory, owned by the test user.
+    pub fn write(&self, relative: &str, contents: &str, mode: u32) -> PathBuf {
+        self.staging.write(relative, contents, mode)
     }
 
     /// The staged `bin` directory (palisade, palisadectl).

@@ -13,5 +13,6 @@ pub mod ctl;
 pub mod etcd;
 pub mod etcd3;
 pub mod http;
+pub mod memory;
 pub mod patroni;
 pub mod plugins;

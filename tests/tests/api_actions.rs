@@ -241,6 +241,52 @@ fn switchover_failover_and_bad_requests() {
     cluster.wait_sql(other, "SELECT count(*) FROM t", "5", Duration::from_secs(60));
 }
 
+/// A dynamic configuration change that arrives while a new replica's
+/// start is under way (its configuration written, PostgreSQL not yet
+/// accepting connections, the clone task still owning it) is applied once
+/// the task ends. node2's recovery is held by a `restore_command` that
+/// waits for a file the test creates after `PATCH /config` was accepted
+/// and node2 cycled with the new version.
+#[test]
+fn config_change_during_replica_start_is_applied() {
+    let mut cluster = Cluster::start_first("api-config-race", spec(2));
+    let release = cluster.dir().join("release-node2");
+    let hold = cluster.write(
+        "hold-recovery.sh",
+        &format!("#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.1; done\nexit 1\n", release.display()),
+        0o755,
+    );
+    let n2 = cluster.node("node2");
+    let yml = std::fs::read_to_string(&n2.config).unwrap().replacen(
+        "\npostgresql:\n",
+        &format!("\npostgresql:\n  recovery_conf:\n    restore_command: '{} %f %p'\n", hold.display()),
+        1,
+    );
+    std::fs::write(&n2.config, yml).unwrap();
+    cluster.start_node(1);
+    let (n1, n2) = (cluster.node("node1"), cluster.node("node2"));
+    wait_for("node2's postmaster, held in recovery", Duration::from_secs(90), || n2.postmaster_pid());
+    assert!(n2.sql("SELECT 1").is_err(), "node2 must not accept connections yet");
+
+    cluster.mark("change work_mem");
+    let r = n1.call("PATCH", "/config", Some(r#"{"postgresql": {"parameters": {"work_mem": "12MB"}}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Two cycles of node2 after the change, both with the clone task
+    // still in progress: it has taken the new version.
+    wait_until(Duration::from_secs(30), || {
+        n2.log_after("change work_mem").matches("bootstrap from a member in progress").count() >= 2
+    });
+    assert!(n2.sql("SELECT 1").is_err(), "node2 was released too early");
+
+    cluster.mark("release node2");
+    std::fs::write(&release, "").unwrap();
+    cluster.wait_streaming("node1", 1, Duration::from_secs(60));
+    cluster.wait_sql("node2", "SHOW work_mem", "12MB", Duration::from_secs(30));
+    cluster.wait_sql("node1", "SHOW work_mem", "12MB", Duration::from_secs(30));
+    let errors = cluster.unexpected_errors(&[]);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
 #[test]
 fn config_restarts_and_reinit() {
     let cluster = Cluster::start("api-restart", spec(2));

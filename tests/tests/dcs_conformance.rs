@@ -1,8 +1,14 @@
 //! The DCS conformance suite (`palisade_tests::conformance`) against each
 //! DCS plugin, loaded from `target/<profile>` through the real loader with
-//! a real store of its own per test. Build the plugins first:
+//! a real store of its own per test, and against the reference in-memory
+//! DCS (`palisade-dcs-memory`). Build the plugins first:
 //! `cargo build --workspace`.
 
 mod etcd3 {
     palisade_tests::dcs_conformance_tests!(|| palisade_tests::etcd3::Etcd3Fixture::start("conformance"));
+}
+
+/// The reference in-memory DCS the daemon's unit tests run on.
+mod memory {
+    palisade_tests::dcs_conformance_tests!(palisade_tests::memory::MemoryFixture::start);
 }

@@ -140,7 +140,7 @@ async fn run(
     let board = status::StatusBoard::new(initial);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let listen = config.local.restapi.listen.clone();
-    let pg = pg::LocalPg::new(&config);
+    let pg: Arc<dyn pg::LocalPostgres> = Arc::new(pg::LocalPg::new(&config));
     let shared = Arc::new(runner::Shared {
         dcs: dcs::DcsClient::new(loaded.dcs, config.global.retry_timeout),
         config: RwLock::new(config),

@@ -1,6 +1,8 @@
 //! The glue between the HA loop and `palisade-postgres`: observing the
 //! local server the way `palisade-ha` wants to see it, and the composite
-//! operations the runner's actions and tasks need.
+//! operations the runner's actions and tasks need. The runner reaches it
+//! only through the [`LocalPostgres`] trait, so that its tests can put a
+//! scripted fake in its place.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,139 @@ fn snapshot(st: &PgStatus) -> PgSnapshot {
         replication_state: st.replication_state().map(String::from),
         latest_end_lsn: st.latest_end_lsn,
         replication: st.replication.iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+    }
+}
+
+/// What the runner, its tasks and the API do to the local PostgreSQL:
+/// the seam between the HA loop and the processes. [`LocalPg`] is the
+/// real one; the runner's unit tests put a scripted fake behind it.
+#[async_trait::async_trait]
+pub trait LocalPostgres: Send + Sync {
+    /// Take a new configuration (reload, dynamic change). Nothing is written.
+    async fn update(&self, config: &RuntimeConfig);
+    /// Look at the data directory and the server.
+    async fn observe(&self) -> Observed;
+    /// This node's WAL position and timeline, read now.
+    async fn position(&self) -> Option<(u64, Option<u32>)>;
+    /// A fresh status for `GET /patroni`, or `None` within a second.
+    async fn snapshot_quick(&self) -> Option<PgSnapshot>;
+    /// Stop; returns where the shutdown checkpoint is.
+    async fn stop(&self, mode: StopMode) -> Result<Option<u64>>;
+    /// Create the data directory (initdb or a custom method).
+    async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()>;
+    /// Start a freshly bootstrapped data directory as it is; `true` when
+    /// it accepts connections.
+    async fn start_bootstrapped(&self) -> Result<bool>;
+    /// Roles, the post_bootstrap script, the end of a custom bootstrap.
+    async fn post_bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()>;
+    /// Write the configuration for `role` (streaming from `follow` when a
+    /// replica) and start, waiting `pg_ctl_timeout`.
+    async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool>;
+    /// [`LocalPostgres::start`], waiting at most `timeout`.
+    async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool>;
+    /// Point recovery at `member` (or nobody) and apply it.
+    async fn follow(&self, member: Option<&Member>) -> Result<()>;
+    /// Write the configuration in force and reload what a reload applies.
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()>;
+    /// Promote and wait for the end of recovery.
+    async fn promote(&self) -> Result<()>;
+    async fn checkpoint(&self) -> Result<()>;
+    /// Can this stopped data directory follow a leader with this history?
+    async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin;
+    /// Our timeline history as the DCS `history` key holds it.
+    async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine>;
+    /// Physical replication slots and their positions.
+    async fn slot_positions(&self) -> BTreeMap<String, u64>;
+    async fn create_slot(&self, name: &str) -> Result<()>;
+    async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()>;
+    async fn drop_slot(&self, name: &str) -> Result<()>;
+    /// Run a configured script (pre_promote...); a non-zero exit is an error.
+    async fn run_script(&self, script: &str, args: &[String]) -> Result<()>;
+    /// What a replica method needs to build our data directory from `source`.
+    async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest>;
+    fn remove_data_directory(&self) -> Result<()>;
+    /// Move a failed bootstrap's data directory aside.
+    fn move_data_directory_aside(&self) -> std::io::Result<()>;
+    /// Keep the dynamic configuration next to the data.
+    fn save_dynamic_cache(&self, dynamic: &Map<String, Value>) -> std::io::Result<()>;
+}
+
+#[async_trait::async_trait]
+impl LocalPostgres for LocalPg {
+    async fn update(&self, config: &RuntimeConfig) {
+        LocalPg::update(self, config).await;
+    }
+    async fn observe(&self) -> Observed {
+        LocalPg::observe(self).await
+    }
+    async fn position(&self) -> Option<(u64, Option<u32>)> {
+        LocalPg::position(self).await
+    }
+    async fn snapshot_quick(&self) -> Option<PgSnapshot> {
+        LocalPg::snapshot_quick(self).await
+    }
+    async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
+        LocalPg::stop(self, mode).await
+    }
+    async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
+        LocalPg::bootstrap(self, bootstrap).await
+    }
+    async fn start_bootstrapped(&self) -> Result<bool> {
+        LocalPg::start_bootstrapped(self).await
+    }
+    async fn post_bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
+        LocalPg::post_bootstrap(self, bootstrap).await
+    }
+    async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool> {
+        LocalPg::start(self, role, follow).await
+    }
+    async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool> {
+        LocalPg::start_within(self, role, follow, timeout).await
+    }
+    async fn follow(&self, member: Option<&Member>) -> Result<()> {
+        LocalPg::follow(self, member).await
+    }
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+        LocalPg::apply_parameters(self, config).await
+    }
+    async fn promote(&self) -> Result<()> {
+        LocalPg::promote(self).await
+    }
+    async fn checkpoint(&self) -> Result<()> {
+        LocalPg::checkpoint(self).await
+    }
+    async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin {
+        LocalPg::rejoin(self, leader_timeline, history).await
+    }
+    async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine> {
+        LocalPg::history_lines(self, timeline, name).await
+    }
+    async fn slot_positions(&self) -> BTreeMap<String, u64> {
+        LocalPg::slot_positions(self).await
+    }
+    async fn create_slot(&self, name: &str) -> Result<()> {
+        LocalPg::create_slot(self, name).await
+    }
+    async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()> {
+        LocalPg::advance_slot(self, name, lsn).await
+    }
+    async fn drop_slot(&self, name: &str) -> Result<()> {
+        LocalPg::drop_slot(self, name).await
+    }
+    async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
+        LocalPg::run_script(self, script, args).await
+    }
+    async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest> {
+        LocalPg::replica_request(self, source).await
+    }
+    fn remove_data_directory(&self) -> Result<()> {
+        LocalPg::remove_data_directory(self)
+    }
+    fn move_data_directory_aside(&self) -> std::io::Result<()> {
+        LocalPg::move_data_directory_aside(self)
+    }
+    fn save_dynamic_cache(&self, dynamic: &Map<String, Value>) -> std::io::Result<()> {
+        LocalPg::save_dynamic_cache(self, dynamic)
     }
 }
 
@@ -374,10 +509,6 @@ impl LocalPg {
                 BTreeMap::new()
             }
         }
-    }
-
-    pub async fn physical_slots(&self) -> Vec<String> {
-        self.slot_positions().await.into_keys().collect()
     }
 
     pub async fn create_slot(&self, name: &str) -> Result<()> {

@@ -22,6 +22,7 @@ mod offline;
 mod output;
 mod race;
 mod restart;
+mod slots;
 
 pub use decide::decide;
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
@@ -29,6 +30,7 @@ pub use offline::{dcs_unavailable, updated_history};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
+pub use slots::{slot_actions, IgnoreSlot, SlotAction, SlotRole, SlotSettings};
 
 #[cfg(test)]
 mod tests;

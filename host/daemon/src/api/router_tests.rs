@@ -1,6 +1,6 @@
 //! The API through `router(state)`, without a socket: a daemon's shared
-//! state over an in-memory DCS (a test double of the DCS contract, not a
-//! real store), requests sent with `tower::ServiceExt::oneshot`.
+//! state over the reference in-memory DCS (`palisade-dcs-memory`),
+//! requests sent with `tower::ServiceExt::oneshot`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use palisade_dcs_memory::MemoryStore;
 use palisade_model::{Role, State};
-use palisade_plugin_api::{DcsSnapshot, DcsTiming, LeaderKey, MemberKey, PluginResult, VersionedValue};
+use palisade_plugin_api::DcsTiming;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
@@ -18,110 +19,9 @@ use super::{router, ApiState};
 use crate::runner::{Event, RuntimeConfig, Shared, Tracked};
 use crate::status::{NodeStatus, StatusBoard};
 
-/// An in-memory DCS holding one cluster (test double). Versions are a
-/// counter, compare-and-set works as the contract says, and writes can be
-/// made to fail to exercise the error paths.
-#[derive(Default)]
-struct MemoryDcs {
-    snap: Mutex<DcsSnapshot>,
-    counter: Mutex<u64>,
-    refuse_writes: Mutex<bool>,
-}
-
-impl MemoryDcs {
-    fn next(&self) -> String {
-        let mut c = self.counter.lock().unwrap();
-        *c += 1;
-        c.to_string()
-    }
-
-    fn cas(
-        &self,
-        slot: impl Fn(&mut DcsSnapshot) -> &mut Option<VersionedValue>,
-        value: &str,
-        version: Option<&str>,
-    ) -> bool {
-        if *self.refuse_writes.lock().unwrap() {
-            return false;
-        }
-        let v = self.next();
-        let mut snap = self.snap.lock().unwrap();
-        let cur = slot(&mut snap);
-        if let Some(want) = version {
-            if cur.as_ref().map(|c| c.version.as_str()) != Some(want) {
-                return false;
-            }
-        }
-        *cur = Some(VersionedValue { value: value.to_string(), version: v });
-        true
-    }
-
-    fn value(&self, slot: impl Fn(&DcsSnapshot) -> &Option<VersionedValue>) -> Option<String> {
-        slot(&self.snap.lock().unwrap()).as_ref().map(|v| v.value.clone())
-    }
-}
-
-impl palisade_plugin_api::Dcs for MemoryDcs {
-    fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
-        Ok(self.snap.lock().unwrap().clone())
-    }
-    fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn update_leader(&self, _: Option<&LeaderKey>) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn take_leader(&self) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn delete_leader(&self, _: Option<&LeaderKey>) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn initialize(&self, _: bool, _: &str) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn cancel_initialization(&self) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn touch_member(&self, _: &str) -> PluginResult<bool> {
-        Ok(true)
-    }
-    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
-        Ok(self.cas(|s| &mut s.config, value, version))
-    }
-    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
-        Ok(self.cas(|s| &mut s.failover, value, version))
-    }
-    fn set_sync_state_value(&self, _: &str, _: Option<&str>) -> PluginResult<Option<String>> {
-        Ok(None)
-    }
-    fn delete_sync_state(&self, _: Option<&str>) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn set_history_value(&self, value: &str) -> PluginResult<bool> {
-        Ok(self.cas(|s| &mut s.history, value, None))
-    }
-    fn write_status(&self, _: &str) -> PluginResult<bool> {
-        Ok(true)
-    }
-    fn write_failsafe(&self, _: &str) -> PluginResult<bool> {
-        Ok(true)
-    }
-    fn delete_cluster(&self) -> PluginResult<bool> {
-        Ok(false)
-    }
-    fn set_timing(&self, _: DcsTiming) -> PluginResult<()> {
-        Ok(())
-    }
-    fn watch(&self, _: Option<&str>, timeout: Duration) -> PluginResult<bool> {
-        std::thread::sleep(timeout);
-        Ok(false)
-    }
-}
-
 struct Fixture {
     app: axum::Router,
-    dcs: Arc<MemoryDcs>,
+    dcs: Arc<MemoryStore>,
     shared: Arc<Shared>,
     events: mpsc::UnboundedReceiver<Event>,
     _dir: tempdir::Dir,
@@ -137,14 +37,15 @@ mod tempdir {
     }
 }
 
-fn member(name: &str) -> MemberKey {
-    // Nobody listens on port 9 of 127.0.0.1: the member is unreachable.
-    let value = json!({
+/// A member key's value; nobody listens on port 9 of 127.0.0.1, so the
+/// member is unreachable.
+fn member(name: &str) -> String {
+    json!({
         "conn_url": format!("postgres://127.0.0.1:5432/postgres"),
         "api_url": "http://127.0.0.1:9/patroni",
         "state": "running", "role": if name == "a" { "primary" } else { "replica" },
-    });
-    MemberKey { name: name.into(), value: value.to_string(), version: "1".into(), session: String::new() }
+    })
+    .to_string()
 }
 
 fn fixture(config: Option<Value>) -> Fixture {
@@ -161,12 +62,13 @@ fn fixture(config: Option<Value>) -> Fixture {
     );
     std::fs::write(&path, yaml).unwrap();
     let local = palisade_config::load(Some(&path), &BTreeMap::new()).unwrap().config;
-    let dcs = Arc::new(MemoryDcs::default());
-    {
-        let mut snap = dcs.snap.lock().unwrap();
-        snap.leader = Some(LeaderKey { name: "a".into(), version: "1".into(), session: String::new() });
-        snap.members = vec![member("a"), member("b")];
-        snap.config = config.map(|c| VersionedValue { value: c.to_string(), version: "7".into() });
+    let dcs = MemoryStore::new();
+    dcs.write_raw("leader", b"a");
+    for name in ["a", "b"] {
+        dcs.write_raw(&format!("members/{name}"), member(name).as_bytes());
+    }
+    if let Some(c) = config {
+        dcs.write_raw("config", c.to_string().as_bytes());
     }
     let runtime = RuntimeConfig::new(local.clone(), serde_json::Map::new(), false);
     let mut status = NodeStatus::new("demo", "a");
@@ -174,10 +76,15 @@ fn fixture(config: Option<Value>) -> Fixture {
     status.role = Role::Primary;
     let board = StatusBoard::new(status);
     let (tx, rx) = mpsc::unbounded_channel();
-    let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::clone(&dcs) as Arc<dyn palisade_plugin_api::Dcs>;
+    let timing = DcsTiming {
+        ttl: Duration::from_secs(30),
+        loop_wait: Duration::from_secs(10),
+        retry_timeout: Duration::from_secs(2),
+    };
+    let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::new(dcs.client("a", timing));
     let shared = Arc::new(Shared {
         dcs: crate::dcs::DcsClient::new(inner, Duration::from_secs(2)),
-        pg: crate::pg::LocalPg::new(&runtime),
+        pg: Arc::new(crate::pg::LocalPg::new(&runtime)),
         config: RwLock::new(runtime),
         tracked: Mutex::new(Tracked::new(Role::Primary, State::Running)),
         status: board.clone(),
@@ -216,13 +123,13 @@ async fn patch_config_merges_with_compare_and_set() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
-    let stored: Value = serde_json::from_str(&f.dcs.value(|s| &s.config).unwrap()).unwrap();
+    let stored: Value = serde_json::from_str(&f.dcs.value("config").unwrap()).unwrap();
     assert_eq!(stored, json!({"ttl": 30, "postgresql": {"parameters": {"max_connections": 200}}, "pause": true}));
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), stored);
     assert!(matches!(f.events.try_recv(), Ok(Event::Wake)));
 
     // Refused writes and bad values leave the stored value alone.
-    let before = f.dcs.value(|s| &s.config);
+    let before = f.dcs.value("config");
     for (body, want) in [
         ("[1]", 400),
         ("{}", 400),
@@ -233,15 +140,15 @@ async fn patch_config_merges_with_compare_and_set() {
         assert_eq!(send(&f.app, "PATCH", "/config", Some(body)).await.0, want, "{body}");
     }
     assert_eq!(send(&f.app, "PATCH", "/config", None).await.0, 411);
-    *f.dcs.refuse_writes.lock().unwrap() = true;
+    f.dcs.refuse_writes(true);
     assert_eq!(send(&f.app, "PATCH", "/config", Some(r#"{"ttl": 20}"#)).await.0, 409);
     assert_eq!(send(&f.app, "PUT", "/config", Some(r#"{"ttl": 20}"#)).await.0, 502);
-    assert_eq!(f.dcs.value(|s| &s.config), before);
-    *f.dcs.refuse_writes.lock().unwrap() = false;
+    assert_eq!(f.dcs.value("config"), before);
+    f.dcs.refuse_writes(false);
 
     let (code, _) = send(&f.app, "PUT", "/config", Some(r#"{"ttl": 25}"#)).await;
     assert_eq!(code, 200);
-    assert_eq!(f.dcs.value(|s| &s.config).as_deref(), Some(r#"{"ttl":25}"#));
+    assert_eq!(f.dcs.value("config").as_deref(), Some(r#"{"ttl":25}"#));
     let (code, body) = send(&f.app, "GET", "/config", None).await;
     assert_eq!((code.as_u16(), body.as_str()), (200, r#"{"ttl":25}"#));
     let _ = &f.shared;
@@ -254,7 +161,7 @@ async fn without_a_config_key() {
     assert_eq!(send(&f.app, "GET", "/config", None).await.0, 502);
     assert_eq!(send(&f.app, "GET", "/failsafe", None).await.0, 502);
     assert_eq!(send(&f.app, "POST", "/failsafe", Some(r#"{"a": "http://x/patroni"}"#)).await.0, 502);
-    assert!(f.dcs.value(|s| &s.config).is_none());
+    assert!(f.dcs.value("config").is_none());
 }
 
 #[tokio::test]
@@ -265,7 +172,7 @@ async fn switchovers_are_checked_written_and_cancelled() {
     assert_eq!((code.as_u16(), body.as_str()), (412, "switchover is not possible: no good candidates have been found"));
     let (code, body) = send(&f.app, "POST", "/switchover", Some(r#"{"leader": "b", "candidate": "a"}"#)).await;
     assert_eq!((code.as_u16(), body.as_str()), (412, "leader name does not match"));
-    assert!(f.dcs.value(|s| &s.failover).is_none());
+    assert!(f.dcs.value("failover").is_none());
 
     // A scheduled one is written for the leader to carry out.
     let (code, body) = send(
@@ -277,7 +184,7 @@ async fn switchovers_are_checked_written_and_cancelled() {
     .await;
     assert_eq!((code.as_u16(), body.as_str()), (202, "Switchover scheduled"));
     assert_eq!(
-        f.dcs.value(|s| &s.failover).as_deref(),
+        f.dcs.value("failover").as_deref(),
         Some(r#"{"leader":"a","member":"b","scheduled_at":"2099-01-01T10:00:00+02:00"}"#)
     );
     assert!(matches!(f.events.try_recv(), Ok(Event::Wake)));
@@ -289,7 +196,7 @@ async fn switchovers_are_checked_written_and_cancelled() {
 
     let (code, body) = send(&f.app, "DELETE", "/switchover", None).await;
     assert_eq!((code.as_u16(), body.as_str()), (200, "scheduled switchover deleted"));
-    assert_eq!(f.dcs.value(|s| &s.failover).as_deref(), Some("{}"));
+    assert_eq!(f.dcs.value("failover").as_deref(), Some("{}"));
     let (code, body) = send(&f.app, "DELETE", "/switchover", None).await;
     assert_eq!((code.as_u16(), body.as_str()), (404, "no switchover is scheduled"));
 }

@@ -66,6 +66,9 @@ impl Runner {
         }
 
         let observed = self.observe().await;
+        if observed.pg.is_running() {
+            self.apply_pending_parameters().await;
+        }
         let rejoin = self.check_rejoin(&cluster, &observed).await;
 
         let cfg = self.shared.config();

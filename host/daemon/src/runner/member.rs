@@ -140,14 +140,31 @@ impl Runner {
         if let Err(e) = self.shared.pg.save_dynamic_cache(&new.dynamic) {
             tracing::warn!("could not save the dynamic configuration cache: {e}");
         }
-        let running = self.shared.tracked().state == State::Running && self.task.is_none();
-        if parameters_changed && running {
-            match self.shared.pg.apply_parameters(&new).await {
-                Ok(()) => tracing::info!("applied the new PostgreSQL configuration"),
-                Err(e) => tracing::error!("could not apply the new PostgreSQL configuration: {e}"),
-            }
-        } else if parameters_changed {
+        if parameters_changed {
+            self.parameters_pending = true;
             self.shared.pg.update(&new).await;
+            if self.shared.tracked().state == State::Running {
+                self.apply_pending_parameters().await;
+            }
+        }
+    }
+
+    /// Write and reload the configuration in force when a change could not
+    /// be applied when it arrived (PostgreSQL stopped, starting, or owned
+    /// by a background task that may have written the old one). Called
+    /// whenever PostgreSQL runs and no task owns it; a failed attempt
+    /// stays pending and is tried again (and logged) next cycle.
+    pub(super) async fn apply_pending_parameters(&mut self) {
+        if !self.parameters_pending || self.task.is_some() {
+            return;
+        }
+        let config = self.shared.config();
+        match self.shared.pg.apply_parameters(&config).await {
+            Ok(()) => {
+                self.parameters_pending = false;
+                tracing::info!("applied the new PostgreSQL configuration");
+            }
+            Err(e) => tracing::error!("could not apply the new PostgreSQL configuration: {e}"),
         }
     }
 }

@@ -13,9 +13,13 @@
 
 mod actions;
 mod cycle;
+#[cfg(test)]
+mod fake_pg;
 pub mod member;
 mod slots;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::dcs::DcsClient;
 use crate::peers::PeerClient;
-use crate::pg::LocalPg;
+use crate::pg::LocalPostgres;
 use crate::plugins::ReplicaPlugin;
 use crate::status::StatusBoard;
 
@@ -165,7 +169,7 @@ pub struct Shared {
     pub config: RwLock<RuntimeConfig>,
     pub tracked: Mutex<Tracked>,
     pub status: StatusBoard,
-    pub pg: LocalPg,
+    pub pg: Arc<dyn LocalPostgres>,
     pub dcs: DcsClient,
     pub peers: PeerClient,
     pub replicas: Vec<ReplicaPlugin>,
@@ -254,8 +258,12 @@ pub struct Runner {
     /// Members and leader of the last snapshot that had a leader.
     old_members: Vec<Member>,
     old_leader: Option<String>,
-    /// Version of the dynamic configuration applied last.
+    /// Version of the dynamic configuration taken last.
     config_version: Option<String>,
+    /// PostgreSQL parameters changed (dynamic configuration or reload)
+    /// and are not yet written and reloaded: applied as soon as
+    /// PostgreSQL runs and no background task owns it.
+    parameters_pending: bool,
     previous_wal_position: Option<u64>,
     /// Member slots and when their member was last seen (Patroni's
     /// `retain_slots`, kept for `member_slots_ttl`).
@@ -280,6 +288,7 @@ impl Runner {
             old_members: Vec::new(),
             old_leader: None,
             config_version: None,
+            parameters_pending: false,
             previous_wal_position: None,
             retain_slots: BTreeMap::new(),
             dcs_last_seen: 0,
@@ -376,12 +385,10 @@ impl Runner {
                 new.log_not_acted_on();
                 *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
                 self.config_version = None;
-                if self.shared.tracked().state == State::Running && self.task.is_none() {
-                    if let Err(e) = self.shared.pg.apply_parameters(&new).await {
-                        tracing::error!("could not apply the reloaded configuration: {e}");
-                    }
-                } else {
-                    self.shared.pg.update(&new).await;
+                self.parameters_pending = true;
+                self.shared.pg.update(&new).await;
+                if self.shared.tracked().state == State::Running {
+                    self.apply_pending_parameters().await;
                 }
                 tracing::info!("Reloaded configuration");
                 self.shared.callback("on_reload");

@@ -1,0 +1,338 @@
+//! A scripted local PostgreSQL for the runner's unit tests: a small state
+//! machine behind [`LocalPostgres`] (data directory, running or not, in
+//! recovery or not, whom it streams from, the parameters handed over,
+//! written and loaded), a log of the calls, and a gate that holds every
+//! start half-way (configuration written, server not yet accepting), so
+//! that a test can force an interleaving instead of hoping for it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_config::BootstrapConfig;
+use palisade_ha::{DataDir, Pg};
+use palisade_model::{HistoryLine, Member, Role};
+use palisade_plugin_api::{PluginResult, ReplicaMethod, ReplicaRequest};
+use serde_json::{Map, Value};
+
+use super::RuntimeConfig;
+use crate::pg::{LocalPostgres, Observed, PgFailure, StopMode};
+use crate::status::PgSnapshot;
+
+/// The system identifier every fake cluster has.
+pub const SYSID: &str = "7000000000000000001";
+
+#[derive(Clone, Debug, Default)]
+pub struct FakeState {
+    /// `Some` when the data directory holds a cluster.
+    pub sysid: Option<String>,
+    pub running: bool,
+    pub in_recovery: bool,
+    pub timeline: u32,
+    pub wal: u64,
+    /// The member recovery streams from.
+    pub following: Option<String>,
+    /// The parameters of the configuration last handed over (`update`).
+    pub settings: Map<String, Value>,
+    /// The parameters in postgresql.conf.
+    pub written: Map<String, Value>,
+    /// The parameters the running server uses (read at start and reload).
+    pub loaded: Map<String, Value>,
+    pub slots: BTreeMap<String, u64>,
+    /// What was called, in order (`start replica n1`, `stop fast`...).
+    pub calls: Vec<String>,
+}
+
+pub struct FakePg {
+    state: Mutex<FakeState>,
+    /// Starts wait (after writing the configuration) while this is false.
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl FakePg {
+    /// An empty data directory; `config` is the configuration handed over
+    /// at construction, as `LocalPg::new` takes it.
+    pub fn new(config: &RuntimeConfig) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(FakeState {
+                timeline: 1,
+                settings: config.effective.parameters.clone(),
+                ..FakeState::default()
+            }),
+            gate: tokio::sync::watch::Sender::new(true),
+        })
+    }
+
+    pub fn state(&self) -> FakeState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn call(&self, what: impl Into<String>) {
+        let what = what.into();
+        self.with(|s| s.calls.push(what));
+    }
+
+    /// Hold (false) or release (true) every start.
+    pub fn open_gate(&self, open: bool) {
+        self.gate.send_replace(open);
+    }
+
+    /// What a replica method leaves: a copy of the leader's cluster, stopped.
+    pub fn copied(&self) {
+        self.call("copied");
+        self.with(|s| {
+            s.sysid = Some(SYSID.into());
+            s.running = false;
+            s.in_recovery = true;
+        });
+    }
+
+    fn snapshot(s: &FakeState) -> PgSnapshot {
+        PgSnapshot {
+            server_version: Some(150000),
+            postmaster_start_time: Some("2026-01-01 00:00:00.000 UTC".into()),
+            in_recovery: s.in_recovery,
+            timeline: Some(s.timeline),
+            wal_location: (!s.in_recovery).then_some(s.wal),
+            received_location: s.in_recovery.then_some(s.wal),
+            replayed_location: s.in_recovery.then_some(s.wal),
+            replication_state: (s.in_recovery && s.following.is_some()).then(|| "streaming".into()),
+            ..PgSnapshot::default()
+        }
+    }
+
+    /// Write the configuration, wait at the gate, then accept connections.
+    async fn start_as(&self, recovery: Option<Option<String>>) -> Result<bool, PgFailure> {
+        let what = match &recovery {
+            None => "start primary".to_string(),
+            Some(f) => format!("start replica {}", f.as_deref().unwrap_or("-")),
+        };
+        self.call(what);
+        self.with(|s| {
+            if s.sysid.is_none() {
+                return Err(PgFailure("no data directory".into()));
+            }
+            s.written = s.settings.clone();
+            s.loaded = s.written.clone();
+            if let Some(follow) = recovery {
+                s.in_recovery = true;
+                s.following = follow;
+            } else {
+                s.in_recovery = false;
+                s.following = None;
+            }
+            Ok(())
+        })?;
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        self.with(|s| s.running = true);
+        Ok(true)
+    }
+}
+
+#[async_trait::async_trait]
+impl LocalPostgres for FakePg {
+    async fn update(&self, config: &RuntimeConfig) {
+        self.with(|s| s.settings = config.effective.parameters.clone());
+    }
+
+    async fn observe(&self) -> Observed {
+        let s = self.state();
+        let mut out = Observed {
+            data_dir: DataDir::Empty,
+            pg: Pg::Stopped,
+            cluster_state: None,
+            standby_signal: false,
+            controldata_timeline: None,
+            sysid: None,
+            snapshot: None,
+            pending_restart_reason: Map::new(),
+            // A live process stands for the postmaster: the test's own.
+            postmaster_pid: s.running.then(|| i32::try_from(std::process::id()).ok()).flatten(),
+        };
+        let Some(sysid) = s.sysid.clone() else {
+            return out;
+        };
+        out.data_dir = DataDir::Initialized { sysid: Some(sysid.clone()) };
+        out.sysid = Some(sysid);
+        out.standby_signal = s.in_recovery;
+        if s.running {
+            out.pg = Pg::Running { in_recovery: s.in_recovery, timeline: Some(s.timeline), wal_position: s.wal };
+            out.snapshot = Some(Self::snapshot(&s));
+        } else {
+            out.cluster_state = Some(if s.in_recovery { "shut down in recovery" } else { "shut down" }.into());
+            out.controldata_timeline = Some(s.timeline);
+        }
+        out
+    }
+
+    async fn position(&self) -> Option<(u64, Option<u32>)> {
+        let s = self.state();
+        s.running.then_some((s.wal, Some(s.timeline)))
+    }
+
+    async fn snapshot_quick(&self) -> Option<PgSnapshot> {
+        let s = self.state();
+        s.running.then(|| Self::snapshot(&s))
+    }
+
+    async fn stop(&self, mode: StopMode) -> Result<Option<u64>, PgFailure> {
+        self.call(format!("stop {}", mode.as_str()));
+        Ok(self.with(|s| {
+            let was_primary = s.running && !s.in_recovery;
+            s.running = false;
+            was_primary.then_some(s.wal)
+        }))
+    }
+
+    async fn bootstrap(&self, _bootstrap: &BootstrapConfig) -> Result<(), PgFailure> {
+        self.call("bootstrap");
+        self.with(|s| {
+            s.sysid = Some(SYSID.into());
+            s.timeline = 1;
+            s.wal = 0x0300_0000;
+            s.in_recovery = false;
+        });
+        Ok(())
+    }
+
+    async fn start_bootstrapped(&self) -> Result<bool, PgFailure> {
+        self.start_as(None).await
+    }
+
+    async fn post_bootstrap(&self, _bootstrap: &BootstrapConfig) -> Result<(), PgFailure> {
+        self.call("post_bootstrap");
+        Ok(())
+    }
+
+    async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool, PgFailure> {
+        self.start_within(role, follow, Duration::from_secs(60)).await
+    }
+
+    async fn start_within(&self, role: Role, follow: Option<&Member>, _timeout: Duration) -> Result<bool, PgFailure> {
+        match role {
+            Role::Primary => self.start_as(None).await,
+            _ => self.start_as(Some(follow.map(|m| m.name.clone()))).await,
+        }
+    }
+
+    async fn follow(&self, member: Option<&Member>) -> Result<(), PgFailure> {
+        let name = member.map(|m| m.name.clone());
+        self.call(format!("follow {}", name.as_deref().unwrap_or("-")));
+        self.with(|s| s.following = name);
+        Ok(())
+    }
+
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<(), PgFailure> {
+        self.call("apply_parameters");
+        self.with(|s| {
+            s.settings = config.effective.parameters.clone();
+            s.written = s.settings.clone();
+            if s.running {
+                s.loaded = s.written.clone();
+            }
+        });
+        Ok(())
+    }
+
+    async fn promote(&self) -> Result<(), PgFailure> {
+        self.call("promote");
+        self.with(|s| {
+            s.in_recovery = false;
+            s.following = None;
+            s.timeline += 1;
+        });
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<(), PgFailure> {
+        Ok(())
+    }
+
+    async fn rejoin(&self, _leader_timeline: u32, _history: &[HistoryLine]) -> palisade_ha::Rejoin {
+        palisade_ha::Rejoin::Free
+    }
+
+    async fn history_lines(&self, _timeline: u32, _name: &str) -> Vec<HistoryLine> {
+        Vec::new()
+    }
+
+    async fn slot_positions(&self) -> BTreeMap<String, u64> {
+        self.state().slots
+    }
+
+    async fn create_slot(&self, name: &str) -> Result<(), PgFailure> {
+        self.call(format!("create_slot {name}"));
+        self.with(|s| s.slots.insert(name.to_string(), 0));
+        Ok(())
+    }
+
+    async fn advance_slot(&self, name: &str, lsn: u64) -> Result<(), PgFailure> {
+        self.call(format!("advance_slot {name} {lsn}"));
+        self.with(|s| s.slots.insert(name.to_string(), lsn));
+        Ok(())
+    }
+
+    async fn drop_slot(&self, name: &str) -> Result<(), PgFailure> {
+        self.call(format!("drop_slot {name}"));
+        self.with(|s| s.slots.remove(name));
+        Ok(())
+    }
+
+    async fn run_script(&self, script: &str, _args: &[String]) -> Result<(), PgFailure> {
+        self.call(format!("run_script {script}"));
+        Ok(())
+    }
+
+    async fn replica_request(&self, source: Option<&Member>) -> Result<ReplicaRequest, PgFailure> {
+        Ok(ReplicaRequest {
+            scope: "demo".into(),
+            name: "fake".into(),
+            role: "replica".into(),
+            data_dir: "/nonexistent".into(),
+            bin_dir: String::new(),
+            connstring: source.map(|m| format!("host={}", m.name)),
+            env: Vec::new(),
+            cwd: "/".into(),
+        })
+    }
+
+    fn remove_data_directory(&self) -> Result<(), PgFailure> {
+        self.call("remove_data_directory");
+        self.with(|s| {
+            s.sysid = None;
+            s.running = false;
+        });
+        Ok(())
+    }
+
+    fn move_data_directory_aside(&self) -> std::io::Result<()> {
+        self.call("move_data_directory_aside");
+        self.with(|s| s.sysid = None);
+        Ok(())
+    }
+
+    fn save_dynamic_cache(&self, _dynamic: &Map<String, Value>) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A replica method that copies the leader's cluster into the fake.
+pub struct FakeReplicaMethod(pub Arc<FakePg>);
+
+impl ReplicaMethod for FakeReplicaMethod {
+    fn can_work_without_leader(&self) -> bool {
+        false
+    }
+
+    fn create_replica(&self, _request: &ReplicaRequest) -> PluginResult<()> {
+        self.0.copied();
+        Ok(())
+    }
+
+    fn cancel(&self) {}
+}

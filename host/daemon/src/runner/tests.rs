@@ -1,0 +1,273 @@
+//! The runner's cycle (ask, answer, act) without processes: nodes on the
+//! reference in-memory DCS and a scripted PostgreSQL
+//! ([`super::fake_pg::FakePg`]). Each test drives cycles by hand and waits
+//! for background tasks with a deadline.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use palisade_dcs_memory::MemoryStore;
+use palisade_model::{Role, State};
+use palisade_plugin_api::{Dcs, DcsTiming};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::fake_pg::{FakePg, FakeReplicaMethod, SYSID};
+use super::{Runner, RuntimeConfig, Shared, Tracked};
+use crate::plugins::ReplicaPlugin;
+use crate::status::{NodeStatus, StatusBoard};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn timing() -> DcsTiming {
+    DcsTiming {
+        ttl: Duration::from_secs(30),
+        loop_wait: Duration::from_secs(10),
+        retry_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Node {
+    runner: Runner,
+    pg: Arc<FakePg>,
+    _dir: TempDir,
+}
+
+/// A node of cluster `demo` on `store`; `bootstrap` gives it a bootstrap
+/// section (work_mem 4MB in `bootstrap.dcs`); a node without one clones
+/// with a fake replica method.
+fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("palisade-runner-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    let path = dir.join("palisade.yml");
+    let mut yaml = format!(
+        "scope: demo\nname: {name}\nrestapi: {{listen: 127.0.0.1:9, connect_address: 127.0.0.1:9}}\n\
+         etcd3: {{hosts: 127.0.0.1:2379}}\n\
+         postgresql: {{listen: 127.0.0.1:5432, connect_address: {name}:5432, data_dir: {}, authentication: \
+         {{superuser: {{username: postgres, password: x}}, replication: {{username: rep, password: y}}}}}}\n",
+        dir.join("data").display()
+    );
+    if bootstrap {
+        yaml.push_str("bootstrap: {dcs: {ttl: 30, loop_wait: 10, postgresql: {parameters: {work_mem: 4MB}}}}\n");
+    }
+    std::fs::write(&path, yaml).expect("write the configuration");
+    let local = palisade_config::load(Some(&path), &BTreeMap::new()).expect("a valid configuration").config;
+    let dynamic = palisade_config::dynamic_from_bootstrap(&local);
+    let runtime = RuntimeConfig::new(local, dynamic, false);
+    let pg = FakePg::new(&runtime);
+    let replicas = if bootstrap {
+        Vec::new()
+    } else {
+        vec![ReplicaPlugin {
+            method: "fake".into(),
+            plugin: Box::new(FakeReplicaMethod(Arc::clone(&pg))),
+            without_leader: false,
+        }]
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let dcs: Arc<dyn Dcs> = Arc::new(store.client(name, timing()));
+    let shared = Arc::new(Shared {
+        dcs: crate::dcs::DcsClient::new(dcs, timing().retry_timeout),
+        pg: Arc::clone(&pg) as Arc<dyn crate::pg::LocalPostgres>,
+        config: RwLock::new(runtime),
+        tracked: Mutex::new(Tracked::new(Role::Uninitialized, State::Stopped)),
+        status: StatusBoard::new(NodeStatus::new("demo", name)),
+        peers: crate::peers::PeerClient::new(reqwest::Client::new()),
+        replicas,
+        callback: None,
+        events: tx,
+        config_path: Some(path),
+        env: BTreeMap::new(),
+        scheduled_restart: Mutex::new(None),
+    });
+    Node { runner: Runner::new(shared, rx), pg, _dir: TempDir(dir) }
+}
+
+impl Node {
+    /// One cycle, then wait (with a deadline) for the task it started.
+    async fn cycle(&mut self) {
+        let outcome = self.runner.cycle().await;
+        assert!(outcome.fatal.is_none(), "fatal: {:?}", outcome.fatal);
+        self.settle().await;
+    }
+
+    /// Wait for the background task to end.
+    async fn settle(&mut self) {
+        let started = Instant::now();
+        while self.runner.task.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+            assert!(started.elapsed() < DEADLINE, "the task did not end within {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Cycle until `done` holds, at most `limit` cycles.
+    async fn cycle_until(&mut self, what: &str, limit: usize, done: impl Fn(&Self) -> bool) {
+        for _ in 0..limit {
+            self.cycle().await;
+            if done(self) {
+                return;
+            }
+        }
+        panic!("{what}: not after {limit} cycles; calls {:?}", self.pg.state().calls);
+    }
+
+    fn tracked(&self) -> Tracked {
+        self.runner.shared.tracked()
+    }
+}
+
+fn member(store: &MemoryStore, name: &str) -> Value {
+    let raw = store.value(&format!("members/{name}")).unwrap_or_else(|| panic!("no member key for {name}"));
+    serde_json::from_str(&raw).expect("a member key is JSON")
+}
+
+/// A new cluster: n1 bootstraps (initialize key, initdb, post_bootstrap),
+/// writes the configuration and takes the leader key.
+async fn bootstrapped(store: &Arc<MemoryStore>) -> Node {
+    let mut n1 = node("n1", store, true);
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    n1.cycle().await;
+    n1
+}
+
+#[tokio::test]
+async fn the_first_node_bootstraps_the_cluster() {
+    let store = MemoryStore::new();
+    let n1 = bootstrapped(&store).await;
+    let calls = n1.pg.state().calls;
+    assert_eq!(calls[..3], ["bootstrap", "start primary", "post_bootstrap"], "{calls:?}");
+    assert_eq!(store.value("initialize").as_deref(), Some(SYSID));
+    let config: Value = serde_json::from_str(&store.value("config").expect("a config key")).expect("JSON");
+    assert_eq!(config["postgresql"]["parameters"]["work_mem"], "4MB", "{config}");
+    let m = member(&store, "n1");
+    assert_eq!((m["role"].as_str(), m["state"].as_str()), (Some("primary"), Some("running")), "{m}");
+    assert_eq!(n1.tracked().role, Role::Primary);
+    assert!(n1.tracked().is_leader());
+    assert_eq!(n1.pg.state().loaded.get("work_mem"), Some(&json!("4MB")));
+}
+
+#[tokio::test]
+async fn a_new_node_clones_and_follows_the_leader() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let mut n2 = node("n2", &store, false);
+    n2.cycle_until("n2 follows n1", 6, |n| {
+        let s = n.pg.state();
+        s.running && s.in_recovery && s.following.as_deref() == Some("n1")
+    })
+    .await;
+    n2.cycle().await;
+    let calls = n2.pg.state().calls;
+    assert_eq!(calls[..2], ["copied", "start replica n1"], "{calls:?}");
+    assert_eq!(n2.tracked().role, Role::Replica);
+    assert_eq!(n2.tracked().following.as_deref(), Some("n1"));
+    assert_eq!(member(&store, "n2")["role"], "replica");
+    assert_eq!(store.value("leader").as_deref(), Some("n1"));
+    // The leader keeps a slot for its replica.
+    n1.cycle().await;
+    assert!(n1.pg.state().slots.contains_key("n2"), "{:?}", n1.pg.state().calls);
+}
+
+#[tokio::test]
+async fn a_leader_that_loses_its_key_demotes() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let n2 = store.client("n2", timing());
+    let conn = json!({"conn_url": "postgres://n2:5432/postgres", "api_url": "http://127.0.0.1:9/patroni",
+                      "state": "running", "role": "primary", "version": "4.1.4"});
+    assert!(n2.touch_member(&conn.to_string()).expect("touch_member"));
+    assert!(n2.take_leader().expect("take_leader"));
+    n1.cycle_until("n1 runs as a replica", 4, |n| {
+        let s = n.pg.state();
+        s.running && s.in_recovery
+    })
+    .await;
+    let calls = n1.pg.state().calls;
+    assert!(calls.iter().any(|c| c.starts_with("stop")), "{calls:?}");
+    assert!(!n1.tracked().is_leader());
+    assert!(matches!(n1.tracked().role, Role::Replica | Role::Demoted), "{:?}", n1.tracked().role);
+    assert_eq!(store.value("leader").as_deref(), Some("n2"), "the new leader's key is left alone");
+    n1.cycle_until("n1 follows n2", 3, |n| n.pg.state().following.as_deref() == Some("n2")).await;
+}
+
+/// Defect: a dynamic configuration change that arrived while the clone
+/// task owned PostgreSQL (its start had written the old configuration)
+/// was marked seen and never applied.
+#[tokio::test]
+async fn a_config_change_during_a_task_is_applied_when_it_ends() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    let mut n2 = node("n2", &store, false);
+    n2.pg.open_gate(false);
+    // The clone task copies, writes the configuration and waits at the gate.
+    let outcome = n2.runner.cycle().await;
+    assert!(outcome.fatal.is_none());
+    let started = Instant::now();
+    while !n2.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
+        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(n2.pg.state().loaded.get("work_mem"), Some(&json!("4MB")));
+
+    // PATCH /config, as the API writes it.
+    let admin = store.client("admin", timing());
+    let current = admin.get_cluster().expect("get_cluster").config.expect("a config key");
+    let mut config: Value = serde_json::from_str(&current.value).expect("JSON");
+    config["postgresql"]["parameters"]["work_mem"] = json!("16MB");
+    assert!(admin.set_config_value(&config.to_string(), Some(&current.version)).expect("set_config_value"));
+
+    // A cycle while the task still owns PostgreSQL takes the new version...
+    let outcome = n2.runner.cycle().await;
+    assert!(outcome.fatal.is_none());
+    assert!(n2.runner.task.is_some(), "the clone task is still in progress");
+    assert_eq!(n2.pg.state().loaded.get("work_mem"), Some(&json!("4MB")));
+
+    // ...and once it ends, the next cycle applies it.
+    n2.pg.open_gate(true);
+    n2.settle().await;
+    n2.cycle_until("n2 runs with work_mem 16MB", 3, |n| n.pg.state().loaded.get("work_mem") == Some(&json!("16MB")))
+        .await;
+    let s = n2.pg.state();
+    assert!(s.running && s.in_recovery, "{s:?}");
+    assert_eq!(s.calls.iter().filter(|c| *c == "apply_parameters").count(), 1, "{:?}", s.calls);
+}
+
+/// The same for a reload of the configuration file (SIGHUP,
+/// `POST /reload`) while the clone task holds PostgreSQL at start.
+#[tokio::test]
+async fn a_reload_during_a_task_is_applied_when_it_ends() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    let mut n2 = node("n2", &store, false);
+    n2.pg.open_gate(false);
+    let outcome = n2.runner.cycle().await;
+    assert!(outcome.fatal.is_none());
+    let started = Instant::now();
+    while !n2.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
+        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let path = n2.runner.shared.config_path.clone().expect("a configuration file");
+    let yaml = std::fs::read_to_string(&path).expect("read the configuration");
+    let yaml = yaml.replacen("listen: 127.0.0.1:5432,", "listen: 127.0.0.1:5432, parameters: {work_mem: 32MB},", 1);
+    std::fs::write(&path, yaml).expect("write the configuration");
+    n2.runner.reload().await;
+    assert_eq!(n2.pg.state().loaded.get("work_mem"), Some(&json!("4MB")), "the task still owns PostgreSQL");
+
+    n2.pg.open_gate(true);
+    n2.settle().await;
+    n2.cycle_until("n2 runs with work_mem 32MB", 3, |n| n.pg.state().loaded.get("work_mem") == Some(&json!("32MB")))
+        .await;
+}

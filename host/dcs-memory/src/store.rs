@@ -1,0 +1,511 @@
+//! The store and its clients.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use palisade_plugin_api::{
+    Dcs, DcsSnapshot, DcsTiming, LeaderKey, MemberKey, PluginError, PluginResult, VersionedValue,
+};
+
+use crate::clock::{Clock, SystemClock};
+
+const LEADER: &str = "leader";
+const MEMBERS: &str = "members/";
+
+/// How often a waiting watch looks again (leases may have expired on the
+/// clock meanwhile, which nothing signals).
+const WATCH_SLICE: Duration = Duration::from_millis(50);
+
+/// Whether the store answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reachable {
+    Up,
+    /// Every call fails at once, as with a stopped server.
+    Down,
+    /// Every call waits `retry_timeout`, then fails, as with a server that
+    /// keeps connections open and never answers.
+    Frozen,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    value: String,
+    /// The store's revision when the key was last written.
+    revision: u64,
+    lease: Option<u64>,
+}
+
+struct State {
+    keys: BTreeMap<String, Entry>,
+    /// Lease id -> when it expires on the store's clock.
+    leases: BTreeMap<u64, Duration>,
+    revision: u64,
+    next_lease: u64,
+    reachable: Reachable,
+    refuse_writes: bool,
+}
+
+impl State {
+    fn put(&mut self, key: &str, value: &str, lease: Option<u64>) {
+        self.revision += 1;
+        self.keys.insert(key.to_string(), Entry { value: value.to_string(), revision: self.revision, lease });
+    }
+
+    fn delete(&mut self, key: &str) -> bool {
+        let removed = self.keys.remove(key).is_some();
+        if removed {
+            self.revision += 1;
+        }
+        removed
+    }
+
+    /// Drop expired leases and the keys bound to them.
+    fn expire(&mut self, now: Duration) -> bool {
+        let expired: Vec<u64> = self.leases.iter().filter(|(_, until)| **until <= now).map(|(id, _)| *id).collect();
+        if expired.is_empty() {
+            return false;
+        }
+        for id in &expired {
+            self.leases.remove(id);
+        }
+        let before = self.keys.len();
+        self.keys.retain(|_, e| e.lease.is_none_or(|l| !expired.contains(&l)));
+        if self.keys.len() != before {
+            self.revision += 1;
+            return true;
+        }
+        false
+    }
+
+    fn versioned(&self, key: &str) -> Option<VersionedValue> {
+        self.keys.get(key).map(|e| VersionedValue { value: e.value.clone(), version: e.revision.to_string() })
+    }
+
+    fn version_of(&self, key: &str) -> Option<String> {
+        self.keys.get(key).map(|e| e.revision.to_string())
+    }
+
+    fn snapshot(&self) -> DcsSnapshot {
+        let value = |key: &str| self.keys.get(key).map(|e| e.value.clone());
+        let session = |e: &Entry| e.lease.map(|l| l.to_string()).unwrap_or_default();
+        DcsSnapshot {
+            initialize: value("initialize"),
+            config: self.versioned("config"),
+            leader: self.keys.get(LEADER).map(|e| LeaderKey {
+                name: e.value.clone(),
+                version: e.revision.to_string(),
+                session: session(e),
+            }),
+            members: self
+                .keys
+                .range(MEMBERS.to_string()..)
+                .take_while(|(k, _)| k.starts_with(MEMBERS))
+                .map(|(k, e)| MemberKey {
+                    name: k[MEMBERS.len()..].to_string(),
+                    value: e.value.clone(),
+                    version: e.revision.to_string(),
+                    session: session(e),
+                })
+                .collect(),
+            failover: self.versioned("failover"),
+            sync: self.versioned("sync"),
+            history: self.versioned("history"),
+            status: value("status"),
+            failsafe: value("failsafe"),
+            leader_optime: value("optime/leader"),
+        }
+    }
+}
+
+/// The store: every key of one cluster, shared by its clients.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    changed: Condvar,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    /// An empty store whose leases expire on the system clock.
+    pub fn new() -> Arc<Self> {
+        Self::with_clock(Arc::new(SystemClock::new()))
+    }
+
+    /// An empty store whose leases expire on `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                keys: BTreeMap::new(),
+                leases: BTreeMap::new(),
+                revision: 0,
+                next_lease: 1,
+                reachable: Reachable::Up,
+                refuse_writes: false,
+            }),
+            changed: Condvar::new(),
+            clock,
+        })
+    }
+
+    /// A client of this store as member `name`.
+    pub fn client(self: &Arc<Self>, name: &str, timing: DcsTiming) -> MemoryDcs {
+        MemoryDcs {
+            store: Arc::clone(self),
+            name: name.to_string(),
+            timing: Mutex::new(timing),
+            lease: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state with expired leases dropped.
+    fn current(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        if state.expire(self.clock.now()) {
+            self.changed.notify_all();
+        }
+        state
+    }
+
+    /// Write `value` at `key` (`leader`, `members/<name>`, `config`...)
+    /// behind the clients' backs, without a lease. Bytes that are not
+    /// UTF-8 are stored as their lossy text.
+    pub fn write_raw(&self, key: &str, value: &[u8]) {
+        self.current().put(key, &String::from_utf8_lossy(value), None);
+        self.changed.notify_all();
+    }
+
+    /// The value at `key`, if any.
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.current().keys.get(key).map(|e| e.value.clone())
+    }
+
+    /// Every key and value, in key order.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        self.current().keys.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect()
+    }
+
+    /// While `true`, every write is refused (`Ok(false)` / `Ok(None)`),
+    /// as a store refuses a compare-and-set that lost a race.
+    pub fn refuse_writes(&self, refuse: bool) {
+        self.lock().refuse_writes = refuse;
+    }
+
+    /// Stop answering: every call fails at once with `DcsUnavailable`.
+    pub fn go_down(&self) {
+        self.lock().reachable = Reachable::Down;
+        self.changed.notify_all();
+    }
+
+    /// Stop answering: every call waits its `retry_timeout`, then fails.
+    pub fn freeze(&self) {
+        self.lock().reachable = Reachable::Frozen;
+        self.changed.notify_all();
+    }
+
+    /// Answer again, with the same data. Leases that expired meanwhile
+    /// (on the store's clock) are gone.
+    pub fn come_back(&self) {
+        self.lock().reachable = Reachable::Up;
+        self.changed.notify_all();
+    }
+}
+
+/// One member's client of a [`MemoryStore`].
+pub struct MemoryDcs {
+    store: Arc<MemoryStore>,
+    name: String,
+    timing: Mutex<DcsTiming>,
+    /// The lease our leader and member keys are bound to.
+    lease: Mutex<Option<u64>>,
+}
+
+impl MemoryDcs {
+    fn timing(&self) -> DcsTiming {
+        *self.timing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store's state, or the error an unreachable store gives (after
+    /// `retry_timeout` when frozen).
+    fn state(&self) -> PluginResult<MutexGuard<'_, State>> {
+        let deadline = Instant::now() + self.timing().retry_timeout;
+        let mut state = self.store.current();
+        loop {
+            match state.reachable {
+                Reachable::Up => return Ok(state),
+                Reachable::Down => return Err(PluginError::dcs("the in-memory store is down")),
+                Reachable::Frozen => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PluginError::dcs(format!(
+                            "the in-memory store did not answer within {:?}",
+                            self.timing().retry_timeout
+                        )));
+                    }
+                    state = self.store.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    /// Our lease, renewed for `ttl`; a new one when it expired.
+    fn keep_alive(&self, state: &mut State) -> u64 {
+        let until = self.store.clock.now() + self.timing().ttl;
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match *lease {
+            Some(id) if state.leases.contains_key(&id) => id,
+            _ => {
+                let id = state.next_lease;
+                state.next_lease += 1;
+                id
+            }
+        };
+        state.leases.insert(id, until);
+        *lease = Some(id);
+        id
+    }
+
+    fn write(&self, f: impl FnOnce(&mut State) -> bool) -> PluginResult<bool> {
+        let mut state = self.state()?;
+        if state.refuse_writes {
+            return Ok(false);
+        }
+        let done = f(&mut state);
+        drop(state);
+        self.store.changed.notify_all();
+        Ok(done)
+    }
+
+    /// Compare-and-set `key` on `version` (no version: a plain write).
+    fn cas(&self, key: &str, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        self.write(|s| {
+            if version.is_some_and(|v| s.version_of(key).as_deref() != Some(v)) {
+                return false;
+            }
+            s.put(key, value, None);
+            true
+        })
+    }
+}
+
+impl Dcs for MemoryDcs {
+    fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
+        Ok(self.state()?.snapshot())
+    }
+
+    fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
+        self.write(|s| {
+            if s.keys.contains_key(LEADER) {
+                return false;
+            }
+            let lease = self.keep_alive(s);
+            s.put(LEADER, &self.name, Some(lease));
+            true
+        })
+    }
+
+    fn update_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        self.write(|s| {
+            // As the etcd3 plugin: ours (or gone) is renewed on our lease;
+            // somebody else's is left alone.
+            if s.keys.get(LEADER).is_some_and(|e| e.value != self.name) {
+                return false;
+            }
+            let lease = self.keep_alive(s);
+            if s.keys.get(LEADER).is_none_or(|e| e.lease != Some(lease)) {
+                s.put(LEADER, &self.name, Some(lease));
+            }
+            true
+        })
+    }
+
+    fn take_leader(&self) -> PluginResult<bool> {
+        self.write(|s| {
+            let lease = self.keep_alive(s);
+            s.put(LEADER, &self.name, Some(lease));
+            true
+        })
+    }
+
+    fn delete_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        self.write(|s| s.keys.get(LEADER).is_some_and(|e| e.value == self.name) && s.delete(LEADER))
+    }
+
+    fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
+        self.write(|s| {
+            if create_new && s.keys.contains_key("initialize") {
+                return false;
+            }
+            s.put("initialize", sysid, None);
+            true
+        })
+    }
+
+    fn cancel_initialization(&self) -> PluginResult<bool> {
+        self.write(|s| {
+            s.delete("initialize");
+            true
+        })
+    }
+
+    fn touch_member(&self, data: &str) -> PluginResult<bool> {
+        self.write(|s| {
+            let lease = self.keep_alive(s);
+            let key = format!("{MEMBERS}{}", self.name);
+            if s.keys.get(&key).is_none_or(|e| e.value != data || e.lease != Some(lease)) {
+                s.put(&key, data, Some(lease));
+            }
+            true
+        })
+    }
+
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        self.cas("config", value, version)
+    }
+
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        self.cas("failover", value, version)
+    }
+
+    fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>> {
+        let mut new = None;
+        self.write(|s| {
+            if version.is_some_and(|v| s.version_of("sync").as_deref() != Some(v)) {
+                return false;
+            }
+            s.put("sync", value, None);
+            new = s.version_of("sync");
+            true
+        })?;
+        Ok(new)
+    }
+
+    fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
+        self.write(|s| {
+            if version.is_some_and(|v| s.version_of("sync").as_deref() != Some(v)) {
+                return false;
+            }
+            s.delete("sync");
+            true
+        })
+    }
+
+    fn set_history_value(&self, value: &str) -> PluginResult<bool> {
+        self.cas("history", value, None)
+    }
+
+    fn write_status(&self, value: &str) -> PluginResult<bool> {
+        self.cas("status", value, None)
+    }
+
+    fn write_failsafe(&self, value: &str) -> PluginResult<bool> {
+        self.cas("failsafe", value, None)
+    }
+
+    fn delete_cluster(&self) -> PluginResult<bool> {
+        self.write(|s| {
+            s.keys.clear();
+            s.revision += 1;
+            true
+        })
+    }
+
+    fn set_timing(&self, timing: DcsTiming) -> PluginResult<()> {
+        *self.timing.lock().unwrap_or_else(|p| p.into_inner()) = timing;
+        Ok(())
+    }
+
+    /// Waits in real time (a watch is a wait, not a lease); leases still
+    /// expire on the store's clock while it waits.
+    fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state()?;
+        let baseline = match leader_version {
+            Some(v) => Some(v.to_string()),
+            None => state.version_of(LEADER),
+        };
+        loop {
+            if state.reachable != Reachable::Up {
+                drop(state);
+                // Unreachable meanwhile: nothing can be seen to change.
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                return Ok(false);
+            }
+            if state.version_of(LEADER) != baseline {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            state = self.store.changed.wait_timeout(state, left.min(WATCH_SLICE)).unwrap_or_else(|p| p.into_inner()).0;
+            if state.expire(self.store.clock.now()) {
+                self.store.changed.notify_all();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    fn timing() -> DcsTiming {
+        DcsTiming {
+            ttl: Duration::from_secs(30),
+            loop_wait: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn leases_expire_on_the_injected_clock() {
+        let clock = Arc::new(ManualClock::new());
+        let store = MemoryStore::with_clock(clock.clone());
+        let a = store.client("a", timing());
+        let b = store.client("b", timing());
+        assert!(a.attempt_to_acquire_leader().unwrap());
+        assert!(a.touch_member("{}").unwrap());
+        assert!(b.touch_member("{}").unwrap());
+        clock.advance(Duration::from_secs(29));
+        assert!(a.update_leader(None).unwrap(), "renewed before its ttl ran out");
+        assert!(b.touch_member("{}").unwrap());
+        clock.advance(Duration::from_secs(29));
+        let s = b.get_cluster().unwrap();
+        assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("a"));
+        assert!(b.touch_member("{}").unwrap());
+        clock.advance(Duration::from_secs(2));
+        let s = b.get_cluster().unwrap();
+        assert_eq!(s.leader, None, "the leader key goes with its lease");
+        assert_eq!(s.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert!(b.attempt_to_acquire_leader().unwrap());
+        // `a` comes back with a new lease and cannot renew b's key.
+        assert!(!a.update_leader(None).unwrap());
+        assert!(a.touch_member("{}").unwrap());
+        assert_eq!(a.get_cluster().unwrap().members.len(), 2);
+    }
+
+    #[test]
+    fn outages_and_refused_writes() {
+        let store = MemoryStore::new();
+        let a = store.client("a", timing());
+        store.refuse_writes(true);
+        assert!(!a.set_config_value("{}", None).unwrap());
+        assert_eq!(a.set_sync_state_value("{}", None).unwrap(), None);
+        store.refuse_writes(false);
+        assert!(a.set_config_value("{}", None).unwrap());
+        store.go_down();
+        assert!(a.get_cluster().is_err());
+        store.freeze();
+        let started = Instant::now();
+        let err = a.touch_member("{}").unwrap_err();
+        assert_eq!(err.kind, palisade_plugin_api::ErrorKind::DcsUnavailable);
+        assert!(started.elapsed() >= timing().retry_timeout);
+        store.come_back();
+        assert_eq!(a.get_cluster().unwrap().config.map(|c| c.value).as_deref(), Some("{}"));
+    }
+}

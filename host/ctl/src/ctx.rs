@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_config::{DcsSection, LocalConfig};
-use palisade_daemon::dcs::DcsClient;
 use palisade_model::{Cluster, Member};
+use palisade_plugin_host::dcs::DcsClient;
+use palisade_plugin_host::plugins;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
@@ -150,7 +151,7 @@ impl Ctx {
             }
             base.dcs = Some(d);
         }
-        let http = palisade_daemon::tls::http_client(&base, insecure).map_err(CtlError)?;
+        let http = palisade_plugin_host::http::http_client(&base, insecure).map_err(CtlError)?;
         let ctl = &base.ctl;
         let auth = ctl
             .authentication
@@ -185,13 +186,10 @@ impl Ctx {
         if config.name.is_empty() {
             config.name = scope.to_string();
         }
-        let dir = palisade_daemon::plugins::plugin_dir(
-            config.plugin_dir.as_deref(),
-            self.env.get("PALISADE_PLUGIN_DIR").map(String::as_str),
-        );
-        let timing =
-            palisade_daemon::plugins::timing(Duration::from_secs(30), Duration::from_secs(10), Duration::from_secs(10));
-        let (dcs, _) = palisade_daemon::plugins::load_dcs(&config, &dir, timing).map_err(|problems| {
+        let dir =
+            plugins::plugin_dir(config.plugin_dir.as_deref(), self.env.get("PALISADE_PLUGIN_DIR").map(String::as_str));
+        let timing = plugins::timing(Duration::from_secs(30), Duration::from_secs(10), Duration::from_secs(10));
+        let (dcs, _) = plugins::load_dcs(&config, &dir, timing).map_err(|problems| {
             let what = problems.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join("; ");
             CtlError(format!(
                 "{what} (plugins are looked for in plugin_dir, else $PALISADE_PLUGIN_DIR, else \

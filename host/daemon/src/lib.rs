@@ -1,22 +1,24 @@
 //! The palisade daemon: everything that touches the world.
 //!
-//! - `plugins`: finds and loads the DCS, replica and callback plugins;
-//! - `dcs`: calls the DCS plugin with deadlines and builds model `Cluster`s;
 //! - `pg`: the glue between the HA loop and `palisade-postgres`;
 //! - `runner`: the HA loop, which asks `palisade-ha` what to do and does it;
 //! - `api`: the REST API (axum), served from the runner's published status;
+//! - `tls`: the REST API's server-side TLS;
 //! - `peers`: `GET /patroni` on other members during the leader race;
 //! - `logging`: Patroni's log layout.
 //!
-//! The decisions themselves live in `palisade-ha` (pure); abi_stable types
-//! never get past `plugins` (they stay inside `palisade-plugin-api`).
+//! Plugin loading, the DCS client and the REST API client come from
+//! `palisade-plugin-host`, which palisadectl shares. The decisions
+//! themselves live in `palisade-ha` (pure); abi_stable types never get
+//! past `palisade-plugin-api`.
+//!
+//! Architecture invariant: no other palisade crate depends on this one
+//! (palisadectl included): it is the only one with an HTTP server.
 
 pub mod api;
-pub mod dcs;
 pub mod logging;
 pub mod peers;
 pub mod pg;
-pub mod plugins;
 pub mod runner;
 pub mod status;
 pub mod tls;
@@ -28,6 +30,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, RwLock};
 
 use palisade_model::{Role, State};
+use palisade_plugin_host::http::ClientSettings;
+use palisade_plugin_host::{dcs, plugins};
 
 /// palisade's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -122,8 +126,8 @@ async fn run(
     tracing::info!("using DCS plugin '{}' from {}", loaded.dcs_name, dir.display());
 
     // Members ask each other as Patroni's daemon does: `insecure` (see
-    // `tls::ClientSettings`).
-    let peers = match peers::PeerClient::with_settings(tls::ClientSettings::new(&config.local, true)) {
+    // `ClientSettings`).
+    let peers = match peers::PeerClient::with_settings(ClientSettings::new(&config.local, true)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("not starting: {e}");
@@ -160,7 +164,7 @@ async fn run(
     shared.peers.follow(move || {
         let shared = weak.upgrade()?;
         let config = shared.config.read().unwrap_or_else(|p| p.into_inner());
-        Some(tls::ClientSettings::new(&config.local, true))
+        Some(ClientSettings::new(&config.local, true))
     });
 
     let Some(addr) = resolve(listen.host(), listen.port) else {

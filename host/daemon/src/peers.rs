@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use palisade_ha::PeerStatus;
 use palisade_model::Member;
-
-use crate::tls::ClientSettings;
+use palisade_plugin_host::http::ClientSettings;
 
 /// How long a member may take to answer; a slow member is most likely an
 /// unhealthy one (Patroni uses the same two seconds).

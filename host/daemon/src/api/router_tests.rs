@@ -83,7 +83,7 @@ fn fixture(config: Option<Value>) -> Fixture {
     };
     let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::new(dcs.client("a", timing));
     let shared = Arc::new(Shared {
-        dcs: crate::dcs::DcsClient::new(inner, Duration::from_secs(2)),
+        dcs: palisade_plugin_host::dcs::DcsClient::new(inner, Duration::from_secs(2)),
         pg: Arc::new(crate::pg::LocalPg::new(&runtime)),
         config: RwLock::new(runtime),
         tracked: Mutex::new(Tracked::new(Role::Primary, State::Running)),

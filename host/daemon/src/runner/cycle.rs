@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use palisade_ha::{decide, Answers, Ask, Decision, Input, Level, Me, PeerStatus, Step};
 use palisade_model::{slot_name_from_member_name, Cluster, Member, Role, State};
+use palisade_plugin_host::dcs::DcsError;
 
 use super::{CycleOutcome, Runner};
-use crate::dcs::DcsError;
 use crate::pg::Observed;
 
 fn log_decision(d: &Decision) {

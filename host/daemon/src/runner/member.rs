@@ -129,7 +129,8 @@ impl Runner {
             != (new.global.ttl, new.global.loop_wait, new.global.retry_timeout)
             || self.config_version.is_none()
         {
-            let timing = crate::plugins::timing(new.global.ttl, new.global.loop_wait, new.global.retry_timeout);
+            let timing =
+                palisade_plugin_host::plugins::timing(new.global.ttl, new.global.loop_wait, new.global.retry_timeout);
             if let Err(e) = self.shared.dcs.set_timing(timing).await {
                 tracing::warn!("could not apply the new DCS timing: {e}");
             }

@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
 use palisade_ha::Task;
 use palisade_model::{Cluster, Member, Role, State};
+use palisade_plugin_host::dcs::DcsClient;
+use palisade_plugin_host::plugins::ReplicaPlugin;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dcs::DcsClient;
 use crate::peers::PeerClient;
 use crate::pg::LocalPostgres;
-use crate::plugins::ReplicaPlugin;
 use crate::status::StatusBoard;
 
 /// The configuration in force: local file, dynamic settings, and what

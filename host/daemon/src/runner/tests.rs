@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use palisade_dcs_memory::MemoryStore;
 use palisade_model::{Role, State};
 use palisade_plugin_api::{Dcs, DcsTiming};
+use palisade_plugin_host::dcs::DcsClient;
+use palisade_plugin_host::plugins::ReplicaPlugin;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::fake_pg::{FakePg, FakeReplicaMethod, SYSID};
 use super::{Runner, RuntimeConfig, Shared, Tracked};
-use crate::plugins::ReplicaPlugin;
 use crate::status::{NodeStatus, StatusBoard};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -79,7 +80,7 @@ fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
     let (tx, rx) = mpsc::unbounded_channel();
     let dcs: Arc<dyn Dcs> = Arc::new(store.client(name, timing()));
     let shared = Arc::new(Shared {
-        dcs: crate::dcs::DcsClient::new(dcs, timing().retry_timeout),
+        dcs: DcsClient::new(dcs, timing().retry_timeout),
         pg: Arc::clone(&pg) as Arc<dyn crate::pg::LocalPostgres>,
         config: RwLock::new(runtime),
         tracked: Mutex::new(Tracked::new(Role::Uninitialized, State::Stopped)),

@@ -1,4 +1,4 @@
-//! The daemon's plugin loading: every problem of a configuration reported
+//! Plugin loading: every problem of a configuration reported
 //! at once, and a panicking DCS plugin turned into a DCS error the loop can
 //! live with.
 #![allow(clippy::unwrap_used)]
@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use palisade_daemon::dcs::{DcsClient, DcsError};
-use palisade_daemon::plugins;
 use palisade_plugin_api::ErrorKind;
+use palisade_plugin_host::dcs::{DcsClient, DcsError};
+use palisade_plugin_host::plugins;
 use palisade_test_support::{target_dir, Staging};
 
 fn config(staging: &Staging, dcs: &str, extra: &str) -> palisade_config::LocalConfig {

@@ -16,7 +16,8 @@
 //! and `dcs` (typed reading and validation), [`dynamic`] (the DCS
 //! configuration), [`params`] (parameters Patroni controls), [`effective`]
 //! (the merge), [`cache`] (JSON text for the DCS and `patroni.dynamic.json`),
-//! [`unacted`] (the settings accepted but not acted on yet).
+//! [`patch`] (merging a change into the dynamic configuration), [`unacted`]
+//! (the settings accepted but not acted on yet).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub mod env;
 pub mod legacy;
 mod local;
 pub mod params;
+pub mod patch;
 mod pg;
 pub mod source;
 pub mod types;
@@ -43,6 +45,7 @@ pub use cache::{from_cache_json, to_cache_json, to_dcs_json, CACHE_FILE_NAME};
 pub use dcs::DCS_KINDS;
 pub use effective::{effective_postgresql, effective_postgresql_for_role, server_parameters, OverrideRole};
 pub use local::DEFAULT_LOG_FORMAT;
+pub use patch::patch_config;
 pub use types::*;
 pub use unacted::{not_acted_on, NotActedOn, NOT_ACTED_ON};
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
-use palisade_model::{Cluster, Member};
+use palisade_model::{Cluster, Failover, Member};
 use serde_json::{json, Map, Value};
 
 use crate::ctx::{err, CtlError, Ctx, Result};
@@ -566,11 +566,7 @@ async fn failover_or_switchover(
         Err(e) => {
             eprintln!("{e}");
             println!("{} Could not {action} using Patroni api, falling back to DCS", timestamp(6));
-            let value = palisade_daemon::api::actions::failover_value(
-                leader.as_deref(),
-                candidate.as_deref(),
-                scheduled_at.as_ref(),
-            );
+            let value = Failover::to_json(leader.as_deref(), candidate.as_deref(), scheduled_at.as_ref());
             let dcs = ctx.dcs(name).await?;
             dcs.set_failover_value(value, None)
                 .await
@@ -1005,7 +1001,7 @@ async fn edit_config(
     }
     if let Some(f) = &apply {
         let patch = read_yaml_file(f)?;
-        palisade_daemon::api::actions::patch_config(&mut changed, &patch);
+        palisade_config::patch_config(&mut changed, &patch);
         edited = true;
     }
     if !kvpairs.is_empty() || !pgkvpairs.is_empty() {
@@ -1276,8 +1272,8 @@ fn format_pg_version(v: i64) -> String {
 async fn version(ctx: &Ctx, name: Option<String>, member_names: Vec<String>) -> Result<()> {
     println!(
         "palisadectl version {} (patronictl {})",
-        palisade_daemon::VERSION,
-        palisade_daemon::runner::member::PATRONI_COMPAT_VERSION
+        env!("CARGO_PKG_VERSION"),
+        palisade_model::PATRONI_COMPAT_VERSION
     );
     let Some(name) = name else { return Ok(()) };
     println!();

@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::table::Format;
 
 #[derive(Parser)]
-#[command(name = "palisadectl", about = "Manage palisade (and Patroni) clusters, as patronictl does", version = palisade_daemon::VERSION)]
+#[command(name = "palisadectl", about = "Manage palisade (and Patroni) clusters, as patronictl does", version = env!("CARGO_PKG_VERSION"))]
 pub struct Cli {
     /// Configuration file
     #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]

@@ -16,7 +16,10 @@ pub mod view;
 
 pub use cluster::{Cluster, Leader, SnapshotProblem};
 pub use lsn::{format_lsn, parse_lsn};
-pub use member::{json_kind, parse_postgres_url, slot_name_from_member_name, Member, MemberRecord, PostgresUrl};
+pub use member::{
+    json_kind, parse_postgres_url, slot_name_from_member_name, Member, MemberRecord, PostgresUrl,
+    PATRONI_COMPAT_VERSION,
+};
 pub use role::{Role, State};
 pub use tags::Tags;
 pub use values::{ClusterConfig, Failover, HistoryLine, Status, SyncState, TimelineHistory};

@@ -6,6 +6,12 @@ use serde_json::{Map, Value};
 
 use crate::{parse_int, tags::Tags};
 
+/// The Patroni version whose wire formats and behaviour palisade keeps.
+/// Members publish it as their `version` so that Patroni nodes in the
+/// same cluster treat palisade nodes as their peers; palisadectl shows it
+/// as the patronictl it stands for.
+pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";
+
 /// A member read from the DCS. The JSON is kept as a map so that fields we
 /// do not know (written by a newer Patroni, say) survive; typed accessors
 /// read it with Patroni's tolerance for wrong types.

@@ -11,10 +11,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
-use palisade_config::GlobalConfig;
-use palisade_model::values::{format_timestamp, ScheduledAt};
-use palisade_model::{Cluster, Role};
-use serde_json::{json, Map, Value};
+use palisade_config::{patch_config, GlobalConfig};
+use palisade_model::values::ScheduledAt;
+use palisade_model::{Cluster, Failover, Role};
+use serde_json::{Map, Value};
 
 use super::reply::{self, bad_request, opt_str, read_json};
 use super::views::fresh_cluster;
@@ -59,21 +59,6 @@ pub fn parse_schedule(text: &str, action: &str, now: DateTime<Utc>) -> Result<Da
         return Err((400, format!("Timezone information is mandatory for the scheduled {action}")));
     }
     Err((422, "Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601".into()))
-}
-
-/// The `failover` key's value, as Patroni's `manual_failover` writes it.
-pub fn failover_value(leader: Option<&str>, candidate: Option<&str>, at: Option<&DateTime<FixedOffset>>) -> String {
-    let mut m = Map::new();
-    if let Some(l) = leader {
-        m.insert("leader".into(), json!(l));
-    }
-    if let Some(c) = candidate {
-        m.insert("member".into(), json!(c));
-    }
-    if let Some(t) = at {
-        m.insert("scheduled_at".into(), json!(format_timestamp(t)));
-    }
-    Value::Object(m).to_string()
 }
 
 /// A manual failover request, checked against the cluster before anything
@@ -242,7 +227,7 @@ async fn manual_failover(st: ApiState, headers: HeaderMap, body: Bytes, action: 
             return reply::text(412, why);
         }
     }
-    let value = failover_value(req.leader.as_deref(), req.candidate.as_deref(), req.scheduled_at.as_ref());
+    let value = Failover::to_json(req.leader.as_deref(), req.candidate.as_deref(), req.scheduled_at.as_ref());
     match shared.dcs.set_failover_value(value, None).await {
         Ok(true) => {}
         Ok(false) | Err(_) => return reply::text(503, "failed to write failover key into DCS"),
@@ -427,33 +412,6 @@ pub async fn reinitialize(State(st): State<ApiState>, headers: HeaderMap, body: 
     }
 }
 
-/// Patroni's `patch_config`: merge `patch` into `config`, a null deleting
-/// the key; `true` when something changed.
-pub fn patch_config(config: &mut Map<String, Value>, patch: &Map<String, Value>) -> bool {
-    let mut changed = false;
-    for (k, v) in patch {
-        match v {
-            Value::Null => changed |= config.remove(k).is_some(),
-            Value::Object(p) => match config.get_mut(k) {
-                Some(Value::Object(c)) => changed |= patch_config(c, p),
-                _ => {
-                    let mut fresh = Map::new();
-                    patch_config(&mut fresh, p);
-                    changed = true;
-                    config.insert(k.clone(), Value::Object(fresh));
-                }
-            },
-            other => {
-                if config.get(k) != Some(other) {
-                    config.insert(k.clone(), other.clone());
-                    changed = true;
-                }
-            }
-        }
-    }
-    changed
-}
-
 /// Refuse a new dynamic configuration that has errors its old one did not
 /// have (so that somebody else's old mistake does not block every change).
 fn config_errors(old: &Map<String, Value>, new: &Map<String, Value>) -> Option<Response> {
@@ -540,6 +498,7 @@ pub async fn mpp(headers: HeaderMap, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use palisade_plugin_api::{DcsSnapshot, LeaderKey, MemberKey, VersionedValue};
 
     fn cluster() -> Cluster {
@@ -601,10 +560,10 @@ mod tests {
         let scheduled = req("switchover", json!({"leader": "a", "scheduled_at": "2026-11-22T13:00:00+01:00"}), false);
         let at = scheduled.unwrap().scheduled_at.unwrap();
         assert_eq!(
-            failover_value(Some("a"), None, Some(&at)),
+            Failover::to_json(Some("a"), None, Some(&at)),
             r#"{"leader":"a","scheduled_at":"2026-11-22T13:00:00+01:00"}"#
         );
-        assert_eq!(failover_value(Some("a"), Some("b"), None), r#"{"leader":"a","member":"b"}"#);
+        assert_eq!(Failover::to_json(Some("a"), Some("b"), None), r#"{"leader":"a","member":"b"}"#);
     }
 
     #[test]
@@ -632,33 +591,6 @@ mod tests {
         ];
         for (body, paused, code) in errors {
             assert_eq!(check(body.clone(), paused).err(), Some(code), "{body}");
-        }
-    }
-
-    #[test]
-    fn patches_merge_and_null_deletes() {
-        let cases = [
-            (json!({"ttl": 30}), json!({"ttl": 20}), json!({"ttl": 20}), true),
-            (json!({"ttl": 30}), json!({"ttl": 30}), json!({"ttl": 30}), false),
-            (json!({"pause": true}), json!({"pause": null}), json!({}), true),
-            (json!({}), json!({"pause": null}), json!({}), false),
-            (
-                json!({"postgresql": {"parameters": {"work_mem": "4MB", "max_connections": 100}}}),
-                json!({"postgresql": {"parameters": {"work_mem": null, "shared_buffers": "64MB"}}}),
-                json!({"postgresql": {"parameters": {"max_connections": 100, "shared_buffers": "64MB"}}}),
-                true,
-            ),
-            (
-                json!({"slots": 1}),
-                json!({"slots": {"s": {"type": "physical", "x": null}}}),
-                json!({"slots": {"s": {"type": "physical"}}}),
-                true,
-            ),
-        ];
-        for (old, patch, want, changed) in cases {
-            let mut data = old.as_object().unwrap().clone();
-            assert_eq!(patch_config(&mut data, patch.as_object().unwrap()), changed, "{old} + {patch}");
-            assert_eq!(Value::Object(data), want, "{old} + {patch}");
         }
     }
 

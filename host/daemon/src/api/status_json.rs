@@ -1,9 +1,8 @@
 //! The JSON of `GET /patroni` and of every health check, in Patroni 4.1's shape.
 
-use palisade_model::{Role, State};
+use palisade_model::{Role, State, PATRONI_COMPAT_VERSION};
 use serde_json::{json, Map, Value};
 
-use crate::runner::member::PATRONI_COMPAT_VERSION;
 use crate::status::{NodeStatus, PgSnapshot};
 
 /// Patroni's `get_postgresql_status` plus `_write_status_response`, built

@@ -8,11 +8,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use palisade_model::view::{cluster_as_json, ViewModes};
-use palisade_model::{Cluster, State as PgState};
+use palisade_model::{Cluster, State as PgState, PATRONI_COMPAT_VERSION};
 use serde_json::{json, Map, Value};
 
 use super::{reply, ApiState};
-use crate::runner::member::PATRONI_COMPAT_VERSION;
 
 /// A fresh read of the cluster (Patroni's `dcs.get_cluster()`), or the last
 /// snapshot the loop took when there is no daemon (tests of a status only).

@@ -2,15 +2,10 @@
 //! the dynamic configuration it applies.
 
 use palisade_config::{format_host_port, HostPort};
-use palisade_model::{Cluster, MemberRecord, State};
+use palisade_model::{Cluster, MemberRecord, State, PATRONI_COMPAT_VERSION};
 
 use super::{Runner, RuntimeConfig};
 use crate::pg::Observed;
-
-/// The Patroni version whose wire formats and behaviour palisade keeps.
-/// Members publish it as their `version` so that Patroni nodes in the
-/// same cluster treat palisade nodes as their peers.
-pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";
 
 fn postgres_url(address: &HostPort) -> String {
     format!("postgres://{}/postgres", format_host_port(address.host(), address.port))

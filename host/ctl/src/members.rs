@@ -298,7 +298,7 @@ mod tests {
             status: Some(r#"{"optime": 67108864}"#.into()),
             ..DcsSnapshot::default()
         };
-        Cluster::from_snapshot(snap).0
+        palisade_plugin_host::snapshot::cluster_from_snapshot(snap).0
     }
 
     fn member(port: u16, role: &str, state: &str, extra: Value) -> Value {

@@ -3,8 +3,10 @@
 //!
 //! Plain data plus the exact JSON Patroni 4.1 reads and writes. This crate
 //! does no IO and has no clock: everything time-dependent takes `now`.
-//! It depends only on plugin-api's plain contract types (the raw snapshot a
-//! DCS plugin returns), never on its FFI types.
+//! It must never depend on `palisade-plugin-api` (nor abi_stable): the
+//! host turns a DCS plugin's raw snapshot into a `Cluster` at its edge
+//! (`palisade-plugin-host`), so the pure crates above the model
+//! (`palisade-ha`, `palisade-postgres`) build without the plugin ABI.
 
 pub mod cluster;
 pub mod lsn;
@@ -14,7 +16,7 @@ pub mod tags;
 pub mod values;
 pub mod view;
 
-pub use cluster::{Cluster, Leader, SnapshotProblem};
+pub use cluster::{Cluster, Leader};
 pub use lsn::{format_lsn, parse_lsn};
 pub use member::{
     json_kind, parse_postgres_url, slot_name_from_member_name, Member, MemberRecord, PostgresUrl,

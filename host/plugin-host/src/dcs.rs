@@ -1,5 +1,6 @@
-//! The daemon's side of the DCS: every plugin call runs on a blocking
-//! thread with a deadline, and the raw snapshot becomes a model `Cluster`.
+//! The host's side of the DCS: every plugin call runs on a blocking
+//! thread with a deadline, and the raw snapshot becomes a model `Cluster`
+//! (see [`crate::snapshot`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,8 @@ use std::time::Duration;
 
 use palisade_model::{Cluster, Leader};
 use palisade_plugin_api::{Dcs, DcsTiming, ErrorKind, PluginError, PluginResult};
+
+use crate::snapshot::{cluster_from_snapshot, leader_key};
 
 /// Why a DCS call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,7 +79,7 @@ impl DcsClient {
         let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
         let history_raw = snapshot.history.as_ref().map(|c| c.value.clone());
         let failsafe_raw = snapshot.failsafe.clone();
-        let (cluster, problems) = Cluster::from_snapshot(snapshot);
+        let (cluster, problems) = cluster_from_snapshot(snapshot);
         if !problems.is_empty() {
             let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
             for p in problems {
@@ -100,7 +103,7 @@ impl DcsClient {
     }
 
     pub async fn update_leader(&self, leader: Option<&Leader>) -> Result<bool, DcsError> {
-        let key = leader.map(Leader::key);
+        let key = leader.map(leader_key);
         self.call("update_leader", move |d| d.update_leader(key.as_ref())).await
     }
 
@@ -109,7 +112,7 @@ impl DcsClient {
     }
 
     pub async fn delete_leader(&self, leader: Option<&Leader>) -> Result<bool, DcsError> {
-        let key = leader.map(Leader::key);
+        let key = leader.map(leader_key);
         self.call("delete_leader", move |d| d.delete_leader(key.as_ref())).await
     }
 

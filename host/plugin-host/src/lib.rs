@@ -4,7 +4,9 @@
 //! - [`plugins`]: finds and loads the DCS, replica and callback plugins
 //!   (one file each, every problem collected);
 //! - [`dcs`]: [`dcs::DcsClient`], every DCS plugin call on a blocking thread
-//!   with a deadline, and the raw snapshot turned into a model `Cluster`;
+//!   with a deadline;
+//! - [`snapshot`]: the plugin's raw snapshot becomes a model `Cluster`
+//!   (the model never sees plugin-api types), a `Leader` its `LeaderKey`;
 //! - [`http`]: the client side of TLS: PEM certificates and keys
 //!   (encrypted PKCS#8 too) and the HTTP(S) client for members' REST APIs,
 //!   as Patroni's `PatroniRequest` makes it.
@@ -20,3 +22,4 @@
 pub mod dcs;
 pub mod http;
 pub mod plugins;
+pub mod snapshot;

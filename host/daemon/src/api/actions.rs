@@ -498,8 +498,8 @@ pub async fn mpp(headers: HeaderMap, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use palisade_plugin_api::{DcsSnapshot, LeaderKey, MemberKey, VersionedValue};
+    use serde_json::json;
 
     fn cluster() -> Cluster {
         let member = |name: &str| MemberKey {
@@ -516,7 +516,7 @@ mod tests {
             config: Some(VersionedValue { version: "1".into(), value: "{}".into() }),
             ..DcsSnapshot::default()
         };
-        Cluster::from_snapshot(snap).0
+        palisade_plugin_host::snapshot::cluster_from_snapshot(snap).0
     }
 
     fn now() -> DateTime<Utc> {

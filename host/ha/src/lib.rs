@@ -12,7 +12,9 @@
 //!
 //! Architecture invariant: this crate does no IO, reads no clock and knows
 //! nothing of tokio, the DCS plugins or PostgreSQL's binaries. It depends
-//! only on `palisade-model`.
+//! only on `palisade-model` (and serde_json), never on the plugin ABI
+//! (`palisade-plugin-api`, abi_stable) nor on a clock crate: times come in
+//! through `Input`.
 
 mod decide;
 mod follow;

@@ -12,7 +12,7 @@ use crate::types::{
     VerifyClient, WatchdogConfig,
 };
 use crate::values::{describe, py_str, unquote};
-use crate::{dcs, dynamic, pg};
+use crate::{dcs, dynamic, limits, pg};
 
 /// Patroni refuses this member name (it marks "no synchronous standby").
 const SYNC_STRICT_PLACEHOLDER: &str = "__patroni_strict_sync_replica_placeholder__";
@@ -408,12 +408,15 @@ fn watchdog(ck: &mut Checker, root: &Sec) -> Option<WatchdogConfig> {
     };
     let device = ck.string(&sec, "device").filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/watchdog".into());
     let safety_margin = ck.int(&sec, "safety_margin", -1..=i64::MAX, None).unwrap_or(5);
+    if limits::seconds(safety_margin.max(0).unsigned_abs()).1 {
+        ck.warn(sec.path("safety_margin"), limits::clamped_message(safety_margin));
+    }
     let driver = ck.string(&sec, "driver").filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
     Some(WatchdogConfig {
         mode,
         device: PathBuf::from(device),
         // -1 means "as late as possible" (at the TTL); it is kept as zero here.
-        safety_margin: Duration::from_secs(safety_margin.max(0).unsigned_abs()),
+        safety_margin: limits::seconds(safety_margin.max(0).unsigned_abs()).0,
         driver,
     })
 }

@@ -645,9 +645,10 @@ mod tests {
                 }
             }
         }
-        let (g, w) =
-            from(json!({"ttl": 4_000_000_000_000_000_000_i64, "loop_wait": 4_000_000_000_i64, "retry_timeout": 1e15,
-            "primary_start_timeout": "1e300", "member_slots_ttl": "100000000d"}));
+        let (g, w) = from(
+            json!({"ttl": 4_000_000_000_000_000_000_i64, "loop_wait": 4_000_000_000_000_000_000_i64, "retry_timeout": 8_000_000_000_000_000_000_i64,
+            "primary_start_timeout": "1e300", "member_slots_ttl": "100000000d"}),
+        );
         assert_eq!(g.ttl, limits::MAX_DURATION);
         assert_eq!(g.loop_wait, limits::MAX_DURATION);
         assert_eq!(g.retry_timeout, limits::MAX_DURATION);

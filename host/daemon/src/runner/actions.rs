@@ -1,6 +1,5 @@
 //! Carrying out the actions of a decision.
 
-
 use palisade_ha::{Action, DemoteMode, StartAs, Task};
 use palisade_model::{Cluster, Failover, Role, State};
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::limits;
 use crate::params::controlled;
 use crate::types::{ConfigWarning, GlobalConfig, SynchronousMode};
 use crate::values::{describe, parse_bool, parse_int};
@@ -191,7 +192,7 @@ impl Reader<'_> {
                         ),
                     );
                 }
-                Duration::from_secs(i.unsigned_abs())
+                self.seconds(key, i)
             }
             _ => {
                 self.issue(
@@ -205,6 +206,16 @@ impl Reader<'_> {
                 Duration::from_secs(default)
             }
         }
+    }
+
+    /// Seconds (not negative) as a duration, clamped to
+    /// [`limits::MAX_SECONDS`] with a warning naming the key.
+    fn seconds(&mut self, key: &str, value: i64) -> Duration {
+        let (d, clamped) = limits::seconds(value.max(0).unsigned_abs());
+        if clamped {
+            self.issue(key, false, limits::clamped_message(value));
+        }
+        d
     }
 
     fn synchronous_mode(&mut self) -> SynchronousMode {
@@ -362,7 +373,7 @@ pub(crate) fn read(data: &Map<String, Value>) -> (GlobalConfig, Vec<Issue>) {
     let ttl = r.timing("ttl", DEFAULT_TTL, MIN_TTL);
     let loop_wait = r.timing("loop_wait", DEFAULT_LOOP_WAIT, MIN_LOOP_WAIT);
     let retry_timeout = r.timing("retry_timeout", DEFAULT_RETRY_TIMEOUT, MIN_RETRY_TIMEOUT);
-    if loop_wait + 2 * retry_timeout > ttl {
+    if loop_wait.saturating_add(retry_timeout.saturating_mul(2)) > ttl {
         r.issue(
             "ttl",
             false,
@@ -375,21 +386,21 @@ pub(crate) fn read(data: &Map<String, Value>) -> (GlobalConfig, Vec<Issue>) {
             ),
         );
     }
-    let secs = |v: Option<i64>, default: Duration| v.map_or(default, |s| Duration::from_secs(s.unsigned_abs()));
     let start_key = if r.get("primary_start_timeout").is_none() && r.get("master_start_timeout").is_some() {
         r.issue("master_start_timeout", false, "deprecated spelling of primary_start_timeout".into());
         "master_start_timeout"
     } else {
         "primary_start_timeout"
     };
-    let primary_start_timeout = secs(r.int(start_key, 0, None, "300"), d.primary_start_timeout);
+    let primary_start_timeout =
+        r.int(start_key, 0, None, "300").map_or(d.primary_start_timeout, |v| r.seconds(start_key, v));
     let stop_key = if r.get("primary_stop_timeout").is_none() && r.get("master_stop_timeout").is_some() {
         r.issue("master_stop_timeout", false, "deprecated spelling of primary_stop_timeout".into());
         "master_stop_timeout"
     } else {
         "primary_stop_timeout"
     };
-    let primary_stop_timeout = secs(r.int(stop_key, 0, None, "0"), d.primary_stop_timeout);
+    let primary_stop_timeout = r.int(stop_key, 0, None, "0").map_or(d.primary_stop_timeout, |v| r.seconds(stop_key, v));
     let maximum_lag_on_failover =
         r.int("maximum_lag_on_failover", 0, None, "1048576").map_or(d.maximum_lag_on_failover, i64::unsigned_abs);
     let maximum_lag_on_syncnode = r.int("maximum_lag_on_syncnode", -1, None, "-1").unwrap_or(-1);
@@ -404,7 +415,9 @@ pub(crate) fn read(data: &Map<String, Value>) -> (GlobalConfig, Vec<Issue>) {
     let pause = r.flag("pause", false);
     let standby_cluster = r.standby_cluster();
     let (use_slots, use_pg_rewind) = r.postgresql();
-    let member_slots_ttl = secs(r.int("member_slots_ttl", 0, Some("s"), "1800"), d.member_slots_ttl);
+    let member_slots_ttl = r
+        .int("member_slots_ttl", 0, Some("s"), "1800")
+        .map_or(d.member_slots_ttl, |v| r.seconds("member_slots_ttl", v));
     for key in ["slots", "permanent_slots", "permanent_replication_slots"] {
         if let Some(v) = r.get(key).cloned().filter(|v| !v.is_object()) {
             r.issue(key, true, format!("expected a mapping of slot names, found {}; ignored", describe(&v)));
@@ -565,6 +578,95 @@ mod tests {
         let (_, w) = from(json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10}));
         assert_eq!(w.len(), 1);
         assert!(w[0].message.contains("exceeds ttl"), "{}", w[0].message);
+    }
+
+    #[test]
+    fn extreme_numbers_never_panic_and_are_named() {
+        let keys = [
+            "ttl",
+            "loop_wait",
+            "retry_timeout",
+            "primary_start_timeout",
+            "primary_stop_timeout",
+            "member_slots_ttl",
+            "maximum_lag_on_failover",
+            "maximum_lag_on_syncnode",
+            "max_timelines_history",
+            "synchronous_node_count",
+            "primary_race_backoff",
+        ];
+        let values = [
+            json!(0),
+            json!(-1),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(9_223_372_036_854_775_808_u64),
+            json!(u64::MAX),
+            json!(1e308),
+            json!(-1e308),
+            json!(4.5e15),
+            json!("NaN"),
+            json!("nan"),
+            json!("inf"),
+            json!("-Infinity"),
+            json!("1e400"),
+            json!("9223372036854775808"),
+            json!("99999999999999999999d"),
+            json!("ten"),
+            json!(""),
+            json!([]),
+            json!({"a": 1}),
+            json!(true),
+        ];
+        for key in keys {
+            for v in &values {
+                let mut data = Map::new();
+                data.insert(key.to_string(), v.clone());
+                let (g, w) = GlobalConfig::from_dynamic(&data);
+                let durations = [
+                    g.ttl,
+                    g.loop_wait,
+                    g.retry_timeout,
+                    g.primary_start_timeout,
+                    g.primary_stop_timeout,
+                    g.member_slots_ttl,
+                ];
+                assert!(durations.iter().all(|d| *d <= limits::MAX_DURATION), "{key}={v}: {g:?}");
+                let _ = g.primary_race_backoff();
+                let named = w.iter().any(|w| w.path == key);
+                let number = parse_int(v, if key == "member_slots_ttl" { Some("s") } else { None });
+                let duration = key.ends_with("timeout") || key.ends_with("ttl") || key == "loop_wait";
+                match number {
+                    None if key != "primary_race_backoff" => assert!(named, "{key}={v}: no warning in {w:?}"),
+                    Some(n) if duration && n.unsigned_abs() > limits::MAX_SECONDS => {
+                        assert!(named, "{key}={v}: no warning in {w:?}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let (g, w) = from(
+            json!({"ttl": 4_000_000_000_000_000_000_i64, "loop_wait": 4_000_000_000_000_000_000_i64, "retry_timeout": 8_000_000_000_000_000_000_i64,
+            "primary_start_timeout": "1e300", "member_slots_ttl": "100000000d"}),
+        );
+        assert_eq!(g.ttl, limits::MAX_DURATION);
+        assert_eq!(g.loop_wait, limits::MAX_DURATION);
+        assert_eq!(g.retry_timeout, limits::MAX_DURATION);
+        assert_eq!(g.primary_start_timeout, d_default().primary_start_timeout, "1e300 is not an integer for Patroni");
+        assert_eq!(g.member_slots_ttl, limits::MAX_DURATION);
+        assert!(w.iter().any(|w| w.path == "ttl" && w.message.contains("maximum of 31536000")), "{w:?}");
+        assert!(
+            GlobalConfig::errors(&from_value(json!({"ttl": 4_000_000_000_000_000_000_i64}))).is_empty(),
+            "clamping is not an error"
+        );
+    }
+
+    fn d_default() -> GlobalConfig {
+        GlobalConfig::default()
+    }
+
+    fn from_value(v: Value) -> Map<String, Value> {
+        v.as_object().expect("object").clone()
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod dynamic;
 pub mod effective;
 pub mod env;
 pub mod legacy;
+pub mod limits;
 mod local;
 pub mod params;
 pub mod patch;

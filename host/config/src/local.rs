@@ -12,7 +12,7 @@ use crate::types::{
     VerifyClient, WatchdogConfig,
 };
 use crate::values::{describe, py_str, unquote};
-use crate::{dcs, dynamic, pg};
+use crate::{dcs, dynamic, limits, pg};
 
 /// Patroni refuses this member name (it marks "no synchronous standby").
 const SYNC_STRICT_PLACEHOLDER: &str = "__patroni_strict_sync_replica_placeholder__";
@@ -144,18 +144,35 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         .unwrap_or_else(|| "INFO".into());
     let format_type = ck.one_of(&sec, "type", &["plain", "json"], false).unwrap_or_else(|| "plain".into());
     ck.one_of(&sec, "traceback_level", &["DEBUG", "ERROR"], true);
+    let mut format_fields = None;
     let format = match sec.get("format") {
         None => DEFAULT_LOG_FORMAT.to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) if !items.is_empty() => {
-            let ok = items.iter().all(|i| match i {
-                Value::String(_) => true,
-                Value::Object(m) => m.len() == 1 && m.values().all(Value::is_string),
-                _ => false,
-            });
-            if !ok {
+            let mut fields = Vec::new();
+            for item in items {
+                match item {
+                    Value::String(name) => fields.push((name.clone(), name.clone())),
+                    Value::Object(m) if m.len() == 1 => {
+                        for (name, renamed) in m {
+                            if let Value::String(r) = renamed {
+                                fields.push((name.clone(), r.clone()));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if fields.len() != items.len() {
                 ck.error(sec.path("format"), "each item must be a field name or a single {field: renamed} mapping");
             }
+            if format_type != "json" {
+                ck.warn(
+                    sec.path("format"),
+                    "a list of fields is for type: json; the plain log uses the default format, as Patroni does",
+                );
+            }
+            format_fields = Some(fields);
             DEFAULT_LOG_FORMAT.to_string()
         }
         Some(other) => {
@@ -163,16 +180,28 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
             DEFAULT_LOG_FORMAT.to_string()
         }
     };
-    let dateformat = ck.string(&sec, "dateformat");
-    ck.mapping(&sec, "static_fields");
+    let dateformat = ck.string(&sec, "dateformat").filter(|s| !s.is_empty());
+    let static_fields = ck.mapping(&sec, "static_fields").cloned().unwrap_or_default();
     ck.int(&sec, "max_queue_size", 1..=i64::MAX, None);
     let dir = ck.string(&sec, "dir").filter(|s| !s.is_empty()).map(PathBuf::from);
     let file_num = ck.int(&sec, "file_num", 0..=i64::from(u32::MAX), None).map_or(4, |v| v as u32);
     let file_size = ck.int(&sec, "file_size", 0..=i64::MAX, None).map_or(25_000_000, i64::unsigned_abs);
-    ck.int(&sec, "mode", 0..=0o777, None);
+    let mode = ck.int(&sec, "mode", 0..=0o777, None).and_then(|m| u32::try_from(m).ok());
     let loggers = string_map(ck, &sec, "loggers");
     ck.boolean(&sec, "deduplicate_heartbeat_logs");
-    Some(LogConfig { level, format_type, format, dateformat, dir, file_num, file_size, loggers })
+    Some(LogConfig {
+        level,
+        format_type,
+        format,
+        format_fields,
+        dateformat,
+        static_fields,
+        dir,
+        file_num,
+        file_size,
+        mode,
+        loggers,
+    })
 }
 
 fn basic_auth(ck: &mut Checker, parent: &Sec) -> Option<BasicAuth> {
@@ -408,12 +437,15 @@ fn watchdog(ck: &mut Checker, root: &Sec) -> Option<WatchdogConfig> {
     };
     let device = ck.string(&sec, "device").filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/watchdog".into());
     let safety_margin = ck.int(&sec, "safety_margin", -1..=i64::MAX, None).unwrap_or(5);
+    if limits::seconds(safety_margin.max(0).unsigned_abs()).1 {
+        ck.warn(sec.path("safety_margin"), limits::clamped_message(safety_margin));
+    }
     let driver = ck.string(&sec, "driver").filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
     Some(WatchdogConfig {
         mode,
         device: PathBuf::from(device),
         // -1 means "as late as possible" (at the TTL); it is kept as zero here.
-        safety_margin: Duration::from_secs(safety_margin.max(0).unsigned_abs()),
+        safety_margin: limits::seconds(safety_margin.max(0).unsigned_abs()).0,
         driver,
     })
 }

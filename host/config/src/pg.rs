@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::check::{Checker, Sec};
 use crate::env::AUTH_ALLOWED_PARAMETERS;
+use crate::limits;
 use crate::params::controlled;
 use crate::types::{AuthenticationConfig, BinNames, HostPort, PostgresqlConfig, RoleAuth};
 
@@ -229,7 +230,13 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
     let pg_ident = hba_lines(ck, &pg, "pg_ident");
     let recovery_conf = ck.mapping(&pg, "recovery_conf").cloned().unwrap_or_default();
     let custom_conf = ck.string(&pg, "custom_conf").filter(|s| !s.is_empty()).map(PathBuf::from);
-    let pg_ctl_timeout = ck.int(&pg, "pg_ctl_timeout", 0..=i64::MAX, None).map_or(60, i64::unsigned_abs);
+    let pg_ctl_timeout = ck.int(&pg, "pg_ctl_timeout", 0..=i64::MAX, None).map_or(Duration::from_secs(60), |v| {
+        let (d, clamped) = limits::seconds(v.unsigned_abs());
+        if clamped {
+            ck.warn(pg.path("pg_ctl_timeout"), limits::clamped_message(v));
+        }
+        d
+    });
     let use_pg_rewind = ck.boolean(&pg, "use_pg_rewind");
     if pg.has("use_slots") {
         ck.warn(
@@ -276,7 +283,7 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
         pg_ident,
         recovery_conf,
         custom_conf,
-        pg_ctl_timeout: Duration::from_secs(pg_ctl_timeout),
+        pg_ctl_timeout,
         use_pg_rewind,
         remove_data_directory_on_rewind_failure,
         remove_data_directory_on_diverged_timelines,

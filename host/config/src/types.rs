@@ -65,8 +65,19 @@ pub struct LogConfig {
     /// `plain` (Patroni's default layout) or `json`.
     pub format_type: String,
     /// Python logging format string (default `%(asctime)s %(levelname)s: %(message)s`).
+    /// When `log.format` is a list, the default (and [`Self::format_fields`]
+    /// holds the list).
     pub format: String,
+    /// `log.format` given as a list of fields, as Patroni takes it for
+    /// `type: json`: each field with the key it is written under
+    /// (`{levelname: level}` renames `levelname`).
+    pub format_fields: Option<Vec<(String, String)>>,
+    /// `time.strftime` format of `asctime` (`None`: `2026-01-31 12:00:00,123`).
     pub dateformat: Option<String>,
+    /// `log.static_fields`: keys added to every JSON log line.
+    pub static_fields: Map<String, Value>,
+    /// `log.mode`: permissions set on the log files (`None`: from the umask).
+    pub mode: Option<u32>,
     /// Write logs into this directory (`patroni.log`, rotated) instead of stderr.
     pub dir: Option<PathBuf>,
     pub file_num: u32,

@@ -114,13 +114,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
                       and registers nothing with a coordinator",
     },
-    Unacted { key: "log.static_fields", place: Place::Local, consequence: "the fields are not added to log records" },
-    Unacted { key: "log.mode", place: Place::Local, consequence: "log files get the default permissions" },
-    Unacted {
-        key: "log.format",
-        place: Place::Local,
-        consequence: "a list of fields (for JSON logs) is not used: JSON records carry palisade's own fields",
-    },
     Unacted {
         key: "log.deduplicate_heartbeat_logs",
         place: Place::Local,
@@ -238,15 +231,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     if local.citus.is_some() || non_empty(raw.get("citus")) {
         add("citus", "citus".into());
     }
-    if non_empty(get(raw, "log.static_fields")) {
-        add("log.static_fields", "log.static_fields".into());
-    }
-    if get(raw, "log.mode").is_some_and(|v| !v.is_null()) {
-        add("log.mode", "log.mode".into());
-    }
-    if get(raw, "log.format").is_some_and(|v| v.is_array() || v.is_object()) {
-        add("log.format", "log.format (a list)".into());
-    }
     if truthy(get(raw, "log.deduplicate_heartbeat_logs")) {
         add("log.deduplicate_heartbeat_logs", "log.deduplicate_heartbeat_logs".into());
     }
@@ -322,9 +306,14 @@ mod tests {
             ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &["tags.nosync", "tags.sync_priority"]),
             ("tags: {nosync: false}\n", json!({}), &[]),
             ("citus: {group: 0, database: citus}\n", json!({}), &["citus"]),
-            ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &["log.static_fields", "log.mode"]),
-            ("log: {type: json, format: [message, levelname]}\n", json!({}), &["log.format (a list)"]),
-            ("log: {format: '%(message)s'}\n", json!({}), &[]),
+            // Acted on: the JSON log layout, its static fields, file modes.
+            ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &[]),
+            ("log: {type: json, format: [message, levelname]}\n", json!({}), &[]),
+            (
+                "log: {format: '%(message)s', deduplicate_heartbeat_logs: true}\n",
+                json!({}),
+                &["log.deduplicate_heartbeat_logs"],
+            ),
             ("restapi: {server_tokens: minimal}\n", json!({}), &["restapi.server_tokens"]),
         ];
         for (yaml, dynamic, want) in cases {

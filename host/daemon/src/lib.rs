@@ -41,6 +41,13 @@ pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The instant `after` from now, saturating far in the future instead of
+/// overflowing (`after` may come from configuration or the DCS).
+pub fn instant_after(after: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(after).or_else(|| now.checked_add(palisade_config::limits::MAX_DURATION)).unwrap_or(now)
+}
+
 /// Load the configuration, start the API and run the HA loop until a
 /// signal stops it. `path` and `env` are as `palisade_config::load` takes them.
 pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCode {

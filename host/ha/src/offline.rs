@@ -36,9 +36,9 @@ pub fn updated_history(
         let raw_is_empty = dcs.is_none_or(|h| h.raw.as_array().is_some_and(Vec::is_empty));
         return if raw_is_empty { None } else { Some(Vec::new()) };
     }
-    let up_to_date = current
-        .last()
-        .is_some_and(|l| l.timeline + 1 == primary_timeline && l.timestamp.is_some() && l.new_leader.is_some());
+    let up_to_date = current.last().is_some_and(|l| {
+        l.timeline.checked_add(1) == Some(primary_timeline) && l.timestamp.is_some() && l.new_leader.is_some()
+    });
     if up_to_date {
         return None;
     }

@@ -33,22 +33,65 @@ pub struct ScheduledRestart {
 }
 
 /// Patroni's `postgres_version_to_int`: `9.6.24` -> 90624, `15.2` -> 150002.
-pub fn postgres_version_to_int(version: &str) -> Result<u32, String> {
-    let parts: Result<Vec<u32>, _> = version.split('.').map(str::parse::<u32>).collect();
-    let Ok(mut parts) = parts else {
-        return Err(format!("Invalid PostgreSQL version: {version}"));
-    };
-    if parts.len() < 2
-        || (parts.len() == 2 && parts[0] < 10)
-        || parts.len() > 3
-        || parts.iter().skip(1).any(|p| *p > 99)
-    {
+///
+/// As in Python, each part is read by `int()` (spaces, a sign and `_`
+/// between digits allowed) and the parts are joined as two-digit (or
+/// longer) numbers: `15.123` -> 1500123. Python's integers have no bound;
+/// a result beyond `i64` saturates, which keeps every comparison with a
+/// real server version as Python makes it. A negative part after the first
+/// makes the joined text no number (Patroni fails there): refused.
+pub fn postgres_version_to_int(version: &str) -> Result<i64, String> {
+    let invalid = || format!("Invalid PostgreSQL version: {version}");
+    let mut parts: Vec<(bool, String)> = Vec::new();
+    for part in version.split('.') {
+        parts.push(python_int(part).ok_or_else(invalid)?);
+    }
+    if parts.len() < 2 || (parts.len() == 2 && is_below_ten(&parts[0])) || parts.len() > 3 {
         return Err(format!("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {version}"));
     }
     if parts.len() == 2 {
-        parts.insert(1, 0);
+        parts.insert(1, (false, "0".into()));
     }
-    Ok(parts[0] * 10000 + parts[1] * 100 + parts[2])
+    if parts.iter().skip(1).any(|(negative, _)| *negative) {
+        return Err(invalid());
+    }
+    let negative = parts[0].0;
+    let digits: String = parts.iter().map(|(_, d)| format!("{d:0>2}")).collect();
+    let magnitude = digits.trim_start_matches('0');
+    let value = match magnitude.parse::<i64>() {
+        Ok(v) => v,
+        Err(_) if magnitude.is_empty() => 0,
+        Err(_) => i64::MAX,
+    };
+    Ok(if negative { -value } else { value })
+}
+
+/// Python's `int(text)` for a decimal text: the sign and the digits
+/// (without leading zeros, `_` removed), or `None` when Python refuses it.
+fn python_int(text: &str) -> Option<(bool, String)> {
+    let t = text.trim();
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let bytes = digits.as_bytes();
+    let well_formed = !bytes.is_empty()
+        && bytes[0].is_ascii_digit()
+        && bytes[bytes.len() - 1].is_ascii_digit()
+        && bytes.iter().all(|b| b.is_ascii_digit() || *b == b'_')
+        && !digits.contains("__");
+    if !well_formed {
+        return None;
+    }
+    let clean: String = digits.chars().filter(char::is_ascii_digit).collect();
+    let clean = clean.trim_start_matches('0');
+    let clean = if clean.is_empty() { "0".to_string() } else { clean.to_string() };
+    Some((negative && clean != "0", clean))
+}
+
+fn is_below_ten((negative, digits): &(bool, String)) -> bool {
+    *negative || digits.len() < 2
 }
 
 /// Why this node must not restart for `filter`, or `None` (Patroni's
@@ -67,7 +110,7 @@ pub fn restart_refusal(filter: &RestartFilter, local: &Local) -> Option<&'static
     }
     if let Some(v) = filter.postgres_version.as_deref() {
         if let (Ok(wanted), Some(have)) = (postgres_version_to_int(v), local.server_version) {
-            if wanted <= have {
+            if wanted <= i64::from(have) {
                 reason = Some("postgres version mismatch");
             }
         }
@@ -128,6 +171,24 @@ mod tests {
             ("1.2.3.4", Err("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: 1.2.3.4")),
             ("a.b.c", Err("Invalid PostgreSQL version: a.b.c")),
             ("", Err("Invalid PostgreSQL version: ")),
+            // What Python's int() and the joining make of odd input.
+            ("15.123", Ok(1500123)),
+            (" 15 . +2 ", Ok(150002)),
+            ("1_5.2", Ok(150002)),
+            ("015.02", Ok(150002)),
+            ("-15.2", Err("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: -15.2")),
+            ("-15.0.2", Ok(-150002)),
+            ("9.-6.1", Err("Invalid PostgreSQL version: 9.-6.1")),
+            ("1__5.2", Err("Invalid PostgreSQL version: 1__5.2")),
+            ("_15.2", Err("Invalid PostgreSQL version: _15.2")),
+            ("15.2e3", Err("Invalid PostgreSQL version: 15.2e3")),
+            ("15.NaN", Err("Invalid PostgreSQL version: 15.NaN")),
+            ("15.inf", Err("Invalid PostgreSQL version: 15.inf")),
+            ("4294967296.0", Ok(42949672960000)),
+            ("9223372036854775808.1", Ok(i64::MAX)),
+            ("99999999999999999999999999999.99.99", Ok(i64::MAX)),
+            ("-99999999999999999999999999999.1.0", Ok(-i64::MAX)),
+            ("0.0.0", Ok(0)),
         ];
         for (text, expected) in cases {
             assert_eq!(postgres_version_to_int(text), expected.map_err(String::from), "{text}");

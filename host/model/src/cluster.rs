@@ -73,7 +73,7 @@ impl Cluster {
     /// line, 1 for an empty history, 0 when unknown.
     pub fn timeline(&self) -> u32 {
         match &self.history {
-            Some(h) if !h.lines.is_empty() => h.lines.last().map_or(0, |l| l.timeline + 1),
+            Some(h) if !h.lines.is_empty() => h.lines.last().map_or(0, |l| l.timeline.saturating_add(1)),
             Some(h) if h.valid => 1,
             _ => 0,
         }

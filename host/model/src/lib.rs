@@ -40,7 +40,7 @@ pub fn to_compact_json(value: &impl serde::Serialize) -> String {
 pub fn parse_int(value: &serde_json::Value) -> Option<i64> {
     match value {
         serde_json::Value::Number(n) => {
-            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
         }
         serde_json::Value::String(s) => s.trim().parse().ok(),
         serde_json::Value::Bool(b) => Some(i64::from(*b)),

@@ -165,7 +165,7 @@ pub fn history_lines_for_dcs(
         })
         .collect();
     if let (Some(last), Some(modified)) = (lines.last_mut(), file.modified) {
-        if last.timeline + 1 == timeline {
+        if last.timeline.checked_add(1) == Some(timeline) {
             let local: chrono::DateTime<chrono::Local> = modified.into();
             last.timestamp = Some(python_isoformat(&local.fixed_offset()));
             last.new_leader = Some(member_name.to_string());

@@ -172,8 +172,8 @@ async fn failover_refusal(shared: &Shared, cluster: &Cluster, req: &Request) -> 
 /// Patroni's `poll_failover_result`, checking more often than once a second
 /// so that the answer comes as soon as the new leader holds the lock.
 async fn poll_result(shared: &Shared, leader: Option<&str>, candidate: Option<&str>, action: &str) -> Response {
-    let seconds = shared.config().global.loop_wait.as_secs().max(10) * 2;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let seconds = shared.config().global.loop_wait.as_secs().max(10).saturating_mul(2);
+    let deadline = crate::instant_after(Duration::from_secs(seconds));
     let past = if action == "switchover" { "switched" } else { "failed" };
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -314,6 +314,10 @@ pub fn restart_request(
                 filter.postgres_version = Some(text);
             }
             "timeout" => match palisade_config::values::parse_int(v, Some("s")) {
+                Some(t) if t.unsigned_abs() > palisade_config::limits::MAX_SECONDS && t > 0 => {
+                    tracing::warn!("restart: {}", palisade_config::limits::clamped_message(format!("timeout {t}")));
+                    timeout = Some(palisade_config::limits::MAX_SECONDS as f64);
+                }
                 Some(t) if t > 0 => timeout = Some(t as f64),
                 _ => return Err((400, "Timeout should be a positive number of seconds".into())),
             },

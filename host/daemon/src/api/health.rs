@@ -154,7 +154,7 @@ pub fn health_code(path: &str, q: &[(String, String)], s: &NodeStatus, body: &Ma
 /// primary, twice that on a replica) or the cluster is paused.
 pub fn liveness_code(s: &NodeStatus) -> u16 {
     let is_primary = s.role == Role::Primary && s.pg.is_some();
-    let threshold = if is_primary { s.ttl } else { s.ttl * 2 };
+    let threshold = if is_primary { s.ttl } else { s.ttl.saturating_mul(2) };
     let alive = s.last_cycle_at.is_some_and(|t| t.elapsed() < threshold);
     if s.paused || alive {
         200

@@ -261,3 +261,150 @@ async fn health_checks_answer_from_the_cached_status() {
     let (code, body) = send(&f.app, "GET", "/history", None).await;
     assert_eq!((code.as_u16(), body.as_str()), (200, "[]"));
 }
+
+/// Every field of every request body, given extreme and garbage values:
+/// no panic, no 500, a 400 that names the field (or Patroni's text) for
+/// what cannot be used, and the API and the stored configuration still
+/// good afterwards. Raw `NaN`/`Infinity` (Python's json accepts them) and
+/// numbers beyond f64 are not JSON here: 400 for the whole body.
+#[tokio::test]
+async fn extreme_and_garbage_values_in_every_body_field() {
+    let mut f = fixture(Some(json!({"ttl": 30})));
+    // Stand in for the HA loop: answer restarts and reinitializations,
+    // remembering the restart timeouts it was given.
+    let mut events = std::mem::replace(&mut f.events, mpsc::unbounded_channel().1);
+    let timeouts = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&timeouts);
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            match e {
+                Event::Restart { timeout, reply, .. } => {
+                    seen.lock().unwrap().push(timeout);
+                    let _ = reply.send((true, "restarted successfully".into()));
+                }
+                Event::Reinitialize { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+                _ => {}
+            }
+        }
+    });
+    let long = format!("\"{}\"", "9".repeat(10_000));
+    let values: Vec<&str> = vec![
+        "0",
+        "-1",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551616",
+        "4e18",
+        "1e308",
+        "-1e308",
+        "0.5",
+        "\"NaN\"",
+        "\"nan\"",
+        "\"Infinity\"",
+        "\"-inf\"",
+        "\"1e400\"",
+        "\"9223372036854775808\"",
+        "\"99999999999999999999.1\"",
+        "\"abc\"",
+        "\"\"",
+        "[]",
+        "{}",
+        "true",
+        "null",
+        &long,
+    ];
+    let not_json = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"];
+    let fields: [(&str, &str, &str); 24] = [
+        ("POST", "/switchover", r#"{"leader": "a", "F": V}"#),
+        ("POST", "/switchover", r#"{"leader": "a", "candidate": V}"#),
+        ("POST", "/switchover", r#"{"leader": "a", "member": V}"#),
+        ("POST", "/switchover", r#"{"leader": V}"#),
+        ("POST", "/switchover", r#"{"leader": "a", "scheduled_at": V}"#),
+        ("POST", "/failover", r#"{"candidate": V}"#),
+        ("POST", "/failover", r#"{"candidate": "b", "leader": V}"#),
+        ("POST", "/restart", r#"{"schedule": V}"#),
+        ("POST", "/restart", r#"{"role": V}"#),
+        ("POST", "/restart", r#"{"postgres_version": V}"#),
+        ("POST", "/restart", r#"{"timeout": V}"#),
+        ("POST", "/restart", r#"{"restart_pending": V}"#),
+        ("POST", "/reinitialize", r#"{"force": V}"#),
+        ("POST", "/reinitialize", r#"{"from_leader": V}"#),
+        ("PATCH", "/config", r#"{"ttl": V}"#),
+        ("PATCH", "/config", r#"{"loop_wait": V}"#),
+        ("PATCH", "/config", r#"{"retry_timeout": V}"#),
+        ("PATCH", "/config", r#"{"primary_start_timeout": V, "maximum_lag_on_failover": V}"#),
+        ("PATCH", "/config", r#"{"member_slots_ttl": V, "synchronous_node_count": V}"#),
+        ("PATCH", "/config", r#"{"postgresql": {"parameters": {"max_connections": V}}}"#),
+        ("PUT", "/config", r#"{"ttl": V, "loop_wait": V, "retry_timeout": V}"#),
+        ("POST", "/failsafe", r#"{"a": V}"#),
+        ("POST", "/mpp", r#"{"type": V}"#),
+        ("POST", "/citus", r#"{"group": V}"#),
+    ];
+    for (method, path, template) in fields {
+        for v in values.iter().copied().chain(not_json) {
+            let body = template.replace("\"F\"", "\"x\"").replace('V', v);
+            let (code, text) = send(&f.app, method, path, Some(&body)).await;
+            let code = code.as_u16();
+            let what = format!("{method} {path} {}: {code} {text}", &body[..body.len().min(120)]);
+            assert!([200, 202, 400, 404, 409, 412, 422, 502, 503].contains(&code), "{what}");
+            // POST /failsafe answers 502 before reading anything when
+            // failsafe_mode is off, as Patroni's does.
+            if not_json.contains(&v) && path != "/failsafe" {
+                assert_eq!(code, 400, "{what}");
+                assert!(text.contains("not valid JSON"), "{what}");
+            }
+            if code == 400 {
+                assert!(!text.trim().is_empty(), "400 without a message: {what}");
+            }
+        }
+    }
+    // Specific answers.
+    let check = [
+        ("POST", "/restart", r#"{"timeout": 0}"#, 400, "Timeout should be a positive number of seconds"),
+        ("POST", "/restart", r#"{"timeout": "NaN"}"#, 400, "Timeout should be a positive number of seconds"),
+        ("POST", "/restart", r#"{"timeout": 1e308}"#, 400, "Timeout should be a positive number of seconds"),
+        ("POST", "/restart", r#"{"timeout": 4e18}"#, 200, "restarted successfully"),
+        ("POST", "/restart", r#"{"postgres_version": "4294967296.99.99"}"#, 200, "restarted successfully"),
+        ("POST", "/restart", r#"{"postgres_version": 1e308}"#, 400, "Invalid PostgreSQL version: 1e+308"),
+        ("POST", "/restart", r#"{"restart_pending": "NaN"}"#, 400, "'restart_pending' must be a boolean"),
+        ("POST", "/reinitialize", r#"{"force": 9223372036854775808}"#, 400, "'force' must be a boolean"),
+        ("POST", "/switchover", r#"{"leader": 1e308}"#, 400, "'leader' must be a string, not a number"),
+        (
+            "POST",
+            "/switchover",
+            r#"{"leader": "a", "scheduled_at": "NaN"}"#,
+            422,
+            "Unable to parse scheduled timestamp",
+        ),
+        ("PATCH", "/config", r#"{"loop_wait": "Infinity"}"#, 400, "loop_wait: expected a positive number"),
+        ("PATCH", "/config", r#"{"ttl": -1}"#, 400, "ttl: expected a positive number of seconds, found an integer -1"),
+    ];
+    for (method, path, body, want, text) in check {
+        let (code, got) = send(&f.app, method, path, Some(body)).await;
+        assert_eq!(code.as_u16(), want, "{method} {path} {body}: {got}");
+        assert!(got.contains(text), "{method} {path} {body}: {got}");
+    }
+    let stored = |f: &Fixture| -> serde_json::Map<String, Value> {
+        serde_json::from_str(&f.dcs.value("config").unwrap()).unwrap()
+    };
+    // A huge duration is stored as written (as Patroni stores it), and read
+    // clamped to a year with a warning.
+    let (code, _) = send(&f.app, "PATCH", "/config", Some(r#"{"ttl": 4e18, "loop_wait": 4000000000000000000}"#)).await;
+    assert_eq!(code, 200);
+    let (g, warnings) = palisade_config::GlobalConfig::from_dynamic(&stored(&f));
+    assert_eq!(g.ttl, palisade_config::limits::MAX_DURATION);
+    assert_eq!(g.loop_wait, palisade_config::limits::MAX_DURATION);
+    assert!(warnings.iter().any(|w| w.path == "ttl" && w.message.contains("maximum")), "{warnings:?}");
+    let timeouts = timeouts.lock().unwrap().clone();
+    assert!(!timeouts.is_empty());
+    assert!(
+        timeouts.iter().flatten().all(|t| *t > 0.0 && *t <= palisade_config::limits::MAX_SECONDS as f64),
+        "{timeouts:?}"
+    );
+    // The API still answers.
+    for path in ["/config", "/patroni", "/cluster", "/history"] {
+        assert_eq!(send(&f.app, "GET", path, None).await.0, 200, "{path}");
+    }
+}

@@ -58,6 +58,11 @@ fn main() -> ExitCode {
                 for w in &loaded.warnings {
                     println!("warning: {w}");
                 }
+                if let Err(e) = palisade_daemon::logging::check(&loaded.config.log) {
+                    println!("error: {e}");
+                    println!("{}: 1 problem(s) found", path.display());
+                    return ExitCode::FAILURE;
+                }
                 for problem in palisade_daemon::check_paths(&loaded.config) {
                     println!("warning: {problem}");
                 }

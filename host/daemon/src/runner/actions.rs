@@ -1,7 +1,5 @@
 //! Carrying out the actions of a decision.
 
-use std::time::Instant;
-
 use palisade_ha::{Action, DemoteMode, StartAs, Task};
 use palisade_model::{Cluster, Failover, Role, State};
 
@@ -69,7 +67,7 @@ impl Runner {
                 match shared.dcs.take_leader().await {
                     Ok(true) => {
                         let ttl = shared.config().global.ttl;
-                        shared.with_tracked(|t| t.leader_until = Some(Instant::now() + ttl));
+                        shared.with_tracked(|t| t.leader_until = Some(crate::instant_after(ttl)));
                     }
                     Ok(false) => tracing::error!("could not take the leader key after bootstrap"),
                     Err(e) => tracing::error!("could not take the leader key after bootstrap: {e}"),

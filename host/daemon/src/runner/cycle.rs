@@ -260,7 +260,7 @@ impl Runner {
                     }
                 };
                 let ttl = cfg.global.ttl;
-                self.shared.with_tracked(|t| t.leader_until = ok.then(|| Instant::now() + ttl));
+                self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
                 if ok && update_status {
                     self.write_status(cluster, observed).await;
                 }
@@ -275,7 +275,7 @@ impl Runner {
                     }
                 };
                 let ttl = cfg.global.ttl;
-                self.shared.with_tracked(|t| t.leader_until = ok.then(|| Instant::now() + ttl));
+                self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
                 if !ok {
                     tracing::info!("Could not take out TTL lock");
                 }

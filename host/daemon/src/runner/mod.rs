@@ -23,7 +23,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
 use palisade_ha::Task;
@@ -318,7 +318,7 @@ impl Runner {
             let mut nap = loop_wait.saturating_sub(started.elapsed());
             if let Some(at) = outcome.wake_at {
                 let until = at - crate::now();
-                nap = nap.min(Duration::from_secs_f64(until.max(0.0)));
+                nap = nap.min(palisade_config::limits::seconds_f64(until));
             }
             let version = self.watch_version();
             let dcs = self.shared.dcs.clone();

@@ -125,7 +125,7 @@ pub async fn restart(
         }
         Ok(_) => {
             shared.with_tracked(|t| t.set_state(State::Starting));
-            let wait = std::time::Duration::from_secs_f64(
+            let wait = palisade_config::limits::seconds_f64(
                 timeout.unwrap_or(shared.config().local.postgresql.pg_ctl_timeout.as_secs_f64()).max(1.0),
             );
             match shared.pg.start_within(role, follow.as_ref(), wait).await {

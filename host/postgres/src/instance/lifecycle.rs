@@ -137,7 +137,8 @@ impl Postgres {
     /// connections (Patroni's `wait_for_port_open` and `wait_for_startup`,
     /// with `pg_isready`).
     pub async fn wait_for_startup(&self, timeout: Duration) -> Result<StartOutcome, PgError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long for the clock waits without limit.
+        let deadline = Instant::now().checked_add(timeout);
         let args = self.local_connection().isready_args();
         let bins = self.binaries();
         loop {
@@ -152,7 +153,7 @@ impl Postgres {
                 }
                 IsReady::Rejecting | IsReady::NoResponse => {}
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(StartOutcome::Starting);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -248,14 +249,14 @@ impl Postgres {
             },
         )
         .await?;
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now().checked_add(wait);
         loop {
             if let Ok(control) = self.controldata().await {
                 if control.state == ClusterState::InProduction {
                     break;
                 }
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(PromoteOutcome::Pending);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -158,7 +158,7 @@ impl Postmaster {
     /// Wait until it has exited (and reap it when it is our child); `false`
     /// when `timeout` passed first. `None` waits without limit.
     pub async fn wait_exit(&mut self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         if let Some(child) = self.child.as_mut() {
             let waited = match timeout {
                 Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),

@@ -158,3 +158,82 @@ fn patronictl_drives_a_palisade_cluster() {
     assert!(cluster.node("node1").get("/patroni").unwrap().json().get("pause").is_none());
     let _ = scope;
 }
+
+/// Maintenance mode as a Patroni user drives it with real patronictl: a
+/// replica whose postmaster died fails its health check at once; restart
+/// brings it back; reinit from the leader waits until it is done; a
+/// switchover naming leader and candidate works while paused; a scheduled
+/// one is refused with Patroni's words.
+#[test]
+fn patronictl_in_maintenance_mode() {
+    let cluster = Cluster::start(
+        "patronictl-pause",
+        ClusterSpec { nodes: 2, ttl: 20, loop_wait: 2, retry_timeout: 3, ..ClusterSpec::default() },
+    );
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(60)), "node1");
+    cluster.wait_streaming("node1", 1, Duration::from_secs(60));
+    let scope = cluster.scope.clone();
+
+    let out = patronictl(&cluster, &["pause", "--wait"]).ok().stdout;
+    assert!(out.contains("Success: cluster management is paused"), "{out}");
+
+    cluster.mark("kill -9 of node2's postmaster while paused");
+    let pid = cluster.node("node2").postmaster_pid().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("node2's postmaster to die", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .then_some(())
+    });
+    let r = cluster.node("node2").get("/replica").unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    cluster.mark("patronictl restart node2");
+    let out = patronictl(&cluster, &["restart", &scope, "node2", "--force"]).ok().stdout;
+    assert!(out.contains("Success: restart on member node2"), "{out}");
+    wait_for("node2 to stream again", Duration::from_secs(60), || {
+        (cluster.node("node2").get("/replica").ok()?.status == 200).then_some(())
+    });
+
+    cluster.mark("patronictl reinit node2 --from-leader --wait");
+    let out = patronictl(&cluster, &["reinit", &scope, "node2", "--from-leader", "--wait", "--force"]).ok().stdout;
+    assert!(out.contains("Success: reinitialize for member node2"), "{out}");
+    assert!(out.contains("Reinitialize is completed on: node2"), "{out}");
+    // As with Patroni, --wait ends when the member stops "creating replica";
+    // PostgreSQL may still be starting.
+    cluster.wait_sql("node2", "SELECT pg_is_in_recovery()", "t", Duration::from_secs(60));
+
+    cluster.mark("a scheduled switchover is refused while paused");
+    let refused = patronictl(
+        &cluster,
+        &[
+            "switchover",
+            &scope,
+            "--leader",
+            "node1",
+            "--candidate",
+            "node2",
+            "--scheduled",
+            "2099-01-01T00:00",
+            "--force",
+        ],
+    );
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        format!("{}{}", refused.stdout, refused.stderr).contains("Can't schedule switchover in the paused state"),
+        "{refused:?}"
+    );
+
+    cluster.mark("a switchover naming leader and candidate while paused");
+    cluster.wait_streaming("node1", 1, Duration::from_secs(60));
+    let out = patronictl(&cluster, &["switchover", &scope, "--leader", "node1", "--candidate", "node2", "--force"])
+        .ok()
+        .stdout;
+    assert!(out.contains("Successfully switched over to \"node2\""), "{out}");
+    wait_for("node2 to lead", Duration::from_secs(60), || (cluster.leader().as_deref() == Some("node2")).then_some(()));
+    wait_for("node2 to accept writes", Duration::from_secs(30), || {
+        (cluster.node("node2").sql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
+    let out = patronictl(&cluster, &["resume", "--wait"]).ok().stdout;
+    assert!(out.contains("Success: cluster management is resumed"), "{out}");
+}

@@ -6,7 +6,7 @@
 //! reaches plugins only through `palisade-plugin-api` (never by linking a
 //! plugin crate), as the daemon does.
 
-pub mod certs;
+pub use palisade_test_support::certs;
 pub mod cluster;
 pub mod conformance;
 pub mod ctl;

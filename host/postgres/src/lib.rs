@@ -24,6 +24,8 @@
 //!   from `postmaster.pid`, signal, wait, kill.
 //! - [`sql`]: the superuser connection and the queries (status snapshot,
 //!   replication, roles, slots, settings, checkpoint).
+//! - [`libpq`]: libpq's connection settings (`sslmode`, `sslcert`,
+//!   `channel_binding`...) for the daemon's own connections, over rustls.
 //! - [`controldata`], [`datadir`]: pg_control and the data directory.
 //! - [`divergence`]: can a stopped data directory follow the leader's
 //!   timeline (pure function plus the IO gathering its inputs).
@@ -68,6 +70,7 @@ pub mod controldata;
 pub mod datadir;
 pub mod divergence;
 mod instance;
+pub mod libpq;
 pub mod process;
 pub mod sql;
 pub mod units;

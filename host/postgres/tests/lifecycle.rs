@@ -207,6 +207,7 @@ fn postmaster_survives_its_spawner() {
             pgpass: dir.join("pgpass"),
             use_unix_socket: true,
             extra: json!({}),
+            hba_extra: Vec::new(),
         };
         runtime().block_on(spawner_child(spec, dir.join("postgres.log")));
         return;

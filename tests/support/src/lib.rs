@@ -9,8 +9,12 @@
 //!   processes it adopts ([`pid_alive`], [`ProcessGuard`]);
 //! - tests run in parallel, so every port comes from [`free_port`].
 //!
+//! [`certs`] makes CAs and certificates with the `openssl` command.
+//!
 //! Nothing here may be used by production code.
 #![allow(clippy::unwrap_used)]
+
+pub mod certs;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_config::PostgresqlConfig;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::binaries::IsReadyArgs;
 use crate::conf::{auth_params, format_dsn, ConnParams, ServerParameters};
+use crate::libpq::{self, ConnSettings, ConnectError};
 
 pub use admin::{DropSlot, SlotInfo};
 pub use status::{PendingSetting, PgStatus, ReplicationRow};
@@ -35,8 +35,10 @@ pub struct LocalConnection {
     pub user: String,
     pub password: Option<String>,
     pub dbname: String,
-    /// The superuser's `sslmode`, `sslcert`... settings.
+    /// The role's `sslmode`, `sslcert`... settings.
     pub ssl: BTreeMap<String, String>,
+    /// Whose credentials these are (`superuser`, `replication`), for messages.
+    pub role: &'static str,
     pub connect_timeout: Duration,
     /// Server-side limit for each statement.
     pub statement_timeout: Duration,
@@ -66,6 +68,7 @@ impl LocalConnection {
         c.user = rep.username.clone();
         c.password = rep.password.clone();
         c.ssl = rep.ssl.clone();
+        c.role = "replication";
         c
     }
 
@@ -89,6 +92,7 @@ impl LocalConnection {
             password: su.password.clone(),
             dbname: "postgres".into(),
             ssl: su.ssl.clone(),
+            role: "superuser",
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(2),
         }
@@ -127,7 +131,10 @@ impl LocalConnection {
     }
 
     fn describe(&self) -> String {
-        format!("{}:{} as {}", self.host, self.port, self.user)
+        match self.ssl.get("sslmode").filter(|m| !m.is_empty() && !self.host.starts_with('/')) {
+            Some(mode) => format!("{}:{} as {} (sslmode={mode})", self.host, self.port, self.user),
+            None => format!("{}:{} as {}", self.host, self.port, self.user),
+        }
     }
 
     fn config(&self, statement_timeout: Duration) -> tokio_postgres::Config {
@@ -148,34 +155,32 @@ impl LocalConnection {
         if let Some(pw) = &self.password {
             cfg.password(pw);
         }
-        // Connections are made without TLS: a mode that demands it fails
-        // clearly instead of silently going unencrypted.
-        cfg.ssl_mode(match self.ssl.get("sslmode").map(String::as_str) {
-            Some("require" | "verify-ca" | "verify-full") => SslMode::Require,
-            Some("disable") => SslMode::Disable,
-            _ => SslMode::Prefer,
-        });
         cfg
     }
 
+    /// The key path of these credentials' settings, for messages.
+    fn key_prefix(&self) -> String {
+        format!("postgresql.authentication.{}.", self.role)
+    }
+
     /// Open a connection of our own (not the cached one), with its own
-    /// statement timeout (`Duration::ZERO`: none, as Patroni's CHECKPOINT).
+    /// statement timeout (`Duration::ZERO`: none, as Patroni's CHECKPOINT),
+    /// following libpq's rules for the role's `sslmode`, `sslcert`...
     pub async fn connect(&self, statement_timeout: Duration) -> Result<Client, SqlError> {
-        let cfg = self.config(statement_timeout);
         let target = self.describe();
-        let connecting = cfg.connect(NoTls);
-        let limit = self.connect_timeout + Duration::from_secs(1);
-        let (client, connection) = match tokio::time::timeout(limit, connecting).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => return Err(SqlError::Connect { target, source }),
-            Err(_) => return Err(SqlError::ConnectTimeout { target }),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection to postgres closed: {e}");
-            }
-        });
-        Ok(client)
+        let prefix = self.key_prefix();
+        let settings = ConnSettings::parse(&self.ssl, &prefix)
+            .map_err(|e| SqlError::Connect { target: target.clone(), source: e.into() })?;
+        let cfg = self.config(statement_timeout);
+        let home = libpq::home_dir();
+        let connecting = libpq::connect(&cfg, &self.host, &settings, &prefix, home.as_deref());
+        // Two attempts at most (`allow`, `prefer`), each within connect_timeout.
+        let limit = 2 * self.connect_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(source)) => Err(SqlError::Connect { target, source }),
+            Err(_) => Err(SqlError::ConnectTimeout { target }),
+        }
     }
 }
 
@@ -200,11 +205,11 @@ pub enum SqlError {
     Connect {
         target: String,
         #[source]
-        source: tokio_postgres::Error,
+        source: ConnectError,
     },
     #[error("connecting to PostgreSQL at {target} timed out")]
     ConnectTimeout { target: String },
-    #[error("query failed: {0}")]
+    #[error("query failed: {}", libpq::error_text(.0))]
     Query(#[source] tokio_postgres::Error),
     #[error("query did not finish within {0:?}")]
     QueryTimeout(Duration),
@@ -216,7 +221,8 @@ impl SqlError {
     /// The SQLSTATE the server answered with.
     pub fn code(&self) -> Option<&SqlState> {
         match self {
-            Self::Connect { source, .. } | Self::Query(source) => source.code(),
+            Self::Connect { source, .. } => source.db_error().and_then(tokio_postgres::Error::code),
+            Self::Query(source) => source.code(),
             _ => None,
         }
     }

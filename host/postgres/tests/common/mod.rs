@@ -52,6 +52,8 @@ pub struct Spec {
     pub pgpass: PathBuf,
     pub use_unix_socket: bool,
     pub extra: Value,
+    /// pg_hba rows put before the default TCP rows.
+    pub hba_extra: Vec<String>,
 }
 
 impl Spec {
@@ -101,11 +103,14 @@ impl Spec {
         };
         let effective = EffectivePostgresql {
             parameters: parameters(&self.socket_dir, &merged),
-            pg_hba: vec![
-                "local all all trust".into(),
-                "host replication replicator 127.0.0.1/32 scram-sha-256".into(),
-                "host all all 127.0.0.1/32 scram-sha-256".into(),
-            ],
+            pg_hba: ["local all all trust".to_string()]
+                .into_iter()
+                .chain(self.hba_extra.iter().cloned())
+                .chain([
+                    "host replication replicator 127.0.0.1/32 scram-sha-256".into(),
+                    "host all all 127.0.0.1/32 scram-sha-256".into(),
+                ])
+                .collect(),
             pg_ident: vec!["# no mappings".into()],
             recovery_conf: Default::default(),
             use_slots: true,
@@ -134,6 +139,11 @@ impl Node {
     }
 
     pub fn with(name: &str, use_unix_socket: bool, extra: Value) -> Self {
+        Self::with_hba(name, use_unix_socket, extra, Vec::new())
+    }
+
+    /// With pg_hba rows of its own before the default TCP rows.
+    pub fn with_hba(name: &str, use_unix_socket: bool, extra: Value, hba_extra: Vec<String>) -> Self {
         let staging = Staging::new(&format!("pg-{name}"));
         let spec = Spec {
             name: name.to_string(),
@@ -143,6 +153,7 @@ impl Node {
             pgpass: staging.path().join("pgpass"),
             use_unix_socket,
             extra,
+            hba_extra,
         };
         let log = staging.path().join("postgres.log");
         let pg = Postgres::new(spec.settings(json!({}))).with_output(PostmasterOutput::File(log.clone()));

@@ -23,6 +23,7 @@ pub fn ca(dir: &Path, ca: &str) {
             &subject,
         ],
     );
+    give_to_test_user(dir, &[&key, &crt]);
 }
 
 pub fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
@@ -55,7 +56,21 @@ pub fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
             &ext,
         ],
     );
+    give_to_test_user(dir, &[&crt, &key, &ca_crt]);
     (dir.join(crt), dir.join(key))
+}
+
+/// The files belong to the test user (PostgreSQL wants its key owned by
+/// the user it runs as), keys readable by it alone.
+fn give_to_test_user(dir: &Path, files: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    for f in files {
+        let path = dir.join(f);
+        let mode = if f.ends_with(".key") { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        crate::chown_to_test_user(&path);
+    }
 }
 
 /// `key` encrypted as PKCS#8 with `password` (written next to it as `<name>.enc.key`).
@@ -64,5 +79,8 @@ pub fn encrypt_key(dir: &Path, key: &Path, password: &str) -> PathBuf {
     let (k, o, p) =
         (key.to_string_lossy().into_owned(), out.to_string_lossy().into_owned(), format!("pass:{password}"));
     openssl(dir, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", &k, "-out", &o, "-passout", &p]);
+    if let Some(name) = out.file_name().and_then(|n| n.to_str()) {
+        give_to_test_user(dir, &[name]);
+    }
     out
 }

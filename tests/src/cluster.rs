@@ -61,6 +61,19 @@ pub struct ClusterSpec {
     /// CRITICAL line of palisade's, or a panic, fails the test when the
     /// cluster is dropped.
     pub allowed_errors: Vec<&'static str>,
+    /// Lines added to the `superuser` and `replication` roles of
+    /// `postgresql.authentication` (indented by six), e.g. `sslmode:`.
+    pub auth_extra: String,
+    /// A `rewind` role: its lines, indented by six.
+    pub rewind_auth: Option<String>,
+    /// Lines added to `postgresql` (indented by two) and to
+    /// `postgresql.parameters` (indented by four).
+    pub postgresql_extra: String,
+    pub parameters_extra: String,
+    /// Replaces the `pg_hba` rows (`  - row` lines, indented by four).
+    pub pg_hba: Option<String>,
+    /// Environment of the harness's own psql (`PGSSLMODE`, `PGSSLCERT`...).
+    pub psql_env: Vec<(String, String)>,
 }
 
 impl Default for ClusterSpec {
@@ -77,6 +90,12 @@ impl Default for ClusterSpec {
             patroni_nodes: Vec::new(),
             patroni_venv: None,
             allowed_errors: Vec::new(),
+            auth_extra: String::new(),
+            rewind_auth: None,
+            postgresql_extra: String::new(),
+            parameters_extra: String::new(),
+            pg_hba: None,
+            psql_env: Vec::new(),
         }
     }
 }
@@ -89,6 +108,8 @@ pub struct Node {
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Environment of the harness's psql for this node.
+    pub psql_env: Vec<(String, String)>,
     process: Option<ProcessGuard>,
 }
 
@@ -148,18 +169,24 @@ impl Node {
 
     /// Run SQL as the superuser; the rows as `|`-separated lines.
     pub fn sql(&self, query: &str) -> Result<String, String> {
-        psql(self.pg_port, query)
+        psql_with(self.pg_port, &self.psql_env, query)
     }
 }
 
 /// Run `query` with psql against `127.0.0.1:port` as the superuser.
 pub fn psql(port: u16, query: &str) -> Result<String, String> {
+    psql_with(port, &[], query)
+}
+
+/// `psql` with more environment (libpq's `PGSSLMODE`...).
+pub fn psql_with(port: u16, env: &[(String, String)], query: &str) -> Result<String, String> {
     let out = Command::new(pg_bin_dir().join("psql"))
         .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
         .arg("-c")
         .arg(query)
         .env("PGPASSWORD", SUPERUSER_PASSWORD)
         .env("PGCONNECT_TIMEOUT", "3")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| e.to_string())?;
@@ -223,6 +250,17 @@ impl Cluster {
     /// other nodes are configured (their files can still be changed) and
     /// started with [`Cluster::start_node`].
     pub fn start_first(label: &str, spec: ClusterSpec) -> Self {
+        let mut cluster = Self::prepare(label, spec);
+        // Bootstrap with the first node, then add the others so the leader
+        // is known in advance.
+        cluster.start_node(0);
+        cluster.wait_for_leader(Duration::from_secs(60));
+        cluster
+    }
+
+    /// etcd running and every node's configuration written, no daemon
+    /// started yet (see `start_node`).
+    pub fn prepare(label: &str, spec: ClusterSpec) -> Self {
         become_subreaper();
         let staging = Staging::new(label);
         let bin = stage_binaries(&staging);
@@ -234,10 +272,6 @@ impl Cluster {
             let node = cluster.make_node(i);
             cluster.nodes.push(node);
         }
-        // Bootstrap with the first node, then add the others so the leader
-        // is known in advance.
-        cluster.start_node(0);
-        cluster.wait_for_leader(Duration::from_secs(60));
         cluster
     }
 
@@ -261,10 +295,10 @@ impl Cluster {
              wal_level: replica\n        hot_standby: 'on'\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
              wal_log_hints: 'on'\n{extra_dcs}  initdb:\n    - encoding: UTF8\n    - data-checksums\n\
              postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  data_dir: {data}\n  \
-             bin_dir: {bin_dir}\n  pgpass: {run}/pgpass\n  authentication:\n    superuser:\n      username: postgres\n      \
-             password: {pw}\n    replication:\n      username: replicator\n      password: test-replication-pw\n  \
-             parameters:\n    unix_socket_directories: '{run}'\n    shared_buffers: 16MB\n  pg_hba:\n    - local all all trust\n    \
-             - host replication replicator 127.0.0.1/32 scram-sha-256\n    - host all all 127.0.0.1/32 scram-sha-256\n{node_extra}",
+             bin_dir: {bin_dir}\n  pgpass: {run}/pgpass\n{postgresql_extra}  authentication:\n    superuser:\n      \
+             username: postgres\n      password: {pw}\n{auth_extra}    replication:\n      username: replicator\n      \
+             password: test-replication-pw\n{auth_extra}{rewind}  parameters:\n    unix_socket_directories: '{run}'\n    \
+             shared_buffers: 16MB\n{parameters_extra}  pg_hba:\n{pg_hba}{node_extra}",
             scope = self.scope,
             etcd = self.etcd.host_port(),
             ttl = spec.ttl,
@@ -277,9 +311,19 @@ impl Cluster {
             run = run.display(),
             pw = SUPERUSER_PASSWORD,
             node_extra = (spec.node_extra)(i),
+            postgresql_extra = spec.postgresql_extra,
+            auth_extra = spec.auth_extra,
+            rewind = spec.rewind_auth.as_ref().map(|r| format!("    rewind:\n{r}")).unwrap_or_default(),
+            parameters_extra = spec.parameters_extra,
+            pg_hba = spec.pg_hba.clone().unwrap_or_else(|| {
+                "    - local all all trust\n    - host replication replicator 127.0.0.1/32 scram-sha-256\n    \
+                 - host all all 127.0.0.1/32 scram-sha-256\n"
+                    .to_string()
+            }),
         );
         let config_path = self.staging.write(&format!("{name}.yml"), &config, 0o644);
-        Node { name, api_port, pg_port, config: config_path, data_dir, log_path, process: None }
+        let psql_env = spec.psql_env.clone();
+        Node { name, api_port, pg_port, config: config_path, data_dir, log_path, psql_env, process: None }
     }
 
     /// The staging directory (configs, logs, data).

@@ -68,6 +68,9 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    for w in check_connection_settings(&loaded.config) {
+        tracing::warn!("{w}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -100,6 +103,33 @@ pub fn check_paths(config: &palisade_config::LocalConfig) -> Vec<String> {
         };
         if let Some(p) = problem {
             out.push(format!("{}: {p}", check.key));
+        }
+    }
+    out
+}
+
+/// libpq settings of `postgresql.authentication` that connections will
+/// refuse: any role's values libpq does not know, and for the superuser
+/// (whose connections palisade makes itself) what palisade cannot do.
+pub fn check_connection_settings(config: &palisade_config::LocalConfig) -> Vec<String> {
+    let auth = &config.postgresql.authentication;
+    let roles = [
+        ("superuser", Some(&auth.superuser)),
+        ("replication", Some(&auth.replication)),
+        ("rewind", auth.rewind.as_ref()),
+    ];
+    let mut out = Vec::new();
+    for (name, role) in roles {
+        let Some(role) = role else { continue };
+        let mut ssl = role.ssl.clone();
+        if name != "superuser" {
+            // PostgreSQL's libpq makes these connections: it may have
+            // GSSAPI and OpenSSL engines.
+            ssl.retain(|k, v| !(k == "gssencmode" && v == "require") && k != "sslkey");
+        }
+        let prefix = format!("postgresql.authentication.{name}.");
+        if let Err(e) = palisade_postgres::libpq::ConnSettings::parse(&ssl, &prefix) {
+            out.push(format!("{e}; connections with it will fail"));
         }
     }
     out
@@ -183,4 +213,45 @@ async fn run(
         return ExitCode::FAILURE;
     }
     runner::Runner::new(shared, rx).run().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_settings_that_will_fail_are_named() {
+        let env = BTreeMap::from([("PATRONI_SCOPE".to_string(), "test".to_string())]);
+        let base = palisade_config::load_for_ctl(None, &env).unwrap().config;
+        type Case = (&'static str, &'static str, &'static str, Option<&'static str>);
+        let cases: &[Case] = &[
+            ("superuser", "sslmode", "verify-ca", None),
+            ("superuser", "sslmode", "verify_ca", Some("postgresql.authentication.superuser.sslmode: invalid value")),
+            ("superuser", "gssencmode", "require", Some("postgresql.authentication.superuser.gssencmode: \"require\"")),
+            ("superuser", "sslkey", "engine:key", Some("postgresql.authentication.superuser.sslkey:")),
+            // PostgreSQL's libpq makes replication connections: it may have GSSAPI.
+            ("replication", "gssencmode", "require", None),
+            ("replication", "sslkey", "engine:key", None),
+            ("replication", "channel_binding", "always", Some("postgresql.authentication.replication.channel_binding")),
+            ("rewind", "sslnegotiation", "tls", Some("postgresql.authentication.rewind.sslnegotiation")),
+        ];
+        for (role, key, value, want) in cases {
+            let mut c = base.clone();
+            let auth = &mut c.postgresql.authentication;
+            let target = match *role {
+                "superuser" => &mut auth.superuser,
+                "replication" => &mut auth.replication,
+                _ => auth.rewind.get_or_insert_with(Default::default),
+            };
+            target.ssl.insert(key.to_string(), value.to_string());
+            let got = check_connection_settings(&c);
+            match want {
+                None => assert!(got.is_empty(), "{role}.{key}={value}: {got:?}"),
+                Some(w) => {
+                    assert_eq!(got.len(), 1, "{role}.{key}={value}: {got:?}");
+                    assert!(got[0].starts_with(w) && got[0].ends_with("connections with it will fail"), "{got:?}");
+                }
+            }
+        }
+    }
 }

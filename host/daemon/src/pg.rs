@@ -235,11 +235,48 @@ impl LocalPostgres for LocalPg {
 #[derive(Clone)]
 pub struct LocalPg {
     pg: Arc<Postgres>,
+    failures: Arc<QueryFailures>,
+}
+
+/// Consecutive failures of the status query on a running postmaster, so
+/// that a connection that keeps failing is logged, not retried in silence.
+#[derive(Default)]
+struct QueryFailures {
+    count: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<String>,
+}
+
+impl QueryFailures {
+    /// Count a failure; log it the first times, when it changes, and then
+    /// every tenth time.
+    fn failed(&self, error: &palisade_postgres::PgError) {
+        use std::sync::atomic::Ordering;
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let text = error.to_string();
+        let changed = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *last != text;
+            last.clone_from(&text);
+            changed
+        };
+        if n <= 3 || changed || n.is_multiple_of(10) {
+            tracing::warn!("cannot query the local PostgreSQL (attempt {n}): {text}");
+        }
+    }
+
+    fn succeeded(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.count.swap(0, Ordering::Relaxed);
+        if n > 3 {
+            tracing::info!("the local PostgreSQL answers again after {n} failed attempts");
+        }
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 impl LocalPg {
     pub fn new(config: &RuntimeConfig) -> Self {
-        Self { pg: Arc::new(Postgres::new(settings(config))) }
+        Self { pg: Arc::new(Postgres::new(settings(config))), failures: Arc::default() }
     }
 
     /// Take a new configuration (reload, dynamic change). Nothing is written.
@@ -301,9 +338,22 @@ impl LocalPg {
                             .collect();
                     }
                     out.snapshot = Some(snapshot(&st));
+                    self.failures.succeeded();
                 }
                 Err(e) => {
-                    tracing::debug!("status query failed: {e}");
+                    // A server that does not take connections yet (single-user
+                    // mode during initdb, starting up, recovering) is in a
+                    // state the cycle reports; one that says it does and
+                    // refuses us is a failure to log.
+                    let accepting =
+                        palisade_postgres::process::PidFile::read(&self.data_dir()).ok().flatten().is_some_and(|p| {
+                            !p.is_single_user() && matches!(p.status.as_deref(), Some("ready" | "standby"))
+                        });
+                    if accepting && !matches!(&e, palisade_postgres::PgError::Sql(s) if s.is_cannot_connect_now()) {
+                        self.failures.failed(&e);
+                    } else {
+                        tracing::debug!("status query failed: {e}");
+                    }
                     out.pg = Pg::Starting;
                 }
             }

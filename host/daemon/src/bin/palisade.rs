@@ -63,7 +63,10 @@ fn main() -> ExitCode {
                     println!("{}: 1 problem(s) found", path.display());
                     return ExitCode::FAILURE;
                 }
-                for problem in palisade_daemon::check_paths(&loaded.config) {
+                for problem in palisade_daemon::check_paths(&loaded.config)
+                    .into_iter()
+                    .chain(palisade_daemon::check_connection_settings(&loaded.config))
+                {
                     println!("warning: {problem}");
                 }
                 let dynamic = palisade_config::dynamic_from_bootstrap(&loaded.config);

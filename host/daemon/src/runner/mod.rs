@@ -380,6 +380,9 @@ impl Runner {
                 for w in loaded.warnings {
                     tracing::warn!("{w}");
                 }
+                for w in crate::check_connection_settings(&loaded.config) {
+                    tracing::warn!("{w}");
+                }
                 let dynamic = self.shared.config().dynamic;
                 let new = RuntimeConfig::new(loaded.config, dynamic, false);
                 new.log_not_acted_on();

@@ -131,6 +131,23 @@ fn tls_cluster_bootstraps_replicates_and_fails_over() {
 }
 
 #[test]
+fn the_daemon_connects_over_tcp_with_its_certificate() {
+    let certs = Staging::new("pg-tls-tcp-certs");
+    certificates(certs.path());
+    let mut spec = tls_spec(certs.path(), "client", false);
+    spec.nodes = 1;
+    let cluster = Cluster::start("pg-tls-tcp", spec);
+    let node = cluster.node("node1");
+    // The daemon's own session (status every cycle) is TLS with the client
+    // certificate, through the hostssl ... clientcert=verify-ca row.
+    let query = "SELECT s.ssl::text || ' ' || s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'Patroni heartbeat' LIMIT 1";
+    cluster.wait_sql("node1", query, "true /CN=client", Duration::from_secs(30));
+    assert_eq!(node.get("/primary").unwrap().status, 200);
+    assert!(!node.log().contains("cannot query the local PostgreSQL (attempt"), "{}", node.log());
+}
+
+#[test]
 fn a_client_certificate_the_server_refuses_is_logged() {
     let certs = Staging::new("pg-tls-bad-certs");
     certificates(certs.path());

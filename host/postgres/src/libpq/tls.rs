@@ -366,3 +366,88 @@ impl ServerCertVerifier for Verifier {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// PEM framing around bytes that are not a certificate: enough for the
+    /// paths that do not parse the DER.
+    const FAKE_CERT: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+
+    fn setup(pairs: &[(&str, String)], home: Option<&Path>) -> Result<Check, String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let s = ConnSettings::parse(&map, "a.").map_err(|e| e.to_string())?;
+        s.tls_setup("a.", home).map(|_| Check::Nothing).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn files_are_found_and_refused_as_libpq_does() {
+        let dir = std::env::temp_dir().join(format!("palisade-libpq-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home/.postgresql")).unwrap();
+        let file = |name: &str, text: &str, mode: u32| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let cert = file("client.crt", FAKE_CERT, 0o644);
+        let garbage = file("garbage.crt", "not pem\n", 0o644);
+        let legacy = file(
+            "legacy.key",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            0o600,
+        );
+        let loose = file("loose.key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0o640);
+        let home = dir.join("home");
+        let s = |v: &str| v.to_string();
+        let missing = dir.join("missing.crt").to_string_lossy().into_owned();
+        type Case = (Vec<(&'static str, String)>, bool, Result<(), String>);
+        let cases: Vec<Case> = vec![
+            (vec![("sslmode", s("require"))], false, Ok(())),
+            (vec![("sslmode", s("prefer"))], true, Ok(())),
+            (
+                vec![("sslmode", s("verify-ca"))],
+                false,
+                Err(s("a.sslrootcert: could not get home directory to locate root certificate file")),
+            ),
+            (
+                vec![("sslmode", s("verify-ca"))],
+                true,
+                Err(format!(
+                    "a.sslrootcert: root certificate file \"{}/.postgresql/root.crt\" does not exist",
+                    home.display()
+                )),
+            ),
+            (
+                vec![("sslmode", s("verify-full")), ("sslrootcert", missing.clone())],
+                false,
+                Err(format!("a.sslrootcert: root certificate file \"{missing}\" does not exist")),
+            ),
+            (vec![("sslrootcert", garbage.clone())], false, Err(s("a.sslrootcert: certificate file"))),
+            // A client certificate file that is missing is no certificate.
+            (vec![("sslcert", missing.clone())], false, Ok(())),
+            (
+                vec![("sslcert", cert.clone()), ("sslkey", missing.clone())],
+                false,
+                Err(format!("a.sslkey: certificate present, but not private key file \"{missing}\"")),
+            ),
+            (vec![("sslcert", cert.clone()), ("sslkey", legacy)], false, Err(s("a.sslkey: private key file"))),
+            (vec![("sslcert", cert.clone()), ("sslkey", loose)], false, Err(s("a.sslkey: private key file"))),
+        ];
+        for (pairs, with_home, want) in cases {
+            let got = setup(&pairs, with_home.then_some(home.as_path())).map(|_| ());
+            match (&want, &got) {
+                (Ok(()), Ok(())) => {}
+                (Err(w), Err(g)) if g.starts_with(w.as_str()) => {}
+                _ => panic!("{pairs:?} home={with_home}: wanted {want:?}, got {got:?}"),
+            }
+        }
+        let got = setup(&[("sslcert", cert), ("sslkey", dir.join("legacy.key").to_string_lossy().into_owned())], None);
+        assert!(got.is_err_and(|e| e.contains("legacy OpenSSL format")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

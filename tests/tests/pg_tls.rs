@@ -89,7 +89,8 @@ fn tls_streams(cluster: &Cluster, leader: &str) -> String {
 fn tls_cluster_bootstraps_replicates_and_fails_over() {
     let certs = Staging::new("pg-tls-certs");
     certificates(certs.path());
-    let mut cluster = Cluster::start("pg-tls", tls_spec(certs.path(), "client", true));
+    let spec = ClusterSpec { allowed_errors: EXPECTED_ERRORS.to_vec(), ..tls_spec(certs.path(), "client", true) };
+    let mut cluster = Cluster::start("pg-tls", spec);
     let old = cluster.wait_for_leader(Duration::from_secs(60));
     assert_eq!(old, "node1");
     let others: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != old).collect();

@@ -52,7 +52,11 @@ fi
 removed=$(comm -23 <(echo "$before") <(installed) | tr '\n' ' ')
 echo "removed packages: ${removed:-none (none was installed)}"
 if id "$USER_NAME" >/dev/null 2>&1; then
-    userdel "$USER_NAME" && echo "deleted user $USER_NAME"
+    if userdel "$USER_NAME"; then
+        echo "deleted user $USER_NAME"
+    else
+        echo "NOTE: user $USER_NAME is in use by running processes and was kept (the check is weaker for it)"
+    fi
 fi
 rm -rf /var/tmp/palisade-patroni-venv /var/tmp/palisade-patroni-venv.lock
 for tool in etcd protoc zkServer.sh pgbackrest haproxy; do

@@ -243,14 +243,7 @@ impl Reader<'_> {
             self.issue("standby_cluster", true, format!("expected a mapping, found {}; ignored", describe(&v)));
             return None;
         };
-        let truthy = |v: Option<&Value>| match v {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::String(s)) => !s.is_empty(),
-            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(Value::Object(o)) => !o.is_empty(),
-            Some(Value::Bool(true)) => true,
-        };
+        let truthy = |v: Option<&Value>| v.is_some_and(palisade_pycompat::py::truthy);
         for key in ["host", "restore_command", "primary_slot_name", "archive_cleanup_command"] {
             if let Some(x) = m.get(key).filter(|x| !x.is_null() && !x.is_string()) {
                 self.issue(

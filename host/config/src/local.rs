@@ -11,7 +11,9 @@ use crate::types::{
     BasicAuth, BootstrapConfig, CitusConfig, CtlConfig, HostPort, InitdbOption, LocalConfig, LogConfig, RestApiConfig,
     VerifyClient, WatchdogConfig,
 };
-use crate::values::{describe, py_str, unquote};
+use palisade_pycompat::patroni::INITDB_NOT_ALLOWED;
+
+use crate::values::{describe, py_str};
 use crate::{dcs, dynamic, limits, pg};
 
 /// Patroni refuses this member name (it marks "no synchronous standby").
@@ -292,8 +294,6 @@ fn ctl(ck: &mut Checker, root: &Sec) -> CtlConfig {
     }
 }
 
-const INITDB_NOT_ALLOWED: [&str; 5] = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
-
 fn initdb_kv(ck: &mut Checker, key: &str, value: &Value, path: &str) -> Option<InitdbOption> {
     let text = match value {
         Value::String(s) => s.clone(),
@@ -307,7 +307,8 @@ fn initdb_kv(ck: &mut Checker, key: &str, value: &Value, path: &str) -> Option<I
         ck.error(path, format!("the initdb option '{key}' is set by palisade and not allowed here"));
         return None;
     }
-    Some(InitdbOption::KeyValue(key.to_string(), unquote(&text)))
+    // Kept as written: initdb gets it unquoted once, as Patroni does.
+    Some(InitdbOption::KeyValue(key.to_string(), text))
 }
 
 /// `bootstrap.initdb`: a list of `flag` or `{option: value}`, or a mapping.

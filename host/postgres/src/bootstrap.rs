@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use palisade_config::{InitdbOption, RoleAuth};
-use palisade_pycompat::patroni::{parse_bool, INITDB_NOT_ALLOWED};
+use palisade_pycompat::patroni::INITDB_NOT_ALLOWED;
 use palisade_pycompat::shlex;
 use serde_json::{Map, Value};
 
@@ -145,9 +145,8 @@ pub fn custom_bootstrap(
     if argv.is_empty() {
         return Err(err(format!("cannot split command {command:?}: no words")));
     }
-    let truthy = |key: &str| {
-        map.get(key).map(|v| parse_bool(&value_to_string(v).unwrap_or_default()) == Some(true)).unwrap_or(false)
-    };
+    // Patroni tests these with Python's truth value (`if config.get(...)`).
+    let truthy = |key: &str| map.get(key).is_some_and(palisade_pycompat::py::truthy);
     if !truthy("no_params") {
         argv.push(format!("--scope={scope}"));
         argv.push(format!("--datadir={}", data_dir.display()));
@@ -258,6 +257,10 @@ mod tests {
             custom_bootstrap("clone", &json!({"command": "restore", "no_params": true}), "s", Path::new("/d")).unwrap();
         assert_eq!(c.argv, vec!["restore"]);
         assert!(!c.keep_existing_recovery_conf);
+        // Python's truth value, as Patroni's `if config.get('no_params')`.
+        let c = custom_bootstrap("clone", &json!({"command": "restore", "no_params": "false"}), "s", Path::new("/d"))
+            .unwrap();
+        assert_eq!(c.argv, vec!["restore"]);
         assert!(custom_bootstrap("clone", &json!({"no_params": true}), "s", Path::new("/d")).is_err());
         assert!(custom_bootstrap("clone", &json!("x"), "s", Path::new("/d")).is_err());
     }

@@ -133,6 +133,9 @@ mod tests {
             ("\"a\\\"b\"", &["a\"b"]),
             ("\"a\\\\b\"", &["a\\b"]),
             ("\"$HOME `x`\"", &["$HOME `x`"]),
+            // Python keeps the backslash before $ and ` in double quotes.
+            ("\"x\\$y\"", &["x\\$y"]),
+            ("\"a\\`b\"", &["a\\`b"]),
             ("a#b # c", &["a#b", "#", "c"]),
             ("'it'\\''s'", &["it's"]),
             ("x=\"1 2\"y", &["x=1 2y"]),

@@ -501,6 +501,12 @@ fn citus(ck: &mut Checker, root: &Sec) -> Option<CitusConfig> {
             None
         }
         Some(v @ Value::Number(_)) => ck.int_value(v, &sec.path("group"), 0..=i64::from(i32::MAX), None),
+        // Patroni enables Citus when parse_int reads the group and then
+        // takes int() of it: a decimal string works.
+        Some(v @ Value::String(s)) if palisade_pycompat::py::strip(s).parse::<i64>().is_ok() => {
+            ck.warn(sec.path("group"), format!("expected an integer, found {}; read as a number", describe(v)));
+            ck.int_value(v, &sec.path("group"), 0..=i64::from(i32::MAX), None)
+        }
         Some(other) => {
             ck.error(sec.path("group"), format!("expected an integer, found {}", describe(other)));
             None

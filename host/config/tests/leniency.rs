@@ -213,6 +213,14 @@ fn local_rows() -> Vec<(&'static str, &'static str, &'static str, Read, Value, b
             false,
         ),
         ("log.file_num", "'3'", "int('3')", |l| json!(l.config.log.file_num), json!(3), false),
+        (
+            "citus.group",
+            "'1'\n  database: c",
+            "parse_int, then int('1')",
+            |l| json!(l.config.citus.as_ref().map(|c| c.group)),
+            json!(1),
+            true,
+        ),
     ]
 }
 

@@ -378,7 +378,7 @@ fn each_validation_error_names_its_key() {
         (format!("{MINIMAL}bootstrap:\n  dcs:\n    standby_cluster:\n      port: 5432x\n"), "bootstrap.dcs.standby_cluster.port: expected a port number, found a string '5432x'"),
         (format!("{MINIMAL}bootstrap:\n  initdb:\n    - pgdata: /x\n"), "bootstrap.initdb.0: the initdb option 'pgdata' is set by palisade and not allowed here"),
         (format!("{MINIMAL}bootstrap:\n  initdb: data-checksums\n"), "bootstrap.initdb: expected a list of options or a mapping, found a string 'data-checksums'"),
-        (format!("{MINIMAL}citus:\n  group: '1'\n  database: c\n"), "citus.group: expected an integer, found a string '1'"),
+        (format!("{MINIMAL}citus:\n  group: '0x1'\n  database: c\n"), "citus.group: expected an integer, found a string '0x1'"),
         (format!("{MINIMAL}watchdog:\n  safety_margin: -2\n"), "watchdog.safety_margin: -2 is out of range (at least -1)"),
         (MINIMAL.replace("restapi:\n", "restapi:\n  connect_address: 0.0.0.0:8008\n"), "restapi.connect_address: '0.0.0.0' is a wildcard address that other members cannot connect to"),
         (MINIMAL.replace("restapi:\n", "restapi:\n  request_queue_size: 5000\n"), "restapi.request_queue_size: 5000 is out of range 0..4096"),

@@ -5,65 +5,20 @@
 //! non-ASCII characters as Python does. Pure functions: the daemon does
 //! the file IO.
 
-use std::io;
-
-use serde::Serialize;
-use serde_json::ser::Formatter;
 use serde_json::{Map, Value};
 
 /// The cache file's name inside the data directory.
 pub const CACHE_FILE_NAME: &str = "patroni.dynamic.json";
 
-struct PyFormatter {
-    compact: bool,
-}
-
-impl Formatter for PyFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else if self.compact {
-            w.write_all(b",")
-        } else {
-            w.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.begin_array_value(w, first)
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        if self.compact {
-            w.write_all(b":")
-        } else {
-            w.write_all(b": ")
-        }
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{unit:04x}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 fn to_py_json(value: &Map<String, Value>, compact: bool) -> String {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PyFormatter { compact });
-    // Serialising a Map into a Vec cannot fail, and the output is ASCII.
-    if value.serialize(&mut ser).is_err() {
-        return "{}".into();
+    // `json.dumps` text comes from palisade-pycompat, with Patroni's
+    // separators for each use.
+    let value = Value::Object(value.clone());
+    if compact {
+        palisade_pycompat::json::dumps_compact(&value)
+    } else {
+        palisade_pycompat::json::dumps(&value)
     }
-    String::from_utf8(out).unwrap_or_else(|_| "{}".into())
 }
 
 /// The DCS `config` value: compact JSON, key order kept.

@@ -4,18 +4,24 @@
 //! [`ConfigError`] (with the dotted key path) for each value of the wrong
 //! type or out of range and carries on, so one run reports every problem.
 //!
-//! Types follow Patroni's `validator.py`, with two deliberate leniencies
-//! that Patroni's own runtime shares: integers may be written as numeric
-//! strings (`"5432"`, and `"30min"` where a unit makes sense), and a number
+//! Types follow Patroni's `validator.py`, but never more strictly than
+//! Patroni's runtime reads the value (it does not run the validator at
+//! start): integers may be written as strings Patroni's `parse_int` reads
+//! (`"5432"`, `"0x10"`, and `"30min"` where a unit makes sense); a number
 //! where a string is expected (`password: 1234`) is taken as its text with
-//! a warning instead of an error.
+//! a warning; a boolean Patroni reads with Python's `bool()` takes any
+//! value with that meaning (warned when it is not a boolean), one read
+//! with `parse_bool` takes what `parse_bool` reads. `tests/leniency.rs`
+//! is the table of these rules, key by key.
 
 use std::ops::RangeInclusive;
 
 use serde_json::{Map, Value};
 
 use crate::types::{ConfigError, ConfigWarning, HostPort};
-use crate::values::{describe, parse_int, split_host_port};
+use palisade_pycompat::py::truthy;
+
+use crate::values::{describe, parse_bool, parse_int, split_host_port};
 
 #[derive(Default)]
 pub(crate) struct Checker {
@@ -131,17 +137,42 @@ impl Checker {
         Some(s)
     }
 
+    /// A boolean setting Patroni reads with Python's `bool()` (most of
+    /// them: tags, `use_unix_socket`, `ctl.insecure`...). Any value is
+    /// accepted with that meaning; a value that is not a boolean gets a
+    /// warning, a loud one when `bool()` and the spelling disagree (the
+    /// string `'false'` is true).
     pub fn boolean(&mut self, sec: &Sec, key: &str) -> Option<bool> {
-        match sec.get(key)? {
-            Value::Bool(b) => Some(*b),
-            other => {
-                let hint = match other {
-                    Value::String(s) if crate::values::parse_bool(other).is_some() => {
-                        format!(" (write {s} without quotes)")
-                    }
-                    _ => String::new(),
-                };
-                self.error(sec.path(key), format!("expected a boolean, found {}{hint}", describe(other)));
+        let value = sec.get(key)?;
+        let truth = truthy(value);
+        if let Value::Bool(b) = value {
+            return Some(*b);
+        }
+        let message = match (value, parse_bool(value)) {
+            (Value::String(s), Some(spelled)) if spelled != truth => format!(
+                "the string '{s}' is {truth}: Patroni reads this setting with Python's bool(), for which any \
+                 non-empty string is true; write {spelled} without quotes to mean {spelled}"
+            ),
+            (Value::String(s), Some(_)) => format!("expected a boolean, found the string '{s}'; read as {truth}"),
+            _ => format!("expected a boolean, found {}; read as {truth}, as Python's bool() reads it", describe(value)),
+        };
+        self.warn(sec.path(key), message);
+        Some(truth)
+    }
+
+    /// A boolean setting Patroni reads with its `parse_bool` (`on`, `yes`,
+    /// `1`...; `tags.nostream`, `consul.verify`). A value it cannot read is
+    /// ignored with a warning, as Patroni ignores it.
+    pub fn parse_bool(&mut self, sec: &Sec, key: &str) -> Option<bool> {
+        let value = sec.get(key)?;
+        match (value, parse_bool(value)) {
+            (Value::Bool(b), _) => Some(*b),
+            (_, Some(b)) => {
+                self.warn(sec.path(key), format!("expected a boolean, found {}; read as {b}", describe(value)));
+                Some(b)
+            }
+            (_, None) => {
+                self.warn(sec.path(key), format!("ignored: {} is not a boolean", describe(value)));
                 None
             }
         }
@@ -289,7 +320,7 @@ mod tests {
         let top = Sec::root(root(&v));
         let s = ck.section(&top, "s", true);
         assert_eq!(ck.int(&s, "n", 0..=10, None), None);
-        assert_eq!(ck.boolean(&s, "b"), None);
+        assert_eq!(ck.boolean(&s, "b"), Some(true), "a warning, not an error");
         assert_eq!(ck.strings(&s, "l"), None);
         assert_eq!(ck.one_of(&s, "e", &["INFO", "DEBUG"], false), None);
         assert_eq!(ck.host_port(&s, "hp", None, false), None);
@@ -300,7 +331,6 @@ mod tests {
             got,
             [
                 "s.n: expected an integer, found a string 'abc'",
-                "s.b: expected a boolean, found a string 'yes' (write yes without quotes)",
                 "s.l: expected a list of strings, found a string 'x'",
                 "s.e: expected one of INFO, DEBUG, found a string 'Info'",
                 "s.hp: expected host:port, found 'h:xx': 'xx' is not a port number",

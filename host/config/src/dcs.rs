@@ -128,9 +128,9 @@ fn consul(ck: &mut Checker, sec: &Sec) {
             "service_check_tls_server_name",
         ],
     );
-    for k in ["verify", "register_service"] {
-        ck.boolean(sec, k);
-    }
+    // consul.py reads `verify` with parse_bool, `register_service` with bool().
+    ck.parse_bool(sec, "verify");
+    ck.boolean(sec, "register_service");
     for k in ["checks", "service_tags"] {
         ck.strings(sec, k);
     }

@@ -168,12 +168,34 @@ impl Reader<'_> {
         }
     }
 
+    /// A flag Patroni reads as `bool(parse_bool(value))`: what parse_bool
+    /// cannot read is false (even where the default is true), with a
+    /// warning.
     fn flag(&mut self, key: &str, default: bool) -> bool {
         let Some(v) = self.get(key).cloned() else { return default };
         parse_bool(&v).unwrap_or_else(|| {
-            self.issue(key, true, format!("expected a boolean, found {}; using {default}", describe(&v)));
-            default
+            self.issue(
+                key,
+                false,
+                format!("expected a boolean, found {}; read as false, as Patroni does", describe(&v)),
+            );
+            false
         })
+    }
+
+    /// A flag Patroni reads with Python's `bool()` (`use_pg_rewind`): any
+    /// value, with a warning when it is not a boolean.
+    fn truthy_flag(&mut self, key: &str) -> bool {
+        let Some(v) = self.get(key).cloned() else { return false };
+        let truth = palisade_pycompat::py::truthy(&v);
+        if !v.is_boolean() {
+            self.issue(
+                key,
+                false,
+                format!("expected a boolean, found {}; read as {truth}, as Python's bool() reads it", describe(&v)),
+            );
+        }
+        truth
     }
 
     /// `ttl`, `loop_wait`, `retry_timeout`: positive seconds; below Patroni's
@@ -229,7 +251,7 @@ impl Reader<'_> {
             None => {
                 self.issue(
                     "synchronous_mode",
-                    true,
+                    false,
                     format!("expected on, off or quorum, found {}; synchronous mode stays off", describe(&v)),
                 );
                 SynchronousMode::Off
@@ -243,14 +265,7 @@ impl Reader<'_> {
             self.issue("standby_cluster", true, format!("expected a mapping, found {}; ignored", describe(&v)));
             return None;
         };
-        let truthy = |v: Option<&Value>| match v {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::String(s)) => !s.is_empty(),
-            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(Value::Object(o)) => !o.is_empty(),
-            Some(Value::Bool(true)) => true,
-        };
+        let truthy = |v: Option<&Value>| v.is_some_and(palisade_pycompat::py::truthy);
         for key in ["host", "restore_command", "primary_slot_name", "archive_cleanup_command"] {
             if let Some(x) = m.get(key).filter(|x| !x.is_null() && !x.is_string()) {
                 self.issue(
@@ -298,7 +313,7 @@ impl Reader<'_> {
         };
         let mut sub = Reader { data: &pg, issues: Vec::new() };
         let use_slots = sub.flag("use_slots", true);
-        let use_pg_rewind = sub.flag("use_pg_rewind", false);
+        let use_pg_rewind = sub.truthy_flag("use_pg_rewind");
         for key in ["pg_hba", "pg_ident"] {
             if let Some(x) = sub.get(key).cloned() {
                 if !x.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {

@@ -11,7 +11,10 @@ use crate::types::{
     BasicAuth, BootstrapConfig, CitusConfig, CtlConfig, HostPort, InitdbOption, LocalConfig, LogConfig, RestApiConfig,
     VerifyClient, WatchdogConfig,
 };
-use crate::values::{describe, py_str, unquote};
+use palisade_pycompat::patroni::{parse_int, INITDB_NOT_ALLOWED};
+use palisade_pycompat::py::truthy;
+
+use crate::values::{describe, py_str};
 use crate::{dcs, dynamic, limits, pg};
 
 /// Patroni refuses this member name (it marks "no synchronous standby").
@@ -292,8 +295,6 @@ fn ctl(ck: &mut Checker, root: &Sec) -> CtlConfig {
     }
 }
 
-const INITDB_NOT_ALLOWED: [&str; 5] = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
-
 fn initdb_kv(ck: &mut Checker, key: &str, value: &Value, path: &str) -> Option<InitdbOption> {
     let text = match value {
         Value::String(s) => s.clone(),
@@ -307,7 +308,8 @@ fn initdb_kv(ck: &mut Checker, key: &str, value: &Value, path: &str) -> Option<I
         ck.error(path, format!("the initdb option '{key}' is set by palisade and not allowed here"));
         return None;
     }
-    Some(InitdbOption::KeyValue(key.to_string(), unquote(&text)))
+    // Kept as written: initdb gets it unquoted once, as Patroni does.
+    Some(InitdbOption::KeyValue(key.to_string(), text))
 }
 
 /// `bootstrap.initdb`: a list of `flag` or `{option: value}`, or a mapping.
@@ -421,19 +423,17 @@ fn watchdog(ck: &mut Checker, root: &Sec) -> Option<WatchdogConfig> {
     let mode = match sec.get("mode") {
         None => "automatic".to_string(),
         Some(Value::Bool(false)) => "off".to_string(),
-        Some(v @ Value::String(s)) => match s.to_lowercase().as_str() {
+        // Patroni's `parse_mode`: `str(mode).lower()`; anything it does not
+        // know disables the watchdog with a warning.
+        Some(v) => match py_str(v).to_lowercase().as_str() {
             "off" | "disable" | "disabled" => "off".into(),
             "auto" | "automatic" => "automatic".into(),
             "require" | "required" => "required".into(),
-            _ => {
-                ck.expected(sec.path("mode"), "off, automatic or required", v);
-                return None;
+            other => {
+                ck.warn(sec.path("mode"), format!("Watchdog mode {other} not recognized, disabling watchdog"));
+                "off".into()
             }
         },
-        Some(other) => {
-            ck.expected(sec.path("mode"), "off, automatic or required", other);
-            return None;
-        }
     };
     let device = ck.string(&sec, "device").filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/watchdog".into());
     let safety_margin = ck.int(&sec, "safety_margin", -1..=i64::MAX, None).unwrap_or(5);
@@ -450,17 +450,36 @@ fn watchdog(ck: &mut Checker, root: &Sec) -> Option<WatchdogConfig> {
     })
 }
 
+/// `tags`: kept as written, since members publish them and Patroni reads
+/// them where they are used (`bool()` for the boolean tags, `parse_bool`
+/// for `nostream`, `parse_int` for the priorities); here they are only
+/// checked, with warnings where the value is not what it looks like.
 fn tags(ck: &mut Checker, root: &Sec) -> Map<String, Value> {
     let sec = ck.section(root, "tags", false);
     let Some(map) = sec.map else { return Map::new() };
-    for key in ["nofailover", "clonefrom", "noloadbalance", "nosync", "nostream"] {
+    for key in ["nofailover", "clonefrom", "noloadbalance", "nosync"] {
         ck.boolean(&sec, key);
     }
+    ck.parse_bool(&sec, "nostream");
     ck.string(&sec, "replicatefrom");
     for (flag, priority) in [("nofailover", "failover_priority"), ("nosync", "sync_priority")] {
-        let prio = ck.int(&sec, priority, 0..=i64::MAX, None);
-        if let (Some(Value::Bool(b)), Some(p)) = (sec.get(flag), prio) {
-            let contradiction = (*b && p > 0) || (!*b && p <= 0);
+        let prio = match sec.get(priority) {
+            None => None,
+            Some(v) => match parse_int(v, None) {
+                Some(p) if p < 0 => {
+                    ck.warn(sec.path(priority), format!("{p} is negative; like 0, it means {flag}"));
+                    Some(p)
+                }
+                Some(p) => Some(p),
+                None => {
+                    ck.warn(sec.path(priority), format!("ignored: {} is not an integer", describe(v)));
+                    None
+                }
+            },
+        };
+        if let (Some(v), Some(p)) = (sec.get(flag), prio) {
+            let b = truthy(v);
+            let contradiction = (b && p > 0) || (!b && p <= 0);
             let detail = if contradiction {
                 format!(" and they disagree ({flag}: {b}, {priority}: {p})")
             } else {
@@ -482,6 +501,12 @@ fn citus(ck: &mut Checker, root: &Sec) -> Option<CitusConfig> {
             None
         }
         Some(v @ Value::Number(_)) => ck.int_value(v, &sec.path("group"), 0..=i64::from(i32::MAX), None),
+        // Patroni enables Citus when parse_int reads the group and then
+        // takes int() of it: a decimal string works.
+        Some(v @ Value::String(s)) if palisade_pycompat::py::strip(s).parse::<i64>().is_ok() => {
+            ck.warn(sec.path("group"), format!("expected an integer, found {}; read as a number", describe(v)));
+            ck.int_value(v, &sec.path("group"), 0..=i64::from(i32::MAX), None)
+        }
         Some(other) => {
             ck.error(sec.path("group"), format!("expected an integer, found {}", describe(other)));
             None

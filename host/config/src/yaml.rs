@@ -20,6 +20,7 @@
 //! Quoted and block scalars are always strings. Only one document is
 //! accepted, as `safe_load` does.
 
+use palisade_pycompat::yaml::{self, Tag as Implicit};
 use serde_json::{Map, Number, Value};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Tag};
 
@@ -223,11 +224,7 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, St
         return match core_suffix(tag) {
             Some("str" | "binary" | "timestamp" | "merge" | "value") => Ok(Value::String(text.into())),
             Some("null") => Ok(Value::Null),
-            Some("bool") => match text.to_lowercase().as_str() {
-                "yes" | "true" | "on" => Ok(Value::Bool(true)),
-                "no" | "false" | "off" => Ok(Value::Bool(false)),
-                _ => Err(bad()),
-            },
+            Some("bool") => yaml::construct_bool(text).map(Value::Bool).ok_or_else(bad),
             Some("int") => construct_int(text).ok_or_else(bad),
             Some("float") => construct_float(text).ok_or_else(bad),
             _ => Err(format!("unsupported tag '{}{}'", tag.original_handle(), tag.suffix())),
@@ -239,276 +236,36 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, St
     Ok(resolve_plain(text))
 }
 
-/// PyYAML's implicit resolvers for a plain scalar, in its order.
+/// A plain scalar as PyYAML's `safe_load` reads it: its implicit resolver
+/// (from palisade-pycompat), then the matching constructor. Timestamps,
+/// merge and value keys stay strings (JSON has no dates).
 pub(crate) fn resolve_plain(text: &str) -> Value {
-    if is_bool(text) {
-        return Value::Bool(matches!(text, "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON"));
-    }
-    if is_float(text) {
-        if let Some(v) = construct_float(text) {
-            return v;
-        }
-    }
-    if is_int(text) {
-        if let Some(v) = construct_int(text) {
-            return v;
-        }
-    }
-    if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
-        return Value::Null;
-    }
-    Value::String(text.into())
+    let constructed = match yaml::resolve(text) {
+        Implicit::Bool => yaml::construct_bool(text).map(Value::Bool),
+        Implicit::Int => construct_int(text),
+        Implicit::Float => construct_float(text),
+        Implicit::Null => Some(Value::Null),
+        _ => None,
+    };
+    constructed.unwrap_or_else(|| Value::String(text.into()))
 }
 
-fn is_bool(t: &str) -> bool {
-    matches!(
-        t,
-        "yes"
-            | "Yes"
-            | "YES"
-            | "no"
-            | "No"
-            | "NO"
-            | "true"
-            | "True"
-            | "TRUE"
-            | "false"
-            | "False"
-            | "FALSE"
-            | "on"
-            | "On"
-            | "ON"
-            | "off"
-            | "Off"
-            | "OFF"
-    )
-}
-
-/// A tiny cursor for PyYAML's resolver regular expressions.
-struct Cur<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Cur<'a> {
-    fn new(t: &'a str) -> Self {
-        Self { b: t.as_bytes(), i: 0 }
-    }
-    fn sign(&mut self) {
-        if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
-            self.i += 1;
-        }
-    }
-    fn eat(&mut self, c: u8) -> bool {
-        let ok = self.b.get(self.i) == Some(&c);
-        self.i += usize::from(ok);
-        ok
-    }
-    fn eat_str(&mut self, s: &str) -> bool {
-        let ok = self.b[self.i..].starts_with(s.as_bytes());
-        if ok {
-            self.i += s.len();
-        }
-        ok
-    }
-    fn many(&mut self, f: impl Fn(u8) -> bool) -> usize {
-        let start = self.i;
-        while self.b.get(self.i).is_some_and(|c| f(*c)) {
-            self.i += 1;
-        }
-        self.i - start
-    }
-    fn one(&mut self, f: impl Fn(u8) -> bool) -> bool {
-        let ok = self.b.get(self.i).is_some_and(|c| f(*c));
-        self.i += usize::from(ok);
-        ok
-    }
-    fn done(&self) -> bool {
-        self.i == self.b.len()
-    }
-    /// `(?::[0-5]?[0-9])+`
-    fn sexagesimal_tail(&mut self) -> bool {
-        let mut groups = 0;
-        loop {
-            let save = self.i;
-            if !self.eat(b':') {
-                break;
-            }
-            let d1 = self.one(|c| c.is_ascii_digit());
-            let ok = if d1 {
-                // [0-5]?[0-9]: one digit, or two with the first in 0-5.
-                let first = self.b[self.i - 1];
-                if (b'0'..=b'5').contains(&first) {
-                    self.one(|c| c.is_ascii_digit());
-                }
-                true
-            } else {
-                false
-            };
-            if !ok {
-                self.i = save;
-                break;
-            }
-            groups += 1;
-        }
-        groups > 0
-    }
-    /// `(?:[eE][-+][0-9]+)?`
-    fn opt_exponent(&mut self) {
-        let save = self.i;
-        if self.one(|c| c == b'e' || c == b'E')
-            && self.one(|c| c == b'+' || c == b'-')
-            && self.many(|c| c.is_ascii_digit()) > 0
-        {
-            return;
-        }
-        self.i = save;
-    }
-}
-
-fn digit_(c: u8) -> bool {
-    c.is_ascii_digit() || c == b'_'
-}
-
-fn is_float(t: &str) -> bool {
-    let alts: [&dyn Fn(&mut Cur<'_>) -> bool; 5] = [
-        &|c| {
-            c.sign();
-            c.one(|x| x.is_ascii_digit())
-                && {
-                    c.many(digit_);
-                    c.eat(b'.')
-                }
-                && {
-                    c.many(digit_);
-                    c.opt_exponent();
-                    true
-                }
-        },
-        &|c| {
-            c.eat(b'.') && c.one(|x| x.is_ascii_digit()) && {
-                c.many(digit_);
-                c.opt_exponent();
-                true
-            }
-        },
-        &|c| {
-            c.sign();
-            c.one(|x| x.is_ascii_digit())
-                && {
-                    c.many(digit_);
-                    c.sexagesimal_tail()
-                }
-                && c.eat(b'.')
-                && {
-                    c.many(digit_);
-                    true
-                }
-        },
-        &|c| {
-            c.sign();
-            c.eat(b'.') && (c.eat_str("inf") || c.eat_str("Inf") || c.eat_str("INF"))
-        },
-        &|c| c.eat(b'.') && (c.eat_str("nan") || c.eat_str("NaN") || c.eat_str("NAN")),
-    ];
-    alts.iter().any(|alt| {
-        let mut c = Cur::new(t);
-        alt(&mut c) && c.done()
-    })
-}
-
-fn is_int(t: &str) -> bool {
-    let alts: [&dyn Fn(&mut Cur<'_>) -> bool; 5] = [
-        &|c| {
-            c.sign();
-            c.eat_str("0b") && c.many(|x| x == b'0' || x == b'1' || x == b'_') > 0
-        },
-        &|c| {
-            c.sign();
-            c.eat(b'0') && c.many(|x| (b'0'..=b'7').contains(&x) || x == b'_') > 0
-        },
-        &|c| {
-            c.sign();
-            c.eat(b'0')
-                || (c.one(|x| (b'1'..=b'9').contains(&x)) && {
-                    c.many(digit_);
-                    true
-                })
-        },
-        &|c| {
-            c.sign();
-            c.eat_str("0x") && c.many(|x| x.is_ascii_hexdigit() || x == b'_') > 0
-        },
-        &|c| {
-            c.sign();
-            c.one(|x| (b'1'..=b'9').contains(&x)) && {
-                c.many(digit_);
-                c.sexagesimal_tail()
-            }
-        },
-    ];
-    alts.iter().any(|alt| {
-        let mut c = Cur::new(t);
-        alt(&mut c) && c.done()
-    })
-}
-
-/// PyYAML's `construct_yaml_int`.
+/// PyYAML's `construct_yaml_int`; a value beyond 64 bits stays as its text.
 fn construct_int(text: &str) -> Option<Value> {
-    let cleaned: String = text.chars().filter(|c| *c != '_').collect();
-    let (neg, body) = match cleaned.as_bytes().first() {
-        Some(b'-') => (true, &cleaned[1..]),
-        Some(b'+') => (false, &cleaned[1..]),
-        _ => (false, &cleaned[..]),
-    };
-    let magnitude: i128 = if body == "0" {
-        0
-    } else if let Some(bin) = body.strip_prefix("0b") {
-        i128::from_str_radix(bin, 2).ok()?
-    } else if let Some(hex) = body.strip_prefix("0x") {
-        i128::from_str_radix(hex, 16).ok()?
-    } else if body.starts_with('0') {
-        i128::from_str_radix(body, 8).ok()?
-    } else if body.contains(':') {
-        let mut v: i128 = 0;
-        for part in body.split(':') {
-            v = v.checked_mul(60)?.checked_add(part.parse::<i128>().ok()?)?;
-        }
-        v
-    } else {
-        body.parse::<i128>().ok()?
-    };
-    let v = if neg { -magnitude } else { magnitude };
-    if let Ok(i) = i64::try_from(v) {
-        Some(Value::Number(i.into()))
+    let v = yaml::construct_int(text)?;
+    Some(if let Ok(i) = i64::try_from(v) {
+        Value::Number(i.into())
     } else if let Ok(u) = u64::try_from(v) {
-        Some(Value::Number(u.into()))
+        Value::Number(u.into())
     } else {
-        Some(Value::String(text.into()))
-    }
+        Value::String(text.into())
+    })
 }
 
 /// PyYAML's `construct_yaml_float`. Non-finite values have no JSON form and
 /// stay as their text.
 fn construct_float(text: &str) -> Option<Value> {
-    let cleaned: String = text.chars().filter(|c| *c != '_').collect::<String>().to_lowercase();
-    let (neg, body) = match cleaned.as_bytes().first() {
-        Some(b'-') => (true, &cleaned[1..]),
-        Some(b'+') => (false, &cleaned[1..]),
-        _ => (false, &cleaned[..]),
-    };
-    let v: f64 = if body == ".inf" || body == ".nan" {
-        return Some(Value::String(text.into()));
-    } else if body.contains(':') {
-        let mut v = 0.0;
-        for part in body.split(':') {
-            v = v * 60.0 + part.parse::<f64>().ok()?;
-        }
-        v
-    } else {
-        body.parse::<f64>().ok()?
-    };
-    let v = if neg { -v } else { v };
+    let v = yaml::construct_float(text)?;
     Some(Number::from_f64(v).map_or_else(|| Value::String(text.into()), Value::Number))
 }
 

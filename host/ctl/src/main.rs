@@ -6,6 +6,8 @@
 mod cmds;
 mod ctx;
 mod diff;
+#[cfg(test)]
+mod differential;
 mod members;
 mod pyvalue;
 mod pyyaml;

@@ -227,17 +227,7 @@ pub fn output_members(cluster: &Cluster, name: &str, extended: bool, fmt: Format
     out
 }
 
-/// Python truthiness of a JSON value.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
+pub use palisade_pycompat::py::truthy;
 
 /// patronictl's `get_all_members`: the leader for leader roles, else the
 /// members in that role (or all of them).

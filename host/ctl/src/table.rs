@@ -75,7 +75,8 @@ pub fn render(
             if list_cluster {
                 if let Some(i) = columns.iter().position(|c| c == "Tags") {
                     for row in &mut rows {
-                        if row[i].as_object().is_some_and(|m| !m.is_empty()) {
+                        // Any truthy value, as patronictl's `if row[i]`.
+                        if palisade_pycompat::py::truthy(&row[i]) {
                             let text =
                                 if fmt == Format::Pretty { yaml::to_yaml(&row[i]) } else { yaml::to_flow(&row[i]) };
                             row[i] = Value::String(text.trim().to_string());
@@ -189,6 +190,10 @@ pub fn pretty(title: &str, columns: &[String], rows: &[Vec<String>], aligns: &[A
             s.push_str(&"-".repeat(w + 2));
             s.push('+');
         }
+        // PrettyTable closes a table without columns too: `++`.
+        if widths.is_empty() {
+            s.push('+');
+        }
         s
     };
     let top = if title.is_empty() {
@@ -205,7 +210,7 @@ pub fn pretty(title: &str, columns: &[String], rows: &[Vec<String>], aligns: &[A
         s
     };
     let line = |cells: &[String]| {
-        let mut s = String::from("|");
+        let mut s = String::from(if widths.is_empty() { "||" } else { "|" });
         for (i, w) in widths.iter().enumerate() {
             let c = cells.get(i).map_or("", String::as_str);
             s.push(' ');

@@ -18,54 +18,13 @@ pub fn to_flow(v: &Value) -> String {
 
 /// Python's `json.dumps(v)`.
 pub fn to_python_json(v: &Value) -> String {
-    python_json(v, ", ", ": ")
+    palisade_pycompat::json::dumps(v)
 }
 
 /// Python's `json.dumps(v, separators=(',', ':'))`, as patronictl writes
 /// the dynamic configuration to the DCS.
 pub fn to_python_json_compact(v: &Value) -> String {
-    python_json(v, ",", ":")
-}
-
-fn python_json(v: &Value, items: &str, keys: &str) -> String {
-    match v {
-        Value::Object(m) => {
-            let parts: Vec<String> =
-                m.iter().map(|(k, v)| format!("{}{keys}{}", json_string(k), python_json(v, items, keys))).collect();
-            format!("{{{}}}", parts.join(items))
-        }
-        Value::Array(a) => {
-            format!("[{}]", a.iter().map(|v| python_json(v, items, keys)).collect::<Vec<_>>().join(items))
-        }
-        Value::String(s) => json_string(s),
-        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), crate::pyvalue::py_float),
-        other => other.to_string(),
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if (' '..='~').contains(&c) => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
+    palisade_pycompat::json::dumps_compact(v)
 }
 
 #[cfg(test)]
@@ -116,15 +75,7 @@ mod tests {
     }
 
     #[test]
-    fn json_uses_python_separators() {
-        let v = json!([{"Member": "n1", "TL": 1, "Tags": {"é": null}}]);
-        assert_eq!(to_python_json(&v), r#"[{"Member": "n1", "TL": 1, "Tags": {"\u00e9": null}}]"#);
+    fn floats_in_yaml() {
         assert_eq!(to_yaml(&json!({"f": [1.5, 1e20, 1.0, 2.5e-7]})), "f:\n- 1.5\n- 1.0e+20\n- 1.0\n- 2.5e-07\n");
-        // What Python prints for json.dumps(..., separators=(',', ':')).
-        let v = json!({"a": [1, 2.5, 1e20, 1.0], "s": "x\u{8}\u{c}\u{1}\u{7f}😀", "t": true, "n": null});
-        assert_eq!(
-            to_python_json_compact(&v),
-            r#"{"a":[1,2.5,1e+20,1.0],"s":"x\b\f\u0001\u007f\ud83d\ude00","t":true,"n":null}"#
-        );
     }
 }

@@ -580,7 +580,8 @@ impl LocalPg {
     /// Run a configured script (pre_promote...) and wait for it; a non-zero
     /// exit is an error.
     pub async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
-        let mut argv = palisade_postgres::conf::quote::shell_split(script)
+        let mut argv = palisade_pycompat::shlex::split(script)
+            .ok()
             .filter(|a| !a.is_empty())
             .ok_or_else(|| PgFailure(format!("cannot split the command {script:?}")))?;
         argv.extend(args.iter().cloned());

@@ -27,40 +27,25 @@ pub use tags::Tags;
 pub use values::{ClusterConfig, Failover, HistoryLine, Status, SyncState, TimelineHistory};
 pub use view::{cluster_as_json, ViewModes};
 
-/// Serialise JSON the way Patroni does: compact separators, keys in the
-/// order they were inserted.
+/// Serialise JSON the way Patroni writes DCS values: `json.dumps(value,
+/// separators=(',', ':'))` (keys in insertion order, non-ASCII escaped,
+/// floats as Python prints them).
 pub fn to_compact_json(value: &impl serde::Serialize) -> String {
     // Serialising plain data (maps, strings, numbers) cannot fail.
-    serde_json::to_string(value).unwrap_or_else(|_| String::from("null"))
+    serde_json::to_value(value).map_or_else(|_| String::from("null"), |v| palisade_pycompat::json::dumps_compact(&v))
 }
 
-/// Patroni's `parse_int`, for values read from JSON written by others:
-/// integers, integer-valued floats and decimal strings count; anything else
-/// is `None`.
+/// Patroni's `parse_int` without a unit (`palisade_pycompat::patroni`),
+/// for values read from JSON written by others: `5`, `"5"`, `5.0`,
+/// `"0x10"`; `None` for anything else, booleans included.
 pub fn parse_int(value: &serde_json::Value) -> Option<i64> {
-    match value {
-        serde_json::Value::Number(n) => {
-            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
-        }
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        serde_json::Value::Bool(b) => Some(i64::from(*b)),
-        _ => None,
-    }
+    palisade_pycompat::patroni::parse_int(value, None)
 }
 
-/// Patroni's `parse_bool`: on/true/yes/1 and off/false/no/0, any case.
+/// Patroni's `parse_bool`: on/true/yes/1 and off/false/no/0, any case
+/// (`palisade_pycompat::patroni`).
 pub fn parse_bool(value: &serde_json::Value) -> Option<bool> {
-    let text = match value {
-        serde_json::Value::Bool(b) => return Some(*b),
-        serde_json::Value::Number(n) => n.to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        _ => return None,
-    };
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Some(true),
-        "off" | "false" | "no" | "0" => Some(false),
-        _ => None,
-    }
+    palisade_pycompat::patroni::parse_bool(value)
 }
 
 #[cfg(test)]
@@ -73,13 +58,17 @@ mod tests {
         let cases = [
             (json!(5), Some(5)),
             (json!(5.0), Some(5)),
-            (json!(5.5), None),
+            (json!(5.5), Some(6)),
             (json!("17"), Some(17)),
             (json!(" 17 "), Some(17)),
+            (json!("0x10"), Some(16)),
             (json!("x"), None),
             (json!(null), None),
             (json!([1]), None),
-            (json!(true), Some(1)),
+            (json!(true), None),
+            (json!(1e19), None),
+            (json!("99999999999999999999"), None),
+            (json!(-9.3e18), None),
         ];
         for (input, expected) in cases {
             assert_eq!(parse_int(&input), expected, "{input}");

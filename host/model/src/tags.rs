@@ -14,18 +14,10 @@ impl<'a> Tags<'a> {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
+    /// Python's `bool()` of the tag, as Patroni reads boolean tags (so the
+    /// string `'false'` is true; the configuration reader warns about it).
     fn truthy(&self, name: &str) -> bool {
-        match self.get(name) {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => parse_bool(v).unwrap_or(match v {
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::Array(a) => !a.is_empty(),
-                Value::Object(o) => !o.is_empty(),
-                _ => false,
-            }),
-        }
+        self.get(name).is_some_and(palisade_pycompat::py::truthy)
     }
 
     /// A boolean tag that a priority tag can also imply (priority <= 0).
@@ -120,6 +112,10 @@ mod tests {
             (json!({"nofailover": true, "failover_priority": 5}), true, 0),
             (json!({"failover_priority": "garbage"}), false, 1),
             (json!({"nofailover": "yes"}), true, 0),
+            // Patroni's bool(): any non-empty string is true.
+            (json!({"nofailover": "false"}), true, 0),
+            (json!({"nofailover": ""}), false, 1),
+            (json!({"nofailover": 0, "failover_priority": "0x2"}), false, 2),
         ];
         for (input, nofailover, priority) in cases {
             let m = tags(input.clone());

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use palisade_config::{InitdbOption, RoleAuth};
+use palisade_pycompat::patroni::INITDB_NOT_ALLOWED;
+use palisade_pycompat::shlex;
 use serde_json::{Map, Value};
 
 use crate::binaries::{initdb, Binaries, CommandError, InitdbArgs};
-use crate::conf::quote::shell_split;
 use crate::conf::{pgpass_content, value_to_string, write_pgpass};
 use crate::sql::LocalConnection;
 
@@ -42,20 +43,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BootstrapEr
     move |source| BootstrapError::Io { what, source }
 }
 
-/// initdb options `bootstrap.initdb` may not set (Patroni's list).
-const INITDB_NOT_ALLOWED: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
-
-/// Patroni's `unquote`: a value that is exactly one quoted word loses its
-/// quotes (`'"a b"'` → `a b`); anything else stays as written.
-fn unquote(value: &str) -> String {
-    match shell_split(value) {
-        Some(words) if words.len() == 1 => words.into_iter().next().unwrap_or_default(),
-        _ => value.to_string(),
-    }
-}
-
 /// `bootstrap.initdb` entries as initdb arguments (`- data-checksums` →
-/// `--data-checksums`, `- encoding: UTF8` → `--encoding=UTF8`).
+/// `--data-checksums`, `- encoding: UTF8` → `--encoding=UTF8`), each value
+/// unquoted once as Patroni's `process_user_options` does (`'"a b"'` →
+/// `a b`).
 pub fn initdb_options(options: &[InitdbOption]) -> Result<Vec<String>, BootstrapError> {
     options
         .iter()
@@ -71,7 +62,7 @@ pub fn initdb_options(options: &[InitdbOption]) -> Result<Vec<String>, Bootstrap
             }
             Ok(match o {
                 InitdbOption::Flag(n) => format!("--{n}"),
-                InitdbOption::KeyValue(n, v) => format!("--{n}={}", unquote(v)),
+                InitdbOption::KeyValue(n, v) => format!("--{n}={}", shlex::unquote(v)),
             })
         })
         .collect()
@@ -150,14 +141,12 @@ pub fn custom_bootstrap(
     let err = |message: String| BootstrapError::Config { section: method.to_string(), message };
     let map = section.as_object().ok_or_else(|| err("must be a map".into()))?;
     let command = map.get("command").and_then(Value::as_str).ok_or_else(|| err("has no command".into()))?;
-    let mut argv = shell_split(command)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| err(format!("cannot split command {command:?}")))?;
-    let truthy = |key: &str| {
-        map.get(key)
-            .map(|v| crate::units::parse_bool(&value_to_string(v).unwrap_or_default()) == Some(true))
-            .unwrap_or(false)
-    };
+    let mut argv = shlex::split(command).map_err(|e| err(format!("cannot split command {command:?}: {e}")))?;
+    if argv.is_empty() {
+        return Err(err(format!("cannot split command {command:?}: no words")));
+    }
+    // Patroni tests these with Python's truth value (`if config.get(...)`).
+    let truthy = |key: &str| map.get(key).is_some_and(palisade_pycompat::py::truthy);
     if !truthy("no_params") {
         argv.push(format!("--scope={scope}"));
         argv.push(format!("--datadir={}", data_dir.display()));
@@ -201,10 +190,14 @@ pub async fn run_post_bootstrap(
     pgpass: &Path,
     major: u32,
 ) -> Result<(), BootstrapError> {
-    let mut argv = shell_split(script).filter(|a| !a.is_empty()).ok_or_else(|| BootstrapError::Config {
+    let split_error = |why: String| BootstrapError::Config {
         section: "post_bootstrap".into(),
-        message: format!("cannot split {script:?}"),
-    })?;
+        message: format!("cannot split {script:?}: {why}"),
+    };
+    let mut argv = shlex::split(script).map_err(|e| split_error(e.to_string()))?;
+    if argv.is_empty() {
+        return Err(split_error("no words".into()));
+    }
     argv.push(conn.dsn_without_password(major));
     let mut env = BTreeMap::new();
     if let Some(content) = pgpass_content(&conn.conn_params()) {
@@ -264,6 +257,10 @@ mod tests {
             custom_bootstrap("clone", &json!({"command": "restore", "no_params": true}), "s", Path::new("/d")).unwrap();
         assert_eq!(c.argv, vec!["restore"]);
         assert!(!c.keep_existing_recovery_conf);
+        // Python's truth value, as Patroni's `if config.get('no_params')`.
+        let c = custom_bootstrap("clone", &json!({"command": "restore", "no_params": "false"}), "s", Path::new("/d"))
+            .unwrap();
+        assert_eq!(c.argv, vec!["restore"]);
         assert!(custom_bootstrap("clone", &json!({"no_params": true}), "s", Path::new("/d")).is_err());
         assert!(custom_bootstrap("clone", &json!("x"), "s", Path::new("/d")).is_err());
     }

@@ -6,8 +6,9 @@
 //! ABI, and must never depend on them (no `palisade-ha`, no
 //! `palisade-plugin-api` types, no DCS client): the daemon composes these
 //! building blocks. Its only palisade dependencies are `palisade-config`
-//! (the settings it reads) and `palisade-model` (LSN formatting, slot names,
-//! history lines).
+//! (the settings it reads), `palisade-model` (LSN formatting, slot names,
+//! history lines) and `palisade-pycompat` (Patroni's value parsing and
+//! comparison, `shlex.split`).
 //!
 //! # Map
 //!
@@ -30,7 +31,6 @@
 //! - [`divergence`]: can a stopped data directory follow the leader's
 //!   timeline (pure function plus the IO gathering its inputs).
 //! - [`bootstrap`]: initdb options, custom bootstrap commands, post_bootstrap.
-//! - [`units`]: Patroni's parsing and comparison of setting values.
 //!
 //! Every operation is async (tokio) and needs a tokio runtime.
 //!
@@ -73,7 +73,6 @@ mod instance;
 pub mod libpq;
 pub mod process;
 pub mod sql;
-pub mod units;
 
 pub use controldata::{ClusterState, ControlData, LocalPosition};
 pub use divergence::Divergence;

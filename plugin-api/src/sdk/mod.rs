@@ -7,7 +7,10 @@
 //!   globals) are forwarded to the host's log with the plugin's name;
 //! - with the `runtime` feature, [`runtime`] gives a private tokio runtime to
 //!   plugins whose client libraries are async;
-//! - [`shlex`] splits command lines as Patroni does; with the `process`
+//! - [`pycompat`] is the Python behaviour Palisade mirrors (the host's
+//!   `palisade-pycompat` crate, re-exported so that plugins never carry a
+//!   copy): [`shlex`] splits command lines as Patroni does, `pycompat::py`
+//!   gives Python's `str()` and truthiness of configuration values; with the `process`
 //!   feature, [`process`] runs one cancellable external command at a time
 //!   and [`datadir`] checks, empties and creates a data directory, for the
 //!   replica-method plugins.
@@ -19,7 +22,8 @@
 pub mod datadir;
 #[cfg(feature = "process")]
 pub mod process;
-pub mod shlex;
+pub use palisade_pycompat as pycompat;
+pub use palisade_pycompat::shlex;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;

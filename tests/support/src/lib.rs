@@ -31,6 +31,8 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{Pid, User};
 
+pub mod python;
+
 /// The unprivileged user servers run as (`PALISADE_TEST_USER`, default `palisade`).
 pub fn test_user() -> String {
     std::env::var("PALISADE_TEST_USER").unwrap_or_else(|_| "palisade".to_string())

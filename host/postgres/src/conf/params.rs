@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::controldata::ControlData;
-use crate::units::{compare_values, maybe_convert_from_base_unit, parse_int};
+use palisade_pycompat::patroni::{compare_values, maybe_convert_from_base_unit, parse_int};
 
 /// The parameters Patroni passes on the postmaster command line (so that
 /// `ALTER SYSTEM` cannot change them), in Patroni's order. `wal_keep_*`
@@ -63,14 +63,11 @@ pub fn is_recovery_parameter(name: &str) -> bool {
 }
 
 /// A configuration value as Patroni writes it: Python's `str()` of what the
-/// YAML or JSON held (`true` → `True`, `100` → `100`). `None` for null,
+/// YAML or JSON held (`true` → `True`, `100` → `100`, `1e20` → `1e+20`). `None` for null,
 /// lists and maps, which are not parameter values.
 pub fn value_to_string(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(true) => Some("True".into()),
-        Value::Bool(false) => Some("False".into()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(_) | Value::Bool(_) | Value::Number(_) => Some(palisade_pycompat::py::to_str(value)),
         Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
 }

@@ -65,66 +65,6 @@ pub fn sql_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Split a command line as Python's `shlex.split` does (POSIX rules: single
-/// quotes are literal, double quotes allow `\"`, `\\`, `\$` and `` \` ``,
-/// a backslash outside quotes escapes the next character). `None` when a
-/// quote is not closed.
-pub fn shell_split(line: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        other => word.push(other),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => {
-                            let next = chars.next()?;
-                            if !matches!(next, '"' | '\\' | '$' | '`' | '\n') {
-                                word.push('\\');
-                            }
-                            word.push(next);
-                        }
-                        other => word.push(other),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(next) = chars.next() {
-                    word.push(next);
-                }
-            }
-            other => {
-                in_word = true;
-                word.push(other);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Some(words)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,22 +103,5 @@ mod tests {
         assert_eq!(sql_literal(r"a\b"), r" E'a\\b'");
         assert_eq!(sql_ident("replicator"), "\"replicator\"");
         assert_eq!(sql_ident("we\"ird"), "\"we\"\"ird\"");
-    }
-
-    #[test]
-    fn shell_split_table() {
-        let cases: &[(&str, Option<&[&str]>)] = &[
-            ("/bin/echo a b", Some(&["/bin/echo", "a", "b"])),
-            ("  cmd   'a b'  \"c d\" ", Some(&["cmd", "a b", "c d"])),
-            (r#"cmd "x\"y" a\ b"#, Some(&["cmd", "x\"y", "a b"])),
-            ("cmd ''", Some(&["cmd", ""])),
-            ("cmd 'open", None),
-            ("", Some(&[])),
-        ];
-        for (line, want) in cases {
-            let got = shell_split(line);
-            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-            assert_eq!(got, want, "{line}");
-        }
     }
 }

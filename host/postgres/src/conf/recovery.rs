@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::conninfo::{format_dsn, primary_conninfo_params, ConnParams, FollowTarget};
 use super::params::{value_to_string, RECOVERY_PARAMETERS};
 use super::pgpass::pgpass_content;
-use crate::units::{parse_bool, parse_int};
+use palisade_pycompat::patroni::{parse_bool, parse_int};
 
 /// What makes a server recover: the signal file and the parameters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

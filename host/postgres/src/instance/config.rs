@@ -9,7 +9,7 @@ use crate::conf::{
     remove_recovery_files, render_lines, render_postgresql_conf, sanitize_auto_conf, write_if_changed, write_pgpass,
     write_signal, ConfPaths, FollowTarget, ParamDiff, PostgresqlConf, RecoveryInput, RecoveryParams, ServerParameters,
 };
-use crate::units::compare_values;
+use palisade_pycompat::patroni::compare_values;
 
 /// What writing the configuration changed and what applying it takes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use crate::binaries::{
 use crate::conf::{remove_recovery_files, restore_configuration_files, save_configuration_files};
 use crate::controldata::{ClusterState, ControlData};
 use crate::process::{read_postmaster_opts, spawn_postmaster, SpawnArgs, StopMode};
-use crate::units::parse_bool;
+use palisade_pycompat::patroni::parse_bool;
 
 /// How a start ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Postgres {
         if let Some(mode) = *lock(&self.custom_bootstrap) {
             let recovery = self.recovery();
             let promote_at_target = recovery.as_ref().is_some_and(|r| {
-                let pause = r.values.get("pause_at_recovery_target").and_then(|v| parse_bool(v));
+                let pause = r.values.get("pause_at_recovery_target").and_then(parse_bool);
                 let action = r.values.get("recovery_target_action").cloned();
                 action.unwrap_or_else(|| if pause == Some(false) { "promote".into() } else { "pause".into() })
                     == "promote"
@@ -225,7 +225,7 @@ impl Postgres {
     }
 
     async fn run_before_stop(&self, cmd: &str) {
-        let Some(argv) = crate::conf::quote::shell_split(cmd).filter(|a| !a.is_empty()) else {
+        let Some(argv) = palisade_pycompat::shlex::split(cmd).ok().filter(|a| !a.is_empty()) else {
             tracing::error!("cannot split before_stop command {cmd:?}");
             return;
         };

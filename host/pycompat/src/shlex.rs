@@ -1,10 +1,12 @@
-//! Splitting a command line into words the way Patroni does (Python's
-//! `shlex.split` in POSIX mode, without comments).
+//! Python's `shlex.split` (POSIX mode, no comments), as Patroni splits
+//! commands, and Patroni's `unquote` built on it.
 //!
 //! The rules: blanks (space, tab, CR, LF) separate words; single quotes keep
 //! everything literally; inside double quotes a backslash escapes only `"`
-//! and `\`; outside quotes a backslash escapes any character; `''` is an
-//! empty word; `#`, `$` and backquotes are ordinary characters.
+//! and `\` (so `"x\$y"` stays `x\$y`); outside quotes a backslash escapes
+//! any character; `''` is an empty word; `#`, `$` and backquotes are
+//! ordinary characters. An unclosed quote or a final backslash is an error,
+//! as it is a `ValueError` in Python.
 
 use std::fmt;
 
@@ -86,8 +88,10 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
     Ok(words)
 }
 
-/// Patroni's `unquote`: a value that splits into exactly one word becomes
-/// that word (so `'"a b"'` becomes `a b`); anything else is kept as it is.
+/// Patroni's `unquote` (`utils.py`): a value that splits into exactly one
+/// word becomes that word (so `'"a b"'` becomes `a b`); anything else,
+/// including a value that cannot be split, is kept as it is. Patroni
+/// applies it once, to initdb and basebackup option values.
 pub fn unquote(value: &str) -> String {
     match split(value) {
         Ok(mut words) if words.len() == 1 => words.pop().unwrap_or_default(),
@@ -129,6 +133,9 @@ mod tests {
             ("\"a\\\"b\"", &["a\"b"]),
             ("\"a\\\\b\"", &["a\\b"]),
             ("\"$HOME `x`\"", &["$HOME `x`"]),
+            // Python keeps the backslash before $ and ` in double quotes.
+            ("\"x\\$y\"", &["x\\$y"]),
+            ("\"a\\`b\"", &["a\\`b"]),
             ("a#b # c", &["a#b", "#", "c"]),
             ("'it'\\''s'", &["it's"]),
             ("x=\"1 2\"y", &["x=1 2y"]),

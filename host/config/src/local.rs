@@ -479,13 +479,17 @@ fn tags(ck: &mut Checker, root: &Sec) -> Map<String, Value> {
         };
         if let (Some(v), Some(p)) = (sec.get(flag), prio) {
             let b = truthy(v);
-            let contradiction = (b && p > 0) || (!b && p <= 0);
-            let detail = if contradiction {
-                format!(" and they disagree ({flag}: {b}, {priority}: {p})")
-            } else {
-                String::new()
-            };
-            ck.warn(sec.path(priority), format!("both {flag} and {priority} are set{detail}; {flag} wins"));
+            if (b && p > 0) || (!b && p <= 0) {
+                // Patroni's own line, word for word: sites alert on it.
+                let shown = py_str(v);
+                ck.warn(
+                    "",
+                    format!(
+                        "Conflicting configuration between {flag}: {shown} and {priority}: {p}. \
+                         Defaulting to {flag}: {shown}"
+                    ),
+                );
+            }
         }
     }
     map.clone()

@@ -563,3 +563,34 @@ fn bootstrap_method_without_a_command_means_initdb() {
         assert_eq!(warning, warned, "{extra}: {:?}", loaded.warnings);
     }
 }
+
+/// A contradiction between a boolean tag and its priority is warned about
+/// with Patroni's own line (sites alert on it); agreeing values are not.
+#[test]
+fn conflicting_tags_are_warned_about_in_patronis_words() {
+    let cases = [
+        (
+            "nofailover: true\n  failover_priority: 1\n",
+            Some("Conflicting configuration between nofailover: True and failover_priority: 1. Defaulting to nofailover: True"),
+        ),
+        (
+            "nofailover: false\n  failover_priority: 0\n",
+            Some("Conflicting configuration between nofailover: False and failover_priority: 0. Defaulting to nofailover: False"),
+        ),
+        (
+            "nosync: true\n  sync_priority: 5\n",
+            Some("Conflicting configuration between nosync: True and sync_priority: 5. Defaulting to nosync: True"),
+        ),
+        ("nofailover: true\n  failover_priority: 0\n", None),
+        ("nofailover: false\n  failover_priority: 2\n", None),
+    ];
+    for (tags, want) in cases {
+        let loaded = load_text(&format!("{MINIMAL}tags:\n  {tags}")).expect("accepted");
+        let lines: Vec<String> =
+            loaded.warnings.iter().map(ToString::to_string).filter(|w| w.contains("Conflicting")).collect();
+        match want {
+            Some(line) => assert_eq!(lines, [line], "{tags}"),
+            None => assert!(lines.is_empty(), "{tags}: {lines:?}"),
+        }
+    }
+}

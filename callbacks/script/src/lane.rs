@@ -15,6 +15,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use palisade_plugin_api::{PluginError, PluginResult};
 
+use crate::pylist::py_list;
+
 struct Running {
     /// The command's pid, which is also its session and process group.
     group: Pid,
@@ -58,8 +60,11 @@ impl Lane {
         if let Some(running) = state.running.as_mut().filter(|r| !r.killed) {
             running.killed = true;
             match killpg(running.group, Signal::SIGKILL) {
-                Ok(()) => tracing::warn!("Killed {:?} because it was still running", running.argv),
-                Err(e) => tracing::warn!("Failed to kill {:?}: {e}; the next callback waits for it", running.argv),
+                Ok(()) => tracing::warn!("Killed {} because it was still running", py_list(&running.argv)),
+                Err(e) => {
+                    tracing::warn!("Failed to kill the process: {e}");
+                    tracing::warn!("{} is still running; the next callback waits for it", py_list(&running.argv));
+                }
             }
         }
         if let Some(dropped) = state.pending.replace(argv) {
@@ -107,7 +112,8 @@ impl Lane {
             let mut child = match cmd.spawn() {
                 Ok(child) => child,
                 Err(e) => {
-                    tracing::error!("Failed to execute {argv:?}: {e}");
+                    tracing::error!("Failed to execute {}", py_list(&argv));
+                    tracing::error!("{e}");
                     continue;
                 }
             };

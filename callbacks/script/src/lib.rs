@@ -12,6 +12,7 @@
 #![allow(non_local_definitions)]
 
 mod lane;
+mod pylist;
 // Shared with other plugin crates (see the file's header).
 
 use std::collections::BTreeMap;

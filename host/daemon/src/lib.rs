@@ -209,6 +209,11 @@ async fn run(
         return ExitCode::FAILURE;
     };
     if let Err(e) = api::serve(addr, api::ApiState::new(board, Some(Arc::clone(&shared))), restapi).await {
+        tracing::error!(
+            "Couldn't start a service on '{}:{}', please check your `restapi.listen` configuration",
+            listen.host(),
+            listen.port
+        );
         tracing::error!("restapi.listen: cannot listen on {addr}: {e}");
         return ExitCode::FAILURE;
     }

@@ -91,6 +91,17 @@ impl Outcome {
             },
         }
     }
+
+    /// The exit status as Python's `subprocess` reports it, for Patroni's
+    /// `... exited with code=%s` lines: the exit code, minus the signal
+    /// number when a signal ended the command, `None` when it did not run.
+    pub fn returncode(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match self.status.and_then(|s| s.code().or_else(|| s.signal().map(|sig| -sig))) {
+            Some(code) => code.to_string(),
+            None => "None".to_string(),
+        }
+    }
 }
 
 impl Cancellable {
@@ -288,6 +299,7 @@ mod tests {
         assert!(!out.success());
         assert_eq!(out.status.and_then(|s| s.code()), Some(3));
         assert_eq!(out.describe(), "exit code 3");
+        assert_eq!(out.returncode(), "3");
         assert_eq!(out.stderr_tail.len(), TAIL_LINES);
         assert_eq!(out.stderr_tail.last().map(String::as_str), Some("err29"));
     }

@@ -76,7 +76,7 @@ impl Etcd3 {
         let id = self.refresh_lease(budget, force).await?;
         match op(id).await {
             Err(Failure::LeaseGone) => {
-                tracing::error!("our lease disappeared from etcd; trying again with a new one");
+                tracing::error!("Our lease disappeared from Etcd. Will try to get a new one and retry attempt");
                 self.forget_lease(id).await;
                 let id = self.refresh_lease(budget, true).await?;
                 op(id).await

@@ -139,7 +139,10 @@ impl ReplicaMethod for Basebackup {
                     break;
                 }
                 Ok(outcome) => {
-                    tracing::error!("Error when fetching backup: pg_basebackup exited with {}", outcome.describe());
+                    tracing::error!(
+                        "Error when fetching backup: pg_basebackup exited with code={}",
+                        outcome.returncode()
+                    );
                     failure = format!("pg_basebackup exited with {}", outcome.describe());
                     if !outcome.stderr_tail.is_empty() {
                         failure.push_str(": ");

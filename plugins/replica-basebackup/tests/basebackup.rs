@@ -209,7 +209,9 @@ fn cancel_during_the_pause_between_attempts() {
         let _ = tx.send(runner.create_replica(&request));
     });
     // Logged right before the five-second pause (no other test exits with 7).
-    assert!(wait_until(Duration::from_secs(20), || logged("pg_basebackup exited with exit code 7")));
+    assert!(wait_until(Duration::from_secs(20), || logged(
+        "Error when fetching backup: pg_basebackup exited with code=7"
+    )));
     method.cancel();
     let err = rx.recv_timeout(Duration::from_secs(60)).expect("returns").expect_err("cancelled");
     assert!(err.message.contains("cancelled"), "{err}");

@@ -94,15 +94,15 @@ impl ReplicaMethod for CommandMethod {
             Ok(outcome) if outcome.success() => return Ok(()),
             Ok(outcome) if outcome.cancelled => format!("{} was cancelled", self.method.command),
             Ok(outcome) => {
-                let mut message = format!("{} exited with {}", self.method.command, outcome.describe());
+                // Patroni's words: the host logs "Error creating replica
+                // using method <name>: " before this.
                 if let Some(last) = outcome.stderr_tail.last() {
-                    message.push_str(&format!(": {last}"));
+                    tracing::error!("{}: {last}", self.label);
                 }
-                message
+                format!("{} exited with code={}", self.method.command, outcome.returncode())
             }
             Err(e) => format!("cannot run {}: {e}", self.method.command),
         };
-        tracing::error!("Error creating replica: {failure}");
         if let Err(e) = self.clean_unless_kept(&dir) {
             tracing::error!("{e}");
         }

@@ -371,6 +371,10 @@ impl Runner {
         let path = self.shared.config_path.clone();
         match palisade_config::load(path.as_deref(), &self.shared.env) {
             Err(errors) => {
+                // Patroni's words, then what is wrong; Python prints a
+                // missing path as None.
+                let file = path.as_deref().map_or("None".to_string(), |p| p.display().to_string());
+                tracing::error!("Failed to reload config_file={file}");
                 for e in errors {
                     tracing::error!("reload: {e}");
                 }
@@ -433,7 +437,10 @@ impl Runner {
                 }
                 self.touch_member().await;
             }
-            Err(e) => tracing::error!("PostgreSQL shutdown failed, leader key not removed: {e}"),
+            Err(e) => {
+                tracing::error!("PostgreSQL shutdown failed, leader key not removed.");
+                tracing::error!("PostgreSQL shutdown: {e}");
+            }
         }
         std::process::ExitCode::SUCCESS
     }

@@ -79,6 +79,12 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
                 done = true;
                 break;
             }
+            // The command method's failure reads "<command> exited with
+            // code=N", which completes Patroni's line; pg_basebackup logs
+            // Patroni's own words for it in the plugin.
+            Ok(Err(e)) if method.method != "basebackup" => {
+                tracing::error!("Error creating replica using method {}: {e}", method.method)
+            }
             Ok(Err(e)) => tracing::error!("replica method '{}' failed: {e}", method.method),
             Err(e) => tracing::error!("replica method '{}' did not finish: {e}", method.method),
         }
@@ -87,7 +93,13 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
         }
     }
     if !done {
-        let from = source.as_ref().map_or("(without leader)".to_string(), |m| format!("from '{}'", m.name));
+        // Patroni's words: "from leader 'n1'", "from replica 'n3'", or
+        // "bootstrap (without leader)" (its message repeats the verb).
+        let from = match &source {
+            Some(m) if leader.as_deref() == Some(m.name.as_str()) => format!("from leader '{}'", m.name),
+            Some(m) => format!("from replica '{}'", m.name),
+            None => "bootstrap (without leader)".to_string(),
+        };
         tracing::error!("failed to bootstrap {from}");
         shared.with_tracked(|t| t.set_state(State::Stopped));
         return false;

@@ -148,7 +148,8 @@ impl Postgres {
             match pg_isready(&bins, &args).await? {
                 IsReady::Accepting => break,
                 IsReady::Unknown => {
-                    tracing::warn!("Unknown status returned from pg_isready, assuming PostgreSQL is running");
+                    tracing::warn!("Unknown status returned from pg_isready");
+                    tracing::warn!("Can't determine PostgreSQL startup status, assuming running");
                     break;
                 }
                 IsReady::Rejecting | IsReady::NoResponse => {}
@@ -303,7 +304,17 @@ impl Postgres {
         remove_recovery_files(&paths).map_err(file_err("remove the recovery files in", &paths.data_dir))?;
         let args = SingleUserArgs { data_dir: paths.data_dir.clone(), options, database: "template1".into() };
         if let Err(e) = single_user(&self.binaries(), &args).await {
-            tracing::error!("Crash recovery finished with an error: {e}");
+            // Patroni's words (Python's return code: minus the signal, None
+            // when it did not run), then what went wrong.
+            let code = e
+                .status()
+                .and_then(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().or_else(|| s.signal().map(|sig| -sig))
+                })
+                .map_or_else(|| "None".to_string(), |c| c.to_string());
+            tracing::error!("Crash recovery finished with code={code}");
+            tracing::error!("crash recovery: {e}");
             return Err(e.into());
         }
         self.controldata().await

@@ -362,9 +362,11 @@ impl<'a> Ctx<'a> {
             }
         } else if c.is_unlocked() && !self.paused() && !l.on_start_called {
             if l.pg.is_running() && !l.pg.is_primary() {
-                let msg = "No initialize key in DCS and PostgreSQL is running as replica, aborting start. \
-                           Please first start palisade on the node running as primary";
-                return Some(Decision::new(msg).with(Action::Fatal(msg.to_string())));
+                // Patroni's two ERROR lines (the second is the fatal one).
+                let first = "No initialize key in DCS and PostgreSQL is running as replica, aborting start";
+                self.error(first);
+                let msg = "Please first start palisade on the node running as primary";
+                return Some(Decision::new(first).with(Action::Fatal(msg.to_string())));
             }
             self.pre.push(Action::SetInitializeKey { create_new: c.initialize.is_none() });
         }

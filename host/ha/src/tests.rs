@@ -808,3 +808,19 @@ fn scheduled_restarts() {
     let (stale, _) = simulate(&c, at_epoch + 100.0);
     assert_eq!(stale.actions, vec![Action::DeleteScheduledRestart]);
 }
+
+#[test]
+fn a_replica_without_initialize_key_logs_patronis_two_error_lines() {
+    let local = Local { on_start_called: false, ..running_replica(1) };
+    let c = case("", Cluster::default(), local, "", vec![]);
+    let (d, _) = simulate(&c, 0.0);
+    assert_eq!(d.reason, "No initialize key in DCS and PostgreSQL is running as replica, aborting start");
+    assert_eq!(
+        d.log,
+        vec![(
+            Level::Error,
+            "No initialize key in DCS and PostgreSQL is running as replica, aborting start".to_string()
+        )]
+    );
+    assert_eq!(d.actions, vec![Action::Fatal("Please first start palisade on the node running as primary".into())]);
+}

@@ -95,11 +95,13 @@ impl ReplicaMethod for CommandMethod {
             Ok(outcome) if outcome.cancelled => format!("{} was cancelled", self.method.command),
             Ok(outcome) => {
                 // Patroni's words: the host logs "Error creating replica
-                // using method <name>: " before this.
+                // using method <name>: " before this; the last stderr line
+                // follows them.
+                let mut message = format!("{} exited with code={}", self.method.command, outcome.returncode());
                 if let Some(last) = outcome.stderr_tail.last() {
-                    tracing::error!("{}: {last}", self.label);
+                    message.push_str(&format!(": {last}"));
                 }
-                format!("{} exited with code={}", self.method.command, outcome.returncode())
+                message
             }
             Err(e) => format!("cannot run {}: {e}", self.method.command),
         };

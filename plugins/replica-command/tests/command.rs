@@ -219,7 +219,8 @@ fn a_failing_command_is_an_error_and_its_data_is_removed() {
     let method = plugin(json!({"command": f.script.display().to_string()})).unwrap_or_else(|e| panic!("{e}"));
     f.put_old_data();
     let err = method.create_replica(&f.request(Some(CONN), &[("EXIT_CODE", "3")])).expect_err("exit code 3 fails");
-    assert!(err.message.contains("exit code 3"), "{err}");
+    let exited = format!("{} exited with code=3: ", f.script.display());
+    assert!(err.message.starts_with(&exited), "Patroni's words, then stderr: {err}");
     assert!(err.message.contains("recorder stderr marker"), "the last stderr line is in the error: {err}");
     assert!(f.recorded("datadir-before").is_empty());
     assert!(f.data_entries().is_empty(), "what the failed command wrote is removed");

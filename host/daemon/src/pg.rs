@@ -367,7 +367,7 @@ impl LocalPg {
                         out.controldata_timeline = Some(cd.checkpoint_timeline);
                     }
                 }
-                Err(e) => tracing::warn!("pg_controldata failed: {e}"),
+                Err(e) => tracing::error!("Error when calling pg_controldata: {e}"),
             }
         }
         out.data_dir = DataDir::Initialized { sysid: out.sysid.clone() };

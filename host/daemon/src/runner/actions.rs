@@ -283,7 +283,9 @@ impl Runner {
         };
         if checkpoint {
             if let Err(e) = self.shared.pg.checkpoint().await {
-                tracing::warn!("CHECKPOINT before demote failed: {e}");
+                // Patroni's ERROR line; what failed follows at WARNING.
+                tracing::error!("Exception during CHECKPOINT");
+                tracing::warn!("CHECKPOINT before demote: {e}");
             }
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));

@@ -230,7 +230,9 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
             // A checkpoint right away makes the new timeline usable as a
             // pg_rewind source and bounds crash recovery.
             if let Err(e) = shared.pg.checkpoint().await {
-                tracing::warn!("CHECKPOINT after promote failed: {e}");
+                // Patroni's ERROR line; what failed follows at WARNING.
+                tracing::error!("Exception during CHECKPOINT");
+                tracing::warn!("CHECKPOINT after promote: {e}");
             }
         }
         Err(e) => {

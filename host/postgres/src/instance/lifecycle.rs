@@ -103,7 +103,7 @@ impl Postgres {
         if paths.recovery_signal_exists() {
             match self.controldata().await {
                 Ok(control) => raised = params.raise_to_controldata(&control, major),
-                Err(e) => tracing::warn!("cannot read pg_controldata before start: {e}"),
+                Err(e) => tracing::error!("Error when calling pg_controldata: {e}"),
             }
         }
         if let Some(mode) = *lock(&self.custom_bootstrap) {
@@ -182,7 +182,9 @@ impl Postgres {
         if opts.checkpoint && opts.mode != StopMode::Immediate && self.is_ready().await.ok() == Some(IsReady::Accepting)
         {
             if let Err(e) = self.sql.checkpoint(opts.timeout).await {
-                tracing::warn!("CHECKPOINT before stop failed: {e}");
+                // Patroni's ERROR line; what failed follows at WARNING.
+                tracing::error!("Exception during CHECKPOINT");
+                tracing::warn!("CHECKPOINT before stop: {e}");
             }
         }
         if let Some(cmd) = self.settings().local.before_stop.clone() {
@@ -218,7 +220,7 @@ impl Postgres {
                 (Some(control.state), checkpoint)
             }
             Err(e) => {
-                tracing::warn!("cannot read pg_controldata after stop: {e}");
+                tracing::error!("Error when calling pg_controldata: {e}");
                 (None, None)
             }
         };
@@ -226,9 +228,16 @@ impl Postgres {
     }
 
     async fn run_before_stop(&self, cmd: &str) {
-        let Some(argv) = palisade_pycompat::shlex::split(cmd).ok().filter(|a| !a.is_empty()) else {
-            tracing::error!("cannot split before_stop command {cmd:?}");
-            return;
+        let argv = match palisade_pycompat::shlex::split(cmd) {
+            Ok(argv) if !argv.is_empty() => argv,
+            Ok(_) => {
+                tracing::error!("Exception when calling `{cmd}`: the command is empty");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("Exception when calling `{cmd}`: {e}");
+                return;
+            }
         };
         match crate::bootstrap::run_script(&argv, &BTreeMap::new()).await {
             Ok(status) => tracing::info!("before_stop script `{cmd}` exited with {status}"),

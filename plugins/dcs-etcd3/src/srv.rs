@@ -64,7 +64,7 @@ pub(crate) async fn discover(domain: &str, suffix: Option<&str>) -> Vec<String> 
         tracing::info!("etcd endpoints from SRV {}: {}", srv.name, urls.join(", "));
         return urls;
     }
-    tracing::warn!("cannot resolve SRV for {domain}");
+    tracing::warn!("Can not resolve SRV for {domain}");
     Vec::new()
 }
 

@@ -152,20 +152,29 @@ fn transform_recovery_value(name: &str, value: String, major: u32) -> Option<Str
         return None;
     }
     let enum_ok = |allowed: &[&str]| allowed.contains(&value.to_lowercase().as_str());
-    let valid = match lower.as_str() {
-        "recovery_target" => enum_ok(&["immediate", ""]),
-        "recovery_target_action" => enum_ok(&["pause", "promote", "shutdown"]),
-        "recovery_target_inclusive" | "pause_at_recovery_target" | "standby_mode" => parse_bool(&value).is_some(),
+    // Patroni's validator words: the kind is its validator class.
+    let (valid, kind) = match lower.as_str() {
+        "recovery_target" => (enum_ok(&["immediate", ""]), "enum"),
+        "recovery_target_action" => (enum_ok(&["pause", "promote", "shutdown"]), "enum"),
+        "recovery_target_inclusive" | "pause_at_recovery_target" | "standby_mode" => {
+            (parse_bool(&value).is_some(), "bool")
+        }
         "recovery_min_apply_delay" => match parse_int(&value, Some("ms")) {
-            Some(v) if v < 0 => return Some("0".into()),
-            Some(v) if v > 2147483647 => return Some("2147483647".into()),
-            Some(_) => true,
-            None => false,
+            Some(v) if v < 0 => {
+                tracing::warn!("Value={value} of parameter={name} is too low, increasing to 0ms");
+                return Some("0".into());
+            }
+            Some(v) if v > 2147483647 => {
+                tracing::warn!("Value={value} of parameter={name} is too big, decreasing to 2147483647ms");
+                return Some("2147483647".into());
+            }
+            Some(_) => (true, "integer"),
+            None => (false, "integer"),
         },
-        _ => true,
+        _ => (true, "string"),
     };
     if !valid {
-        tracing::warn!("Removing recovery parameter {name} from the config due to the invalid value={value}");
+        tracing::warn!("Removing {kind} parameter={name} from the config due to the invalid value={value}");
     }
     valid.then_some(value)
 }

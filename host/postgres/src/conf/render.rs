@@ -94,10 +94,9 @@ fn transform_parameter<'v>(name: &str, value: &'v str, catalog: Option<&GucCatal
         _ => true,
     };
     if !ok {
-        tracing::warn!(
-            "Removing {} parameter={name} from the config due to the invalid value={value}",
-            info.vartype.to_lowercase()
-        );
+        // Patroni names the kind by its validator class: bool, integer, real.
+        let kind = if info.vartype == "BOOLEAN" { "bool".to_string() } else { info.vartype.to_lowercase() };
+        tracing::warn!("Removing {kind} parameter={name} from the config due to the invalid value={value}");
     }
     ok.then_some(value)
 }

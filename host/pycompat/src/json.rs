@@ -21,6 +21,25 @@ pub fn dumps_compact(value: &Value) -> String {
     out
 }
 
+/// `json.dumps(s)` of one string.
+pub fn dumps_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    string(&mut out, s);
+    out
+}
+
+/// `json.dumps(f)` of one float: `repr()`, and JavaScript's names for
+/// what JSON cannot hold (`NaN`, `Infinity`, `-Infinity`).
+pub fn dumps_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        float_repr(f)
+    }
+}
+
 fn write(out: &mut String, value: &Value, items: &str, keys: &str) {
     match value {
         Value::Object(m) => {
@@ -47,9 +66,7 @@ fn write(out: &mut String, value: &Value, items: &str, keys: &str) {
         }
         Value::String(s) => string(out, s),
         Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.is_nan() => out.push_str("NaN"),
-            Some(f) if f.is_infinite() => out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" }),
-            Some(f) => out.push_str(&float_repr(f)),
+            Some(f) => out.push_str(&dumps_float(f)),
             None => out.push_str(&n.to_string()),
         },
         Value::Number(n) => out.push_str(&n.to_string()),

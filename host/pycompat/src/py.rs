@@ -185,6 +185,22 @@ pub fn is_printable(c: char) -> bool {
     !(i > 0 && c <= NOT_PRINTABLE[i - 1].1)
 }
 
+/// Python's `ascii()` of a string: `repr()` with every character beyond
+/// ASCII escaped as `\xhh`, `\uhhhh` or `\Uhhhhhhhh`.
+pub fn ascii_str(s: &str) -> String {
+    let repr = repr_str(s);
+    let mut out = String::with_capacity(repr.len());
+    for c in repr.chars() {
+        match c as u32 {
+            0..=0x7f => out.push(c),
+            n @ 0x80..=0xff => out.push_str(&format!("\\x{n:02x}")),
+            n @ 0x100..=0xffff => out.push_str(&format!("\\u{n:04x}")),
+            n => out.push_str(&format!("\\U{n:08x}")),
+        }
+    }
+    out
+}
+
 /// Python's `repr()` of a string: single quotes unless the text holds a
 /// single quote and no double quote; `\\`, `\n`, `\r`, `\t` and the quote
 /// escaped; characters that are not printable as `\xhh`, `\uhhhh` or
@@ -219,6 +235,23 @@ pub fn repr_str(s: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Expected values printed by Python 3.11's `ascii()`.
+    #[test]
+    fn ascii_of_strings() {
+        let cases = [
+            ("plain", "'plain'"),
+            ("\u{e9}", "'\\xe9'"),
+            ("\u{263a}", "'\\u263a'"),
+            ("\u{1f600}", "'\\U0001f600'"),
+            ("it's \u{e9}", "\"it's \\xe9\""),
+            ("\u{7f}\u{a0}x", "'\\x7f\\xa0x'"),
+            ("\u{200b}", "'\\u200b'"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(ascii_str(s), want, "{s:?}");
+        }
+    }
 
     #[test]
     fn str_and_repr() {

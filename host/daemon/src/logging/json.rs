@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::record::{float_repr, PyValue};
+use super::record::PyValue;
 
 /// Which attributes go into a line, under which keys, and what is added.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,40 +103,14 @@ fn json_value(out: &mut String, v: &Value) {
     }
 }
 
-/// `json.dumps` of a float: `repr`, with JavaScript's names for the rest.
+/// `json.dumps` of a float (pycompat's, the one home of it).
 fn float(out: &mut String, f: f64) {
-    if f.is_nan() {
-        out.push_str("NaN");
-    } else if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-    } else {
-        out.push_str(&float_repr(f));
-    }
+    out.push_str(&palisade_pycompat::json::dumps_float(f));
 }
 
-/// `json.dumps` of a string with `ensure_ascii`: only printable ASCII is
-/// kept; everything else is `\uXXXX` (surrogate pairs above U+FFFF).
+/// `json.dumps` of a string with `ensure_ascii` (pycompat's).
 fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
+    out.push_str(&palisade_pycompat::json::dumps_str(s));
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl PyValue {
         match self {
             PyValue::Str(s) => s.clone(),
             PyValue::Int(i) => i.to_string(),
-            PyValue::Float(f) => float_repr(*f),
+            PyValue::Float(f) => palisade_pycompat::py::float_repr(*f),
             PyValue::None => "None".into(),
             PyValue::EmptyTuple => "()".into(),
         }
@@ -104,68 +104,13 @@ impl PyValue {
     }
 }
 
-/// Python's `repr(float)`: the shortest text that reads back the same,
-/// in exponent form below 1e-4 and from 1e16.
-pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let a = f.abs();
-    if a == 0.0 || (1e-4..1e16).contains(&a) {
-        let s = format!("{f}");
-        return if s.contains('.') { s } else { s + ".0" };
-    }
-    let s = format!("{f:e}");
-    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs())
-}
-
-/// Python's `repr(str)` (or `ascii(str)`).
+/// Python's `repr(str)` (or `ascii(str)`), from the one home of both.
 fn str_repr(s: &str, ascii: bool) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if (ascii && !c.is_ascii()) || !printable(c) => {
-                let n = c as u32;
-                if n < 0x100 {
-                    out.push_str(&format!("\\x{n:02x}"));
-                } else if n < 0x10000 {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
+    if ascii {
+        palisade_pycompat::py::ascii_str(s)
+    } else {
+        palisade_pycompat::py::repr_str(s)
     }
-    out.push(quote);
-    out
-}
-
-/// Python's `str.isprintable` for the characters that are not control
-/// characters: separators and format characters (the common ones) are not.
-fn printable(c: char) -> bool {
-    !matches!(c as u32,
-        0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x2000..=0x200f | 0x2028..=0x202f
-        | 0x205f..=0x2064 | 0x2066..=0x206f | 0x3000 | 0xd800..=0xdfff | 0xfeff | 0xfff9..=0xfffb
-        | 0xe000..=0xf8ff | 0xf0000..=0x10ffff)
 }
 
 /// Python's level number for a level.
@@ -276,7 +221,7 @@ mod tests {
             (f64::NEG_INFINITY, "-inf"),
         ];
         for (f, want) in floats {
-            assert_eq!(float_repr(f), want, "{f}");
+            assert_eq!(PyValue::Float(f).str(), want, "{f}");
         }
         let strings = [
             ("plain", false, "'plain'"),

@@ -9,22 +9,8 @@ use std::time::Duration;
 use palisade_config::limits::{MAX_DURATION, MAX_SECONDS};
 use palisade_config::{load, ConfigError, Loaded};
 
-const MINIMAL: &str = "\
-scope: s
-name: n1
-restapi:
-  listen: 127.0.0.1:8008
-etcd3:
-  hosts: 127.0.0.1:2379
-postgresql:
-  listen: 127.0.0.1:5432
-  data_dir: /tmp/pgdata
-  authentication:
-    superuser:
-      username: postgres
-    replication:
-      username: replicator
-";
+mod common;
+use common::MINIMAL;
 
 /// YAML spellings of extreme and garbage numbers (PyYAML's: `.nan`, `.inf`).
 const VALUES: [&str; 20] = [

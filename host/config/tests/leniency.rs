@@ -11,22 +11,8 @@ use palisade_config::{load, GlobalConfig, Loaded};
 use palisade_model::Tags;
 use serde_json::{json, Map, Value};
 
-const MINIMAL: &str = "\
-scope: s
-name: n1
-restapi:
-  listen: 127.0.0.1:8008
-etcd3:
-  hosts: 127.0.0.1:2379
-postgresql:
-  listen: 127.0.0.1:5432
-  data_dir: /tmp/pgdata
-  authentication:
-    superuser:
-      username: postgres
-    replication:
-      username: replicator
-";
+mod common;
+use common::MINIMAL;
 
 /// Puts `key: value` at the dotted `path` of the minimal configuration.
 fn with_setting(path: &str, value: &str) -> String {

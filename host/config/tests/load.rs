@@ -10,22 +10,8 @@ use palisade_config::{
 };
 use serde_json::json;
 
-const MINIMAL: &str = "\
-scope: s
-name: n1
-restapi:
-  listen: 127.0.0.1:8008
-etcd3:
-  hosts: 127.0.0.1:2379
-postgresql:
-  listen: 127.0.0.1:5432
-  data_dir: /tmp/pgdata
-  authentication:
-    superuser:
-      username: postgres
-    replication:
-      username: replicator
-";
+mod common;
+use common::MINIMAL;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -129,7 +129,17 @@ pub fn check_divergence(
             };
         }
     }
-    Divergence::Diverged { reason: format!("{here} is not in the leader's timeline history; {NEEDS_REWIND}") }
+    // Every switch in the history is older than our timeline: the history
+    // (the DCS `history` key, which the leader updates after it promoted)
+    // has not caught up with the leader's timeline yet. Wait for it rather
+    // than declare a divergence it cannot show.
+    let last = history.last().map_or(0, |e| e.parent_timeline);
+    Divergence::Unknown {
+        reason: format!(
+            "{here}: the leader's timeline history ends with a switch from timeline {last}, before ours; \
+             waiting for it to reach timeline {leader_timeline}"
+        ),
+    }
 }
 
 /// The local inputs of [`check_divergence`] for a stopped data directory.
@@ -296,13 +306,13 @@ mod tests {
                 "local timeline 2 LSN 0/4000000 is not in the leader's history (the leader's history continues from timeline 3)",
             ),
             (
-                "history ends before our timeline",
+                "history ends before our timeline (not up to date yet)",
                 pos(true, 3, 0x4000000),
                 None,
                 5,
                 h(&[(1, 0x3000000)]),
-                V::Diverged,
-                "is not in the leader's timeline history",
+                V::Unknown,
+                "ends with a switch from timeline 1, before ours",
             ),
             ("no history", pos(true, 1, 0x4000000), None, 2, vec![], V::Unknown, "no timeline history"),
         ];

@@ -59,12 +59,13 @@ if id "$USER_NAME" >/dev/null 2>&1; then
     fi
 fi
 rm -rf /var/tmp/palisade-patroni-venv /var/tmp/palisade-patroni-venv.lock
-for tool in etcd protoc zkServer.sh pgbackrest haproxy; do
+for tool in etcd protoc pgbackrest haproxy; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "still on the machine after the purge: $tool ($(command -v "$tool"))" >&2
         exit 1
     fi
 done
+[ -e /usr/share/zookeeper/bin/zkServer.sh ] && { echo "ZooKeeper is still installed" >&2; exit 1; }
 [ -e /usr/include/google/protobuf/descriptor.proto ] && { echo "descriptor.proto is still installed" >&2; exit 1; }
 
 echo "== 2. a fresh clone of HEAD ($(git -C "$ROOT" rev-parse --short HEAD)) in $WORK/palisade"

@@ -14,23 +14,11 @@ use serde_json::{Map, Value};
 use crate::types::{GlobalConfig, LocalConfig, SynchronousMode};
 use crate::values::{parse_bool, parse_int};
 
-/// Where a setting is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Place {
-    /// The local YAML file (and the `PATRONI_*` environment).
-    Local,
-    /// The dynamic configuration (the DCS `config` key, `bootstrap.dcs`).
-    Dynamic,
-    /// Either: the local `postgresql` section overrides the dynamic one.
-    Both,
-}
-
 /// One setting palisade accepts and does not act on yet.
 #[derive(Clone, Copy, Debug)]
 pub struct Unacted {
     /// The key path as a user writes it.
     pub key: &'static str,
-    pub place: Place,
     /// What a user who sets it expects and does not get.
     pub consequence: &'static str,
 }
@@ -41,87 +29,56 @@ pub struct Unacted {
 pub static NOT_ACTED_ON: &[Unacted] = &[
     Unacted {
         key: "synchronous_mode",
-        place: Place::Dynamic,
         consequence: "replication stays asynchronous: a failover can lose commits that were acknowledged",
     },
     Unacted {
         key: "synchronous_mode_strict",
-        place: Place::Dynamic,
         consequence: "writes are not blocked when no synchronous standby is available",
     },
-    Unacted { key: "synchronous_node_count", place: Place::Dynamic, consequence: "no synchronous standbys are chosen" },
+    Unacted { key: "synchronous_node_count", consequence: "no synchronous standbys are chosen" },
     Unacted {
         key: "maximum_lag_on_syncnode",
-        place: Place::Dynamic,
         consequence: "no synchronous standbys are chosen, so none is replaced for lagging",
     },
     Unacted {
         key: "failsafe_mode",
-        place: Place::Dynamic,
         consequence: "a primary that loses the DCS demotes even when every member can still reach it",
     },
     Unacted {
         key: "standby_cluster",
-        place: Place::Dynamic,
         consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
                       independent, writable one",
     },
-    Unacted {
-        key: "primary_stop_timeout",
-        place: Place::Dynamic,
-        consequence: "a primary that does not stop in time is not killed",
-    },
-    Unacted {
-        key: "slots",
-        place: Place::Dynamic,
-        consequence: "permanent slots are not created (existing ones are kept and never dropped)",
-    },
+    Unacted { key: "primary_stop_timeout", consequence: "a primary that does not stop in time is not killed" },
+    Unacted { key: "slots", consequence: "permanent slots are not created (existing ones are kept and never dropped)" },
     Unacted {
         key: "postgresql.use_pg_rewind",
-        place: Place::Both,
         consequence: "pg_rewind is never run: a former primary whose WAL went past the fork point stays stopped \
                       until it is reinitialised",
     },
     Unacted {
         key: "postgresql.remove_data_directory_on_rewind_failure",
-        place: Place::Both,
         consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
     },
     Unacted {
         key: "postgresql.remove_data_directory_on_diverged_timelines",
-        place: Place::Both,
         consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
     },
     Unacted {
         key: "watchdog",
-        place: Place::Local,
         consequence: "no watchdog device is opened: a primary whose daemon hangs is not fenced (mode 'required' \
                       does not keep this node from becoming the leader)",
     },
-    Unacted {
-        key: "tags.nosync",
-        place: Place::Local,
-        consequence: "there are no synchronous standbys to keep this node out of",
-    },
-    Unacted {
-        key: "tags.sync_priority",
-        place: Place::Local,
-        consequence: "there are no synchronous standbys to choose by priority",
-    },
+    Unacted { key: "tags.nosync", consequence: "there are no synchronous standbys to keep this node out of" },
+    Unacted { key: "tags.sync_priority", consequence: "there are no synchronous standbys to choose by priority" },
     Unacted {
         key: "citus",
-        place: Place::Local,
         consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
                       and registers nothing with a coordinator",
     },
-    Unacted {
-        key: "log.deduplicate_heartbeat_logs",
-        place: Place::Local,
-        consequence: "every HA cycle's heartbeat line is logged",
-    },
+    Unacted { key: "log.deduplicate_heartbeat_logs", consequence: "every HA cycle's heartbeat line is logged" },
     Unacted {
         key: "restapi.server_tokens",
-        place: Place::Local,
         consequence: "the Server header of REST API responses is always palisade's own",
     },
 ];

@@ -21,24 +21,13 @@ fn log_decision(d: &Decision) {
     tracing::info!("{}", d.reason);
 }
 
-/// Does `action` change PostgreSQL's process, role or recovery settings
-/// while the cycle runs (so the status to publish must be read again)?
+/// Does `action` change PostgreSQL's process or role before the cycle
+/// ends (so the status to publish must be read again)? Actions that start
+/// a background task (start, promote, restart, clone...) are not: the task
+/// wakes the loop when it ends, and that cycle looks afresh.
 fn touches_postgres(action: &palisade_ha::Action) -> bool {
     use palisade_ha::Action as A;
-    matches!(
-        action,
-        A::StopImmediate
-            | A::Start(_)
-            | A::Follow { .. }
-            | A::Promote
-            | A::Demote(_)
-            | A::MarkCrashed
-            | A::MarkStopped
-            | A::SetRole(_)
-            | A::Restart { .. }
-            | A::PostBootstrap
-            | A::CancelTask
-    )
+    matches!(action, A::StopImmediate | A::Follow { .. } | A::Demote(_))
 }
 
 impl Runner {

@@ -203,6 +203,16 @@ async fn a_leader_that_loses_its_key_demotes() {
     n1.cycle_until("n1 follows n2", 3, |n| n.pg.state().following.as_deref() == Some("n2")).await;
 }
 
+/// Wait until `node`'s clone task has written its configuration and
+/// reached the start of PostgreSQL (where the fake holds it at the gate).
+async fn wait_for_replica_start(node: &Node) {
+    let started = Instant::now();
+    while !node.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
+        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Defect: a dynamic configuration change that arrived while the clone
 /// task owned PostgreSQL (its start had written the old configuration)
 /// was marked seen and never applied.
@@ -215,11 +225,7 @@ async fn a_config_change_during_a_task_is_applied_when_it_ends() {
     // The clone task copies, writes the configuration and waits at the gate.
     let outcome = n2.runner.cycle().await;
     assert!(outcome.fatal.is_none());
-    let started = Instant::now();
-    while !n2.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
-        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_replica_start(&n2).await;
     assert_eq!(n2.pg.state().loaded.get("work_mem"), Some(&json!("4MB")));
 
     // PATCH /config, as the API writes it.
@@ -255,11 +261,7 @@ async fn a_reload_during_a_task_is_applied_when_it_ends() {
     n2.pg.open_gate(false);
     let outcome = n2.runner.cycle().await;
     assert!(outcome.fatal.is_none());
-    let started = Instant::now();
-    while !n2.pg.state().calls.iter().any(|c| c.starts_with("start replica")) {
-        assert!(started.elapsed() < DEADLINE, "the clone task did not reach its start");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_replica_start(&n2).await;
     let path = n2.runner.shared.config_path.clone().expect("a configuration file");
     let yaml = std::fs::read_to_string(&path).expect("read the configuration");
     let yaml = yaml.replacen("listen: 127.0.0.1:5432,", "listen: 127.0.0.1:5432, parameters: {work_mem: 32MB},", 1);

@@ -9,6 +9,8 @@
 //! position do these members report?"). The daemon answers it, records the
 //! answer in [`Answers`] and calls `decide` again with the same input. The
 //! function is deterministic, so replaying a cycle gives the same result.
+//! Quorum commit's bookkeeping is a second pure function,
+//! [`resolve_quorum`], that the leader runs on its own state.
 //!
 //! Architecture invariant: this crate does no IO, reads no clock and knows
 //! nothing of tokio, the DCS plugins or PostgreSQL's binaries. It depends
@@ -22,6 +24,7 @@ mod input;
 mod manual;
 mod offline;
 mod output;
+mod quorum;
 mod race;
 mod restart;
 mod slots;
@@ -30,6 +33,14 @@ pub use decide::decide;
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
 pub use offline::{dcs_unavailable, updated_history};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
+/// Quorum commit's state machine (Patroni's `QuorumStateResolver`):
+/// [`resolve_quorum`] turns the `sync` key, `synchronous_standby_names`
+/// and the streaming standbys into ordered [`QuorumStep`]s. The caller
+/// applies them one by one in the order given (it already puts PostgreSQL
+/// first when a standby is added, the `sync` key first when one is
+/// removed) and stops at the first that fails; the next cycle resolves
+/// again from the state it then reads.
+pub use quorum::{resolve_quorum, QuorumError, QuorumInput, QuorumPlan, QuorumStandbyNames, QuorumStep, QuorumSyncKey};
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
 pub use slots::{slot_actions, IgnoreSlot, SlotAction, SlotRole, SlotSettings};

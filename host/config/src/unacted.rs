@@ -2,9 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `synchronous_mode: on`
-//! believes no acknowledged commit can be lost; until palisade does
-//! synchronous replication, it must say so. The daemon logs every entry it
+//! Nothing may be silently ignored. A user who sets `failsafe_mode: true`
+//! believes the primary survives a DCS outage; until palisade does
+//! failsafe mode, it must say so. The daemon logs every entry it
 //! finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 
 use crate::types::{GlobalConfig, LocalConfig, SynchronousMode};
-use crate::values::{parse_bool, parse_int};
+use crate::values::parse_bool;
 
 /// One setting palisade accepts and does not act on yet.
 #[derive(Clone, Copy, Debug)]
@@ -29,16 +29,8 @@ pub struct Unacted {
 pub static NOT_ACTED_ON: &[Unacted] = &[
     Unacted {
         key: "synchronous_mode",
-        consequence: "replication stays asynchronous: a failover can lose commits that were acknowledged",
-    },
-    Unacted {
-        key: "synchronous_mode_strict",
-        consequence: "writes are not blocked when no synchronous standby is available",
-    },
-    Unacted { key: "synchronous_node_count", consequence: "no synchronous standbys are chosen" },
-    Unacted {
-        key: "maximum_lag_on_syncnode",
-        consequence: "no synchronous standbys are chosen, so none is replaced for lagging",
+        consequence: "quorum commit is not done yet: with `synchronous_mode: quorum` the leader publishes no quorum \
+                      and leaves synchronous_standby_names as it is",
     },
     Unacted {
         key: "failsafe_mode",
@@ -69,8 +61,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         consequence: "no watchdog device is opened: a primary whose daemon hangs is not fenced (mode 'required' \
                       does not keep this node from becoming the leader)",
     },
-    Unacted { key: "tags.nosync", consequence: "there are no synchronous standbys to keep this node out of" },
-    Unacted { key: "tags.sync_priority", consequence: "there are no synchronous standbys to choose by priority" },
     Unacted {
         key: "citus",
         consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
@@ -134,17 +124,8 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     let mut found: Vec<(String, &'static str)> = Vec::new();
     let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
 
-    if global.synchronous_mode != SynchronousMode::Off {
-        add("synchronous_mode", "synchronous_mode".into());
-    }
-    if global.synchronous_mode_strict {
-        add("synchronous_mode_strict", "synchronous_mode_strict".into());
-    }
-    if dynamic.get("synchronous_node_count").and_then(|v| parse_int(v, None)).is_some_and(|n| n != 1) {
-        add("synchronous_node_count", "synchronous_node_count".into());
-    }
-    if dynamic.get("maximum_lag_on_syncnode").and_then(|v| parse_int(v, None)).is_some_and(|n| n > 0) {
-        add("maximum_lag_on_syncnode", "maximum_lag_on_syncnode".into());
+    if global.synchronous_mode == SynchronousMode::Quorum {
+        add("synchronous_mode", "synchronous_mode (quorum)".into());
     }
     if global.failsafe_mode {
         add("failsafe_mode", "failsafe_mode".into());
@@ -178,12 +159,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     }
     if raw.contains_key("watchdog") && local.watchdog.mode != "off" {
         add("watchdog", format!("watchdog.mode ({})", local.watchdog.mode));
-    }
-    if truthy(local.tags.get("nosync")) {
-        add("tags.nosync", "tags.nosync".into());
-    }
-    if local.tags.get("sync_priority").is_some_and(|v| !v.is_null()) {
-        add("tags.sync_priority", "tags.sync_priority".into());
     }
     if local.citus.is_some() || non_empty(raw.get("citus")) {
         add("citus", "citus".into());
@@ -228,19 +203,10 @@ mod tests {
         let cases: &[(&str, Value, &[&str])] = &[
             ("", json!({}), &[]),
             ("", json!({"synchronous_mode": false, "failsafe_mode": "off", "synchronous_node_count": 1}), &[]),
-            ("", json!({"synchronous_mode": "on"}), &["synchronous_mode"]),
-            (
-                "",
-                json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}),
-                &["synchronous_mode", "synchronous_node_count"],
-            ),
-            (
-                "",
-                json!({"synchronous_mode": true, "synchronous_mode_strict": "yes"}),
-                &["synchronous_mode", "synchronous_mode_strict"],
-            ),
-            ("", json!({"maximum_lag_on_syncnode": 1048576}), &["maximum_lag_on_syncnode"]),
-            ("", json!({"maximum_lag_on_syncnode": -1}), &[]),
+            // `on` mode, strict mode, the count, the lag limit are acted on.
+            ("", json!({"synchronous_mode": "on", "synchronous_mode_strict": true}), &[]),
+            ("", json!({"synchronous_node_count": 2, "maximum_lag_on_syncnode": 1048576}), &[]),
+            ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &["synchronous_mode (quorum)"]),
             ("", json!({"failsafe_mode": true}), &["failsafe_mode"]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
@@ -260,8 +226,7 @@ mod tests {
             ("watchdog: {mode: required}\n", json!({}), &["watchdog.mode (required)"]),
             ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
-            ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &["tags.nosync", "tags.sync_priority"]),
-            ("tags: {nosync: false}\n", json!({}), &[]),
+            ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &[]),
             ("citus: {group: 0, database: citus}\n", json!({}), &["citus"]),
             // Acted on: the JSON log layout, its static fields, file modes.
             ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &[]),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_config::BootstrapConfig;
+use palisade_ha::sync::{PrimarySync, WalSender};
 use palisade_ha::{DataDir, Pg};
 use palisade_model::{HistoryLine, Member, Role};
 use palisade_postgres::conf::{format_dsn, pgpass_content, write_pgpass, FollowTarget};
@@ -21,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::runner::RuntimeConfig;
 use crate::status::PgSnapshot;
 
-pub use palisade_postgres::StopMode;
+pub use palisade_postgres::{StopMode, SyncNames};
 
 /// A PostgreSQL operation failed (the message says what and why).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,28 @@ fn settings(config: &RuntimeConfig) -> PgSettings {
         scope: config.local.scope.clone(),
         local: config.local.postgresql.clone(),
         effective: config.effective.clone(),
+    }
+}
+
+/// The synchronous replication state as `palisade_ha::sync` reads it.
+fn primary_sync(st: palisade_postgres::sql::SyncStatus) -> PrimarySync {
+    let lsn = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    PrimarySync {
+        ssn: st.synchronous_standby_names,
+        synchronous_commit: st.synchronous_commit,
+        lsn: st.flush_lsn,
+        senders: st
+            .senders
+            .into_iter()
+            .map(|r| WalSender {
+                pid: r.pid,
+                application_name: r.application_name.unwrap_or_default(),
+                sync_state: r.sync_state.unwrap_or_default(),
+                write_lsn: lsn(r.write_lsn),
+                flush_lsn: lsn(r.flush_lsn),
+                replay_lsn: lsn(r.replay_lsn),
+            })
+            .collect(),
     }
 }
 
@@ -150,6 +173,15 @@ pub trait LocalPostgres: Send + Sync {
     fn move_data_directory_aside(&self) -> std::io::Result<()>;
     /// Keep the dynamic configuration next to the data.
     fn save_dynamic_cache(&self, dynamic: &Map<String, Value>) -> std::io::Result<()>;
+    /// The primary's synchronous replication state (`None`: it could not
+    /// be read; logged).
+    async fn sync_status(&self) -> Option<PrimarySync>;
+    /// Write a little WAL that waits for no standby.
+    async fn nudge_wal(&self);
+    /// Set `synchronous_standby_names` and reload; `true` when it changed.
+    async fn set_sync_names(&self, names: SyncNames) -> Result<bool>;
+    /// Who decides `synchronous_standby_names` now.
+    fn sync_names(&self) -> SyncNames;
 }
 
 #[async_trait::async_trait]
@@ -228,6 +260,26 @@ impl LocalPostgres for LocalPg {
     }
     fn save_dynamic_cache(&self, dynamic: &Map<String, Value>) -> std::io::Result<()> {
         LocalPg::save_dynamic_cache(self, dynamic)
+    }
+    async fn sync_status(&self) -> Option<PrimarySync> {
+        match self.pg.sql().sync_status().await {
+            Ok(st) => Some(primary_sync(st)),
+            Err(e) => {
+                tracing::warn!("cannot read the synchronous replication state: {e}");
+                None
+            }
+        }
+    }
+    async fn nudge_wal(&self) {
+        if let Err(e) = self.pg.sql().nudge_wal().await {
+            tracing::debug!("could not write WAL for the standbys: {e}");
+        }
+    }
+    async fn set_sync_names(&self, names: SyncNames) -> Result<bool> {
+        Ok(self.pg.set_sync_names(names).await?)
+    }
+    fn sync_names(&self) -> SyncNames {
+        self.pg.sync_names()
     }
 }
 

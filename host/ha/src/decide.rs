@@ -79,6 +79,10 @@ impl<'a> Ctx<'a> {
         self.i.answers.initialize.ok_or(Ask::Initialize)
     }
 
+    fn sync_prepromote(&self) -> Q<bool> {
+        self.i.answers.sync_prepromote.ok_or(Ask::SyncPrepromote)
+    }
+
     pub fn my_position(&self) -> Q<(u64, Option<u32>)> {
         self.i.answers.my_position.ok_or(Ask::MyPosition)
     }
@@ -509,10 +513,15 @@ impl<'a> Ctx<'a> {
             if l.role != Role::Primary {
                 d = d.with(Action::SetRole(Role::Primary));
             }
-            return Ok(d.with(Action::UpdateHistory));
+            return Ok(d.with(Action::SyncReplication).with(Action::UpdateHistory));
         }
         if matches!(l.role, Role::Primary | Role::Promoted) {
-            return Ok(Decision::new(message));
+            return Ok(Decision::new(message).with(Action::SyncReplication));
+        }
+        if !self.sync_prepromote()? {
+            return Ok(Decision::new(
+                "Postponing promotion because synchronous replication state was updated by somebody else",
+            ));
         }
         Ok(Decision::new(promote_message).with(Action::Promote))
     }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub primary_start_timeout: f64,
     pub check_timeline: bool,
     pub paused: bool,
+    /// Synchronous replication (`synchronous_mode` and friends).
+    pub sync: crate::sync::SyncSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             primary_start_timeout: 300.0,
             check_timeline: false,
             paused: false,
+            sync: crate::sync::SyncSettings::default(),
         }
     }
 }
@@ -281,6 +284,8 @@ pub struct Answers {
     /// This node's own WAL position and timeline read fresh for the leader
     /// race (`None` entries when PostgreSQL could not tell).
     pub my_position: Option<(u64, Option<u32>)>,
+    /// Whether preparing synchronous replication for the promotion worked.
+    pub sync_prepromote: Option<bool>,
 }
 
 /// Everything one decision is made from.

@@ -14,7 +14,7 @@
 //!
 //! Architecture invariant: this crate does no IO, reads no clock and knows
 //! nothing of tokio, the DCS plugins or PostgreSQL's binaries. It depends
-//! only on `palisade-model` (and serde_json), never on the plugin ABI
+//! only on `palisade-model` and `palisade-pycompat` (and serde_json), never on the plugin ABI
 //! (`palisade-plugin-api`, abi_stable) nor on a clock crate: times come in
 //! through `Input`.
 
@@ -28,6 +28,7 @@ mod quorum;
 mod race;
 mod restart;
 mod slots;
+pub mod sync;
 
 pub use decide::decide;
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};

@@ -138,6 +138,12 @@ impl Ctx<'_> {
                 }
                 return Ok(Some(false));
             }
+            // In synchronous mode (not quorum) a node not named in `sync`
+            // does nothing, even when the candidate is unhealthy.
+            let sync = &self.i.settings.sync;
+            if sync.is_on() && !sync.is_quorum() && !self.in_sync_key() {
+                return Ok(Some(false));
+            }
             if c.has_member(candidate) {
                 let st = self.peers(&[candidate.to_string()])?;
                 match st.first().and_then(|s| s.failover_limitation()) {
@@ -160,7 +166,14 @@ impl Ctx<'_> {
                 return Ok(Some(!self.failover_possible(0, f.candidate.is_some())?));
             }
         }
-        let members: Vec<&Member> = c.members.iter().filter(|m| Some(m.name.as_str()) != f.leader.as_deref()).collect();
+        // Not the former leader, and only synchronous nodes in synchronous mode.
+        let sync_active = self.sync_mode_is_active();
+        let members: Vec<&Member> = c
+            .members
+            .iter()
+            .filter(|m| Some(m.name.as_str()) != f.leader.as_deref())
+            .filter(|m| !sync_active || c.sync.matches(&m.name, false))
+            .collect();
         Ok(Some(self.healthiest_among(&members, false, None)?))
     }
 }

@@ -39,6 +39,10 @@ pub enum Ask {
     PeerStatuses(Vec<String>),
     /// Read this node's WAL position and timeline now.
     MyPosition,
+    /// Before promoting: claim the `sync` key and set
+    /// `synchronous_standby_names` for the new primary (`false`: somebody
+    /// else changed the key).
+    SyncPrepromote,
 }
 
 /// Something the daemon must do.
@@ -83,6 +87,9 @@ pub enum Action {
     MarkStopped,
     /// Bring the DCS `history` key up to date with our timeline history.
     UpdateHistory,
+    /// As the leader: choose synchronous standbys and publish them (or
+    /// clean up when synchronous mode is off), see [`crate::sync`].
+    SyncReplication,
     /// Deliver `on_start` for the running PostgreSQL.
     CallbackOnStart,
     /// Cancel the background task in progress.

@@ -7,20 +7,27 @@ use palisade_model::{Cluster, Failover, Member, Tags};
 use crate::decide::{Ctx, Q};
 use crate::input::{PeerStatus, Pg};
 use crate::output::Ask;
+use crate::sync::NameSet;
 
 /// Members a failover or switchover could go to: every other member that
 /// may promote and publishes an API URL; only the requested candidate when
 /// a failover key names one (or everybody but it, with `exclude_candidate`).
+/// With synchronous mode active (`sync_active`), only the synchronous
+/// standbys, except for a manual failover (no leader named), which may go
+/// to an asynchronous node.
 pub fn failover_candidates<'c>(
     cluster: &'c Cluster,
     me: &str,
     failover: Option<&Failover>,
     exclude_candidate: bool,
+    sync_active: bool,
 ) -> Vec<&'c Member> {
     let candidate = failover.and_then(|f| f.candidate.as_deref());
+    let manual_failover = failover.is_some_and(|f| f.leader.is_none());
     cluster
         .members
         .iter()
+        .filter(|m| !sync_active || cluster.sync.matches(&m.name, false) || manual_failover)
         .filter(|m| m.name != me && !m.nofailover() && m.api_url().is_some())
         .filter(|m| match candidate {
             None => true,
@@ -46,6 +53,23 @@ impl Ctx<'_> {
         self.i.cluster.status.last_lsn.saturating_sub(wal_position) > self.i.settings.maximum_lag_on_failover
     }
 
+    /// Synchronous replication is requested and the leader has claimed the
+    /// `sync` key (Patroni's `sync_mode_is_active`).
+    pub fn sync_mode_is_active(&self) -> bool {
+        self.i.settings.sync.is_on() && !self.i.cluster.sync.is_empty()
+    }
+
+    /// The same for quorum commit (`quorum_commit_mode_is_active`).
+    pub fn quorum_commit_mode_is_active(&self) -> bool {
+        self.i.settings.sync.is_quorum() && !self.i.cluster.sync.is_empty()
+    }
+
+    /// Whether this node may take part in a race in synchronous mode: a
+    /// synchronous standby or the former leader, named in `sync`.
+    pub fn in_sync_key(&self) -> bool {
+        self.i.cluster.sync.matches(self.me(), true)
+    }
+
     fn failover_action_name(&self) -> &'static str {
         match &self.i.cluster.failover {
             None => "failover",
@@ -58,18 +82,30 @@ impl Ctx<'_> {
     /// `cluster_lsn` (when non-zero) is the position it must have reached.
     pub fn failover_possible(&mut self, cluster_lsn: u64, exclude_candidate: bool) -> Q<bool> {
         let c = self.i.cluster;
-        let candidates: Vec<String> = failover_candidates(c, self.me(), c.failover.as_ref(), exclude_candidate)
-            .into_iter()
-            .map(|m| m.name.clone())
-            .collect();
+        let sync_active = self.sync_mode_is_active();
+        let candidates: Vec<String> =
+            failover_candidates(c, self.me(), c.failover.as_ref(), exclude_candidate, sync_active)
+                .into_iter()
+                .map(|m| m.name.clone())
+                .collect();
+        let action = self.failover_action_name();
+        let requested = c.failover.as_ref().and_then(|f| f.candidate.clone());
         if candidates.is_empty() {
-            let action = self.failover_action_name();
-            self.warn(format!("{action}: candidates list is empty"));
-            return Ok(false);
+            match &requested {
+                Some(candidate) if self.i.settings.sync.is_on() => {
+                    let standbys =
+                        if c.sync.sync_standby.is_empty() { "None".to_string() } else { c.sync.sync_standby.join(",") };
+                    self.warn(format!(
+                        "{} candidate={candidate} does not match with sync_standbys={standbys}",
+                        py_title(action)
+                    ));
+                }
+                _ => self.warn(format!("{action}: candidates list is empty")),
+            }
         }
         let statuses = self.peers(&candidates)?;
         let cluster_timeline = c.timeline();
-        let mut healthy = 0;
+        let mut votes: i64 = -1;
         for st in statuses {
             if let Some(why) = st.failover_limitation() {
                 self.info(format!("Member {} is {why}", st.name));
@@ -83,10 +119,17 @@ impl Ctx<'_> {
                     st.timeline, st.name
                 ));
             } else {
-                healthy += 1;
+                votes += 1;
             }
         }
-        Ok(healthy > 0)
+        // In quorum commit enough healthy quorum members must remain, unless
+        // a candidate was requested.
+        let check_quorum = (exclude_candidate || requested.is_none()) && self.quorum_commit_mode_is_active();
+        if check_quorum && votes < i64::from(c.sync.quorum) {
+            self.info(format!("Quorum requirement {} can not be reached", c.sync.quorum));
+            return Ok(false);
+        }
+        Ok(votes >= 0)
     }
 
     /// Whether this node should race for the lock (Patroni's `is_healthiest_node`).
@@ -130,7 +173,12 @@ impl Ctx<'_> {
         if self.paused() || nofailover {
             return Ok(false);
         }
-        if c.failover.is_some() {
+        if let Some(f) = &c.failover {
+            // In a switchover in synchronous mode only synchronous nodes and
+            // the former leader may race.
+            if f.leader.is_some() && self.sync_mode_is_active() && !self.in_sync_key() {
+                return Ok(false);
+            }
             return Ok(self.manual_failover_no_leader()?.unwrap_or(false));
         }
         // Race among the members we know now and those of the last snapshot
@@ -139,7 +187,15 @@ impl Ctx<'_> {
         for m in self.i.old_members.iter().chain(c.members.iter()) {
             members.insert(&m.name, m);
         }
-        let members: Vec<&Member> = members.into_values().collect();
+        let mut members: Vec<&Member> = members.into_values().collect();
+        if self.sync_mode_is_active() {
+            // In quorum commit nodes outside the voters may race: they need
+            // enough votes. Otherwise only the nodes named in `sync`.
+            if !self.i.settings.sync.is_quorum() && !self.in_sync_key() {
+                return Ok(false);
+            }
+            members.retain(|m| c.sync.matches(&m.name, true));
+        }
         self.healthiest_among(&members, true, self.i.old_leader)
     }
 
@@ -166,12 +222,23 @@ impl Ctx<'_> {
             }
         }
         let me = self.me();
+        let quorum_active = self.quorum_commit_mode_is_active();
+        let (quorum, voting) = if quorum_active {
+            (i64::from(c.sync.quorum), c.sync.members().into_iter().collect::<NameSet>())
+        } else {
+            (0, NameSet::new())
+        };
+        // In quorum commit voters tagged nofailover are asked too.
         let names: Vec<String> = members
             .iter()
-            .filter(|m| m.name != me && m.api_url().is_some() && !m.nofailover())
+            .filter(|m| m.name != me && m.api_url().is_some() && (!m.nofailover() || voting.contains(&m.name)))
             .map(|m| m.name.clone())
             .collect();
         let my_priority = self.i.me.tags().failover_priority();
+        let mut votes: i64 = if voting.contains(me) { 0 } else { -1 };
+        let mut nodes_ahead = 0;
+        let sync_active = self.sync_mode_is_active();
+        let leader_name = if sync_active { c.sync.leader.as_deref() } else { old_leader };
         for st in self.peers(&names)? {
             if st.failover_limitation().is_some() {
                 continue;
@@ -181,28 +248,50 @@ impl Ctx<'_> {
                 return Ok(false);
             }
             if my_wal < st.wal_position {
+                nodes_ahead += 1;
                 self.info(format!("Wal position of {} is ahead of my wal position", st.name));
-                return Ok(false);
-            }
-            if st.wal_position > 0 {
+                // The former leader may still answer, and be ahead of us.
+                if !sync_active || !c.sync.leader_matches(&st.name) {
+                    return Ok(false);
+                }
+                self.info("Ignoring the former leader being ahead of us");
+            } else if st.wal_position > 0 {
+                let quorum_vote = voting.contains(&st.name);
                 let their_priority = Tags(&st.tags).failover_priority();
                 let mut low_priority = my_wal == st.wal_position && my_priority < their_priority;
-                if low_priority && old_leader == Some(st.name.as_str()) {
+                if low_priority && leader_name == Some(st.name.as_str()) {
                     self.info(format!(
                         "Ignoring former leader {} having priority {their_priority} higher than this nodes {my_priority} priority",
                         st.name
                     ));
                     low_priority = false;
                 }
-                if low_priority {
+                if low_priority && (!quorum_active || quorum_vote) {
                     self.info(format!(
                         "{} has equally tolerable WAL position and priority {their_priority}, while this node has priority {my_priority}",
                         st.name
                     ));
                     return Ok(false);
                 }
+                if quorum_vote {
+                    self.info(format!("Got quorum vote from {}", st.name));
+                    votes += 1;
+                }
             }
         }
-        Ok(true)
+        // The former leader is counted healthy even alone; others need a quorum.
+        Ok(!quorum_active || votes >= quorum || (nodes_ahead == 0 && c.sync.leader.as_deref() == Some(me)))
     }
+}
+
+/// Python's `str.title()` for the action names (`manual failover` ->
+/// `Manual Failover`).
+fn py_title(s: &str) -> String {
+    s.split(' ')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+        })
+        .collect::<Vec<String>>()
+        .join(" ")
 }

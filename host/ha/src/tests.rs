@@ -39,6 +39,31 @@ fn cluster(leader: Option<&str>, members: Vec<Member>) -> Cluster {
     }
 }
 
+/// The cluster with a `sync` key: leader n1 (the former leader), these
+/// standbys and this quorum.
+fn synced(mut c: Cluster, standbys: &[&str], quorum: u32) -> Cluster {
+    c.sync = palisade_model::SyncState {
+        version: Some("5".into()),
+        leader: Some("n1".into()),
+        sync_standby: standbys.iter().map(|s| s.to_string()).collect(),
+        quorum,
+    };
+    c
+}
+
+fn sync_on(strict: bool) -> crate::sync::SyncSettings {
+    crate::sync::SyncSettings { mode: crate::sync::SyncMode::On, strict, node_count: 1, max_lag_on_syncnode: -1 }
+}
+
+fn sync_quorum() -> crate::sync::SyncSettings {
+    crate::sync::SyncSettings {
+        mode: crate::sync::SyncMode::Quorum,
+        strict: false,
+        node_count: 2,
+        max_lag_on_syncnode: -1,
+    }
+}
+
 fn running_replica(lsn: u64) -> Local {
     Local {
         data_dir: DataDir::Initialized { sysid: Some(SYSID.into()) },
@@ -94,6 +119,7 @@ struct World {
     initialize: bool,
     peers: Vec<PeerStatus>,
     my_position: (u64, Option<u32>),
+    sync_prepromote: bool,
 }
 
 impl Default for World {
@@ -104,6 +130,7 @@ impl Default for World {
             initialize: true,
             peers: Vec::new(),
             my_position: (1000, Some(1)),
+            sync_prepromote: true,
         }
     }
 }
@@ -168,6 +195,7 @@ fn simulate(input_parts: &Case, now: f64) -> (Decision, Vec<Ask>) {
                     Ask::AcquireLock => answers.acquire_lock = Some(w.acquire_lock),
                     Ask::Initialize => answers.initialize = Some(w.initialize),
                     Ask::MyPosition => answers.my_position = Some(w.my_position),
+                    Ask::SyncPrepromote => answers.sync_prepromote = Some(w.sync_prepromote),
                     Ask::PeerStatuses(names) => {
                         for n in names {
                             let st = w
@@ -202,7 +230,7 @@ fn cases() -> Vec<Case> {
     };
     vec![
         // --- steady state ---
-        case("leader renews its lock", three(Some("n2")), running_primary(), "no action. I am (n2), the leader with the lock", vec![Action::UpdateHistory]),
+        case("leader renews its lock", three(Some("n2")), running_primary(), "no action. I am (n2), the leader with the lock", vec![Action::SyncReplication, Action::UpdateHistory]),
         case(
             "replica follows the leader",
             three(Some("n1")),
@@ -249,7 +277,7 @@ fn cases() -> Vec<Case> {
         {
             let mut l = running_replica(1000);
             l.role = Role::Promoted;
-            case("lock holder whose promotion is under way waits", three(Some("n2")), l, "no action. I am (n2), the leader with the lock", vec![])
+            case("lock holder whose promotion is under way waits", three(Some("n2")), l, "no action. I am (n2), the leader with the lock", vec![Action::SyncReplication])
         },
         case(
             "replica holding the lock promotes",
@@ -258,6 +286,93 @@ fn cases() -> Vec<Case> {
             "promoted self to leader because I had the session lock",
             vec![Action::Promote],
         ),
+        // --- leader race in synchronous mode ---
+        {
+            let mut c = case(
+                "on mode: a node not named in sync does not race",
+                synced(three(None), &["n3"], 0),
+                running_replica(2000),
+                "following a different leader because i am not the healthiest node",
+                vec![],
+            );
+            c.settings.sync = sync_on(false);
+            c
+        },
+        {
+            let mut c = case(
+                "on mode: the synchronous standby races among the sync nodes only",
+                synced(three(None), &["n2"], 0),
+                running_replica(1000),
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.settings.sync = sync_on(false);
+            // n3 is ahead but asynchronous: not asked.
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 5000, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "on mode: the former leader ahead of us is ignored",
+                synced(three(None), &["n2"], 0),
+                running_replica(1000),
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.settings.sync = sync_on(false);
+            c.world.peers = vec![peer("n1", true, 1200, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "on mode: promotion waits when the sync key cannot be claimed",
+                synced(three(None), &["n2"], 0),
+                running_replica(1000),
+                "Postponing promotion because synchronous replication state was updated by somebody else",
+                vec![],
+            );
+            c.settings.sync = sync_on(false);
+            c.world.sync_prepromote = false;
+            c
+        },
+        {
+            let mut c = case(
+                "quorum mode: enough votes let a node outside the voters race",
+                synced(three(None), &["n3"], 1),
+                running_replica(1000),
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.settings.sync = sync_quorum();
+            // Outside the voters: quorum + 1 votes are needed.
+            c.world.peers = vec![peer("n1", true, 1000, json!({})), peer("n3", true, 1000, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "quorum mode: too few votes",
+                synced(three(None), &["n3"], 1),
+                running_replica(1000),
+                "following a different leader because i am not the healthiest node",
+                vec![],
+            );
+            c.settings.sync = sync_quorum();
+            c.world.peers = vec![peer("n3", true, 1000, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "on mode: switchover to an asynchronous node is not possible",
+                synced(three(Some("n2")), &["n1"], 0),
+                running_primary(),
+                "no action. I am (n2), the leader with the lock",
+                vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::SyncReplication, Action::UpdateHistory],
+            );
+            c.cluster.failover = Failover::from_value("1", r#"{"leader":"n2","member":"n3"}"#);
+            c.settings.sync = sync_on(false);
+            c.world.peers = vec![peer("n3", true, 1000, json!({}))];
+            c
+        },
         // --- leader race ---
         {
             let mut c = case(
@@ -581,7 +696,7 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_primary(),
                 "no action. I am (n2), the leader with the lock",
-                vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::UpdateHistory],
+                vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::SyncReplication, Action::UpdateHistory],
             );
             c.world.peers = vec![PeerStatus::unreachable("n3")];
             c
@@ -594,13 +709,13 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_primary(),
                 "no action. I am (n2), the leader with the lock",
-                vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::UpdateHistory],
+                vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::SyncReplication, Action::UpdateHistory],
             )
         },
         {
             let mut cl = three(Some("n2"));
             cl.failover = Failover::from_value("1", r#"{"leader":"n2","member":"n3","scheduled_at":"2028-01-15T08:00:00+00:00"}"#);
-            case("scheduled switchover waits for its time", cl, running_primary(), "no action. I am (n2), the leader with the lock", vec![Action::UpdateHistory])
+            case("scheduled switchover waits for its time", cl, running_primary(), "no action. I am (n2), the leader with the lock", vec![Action::SyncReplication, Action::UpdateHistory])
         },
         {
             let mut cl = three(None);
@@ -649,7 +764,7 @@ fn cases() -> Vec<Case> {
                 cl,
                 running_primary(),
                 "no action. I am (n2), the leader with the lock",
-                vec![Action::SetInitializeKey { create_new: true }, Action::WriteConfig, Action::UpdateHistory],
+                vec![Action::SetInitializeKey { create_new: true }, Action::WriteConfig, Action::SyncReplication, Action::UpdateHistory],
             )
         },
         case(

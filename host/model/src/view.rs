@@ -25,6 +25,8 @@ impl ViewModes {
             ["host", "port", "restore_command"].iter().any(|k| s.get(*k).is_some_and(|v| !v.is_null() && v != ""))
         });
         let paused = data.get("pause").and_then(crate::parse_bool).unwrap_or(false);
+        // Patroni's `is_synchronous_mode`: never in a standby cluster.
+        let synchronous_mode = synchronous_mode && !standby_cluster;
         Self { standby_cluster, synchronous_mode, quorum_commit: quorum, paused }
     }
 }

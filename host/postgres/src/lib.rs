@@ -78,5 +78,6 @@ pub use controldata::{ClusterState, ControlData, LocalPosition};
 pub use divergence::Divergence;
 pub use instance::{
     ConfigChange, Escalation, PgError, PgSettings, Postgres, PromoteOutcome, StartOutcome, StopOptions, StopOutcome,
+    SyncNames,
 };
 pub use process::StopMode;

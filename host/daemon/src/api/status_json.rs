@@ -44,11 +44,15 @@ pub fn status_json(s: &NodeStatus, pg: Option<&PgSnapshot>) -> Map<String, Value
             } else {
                 out.insert("xlog".into(), json!({"location": pg.wal_location.unwrap_or(0)}));
             }
-            if pg.in_recovery {
-                let sync = s.cluster.as_ref().is_some_and(|c| c.sync.matches(&s.name, false));
-                if sync {
-                    let quorum = s.cluster.as_ref().is_some_and(|c| c.sync.quorum > 0);
-                    out.insert(if quorum { "quorum_standby" } else { "sync_standby" }.into(), json!(true));
+            // A replica named in `sync` while synchronous mode is on (as
+            // the cluster's dynamic configuration says).
+            if role == Role::Replica {
+                if let Some(c) = s.cluster.as_ref() {
+                    let modes = palisade_model::ViewModes::from_config(c.config_data());
+                    if modes.synchronous_mode && c.sync.matches(&s.name, false) {
+                        let key = if modes.quorum_commit { "quorum_standby" } else { "sync_standby" };
+                        out.insert(key.into(), json!(true));
+                    }
                 }
             }
             if let Some(t) = pg.timeline {

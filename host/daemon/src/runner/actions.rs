@@ -77,6 +77,13 @@ impl Runner {
                     t.role = Role::Primary;
                     t.set_state(State::Running);
                 });
+                let sync = shared.config().settings().sync;
+                if sync.is_on() {
+                    // No standby yet: none listed, or strict mode's placeholder.
+                    if let Err(e) = shared.pg.set_sync_names(super::sync::managed(None, &sync)).await {
+                        tracing::error!("could not set synchronous_standby_names: {e}");
+                    }
+                }
             }
             Action::CancelBootstrap => {
                 tracing::info!("removing initialize key after failed attempt to bootstrap the cluster");
@@ -138,6 +145,7 @@ impl Runner {
             Action::MarkCrashed => shared.with_tracked(|t| t.set_state(State::Crashed)),
             Action::MarkStopped => shared.with_tracked(|t| t.set_state(State::Stopped)),
             Action::UpdateHistory => self.update_history(cluster, observed).await,
+            Action::SyncReplication => self.process_sync(cluster).await,
             Action::CallbackOnStart => {
                 shared.with_tracked(|t| t.on_start_called = true);
                 shared.callback("on_start");

@@ -293,6 +293,7 @@ impl Runner {
             Ask::MyPosition => {
                 answers.my_position = Some(self.shared.pg.position().await.unwrap_or((0, None)));
             }
+            Ask::SyncPrepromote => answers.sync_prepromote = Some(self.sync_prepromote(cluster).await),
         }
     }
 

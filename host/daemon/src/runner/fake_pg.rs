@@ -319,6 +319,17 @@ impl LocalPostgres for FakePg {
     fn save_dynamic_cache(&self, _dynamic: &Map<String, Value>) -> std::io::Result<()> {
         Ok(())
     }
+    async fn sync_status(&self) -> Option<palisade_ha::sync::PrimarySync> {
+        // A primary without standbys.
+        Some(palisade_ha::sync::PrimarySync { synchronous_commit: "on".into(), ..Default::default() })
+    }
+    async fn nudge_wal(&self) {}
+    async fn set_sync_names(&self, _names: crate::pg::SyncNames) -> Result<bool, PgFailure> {
+        Ok(false)
+    }
+    fn sync_names(&self) -> crate::pg::SyncNames {
+        crate::pg::SyncNames::Configured
+    }
 }
 
 /// A replica method that copies the leader's cluster into the fake.

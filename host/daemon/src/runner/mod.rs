@@ -17,6 +17,7 @@ mod cycle;
 mod fake_pg;
 pub mod member;
 mod slots;
+mod sync;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,16 @@ impl RuntimeConfig {
             primary_start_timeout: g.primary_start_timeout.as_secs_f64(),
             check_timeline: g.check_timeline,
             paused: g.pause,
+            sync: palisade_ha::sync::SyncSettings {
+                mode: match g.synchronous_mode {
+                    _ if !g.is_synchronous_mode() => palisade_ha::sync::SyncMode::Off,
+                    palisade_config::SynchronousMode::Quorum => palisade_ha::sync::SyncMode::Quorum,
+                    _ => palisade_ha::sync::SyncMode::On,
+                },
+                strict: g.synchronous_mode_strict,
+                node_count: g.synchronous_node_count.max(g.min_synchronous_nodes()),
+                max_lag_on_syncnode: g.maximum_lag_on_syncnode,
+            },
         }
     }
 }
@@ -276,6 +287,8 @@ pub struct Runner {
     dcs_last_seen: i64,
     /// The rejoin verdict and what it was computed for.
     divergence: Option<(String, palisade_ha::Rejoin)>,
+    /// What the leader remembers about synchronous replication.
+    sync: palisade_ha::sync::SyncTracker,
 }
 
 impl Runner {
@@ -287,6 +300,7 @@ impl Runner {
             cluster: None,
             old_members: Vec::new(),
             old_leader: None,
+            sync: palisade_ha::sync::SyncTracker::default(),
             config_version: None,
             parameters_pending: false,
             previous_wal_position: None,

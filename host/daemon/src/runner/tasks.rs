@@ -187,6 +187,7 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
 /// Start PostgreSQL as `role`, streaming from `follow` when a replica.
 pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> bool {
     shared.with_tracked(|t| t.set_state(State::Starting));
+    super::sync::before_start(&shared, role).await;
     match shared.pg.start(role, follow.as_ref()).await {
         Ok(accepting) => {
             shared.set_role(role);

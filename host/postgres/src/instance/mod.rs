@@ -77,6 +77,18 @@ pub(crate) fn file_err(what: &'static str, path: &std::path::Path) -> impl FnOnc
     move |source| PgError::File { what, path, source }
 }
 
+/// Who decides `synchronous_standby_names` (Patroni keeps it apart from
+/// the other parameters: the leader changes it every cycle).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SyncNames {
+    /// Synchronous mode is off: the configured value, if any.
+    #[default]
+    Configured,
+    /// Synchronous mode: this value; when `None`, a primary gets
+    /// `primary_default` (strict mode's placeholder) and a standby none.
+    Managed { value: Option<String>, primary_default: Option<String> },
+}
+
 /// Mode of a custom bootstrap in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CustomBootstrapMode {
@@ -93,6 +105,7 @@ pub struct Postgres {
     custom_bootstrap: Mutex<Option<CustomBootstrapMode>>,
     /// Parameters raised to their pg_control values at the last start.
     raised: Mutex<BTreeMap<String, ParamDiff>>,
+    sync_names: Mutex<SyncNames>,
     catalog: tokio::sync::OnceCell<Option<GucCatalog>>,
     output: PostmasterOutput,
 }
@@ -120,6 +133,7 @@ impl Postgres {
             recovery: Mutex::new(recovery),
             custom_bootstrap: Mutex::new(None),
             raised: Mutex::new(BTreeMap::new()),
+            sync_names: Mutex::new(SyncNames::Configured),
             catalog: tokio::sync::OnceCell::new(),
             output: PostmasterOutput::Inherit,
         }
@@ -178,7 +192,43 @@ impl Postgres {
     pub fn server_parameters(&self) -> ServerParameters {
         let s = self.settings();
         let major = self.major_version().unwrap_or(0);
-        ServerParameters::build(&s.local, &s.scope, &s.effective, major)
+        let mut params = ServerParameters::build(&s.local, &s.scope, &s.effective, major);
+        const SSN: &str = "synchronous_standby_names";
+        if let SyncNames::Managed { value, primary_default } = &*lock(&self.sync_names) {
+            let primary = lock(&self.recovery).is_none();
+            match value.as_ref().or(primary_default.as_ref().filter(|_| primary)) {
+                Some(v) => params.set(SSN, v.clone()),
+                None => {
+                    params.remove(SSN);
+                }
+            }
+        }
+        params
+    }
+
+    /// Who decides `synchronous_standby_names` now.
+    pub fn sync_names(&self) -> SyncNames {
+        lock(&self.sync_names).clone()
+    }
+
+    /// Set `synchronous_standby_names` (Patroni's
+    /// `set_synchronous_standby_names`): when it changes and PostgreSQL
+    /// runs, rewrite postgresql.conf and reload. `true` when it changed.
+    pub async fn set_sync_names(&self, names: SyncNames) -> Result<bool, PgError> {
+        {
+            let mut current = lock(&self.sync_names);
+            if *current == names {
+                return Ok(false);
+            }
+            *current = names;
+        }
+        if self.is_running().is_some() {
+            let change = self.write_config().await?;
+            if change.reload_needed {
+                self.reload().await?;
+            }
+        }
+        Ok(true)
     }
 
     /// The recovery settings postgresql.conf gets (`None` for a primary).

@@ -6,6 +6,7 @@
 
 mod admin;
 mod status;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::libpq::{self, ConnSettings, ConnectError};
 
 pub use admin::{DropSlot, SlotInfo};
 pub use status::{PendingSetting, PgStatus, ReplicationRow};
+pub use sync::{SyncSender, SyncStatus};
 
 /// `application_name` of our connections: Patroni's, so that monitoring
 /// that filters the HA daemon's sessions keeps working.

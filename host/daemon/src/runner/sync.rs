@@ -1,0 +1,194 @@
+//! Carrying out synchronous replication on the leader: read what the
+//! primary reports, ask `palisade_ha::sync` what to change, and change
+//! PostgreSQL and the `sync` key in the order it gives (Patroni's
+//! `process_sync_replication` and its companions).
+
+use std::time::Duration;
+
+use palisade_ha::sync::{
+    current_state, plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, SyncPlan,
+    SyncSettings, SyncStep, STRICT_PLACEHOLDER,
+};
+use palisade_ha::Level;
+use palisade_model::{Cluster, SyncState};
+
+use palisade_model::Role;
+
+use super::{Runner, Shared};
+use crate::pg::SyncNames;
+
+/// How long Patroni gives PostgreSQL to apply a new list before it looks
+/// again for standbys that became synchronous.
+const RECHECK_AFTER: Duration = Duration::from_secs(2);
+
+/// `synchronous_standby_names` as the leader decided it: `value`, or (when
+/// none) the strict placeholder for a primary in strict mode.
+pub fn managed(value: Option<String>, settings: &SyncSettings) -> SyncNames {
+    SyncNames::Managed { value, primary_default: settings.strict.then(|| STRICT_PLACEHOLDER.to_string()) }
+}
+
+/// Before PostgreSQL starts: in synchronous mode a replica lists no
+/// synchronous standbys (Patroni clears the value when it starts or
+/// demotes to a replica); a primary keeps the value the leader set (or,
+/// after a daemon restart, gets none, or strict mode's placeholder).
+pub async fn before_start(shared: &Shared, role: Role) {
+    let settings = shared.config().settings().sync;
+    if !settings.is_on() {
+        return;
+    }
+    let value = match (role, shared.pg.sync_names()) {
+        (Role::Primary, SyncNames::Managed { value, .. }) => value,
+        _ => None,
+    };
+    if let Err(e) = shared.pg.set_sync_names(managed(value, &settings)).await {
+        tracing::error!("could not set synchronous_standby_names: {e}");
+    }
+}
+
+fn log(level: Level, line: &str) {
+    match level {
+        Level::Info => tracing::info!("{line}"),
+        Level::Warn => tracing::warn!("{line}"),
+        Level::Error => tracing::error!("{line}"),
+    }
+}
+
+impl Runner {
+    /// The leader's synchronous replication step of the cycle.
+    pub(super) async fn process_sync(&mut self, cluster: &Cluster) {
+        let cfg = self.shared.config();
+        let settings = cfg.settings().sync;
+        let me = cfg.local.name.clone();
+        if settings.is_quorum() {
+            // Quorum commit is not acted on yet (reported at start).
+            return;
+        }
+        if !settings.is_on() {
+            self.sync.reset();
+            self.run_sync_plan(plan_disable(&cluster.sync), cluster.sync.clone(), &settings).await;
+            return;
+        }
+        let mut key = cluster.sync.clone();
+        let mut rechecked = false;
+        loop {
+            let Some(primary) = self.shared.pg.sync_status().await else {
+                return;
+            };
+            self.note_ssn(&primary).await;
+            let observed = current_state(&mut self.sync, &me, &cluster.members, &key, &primary, &settings);
+            let plan = plan_multisync(&me, rechecked, &mut self.sync, &key, &observed, &settings);
+            let recheck = plan.recheck;
+            match self.run_sync_plan(plan, key, &settings).await {
+                Some(k) => key = k,
+                None => return,
+            }
+            if !recheck || rechecked {
+                return;
+            }
+            rechecked = true;
+            tokio::time::sleep(RECHECK_AFTER).await;
+        }
+    }
+
+    /// Before promoting: `false` when the `sync` key could not be claimed.
+    pub(super) async fn sync_prepromote(&mut self, cluster: &Cluster) -> bool {
+        let cfg = self.shared.config();
+        let settings = cfg.settings().sync;
+        let me = cfg.local.name.clone();
+        self.sync.reset();
+        let plan = if settings.is_quorum() {
+            plan_prepromote_quorum(&me, &cluster.sync, &settings)
+        } else if settings.is_on() {
+            plan_prepromote_multisync(&me, &cluster.sync, &settings)
+        } else {
+            plan_disable(&cluster.sync)
+        };
+        let quorum = settings.is_quorum();
+        self.run_sync_plan(plan, cluster.sync.clone(), &settings).await.is_some() || quorum || !settings.is_on()
+    }
+
+    /// Take note of the primary's `synchronous_standby_names`; when it
+    /// changed, make some WAL so that the standbys just listed can show
+    /// they caught up.
+    async fn note_ssn(&mut self, primary: &palisade_ha::sync::PrimarySync) {
+        let (changed, warning) = self.sync.observe(primary);
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        if changed {
+            self.shared.pg.nudge_wal().await;
+        }
+    }
+
+    /// Carry out `plan` in order, starting from the `sync` key `key`.
+    /// Returns the key as it stands afterwards, or `None` when a write of
+    /// the key failed (the rest of the plan is dropped).
+    async fn run_sync_plan(
+        &mut self,
+        plan: SyncPlan,
+        mut key: SyncState,
+        settings: &SyncSettings,
+    ) -> Option<SyncState> {
+        for step in plan.steps {
+            match step {
+                SyncStep::WriteSync { leader, standbys, quorum, ok, failed, warn } => {
+                    let value = SyncState::to_json(Some(&leader), &standbys, quorum);
+                    match self.shared.dcs.set_sync_state_value(value, key.version.clone()).await {
+                        Ok(Some(version)) => {
+                            key = SyncState {
+                                version: Some(version),
+                                leader: Some(leader),
+                                sync_standby: standbys,
+                                quorum,
+                            };
+                            if let Some(line) = ok {
+                                tracing::info!("{line}");
+                            }
+                        }
+                        result => {
+                            if let Err(e) = result {
+                                tracing::warn!("could not write the sync key: {e}");
+                            }
+                            log(if warn { Level::Warn } else { Level::Info }, &failed);
+                            return None;
+                        }
+                    }
+                }
+                SyncStep::DeleteSync => match self.shared.dcs.delete_sync_state(key.version.clone()).await {
+                    Ok(true) => key = SyncState::default(),
+                    Ok(false) => return None,
+                    Err(e) => {
+                        tracing::warn!("could not delete the sync key: {e}");
+                        return None;
+                    }
+                },
+                SyncStep::SetSsn(value) => {
+                    if let Some(v) = &value {
+                        tracing::info!("Assigning synchronous_standby_names to {v}");
+                    }
+                    let strict = value.as_deref() == Some(STRICT_PLACEHOLDER)
+                        || value.as_deref().is_some_and(|v| v.contains(STRICT_PLACEHOLDER));
+                    match self.shared.pg.set_sync_names(managed(value, settings)).await {
+                        Ok(true) if !strict => {
+                            // Patroni gives the reload a moment, then notes the
+                            // new value and the position it was set at.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            if let Some(primary) = self.shared.pg.sync_status().await {
+                                self.note_ssn(&primary).await;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!("could not set synchronous_standby_names: {e}"),
+                    }
+                }
+                SyncStep::RestoreConfiguredSsn => {
+                    if let Err(e) = self.shared.pg.set_sync_names(SyncNames::Configured).await {
+                        tracing::error!("could not set synchronous_standby_names: {e}");
+                    }
+                }
+                SyncStep::Log(level, line) => log(level, &line),
+            }
+        }
+        Some(key)
+    }
+}

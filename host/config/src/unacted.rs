@@ -41,10 +41,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         consequence: "no synchronous standbys are chosen, so none is replaced for lagging",
     },
     Unacted {
-        key: "failsafe_mode",
-        consequence: "a primary that loses the DCS demotes even when every member can still reach it",
-    },
-    Unacted {
         key: "standby_cluster",
         consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
                       independent, writable one",
@@ -146,9 +142,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     if dynamic.get("maximum_lag_on_syncnode").and_then(|v| parse_int(v, None)).is_some_and(|n| n > 0) {
         add("maximum_lag_on_syncnode", "maximum_lag_on_syncnode".into());
     }
-    if global.failsafe_mode {
-        add("failsafe_mode", "failsafe_mode".into());
-    }
     if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
         add("standby_cluster", "standby_cluster".into());
     }
@@ -241,7 +234,7 @@ mod tests {
             ),
             ("", json!({"maximum_lag_on_syncnode": 1048576}), &["maximum_lag_on_syncnode"]),
             ("", json!({"maximum_lag_on_syncnode": -1}), &[]),
-            ("", json!({"failsafe_mode": true}), &["failsafe_mode"]),
+            ("", json!({"failsafe_mode": true}), &[]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
@@ -289,7 +282,7 @@ mod tests {
 
     #[test]
     fn displayed_with_its_key() {
-        let n = NotActedOn { key: "failsafe_mode".into(), consequence: row("failsafe_mode").consequence };
-        assert!(n.to_string().starts_with("failsafe_mode: not acted on yet: a primary that loses the DCS"));
+        let n = NotActedOn { key: "primary_stop_timeout".into(), consequence: row("primary_stop_timeout").consequence };
+        assert!(n.to_string().starts_with("primary_stop_timeout: not acted on yet: a primary that does not stop"));
     }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub primary_start_timeout: f64,
     pub check_timeline: bool,
     pub paused: bool,
+    /// `failsafe_mode`: see [`crate::failsafe`].
+    pub failsafe_mode: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             primary_start_timeout: 300.0,
             check_timeline: false,
             paused: false,
+            failsafe_mode: false,
         }
     }
 }
@@ -281,6 +284,8 @@ pub struct Answers {
     /// This node's own WAL position and timeline read fresh for the leader
     /// race (`None` entries when PostgreSQL could not tell).
     pub my_position: Option<(u64, Option<u32>)>,
+    /// Whether each member called with `POST /failsafe` accepted.
+    pub failsafe: Option<BTreeMap<String, bool>>,
 }
 
 /// Everything one decision is made from.

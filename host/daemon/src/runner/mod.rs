@@ -85,6 +85,7 @@ impl RuntimeConfig {
             primary_start_timeout: g.primary_start_timeout.as_secs_f64(),
             check_timeline: g.check_timeline,
             paused: g.pause,
+            failsafe_mode: g.failsafe_mode,
         }
     }
 }
@@ -276,6 +277,9 @@ pub struct Runner {
     dcs_last_seen: i64,
     /// The rejoin verdict and what it was computed for.
     divergence: Option<(String, palisade_ha::Rejoin)>,
+    /// The `failsafe` key as last read or written (Patroni's
+    /// `dcs.failsafe`): what a primary goes by when the DCS is out of reach.
+    last_failsafe: Option<Map<String, Value>>,
 }
 
 impl Runner {
@@ -295,6 +299,7 @@ impl Runner {
             last_status: None,
             retain_seeded: false,
             divergence: None,
+            last_failsafe: None,
         }
     }
 

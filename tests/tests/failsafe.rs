@@ -5,7 +5,8 @@
 //! the primary keeps accepting writes for longer than ttl; with one member
 //! gone too, it demotes; when etcd is back the cluster is healthy, with the
 //! same leader when nobody had to demote. A replica accepts `POST
-//! /failsafe` only from the member that was leader.
+//! /failsafe` only from the member that was leader. In a mixed cluster,
+//! Patroni replicas accept a palisade primary's calls and the reverse.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ impl Writer {
     /// Keep writing to `leader` for longer than ttl: every write must
     /// succeed, and no other member may run as a primary meanwhile.
     fn keep_writing_past_ttl(&mut self, cluster: &Cluster, leader: &str, what: &str) {
-        let until = Instant::now() + Duration::from_secs(u64::from(TTL) + 5);
+        let until = Instant::now() + Duration::from_secs(u64::from(cluster.spec.ttl) + 5);
         while Instant::now() < until {
             if let Err(e) = self.insert(cluster, leader) {
                 panic!("{what}: the primary {leader} refused a write: {e}\n{}", cluster.logs());
@@ -206,4 +207,43 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
     cluster.etcd.raw().enable_auth("failsafe-root");
     writer.keep_writing_past_ttl(&cluster, &leader, "etcd refuses unauthenticated requests");
     assert!(failsafe_is_active(&cluster, &leader), "failsafe mode is not reported active on {leader}");
+}
+
+/// A mixed cluster (node2 is Patroni 4.1): Patroni's replica accepts the
+/// palisade primary's `POST /failsafe`, and palisade's replicas accept
+/// Patroni's, so either primary outlives the DCS.
+#[test]
+fn failsafe_works_across_patroni_and_palisade_members() {
+    // Timings both accept (Patroni raises ttl below 20, retry_timeout below 3).
+    let spec = ClusterSpec {
+        ttl: 20,
+        loop_wait: 2,
+        retry_timeout: 3,
+        patroni_nodes: vec![1],
+        patroni_venv: Some(palisade_tests::patroni::venv()),
+        ..spec()
+    };
+    let mut cluster = Cluster::start("failsafe-mixed", spec);
+    let first = cluster.wait_for_leader(Duration::from_secs(90));
+    assert_eq!(first, "node1", "palisade bootstraps");
+    let mut writer = Writer { next: 1, acked: Vec::new() };
+    writer.insert(&cluster, &first).unwrap();
+
+    for leader in ["node1", "node2"] {
+        if leader != first {
+            cluster.mark("switchover to Patroni's node2");
+            let r =
+                cluster.node(&first).call("POST", "/switchover", Some(r#"{"leader": "node1", "candidate": "node2"}"#));
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(cluster.wait_for_new_leader(&first, Duration::from_secs(90)), leader);
+        }
+        cluster.wait_streaming(leader, 2, Duration::from_secs(120));
+        wait_for_topology(&cluster);
+        cluster.mark(&format!("etcd stops under {leader}"));
+        cluster.etcd.stop();
+        writer.keep_writing_past_ttl(&cluster, leader, &format!("etcd stopped under {leader}"));
+        cluster.mark(&format!("etcd is back under {leader}"));
+        cluster.etcd.start_again();
+        healthy_with(&cluster, leader, &mut writer);
+    }
 }

@@ -176,7 +176,7 @@ fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
     cluster.mark("etcd stops");
     cluster.allow_errors(EXPECTED_ERRORS);
     cluster.etcd.stop();
-    // Within ttl the leader stops accepting writes (no failsafe mode yet).
+    // Within ttl the leader stops accepting writes (failsafe mode is off).
     let demoted = palisade_test_support::wait_until(Duration::from_secs(6), || {
         cluster.node(&leader).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
     });

@@ -2,9 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `failsafe_mode: true`
-//! believes the primary survives a DCS outage; until palisade does
-//! failsafe mode, it must say so. The daemon logs every entry it
+//! Nothing may be silently ignored. A user who sets `use_pg_rewind: true`
+//! believes a former primary rejoins on its own after a failover; until
+//! palisade runs pg_rewind, it must say so. The daemon logs every entry it
 //! finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
@@ -31,10 +31,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         key: "synchronous_mode",
         consequence: "quorum commit is not done yet: with `synchronous_mode: quorum` the leader publishes no quorum \
                       and leaves synchronous_standby_names as it is",
-    },
-    Unacted {
-        key: "failsafe_mode",
-        consequence: "a primary that loses the DCS demotes even when every member can still reach it",
     },
     Unacted {
         key: "standby_cluster",
@@ -127,9 +123,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     if global.synchronous_mode == SynchronousMode::Quorum {
         add("synchronous_mode", "synchronous_mode (quorum)".into());
     }
-    if global.failsafe_mode {
-        add("failsafe_mode", "failsafe_mode".into());
-    }
     if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
         add("standby_cluster", "standby_cluster".into());
     }
@@ -207,7 +200,7 @@ mod tests {
             ("", json!({"synchronous_mode": "on", "synchronous_mode_strict": true}), &[]),
             ("", json!({"synchronous_node_count": 2, "maximum_lag_on_syncnode": 1048576}), &[]),
             ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &["synchronous_mode (quorum)"]),
-            ("", json!({"failsafe_mode": true}), &["failsafe_mode"]),
+            ("", json!({"failsafe_mode": true}), &[]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
@@ -254,7 +247,7 @@ mod tests {
 
     #[test]
     fn displayed_with_its_key() {
-        let n = NotActedOn { key: "failsafe_mode".into(), consequence: row("failsafe_mode").consequence };
-        assert!(n.to_string().starts_with("failsafe_mode: not acted on yet: a primary that loses the DCS"));
+        let n = NotActedOn { key: "primary_stop_timeout".into(), consequence: row("primary_stop_timeout").consequence };
+        assert!(n.to_string().starts_with("primary_stop_timeout: not acted on yet: a primary that does not stop"));
     }
 }

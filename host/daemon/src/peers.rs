@@ -1,10 +1,13 @@
 //! Asking other members for their status (`GET /patroni`) during the
-//! leader race, as Patroni does: all at once, two seconds each, no retry.
+//! leader race, as Patroni does: all at once, two seconds each, no retry;
+//! and, in failsafe mode, asking them to accept this primary (`POST
+//! /failsafe`) while the DCS cannot be reached.
 //!
 //! The HTTP client is Patroni's daemon's `PatroniRequest(config, True)`:
 //! the `ctl` section's certificates (else `restapi`'s), basic auth on every
 //! request, and remade when a reload changed those settings or files.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -84,6 +87,73 @@ impl PeerClient {
         }
         out.sort_by_key(|(i, _)| *i);
         out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Call `POST /failsafe` on these members (name, API URL), all at once,
+    /// with `body`; whether each accepted (`200 Accepted`, as Patroni's
+    /// primary counts it). A member that does not answer within
+    /// [`PEER_TIMEOUT`] (one retry when the connection failed at once, as
+    /// Patroni's `retries=1`) has not accepted.
+    pub async fn failsafe(&self, members: Vec<(String, String)>, body: serde_json::Value) -> BTreeMap<String, bool> {
+        let http = self.http();
+        let body = Arc::new(body);
+        let mut set = tokio::task::JoinSet::new();
+        for (name, api_url) in members {
+            let (http, body) = (http.clone(), Arc::clone(&body));
+            set.spawn(async move {
+                let accepted = call_failsafe(&http, &name, &api_url, &body).await;
+                (name, accepted)
+            });
+        }
+        let mut out = BTreeMap::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok((name, accepted)) = r {
+                out.insert(name, accepted);
+            }
+        }
+        out
+    }
+}
+
+/// Patroni's `Member.get_endpoint_url`: the API URL's scheme and host with
+/// `path` instead of its own path.
+pub fn endpoint_url(api_url: &str, path: &str) -> Option<reqwest::Url> {
+    let mut url = reqwest::Url::parse(api_url).ok()?;
+    if url.cannot_be_a_base() {
+        return None;
+    }
+    url.set_path(path);
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
+}
+
+async fn call_failsafe(http: &reqwest::Client, name: &str, api_url: &str, body: &serde_json::Value) -> bool {
+    let Some(url) = endpoint_url(api_url, "failsafe") else {
+        tracing::warn!("Request failed to {name}: POST {api_url} (not a usable API URL)");
+        return false;
+    };
+    let started = std::time::Instant::now();
+    let mut retried = false;
+    loop {
+        let left = PEER_TIMEOUT.saturating_sub(started.elapsed());
+        let result = async {
+            let response = http.post(url.clone()).json(body).timeout(left).send().await?;
+            let code = response.status().as_u16();
+            Ok::<_, reqwest::Error>((code, response.text().await?))
+        }
+        .await;
+        match result {
+            Ok((code, text)) => {
+                tracing::info!("Got response from {name} {url}: {text}");
+                return code == 200 && text == "Accepted";
+            }
+            Err(e) if e.is_connect() && !retried && !left.is_zero() => retried = true,
+            Err(e) => {
+                tracing::warn!("Request failed to {name}: POST {url} ({})", chain(&e));
+                return false;
+            }
+        }
     }
 }
 
@@ -176,5 +246,59 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap(), Some(format!("Basic {}", b64("one:pw"))));
         peers.statuses(vec![m]).await;
         assert_eq!(rx.recv().await.unwrap(), Some(format!("Basic {}", b64("two:pw"))));
+    }
+
+    /// A member answering every request with `code` and `body`.
+    async fn answering(code: u16, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply =
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://127.0.0.1:{port}/patroni?x=1")
+    }
+
+    /// Only `200 Accepted` counts; a refusal, another body, a member that
+    /// is not there or an unusable URL do not.
+    #[tokio::test]
+    async fn failsafe_calls_count_only_200_accepted() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://127.0.0.1:{}/patroni", l.local_addr().unwrap().port())
+        };
+        let members = vec![
+            ("ok".to_string(), answering(200, "Accepted").await),
+            ("primary".to_string(), answering(500, "Running as a leader").await),
+            ("odd".to_string(), answering(200, "OK").await),
+            ("gone".to_string(), closed),
+            ("garbage".to_string(), "not a url".to_string()),
+        ];
+        let peers = PeerClient::new(reqwest::Client::new());
+        let got = peers.failsafe(members, serde_json::json!({"name": "me"})).await;
+        let want: BTreeMap<String, bool> =
+            [("ok", true), ("primary", false), ("odd", false), ("gone", false), ("garbage", false)]
+                .into_iter()
+                .map(|(n, ok)| (n.to_string(), ok))
+                .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn endpoint_urls_keep_scheme_and_host_only() {
+        let cases = [
+            ("http://10.0.0.1:8008/patroni", Some("http://10.0.0.1:8008/failsafe")),
+            ("https://[::1]:8008/patroni?a=b#c", Some("https://[::1]:8008/failsafe")),
+            ("not a url", None),
+            ("mailto:x@y", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(endpoint_url(url, "failsafe").map(|u| u.to_string()).as_deref(), want, "{url}");
+        }
     }
 }

@@ -64,6 +64,39 @@ pub struct NodeStatus {
     /// The postmaster the loop last saw running: its pid and its start
     /// time (`/proc/<pid>/stat` field 22), for [`NodeStatus::checked`].
     pub postmaster: Option<(i32, u64)>,
+    /// The leader of the last DCS snapshot that had one: the only member
+    /// whose `POST /failsafe` this node accepts.
+    pub known_leader: Option<String>,
+    pub failsafe: Failsafe,
+}
+
+/// Failsafe mode as this node lives it (Patroni's `Failsafe` object). The
+/// runner and `POST /failsafe` change it; the loop's own status updates
+/// leave it alone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Failsafe {
+    /// Until when failsafe mode counts as active: on the primary, ttl after
+    /// the last time every member accepted it while the DCS was out of
+    /// reach; on a replica, ttl after the last `POST /failsafe` it accepted.
+    pub active_until: Option<std::time::Instant>,
+    /// The leader whose `POST /failsafe` this node accepted last (replica).
+    pub leader: Option<palisade_ha::FailsafeLeader>,
+}
+
+impl Failsafe {
+    pub fn is_active(&self) -> bool {
+        self.active_until.is_some_and(|t| t > std::time::Instant::now())
+    }
+
+    /// The leader that called within the last ttl, if any.
+    pub fn live_leader(&self) -> Option<&palisade_ha::FailsafeLeader> {
+        self.leader.as_ref().filter(|_| self.is_active())
+    }
+
+    /// Back to inactive, forgetting the leader (Patroni's `set_is_active(0)`).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl NodeStatus {
@@ -89,6 +122,8 @@ impl NodeStatus {
             maximum_lag_on_failover: 1_048_576,
             noloadbalance: false,
             postmaster: None,
+            known_leader: None,
+            failsafe: Failsafe::default(),
         }
     }
 

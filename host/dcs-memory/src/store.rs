@@ -44,6 +44,7 @@ struct State {
     next_lease: u64,
     reachable: Reachable,
     refuse_writes: bool,
+    fail_writes: bool,
 }
 
 impl State {
@@ -141,6 +142,7 @@ impl MemoryStore {
                 next_lease: 1,
                 reachable: Reachable::Up,
                 refuse_writes: false,
+                fail_writes: false,
             }),
             changed: Condvar::new(),
             clock,
@@ -192,6 +194,13 @@ impl MemoryStore {
     /// as a store refuses a compare-and-set that lost a race.
     pub fn refuse_writes(&self, refuse: bool) {
         self.lock().refuse_writes = refuse;
+    }
+
+    /// While `true`, every write fails with `DcsUnavailable` but reads
+    /// still answer: a store that lost its quorum and serves what it has
+    /// (etcd's "no leader" on writes).
+    pub fn fail_writes(&self, fail: bool) {
+        self.lock().fail_writes = fail;
     }
 
     /// Stop answering: every call fails at once with `DcsUnavailable`.
@@ -270,6 +279,9 @@ impl MemoryDcs {
 
     fn write(&self, f: impl FnOnce(&mut State) -> bool) -> PluginResult<bool> {
         let mut state = self.state()?;
+        if state.fail_writes {
+            return Err(PluginError::dcs("the in-memory store has no quorum for writes"));
+        }
         if state.refuse_writes {
             return Ok(false);
         }
@@ -498,6 +510,11 @@ mod tests {
         assert_eq!(a.set_sync_state_value("{}", None).unwrap(), None);
         store.refuse_writes(false);
         assert!(a.set_config_value("{}", None).unwrap());
+        store.fail_writes(true);
+        let err = a.update_leader(None).unwrap_err();
+        assert_eq!(err.kind, palisade_plugin_api::ErrorKind::DcsUnavailable);
+        assert!(a.get_cluster().is_ok(), "reads still answer");
+        store.fail_writes(false);
         store.go_down();
         assert!(a.get_cluster().is_err());
         store.freeze();

@@ -36,6 +36,8 @@ pub struct Settings {
     pub paused: bool,
     /// Synchronous replication (`synchronous_mode` and friends).
     pub sync: crate::sync::SyncSettings,
+    /// `failsafe_mode`: see [`crate::failsafe`].
+    pub failsafe_mode: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             check_timeline: false,
             paused: false,
             sync: crate::sync::SyncSettings::default(),
+            failsafe_mode: false,
         }
     }
 }
@@ -286,6 +289,8 @@ pub struct Answers {
     pub my_position: Option<(u64, Option<u32>)>,
     /// Whether preparing synchronous replication for the promotion worked.
     pub sync_prepromote: Option<bool>,
+    /// Whether each member called with `POST /failsafe` accepted.
+    pub failsafe: Option<BTreeMap<String, bool>>,
 }
 
 /// Everything one decision is made from.

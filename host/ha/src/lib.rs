@@ -19,6 +19,7 @@
 //! through `Input`.
 
 mod decide;
+mod failsafe;
 mod follow;
 mod input;
 mod manual;
@@ -31,8 +32,12 @@ mod slots;
 pub mod sync;
 
 pub use decide::decide;
+pub use failsafe::{
+    cluster_with_failsafe_leader, failsafe_key_update, failsafe_members, failsafe_topology, FailsafeLeader,
+    CONTINUE_AS_LEADER,
+};
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
-pub use offline::{dcs_unavailable, updated_history};
+pub use offline::{dcs_unavailable, updated_history, Offline};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 /// Quorum commit's state machine (Patroni's `QuorumStateResolver`):
 /// [`resolve_quorum`] turns the `sync` key, `synchronous_standby_names`

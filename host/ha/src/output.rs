@@ -43,6 +43,8 @@ pub enum Ask {
     /// `synchronous_standby_names` for the new primary (`false`: somebody
     /// else changed the key).
     SyncPrepromote,
+    /// Call `POST /failsafe` on these members (name, API URL), all at once.
+    Failsafe(Vec<(String, String)>),
 }
 
 /// Something the daemon must do.
@@ -74,6 +76,9 @@ pub enum Action {
     Promote,
     /// Demote the local primary.
     Demote(DemoteMode),
+    /// The DCS cannot be reached and every member accepted us: keep
+    /// leading (as if the lock were renewed) with failsafe mode active.
+    FailsafeActive,
     /// Delete our leader key (we stay up).
     ReleaseLeaderKey,
     /// Set the `failover` key to this value (an empty object clears it).

@@ -181,10 +181,19 @@ impl Ctx<'_> {
             }
             return Ok(self.manual_failover_no_leader()?.unwrap_or(false));
         }
-        // Race among the members we know now and those of the last snapshot
-        // that had a leader (their keys may have expired with the leader's).
+        // Race among the members we know now, those of the last snapshot
+        // that had a leader (their keys may have expired with the leader's)
+        // and, in failsafe mode, those of the `failsafe` key.
+        let from_failsafe = match c.failsafe.as_ref().filter(|_| s.failsafe_mode) {
+            Some(key) if !key.is_empty() && !key.contains_key(self.me()) => {
+                self.info("not racing: the failsafe topology does not name this member");
+                return Ok(false);
+            }
+            Some(key) => crate::failsafe::failsafe_members(key),
+            None => Vec::new(),
+        };
         let mut members: BTreeMap<&str, &Member> = BTreeMap::new();
-        for m in self.i.old_members.iter().chain(c.members.iter()) {
+        for m in self.i.old_members.iter().chain(from_failsafe.iter()).chain(c.members.iter()) {
             members.insert(&m.name, m);
         }
         let mut members: Vec<&Member> = members.into_values().collect();

@@ -196,6 +196,9 @@ fn simulate(input_parts: &Case, now: f64) -> (Decision, Vec<Ask>) {
                     Ask::Initialize => answers.initialize = Some(w.initialize),
                     Ask::MyPosition => answers.my_position = Some(w.my_position),
                     Ask::SyncPrepromote => answers.sync_prepromote = Some(w.sync_prepromote),
+                    Ask::Failsafe(members) => {
+                        answers.failsafe = Some(members.iter().map(|(n, _)| (n.clone(), true)).collect());
+                    }
                     Ask::PeerStatuses(names) => {
                         for n in names {
                             let st = w
@@ -752,6 +755,70 @@ fn cases() -> Vec<Case> {
                 vec![Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false }, Action::Promote],
             );
             c.world.peers = vec![PeerStatus::unreachable("n3")];
+            c
+        },
+        // --- failsafe mode in the leader race ---
+        {
+            let mut cl = three(None);
+            cl.failsafe = Some(json!({"n1": "http://x/n1", "n3": "http://x/n3"}).as_object().cloned().unwrap());
+            let mut c = case(
+                "failsafe: a member the failsafe key does not name does not race",
+                cl,
+                running_replica(1000),
+                "following a different leader because i am not the healthiest node",
+                vec![],
+            );
+            c.settings.failsafe_mode = true;
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c
+        },
+        {
+            let mut cl = three(None);
+            cl.failsafe = Some(json!({"n1": "http://x/n1", "n3": "http://x/n3"}).as_object().cloned().unwrap());
+            let mut c = case(
+                "failsafe off: the failsafe key is not looked at",
+                cl,
+                running_replica(1000),
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c
+        },
+        {
+            // n4's member key expired, but the failsafe key still names it:
+            // it is asked too, and it is ahead.
+            let mut cl = three(None);
+            cl.failsafe = Some(
+                json!({"n1": "http://x/n1", "n2": "http://x/n2", "n3": "http://x/n3", "n4": "http://x/n4"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            );
+            let mut c = case(
+                "failsafe: members of the failsafe key take part in the race",
+                cl,
+                running_replica(1000),
+                "following a different leader because i am not the healthiest node",
+                vec![],
+            );
+            c.settings.failsafe_mode = true;
+            c.world.peers =
+                vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({})), peer("n4", true, 2000, json!({}))];
+            c
+        },
+        {
+            let mut cl = three(None);
+            cl.failsafe = Some(Map::new());
+            let mut c = case(
+                "failsafe: an empty failsafe key disqualifies nobody",
+                cl,
+                running_replica(1000),
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.settings.failsafe_mode = true;
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
             c
         },
         // --- keys the leader maintains ---

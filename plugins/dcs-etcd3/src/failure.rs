@@ -77,4 +77,34 @@ mod tests {
         assert_eq!(e.kind, palisade_plugin_api::ErrorKind::DcsUnavailable);
         assert_eq!(e.message, "get_cluster: etcd refused the request: x");
     }
+
+    /// Every failure, whatever its kind, reaches the host as "the DCS is
+    /// not accessible", so failsafe mode engages on all of them (Patroni
+    /// only on some: its issue #3572).
+    #[test]
+    fn every_failure_is_a_dcs_error() {
+        let status = |code, msg: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, msg));
+        let errors = [
+            ("timeout", status(Code::DeadlineExceeded, "context deadline exceeded")),
+            ("no quorum", status(Code::Unavailable, "etcdserver: no leader")),
+            ("leader changed", status(Code::Unavailable, "etcdserver: leader changed")),
+            (
+                "authentication",
+                status(Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            ),
+            ("token expired", status(Code::Unauthenticated, "etcdserver: invalid auth token")),
+            ("permission", status(Code::PermissionDenied, "etcdserver: permission denied")),
+            ("too many requests", status(Code::ResourceExhausted, "etcdserver: too many requests")),
+            ("lease gone", status(Code::NotFound, "etcdserver: requested lease not found")),
+            (
+                "refused connection",
+                etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            ),
+            ("bad endpoint", etcd_client::Error::InvalidArgs("no endpoint".into())),
+        ];
+        for (what, e) in errors {
+            let err = classify(&e).into_plugin_error("update_leader");
+            assert_eq!(err.kind, palisade_plugin_api::ErrorKind::DcsUnavailable, "{what}: {err}");
+        }
+    }
 }

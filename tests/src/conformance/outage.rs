@@ -22,6 +22,7 @@ fn ops() -> Vec<(&'static str, Op)> {
         ("set_sync_state_value", |d| d.set_sync_state_value("{}", Some("1")).map(drop)),
         ("initialize", |d| d.initialize(true, "7000000000000000001").map(drop)),
         ("write_status", |d| d.write_status("{}").map(drop)),
+        ("write_failsafe", |d| d.write_failsafe("{}").map(drop)),
     ]
 }
 

@@ -86,11 +86,17 @@ pub fn values_round_trip_byte_exactly(f: &dyn DcsFixture) {
     assert_eq!(s.failsafe.as_deref(), Some(failsafe));
     assert_eq!(s.failover.map(|v| v.value).as_deref(), Some(odd));
     assert_eq!(s.initialize.as_deref(), Some("7000000000000000001"));
-    // Rewriting changes the values in place.
+    // Rewriting changes the values in place (the leader rewrites the
+    // failsafe key whenever the member list changes).
     assert!(ok("write_status", c.write_status("{}")));
     assert!(ok("set_history_value", c.set_history_value("[]")));
+    let failsafe2 = r#"{"node1":"http://127.0.0.1:8008/patroni"}"#;
+    assert!(ok("write_failsafe again", c.write_failsafe(failsafe2)));
     let s = snapshot(&*c);
     assert_eq!((s.status.as_deref(), s.history.map(|h| h.value)), (Some("{}"), Some("[]".to_string())));
+    assert_eq!(s.failsafe.as_deref(), Some(failsafe2));
+    // Another member reads what the leader wrote.
+    assert_eq!(snapshot(&*f.new_dcs("node2")).failsafe.as_deref(), Some(failsafe2));
 }
 
 /// Values written by somebody else, however broken, come back as stored

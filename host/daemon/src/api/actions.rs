@@ -466,27 +466,67 @@ pub async fn put_config(State(st): State<ApiState>, headers: HeaderMap, body: By
     reply::json(200, Value::Object(new))
 }
 
-/// `POST /failsafe`: the primary's heartbeat to replicas in failsafe mode.
-/// A replica accepts it and answers with its WAL position in `lsn`.
+/// `POST /failsafe`: the primary's call to the other members while it
+/// cannot reach the DCS (failsafe mode). A replica accepts it only from the
+/// member that was leader in the last snapshot it read; accepting keeps
+/// that leader in its view of the cluster for ttl and marks failsafe mode
+/// active. The answer carries our WAL position in `lsn`, as Patroni's.
 pub async fn failsafe_heartbeat(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let enabled = st.shared.as_ref().is_some_and(|s| s.config().global.failsafe_mode);
-    if !enabled {
+    let Some(shared) = st.shared.as_ref() else {
+        return reply::code_only(502);
+    };
+    let config = shared.config();
+    if !config.global.failsafe_mode {
         return reply::code_only(502);
     }
-    if let Err(r) = read_json(&headers, &body, false) {
-        return r;
-    }
+    let body = match read_json(&headers, &body, false) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let leader = match failsafe_leader(&body) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let s = st.status.get();
-    match s.pg.as_ref() {
-        Some(pg) if !pg.in_recovery => reply::text(500, "Running as a leader"),
-        pg => {
-            let lsn = pg.map_or(0, |p| p.received_location.unwrap_or(0).max(p.replayed_location.unwrap_or(0)));
-            let mut r = reply::text(200, "Accepted");
-            if let Ok(v) = axum::http::HeaderValue::from_str(&lsn.to_string()) {
-                r.headers_mut().insert("lsn", v);
-            }
-            r
-        }
+    if let Some(refusal) = failsafe_refusal(&s, &leader.name) {
+        tracing::warn!("refused POST /failsafe from {}: {refusal}", leader.name);
+        return reply::text(500, refusal);
+    }
+    let until = crate::instant_after(config.global.ttl);
+    st.status.update(|s| {
+        s.failsafe.active_until = Some(until);
+        s.failsafe.leader = Some(leader);
+    });
+    let mut r = reply::text(200, "Accepted");
+    let lsn = s.pg.as_ref().map(|p| p.received_location.unwrap_or(0).max(p.replayed_location.unwrap_or(0)));
+    if let Some(v) = lsn.and_then(|l| axum::http::HeaderValue::from_str(&l.to_string()).ok()) {
+        r.headers_mut().insert("lsn", v);
+    }
+    r
+}
+
+/// The leader described by a `POST /failsafe` body (`name`, `conn_url`,
+/// `api_url`, as Patroni sends them), or 400 naming the field.
+fn failsafe_leader(body: &Map<String, Value>) -> Result<palisade_ha::FailsafeLeader, Response> {
+    let field = |key: &str| match opt_str(body, key)? {
+        Some(v) => Ok(v),
+        None => Err(reply::bad_request(400, format!("'{key}' is required"))),
+    };
+    Ok(palisade_ha::FailsafeLeader { name: field("name")?, conn_url: field("conn_url")?, api_url: field("api_url")? })
+}
+
+/// Why this node does not accept `POST /failsafe` from `caller`, or `None`.
+/// A primary never does (Patroni's answer); a replica only from the member
+/// that was leader, so a member that never held the lock cannot keep
+/// itself running as a primary with our help.
+pub fn failsafe_refusal(s: &crate::status::NodeStatus, caller: &str) -> Option<String> {
+    if s.pg.as_ref().is_some_and(|p| !p.in_recovery) {
+        return Some("Running as a leader".into());
+    }
+    match s.known_leader.as_deref() {
+        Some(leader) if leader == caller => None,
+        Some(leader) => Some(format!("{caller} is not the leader (the last known leader is {leader})")),
+        None => Some(format!("{caller} is not the leader (no leader is known)")),
     }
 }
 

@@ -180,6 +180,9 @@ pub fn readiness_failure(q: &[(String, String)], s: &NodeStatus) -> Option<Strin
     }
     let latest_end_lsn = pg.latest_end_lsn.unwrap_or(0);
     if s.cluster.is_none() && latest_end_lsn == 0 {
+        if s.failsafe.is_active() {
+            return None;
+        }
         return Some("DCS is not accessible".into());
     }
     let leader_optime = s.cluster.as_ref().map_or(0, |c| c.status.last_lsn).max(latest_end_lsn);

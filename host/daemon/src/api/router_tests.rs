@@ -408,3 +408,76 @@ async fn extreme_and_garbage_values_in_every_body_field() {
         assert_eq!(send(&f.app, "GET", path, None).await.0, 200, "{path}");
     }
 }
+
+/// `POST /failsafe` with failsafe mode on: a replica accepts only the
+/// member that was leader, and then shows failsafe mode as active.
+#[tokio::test]
+async fn failsafe_calls_are_accepted_only_from_the_leader() {
+    let f = fixture(Some(json!({"failsafe_mode": true})));
+    f.shared.config.write().unwrap().global.failsafe_mode = true;
+    let body = |name: &str| {
+        json!({"name": name, "conn_url": format!("postgres://{name}:5432/postgres"), "api_url": format!("http://{name}:8008/patroni")})
+            .to_string()
+    };
+    let replica = |known: Option<&str>| {
+        let known = known.map(String::from);
+        move |s: &mut NodeStatus| {
+            s.role = Role::Replica;
+            s.pg = Some(crate::status::PgSnapshot {
+                in_recovery: true,
+                received_location: Some(700),
+                replayed_location: Some(500),
+                ..Default::default()
+            });
+            s.known_leader.clone_from(&known);
+            s.failsafe = crate::status::Failsafe::default();
+        }
+    };
+    type Row = (&'static str, Option<&'static str>, bool, String, u16, &'static str);
+    let rows: Vec<Row> = vec![
+        ("the leader calls", Some("a"), true, body("a"), 200, "Accepted"),
+        ("another member calls", Some("a"), true, body("c"), 500, "c is not the leader (the last known leader is a)"),
+        ("no leader known", None, true, body("a"), 500, "a is not the leader (no leader is known)"),
+        ("this node is a primary", Some("a"), false, body("a"), 500, "Running as a leader"),
+        ("no name", Some("a"), true, json!({"conn_url": "x", "api_url": "y"}).to_string(), 400, "'name' is required"),
+        (
+            "bad api_url",
+            Some("a"),
+            true,
+            json!({"name": "a", "conn_url": "x", "api_url": 5}).to_string(),
+            400,
+            "'api_url' must be a string",
+        ),
+    ];
+    for (what, known, is_replica, request, code, text) in rows {
+        f.shared.status.update(replica(known));
+        if !is_replica {
+            f.shared.status.update(|s| s.pg = Some(crate::status::PgSnapshot::default()));
+        }
+        let req = Request::builder()
+            .method("POST")
+            .uri("/failsafe")
+            .header("content-type", "application/json")
+            .header("content-length", request.len())
+            .body(Body::from(request.clone()))
+            .unwrap();
+        let resp = f.app.clone().oneshot(req).await.unwrap();
+        let got_code = resp.status().as_u16();
+        let lsn = resp.headers().get("lsn").map(|v| v.to_str().unwrap().to_string());
+        let got = String::from_utf8_lossy(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).into_owned();
+        assert_eq!(got_code, code, "{what}: {got}");
+        assert!(got.contains(text), "{what}: {got}");
+        let status = f.shared.status.get();
+        assert_eq!(status.failsafe.is_active(), code == 200, "{what}");
+        if code == 200 {
+            assert_eq!(lsn.as_deref(), Some("700"), "{what}: the greater of received and replayed");
+            assert_eq!(status.failsafe.leader.as_ref().map(|l| l.api_url.as_str()), Some("http://a:8008/patroni"));
+            let (_, patroni) = send(&f.app, "GET", "/patroni", None).await;
+            assert!(patroni.contains(r#""failsafe_mode_is_active":true"#), "{patroni}");
+            let (_, metrics) = send(&f.app, "GET", "/metrics", None).await;
+            assert!(metrics.contains("\npatroni_failsafe_mode_is_active{scope=\"demo\",name=\"a\"} 1"), "{metrics}");
+        }
+    }
+    let (_, metrics) = send(&f.app, "GET", "/metrics", None).await;
+    assert!(metrics.contains("\npatroni_failsafe_mode_is_active{scope=\"demo\",name=\"a\"} 0"), "{metrics}");
+}

@@ -77,6 +77,9 @@ pub fn status_json(s: &NodeStatus, pg: Option<&PgSnapshot>) -> Map<String, Value
     if s.cluster.as_ref().is_none_or(|c| c.is_unlocked()) {
         out.insert("cluster_unlocked".into(), json!(true));
     }
+    if s.failsafe.is_active() {
+        out.insert("failsafe_mode_is_active".into(), json!(true));
+    }
     out.insert("dcs_last_seen".into(), json!(s.dcs_last_seen));
     if !s.tags.is_empty() {
         out.insert("tags".into(), Value::Object(s.tags.clone()));

@@ -123,9 +123,18 @@ impl Runner {
                 }
             }
             Action::Promote => {
+                // A leader heard from before is not ours to follow any more
+                // (Patroni's "reset failsafe state when promote").
+                shared.status.update(|s| s.failsafe.reset());
                 self.spawn(Task::Promote, super::tasks::promote(std::sync::Arc::clone(&shared)));
             }
             Action::Demote(mode) => self.demote(*mode, cluster).await,
+            Action::FailsafeActive => {
+                let ttl = shared.config().global.ttl;
+                let until = crate::instant_after(ttl);
+                shared.with_tracked(|t| t.leader_until = Some(until));
+                shared.status.update(|s| s.failsafe.active_until = Some(until));
+            }
             Action::ReleaseLeaderKey => self.release_leader_key(cluster, None).await,
             Action::WriteFailoverKey { leader, candidate, keep_schedule } => {
                 let scheduled = match (&cluster.failover, keep_schedule) {

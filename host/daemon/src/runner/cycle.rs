@@ -49,10 +49,19 @@ impl Runner {
             self.old_leader = cluster.leader_name().map(String::from);
         }
         self.cluster = Some(Arc::clone(&cluster));
+        self.last_failsafe.clone_from(&cluster.failsafe);
         let me_name = self.shared.config().local.name;
         if cluster.leader_name() != Some(me_name.as_str()) {
             self.shared.with_tracked(|t| t.leader_until = None);
         }
+        let known_leader = self.old_leader.clone();
+        self.shared.status.update(|s| s.known_leader = known_leader);
+        // Failsafe mode: a leader that called us within ttl is still the
+        // leader, even if its key is gone (it cannot reach the DCS).
+        let cluster = match self.failsafe_view(&cluster) {
+            Some(view) => Arc::new(view),
+            None => cluster,
+        };
 
         let observed = self.observe().await;
         if observed.pg.is_running() {
@@ -109,7 +118,13 @@ impl Runner {
             };
             match decide(&input) {
                 Step::Decided(d) => break d,
-                Step::Ask(ask) => self.answer(ask, &cluster, &observed, &mut answers).await,
+                Step::Ask(ask) => {
+                    // Any DCS error counts as "the DCS cannot be reached",
+                    // whichever call met it (unlike Patroni, issue #3572).
+                    if let Err(e) = self.answer(ask, &cluster, &observed, &mut answers).await {
+                        return self.dcs_failed(e, local.finished).await;
+                    }
+                }
             }
         };
         log_decision(&decision);
@@ -120,6 +135,10 @@ impl Runner {
         // this cycle acted: look again when an action touched PostgreSQL.
         let observed = if decision.actions.iter().any(touches_postgres) { self.observe().await } else { observed };
         self.publish_status(&observed);
+        if self.shared.tracked().is_leader() {
+            // The DCS answered and we lead: failsafe mode is over.
+            self.shared.status.update(|s| s.failsafe.reset());
+        }
         self.touch_member().await;
         if self.shared.tracked().is_leader() && observed.pg.is_primary() {
             self.maintain_slots(&cluster).await;
@@ -129,7 +148,8 @@ impl Runner {
         CycleOutcome { wake_at: decision.wake_at, fatal }
     }
 
-    /// The DCS could not be read: a primary demotes, others wait.
+    /// The DCS could not be reached (any error of any call): a primary
+    /// demotes unless failsafe mode keeps it running, others wait.
     async fn dcs_failed(&mut self, error: DcsError, finished: Option<(palisade_ha::Task, bool)>) -> CycleOutcome {
         tracing::error!("Error communicating with DCS: {error}");
         // Keep the result of a finished task for the next cycle that can use it.
@@ -138,7 +158,8 @@ impl Runner {
         }
         let observed = self.observe().await;
         let tracked = self.shared.tracked();
-        let mut settings = self.shared.config().settings();
+        let cfg = self.shared.config();
+        let mut settings = cfg.settings();
         if let Some(t) = tracked.start_timeout {
             settings.primary_start_timeout = t;
         }
@@ -149,13 +170,51 @@ impl Runner {
             state: tracked.state,
             ..palisade_ha::Local::default()
         };
-        let decision = palisade_ha::dcs_unavailable(&local, &settings);
-        log_decision(&decision);
         let cluster = self.cluster.clone().unwrap_or_default();
+        let last_failsafe = self.last_failsafe.clone();
+        let mut answers = Answers::default();
+        let decision = loop {
+            let offline = palisade_ha::Offline {
+                me: &cfg.local.name,
+                local: &local,
+                settings: &settings,
+                failsafe: last_failsafe.as_ref(),
+                answers: &answers,
+            };
+            match palisade_ha::dcs_unavailable(&offline) {
+                Step::Decided(d) => break d,
+                // The DCS is already known to be out of reach: an answer
+                // that needed it stays negative.
+                Step::Ask(ask) => {
+                    let _ = self.answer(ask, &cluster, &observed, &mut answers).await;
+                }
+            }
+        };
+        log_decision(&decision);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
-        self.shared.with_tracked(|t| t.leader_until = None);
+        if !decision.actions.contains(&palisade_ha::Action::FailsafeActive) {
+            self.shared.with_tracked(|t| t.leader_until = None);
+            if observed.pg.is_primary() {
+                self.shared.status.update(|s| s.failsafe.reset());
+            }
+        }
         self.publish_status(&observed);
         CycleOutcome { wake_at: None, fatal }
+    }
+
+    /// The cluster as the decision should see it in failsafe mode: the
+    /// snapshot with the leader that called `POST /failsafe` within ttl put
+    /// back when its key is gone. `None`: the snapshot as it is.
+    fn failsafe_view(&self, cluster: &Cluster) -> Option<Cluster> {
+        if !self.shared.config().global.failsafe_mode {
+            return None;
+        }
+        let status = self.shared.status.get();
+        let view = palisade_ha::cluster_with_failsafe_leader(cluster, status.failsafe.live_leader())?;
+        if let Some(l) = view.leader_name() {
+            tracing::info!("failsafe: {l} called within ttl and is still the leader, although its key is gone");
+        }
+        Some(view)
     }
 
     /// Look at the data directory and PostgreSQL, and bring the tracked
@@ -236,39 +295,48 @@ impl Runner {
         verdict
     }
 
-    /// Answer one question of the decision.
-    async fn answer(&mut self, ask: Ask, cluster: &Cluster, observed: &Observed, answers: &mut Answers) {
+    /// Answer one question of the decision. A DCS error while renewing or
+    /// taking the lock is recorded as a negative answer and returned: the
+    /// cycle then goes on as one that could not reach the DCS.
+    async fn answer(
+        &mut self,
+        ask: Ask,
+        cluster: &Cluster,
+        observed: &Observed,
+        answers: &mut Answers,
+    ) -> Result<(), DcsError> {
         let cfg = self.shared.config();
         match ask {
             Ask::UpdateLock { update_status } => {
-                let ok = match self.shared.dcs.update_leader(cluster.leader.as_ref()).await {
-                    Ok(ok) => ok,
-                    Err(e) => {
-                        tracing::error!("failed to update leader lock: {e}");
-                        false
-                    }
-                };
+                let result = self.shared.dcs.update_leader(cluster.leader.as_ref()).await;
+                let ok = *result.as_ref().unwrap_or(&false);
                 let ttl = cfg.global.ttl;
                 self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
+                answers.update_lock = Some(ok);
+                if let Err(e) = result {
+                    tracing::error!("failed to update leader lock: {e}");
+                    return Err(e);
+                }
                 if ok && update_status {
                     self.write_status(cluster, observed).await;
                 }
-                answers.update_lock = Some(ok);
+                if ok {
+                    self.write_failsafe(cluster).await;
+                }
             }
             Ask::AcquireLock => {
-                let ok = match self.shared.dcs.attempt_to_acquire_leader().await {
-                    Ok(ok) => ok,
-                    Err(e) => {
-                        tracing::error!("failed to acquire the leader lock: {e}");
-                        false
-                    }
-                };
+                let result = self.shared.dcs.attempt_to_acquire_leader().await;
+                let ok = *result.as_ref().unwrap_or(&false);
                 let ttl = cfg.global.ttl;
                 self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
+                answers.acquire_lock = Some(ok);
+                if let Err(e) = result {
+                    tracing::error!("failed to acquire the leader lock: {e}");
+                    return Err(e);
+                }
                 if !ok {
                     tracing::info!("Could not take out TTL lock");
                 }
-                answers.acquire_lock = Some(ok);
             }
             Ask::Initialize => {
                 answers.initialize = Some(self.shared.dcs.initialize(true, String::new()).await.unwrap_or_else(|e| {
@@ -277,10 +345,17 @@ impl Runner {
                 }));
             }
             Ask::PeerStatuses(names) => {
+                // Members of the `failsafe` key take part in the race too
+                // (failsafe mode), with only their API URL known.
+                let from_failsafe = cluster.failsafe.as_ref().map(palisade_ha::failsafe_members).unwrap_or_default();
                 let members: Vec<Member> = names
                     .iter()
                     .filter_map(|n| {
-                        cluster.member(n).or_else(|| self.old_members.iter().find(|m| &m.name == n)).cloned()
+                        cluster
+                            .member(n)
+                            .or_else(|| self.old_members.iter().find(|m| &m.name == n))
+                            .or_else(|| from_failsafe.iter().find(|m| &m.name == n))
+                            .cloned()
                     })
                     .collect();
                 for st in self.shared.peers.statuses(members).await {
@@ -294,6 +369,50 @@ impl Runner {
                 answers.my_position = Some(self.shared.pg.position().await.unwrap_or((0, None)));
             }
             Ask::SyncPrepromote => answers.sync_prepromote = Some(self.sync_prepromote(cluster).await),
+            Ask::Failsafe(members) => {
+                let body = self.failsafe_body(observed).await;
+                let mut replies = self.shared.peers.failsafe(members.clone(), body).await;
+                for (name, _) in members {
+                    replies.entry(name).or_insert(false);
+                }
+                answers.failsafe = Some(replies);
+            }
+        }
+        Ok(())
+    }
+
+    /// What a primary sends with `POST /failsafe` (Patroni's fields): who
+    /// we are, how to reach us, and our replication slots' positions with
+    /// our own, so replicas can keep their copies advancing.
+    async fn failsafe_body(&self, observed: &Observed) -> serde_json::Value {
+        let cfg = self.shared.config();
+        let mut slots = self.shared.pg.slot_positions().await;
+        if let Some(lsn) = observed.wal_position().filter(|l| *l > 0) {
+            slots.insert(slot_name_from_member_name(&cfg.local.name), lsn);
+        }
+        serde_json::json!({
+            "name": cfg.local.name,
+            "conn_url": super::member::postgres_url(&cfg.local.postgresql.connect_address),
+            "api_url": cfg.local.restapi.api_url(),
+            "slots": slots,
+        })
+    }
+
+    /// Publish the members and their API URLs in the `failsafe` key when
+    /// failsafe mode is on and the member list changed (after renewing
+    /// the lock, as Patroni's `update_leader`).
+    async fn write_failsafe(&mut self, cluster: &Cluster) {
+        let cfg = self.shared.config();
+        let api_url = cfg.local.restapi.api_url();
+        let Some(value) =
+            palisade_ha::failsafe_key_update(cfg.global.failsafe_mode, cluster, &cfg.local.name, &api_url)
+        else {
+            return;
+        };
+        match self.shared.dcs.write_failsafe(value.clone()).await {
+            Ok(true) => self.last_failsafe = serde_json::from_str(&value).ok(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("could not write the failsafe key: {e}"),
         }
     }
 

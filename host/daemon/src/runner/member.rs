@@ -7,7 +7,7 @@ use palisade_model::{Cluster, MemberRecord, State, PATRONI_COMPAT_VERSION};
 use super::{Runner, RuntimeConfig};
 use crate::pg::Observed;
 
-fn postgres_url(address: &HostPort) -> String {
+pub(super) fn postgres_url(address: &HostPort) -> String {
     format!("postgres://{}/postgres", format_host_port(address.host(), address.port))
 }
 

@@ -96,6 +96,7 @@ impl RuntimeConfig {
                 node_count: g.synchronous_node_count.max(g.min_synchronous_nodes()),
                 max_lag_on_syncnode: g.maximum_lag_on_syncnode,
             },
+            failsafe_mode: g.failsafe_mode,
         }
     }
 }
@@ -289,6 +290,9 @@ pub struct Runner {
     divergence: Option<(String, palisade_ha::Rejoin)>,
     /// What the leader remembers about synchronous replication.
     sync: palisade_ha::sync::SyncTracker,
+    /// The `failsafe` key as last read or written (Patroni's
+    /// `dcs.failsafe`): what a primary goes by when the DCS is out of reach.
+    last_failsafe: Option<Map<String, Value>>,
 }
 
 impl Runner {
@@ -309,6 +313,7 @@ impl Runner {
             last_status: None,
             retain_seeded: false,
             divergence: None,
+            last_failsafe: None,
         }
     }
 

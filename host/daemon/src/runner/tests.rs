@@ -274,3 +274,161 @@ async fn a_reload_during_a_task_is_applied_when_it_ends() {
     n2.cycle_until("n2 runs with work_mem 32MB", 3, |n| n.pg.state().loaded.get("work_mem") == Some(&json!("32MB")))
         .await;
 }
+
+/// Turn failsafe mode on in the dynamic configuration, as `PATCH /config`
+/// would.
+fn enable_failsafe(store: &Arc<MemoryStore>) {
+    let admin = store.client("admin", timing());
+    let current = admin.get_cluster().expect("get_cluster").config.expect("a config key");
+    let mut config: Value = serde_json::from_str(&current.value).expect("JSON");
+    config["failsafe_mode"] = json!(true);
+    assert!(admin.set_config_value(&config.to_string(), Some(&current.version)).expect("set_config_value"));
+}
+
+/// A member's REST API that answers every request with the status and
+/// body in `answer` (changeable while it runs); returns its API URL.
+async fn failsafe_peer(answer: Arc<Mutex<(u16, &'static str)>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("an address").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let (code, body) = *answer.lock().unwrap_or_else(|p| p.into_inner());
+            let reply = format!(
+                "HTTP/1.1 {code} X\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    format!("http://127.0.0.1:{port}/patroni")
+}
+
+/// Register member `name` with `api_url` (a running replica) in the store.
+fn add_member(store: &Arc<MemoryStore>, name: &str, api_url: &str) {
+    let client = store.client(name, timing());
+    let value = json!({"conn_url": format!("postgres://{name}:5432/postgres"), "api_url": api_url,
+                       "state": "running", "role": "replica", "version": "4.1.4"});
+    assert!(client.touch_member(&value.to_string()).expect("touch_member"));
+}
+
+fn failsafe_key(store: &MemoryStore) -> Value {
+    store.value("failsafe").map_or(Value::Null, |v| serde_json::from_str(&v).expect("the failsafe key is JSON"))
+}
+
+fn is_primary(node: &Node) -> bool {
+    let s = node.pg.state();
+    s.running && !s.in_recovery
+}
+
+#[tokio::test]
+async fn the_leader_publishes_the_failsafe_key_when_members_change() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    n1.cycle().await;
+    assert_eq!(failsafe_key(&store), Value::Null, "failsafe mode is off");
+    enable_failsafe(&store);
+    n1.cycle_until("the key names n1", 3, |_| failsafe_key(&store) == json!({"n1": "http://127.0.0.1:9/patroni"}))
+        .await;
+    add_member(&store, "n2", "http://n2:8008/patroni");
+    n1.cycle_until("the key names n2", 3, |_| {
+        failsafe_key(&store) == json!({"n1": "http://127.0.0.1:9/patroni", "n2": "http://n2:8008/patroni"})
+    })
+    .await;
+}
+
+/// With failsafe mode on, a primary that cannot reach the store keeps
+/// running while every member accepts it, and demotes when one refuses;
+/// an error on writes alone (the store reads but has no quorum) counts
+/// as the store being out of reach, unlike Patroni (#3572).
+#[tokio::test]
+async fn a_primary_runs_on_without_the_dcs_only_while_every_member_accepts() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    enable_failsafe(&store);
+    let answer = Arc::new(Mutex::new((200, "Accepted")));
+    add_member(&store, "n2", &failsafe_peer(Arc::clone(&answer)).await);
+    n1.cycle_until("the key names n2", 3, |_| failsafe_key(&store).get("n2").is_some()).await;
+
+    for (outage, what) in [(true, "the store is down"), (false, "writes fail, reads answer")] {
+        if outage {
+            store.go_down();
+        } else {
+            store.fail_writes(true);
+        }
+        for _ in 0..3 {
+            n1.cycle().await;
+            assert!(is_primary(&n1), "{what}: n1 demoted although n2 accepts: {:?}", n1.pg.state().calls);
+            assert!(n1.tracked().is_leader(), "{what}");
+            assert!(n1.runner.shared.status.get().failsafe.is_active(), "{what}");
+        }
+        store.come_back();
+        store.fail_writes(false);
+        n1.cycle().await;
+        assert!(is_primary(&n1) && n1.tracked().is_leader(), "{what}: back to normal");
+        assert!(!n1.runner.shared.status.get().failsafe.is_active(), "{what}: failsafe mode is over");
+    }
+
+    *answer.lock().unwrap() = (500, "Running as a leader");
+    store.go_down();
+    n1.cycle_until("n1 demotes", 3, |n| !is_primary(n)).await;
+    assert!(!n1.tracked().is_leader());
+    assert!(!n1.runner.shared.status.get().failsafe.is_active());
+}
+
+/// Without failsafe mode, an error on writes alone demotes a primary as
+/// the store being out of reach does.
+#[tokio::test]
+async fn without_failsafe_a_write_error_demotes_the_primary() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    store.fail_writes(true);
+    n1.cycle_until("n1 demotes", 3, |n| !is_primary(n)).await;
+    assert!(!n1.tracked().is_leader());
+}
+
+/// A replica that accepted `POST /failsafe` from the leader within ttl
+/// follows it even though the leader key is gone; without that call it
+/// races (and wins, the old leader being unreachable).
+#[tokio::test]
+async fn a_replica_that_heard_from_the_leader_does_not_race() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    enable_failsafe(&store);
+    // The fake replica reports no WAL: lag must not keep it from racing.
+    let admin = store.client("admin", timing());
+    let current = admin.get_cluster().expect("get_cluster").config.expect("a config key");
+    let mut config: Value = serde_json::from_str(&current.value).expect("JSON");
+    config["maximum_lag_on_failover"] = json!(1_u64 << 40);
+    assert!(admin.set_config_value(&config.to_string(), Some(&current.version)).expect("set_config_value"));
+    let mut n2 = node("n2", &store, false);
+    n2.cycle_until("n2 follows n1", 6, |n| {
+        let s = n.pg.state();
+        s.running && s.in_recovery && s.following.as_deref() == Some("n1")
+    })
+    .await;
+    assert_eq!(n2.runner.shared.status.get().known_leader.as_deref(), Some("n1"));
+    // n1 cannot reach the store: its key goes (its API at 127.0.0.1:9 does not answer).
+    assert!(store.client("n1", timing()).delete_leader(None).expect("delete_leader"));
+
+    let heard = palisade_ha::FailsafeLeader {
+        name: "n1".into(),
+        conn_url: "postgres://n1:5432/postgres".into(),
+        api_url: "http://127.0.0.1:9/patroni".into(),
+    };
+    n2.runner.shared.status.update(|s| {
+        s.failsafe.active_until = Some(crate::instant_after(Duration::from_secs(30)));
+        s.failsafe.leader = Some(heard);
+    });
+    for _ in 0..2 {
+        n2.cycle().await;
+        assert_eq!(store.value("leader"), None, "n2 raced");
+        let s = n2.pg.state();
+        assert!(s.running && s.in_recovery && s.following.as_deref() == Some("n1"), "{s:?}");
+    }
+    // The call is older than ttl: n2 races and takes over.
+    n2.runner.shared.status.update(|s| s.failsafe.reset());
+    n2.cycle_until("n2 takes the lock", 3, |_| store.value("leader").as_deref() == Some("n2")).await;
+}

@@ -264,6 +264,14 @@ fn parse_history_line(item: &Value) -> Option<HistoryLine> {
     Some(HistoryLine { timeline, lsn, reason, timestamp, new_leader })
 }
 
+/// A value that may also be JSON text (Patroni accepts both in `status`).
+fn json_text(v: &Value) -> Value {
+    match v {
+        Value::String(text) => serde_json::from_str(text).unwrap_or_else(|_| v.clone()),
+        _ => v.clone(),
+    }
+}
+
 /// The `status` key: the leader's last known WAL position and slots.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
@@ -274,33 +282,65 @@ pub struct Status {
 
 impl Status {
     pub fn from_value(value: &str) -> Self {
+        Self::parse(value).0
+    }
+
+    /// Read the key as Patroni's `Status.from_node` does (`slots` and
+    /// `retain_slots` may also be JSON text), and say what had to be
+    /// skipped: a value that is not a JSON object or number, `slots` that
+    /// is not a mapping, a slot position that is not a number (read as 0,
+    /// as Patroni reads it), `retain_slots` that is not a list of names.
+    pub fn parse(value: &str) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
         let parsed = match serde_json::from_str::<Value>(value) {
             Ok(v) => v,
-            Err(_) => return Self::default(),
+            Err(e) => return (Self::default(), vec![format!("invalid JSON: {e}")]),
         };
-        match parsed {
+        let status = match parsed {
             Value::Number(_) | Value::String(_) => Self {
                 last_lsn: parse_int(&parsed).and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
                 ..Default::default()
             },
             Value::Object(map) => {
                 let last_lsn = map.get("optime").and_then(parse_int).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
-                let slots = match map.get("slots") {
-                    Some(Value::Object(m)) => Some(m.clone()),
-                    Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                        Ok(Value::Object(m)) => Some(m),
-                        _ => None,
-                    },
-                    _ => None,
+                let slots = match map.get("slots").map(json_text) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(m)) => Some(m),
+                    Some(other) => {
+                        problems.push(format!("slots: expected a mapping, found {}", crate::json_kind(&other)));
+                        None
+                    }
                 };
-                let retain_slots = match map.get("retain_slots") {
-                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-                    _ => Vec::new(),
+                for (name, position) in slots.iter().flatten() {
+                    if parse_int(position).is_none_or(|v| v < 0) {
+                        problems.push(format!("slots.{name}: {position} is not a WAL position; read as 0"));
+                    }
+                }
+                let retain_slots = match map.get("retain_slots").map(json_text) {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|v| {
+                            let name = v.as_str().map(String::from);
+                            if name.is_none() {
+                                problems.push(format!("retain_slots: {v} is not a slot name; skipped"));
+                            }
+                            name
+                        })
+                        .collect(),
+                    Some(other) => {
+                        problems.push(format!("retain_slots: expected a list, found {}", crate::json_kind(&other)));
+                        Vec::new()
+                    }
                 };
                 Self { last_lsn, slots, retain_slots }
             }
-            _ => Self::default(),
-        }
+            other => {
+                problems.push(format!("expected a JSON object, found {}", crate::json_kind(&other)));
+                Self::default()
+            }
+        };
+        (status, problems)
     }
 
     /// `{"optime":..,"slots":{..},"retain_slots":[..]}` as Patroni writes it.
@@ -404,5 +444,31 @@ mod tests {
         assert_eq!(Status::from_value("42").last_lsn, 42);
         assert_eq!(Status::from_value("{{").last_lsn, 0);
         assert_eq!(Status::to_json(5, None, Some(&["a".into()])), r#"{"optime":5,"retain_slots":["a"]}"#);
+    }
+
+    /// The key's text, then the optime, slots, retain_slots read and the
+    /// number of problems reported.
+    type StatusCase<'a> = (&'a str, u64, Option<Value>, &'a [&'a str], usize);
+
+    #[test]
+    fn status_values_written_by_others() {
+        #[rustfmt::skip]
+        let cases: [StatusCase<'_>; 7] = [
+            (r#"{"optime":1,"slots":{"a":5},"retain_slots":["a"]}"#, 1, Some(json!({"a": 5})), &["a"], 0),
+            // JSON text inside, as Patroni also accepts.
+            (r#"{"optime":1,"slots":"{\"a\":5}","retain_slots":"[\"a\"]"}"#, 1, Some(json!({"a": 5})), &["a"], 0),
+            (r#"{"optime":1,"slots":[1],"retain_slots":{"a":1}}"#, 1, None, &[], 2),
+            (r#"{"optime":1,"slots":{"a":"x","b":-1,"c":"7"}}"#, 1, Some(json!({"a": "x", "b": -1, "c": "7"})), &[], 2),
+            (r#"{"optime":1,"retain_slots":["a",5,null]}"#, 1, None, &["a"], 2),
+            (r#"[1]"#, 0, None, &[], 1),
+            (r#"{"#, 0, None, &[], 1),
+        ];
+        for (text, lsn, slots, retain, problems) in cases {
+            let (s, found) = Status::parse(text);
+            assert_eq!(s.last_lsn, lsn, "{text}");
+            assert_eq!(s.slots.map(Value::Object), slots, "{text}");
+            assert_eq!(s.retain_slots, retain, "{text}");
+            assert_eq!(found.len(), problems, "{text}: {found:?}");
+        }
     }
 }

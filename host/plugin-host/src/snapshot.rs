@@ -52,7 +52,11 @@ pub fn cluster_from_snapshot(s: DcsSnapshot) -> (Cluster, Vec<SnapshotProblem>) 
     });
 
     let status = match (s.status, s.leader_optime) {
-        (Some(v), _) => Status::from_value(&v),
+        (Some(v), _) => {
+            let (status, found) = Status::parse(&v);
+            problems.extend(found.into_iter().map(|problem| SnapshotProblem { key: "status".into(), problem }));
+            status
+        }
         (None, Some(v)) => Status::from_value(&v),
         (None, None) => Status::default(),
     };

@@ -74,6 +74,8 @@ pub struct ClusterSpec {
     pub pg_hba: Option<String>,
     /// Environment of the harness's own psql (`PGSSLMODE`, `PGSSLCERT`...).
     pub psql_env: Vec<(String, String)>,
+    /// `wal_level` of the dynamic configuration (`logical` for logical slots).
+    pub wal_level: &'static str,
 }
 
 impl Default for ClusterSpec {
@@ -96,6 +98,7 @@ impl Default for ClusterSpec {
             parameters_extra: String::new(),
             pg_hba: None,
             psql_env: Vec::new(),
+            wal_level: "replica",
         }
     }
 }
@@ -292,7 +295,7 @@ impl Cluster {
              etcd3:\n  hosts: {etcd}\n\
              bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n    \
              maximum_lag_on_failover: 1048576\n    postgresql:\n      use_slots: true\n      parameters:\n        \
-             wal_level: replica\n        hot_standby: 'on'\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
+             wal_level: {wal_level}\n        hot_standby: 'on'\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
              wal_log_hints: 'on'\n{extra_dcs}  initdb:\n    - encoding: UTF8\n    - data-checksums\n\
              postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  data_dir: {data}\n  \
              bin_dir: {bin_dir}\n  pgpass: {run}/pgpass\n{postgresql_extra}  authentication:\n    superuser:\n      \
@@ -304,6 +307,7 @@ impl Cluster {
             ttl = spec.ttl,
             loop_wait = spec.loop_wait,
             retry = spec.retry_timeout,
+            wal_level = spec.wal_level,
             extra_dcs = spec.extra_dcs,
             restapi_extra = spec.restapi_extra,
             data = data_dir.display(),

@@ -38,7 +38,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
                       independent, writable one",
     },
     Unacted { key: "primary_stop_timeout", consequence: "a primary that does not stop in time is not killed" },
-    Unacted { key: "slots", consequence: "permanent slots are not created (existing ones are kept and never dropped)" },
     Unacted {
         key: "postgresql.use_pg_rewind",
         consequence: "pg_rewind is never run: a former primary whose WAL went past the fork point stays stopped \
@@ -131,12 +130,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
             if dynamic.contains_key("primary_stop_timeout") { "primary_stop_timeout" } else { "master_stop_timeout" };
         add("primary_stop_timeout", key.into());
     }
-    if let Some(key) = ["permanent_replication_slots", "permanent_slots", "slots"]
-        .into_iter()
-        .find(|k| dynamic.get(*k).and_then(Value::as_object).is_some_and(|m| !m.is_empty()))
-    {
-        add("slots", key.into());
-    }
     for key in [
         "postgresql.use_pg_rewind",
         "postgresql.remove_data_directory_on_rewind_failure",
@@ -205,8 +198,8 @@ mod tests {
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
             ("", json!({"primary_stop_timeout": 0}), &[]),
-            ("", json!({"slots": {"s1": {"type": "physical"}}}), &["slots"]),
-            ("", json!({"permanent_slots": {}}), &[]),
+            // Acted on: permanent slots.
+            ("", json!({"slots": {"s1": {"type": "physical"}}}), &[]),
             ("", json!({"postgresql": {"use_pg_rewind": true}}), &["postgresql.use_pg_rewind (dynamic configuration)"]),
             ("", json!({"postgresql": {"use_pg_rewind": "off"}}), &[]),
             (

@@ -37,6 +37,29 @@ impl From<palisade_postgres::PgError> for PgFailure {
 
 type Result<T> = std::result::Result<T, PgFailure>;
 
+impl From<palisade_postgres::sql::SqlError> for PgFailure {
+    fn from(e: palisade_postgres::sql::SqlError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Advancing a logical slot failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AdvanceFailure {
+    pub message: String,
+    /// Its WAL is gone or it was invalidated: copy it from the primary again.
+    pub copy_again: bool,
+}
+
+/// What dropping a slot did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropOutcome {
+    /// In use, so not dropped.
+    pub active: bool,
+    pub dropped: bool,
+}
+
 /// What one look at the local PostgreSQL found.
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -159,11 +182,30 @@ pub trait LocalPostgres: Send + Sync {
     async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin;
     /// Our timeline history as the DCS `history` key holds it.
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine>;
-    /// Physical replication slots and their positions.
-    async fn slot_positions(&self) -> BTreeMap<String, u64>;
-    async fn create_slot(&self, name: &str) -> Result<()>;
+    /// The replication slots (temporary ones left out).
+    async fn replication_slots(&self) -> Result<Vec<palisade_ha::Existing>>;
+    async fn create_physical_slot(&self, name: &str) -> Result<()>;
+    async fn create_logical_slot(&self, database: &str, name: &str, plugin: &str) -> Result<()>;
     async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()>;
-    async fn drop_slot(&self, name: &str) -> Result<()>;
+    async fn advance_logical_slot(
+        &self,
+        database: &str,
+        name: &str,
+        lsn: u64,
+    ) -> std::result::Result<(), AdvanceFailure>;
+    /// Drop a slot unless it is in use.
+    async fn drop_slot(&self, name: &str) -> Result<DropOutcome>;
+    /// The logical slots `names` on `leader`'s server, with their state files.
+    async fn leader_slot_states(&self, leader: &Member, names: &[String]) -> Result<Vec<palisade_ha::LeaderSlot>>;
+    /// `catalog_xmin` of the slots `names` on `leader`'s server.
+    async fn leader_catalog_xmins(&self, leader: &Member, names: &[String]) -> Result<Vec<(String, Option<u64>)>>;
+    /// Write these slots' state files (PostgreSQL stopped).
+    fn install_slot_states(&self, slots: &[palisade_ha::LeaderSlot]) -> Result<()>;
+    /// Force `hot_standby_feedback = on` or stop forcing it; `true` when
+    /// that changes the configuration.
+    fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool;
+    /// `current_setting('hot_standby_feedback')`.
+    async fn hot_standby_feedback(&self) -> Result<bool>;
     /// Run a configured script (pre_promote...); a non-zero exit is an error.
     async fn run_script(&self, script: &str, args: &[String]) -> Result<()>;
     /// What a replica method needs to build our data directory from `source`.
@@ -234,17 +276,43 @@ impl LocalPostgres for LocalPg {
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine> {
         LocalPg::history_lines(self, timeline, name).await
     }
-    async fn slot_positions(&self) -> BTreeMap<String, u64> {
-        LocalPg::slot_positions(self).await
+    async fn replication_slots(&self) -> Result<Vec<palisade_ha::Existing>> {
+        LocalPg::replication_slots(self).await
     }
-    async fn create_slot(&self, name: &str) -> Result<()> {
-        LocalPg::create_slot(self, name).await
+    async fn create_physical_slot(&self, name: &str) -> Result<()> {
+        LocalPg::create_physical_slot(self, name).await
+    }
+    async fn create_logical_slot(&self, database: &str, name: &str, plugin: &str) -> Result<()> {
+        LocalPg::create_logical_slot(self, database, name, plugin).await
     }
     async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()> {
         LocalPg::advance_slot(self, name, lsn).await
     }
-    async fn drop_slot(&self, name: &str) -> Result<()> {
+    async fn advance_logical_slot(
+        &self,
+        database: &str,
+        name: &str,
+        lsn: u64,
+    ) -> std::result::Result<(), AdvanceFailure> {
+        LocalPg::advance_logical_slot(self, database, name, lsn).await
+    }
+    async fn drop_slot(&self, name: &str) -> Result<DropOutcome> {
         LocalPg::drop_slot(self, name).await
+    }
+    async fn leader_slot_states(&self, leader: &Member, names: &[String]) -> Result<Vec<palisade_ha::LeaderSlot>> {
+        LocalPg::leader_slot_states(self, leader, names).await
+    }
+    async fn leader_catalog_xmins(&self, leader: &Member, names: &[String]) -> Result<Vec<(String, Option<u64>)>> {
+        LocalPg::leader_catalog_xmins(self, leader, names).await
+    }
+    fn install_slot_states(&self, slots: &[palisade_ha::LeaderSlot]) -> Result<()> {
+        LocalPg::install_slot_states(self, slots)
+    }
+    fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool {
+        self.pg.set_enforce_hot_standby_feedback(on)
+    }
+    async fn hot_standby_feedback(&self) -> Result<bool> {
+        LocalPg::hot_standby_feedback(self).await
     }
     async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
         LocalPg::run_script(self, script, args).await
@@ -598,35 +666,97 @@ impl LocalPg {
         }
     }
 
-    /// Physical replication slots and their positions.
-    pub async fn slot_positions(&self) -> BTreeMap<String, u64> {
-        match self.pg.sql().replication_slots().await {
-            Ok(slots) => slots
-                .into_iter()
-                .filter(|s| s.slot_type == "physical")
-                .map(|s| (s.name, s.restart_lsn.unwrap_or(0)))
-                .collect(),
-            Err(e) => {
-                tracing::debug!("cannot list replication slots: {e}");
-                BTreeMap::new()
-            }
-        }
+    /// The replication slots (temporary ones left out).
+    pub async fn replication_slots(&self) -> Result<Vec<palisade_ha::Existing>> {
+        let slots = self.pg.sql().replication_slots().await?;
+        Ok(slots
+            .into_iter()
+            .map(|s| palisade_ha::Existing {
+                name: s.name,
+                slot_type: s.slot_type,
+                plugin: s.plugin,
+                database: s.database,
+                restart_lsn: s.restart_lsn,
+                confirmed_flush_lsn: s.confirmed_flush_lsn,
+                xmin: s.xmin,
+                catalog_xmin: s.catalog_xmin,
+                wal_status: s.wal_status,
+            })
+            .collect())
     }
 
-    pub async fn create_slot(&self, name: &str) -> Result<()> {
-        self.pg.sql().create_physical_slot(name).await.map(|_| ()).map_err(|e| PgFailure(e.to_string()))
+    pub async fn create_physical_slot(&self, name: &str) -> Result<()> {
+        Ok(self.pg.sql().create_physical_slot(name).await.map(|_| ())?)
+    }
+
+    pub async fn create_logical_slot(&self, database: &str, name: &str, plugin: &str) -> Result<()> {
+        Ok(self.pg.sql().create_logical_slot(database, name, plugin).await.map(|_| ())?)
     }
 
     pub async fn advance_slot(&self, name: &str, lsn: u64) -> Result<()> {
-        self.pg.sql().advance_slot(name, lsn).await.map_err(|e| PgFailure(e.to_string()))
+        Ok(self.pg.sql().advance_slot(name, lsn).await?)
     }
 
-    pub async fn drop_slot(&self, name: &str) -> Result<()> {
-        match self.pg.sql().drop_slot(name).await {
-            Ok(d) if d.active => Err(PgFailure(format!("slot {name} is in use"))),
-            Ok(_) => Ok(()),
-            Err(e) => Err(PgFailure(e.to_string())),
+    /// Advance a logical slot; a failure because its WAL is gone
+    /// (`58P01`) or it was invalidated (`55000`) says to copy it again.
+    pub async fn advance_logical_slot(
+        &self,
+        database: &str,
+        name: &str,
+        lsn: u64,
+    ) -> std::result::Result<(), AdvanceFailure> {
+        self.pg.sql().advance_logical_slot(database, name, lsn).await.map_err(|e| AdvanceFailure {
+            copy_again: matches!(e.code().map(|c| c.code()), Some("58P01" | "55000")),
+            message: e.to_string(),
+        })
+    }
+
+    pub async fn drop_slot(&self, name: &str) -> Result<DropOutcome> {
+        let d = self.pg.sql().drop_slot(name).await?;
+        Ok(DropOutcome { active: d.active, dropped: d.dropped })
+    }
+
+    /// Where to reach `leader`'s server to read from its data directory.
+    fn leader_connection(&self, leader: &Member) -> Result<palisade_postgres::sql::LocalConnection> {
+        let (host, port) =
+            leader.host_port().ok_or_else(|| PgFailure(format!("member {} has no usable conn_url", leader.name)))?;
+        Ok(palisade_postgres::sql::LocalConnection::rewind_to(&self.pg.settings().local, &host, port))
+    }
+
+    pub async fn leader_slot_states(&self, leader: &Member, names: &[String]) -> Result<Vec<palisade_ha::LeaderSlot>> {
+        let conn = self.leader_connection(leader)?;
+        let states = palisade_postgres::sql::read_slot_states(&conn, names).await?;
+        Ok(states
+            .into_iter()
+            .map(|s| palisade_ha::LeaderSlot {
+                name: s.name,
+                slot_type: s.slot_type,
+                database: s.database,
+                plugin: s.plugin,
+                catalog_xmin: s.catalog_xmin,
+                confirmed_flush_lsn: s.confirmed_flush_lsn,
+                data: s.data,
+            })
+            .collect())
+    }
+
+    pub async fn leader_catalog_xmins(&self, leader: &Member, names: &[String]) -> Result<Vec<(String, Option<u64>)>> {
+        let conn = self.leader_connection(leader)?;
+        Ok(palisade_postgres::sql::slot_catalog_xmins(&conn, names).await?)
+    }
+
+    pub fn install_slot_states(&self, slots: &[palisade_ha::LeaderSlot]) -> Result<()> {
+        let dir = self.data_dir();
+        for slot in slots {
+            palisade_postgres::replslot::install_slot_state(&dir, &slot.name, &slot.data)
+                .map_err(|e| PgFailure(format!("cannot write the state of slot {}: {e}", slot.name)))?;
         }
+        Ok(())
+    }
+
+    pub async fn hot_standby_feedback(&self) -> Result<bool> {
+        let v = self.pg.sql().current_setting("hot_standby_feedback").await?;
+        Ok(v == "on")
     }
 
     /// Run a configured script (pre_promote...) and wait for it; a non-zero

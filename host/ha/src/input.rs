@@ -109,6 +109,8 @@ pub enum Task {
     Demote,
     Restart,
     Reinitialize,
+    /// Copy logical slots from the primary (stops and starts PostgreSQL).
+    CopyLogicalSlots,
 }
 
 impl Task {
@@ -122,6 +124,7 @@ impl Task {
             Task::Demote => "demote",
             Task::Restart => "restart",
             Task::Reinitialize => "reinitialize",
+            Task::CopyLogicalSlots => "copy_logical_slots",
         }
     }
 }

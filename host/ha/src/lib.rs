@@ -28,7 +28,7 @@ mod output;
 mod quorum;
 mod race;
 mod restart;
-mod slots;
+pub mod slots;
 pub mod sync;
 
 pub use decide::decide;
@@ -49,7 +49,7 @@ pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use quorum::{resolve_quorum, QuorumError, QuorumInput, QuorumPlan, QuorumStandbyNames, QuorumStep, QuorumSyncKey};
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
-pub use slots::{slot_actions, IgnoreSlot, SlotAction, SlotRole, SlotSettings};
+pub use slots::{Existing, LeaderSlot, SlotAction, SlotConfig, SlotInput, SlotPlan, SlotRole};
 
 #[cfg(test)]
 mod tests;

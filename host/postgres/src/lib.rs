@@ -27,7 +27,8 @@
 //!   replication, roles, slots, settings, checkpoint).
 //! - [`libpq`]: libpq's connection settings (`sslmode`, `sslcert`,
 //!   `channel_binding`...) for the daemon's own connections, over rustls.
-//! - [`controldata`], [`datadir`]: pg_control and the data directory.
+//! - [`controldata`], [`datadir`]: pg_control and the data directory;
+//!   [`replslot`]: a logical slot's state file copied into `pg_replslot`.
 //! - [`divergence`]: can a stopped data directory follow the leader's
 //!   timeline (pure function plus the IO gathering its inputs).
 //! - [`bootstrap`]: initdb options, custom bootstrap commands, post_bootstrap.
@@ -72,6 +73,7 @@ pub mod divergence;
 mod instance;
 pub mod libpq;
 pub mod process;
+pub mod replslot;
 pub mod sql;
 
 pub use controldata::{ClusterState, ControlData, LocalPosition};

@@ -269,7 +269,7 @@ impl Runner {
     /// Delete our leader key, recording `last_lsn` in `status` first.
     async fn release_leader_key(&mut self, cluster: &Cluster, last_lsn: Option<u64>) {
         if let Some(lsn) = last_lsn {
-            let _ = self.shared.dcs.write_status(palisade_model::Status::to_json(lsn, None, None)).await;
+            let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
         }
         let leader = cluster.leader.clone().filter(|l| l.name == self.shared.config().local.name);
         self.shared.with_tracked(|t| t.leader_until = None);

@@ -1,10 +1,9 @@
 //! One cycle: snapshot, observe, decide (answering questions), act, publish.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use palisade_ha::{decide, Answers, Ask, Decision, Input, Level, Me, PeerStatus, Step};
-use palisade_model::{slot_name_from_member_name, Cluster, Member, Role, State};
+use palisade_model::{Cluster, Member, Role, State};
 use palisade_plugin_host::dcs::DcsError;
 
 use super::{CycleOutcome, Runner};
@@ -140,11 +139,7 @@ impl Runner {
             self.shared.status.update(|s| s.failsafe.reset());
         }
         self.touch_member().await;
-        if self.shared.tracked().is_leader() && observed.pg.is_primary() {
-            self.maintain_slots(&cluster).await;
-        } else if matches!(observed.pg, palisade_ha::Pg::Running { in_recovery: true, .. }) && self.task.is_none() {
-            self.maintain_replica_slots(&cluster, &observed).await;
-        }
+        self.sync_slots(&cluster, &observed).await;
         CycleOutcome { wake_at: decision.wake_at, fatal }
     }
 
@@ -370,7 +365,7 @@ impl Runner {
             }
             Ask::SyncPrepromote => answers.sync_prepromote = Some(self.sync_prepromote(cluster).await),
             Ask::Failsafe(members) => {
-                let body = self.failsafe_body(observed).await;
+                let body = self.failsafe_body(cluster, observed).await;
                 let mut replies = self.shared.peers.failsafe(members.clone(), body).await;
                 for (name, _) in members {
                     replies.entry(name).or_insert(false);
@@ -384,12 +379,9 @@ impl Runner {
     /// What a primary sends with `POST /failsafe` (Patroni's fields): who
     /// we are, how to reach us, and our replication slots' positions with
     /// our own, so replicas can keep their copies advancing.
-    async fn failsafe_body(&self, observed: &Observed) -> serde_json::Value {
+    async fn failsafe_body(&self, cluster: &Cluster, observed: &Observed) -> serde_json::Value {
         let cfg = self.shared.config();
-        let mut slots = self.shared.pg.slot_positions().await;
-        if let Some(lsn) = observed.wal_position().filter(|l| *l > 0) {
-            slots.insert(slot_name_from_member_name(&cfg.local.name), lsn);
-        }
+        let slots = self.known_slots(cluster, observed).await;
         serde_json::json!({
             "name": cfg.local.name,
             "conn_url": super::member::postgres_url(&cfg.local.postgresql.connect_address),
@@ -413,55 +405,6 @@ impl Runner {
             Ok(true) => self.last_failsafe = serde_json::from_str(&value).ok(),
             Ok(false) => {}
             Err(e) => tracing::warn!("could not write the failsafe key: {e}"),
-        }
-    }
-
-    /// Write the `status` key: our WAL position and member slots.
-    async fn write_status(&mut self, cluster: &Cluster, observed: &Observed) {
-        let Some(lsn) = observed.wal_position().filter(|l| *l > 0) else {
-            return;
-        };
-        // As Patroni: our own name with our position, so that replicas
-        // advance their copy of our slot (and it is retained for us).
-        let mut slots = self.shared.pg.slot_positions().await;
-        slots.insert(slot_name_from_member_name(&self.shared.config().local.name), lsn);
-        let member_slots: std::collections::BTreeSet<String> = cluster
-            .members
-            .iter()
-            .filter(|m| !m.tags().nostream())
-            .map(|m| slot_name_from_member_name(&m.name))
-            .collect();
-        let ttl = self.shared.config().global.member_slots_ttl;
-        let now = Instant::now();
-        for name in slots.keys() {
-            if member_slots.contains(name) {
-                self.retain_slots.insert(name.clone(), now);
-            }
-        }
-        self.retain_slots.retain(|name, seen| {
-            let keep = now.duration_since(*seen) < ttl;
-            if !keep {
-                tracing::info!(
-                    "Replication slot '{name}' for absent cluster member is expired after {} sec.",
-                    ttl.as_secs()
-                );
-            }
-            keep
-        });
-        let retain: Vec<String> = self.retain_slots.keys().cloned().collect();
-        let slots_json: serde_json::Map<String, serde_json::Value> =
-            slots.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-        let value = palisade_model::Status::to_json(
-            lsn,
-            (!slots_json.is_empty()).then_some(&slots_json),
-            (!retain.is_empty()).then_some(retain.as_slice()),
-        );
-        if self.last_status.as_deref() != Some(value.as_str()) {
-            match self.shared.dcs.write_status(value.clone()).await {
-                Ok(true) => self.last_status = Some(value),
-                Ok(false) => {}
-                Err(e) => tracing::warn!("could not write the status key: {e}"),
-            }
         }
     }
 }

@@ -16,7 +16,7 @@ use palisade_plugin_api::{PluginResult, ReplicaMethod, ReplicaRequest};
 use serde_json::{Map, Value};
 
 use super::RuntimeConfig;
-use crate::pg::{LocalPostgres, Observed, PgFailure, StopMode};
+use crate::pg::{AdvanceFailure, DropOutcome, LocalPostgres, Observed, PgFailure, StopMode};
 use crate::status::PgSnapshot;
 
 /// The system identifier every fake cluster has.
@@ -38,7 +38,9 @@ pub struct FakeState {
     pub written: Map<String, Value>,
     /// The parameters the running server uses (read at start and reload).
     pub loaded: Map<String, Value>,
-    pub slots: BTreeMap<String, u64>,
+    pub slots: BTreeMap<String, palisade_ha::Existing>,
+    /// What `hot_standby_feedback` is forced to.
+    pub hot_standby_feedback: bool,
     /// What was called, in order (`start replica n1`, `stop fast`...).
     pub calls: Vec<String>,
 }
@@ -261,26 +263,85 @@ impl LocalPostgres for FakePg {
         Vec::new()
     }
 
-    async fn slot_positions(&self) -> BTreeMap<String, u64> {
-        self.state().slots
+    async fn replication_slots(&self) -> Result<Vec<palisade_ha::Existing>, PgFailure> {
+        Ok(self.state().slots.into_values().collect())
     }
 
-    async fn create_slot(&self, name: &str) -> Result<(), PgFailure> {
+    async fn create_physical_slot(&self, name: &str) -> Result<(), PgFailure> {
         self.call(format!("create_slot {name}"));
-        self.with(|s| s.slots.insert(name.to_string(), 0));
+        let slot = palisade_ha::Existing {
+            name: name.to_string(),
+            slot_type: "physical".into(),
+            restart_lsn: Some(1),
+            ..palisade_ha::Existing::default()
+        };
+        self.with(|s| s.slots.insert(name.to_string(), slot));
+        Ok(())
+    }
+
+    async fn create_logical_slot(&self, database: &str, name: &str, plugin: &str) -> Result<(), PgFailure> {
+        self.call(format!("create_logical_slot {name} {database} {plugin}"));
+        let slot = palisade_ha::Existing {
+            name: name.to_string(),
+            slot_type: "logical".into(),
+            database: Some(database.into()),
+            plugin: Some(plugin.into()),
+            restart_lsn: Some(1),
+            confirmed_flush_lsn: Some(1),
+            ..palisade_ha::Existing::default()
+        };
+        self.with(|s| s.slots.insert(name.to_string(), slot));
         Ok(())
     }
 
     async fn advance_slot(&self, name: &str, lsn: u64) -> Result<(), PgFailure> {
         self.call(format!("advance_slot {name} {lsn}"));
-        self.with(|s| s.slots.insert(name.to_string(), lsn));
+        self.with(|s| s.slots.get_mut(name).map(|e| e.restart_lsn = Some(lsn)));
         Ok(())
     }
 
-    async fn drop_slot(&self, name: &str) -> Result<(), PgFailure> {
-        self.call(format!("drop_slot {name}"));
-        self.with(|s| s.slots.remove(name));
+    async fn advance_logical_slot(&self, _database: &str, name: &str, lsn: u64) -> Result<(), AdvanceFailure> {
+        self.call(format!("advance_logical_slot {name} {lsn}"));
+        self.with(|s| s.slots.get_mut(name).map(|e| e.confirmed_flush_lsn = Some(lsn)));
         Ok(())
+    }
+
+    async fn drop_slot(&self, name: &str) -> Result<DropOutcome, PgFailure> {
+        self.call(format!("drop_slot {name}"));
+        let dropped = self.with(|s| s.slots.remove(name)).is_some();
+        Ok(DropOutcome { active: false, dropped })
+    }
+
+    async fn leader_slot_states(
+        &self,
+        leader: &Member,
+        names: &[String],
+    ) -> Result<Vec<palisade_ha::LeaderSlot>, PgFailure> {
+        self.call(format!("leader_slot_states {} {}", leader.name, names.join(",")));
+        Ok(Vec::new())
+    }
+
+    async fn leader_catalog_xmins(
+        &self,
+        _leader: &Member,
+        _names: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, PgFailure> {
+        Ok(Vec::new())
+    }
+
+    fn install_slot_states(&self, slots: &[palisade_ha::LeaderSlot]) -> Result<(), PgFailure> {
+        for slot in slots {
+            self.call(format!("install_slot_state {}", slot.name));
+        }
+        Ok(())
+    }
+
+    fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool {
+        self.with(|s| std::mem::replace(&mut s.hot_standby_feedback, on) != on)
+    }
+
+    async fn hot_standby_feedback(&self) -> Result<bool, PgFailure> {
+        Ok(self.state().hot_standby_feedback)
     }
 
     async fn run_script(&self, script: &str, _args: &[String]) -> Result<(), PgFailure> {

@@ -22,7 +22,6 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -277,13 +276,8 @@ pub struct Runner {
     /// PostgreSQL runs and no background task owns it.
     parameters_pending: bool,
     previous_wal_position: Option<u64>,
-    /// Member slots and when their member was last seen (Patroni's
-    /// `retain_slots`, kept for `member_slots_ttl`).
-    retain_slots: BTreeMap<String, Instant>,
-    /// `retain_slots` was taken over from the `status` key since we lead.
-    retain_seeded: bool,
-    /// The `status` value written last.
-    last_status: Option<String>,
+    /// Slot retention, copies, readiness and the `status` written last.
+    slot_memory: slots::SlotMemory,
     /// Epoch seconds of the last successful DCS read.
     dcs_last_seen: i64,
     /// The rejoin verdict and what it was computed for.
@@ -308,10 +302,8 @@ impl Runner {
             config_version: None,
             parameters_pending: false,
             previous_wal_position: None,
-            retain_slots: BTreeMap::new(),
+            slot_memory: slots::SlotMemory::default(),
             dcs_last_seen: 0,
-            last_status: None,
-            retain_seeded: false,
             divergence: None,
             last_failsafe: None,
         }
@@ -446,8 +438,7 @@ impl Runner {
                 self.shared.callback("on_stop");
                 if let Some(leader) = &leader {
                     if let Some(lsn) = checkpoint {
-                        let status = palisade_model::Status::to_json(lsn, None, None);
-                        let _ = self.shared.dcs.write_status(status).await;
+                        let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
                     }
                     match self.shared.dcs.delete_leader(Some(leader)).await {
                         Ok(_) => tracing::info!("Leader key released"),

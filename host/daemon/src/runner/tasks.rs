@@ -244,3 +244,46 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
     }
     true
 }
+
+/// Copy logical slots from the primary (Patroni's `copy_logical_slots`):
+/// read their state files from `leader`, keep those this replica must
+/// have with the configured database and plugin, stop PostgreSQL, write
+/// the files into `pg_replslot`, and start again streaming from `follow`.
+pub async fn copy_logical_slots(
+    shared: Arc<Shared>,
+    leader: Member,
+    names: Vec<String>,
+    wanted: palisade_ha::slots::Wanted,
+    follow: Option<Member>,
+) -> bool {
+    let states = match shared.pg.leader_slot_states(&leader, &names).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("Failed to copy logical slots from the {} via postgresql connection: {e}", leader.name);
+            return false;
+        }
+    };
+    let (chosen, log) = palisade_ha::slots::copy_choice(&wanted, states);
+    for (_, line) in &log {
+        tracing::warn!("{line}");
+    }
+    if chosen.is_empty() {
+        return true;
+    }
+    shared.with_tracked(|t| t.set_state(State::Stopping));
+    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Fast).await {
+        tracing::error!("cannot stop PostgreSQL to copy logical slots: {e}");
+        shared.with_tracked(|t| t.set_state(State::Running));
+        return false;
+    }
+    shared.with_tracked(|t| t.set_state(State::Stopped));
+    let written = shared.pg.install_slot_states(&chosen);
+    if let Err(e) = &written {
+        tracing::error!("cannot copy logical slots: {e}");
+    } else {
+        let copied: Vec<&str> = chosen.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!("copied logical slots {copied:?} from {}", leader.name);
+    }
+    // Start again whatever happened: a replica must not stay down.
+    start(shared, Role::Replica, follow).await && written.is_ok()
+}

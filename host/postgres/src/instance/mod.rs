@@ -108,6 +108,9 @@ pub struct Postgres {
     sync_names: Mutex<SyncNames>,
     catalog: tokio::sync::OnceCell<Option<GucCatalog>>,
     output: PostmasterOutput,
+    /// `hot_standby_feedback = on` whatever the parameters say (logical
+    /// slots on this replica need it).
+    enforce_hot_standby_feedback: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +139,7 @@ impl Postgres {
             sync_names: Mutex::new(SyncNames::Configured),
             catalog: tokio::sync::OnceCell::new(),
             output: PostmasterOutput::Inherit,
+            enforce_hot_standby_feedback: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -203,6 +207,9 @@ impl Postgres {
                 }
             }
         }
+        if self.enforce_hot_standby_feedback.load(std::sync::atomic::Ordering::Relaxed) {
+            params.set("hot_standby_feedback", "on");
+        }
         params
     }
 
@@ -229,6 +236,13 @@ impl Postgres {
             }
         }
         Ok(true)
+    }
+
+    /// Force `hot_standby_feedback = on` (or stop forcing it), as Patroni
+    /// does for replicas with logical slots. Nothing is written: `true`
+    /// when this changes the configuration to write.
+    pub fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool {
+        self.enforce_hot_standby_feedback.swap(on, std::sync::atomic::Ordering::Relaxed) != on
     }
 
     /// The recovery settings postgresql.conf gets (`None` for a primary).

@@ -1,35 +1,12 @@
-//! Roles, replication slots, settings, checkpoints, promotion.
+//! Roles, settings, checkpoints, promotion.
 
 use std::time::Duration;
 
 use palisade_config::{AuthenticationConfig, RoleAuth};
-use palisade_model::format_lsn;
 
 use super::{Sql, SqlError};
 use crate::conf::quote::{sql_ident, sql_literal};
 use crate::conf::SettingRow;
-
-/// A replication slot (`pg_replication_slots`, temporary ones left out).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotInfo {
-    pub name: String,
-    /// `physical` or `logical`.
-    pub slot_type: String,
-    pub active: bool,
-    pub restart_lsn: Option<u64>,
-    /// `xmin` is set (hot standby feedback reached the slot).
-    pub has_xmin: bool,
-    pub plugin: Option<String>,
-    pub database: Option<String>,
-}
-
-/// What dropping a slot did (Patroni's `drop_replication_slot`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DropSlot {
-    /// The slot exists and is in use, so it was not dropped.
-    pub active: bool,
-    pub dropped: bool,
-}
 
 /// The functions pg_rewind needs, granted to a dedicated rewind user.
 const REWIND_FUNCTIONS: &[&str] = &[
@@ -103,86 +80,6 @@ impl Sql {
             }
         }
         Ok(())
-    }
-
-    /// Replication slots, temporary ones excluded.
-    pub async fn replication_slots(&self) -> Result<Vec<SlotInfo>, SqlError> {
-        let rows = self
-            .run(|c| async move {
-                c.query(
-                    "SELECT slot_name::text, slot_type, active, pg_catalog.pg_wal_lsn_diff(restart_lsn, '0/0')::bigint, \
-                     xmin IS NOT NULL, plugin::text, database::text FROM pg_catalog.pg_replication_slots WHERE NOT temporary",
-                    &[],
-                )
-                .await
-            })
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SlotInfo {
-                    name: r.try_get(0).map_err(SqlError::Query)?,
-                    slot_type: r.try_get(1).map_err(SqlError::Query)?,
-                    active: r.try_get(2).map_err(SqlError::Query)?,
-                    restart_lsn: r
-                        .try_get::<_, Option<i64>>(3)
-                        .map_err(SqlError::Query)?
-                        .and_then(|v| u64::try_from(v).ok()),
-                    has_xmin: r.try_get(4).map_err(SqlError::Query)?,
-                    plugin: r.try_get(5).map_err(SqlError::Query)?,
-                    database: r.try_get(6).map_err(SqlError::Query)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Create a physical slot reserving WAL at once, unless one with that
-    /// name exists. `Ok(true)` when it was created.
-    pub async fn create_physical_slot(&self, name: &str) -> Result<bool, SqlError> {
-        let name = name.to_string();
-        let rows = self
-            .run(|c| async move {
-                c.query(
-                    "SELECT pg_catalog.pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS \
-                     (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical' AND slot_name = $1)",
-                    &[&name],
-                )
-                .await
-            })
-            .await?;
-        Ok(!rows.is_empty())
-    }
-
-    /// Drop a slot unless it is in use.
-    pub async fn drop_slot(&self, name: &str) -> Result<DropSlot, SqlError> {
-        let name = name.to_string();
-        let rows = self
-            .run(|c| async move {
-                c.query(
-                    "WITH slots AS (SELECT slot_name, active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1), \
-                     dropped AS (SELECT pg_catalog.pg_drop_replication_slot(slot_name), true AS dropped FROM slots WHERE NOT active) \
-                     SELECT active, COALESCE(dropped, false) FROM slots FULL OUTER JOIN dropped ON true",
-                    &[&name],
-                )
-                .await
-            })
-            .await?;
-        match rows.first() {
-            Some(r) => Ok(DropSlot {
-                active: r.try_get::<_, Option<bool>>(0).map_err(SqlError::Query)?.unwrap_or(false),
-                dropped: r.try_get::<_, Option<bool>>(1).map_err(SqlError::Query)?.unwrap_or(false),
-            }),
-            None => Ok(DropSlot { active: false, dropped: false }),
-        }
-    }
-
-    /// Move a slot's `restart_lsn` forward (`pg_replication_slot_advance`).
-    pub async fn advance_slot(&self, name: &str, lsn: u64) -> Result<(), SqlError> {
-        let sql = format!(
-            "SELECT pg_catalog.pg_replication_slot_advance({}, {})",
-            sql_literal(name),
-            sql_literal(&format_lsn(lsn))
-        );
-        self.execute(&sql).await
     }
 
     /// `pg_settings` rows for `names` (case-insensitive).

@@ -5,6 +5,7 @@
 //! (2 s, as Patroni's `-c statement_timeout=2000`) and a client-side limit.
 
 mod admin;
+mod slots;
 mod status;
 mod sync;
 
@@ -20,7 +21,7 @@ use crate::binaries::IsReadyArgs;
 use crate::conf::{auth_params, format_dsn, ConnParams, ServerParameters};
 use crate::libpq::{self, ConnSettings, ConnectError};
 
-pub use admin::{DropSlot, SlotInfo};
+pub use slots::{read_slot_states, slot_catalog_xmins, DropSlot, SlotInfo, SlotState};
 pub use status::{PendingSetting, PgStatus, ReplicationRow};
 pub use sync::{SyncSender, SyncStatus};
 
@@ -97,6 +98,29 @@ impl LocalConnection {
             role: "superuser",
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Another member's server at `host:port`, as Patroni reaches the
+    /// leader to read files from its data directory: with the rewind
+    /// user's credentials (the superuser's when there is no rewind user),
+    /// database `postgres`.
+    pub fn rewind_to(local: &PostgresqlConfig, host: &str, port: u16) -> Self {
+        let auth = &local.authentication;
+        let (creds, role) = match &auth.rewind {
+            Some(r) => (r, "rewind"),
+            None => (&auth.superuser, "superuser"),
+        };
+        Self {
+            host: host.to_string(),
+            port,
+            user: creds.username.clone(),
+            password: creds.password.clone(),
+            dbname: "postgres".into(),
+            ssl: creds.ssl.clone(),
+            role,
+            connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 

@@ -69,6 +69,17 @@ impl FakePg {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// A physical slot made behind the daemon's back.
+    pub fn add_slot(&self, name: &str) {
+        let slot = palisade_ha::Existing {
+            name: name.to_string(),
+            slot_type: "physical".into(),
+            restart_lsn: Some(1),
+            ..palisade_ha::Existing::default()
+        };
+        self.with(|s| s.slots.insert(name.to_string(), slot));
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -182,6 +182,60 @@ async fn a_new_node_clones_and_follows_the_leader() {
 }
 
 #[tokio::test]
+async fn the_leader_keeps_permanent_slots_drops_unknown_ones_and_publishes_them() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let mut config: Value = serde_json::from_str(&store.value("config").expect("a config key")).expect("JSON");
+    config["slots"] = json!({"perm": null, "lg": {"database": "app", "plugin": "pgoutput"}, "Bad": null});
+    config["ignore_slots"] = json!([{"name": "kept"}, 5]);
+    let admin = store.client("admin", timing());
+    assert!(admin.set_config_value(&config.to_string(), None).expect("set the config"));
+    n1.pg.add_slot("stray");
+    n1.pg.add_slot("kept");
+    n1.cycle_until("permanent slots made, the unknown one dropped", 4, |n| {
+        let s = n.pg.state().slots;
+        s.contains_key("perm") && s.contains_key("lg") && !s.contains_key("stray")
+    })
+    .await;
+    let state = n1.pg.state();
+    assert!(state.slots.contains_key("kept"), "{:?}", state.calls);
+    assert!(!state.slots.contains_key("Bad"), "{:?}", state.calls);
+    assert!(state.calls.iter().any(|c| c == "create_logical_slot lg app pgoutput"), "{:?}", state.calls);
+    // Logical slots on replicas need it: written into the configuration.
+    assert!(state.hot_standby_feedback);
+    n1.cycle().await;
+    let status: Value = serde_json::from_str(&store.value("status").expect("a status key")).expect("JSON");
+    for slot in ["perm", "lg", "n1"] {
+        assert!(status["slots"][slot].is_u64(), "{slot} not published: {status}");
+    }
+    assert!(status["slots"].get("kept").is_none(), "{status}");
+}
+
+#[tokio::test]
+async fn a_replica_copies_published_logical_slots_and_keeps_physical_copies() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let mut config: Value = serde_json::from_str(&store.value("config").expect("a config key")).expect("JSON");
+    config["slots"] = json!({"perm": null, "lg": {"database": "app", "plugin": "pgoutput"}});
+    let admin = store.client("admin", timing());
+    assert!(admin.set_config_value(&config.to_string(), None).expect("set the config"));
+    let mut n2 = node("n2", &store, false);
+    for _ in 0..8 {
+        n1.cycle().await;
+        n2.cycle().await;
+        if n2.pg.state().calls.iter().any(|c| c.starts_with("leader_slot_states")) {
+            break;
+        }
+    }
+    let state = n2.pg.state();
+    // The primary published lg's position: the replica asks for its state file.
+    assert!(state.calls.iter().any(|c| c == "leader_slot_states n1 lg"), "{:?}", state.calls);
+    assert!(state.slots.contains_key("perm") && state.slots.contains_key("n1"), "{:?}", state.calls);
+    assert!(!state.slots.contains_key("lg"), "{:?}", state.calls);
+    assert!(state.hot_standby_feedback);
+}
+
+#[tokio::test]
 async fn a_leader_that_loses_its_key_demotes() {
     let store = MemoryStore::new();
     let mut n1 = bootstrapped(&store).await;

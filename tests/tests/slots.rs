@@ -188,7 +188,7 @@ fn logical_slot_is_copied_and_survives_failover() {
             Duration::from_secs(90),
         );
         cluster.wait_sql(replica, "SHOW hot_standby_feedback", "on", MINUTE);
-        assert!(cluster.node(replica).log().contains("Copying logical slots [\"lg\"] from the primary"));
+        assert!(cluster.node(replica).log().contains("Copying logical slots ['lg'] from the primary"));
     }
     cluster.wait_streaming("node1", 2, MINUTE);
 

@@ -231,7 +231,7 @@ impl Runner {
         };
         let following = self.shared.tracked().following;
         let follow = following.as_deref().and_then(|f| cluster.member(f)).cloned().or_else(|| Some(leader.clone()));
-        tracing::info!("Copying logical slots {names:?} from the primary");
+        tracing::info!("Copying logical slots {} from the primary", decide_slots::py_list(&names));
         for name in &names {
             self.slot_memory.recopy.remove(name);
             self.slot_memory.pending.insert(name.clone(), None);

@@ -282,7 +282,7 @@ pub async fn copy_logical_slots(
         tracing::error!("cannot copy logical slots: {e}");
     } else {
         let copied: Vec<&str> = chosen.iter().map(|s| s.name.as_str()).collect();
-        tracing::info!("copied logical slots {copied:?} from {}", leader.name);
+        tracing::info!("copied logical slots {} from {}", palisade_ha::slots::py_list(&copied), leader.name);
     }
     // Start again whatever happened: a replica must not stay down.
     start(shared, Role::Replica, follow).await && written.is_ok()

@@ -32,6 +32,13 @@ pub use publish::{known_slots, published_slots, retained_slots};
 pub use readiness::{ready_logical_slots, PendingLogical};
 pub use wanted::{enforce_hot_standby_feedback, slot_name_on_primary, wanted, Wanted, WantedSlot};
 
+/// Python's repr of a list of names (`['a', 'b']`), as Patroni's
+/// messages print one.
+pub fn py_list<S: AsRef<str>>(names: &[S]) -> String {
+    let items: Vec<String> = names.iter().map(|n| format!("'{}'", n.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// PostgreSQL 11 has `pg_replication_slot_advance`, which every slot copy
 /// on a replica needs (Patroni's `can_advance_slots`).
 pub fn can_advance_slots(server_version: u32) -> bool {

@@ -300,7 +300,8 @@ pub fn wanted(
             Level::Error,
             format!(
                 "Permanent logical replication slots supported by Patroni only starting from PostgreSQL 11. \
-                 Following slots will not be created: {disabled:?}."
+                 Following slots will not be created: {}.",
+                super::py_list(&disabled)
             ),
         ));
     }
@@ -504,7 +505,7 @@ mod tests {
         let got = wanted(&c, &cfg, "n2", &no_tags(), false, 100000, &mut log);
         assert!(got.values().all(|s| matches!(s, WantedSlot::Physical { .. })), "{got:?}");
         assert!(
-            log.iter().any(|(_, l)| l.contains("only starting from PostgreSQL 11") && l.contains("\"lg\"")),
+            log.iter().any(|(_, l)| l.contains("only starting from PostgreSQL 11") && l.contains("['lg', 'n2']")),
             "{log:?}"
         );
     }

@@ -79,7 +79,7 @@ fn log_line(level: Level, line: &str) {
 
 /// Python's repr of a set of names, as Patroni's messages print one.
 fn py_set(names: &BTreeSet<String>) -> String {
-    let items: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let items: Vec<String> = names.iter().map(|n| palisade_pycompat::py::repr_str(n)).collect();
     format!("{{{}}}", items.join(", "))
 }
 

@@ -53,17 +53,7 @@ impl IgnoreSlot {
     }
 }
 
-/// Python's truth value of a JSON value.
-pub(crate) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
+pub(crate) use palisade_pycompat::py::truthy;
 
 /// A permanent slot as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +91,13 @@ impl SlotConfig {
         let mut out = Vec::new();
         for (i, rule) in self.ignore.iter().enumerate() {
             let Value::Object(m) = rule else {
-                log.push((Level::Warn, format!("ignore_slots[{i}]: expected a mapping, found {rule}; skipped")));
+                log.push((
+                    Level::Warn,
+                    format!(
+                        "ignore_slots[{i}]: expected a mapping, found {}; skipped",
+                        palisade_pycompat::py::repr(rule)
+                    ),
+                ));
                 continue;
             };
             // `name` matches when present and not null; the other fields
@@ -138,7 +134,10 @@ impl SlotConfig {
             }
             match parse_permanent(value) {
                 Some(p) => out.push((name.clone(), p)),
-                None => log.push((Level::Error, format!("Bad value for slot '{name}' in permanent_slots: {value}"))),
+                None => log.push((
+                    Level::Error,
+                    format!("Bad value for slot '{name}' in permanent_slots: {}", palisade_pycompat::py::repr(value)),
+                )),
             }
         }
         out
@@ -226,7 +225,7 @@ mod tests {
             [
                 "Invalid permanent replication slot name 'Bad-Name'",
                 "Slot name may only contain lower case letters, numbers, and the underscore chars",
-                "Bad value for slot 'bad_value' in permanent_slots: \"x\"",
+                "Bad value for slot 'bad_value' in permanent_slots: 'x'",
             ]
         );
     }

@@ -35,7 +35,7 @@ pub use wanted::{enforce_hot_standby_feedback, slot_name_on_primary, wanted, Wan
 /// Python's repr of a list of names (`['a', 'b']`), as Patroni's
 /// messages print one.
 pub fn py_list<S: AsRef<str>>(names: &[S]) -> String {
-    let items: Vec<String> = names.iter().map(|n| format!("'{}'", n.as_ref())).collect();
+    let items: Vec<String> = names.iter().map(|n| palisade_pycompat::py::repr_str(n.as_ref())).collect();
     format!("[{}]", items.join(", "))
 }
 

@@ -41,8 +41,10 @@ fn slots_of(cluster: &Cluster, node: &str) -> String {
 #[test]
 fn permanent_physical_slot_and_unknown_slots() {
     let spec = ClusterSpec {
-        extra_dcs: "    slots:\n      perm_phys:\n        type: physical\n    ignore_slots:\n      - name: keep_me\n"
-            .into(),
+        extra_dcs:
+            "    member_slots_ttl: 10\n    slots:\n      perm_phys:\n        type: physical\n    ignore_slots:\n      \
+                    - name: keep_me\n"
+                .into(),
         allowed_errors: FAILOVER_ERRORS.to_vec(),
         ..ClusterSpec::default()
     };
@@ -120,6 +122,18 @@ fn permanent_physical_slot_and_unknown_slots() {
     cluster.wait_streaming(&new_leader, 1, MINUTE);
     let slots = slots_of(&cluster, &new_leader);
     assert!(slots.contains(other) && slots.contains("perm_phys") && slots.contains("node1"), "{new_leader}: {slots}");
+
+    // node1 stays away: once its member key is gone, its slot is kept for
+    // member_slots_ttl (10 s), then dropped everywhere.
+    for node in [new_leader.as_str(), other] {
+        let ok = wait_until(MINUTE, || !slots_of(&cluster, node).split(',').any(|s| s == "node1"));
+        assert!(ok, "{node}: node1's slot is still there: {}", slots_of(&cluster, node));
+    }
+    assert!(cluster
+        .node(&new_leader)
+        .log_after("failover")
+        .contains("Replication slot 'node1' for absent cluster member is expired after 10 sec."));
+    assert!(slots_of(&cluster, &new_leader).contains("perm_phys"));
 }
 
 /// The changes a `test_decoding` consumer wrote: the ids inserted into `t`.

@@ -681,6 +681,7 @@ impl LocalPg {
                 xmin: s.xmin,
                 catalog_xmin: s.catalog_xmin,
                 wal_status: s.wal_status,
+                failover: s.failover,
             })
             .collect())
     }

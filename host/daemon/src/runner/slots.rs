@@ -169,7 +169,8 @@ impl Runner {
         };
         if self.slot_memory.readiness_forced {
             let rules = slot_cfg.ignore_rules(&mut Vec::new());
-            for e in existing.iter().filter(|e| e.slot_type == "logical") {
+            // PostgreSQL 17 keeps its failover slots safe itself.
+            for e in existing.iter().filter(|e| e.slot_type == "logical" && !(version >= 170000 && e.failover)) {
                 if !rules.iter().any(|r| r.matches(&e.name, &e.slot_type, e.database.as_deref(), e.plugin.as_deref())) {
                     self.slot_memory.pending.insert(e.name.clone(), None);
                 }

@@ -26,6 +26,9 @@ pub struct Existing {
     pub catalog_xmin: Option<u64>,
     /// `wal_status` (PostgreSQL 13+): `lost` means the WAL it needs is gone.
     pub wal_status: Option<String>,
+    /// `failover` (PostgreSQL 17+): PostgreSQL synchronises this logical
+    /// slot to standbys itself (the daemon does not list those it synced).
+    pub failover: bool,
 }
 
 /// What the node's PostgreSQL is.
@@ -108,10 +111,26 @@ pub fn plan(input: &SlotInput<'_>) -> SlotPlan {
         ignore.iter().any(|r| r.matches(&e.name, &e.slot_type, e.database.as_deref(), e.plugin.as_deref()))
     };
     let mut gone: BTreeSet<String> = BTreeSet::new();
+    let pg17 = input.server_version >= 170000;
+    let leader = input.cluster.leader_name();
+
+    // PostgreSQL 17 will not synchronise a failover slot to a former
+    // primary that still has its own copy (`synced` false there): drop it.
+    if pg17 && !primary && leader.is_some_and(|l| l != input.me) {
+        for e in input.existing.iter().filter(|e| e.slot_type == "logical" && e.failover) {
+            let line =
+                format!("Trying to drop logical replication slot '{}' with failover=true and synced=false", e.name);
+            out.drop(&e.name, &mut gone, Level::Info, line);
+        }
+    }
 
     // Slots nobody wants, or wanted and lost: dropped (never while paused,
     // never when ignore_slots covers them).
     for e in input.existing {
+        // Failover slots are PostgreSQL's business.
+        if gone.contains(&e.name) || (pg17 && e.slot_type == "logical" && e.failover) {
+            continue;
+        }
         let lost = e.wal_status.as_deref() == Some("lost");
         if out.wanted.contains_key(&e.name) && !lost {
             continue;
@@ -144,7 +163,6 @@ pub fn plan(input: &SlotInput<'_>) -> SlotPlan {
     }
 
     let can_advance = super::can_advance_slots(input.server_version);
-    let leader = input.cluster.leader_name();
     // Slots with xmin that nobody streams from hold back vacuum: drop them,
     // unless there is no leader, or we lead but still run as a replica.
     let clean_inactive = leader.is_some_and(|l| l != input.me || primary);
@@ -540,6 +558,38 @@ mod tests {
                    ..case("unknown logical slots go on replicas too", "n2", REPLICA) },
         ];
         run(cases);
+    }
+
+    /// PostgreSQL 17's failover slots: left alone, except a former
+    /// primary's own copy, which PostgreSQL would never synchronise.
+    #[test]
+    fn failover_slots_on_postgresql_17() {
+        let cl = cluster(vec![member("n1", json!({}), 0), member("n2", json!({}), 0)], None);
+        let failover = |name: &str| Existing { failover: true, ..logi(name, "db", "pgoutput", 5) };
+        let existing = [phys("n1", 5), failover("fs")];
+        let run_as = |me: &str, role: SlotRole, version: u32| {
+            plan(&SlotInput {
+                cluster: &cl,
+                config: &config(json!({})),
+                me,
+                tags: &no_tags(),
+                role,
+                server_version: version,
+                existing: &existing,
+                recopy: &BTreeSet::new(),
+            })
+        };
+        let on_primary = run_as("n1", SlotRole::Primary, 170000);
+        assert_eq!(on_primary.actions, vec![drop_("n1"), create("n2")]);
+        let on_replica = run_as("n2", REPLICA, 170000);
+        assert_eq!(on_replica.actions, vec![drop_("fs")]);
+        assert_eq!(
+            on_replica.log.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+            ["Trying to drop logical replication slot 'fs' with failover=true and synced=false"]
+        );
+        // Before 17 the flag means nothing: an unknown slot like any other.
+        let old = run_as("n1", SlotRole::Primary, PG15);
+        assert_eq!(old.actions, vec![drop_("n1"), drop_("fs"), create("n2")]);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct SlotInfo {
     pub catalog_xmin: Option<u64>,
     /// `wal_status` (PostgreSQL 13+).
     pub wal_status: Option<String>,
+    /// `failover` (PostgreSQL 17+): PostgreSQL synchronises this logical
+    /// slot to standbys itself.
+    pub failover: bool,
 }
 
 /// What dropping a slot did (Patroni's `drop_replication_slot`).
@@ -58,10 +61,12 @@ fn lsn(row: &tokio_postgres::Row, i: usize) -> Result<Option<u64>, SqlError> {
 }
 
 impl Sql {
-    /// Replication slots, temporary ones excluded, by name.
+    /// Replication slots, temporary ones excluded, by name; on PostgreSQL
+    /// 17+ the failover slots PostgreSQL itself synchronised to this
+    /// standby are left out too (as Patroni leaves them out).
     pub async fn replication_slots(&self) -> Result<Vec<SlotInfo>, SqlError> {
-        // `wal_status` through to_jsonb, so that the query also runs on
-        // versions before 13, which lack the column.
+        // `wal_status`, `failover` and `synced` through to_jsonb, so that
+        // the query also runs on versions that lack the columns.
         let rows = self
             .run(|c| async move {
                 c.query(
@@ -69,8 +74,11 @@ impl Sql {
                      pg_catalog.pg_wal_lsn_diff(s.restart_lsn, '0/0')::bigint, s.xmin::text::bigint, \
                      s.plugin::text, s.database::text, \
                      pg_catalog.pg_wal_lsn_diff(s.confirmed_flush_lsn, '0/0')::bigint, \
-                     s.catalog_xmin::text::bigint, pg_catalog.to_jsonb(s) ->> 'wal_status' \
-                     FROM pg_catalog.pg_replication_slots s WHERE NOT s.temporary ORDER BY s.slot_name",
+                     s.catalog_xmin::text::bigint, pg_catalog.to_jsonb(s) ->> 'wal_status', \
+                     COALESCE((pg_catalog.to_jsonb(s) ->> 'failover')::boolean, false) \
+                     FROM pg_catalog.pg_replication_slots s WHERE NOT s.temporary \
+                     AND NOT COALESCE((pg_catalog.to_jsonb(s) ->> 'failover')::boolean \
+                     AND (pg_catalog.to_jsonb(s) ->> 'synced')::boolean, false) ORDER BY s.slot_name",
                     &[],
                 )
                 .await
@@ -89,6 +97,7 @@ impl Sql {
                     confirmed_flush_lsn: lsn(r, 7)?,
                     catalog_xmin: lsn(r, 8)?,
                     wal_status: r.try_get(9).map_err(SqlError::Query)?,
+                    failover: r.try_get(10).map_err(SqlError::Query)?,
                 })
             })
             .collect()

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use palisade_ha::sync::{
-    current_state, plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, SyncPlan,
-    SyncSettings, SyncStep, STRICT_PLACEHOLDER,
+    current_state, plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, plan_quorum,
+    SyncPlan, SyncSettings, SyncStep, STRICT_PLACEHOLDER,
 };
 use palisade_ha::Level;
 use palisade_model::{Cluster, SyncState};
@@ -20,6 +20,8 @@ use crate::pg::SyncNames;
 /// How long Patroni gives PostgreSQL to apply a new list before it looks
 /// again for standbys that became synchronous.
 const RECHECK_AFTER: Duration = Duration::from_secs(2);
+/// How often quorum mode looks again while standbys are being confirmed.
+const QUORUM_RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// `synchronous_standby_names` as the leader decided it: `value`, or (when
 /// none) the strict placeholder for a primary in strict mode.
@@ -59,10 +61,6 @@ impl Runner {
         let cfg = self.shared.config();
         let settings = cfg.settings().sync;
         let me = cfg.local.name.clone();
-        if settings.is_quorum() {
-            // Quorum commit is not acted on yet (reported at start).
-            return;
-        }
         if !settings.is_on() {
             self.sync.reset();
             self.run_sync_plan(plan_disable(&cluster.sync), cluster.sync.clone(), &settings).await;
@@ -70,23 +68,33 @@ impl Runner {
         }
         let mut key = cluster.sync.clone();
         let mut rechecked = false;
+        let started = std::time::Instant::now();
+        let loop_wait = cfg.global.loop_wait;
         loop {
             let Some(primary) = self.shared.pg.sync_status().await else {
                 return;
             };
             self.note_ssn(&primary).await;
             let observed = current_state(&mut self.sync, &me, &cluster.members, &key, &primary, &settings);
-            let plan = plan_multisync(&me, rechecked, &mut self.sync, &key, &observed, &settings);
+            let plan = if settings.is_quorum() {
+                plan_quorum(&me, &mut self.sync, &key, &observed, &settings)
+            } else {
+                plan_multisync(&me, rechecked, &mut self.sync, &key, &observed, &settings)
+            };
             let recheck = plan.recheck;
             match self.run_sync_plan(plan, key, &settings).await {
                 Some(k) => key = k,
                 None => return,
             }
-            if !recheck || rechecked {
+            // `on` mode looks again once, after two seconds; quorum mode
+            // every second while within loop_wait (as Patroni does).
+            let wait = if settings.is_quorum() { QUORUM_RECHECK_AFTER } else { RECHECK_AFTER };
+            let done = if settings.is_quorum() { started.elapsed() + wait >= loop_wait } else { rechecked };
+            if !recheck || done {
                 return;
             }
             rechecked = true;
-            tokio::time::sleep(RECHECK_AFTER).await;
+            tokio::time::sleep(wait).await;
         }
     }
 

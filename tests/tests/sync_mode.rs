@@ -100,6 +100,25 @@ fn on_mode_publishes_the_standby_postgres_waits_for_and_fails_over_to_it_only() 
     assert_eq!(role(&sync), "sync_standby");
     assert_eq!(role(&other), "replica");
 
+    // A restart of the synchronous standby first asks the leader to replace
+    // it: its member key says nosync until the restart is over.
+    let member_tags = |name: &str| -> Value {
+        let kv = cluster.etcd.raw().get(&format!("{}members/{name}", cluster.prefix()));
+        kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()).map(|v| v["tags"].clone()).unwrap_or_default()
+    };
+    let port = cluster.node(&sync).api_port;
+    let restart = std::thread::spawn(move || palisade_tests::http::request(port, "POST", "/restart", Some("{}"), &[]));
+    wait_for("the restarting standby to publish nosync", Duration::from_secs(30), || {
+        (member_tags(&sync)["nosync"] == true).then_some(())
+    });
+    let r = restart.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(30), || member_tags(&sync).get("nosync").is_none()));
+    // The leader moved the synchronous role to the other standby.
+    assert_eq!(wait_one_sync_standby(&cluster, &leader), other);
+    let (sync, other) = (other, sync);
+    assert!(wait_until(Duration::from_secs(20), || status(&sync, "/sync") == 200 && status(&other, "/sync") == 503));
+
     // A switchover to the asynchronous node is refused with Patroni's words.
     let body = format!(r#"{{"leader": "{leader}", "candidate": "{other}"}}"#);
     let r = cluster.node(&leader).call("POST", "/switchover", Some(&body));

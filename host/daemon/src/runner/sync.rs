@@ -36,6 +36,10 @@ pub fn managed(value: Option<String>, settings: &SyncSettings) -> SyncNames {
 pub async fn before_start(shared: &Shared, role: Role) {
     let settings = shared.config().settings().sync;
     if !settings.is_on() {
+        // The configured value, as Patroni writes it outside synchronous mode.
+        if let Err(e) = shared.pg.set_sync_names(SyncNames::Configured).await {
+            tracing::error!("could not set synchronous_standby_names: {e}");
+        }
         return;
     }
     let value = match (role, shared.pg.sync_names()) {
@@ -199,4 +203,50 @@ impl Runner {
         }
         Some(key)
     }
+}
+
+/// Is `me` a synchronous standby of the current leader (Patroni's
+/// `is_sync_standby`)?
+fn is_sync_standby(cluster: &Cluster, me: &str) -> bool {
+    cluster.leader_name().is_some_and(|l| cluster.sync.leader_matches(l)) && cluster.sync.matches(me, false)
+}
+
+/// Before stopping or restarting PostgreSQL on a replica in synchronous
+/// mode (Patroni's `while_not_sync_standby`): publish `nosync` and wait up
+/// to two `loop_wait`s for the leader to pick another synchronous standby,
+/// so that commits do not wait for us meanwhile. `true` when `nosync` is
+/// published: call [`rejoin_sync_standbys`] once done. Only a hint: a DCS
+/// that cannot be read ends the wait.
+pub async fn leave_sync_standbys(shared: &Shared) -> bool {
+    let cfg = shared.config();
+    let me = cfg.local.name.clone();
+    if shared.tracked().is_leader() || !cfg.settings().sync.is_on() || palisade_model::Tags(&cfg.local.tags).nosync() {
+        return false;
+    }
+    shared.with_tracked(|t| t.disable_sync += 1);
+    if !super::member::touch_member_of(shared).await {
+        tracing::warn!("Updating member state failed, skipping synchronous standby disable");
+        return true;
+    }
+    // Patroni's polling_loop(timeout=2 * loop_wait, interval=2).
+    let end = std::time::Instant::now() + cfg.global.loop_wait * 2;
+    while std::time::Instant::now() < end {
+        match shared.dcs.get_cluster().await {
+            Ok(c) if !is_sync_standby(&c, &me) => break,
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("Could not get cluster state, skipping synchronous standby disable");
+                break;
+            }
+        }
+        tracing::info!("Waiting for primary to release us from synchronous standby");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    true
+}
+
+/// The stop or restart is over: this node may be synchronous again (the
+/// next member key write says so).
+pub fn rejoin_sync_standbys(shared: &Shared) {
+    shared.with_tracked(|t| t.disable_sync = t.disable_sync.saturating_sub(1));
 }

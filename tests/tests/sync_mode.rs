@@ -100,6 +100,25 @@ fn on_mode_publishes_the_standby_postgres_waits_for_and_fails_over_to_it_only() 
     assert_eq!(role(&sync), "sync_standby");
     assert_eq!(role(&other), "replica");
 
+    // A restart of the synchronous standby first asks the leader to replace
+    // it: its member key says nosync until the restart is over.
+    let member_tags = |name: &str| -> Value {
+        let kv = cluster.etcd.raw().get(&format!("{}members/{name}", cluster.prefix()));
+        kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()).map(|v| v["tags"].clone()).unwrap_or_default()
+    };
+    let port = cluster.node(&sync).api_port;
+    let restart = std::thread::spawn(move || palisade_tests::http::request(port, "POST", "/restart", Some("{}"), &[]));
+    wait_for("the restarting standby to publish nosync", Duration::from_secs(30), || {
+        (member_tags(&sync)["nosync"] == true).then_some(())
+    });
+    let r = restart.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(30), || member_tags(&sync).get("nosync").is_none()));
+    // The leader moved the synchronous role to the other standby.
+    assert_eq!(wait_one_sync_standby(&cluster, &leader), other);
+    let (sync, other) = (other, sync);
+    assert!(wait_until(Duration::from_secs(20), || status(&sync, "/sync") == 200 && status(&other, "/sync") == 503));
+
     // A switchover to the asynchronous node is refused with Patroni's words.
     let body = format!(r#"{{"leader": "{leader}", "candidate": "{other}"}}"#);
     let r = cluster.node(&leader).call("POST", "/switchover", Some(&body));
@@ -154,4 +173,61 @@ fn without_its_synchronous_standby_non_strict_mode_writes_and_strict_mode_waits(
         wait_until(Duration::from_secs(90), || write_without_waiting(&cluster, &leader, 3)),
         "writes go on once the standby is back"
     );
+}
+
+/// Wait until `sync` names `leader` with these voters and quorum, and the
+/// leader's PostgreSQL has `ssn` and reports every voter `quorum`.
+fn wait_quorum_state(cluster: &Cluster, leader: &str, voters: &[&str], quorum: u64, ssn: &str) {
+    let want = voters.join(",");
+    let ok = wait_until(Duration::from_secs(90), || {
+        let Some(key) = sync_key(cluster) else { return false };
+        let pg = cluster.node(leader);
+        let states = pg
+            .sql("SELECT string_agg(application_name || '=' || sync_state, ',' ORDER BY 1) FROM pg_stat_replication")
+            .unwrap_or_default();
+        key["leader"] == leader
+            && key["quorum"] == quorum
+            && key["sync_standby"].as_str() == Some(want.as_str())
+            && pg.sql("SHOW synchronous_standby_names").as_deref() == Ok(ssn)
+            && voters.iter().all(|v| states.split(',').any(|s| s == format!("{v}=quorum")))
+    });
+    assert!(
+        ok,
+        "wanted leader {leader}, voters {want}, quorum {quorum}, {ssn}; key {:?}, ssn {:?}",
+        sync_key(cluster),
+        cluster.node(leader).sql("SHOW synchronous_standby_names")
+    );
+}
+
+#[test]
+fn quorum_mode_publishes_any_and_the_quorum_and_fails_over_within_it() {
+    let mut cluster =
+        Cluster::start("sync-quorum", spec("    synchronous_mode: quorum\n    synchronous_node_count: 2\n", 3));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut standbys: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != leader).collect();
+    standbys.sort();
+    let names: Vec<&str> = standbys.iter().map(String::as_str).collect();
+    wait_quorum_state(&cluster, &leader, &names, 0, &format!("ANY 2 ({})", names.join(",")));
+    for s in &standbys {
+        let ok = wait_until(Duration::from_secs(20), || {
+            cluster.node(s).get("/quorum").map(|r| r.status) == Ok(200)
+                && cluster.node(s).get("/sync").map(|r| r.status) == Ok(503)
+        });
+        assert!(ok, "{s} answers /quorum 200 and /sync 503");
+        assert_eq!(cluster.node(s).get("/patroni").unwrap().json()["quorum_standby"], true);
+    }
+    let view = cluster.node(&leader).get("/cluster").unwrap().json();
+    let roles: Vec<&str> = view["members"].as_array().unwrap().iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles.iter().filter(|r| **r == "quorum_standby").count(), 2, "{view}");
+    assert!(write_without_waiting(&cluster, &leader, 1), "both standbys acknowledge");
+
+    // A crash of the primary: one of the voters takes over, and the state
+    // comes to rest again around the survivors.
+    cluster.mark("kill -9 of the leader's daemon and postmaster");
+    cluster.kill9(&leader, true);
+    let new = cluster.wait_for_new_leader(&leader, Duration::from_secs(60));
+    assert!(standbys.contains(&new));
+    let other = standbys.iter().find(|s| **s != new).unwrap().clone();
+    wait_quorum_state(&cluster, &new, &[&other], 0, &format!("ANY 1 ({other})"));
+    assert_eq!(cluster.node(&new).sql("SELECT count(*) FROM w").unwrap(), "1");
 }

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::types::{GlobalConfig, LocalConfig, SynchronousMode};
+use crate::types::{GlobalConfig, LocalConfig};
 use crate::values::parse_bool;
 
 /// One setting palisade accepts and does not act on yet.
@@ -27,11 +27,6 @@ pub struct Unacted {
 /// [`not_acted_on`] reports a row only when the configuration gives it a
 /// value that would change what Patroni does.
 pub static NOT_ACTED_ON: &[Unacted] = &[
-    Unacted {
-        key: "synchronous_mode",
-        consequence: "quorum commit is not done yet: with `synchronous_mode: quorum` the leader publishes no quorum \
-                      and leaves synchronous_standby_names as it is",
-    },
     Unacted {
         key: "standby_cluster",
         consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
@@ -119,9 +114,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     let mut found: Vec<(String, &'static str)> = Vec::new();
     let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
 
-    if global.synchronous_mode == SynchronousMode::Quorum {
-        add("synchronous_mode", "synchronous_mode (quorum)".into());
-    }
     if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
         add("standby_cluster", "standby_cluster".into());
     }
@@ -189,10 +181,10 @@ mod tests {
         let cases: &[(&str, Value, &[&str])] = &[
             ("", json!({}), &[]),
             ("", json!({"synchronous_mode": false, "failsafe_mode": "off", "synchronous_node_count": 1}), &[]),
-            // `on` mode, strict mode, the count, the lag limit are acted on.
+            // Synchronous and quorum modes, strict mode, the count, the lag limit are acted on.
             ("", json!({"synchronous_mode": "on", "synchronous_mode_strict": true}), &[]),
             ("", json!({"synchronous_node_count": 2, "maximum_lag_on_syncnode": 1048576}), &[]),
-            ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &["synchronous_mode (quorum)"]),
+            ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &[]),
             ("", json!({"failsafe_mode": true}), &[]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),

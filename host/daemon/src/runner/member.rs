@@ -40,9 +40,16 @@ pub fn scheduled_restart_json(r: &palisade_ha::ScheduledRestart) -> serde_json::
 impl Runner {
     /// Write our member key.
     pub(super) async fn touch_member(&mut self) {
-        let cfg = self.shared.config();
-        let tracked = self.shared.tracked();
-        let status = self.shared.status.get();
+        touch_member_of(&self.shared).await;
+    }
+}
+
+/// Write the member key of this node; `false` when the write failed.
+pub(super) async fn touch_member_of(shared: &super::Shared) -> bool {
+    {
+        let cfg = shared.config();
+        let tracked = shared.tracked();
+        let status = shared.status.get();
         let mut record = MemberRecord {
             conn_url: postgres_url(&cfg.local.postgresql.connect_address),
             api_url: cfg.local.restapi.api_url(),
@@ -53,6 +60,11 @@ impl Runner {
             tags: palisade_model::Tags(&cfg.local.tags).published(),
             ..MemberRecord::default()
         };
+        if tracked.disable_sync > 0 {
+            // Leaving the synchronous standbys for a restart or a stop.
+            record.tags.insert("nosync".into(), serde_json::json!(true));
+            record.tags.insert("sync_priority".into(), serde_json::json!(0));
+        }
         if !status.pending_restart_reason.is_empty() {
             record.pending_restart = Some(true);
             record.pending_restart_reason = Some(status.pending_restart_reason.clone());
@@ -74,11 +86,17 @@ impl Runner {
         if cfg.global.pause {
             record.pause = Some(true);
         }
-        if let Err(e) = self.shared.dcs.touch_member(record.to_json()).await {
-            tracing::warn!("could not update the member key: {e}");
+        match shared.dcs.touch_member(record.to_json()).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("could not update the member key: {e}");
+                false
+            }
         }
     }
+}
 
+impl Runner {
     /// Publish what the API serves.
     pub(super) fn publish_status(&self, observed: &Observed) {
         let cfg = self.shared.config();

@@ -119,6 +119,9 @@ pub struct Tracked {
     /// `primary_start_timeout` for the start in progress, from the
     /// `timeout` of a restart request (Patroni's `set_start_timeout`).
     pub start_timeout: Option<f64>,
+    /// Actions under way that want this node out of the synchronous
+    /// standbys (Patroni's `_disable_sync`): the member key says `nosync`.
+    pub disable_sync: u32,
 }
 
 impl Tracked {
@@ -134,6 +137,7 @@ impl Tracked {
             finished: None,
             leader_until: None,
             start_timeout: None,
+            disable_sync: 0,
         }
     }
 
@@ -431,8 +435,13 @@ impl Runner {
             return std::process::ExitCode::SUCCESS;
         }
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
+        let released = sync::leave_sync_standbys(&self.shared).await;
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        match self.shared.pg.stop(crate::pg::StopMode::Fast).await {
+        let stopped = self.shared.pg.stop(crate::pg::StopMode::Fast).await;
+        if released {
+            sync::rejoin_sync_standbys(&self.shared);
+        }
+        match stopped {
             Ok(checkpoint) => {
                 self.shared.with_tracked(|t| t.set_state(State::Stopped));
                 self.shared.callback("on_stop");

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use palisade_ha::sync::{
-    current_state, plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, SyncPlan,
-    SyncSettings, SyncStep, STRICT_PLACEHOLDER,
+    current_state, plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, plan_quorum,
+    SyncPlan, SyncSettings, SyncStep, STRICT_PLACEHOLDER,
 };
 use palisade_ha::Level;
 use palisade_model::{Cluster, SyncState};
@@ -20,6 +20,8 @@ use crate::pg::SyncNames;
 /// How long Patroni gives PostgreSQL to apply a new list before it looks
 /// again for standbys that became synchronous.
 const RECHECK_AFTER: Duration = Duration::from_secs(2);
+/// How often quorum mode looks again while standbys are being confirmed.
+const QUORUM_RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// `synchronous_standby_names` as the leader decided it: `value`, or (when
 /// none) the strict placeholder for a primary in strict mode.
@@ -34,6 +36,10 @@ pub fn managed(value: Option<String>, settings: &SyncSettings) -> SyncNames {
 pub async fn before_start(shared: &Shared, role: Role) {
     let settings = shared.config().settings().sync;
     if !settings.is_on() {
+        // The configured value, as Patroni writes it outside synchronous mode.
+        if let Err(e) = shared.pg.set_sync_names(SyncNames::Configured).await {
+            tracing::error!("could not set synchronous_standby_names: {e}");
+        }
         return;
     }
     let value = match (role, shared.pg.sync_names()) {
@@ -59,10 +65,6 @@ impl Runner {
         let cfg = self.shared.config();
         let settings = cfg.settings().sync;
         let me = cfg.local.name.clone();
-        if settings.is_quorum() {
-            // Quorum commit is not acted on yet (reported at start).
-            return;
-        }
         if !settings.is_on() {
             self.sync.reset();
             self.run_sync_plan(plan_disable(&cluster.sync), cluster.sync.clone(), &settings).await;
@@ -70,23 +72,33 @@ impl Runner {
         }
         let mut key = cluster.sync.clone();
         let mut rechecked = false;
+        let started = std::time::Instant::now();
+        let loop_wait = cfg.global.loop_wait;
         loop {
             let Some(primary) = self.shared.pg.sync_status().await else {
                 return;
             };
             self.note_ssn(&primary).await;
             let observed = current_state(&mut self.sync, &me, &cluster.members, &key, &primary, &settings);
-            let plan = plan_multisync(&me, rechecked, &mut self.sync, &key, &observed, &settings);
+            let plan = if settings.is_quorum() {
+                plan_quorum(&me, &mut self.sync, &key, &observed, &settings)
+            } else {
+                plan_multisync(&me, rechecked, &mut self.sync, &key, &observed, &settings)
+            };
             let recheck = plan.recheck;
             match self.run_sync_plan(plan, key, &settings).await {
                 Some(k) => key = k,
                 None => return,
             }
-            if !recheck || rechecked {
+            // `on` mode looks again once, after two seconds; quorum mode
+            // every second while within loop_wait (as Patroni does).
+            let wait = if settings.is_quorum() { QUORUM_RECHECK_AFTER } else { RECHECK_AFTER };
+            let done = if settings.is_quorum() { started.elapsed() + wait >= loop_wait } else { rechecked };
+            if !recheck || done {
                 return;
             }
             rechecked = true;
-            tokio::time::sleep(RECHECK_AFTER).await;
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -191,4 +203,50 @@ impl Runner {
         }
         Some(key)
     }
+}
+
+/// Is `me` a synchronous standby of the current leader (Patroni's
+/// `is_sync_standby`)?
+fn is_sync_standby(cluster: &Cluster, me: &str) -> bool {
+    cluster.leader_name().is_some_and(|l| cluster.sync.leader_matches(l)) && cluster.sync.matches(me, false)
+}
+
+/// Before stopping or restarting PostgreSQL on a replica in synchronous
+/// mode (Patroni's `while_not_sync_standby`): publish `nosync` and wait up
+/// to two `loop_wait`s for the leader to pick another synchronous standby,
+/// so that commits do not wait for us meanwhile. `true` when `nosync` is
+/// published: call [`rejoin_sync_standbys`] once done. Only a hint: a DCS
+/// that cannot be read ends the wait.
+pub async fn leave_sync_standbys(shared: &Shared) -> bool {
+    let cfg = shared.config();
+    let me = cfg.local.name.clone();
+    if shared.tracked().is_leader() || !cfg.settings().sync.is_on() || palisade_model::Tags(&cfg.local.tags).nosync() {
+        return false;
+    }
+    shared.with_tracked(|t| t.disable_sync += 1);
+    if !super::member::touch_member_of(shared).await {
+        tracing::warn!("Updating member state failed, skipping synchronous standby disable");
+        return true;
+    }
+    // Patroni's polling_loop(timeout=2 * loop_wait, interval=2).
+    let end = std::time::Instant::now() + cfg.global.loop_wait * 2;
+    while std::time::Instant::now() < end {
+        match shared.dcs.get_cluster().await {
+            Ok(c) if !is_sync_standby(&c, &me) => break,
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("Could not get cluster state, skipping synchronous standby disable");
+                break;
+            }
+        }
+        tracing::info!("Waiting for primary to release us from synchronous standby");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    true
+}
+
+/// The stop or restart is over: this node may be synchronous again (the
+/// next member key write says so).
+pub fn rejoin_sync_standbys(shared: &Shared) {
+    shared.with_tracked(|t| t.disable_sync = t.disable_sync.saturating_sub(1));
 }

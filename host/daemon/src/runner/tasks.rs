@@ -125,6 +125,7 @@ pub async fn restart(
         Role::StandbyLeader => Role::StandbyLeader,
         _ => Role::Replica,
     };
+    let released = super::sync::leave_sync_standbys(&shared).await;
     shared.with_tracked(|t| {
         t.set_state(State::Restarting);
         t.start_timeout = timeout;
@@ -158,6 +159,9 @@ pub async fn restart(
             }
         }
     };
+    if released {
+        super::sync::rejoin_sync_standbys(&shared);
+    }
     let ok = outcome.0;
     if let Some(reply) = reply {
         let _ = reply.send(outcome);

@@ -6,11 +6,13 @@
 
 mod names;
 mod plan;
+mod quorum_plan;
 mod ssn;
 mod state;
 
 pub use names::NameSet;
 pub use plan::{plan_disable, plan_multisync, plan_prepromote_multisync, plan_prepromote_quorum, SyncPlan, SyncStep};
+pub use quorum_plan::plan_quorum;
 pub use ssn::{parse_ssn, quote_standby_name, ssn_value, Ssn, SsnKind, STRICT_PLACEHOLDER};
 pub use state::{current_state, PrimarySync, SyncObserved, SyncTracker, WalSender};
 

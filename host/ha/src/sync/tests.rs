@@ -350,3 +350,76 @@ fn disable() {
     assert_eq!(shape(&plan_disable(&key(Some("n1"), &["n2"]))), vec![S::Del, S::Ssn(None), S::Restore]);
     assert_eq!(shape(&plan_disable(&SyncState::default())), vec![S::Restore]);
 }
+
+/// Quorum mode against a simulated primary: PostgreSQL reports `quorum`
+/// for the standbys an `ANY` list names. The plans are carried out until
+/// nothing is left to do; the key and the list must end up agreeing.
+#[test]
+fn quorum_mode_reaches_a_consistent_state() {
+    for (count, strict, standbys, want_ssn, want_quorum) in [
+        (2, false, &["n2", "n3"][..], "ANY 2 (n2,n3)", 0),
+        (1, false, &["n2", "n3"][..], "ANY 1 (n2,n3)", 1),
+        (1, true, &["n2"][..], "ANY 1 (n2)", 0),
+    ] {
+        let s = SyncSettings { mode: SyncMode::Quorum, strict, node_count: count, max_lag_on_syncnode: -1 };
+        let members: Vec<Member> = standbys.iter().map(|n| member(n, json!({}))).collect();
+        let mut tracker = SyncTracker::default();
+        let mut key = SyncState::default();
+        let mut ssn = String::new();
+        let mut settled = false;
+        for _ in 0..20 {
+            let listed = parse_ssn(&ssn).unwrap_or_default();
+            let senders = standbys
+                .iter()
+                .map(|n| {
+                    let state =
+                        if listed.kind == SsnKind::Quorum && listed.members.contains(n) { "quorum" } else { "async" };
+                    sender(n, state, 1000)
+                })
+                .collect();
+            let primary = PrimarySync { ssn: ssn.clone(), synchronous_commit: "on".into(), senders, lsn: 1000 };
+            tracker.observe(&primary);
+            let observed = current_state(&mut tracker, "n1", &members, &key, &primary, &s);
+            let plan = plan_quorum("n1", &mut tracker, &key, &observed, &s);
+            if plan.steps.iter().all(|st| matches!(st, SyncStep::Log(..))) {
+                settled = true;
+                break;
+            }
+            for step in plan.steps {
+                match step {
+                    SyncStep::WriteSync { leader, standbys, quorum, .. } => {
+                        key = SyncState {
+                            version: Some("v".into()),
+                            leader: Some(leader),
+                            sync_standby: standbys,
+                            quorum,
+                        };
+                    }
+                    SyncStep::SetSsn(v) => ssn = v.unwrap_or_default(),
+                    _ => {}
+                }
+            }
+        }
+        assert!(settled, "count {count}: no resting state; key {key:?}, ssn {ssn}");
+        assert_eq!(ssn, want_ssn, "count {count}");
+        assert_eq!(key.leader.as_deref(), Some("n1"));
+        assert_eq!(key.quorum, want_quorum, "count {count}");
+        let mut voters = key.sync_standby.clone();
+        voters.sort();
+        assert_eq!(voters, standbys.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "count {count}");
+    }
+}
+
+#[test]
+fn quorum_mode_strict_without_standbys_waits() {
+    let s = SyncSettings { mode: SyncMode::Quorum, strict: true, node_count: 1, max_lag_on_syncnode: -1 };
+    let mut tracker = SyncTracker::default();
+    let primary = PrimarySync { ssn: String::new(), synchronous_commit: "on".into(), senders: vec![], lsn: 10 };
+    tracker.observe(&primary);
+    let k = key(Some("n1"), &[]);
+    let observed = current_state(&mut tracker, "n1", &[], &k, &primary, &s);
+    let plan = plan_quorum("n1", &mut tracker, &k, &observed, &s);
+    assert_eq!(shape(&plan), vec![S::Ssn(Some(format!("ANY 1 ({STRICT_PLACEHOLDER})")))]);
+    assert_eq!(logs(&plan).len(), 1, "{:?}", logs(&plan));
+    assert!(tracker.strict_activated);
+}

@@ -43,6 +43,9 @@ pub struct FakeState {
     pub hot_standby_feedback: bool,
     /// What was called, in order (`start replica n1`, `stop fast`...).
     pub calls: Vec<String>,
+    /// The postmaster died after answering the status query: the
+    /// observation still says running, its pid names no process.
+    pub postmaster_died: bool,
 }
 
 pub struct FakePg {
@@ -80,7 +83,7 @@ impl FakePg {
         self.with(|s| s.slots.insert(name.to_string(), slot));
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -165,7 +168,10 @@ impl LocalPostgres for FakePg {
             snapshot: None,
             pending_restart_reason: Map::new(),
             // A live process stands for the postmaster: the test's own.
-            postmaster_pid: s.running.then(|| i32::try_from(std::process::id()).ok()).flatten(),
+            postmaster_pid: s
+                .running
+                .then(|| if s.postmaster_died { Some(i32::MAX) } else { i32::try_from(std::process::id()).ok() })
+                .flatten(),
         };
         let Some(sysid) = s.sysid.clone() else {
             return out;

@@ -105,10 +105,15 @@ impl Runner {
         self.shared.status.update(|s| {
             s.role = tracked.role;
             s.state = tracked.state;
-            s.pg = observed.snapshot.clone();
-            s.postmaster = observed
-                .postmaster_pid
-                .and_then(|pid| crate::status::process_start_time(pid).map(|started| (pid, started)));
+            // A postmaster that died between the observation and now (the
+            // cycle was slow) leaves no start time to check later: drop the
+            // snapshot here, or the API would serve it as running.
+            let postmaster = observed.postmaster_pid.map(|pid| (pid, crate::status::process_start_time(pid)));
+            s.postmaster = postmaster.and_then(|(pid, started)| started.map(|t| (pid, t)));
+            s.pg = match postmaster {
+                Some((_, None)) => None,
+                _ => observed.snapshot.clone(),
+            };
             s.sysid.clone_from(&observed.sysid);
             s.pending_restart_reason = observed.pending_restart_reason.clone();
             s.tags = palisade_model::Tags(&cfg.local.tags).published();

@@ -160,6 +160,18 @@ async fn the_first_node_bootstraps_the_cluster() {
 }
 
 #[tokio::test]
+async fn a_postmaster_that_dies_during_the_cycle_is_not_served_as_running() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    assert!(n1.runner.shared.status.get().pg.is_some(), "the running primary is served");
+    // The status query answered, then the postmaster died before the
+    // status was published: nothing is left to check the pid against.
+    n1.pg.with(|s| s.postmaster_died = true);
+    n1.runner.cycle().await;
+    assert!(n1.runner.shared.status.get().pg.is_none(), "a dead postmaster must not be served as running");
+}
+
+#[tokio::test]
 async fn a_new_node_clones_and_follows_the_leader() {
     let store = MemoryStore::new();
     let mut n1 = bootstrapped(&store).await;

@@ -5,7 +5,9 @@
 //! the primary keeps accepting writes for longer than ttl; with one member
 //! gone too, it demotes; when etcd is back the cluster is healthy, with the
 //! same leader when nobody had to demote. A replica accepts `POST
-//! /failsafe` only from the member that was leader. In a mixed cluster,
+//! /failsafe` only from the member that was leader, and while etcd is
+//! stopped its copy of a permanent physical slot follows the primary's
+//! slot through those calls. In a mixed cluster,
 //! Patroni replicas accept a palisade primary's calls and the reverse.
 #![allow(clippy::unwrap_used)]
 
@@ -92,6 +94,18 @@ fn wait_for_topology(cluster: &Cluster) {
     assert!(ok, "the failsafe key is {} (want {want})", failsafe_key(cluster));
 }
 
+/// The permanent physical slot of the first test.
+const SLOT: &str = "fsperm";
+
+/// Whether `node`'s copy of [`SLOT`] is at `lsn` or beyond.
+fn slot_copy_reached(cluster: &Cluster, node: &str, lsn: &str) -> bool {
+    cluster
+        .node(node)
+        .sql(&format!("SELECT restart_lsn >= '{lsn}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"))
+        .as_deref()
+        == Ok("t")
+}
+
 fn replicas(cluster: &Cluster, leader: &str) -> Vec<String> {
     cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| n != leader).collect()
 }
@@ -127,13 +141,21 @@ fn healthy_with(cluster: &Cluster, leader: &str, writer: &mut Writer) {
 
 #[test]
 fn failsafe_keeps_the_primary_while_every_member_answers() {
-    let mut cluster = Cluster::start("failsafe", spec());
+    let spec = ClusterSpec {
+        extra_dcs: format!("    failsafe_mode: true\n    slots:\n      {SLOT}:\n        type: physical\n"),
+        ..spec()
+    };
+    let mut cluster = Cluster::start("failsafe", spec);
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
     let mut writer = Writer { next: 1, acked: Vec::new() };
     writer.insert(&cluster, &leader).unwrap();
     cluster.wait_streaming(&leader, 2, Duration::from_secs(60));
     wait_for_topology(&cluster);
     let others = replicas(&cluster, &leader);
+    let has_slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{SLOT}'");
+    for r in &others {
+        cluster.wait_sql(r, &has_slot, "1", Duration::from_secs(30));
+    }
 
     // A replica accepts POST /failsafe only from the member that was leader.
     let r = cluster.node(&others[0]).call("POST", "/failsafe", Some(&failsafe_body(&others[1])));
@@ -152,9 +174,23 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
     // 1. etcd stopped (refused connections), every member reachable.
     cluster.mark("etcd stops; every member is reachable");
     cluster.etcd.stop();
+    writer.insert(&cluster, &leader).unwrap();
+    // The primary's permanent slot moves (as a consumer would move it):
+    // the replicas' copies follow through POST /failsafe alone.
+    let moved = cluster
+        .node(&leader)
+        .sql(&format!("SELECT end_lsn FROM pg_replication_slot_advance('{SLOT}', pg_current_wal_lsn())"))
+        .unwrap();
+    for r in &others {
+        assert!(!slot_copy_reached(&cluster, r, &moved), "{r}'s copy of {SLOT} is at {moved} already");
+    }
     writer.keep_writing_past_ttl(&cluster, &leader, "etcd stopped");
     assert!(failsafe_is_active(&cluster, &leader), "failsafe mode is not reported active on {leader}");
     assert!(cluster.node(&leader).log().contains("continue to run as a leader because failsafe mode is enabled"));
+    for r in &others {
+        let reached = wait_until(Duration::from_secs(10), || slot_copy_reached(&cluster, r, &moved));
+        assert!(reached, "{r}'s copy of {SLOT} did not reach {moved} while etcd was stopped:\n{}", cluster.logs());
+    }
     cluster.mark("etcd is back");
     cluster.etcd.start_again();
     healthy_with(&cluster, &leader, &mut writer);

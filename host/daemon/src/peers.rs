@@ -91,10 +91,15 @@ impl PeerClient {
 
     /// Call `POST /failsafe` on these members (name, API URL), all at once,
     /// with `body`; whether each accepted (`200 Accepted`, as Patroni's
-    /// primary counts it). A member that does not answer within
-    /// [`PEER_TIMEOUT`] (one retry when the connection failed at once, as
-    /// Patroni's `retries=1`) has not accepted.
-    pub async fn failsafe(&self, members: Vec<(String, String)>, body: serde_json::Value) -> BTreeMap<String, bool> {
+    /// primary counts it) and the WAL position it sent in its `lsn` header.
+    /// A member that does not answer within [`PEER_TIMEOUT`] (one retry
+    /// when the connection failed at once, as Patroni's `retries=1`) has
+    /// not accepted.
+    pub async fn failsafe(
+        &self,
+        members: Vec<(String, String)>,
+        body: serde_json::Value,
+    ) -> BTreeMap<String, FailsafeReply> {
         let http = self.http();
         let body = Arc::new(body);
         let mut set = tokio::task::JoinSet::new();
@@ -128,10 +133,19 @@ pub fn endpoint_url(api_url: &str, path: &str) -> Option<reqwest::Url> {
     Some(url)
 }
 
-async fn call_failsafe(http: &reqwest::Client, name: &str, api_url: &str, body: &serde_json::Value) -> bool {
+/// A member's answer to `POST /failsafe`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailsafeReply {
+    pub accepted: bool,
+    /// Its received/replayed WAL position (the `lsn` header), if it sent a
+    /// number there.
+    pub lsn: Option<u64>,
+}
+
+async fn call_failsafe(http: &reqwest::Client, name: &str, api_url: &str, body: &serde_json::Value) -> FailsafeReply {
     let Some(url) = endpoint_url(api_url, "failsafe") else {
         tracing::warn!("Request failed to {name}: POST {api_url} (not a usable API URL)");
-        return false;
+        return FailsafeReply::default();
     };
     let started = std::time::Instant::now();
     let mut retried = false;
@@ -140,18 +154,20 @@ async fn call_failsafe(http: &reqwest::Client, name: &str, api_url: &str, body: 
         let result = async {
             let response = http.post(url.clone()).json(body).timeout(left).send().await?;
             let code = response.status().as_u16();
-            Ok::<_, reqwest::Error>((code, response.text().await?))
+            let lsn =
+                response.headers().get("lsn").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+            Ok::<_, reqwest::Error>((code, lsn, response.text().await?))
         }
         .await;
         match result {
-            Ok((code, text)) => {
+            Ok((code, lsn, text)) => {
                 tracing::info!("Got response from {name} {url}: {text}");
-                return code == 200 && text == "Accepted";
+                return FailsafeReply { accepted: code == 200 && text == "Accepted", lsn };
             }
             Err(e) if e.is_connect() && !retried && !left.is_zero() => retried = true,
             Err(e) => {
                 tracing::warn!("Request failed to {name}: POST {url} ({})", chain(&e));
-                return false;
+                return FailsafeReply::default();
             }
         }
     }
@@ -250,14 +266,21 @@ mod tests {
 
     /// A member answering every request with `code` and `body`.
     async fn answering(code: u16, body: &'static str) -> String {
+        answering_with(code, "", body).await
+    }
+
+    /// The same, with more header lines (each ending in CRLF).
+    async fn answering_with(code: u16, headers: &'static str, body: &'static str) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = vec![0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let reply =
-                    format!("HTTP/1.1 {code} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let reply = format!(
+                    "HTTP/1.1 {code} X\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = s.write_all(reply.as_bytes()).await;
             }
         });
@@ -274,6 +297,8 @@ mod tests {
         };
         let members = vec![
             ("ok".to_string(), answering(200, "Accepted").await),
+            ("lsn".to_string(), answering_with(200, "lsn: 12345\r\n", "Accepted").await),
+            ("bad-lsn".to_string(), answering_with(200, "lsn: 0/3000\r\n", "Accepted").await),
             ("primary".to_string(), answering(500, "Running as a leader").await),
             ("odd".to_string(), answering(200, "OK").await),
             ("gone".to_string(), closed),
@@ -281,11 +306,18 @@ mod tests {
         ];
         let peers = PeerClient::new(reqwest::Client::new());
         let got = peers.failsafe(members, serde_json::json!({"name": "me"})).await;
-        let want: BTreeMap<String, bool> =
-            [("ok", true), ("primary", false), ("odd", false), ("gone", false), ("garbage", false)]
-                .into_iter()
-                .map(|(n, ok)| (n.to_string(), ok))
-                .collect();
+        let want: BTreeMap<String, FailsafeReply> = [
+            ("ok", true, None),
+            ("lsn", true, Some(12345)),
+            ("bad-lsn", true, None),
+            ("primary", false, None),
+            ("odd", false, None),
+            ("gone", false, None),
+            ("garbage", false, None),
+        ]
+        .into_iter()
+        .map(|(n, accepted, lsn)| (n.to_string(), FailsafeReply { accepted, lsn }))
+        .collect();
         assert_eq!(got, want);
     }
 

@@ -81,6 +81,10 @@ pub struct Failsafe {
     pub active_until: Option<std::time::Instant>,
     /// The leader whose `POST /failsafe` this node accepted last (replica).
     pub leader: Option<palisade_ha::FailsafeLeader>,
+    /// The slot positions of the last failsafe round (Patroni's
+    /// `Failsafe._slots`): on a replica, the `slots` the leader sent; on
+    /// the primary, the `lsn` every member answered.
+    pub slots: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Failsafe {

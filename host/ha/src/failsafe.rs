@@ -7,7 +7,11 @@
 //!   all of them accept;
 //! - how a replica that accepted such a call from the leader sees a
 //!   cluster whose leader key is gone: the leader is still there, so it
-//!   follows it instead of racing.
+//!   follows it instead of racing;
+//! - which slot positions the slots follow while failsafe mode is active
+//!   (the leader's `slots` on a replica, the members' `lsn` replies on the
+//!   primary), and whether slots are synced in a cycle that could not
+//!   reach the DCS.
 //!
 //! Unlike Patroni (its issue #3572), every DCS error counts as "the DCS
 //! cannot be reached": that is the runner's side (see `runner/cycle.rs`).
@@ -16,7 +20,7 @@ use palisade_model::{Cluster, Leader, Member};
 use serde_json::{Map, Value};
 
 use crate::offline::Offline;
-use crate::output::{Ask, Level};
+use crate::output::{Action, Ask, Decision, Level};
 
 /// The reason a primary keeps running in failsafe mode (Patroni's words).
 pub const CONTINUE_AS_LEADER: &str =
@@ -133,6 +137,67 @@ pub fn cluster_with_failsafe_leader(cluster: &Cluster, heard: Option<&FailsafeLe
     Some(c)
 }
 
+/// The cluster as slot syncing sees it while failsafe mode is active
+/// (Patroni's `Failsafe.update_cluster`). `slots` is what the last
+/// failsafe round carried: on a replica, the `slots` the leader sent with
+/// `POST /failsafe` (slot name to position, the leader's own WAL position
+/// under its slot name), which take the place of the `status` key's, so
+/// that permanent and member slot copies keep advancing while the DCS is
+/// out of reach; on the primary, the `lsn` each member answered (member
+/// name to position), which becomes the position of every member that
+/// replicates from another member (`replicatefrom`), so that the primary
+/// keeps advancing its slots for them. `None`: failsafe mode is off or not
+/// active, use the snapshot as it is.
+pub fn cluster_for_slots(
+    cluster: &Cluster,
+    enabled: bool,
+    active: bool,
+    slots: Option<&Map<String, Value>>,
+) -> Option<Cluster> {
+    if !(enabled && active) {
+        return None;
+    }
+    let mut c = cluster.clone();
+    c.status.slots = slots.cloned();
+    if let Some(slots) = slots {
+        for m in &mut c.members {
+            let cascading = m.tags().replicatefrom().is_some();
+            if let Some(lsn) = slots.get(&m.name).filter(|_| cascading) {
+                m.data.insert("xlog_location".into(), lsn.clone());
+            }
+        }
+    }
+    Some(c)
+}
+
+/// The positions a primary keeps from a failsafe round in which every
+/// member accepted (Patroni's `update_slots`): each member's `lsn` reply,
+/// when it sent one other than 0. `None` when some member did not accept:
+/// the round keeps nothing.
+pub fn member_positions(replies: &[(String, bool, Option<u64>)]) -> Option<Map<String, Value>> {
+    if !replies.iter().all(|(_, accepted, _)| *accepted) {
+        return None;
+    }
+    Some(
+        replies
+            .iter()
+            .filter_map(|(name, _, lsn)| lsn.filter(|l| *l > 0).map(|l| (name.clone(), Value::from(l))))
+            .collect(),
+    )
+}
+
+/// Whether a cycle that could not reach the DCS still syncs the slots
+/// (Patroni's `_sync_replication_slots(dcs_failed=True)`): only with
+/// failsafe mode on and not paused, on a running PostgreSQL, and on a
+/// primary only while failsafe mode keeps it running. Without failsafe
+/// mode, slots are not touched while the DCS is out of reach.
+pub fn syncs_slots_offline(o: &Offline<'_>, d: &Decision) -> bool {
+    if !o.settings.failsafe_mode || o.settings.paused || !o.local.pg.is_running() {
+        return false;
+    }
+    !o.local.pg.is_primary() || d.actions.contains(&Action::FailsafeActive)
+}
+
 /// Members of the `failsafe` key, as the leader race sees them (Patroni's
 /// `RemoteMember(name, {'api_url': url})`): only a name and an API URL.
 pub fn failsafe_members(key: &Map<String, Value>) -> Vec<Member> {
@@ -239,5 +304,97 @@ mod tests {
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].api_url(), Some("http://a/patroni"));
         assert_eq!(ms[1].api_url(), None);
+    }
+
+    fn tagged(name: &str, tags: Value, lsn: u64) -> Member {
+        let v = json!({"api_url": "http://h/patroni", "tags": tags, "xlog_location": lsn});
+        Member::from_value(name, "1", "", &v.to_string()).unwrap()
+    }
+
+    /// What slot syncing sees while failsafe mode is active: the positions
+    /// of the last round replace the `status` key's, and a cascading
+    /// member's position comes from its `lsn` reply.
+    #[test]
+    fn slots_follow_the_last_failsafe_round() {
+        let c = Cluster {
+            members: vec![
+                tagged("a", json!({}), 10),
+                tagged("b", json!({}), 20),
+                tagged("c", json!({"replicatefrom": "b"}), 30),
+                tagged("d", json!({"replicatefrom": "b"}), 40),
+            ],
+            status: palisade_model::Status::from_value(r#"{"optime": 5, "slots": {"perm": 5}}"#),
+            ..Cluster::default()
+        };
+        let leader_sent = obj(json!({"a": 900, "perm": 800}));
+        let replies = obj(json!({"b": 200, "c": 300}));
+        let lsns = |c: &Cluster| c.members.iter().map(|m| m.lsn().unwrap_or(0)).collect::<Vec<_>>();
+        type Row<'a> = (&'a str, bool, bool, Option<&'a Map<String, Value>>, Option<(Option<Value>, Vec<u64>)>);
+        let rows: Vec<Row> = vec![
+            ("failsafe mode off", false, true, Some(&leader_sent), None),
+            ("failsafe mode not active", true, false, Some(&leader_sent), None),
+            (
+                "a replica takes the leader's slots",
+                true,
+                true,
+                Some(&leader_sent),
+                Some((Some(json!({"a": 900, "perm": 800})), vec![10, 20, 30, 40])),
+            ),
+            (
+                "the primary moves only cascading members",
+                true,
+                true,
+                Some(&replies),
+                Some((Some(json!({"b": 200, "c": 300})), vec![10, 20, 300, 40])),
+            ),
+            ("a leader that sent no slots", true, true, None, Some((None, vec![10, 20, 30, 40]))),
+        ];
+        for (what, enabled, active, slots, want) in rows {
+            let got = cluster_for_slots(&c, enabled, active, slots);
+            let got = got.map(|g| (g.status.slots.clone().map(Value::Object), lsns(&g)));
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_round_keeps_positions_only_when_everybody_accepted() {
+        let r = |n: &str, ok: bool, lsn: Option<u64>| (n.to_string(), ok, lsn);
+        type Reply = (String, bool, Option<u64>);
+        let cases: Vec<(&str, Vec<Reply>, Option<Value>)> = vec![
+            ("all accepted", vec![r("b", true, Some(7)), r("c", true, Some(9))], Some(json!({"b": 7, "c": 9}))),
+            ("no lsn or 0 is left out", vec![r("b", true, None), r("c", true, Some(0))], Some(json!({}))),
+            ("one refused", vec![r("b", true, Some(7)), r("c", false, Some(9))], None),
+            ("nobody to call", vec![], Some(json!({}))),
+        ];
+        for (what, replies, want) in cases {
+            assert_eq!(member_positions(&replies).map(Value::Object), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn slots_are_synced_offline_only_in_failsafe_mode() {
+        use crate::input::{Answers, Local, Pg, Settings};
+        let running = |in_recovery| Local {
+            pg: Pg::Running { in_recovery, timeline: Some(1), wal_position: 1 },
+            ..Local::default()
+        };
+        let on = Settings { failsafe_mode: true, ..Settings::default() };
+        let off = Settings::default();
+        let paused = Settings { failsafe_mode: true, paused: true, ..Settings::default() };
+        let keep = Decision::new(CONTINUE_AS_LEADER).with(Action::FailsafeActive);
+        let wait = Decision::new("DCS is not accessible");
+        let answers = Answers::default();
+        let rows: Vec<(&str, Local, &Settings, &Decision, bool)> = vec![
+            ("a replica in failsafe mode", running(true), &on, &wait, true),
+            ("a replica without failsafe mode", running(true), &off, &wait, false),
+            ("paused", running(true), &paused, &wait, false),
+            ("PostgreSQL is not running", Local::default(), &on, &wait, false),
+            ("a primary failsafe mode keeps running", running(false), &on, &keep, true),
+            ("a primary that demotes", running(false), &on, &wait, false),
+        ];
+        for (what, local, settings, d, want) in rows {
+            let o = Offline { me: "a", local: &local, settings, failsafe: None, answers: &answers };
+            assert_eq!(syncs_slots_offline(&o, d), want, "{what}");
+        }
     }
 }

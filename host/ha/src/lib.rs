@@ -33,8 +33,8 @@ pub mod sync;
 
 pub use decide::decide;
 pub use failsafe::{
-    cluster_with_failsafe_leader, failsafe_key_update, failsafe_members, failsafe_topology, FailsafeLeader,
-    CONTINUE_AS_LEADER,
+    cluster_for_slots, cluster_with_failsafe_leader, failsafe_key_update, failsafe_members, failsafe_topology,
+    member_positions, syncs_slots_offline, FailsafeLeader, CONTINUE_AS_LEADER,
 };
 pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
 pub use offline::{dcs_unavailable, updated_history, Offline};

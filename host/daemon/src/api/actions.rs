@@ -470,7 +470,8 @@ pub async fn put_config(State(st): State<ApiState>, headers: HeaderMap, body: By
 /// cannot reach the DCS (failsafe mode). A replica accepts it only from the
 /// member that was leader in the last snapshot it read; accepting keeps
 /// that leader in its view of the cluster for ttl and marks failsafe mode
-/// active. The answer carries our WAL position in `lsn`, as Patroni's.
+/// active; the `slots` it carries advance our copies of the leader's slots
+/// meanwhile. The answer carries our WAL position in `lsn`, as Patroni's.
 pub async fn failsafe_heartbeat(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(shared) = st.shared.as_ref() else {
         return reply::code_only(502);
@@ -487,6 +488,12 @@ pub async fn failsafe_heartbeat(State(st): State<ApiState>, headers: HeaderMap, 
         Ok(l) => l,
         Err(r) => return r,
     };
+    // The leader's slot positions, for our copies of its slots.
+    let slots = match body.get("slots") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return reply::bad_request(400, "'slots' must be an object".to_string()),
+    };
     let s = st.status.get();
     if let Some(refusal) = failsafe_refusal(&s, &leader.name) {
         tracing::warn!("refused POST /failsafe from {}: {refusal}", leader.name);
@@ -496,6 +503,7 @@ pub async fn failsafe_heartbeat(State(st): State<ApiState>, headers: HeaderMap, 
     st.status.update(|s| {
         s.failsafe.active_until = Some(until);
         s.failsafe.leader = Some(leader);
+        s.failsafe.slots = slots;
     });
     let mut r = reply::text(200, "Accepted");
     let lsn = s.pg.as_ref().map(|p| p.received_location.unwrap_or(0).max(p.replayed_location.unwrap_or(0)));

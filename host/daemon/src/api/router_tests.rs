@@ -480,4 +480,27 @@ async fn failsafe_calls_are_accepted_only_from_the_leader() {
     }
     let (_, metrics) = send(&f.app, "GET", "/metrics", None).await;
     assert!(metrics.contains("\npatroni_failsafe_mode_is_active{scope=\"demo\",name=\"a\"} 0"), "{metrics}");
+
+    // The leader's `slots` are kept for our slot copies; anything but an
+    // object there is refused.
+    let with_slots = |slots: Value| {
+        let mut b: Value = serde_json::from_str(&body("a")).unwrap();
+        b["slots"] = slots;
+        b.to_string()
+    };
+    let cases: Vec<(&str, String, u16, Option<Value>)> = vec![
+        ("slots sent", with_slots(json!({"a": 900, "perm": 800})), 200, Some(json!({"a": 900, "perm": 800}))),
+        ("no slots", body("a"), 200, None),
+        ("null slots", with_slots(Value::Null), 200, None),
+        ("slots not an object", with_slots(json!([1])), 400, None),
+    ];
+    for (what, request, code, want) in cases {
+        f.shared.status.update(replica(Some("a")));
+        let (got_code, text) = send(&f.app, "POST", "/failsafe", Some(&request)).await;
+        assert_eq!(got_code, code, "{what}: {text}");
+        if code == 400 {
+            assert!(text.contains("'slots' must be an object"), "{what}: {text}");
+        }
+        assert_eq!(f.shared.status.get().failsafe.slots.clone().map(Value::Object), want, "{what}");
+    }
 }

@@ -187,6 +187,19 @@ impl Runner {
         };
         log_decision(&decision);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
+        let offline = palisade_ha::Offline {
+            me: &cfg.local.name,
+            local: &local,
+            settings: &settings,
+            failsafe: last_failsafe.as_ref(),
+            answers: &answers,
+        };
+        // Slots are synced only against a snapshot read before (Patroni's
+        // `if not self.cluster`).
+        if self.cluster.is_some() && palisade_ha::syncs_slots_offline(&offline, &decision) {
+            let view = self.failsafe_view(&cluster);
+            self.sync_slots(view.as_ref().unwrap_or(&cluster), &observed).await;
+        }
         if !decision.actions.contains(&palisade_ha::Action::FailsafeActive) {
             self.shared.with_tracked(|t| t.leader_until = None);
             if observed.pg.is_primary() {
@@ -366,11 +379,20 @@ impl Runner {
             Ask::SyncPrepromote => answers.sync_prepromote = Some(self.sync_prepromote(cluster).await),
             Ask::Failsafe(members) => {
                 let body = self.failsafe_body(cluster, observed).await;
-                let mut replies = self.shared.peers.failsafe(members.clone(), body).await;
-                for (name, _) in members {
-                    replies.entry(name).or_insert(false);
+                let got = self.shared.peers.failsafe(members.clone(), body).await;
+                let replies: Vec<(String, bool, Option<u64>)> = members
+                    .into_iter()
+                    .map(|(name, _)| {
+                        let r = got.get(&name).copied().unwrap_or_default();
+                        (name, r.accepted, r.lsn)
+                    })
+                    .collect();
+                // The members' positions advance the slots of cascading
+                // members while failsafe mode keeps us running.
+                if let Some(positions) = palisade_ha::member_positions(&replies) {
+                    self.shared.status.update(|s| s.failsafe.slots = Some(positions));
                 }
-                answers.failsafe = Some(replies);
+                answers.failsafe = Some(replies.into_iter().map(|(name, ok, _)| (name, ok)).collect());
             }
         }
         Ok(())

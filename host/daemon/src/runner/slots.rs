@@ -103,6 +103,12 @@ impl Runner {
     /// as primary (we lead) or replica.
     pub(super) async fn sync_slots(&mut self, cluster: &Cluster, observed: &Observed) {
         let cfg = self.shared.config();
+        // While failsafe mode is active, positions come from its last round.
+        let failsafe = self.shared.status.get().failsafe.clone();
+        let failsafe_active = failsafe.is_active();
+        let view =
+            palisade_ha::cluster_for_slots(cluster, cfg.global.failsafe_mode, failsafe_active, failsafe.slots.as_ref());
+        let cluster = view.as_ref().unwrap_or(cluster);
         let slot_cfg = slot_config(&cfg.global);
         let me = cfg.local.name.clone();
         let tags = cfg.local.tags.clone();
@@ -178,7 +184,9 @@ impl Runner {
             self.slot_memory.readiness_forced = false;
         }
         self.check_logical_readiness(cluster, &me, &tags, &existing).await;
-        if !plan.copy.is_empty() {
+        // No copying from the primary while failsafe mode is active (as
+        // Patroni): the DCS that says where the primary is may be gone.
+        if !plan.copy.is_empty() && !failsafe_active {
             self.start_copy(cluster, &me, plan.copy, plan.wanted);
         }
     }

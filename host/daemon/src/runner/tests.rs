@@ -344,16 +344,26 @@ async fn a_reload_during_a_task_is_applied_when_it_ends() {
 /// Turn failsafe mode on in the dynamic configuration, as `PATCH /config`
 /// would.
 fn enable_failsafe(store: &Arc<MemoryStore>) {
+    set_dynamic(store, "failsafe_mode", json!(true));
+}
+
+/// Set one key of the dynamic configuration.
+fn set_dynamic(store: &Arc<MemoryStore>, key: &str, value: Value) {
     let admin = store.client("admin", timing());
     let current = admin.get_cluster().expect("get_cluster").config.expect("a config key");
     let mut config: Value = serde_json::from_str(&current.value).expect("JSON");
-    config["failsafe_mode"] = json!(true);
+    config[key] = value;
     assert!(admin.set_config_value(&config.to_string(), Some(&current.version)).expect("set_config_value"));
 }
 
 /// A member's REST API that answers every request with the status and
 /// body in `answer` (changeable while it runs); returns its API URL.
 async fn failsafe_peer(answer: Arc<Mutex<(u16, &'static str)>>) -> String {
+    failsafe_peer_with(answer, "").await
+}
+
+/// The same, with more header lines in every answer (each ending in CRLF).
+async fn failsafe_peer_with(answer: Arc<Mutex<(u16, &'static str)>>, headers: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("an address").port();
@@ -363,7 +373,7 @@ async fn failsafe_peer(answer: Arc<Mutex<(u16, &'static str)>>) -> String {
             let _ = s.read(&mut buf).await;
             let (code, body) = *answer.lock().unwrap_or_else(|p| p.into_inner());
             let reply = format!(
-                "HTTP/1.1 {code} X\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code} X\r\n{headers}content-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = s.write_all(reply.as_bytes()).await;
@@ -497,4 +507,94 @@ async fn a_replica_that_heard_from_the_leader_does_not_race() {
     // The call is older than ttl: n2 races and takes over.
     n2.runner.shared.status.update(|s| s.failsafe.reset());
     n2.cycle_until("n2 takes the lock", 3, |_| store.value("leader").as_deref() == Some("n2")).await;
+}
+
+fn advances(node: &Node) -> Vec<String> {
+    node.pg.state().calls.into_iter().filter(|c| c.starts_with("advance_slot ")).collect()
+}
+
+/// While the store is out of reach, a replica that accepted `POST
+/// /failsafe` advances its copies of the permanent and member slots to the
+/// positions the leader sent (Patroni's `Failsafe.update_cluster`); without
+/// failsafe mode it leaves its slots alone.
+#[tokio::test]
+async fn a_replica_advances_its_slot_copies_from_the_failsafe_call() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    enable_failsafe(&store);
+    set_dynamic(&store, "slots", json!({"perm": {"type": "physical"}}));
+    set_dynamic(&store, "maximum_lag_on_failover", json!(1_u64 << 40));
+    let mut n2 = node("n2", &store, false);
+    n2.cycle_until("n2 follows n1 and has its slot copies", 8, |n| {
+        let s = n.pg.state();
+        s.in_recovery
+            && s.following.as_deref() == Some("n1")
+            && s.slots.contains_key("perm")
+            && s.slots.contains_key("n1")
+    })
+    .await;
+    store.go_down();
+    let heard = palisade_ha::FailsafeLeader {
+        name: "n1".into(),
+        conn_url: "postgres://n1:5432/postgres".into(),
+        api_url: "http://127.0.0.1:9/patroni".into(),
+    };
+    let slots = json!({"perm": 5000, "n1": 6000}).as_object().cloned();
+    n2.runner.shared.status.update(|s| {
+        s.failsafe.active_until = Some(crate::instant_after(Duration::from_secs(30)));
+        s.failsafe.leader = Some(heard);
+        s.failsafe.slots = slots;
+    });
+    // Failsafe mode off: slots are not touched while the store is down.
+    n2.runner.shared.config.write().expect("config").global.failsafe_mode = false;
+    let before = advances(&n2);
+    n2.cycle().await;
+    assert_eq!(advances(&n2), before, "slots moved without failsafe mode");
+    n2.runner.shared.config.write().expect("config").global.failsafe_mode = true;
+    n2.cycle().await;
+    let moved = advances(&n2);
+    for want in ["advance_slot perm 5000", "advance_slot n1 6000"] {
+        assert!(moved.iter().any(|c| c == want), "{want} missing: {moved:?}");
+    }
+    let s = n2.pg.state();
+    assert_eq!((s.slots["perm"].restart_lsn, s.slots["n1"].restart_lsn), (Some(5000), Some(6000)));
+}
+
+/// While failsafe mode keeps it running, the primary advances the slot of
+/// a member that replicates from another member to the `lsn` that member
+/// answered (Patroni's `update_slots`); a member streaming from it keeps
+/// its slot as PostgreSQL moves it.
+#[tokio::test]
+async fn a_primary_in_failsafe_mode_advances_slots_of_cascading_members() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    enable_failsafe(&store);
+    let accept = Arc::new(Mutex::new((200, "Accepted")));
+    let peers = [
+        ("n2", failsafe_peer_with(Arc::clone(&accept), "lsn: 7000\r\n").await, json!({})),
+        ("n3", failsafe_peer_with(Arc::clone(&accept), "lsn: 9000\r\n").await, json!({"replicatefrom": "n2"})),
+    ];
+    for (name, api_url, tags) in &peers {
+        let client = store.client(name, timing());
+        let value = json!({"conn_url": format!("postgres://{name}:5432/postgres"), "api_url": api_url,
+                           "state": "running", "role": "replica", "version": "4.1.4", "tags": tags,
+                           "xlog_location": 100});
+        assert!(client.touch_member(&value.to_string()).expect("touch_member"));
+    }
+    n1.cycle_until("the key names n2 and n3, n1 has their slots", 4, |n| {
+        let key = failsafe_key(&store);
+        let s = n.pg.state();
+        key.get("n2").is_some() && key.get("n3").is_some() && s.slots.contains_key("n2") && s.slots.contains_key("n3")
+    })
+    .await;
+    store.go_down();
+    n1.cycle().await;
+    assert!(is_primary(&n1) && n1.runner.shared.status.get().failsafe.is_active());
+    assert_eq!(
+        n1.runner.shared.status.get().failsafe.slots.clone().map(Value::Object),
+        Some(json!({"n2": 7000, "n3": 9000}))
+    );
+    let moved = advances(&n1);
+    assert!(moved.iter().any(|c| c == "advance_slot n3 9000"), "{moved:?}");
+    assert!(!moved.iter().any(|c| c.starts_with("advance_slot n2 ")), "{moved:?}");
 }

@@ -47,6 +47,11 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
     },
     Unacted {
+        key: "postgresql.database",
+        consequence: "the daemon (status queries, slots, logical slot copies from the leader) always connects to \
+                      database 'postgres'",
+    },
+    Unacted {
         key: "watchdog",
         consequence: "no watchdog device is opened: a primary whose daemon hangs is not fenced (mode 'required' \
                       does not keep this node from becoming the leader)",
@@ -135,6 +140,9 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
             None => {}
         }
     }
+    if get(raw, "postgresql.database").is_some_and(|v| v.as_str() != Some("postgres")) {
+        add("postgresql.database", "postgresql.database".into());
+    }
     if raw.contains_key("watchdog") && local.watchdog.mode != "off" {
         add("watchdog", format!("watchdog.mode ({})", local.watchdog.mode));
     }
@@ -188,6 +196,8 @@ mod tests {
             ("", json!({"failsafe_mode": true}), &[]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
+            ("postgresql: {database: app}", json!({}), &["postgresql.database"]),
+            ("postgresql: {database: postgres}", json!({}), &[]),
             ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
             ("", json!({"primary_stop_timeout": 0}), &[]),
             // Acted on: permanent slots.

@@ -1,11 +1,21 @@
 //! Benchmarks that print figures (never tests): failover and switchover
-//! times on a real 3-node cluster, REST health-check throughput, and the
-//! daemons' memory.
+//! times on a real 3-node cluster, REST health-check throughput, the
+//! daemons' memory, the commit latency of each replication mode, and the
+//! failover time of a synchronous cluster.
 //!
 //! ```text
-//! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|all] [--runs N]
-//!     [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
+//! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|commit-latency|sync-failover|all]
+//!     [--runs N] [--inserts N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
 //! ```
+//!
+//! `commit-latency` times `--inserts` single-row INSERTs (each its own
+//! transaction, one connection, psql's `\timing`) on the leader of one
+//! cluster switched in turn (`PATCH /config`) to asynchronous replication,
+//! `synchronous_mode: on`, and quorum commit with `synchronous_node_count`
+//! 1 and 2; it prints the median and the 99th percentile of each.
+//! `sync-failover` times, in `on` mode (strict and not) and in quorum mode,
+//! the kill -9 of the primary's daemon and postmaster to the first write
+//! the new primary commits.
 //!
 //! With `--patroni VENV` (a virtualenv with `pip install 'patroni[etcd3]'
 //! psycopg2-binary`), every measurement is also made on a Patroni cluster
@@ -30,6 +40,7 @@ use palisade_tests::cluster::{psql, Cluster, ClusterSpec, Engine};
 struct Options {
     what: String,
     runs: usize,
+    inserts: usize,
     ttl: u32,
     loop_wait: u32,
     retry_timeout: u32,
@@ -39,14 +50,23 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [failover|switchover|rest|rss|all] [--runs N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]"
+        "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|all] [--runs N] [--inserts N] \
+         [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]"
     );
     std::process::exit(2)
 }
 
 fn parse() -> Options {
-    let mut o =
-        Options { what: "all".into(), runs: 5, ttl: 10, loop_wait: 1, retry_timeout: 3, seconds: 5, patroni: None };
+    let mut o = Options {
+        what: "all".into(),
+        runs: 5,
+        inserts: 1000,
+        ttl: 10,
+        loop_wait: 1,
+        retry_timeout: 3,
+        seconds: 5,
+        patroni: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> u64 {
@@ -57,6 +77,7 @@ fn parse() -> Options {
         };
         match a.as_str() {
             "--runs" => o.runs = num("--runs") as usize,
+            "--inserts" => o.inserts = (num("--inserts") as usize).max(1),
             "--ttl" => o.ttl = num("--ttl") as u32,
             "--loop-wait" => o.loop_wait = num("--loop-wait") as u32,
             "--retry-timeout" => o.retry_timeout = num("--retry-timeout") as u32,
@@ -129,11 +150,17 @@ fn failover(o: &Options) {
 }
 
 fn failover_with(o: &Options, name: &str, engine: &Engine) {
+    failover_in(o, name, engine, "", "failover");
+}
+
+/// Failovers of a cluster whose dynamic configuration has `extra_dcs`;
+/// `what` names the figure.
+fn failover_in(o: &Options, name: &str, engine: &Engine, extra_dcs: &str, what: &str) {
     println!(
-        "== {name}: failover after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)",
+        "== {name}: {what} after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)",
         o.ttl, o.loop_wait, o.retry_timeout
     );
-    let mut c = Cluster::start("bench-failover", spec(o, engine));
+    let mut c = Cluster::start("bench-failover", ClusterSpec { extra_dcs: extra_dcs.to_string(), ..spec(o, engine) });
     let mut times = Vec::new();
     for run in 0..o.runs {
         let old = c.wait_for_leader(Duration::from_secs(60));
@@ -147,7 +174,138 @@ fn failover_with(o: &Options, name: &str, engine: &Engine) {
         c.start_node(i);
         c.wait_streaming(&new, 2, Duration::from_secs(120));
     }
-    show(&format!("{name} failover (kill -9 to first write on the new leader)"), &times);
+    show(&format!("{name} {what} (kill -9 to first write on the new leader)"), &times);
+}
+
+/// The replication modes compared, as `bootstrap.dcs` lines and as a
+/// `PATCH /config` body.
+const MODES: &[(&str, &str, &str)] = &[
+    ("async", "", r#"{"synchronous_mode": false, "synchronous_mode_strict": false, "synchronous_node_count": 1}"#),
+    ("on", "    synchronous_mode: on\n", r#"{"synchronous_mode": true, "synchronous_node_count": 1}"#),
+    (
+        "on, strict",
+        "    synchronous_mode: on\n    synchronous_mode_strict: true\n",
+        r#"{"synchronous_mode": true, "synchronous_mode_strict": true}"#,
+    ),
+    (
+        "quorum, 1 of 2",
+        "    synchronous_mode: quorum\n",
+        r#"{"synchronous_mode": "quorum", "synchronous_mode_strict": false, "synchronous_node_count": 1}"#,
+    ),
+    (
+        "quorum, 2 of 2",
+        "    synchronous_mode: quorum\n    synchronous_node_count: 2\n",
+        r#"{"synchronous_mode": "quorum", "synchronous_mode_strict": false, "synchronous_node_count": 2}"#,
+    ),
+];
+
+fn sync_failover(o: &Options) {
+    for (name, engine) in engines(o) {
+        for (mode, dcs, _) in MODES.iter().filter(|m| ["on", "on, strict", "quorum, 1 of 2"].contains(&m.0)) {
+            failover_in(o, name, &engine, dcs, &format!("failover in synchronous mode {mode}"));
+        }
+    }
+}
+
+/// Whether the leader's PostgreSQL replicates as `mode` says, from its
+/// `synchronous_standby_names` and `pg_stat_replication`.
+fn mode_in_effect(c: &Cluster, leader: &str, mode: &str) -> bool {
+    let node = c.node(leader);
+    let Ok(ssn) = node.sql("SHOW synchronous_standby_names") else { return false };
+    let Ok(states) = node.sql("SELECT sync_state FROM pg_stat_replication") else { return false };
+    let count = |s: &str| states.lines().filter(|l| *l == s).count();
+    match mode {
+        "async" => ssn.is_empty() && count("async") == 2,
+        "on" | "on, strict" => !ssn.is_empty() && !ssn.starts_with("ANY") && count("sync") == 1,
+        "quorum, 1 of 2" => ssn.starts_with("ANY 1 ") && count("quorum") == 2,
+        "quorum, 2 of 2" => ssn.starts_with("ANY 2 ") && count("quorum") == 2,
+        _ => false,
+    }
+}
+
+/// The `Time: ... ms` lines of psql's `\timing` for `n` single-row
+/// INSERTs on one connection (after 20 not counted).
+fn insert_latencies(port: u16, n: usize) -> Result<Vec<Duration>, String> {
+    let mut script = String::from(
+        "CREATE TABLE IF NOT EXISTS bench_latency (id bigserial PRIMARY KEY, at timestamptz DEFAULT now());\n",
+    );
+    script.push_str(&"INSERT INTO bench_latency DEFAULT VALUES;\n".repeat(20));
+    script.push_str("\\timing on\n");
+    script.push_str(&"INSERT INTO bench_latency DEFAULT VALUES;\n".repeat(n));
+    let mut child = std::process::Command::new(palisade_test_support::pg_bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres"])
+        .env("PGPASSWORD", palisade_tests::cluster::SUPERUSER_PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let times: Vec<Duration> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Time: ")?.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .collect();
+    if times.len() == n {
+        Ok(times)
+    } else {
+        Err(format!("{} timings for {n} inserts", times.len()))
+    }
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn commit_latency(o: &Options) {
+    for (name, engine) in engines(o) {
+        commit_latency_with(o, name, &engine);
+    }
+}
+
+fn commit_latency_with(o: &Options, name: &str, engine: &Engine) {
+    println!("== {name}: commit latency of a single-row INSERT on the leader, {} per mode, one connection", o.inserts);
+    let c = Cluster::start("bench-latency", spec(o, engine));
+    let leader = c.wait_for_leader(Duration::from_secs(60));
+    c.wait_streaming(&leader, 2, Duration::from_secs(120));
+    let api = c.node(&leader).api_port;
+    for (mode, _, patch) in MODES {
+        match palisade_tests::http::request(api, "PATCH", "/config", Some(patch), &[]) {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => {
+                println!("  {name} {mode:<15} PATCH /config answered {}: {}", r.status, r.body);
+                continue;
+            }
+            Err(e) => {
+                println!("  {name} {mode:<15} PATCH /config failed: {e}");
+                continue;
+            }
+        }
+        if !wait_until(Duration::from_secs(60), || mode_in_effect(&c, &leader, mode)) {
+            let ssn = c.node(&leader).sql("SHOW synchronous_standby_names").unwrap_or_default();
+            println!("  {name} {mode:<15} not in effect after 60 s (synchronous_standby_names '{ssn}'); skipped");
+            continue;
+        }
+        match insert_latencies(c.node(&leader).pg_port, o.inserts) {
+            Ok(t) => println!(
+                "  {name} {mode:<15} median {:.3} ms  p99 {:.3} ms  (min {:.3}, max {:.3})",
+                median(t.clone()).as_secs_f64() * 1000.0,
+                percentile(t.clone(), 99.0).as_secs_f64() * 1000.0,
+                t.iter().min().unwrap().as_secs_f64() * 1000.0,
+                t.iter().max().unwrap().as_secs_f64() * 1000.0,
+            ),
+            Err(e) => println!("  {name} {mode:<15} inserts failed: {e}"),
+        }
+    }
 }
 
 fn switchover(o: &Options) {
@@ -305,11 +463,15 @@ fn main() {
         "switchover" => switchover(&o),
         "rest" => rest(&o),
         "rss" => rss(&o),
+        "commit-latency" => commit_latency(&o),
+        "sync-failover" => sync_failover(&o),
         "all" => {
             rss(&o);
             rest(&o);
             failover(&o);
             switchover(&o);
+            commit_latency(&o);
+            sync_failover(&o);
         }
         _ => usage(),
     }

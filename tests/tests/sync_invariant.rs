@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,22 +57,42 @@ impl Rng {
 }
 
 /// Insert `id` on the server at `port` in its own transaction. `Ok` only
-/// when the commit was acknowledged: psql succeeded and PostgreSQL did not
-/// warn that it stopped waiting for the synchronous standbys (a commit
-/// whose wait is cancelled is reported as done, with that warning; it was
-/// never promised to survive a failover).
+/// when the commit was acknowledged: psql succeeded within five seconds and
+/// PostgreSQL did not warn that it stopped waiting for the synchronous
+/// standbys (a commit whose wait is cancelled is reported as done, with
+/// that warning; it was never promised to survive a failover). A commit
+/// still waiting for a standby after five seconds is given up: the client
+/// goes away without an answer (statement_timeout does not cover that
+/// wait).
 fn insert(port: u16, id: u64) -> Result<(), String> {
-    let out = Command::new(pg_bin_dir().join("psql"))
+    let mut child = Command::new(pg_bin_dir().join("psql"))
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-U", "postgres", "-d", "postgres", "-c", &format!("INSERT INTO acked (id) VALUES ({id})")])
         .env("PGPASSWORD", SUPERUSER_PASSWORD)
         .env("PGCONNECT_TIMEOUT", "2")
         .env("PGOPTIONS", "-c statement_timeout=2000")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| e.to_string())?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("no answer within 5 s".into());
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    if !status.success() {
         return Err(stderr.trim().to_string());
     }
     if stderr.contains("synchronous replication") || stderr.contains("might not have been replicated") {
@@ -133,14 +154,24 @@ fn ids_on(cluster: &Cluster, node: &str) -> Result<BTreeSet<u64>, String> {
     Ok(rows.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
-/// How many standbys `node`'s PostgreSQL waits for now (sync or quorum).
+/// How many standbys `node`'s PostgreSQL waits for now (sync or quorum)
+/// and the `sync` key names along with `node`: the smaller of the two.
 fn synchronous_standbys(cluster: &Cluster, node: &str) -> usize {
-    cluster
+    let in_postgres: usize = cluster
         .node(node)
         .sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let in_key = cluster
+        .etcd
+        .raw()
+        .get(&format!("{}sync", cluster.prefix()))
+        .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+        .filter(|key| key["leader"] == node)
+        .and_then(|key| key["sync_standby"].as_str().map(|s| s.split(',').filter(|n| !n.is_empty()).count()))
+        .unwrap_or(0);
+    in_postgres.min(in_key)
 }
 
 /// What one failover showed.
@@ -177,9 +208,11 @@ fn kill_primaries(label: &str, extra_dcs: &str, wanted_synchronous: usize) {
     let mut rounds = Vec::new();
     let mut lost_before = BTreeSet::new();
     for round in 1..=KILLS {
-        // Every node streams and the primary waits for its synchronous
-        // standbys (or the time allowed for that runs out: the check below
-        // reports it), then the writer runs a random while.
+        // Every node streams, the primary waits for its synchronous
+        // standbys and the `sync` key names them (until then no replica may
+        // take over: killing the primary would stop the cluster, rightly),
+        // or the time allowed for that runs out (the check at the end
+        // reports it); then the writer runs a random while.
         cluster.wait_streaming(&primary, 2, Duration::from_secs(90));
         let _ = wait_until(Duration::from_secs(10), || synchronous_standbys(&cluster, &primary) >= wanted_synchronous);
         let before = writer.acked().len();
@@ -237,7 +270,8 @@ fn kill_primaries(label: &str, extra_dcs: &str, wanted_synchronous: usize) {
         .collect();
     assert!(
         asynchronous.is_empty(),
-        "{label} (seed {seed}): the primary did not wait for {wanted_synchronous} standby(s) when it was killed:\n{}",
+        "{label} (seed {seed}): the primary did not wait for {wanted_synchronous} standby(s) named in the sync key when \
+         it was killed:\n{}",
         asynchronous.join("\n")
     );
     let slowest = rounds.iter().map(|r| r.took).max().unwrap_or_default();

@@ -97,6 +97,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn show(label: &str, runs: &[Duration]) {
+    if runs.is_empty() {
+        println!("{label}: no run completed");
+        return;
+    }
     let secs: Vec<String> = runs.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
     println!(
         "{label}: median {:.2} s  (min {:.2}, max {:.2}; runs: {})",
@@ -165,6 +169,12 @@ fn failover_in(o: &Options, name: &str, engine: &Engine, extra_dcs: &str, what: 
     for run in 0..o.runs {
         let old = c.wait_for_leader(Duration::from_secs(60));
         c.wait_streaming(&old, 2, Duration::from_secs(120));
+        // In synchronous mode only a standby the sync key names may take
+        // over: kill the primary once there is one.
+        if !extra_dcs.is_empty() && !wait_until(Duration::from_secs(60), || sync_key_names_standby(&c, &old)) {
+            println!("  run {}: the sync key names no standby of {old} after 60 s; stopping here", run + 1);
+            break;
+        }
         let t0 = Instant::now();
         c.kill9(&old, true);
         let (new, took) = leader_accepting_writes(&c, &old, t0);
@@ -205,6 +215,15 @@ fn sync_failover(o: &Options) {
             failover_in(o, name, &engine, dcs, &format!("failover in synchronous mode {mode}"));
         }
     }
+}
+
+/// Whether the `sync` key names `leader` and at least one standby.
+fn sync_key_names_standby(c: &Cluster, leader: &str) -> bool {
+    c.etcd
+        .raw()
+        .get(&format!("{}sync", c.prefix()))
+        .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+        .is_some_and(|key| key["leader"] == leader && key["sync_standby"].as_str().is_some_and(|s| !s.is_empty()))
 }
 
 /// Whether the leader's PostgreSQL replicates as `mode` says, from its

@@ -228,6 +228,13 @@ pub fn ssn_value(sync: &NameSet, num: Option<u32>, quorum: bool) -> Option<Strin
         None => names.join(","),
     };
     let count = num.unwrap_or(sync.len().max(1) as u32);
+    if count == 0 {
+        // PostgreSQL refuses `ANY 0 (...)` / `0 (...)`; waiting for no
+        // standby is the empty value. (Patroni can write the refused form
+        // before a promotion in quorum mode; the server then keeps the old
+        // value, or refuses to start.)
+        return None;
+    }
     if quorum || !names.is_empty() {
         let prefix = if quorum { "ANY " } else { "" };
         Some(format!("{prefix}{count} ({list})"))
@@ -310,6 +317,10 @@ mod tests {
             (&["n2", "n3", "n4"], Some(2), true, Some("ANY 2 (n2,n3,n4)".into())),
             (&[], Some(1), true, Some(format!("ANY 1 ({p})"))),
             (&[], None, true, None),
+            // Waiting for none of them is no wait at all: never `ANY 0`.
+            (&["n2", "n3"], Some(0), true, None),
+            (&["n2", "n3"], Some(0), false, None),
+            (&["n2"], Some(0), true, None),
         ];
         for (names, num, quorum, expected) in cases {
             assert_eq!(ssn_value(&set(names), num, quorum), expected, "{names:?} {num:?} {quorum}");

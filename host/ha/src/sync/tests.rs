@@ -343,6 +343,12 @@ fn prepromote() {
     q.quorum = 1;
     let quorum = plan_prepromote_quorum("n2", &q, &settings(false, 2));
     assert_eq!(shape(&quorum), vec![S::Ssn(Some("ANY 1 (n1,n3)".into()))]);
+    // A key whose quorum counts every voter (reachable mid-change): the
+    // count comes out 0, and PostgreSQL refuses `ANY 0`, so nothing is
+    // waited for rather than writing a value the server rejects.
+    q.quorum = 2;
+    let all = plan_prepromote_quorum("n2", &q, &settings(false, 2));
+    assert_eq!(shape(&all), vec![S::Ssn(None)]);
 }
 
 #[test]

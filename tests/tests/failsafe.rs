@@ -137,6 +137,20 @@ fn healthy_with(cluster: &Cluster, leader: &str, writer: &mut Writer) {
     }
     let over = wait_until(Duration::from_secs(30), || !failsafe_is_active(cluster, leader));
     assert!(over, "failsafe mode still active on {leader} with etcd back");
+    // A replica that accepted the leader's last `POST /failsafe` keeps that
+    // member as its leader for ttl, even once the DCS answers (Patroni's
+    // `Failsafe.update_cluster`, and ours): a switchover started sooner waits
+    // for it. Every member must be out of failsafe mode before going on.
+    for r in replicas(cluster, leader) {
+        let out = wait_until(Duration::from_secs(60), || {
+            cluster
+                .node(&r)
+                .get("/patroni")
+                .map(|x| x.json()["failsafe_mode_is_active"] != json!(true))
+                .unwrap_or(false)
+        });
+        assert!(out, "failsafe mode still active on {r} more than a ttl after etcd came back");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use palisade_test_support::{pg_bin_dir, wait_for, wait_until};
 use palisade_tests::cluster::{Cluster, ClusterSpec, SUPERUSER_PASSWORD};
+use palisade_tests::ctl::palisadectl;
 use serde_json::Value;
 
 const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];
@@ -99,6 +100,13 @@ fn on_mode_publishes_the_standby_postgres_waits_for_and_fails_over_to_it_only() 
         |name: &str| view["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["role"].clone();
     assert_eq!(role(&sync), "sync_standby");
     assert_eq!(role(&other), "replica");
+    let ctl_role = |name: &str| -> Value {
+        let out = palisadectl(&cluster, &["list", "-f", "json"]).ok().stdout;
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list.as_array().unwrap().iter().find(|m| m["Member"] == name).map(|m| m["Role"].clone()).unwrap_or_default()
+    };
+    assert_eq!(ctl_role(&sync), "Sync Standby");
+    assert_eq!(ctl_role(&other), "Replica");
 
     // A restart of the synchronous standby first asks the leader to replace
     // it: its member key says nosync until the restart is over.
@@ -219,6 +227,10 @@ fn quorum_mode_publishes_any_and_the_quorum_and_fails_over_within_it() {
     let view = cluster.node(&leader).get("/cluster").unwrap().json();
     let roles: Vec<&str> = view["members"].as_array().unwrap().iter().filter_map(|m| m["role"].as_str()).collect();
     assert_eq!(roles.iter().filter(|r| **r == "quorum_standby").count(), 2, "{view}");
+    let out = palisadectl(&cluster, &["list", "-f", "json"]).ok().stdout;
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let quorum_rows = list.as_array().unwrap().iter().filter(|m| m["Role"] == "Quorum Standby").count();
+    assert_eq!(quorum_rows, 2, "palisadectl list: {out}");
     assert!(write_without_waiting(&cluster, &leader, 1), "both standbys acknowledge");
 
     // A crash of the primary: one of the voters takes over, and the state

@@ -487,6 +487,12 @@ impl LocalPg {
                         out.controldata_timeline = Some(cd.checkpoint_timeline);
                     }
                 }
+                // The directory went away between the look and the read
+                // (a reinitialisation or a replica method wiping it): not
+                // an error, the next cycle sees what is there.
+                Err(e) if !matches!(self.pg.data_dir_state(), DataDirState::Initialized) => {
+                    tracing::debug!("pg_control vanished while it was read: {e}");
+                }
                 Err(e) => tracing::error!("Error when calling pg_controldata: {e}"),
             }
         }

@@ -103,6 +103,22 @@ impl Default for ClusterSpec {
     }
 }
 
+impl ClusterSpec {
+    /// This spec with node2 run by Patroni 4.1 (a mixed cluster), with
+    /// timings both accept: Patroni raises ttl below 20 and retry_timeout
+    /// below 3.
+    pub fn with_patroni_node2(self) -> Self {
+        Self {
+            ttl: 20,
+            loop_wait: 2,
+            retry_timeout: 3,
+            patroni_nodes: vec![1],
+            patroni_venv: Some(crate::patroni::venv()),
+            ..self
+        }
+    }
+}
+
 /// One member: its ports, files and daemon process.
 pub struct Node {
     pub name: String,

@@ -264,15 +264,7 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
 /// Patroni's, so either primary outlives the DCS.
 #[test]
 fn failsafe_works_across_patroni_and_palisade_members() {
-    // Timings both accept (Patroni raises ttl below 20, retry_timeout below 3).
-    let spec = ClusterSpec {
-        ttl: 20,
-        loop_wait: 2,
-        retry_timeout: 3,
-        patroni_nodes: vec![1],
-        patroni_venv: Some(palisade_tests::patroni::venv()),
-        ..spec()
-    };
+    let spec = spec().with_patroni_node2();
     let mut cluster = Cluster::start("failsafe-mixed", spec);
     let first = cluster.wait_for_leader(Duration::from_secs(90));
     assert_eq!(first, "node1", "palisade bootstraps");

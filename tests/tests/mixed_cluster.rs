@@ -9,15 +9,7 @@ use std::time::Duration;
 use palisade_tests::cluster::{Cluster, ClusterSpec};
 
 fn spec() -> ClusterSpec {
-    // Timings both accept (Patroni raises ttl below 20, retry_timeout below 3).
-    ClusterSpec {
-        ttl: 20,
-        loop_wait: 2,
-        retry_timeout: 3,
-        patroni_nodes: vec![1],
-        patroni_venv: Some(palisade_tests::patroni::venv()),
-        ..ClusterSpec::default()
-    }
+    ClusterSpec::default().with_patroni_node2()
 }
 
 #[test]

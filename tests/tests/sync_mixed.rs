@@ -15,18 +15,14 @@ use serde_json::Value;
 
 fn spec() -> ClusterSpec {
     ClusterSpec {
-        ttl: 20,
-        loop_wait: 2,
-        retry_timeout: 3,
         // node2 is Patroni. sync_priority makes the choices known in advance:
         // node2 first, then node3, then node1.
-        patroni_nodes: vec![1],
-        patroni_venv: Some(palisade_tests::patroni::venv()),
         extra_dcs: "    synchronous_mode: on\n".into(),
         node_extra: |i| format!("tags:\n  sync_priority: {}\n", [1, 3, 2][i]),
         allowed_errors: vec!["Request failed to", "failed to update leader lock"],
         ..ClusterSpec::default()
     }
+    .with_patroni_node2()
 }
 
 fn sync_key(cluster: &Cluster) -> Option<Value> {

@@ -292,6 +292,18 @@ pub struct ReplicaRequest {
     pub cwd: String,
 }
 
+/// The recovery commands that read WAL from the archive a replica method
+/// restores from: what the leader of a standby cluster needs to follow a
+/// primary cluster through its archive (`standby_cluster.restore_command`
+/// and `archive_cleanup_command`). `None` means "this method has none".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveCommands {
+    /// PostgreSQL's `restore_command` (with `%f` and `%p`).
+    pub restore_command: Option<String>,
+    /// PostgreSQL's `archive_cleanup_command` (with `%r`).
+    pub archive_cleanup_command: Option<String>,
+}
+
 pub trait ReplicaMethod: Send + Sync {
     /// Whether this method can build a replica without a running member to
     /// copy from (from a backup repository, for instance).
@@ -300,6 +312,13 @@ pub trait ReplicaMethod: Send + Sync {
     fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()>;
     /// Stop a `create_replica` in progress (shutdown, reinitialize). Must not block long.
     fn cancel(&self);
+    /// The recovery commands matching this method's archive, for a
+    /// standby cluster. Methods without an archive have none (the default;
+    /// also what the host gets from a plugin built before this method
+    /// existed).
+    fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
+        Ok(ArchiveCommands::default())
+    }
 }
 
 // ---------------------------------------------------------------------------

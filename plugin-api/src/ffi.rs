@@ -422,12 +422,42 @@ impl From<FfiReplicaRequest> for ReplicaRequest {
     }
 }
 
+/// [`ArchiveCommands`] across the boundary (appended with
+/// `FfiReplica::archive_commands`; never changes).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct FfiArchiveCommands {
+    pub restore_command: ROption<RString>,
+    pub archive_cleanup_command: ROption<RString>,
+}
+
+impl From<ArchiveCommands> for FfiArchiveCommands {
+    fn from(c: ArchiveCommands) -> Self {
+        Self { restore_command: opt_in(c.restore_command), archive_cleanup_command: opt_in(c.archive_cleanup_command) }
+    }
+}
+
+impl From<FfiArchiveCommands> for ArchiveCommands {
+    fn from(c: FfiArchiveCommands) -> Self {
+        Self {
+            restore_command: opt_out(c.restore_command),
+            archive_cleanup_command: opt_out(c.archive_cleanup_command),
+        }
+    }
+}
+
 #[sabi_trait]
 pub trait FfiReplica: Send + Sync {
     fn can_work_without_leader(&self) -> bool;
     fn create_replica(&self, request: FfiReplicaRequest) -> FfiResult<FfiUnit>;
     #[sabi(last_prefix_field)]
     fn cancel(&self);
+    /// Appended after the first release: a plugin built before it has no
+    /// such entry in its vtable, and the host then runs this default body
+    /// (no archive commands).
+    fn archive_commands(&self) -> FfiResult<FfiArchiveCommands> {
+        RResult::ROk(FfiArchiveCommands::default())
+    }
 }
 
 pub type FfiReplicaBox = FfiReplica_TO<'static, RBox<()>>;

@@ -328,6 +328,9 @@ impl ReplicaMethod for LoadedReplica {
     fn cancel(&self) {
         self.0.cancel()
     }
+    fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
+        from_ffi(self.0.archive_commands())
+    }
 }
 
 struct LoadedCallback(FfiCallbackBox);

@@ -99,9 +99,40 @@ pub fn unquote(value: &str) -> String {
     }
 }
 
+/// Python's `shlex.quote`: a word made only of ASCII letters, digits and
+/// `@%+=:,./-_` is left as it is; anything else (the empty word included)
+/// is put in single quotes, each `'` inside written as `'"'"'`. The result
+/// is one word for `/bin/sh`, and `split` gives the original back.
+pub fn quote(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', "'\"'\"'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_like_python_shlex() {
+        // Expected values checked against Python 3's shlex.quote.
+        for (word, quoted) in [
+            ("", "''"),
+            ("plain", "plain"),
+            ("/etc/pgbackrest/pgbackrest.conf", "/etc/pgbackrest/pgbackrest.conf"),
+            ("a=b,c:d@e%f+g-h_i", "a=b,c:d@e%f+g-h_i"),
+            ("a b", "'a b'"),
+            ("it's", "'it'\"'\"'s'"),
+            ("$HOME", "'$HOME'"),
+            ("%p", "%p"),
+            ("\"%p\"", "'\"%p\"'"),
+            ("caf\u{e9}", "'caf\u{e9}'"),
+        ] {
+            assert_eq!(quote(word), quoted, "{word:?}");
+            assert_eq!(split(&quote(word)).ok(), Some(vec![word.to_string()]), "{word:?}");
+        }
+    }
 
     fn ok(line: &str) -> Vec<String> {
         match split(line) {

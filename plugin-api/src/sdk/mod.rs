@@ -280,6 +280,9 @@ impl<T: ReplicaMethod> FfiReplica for ReplicaAdapter<T> {
     fn cancel(&self) {
         guard_unit(|| self.0.cancel())
     }
+    fn archive_commands(&self) -> FfiResult<FfiArchiveCommands> {
+        to_ffi(guard(|| self.0.archive_commands()))
+    }
 }
 
 struct CallbackAdapter<T>(T);

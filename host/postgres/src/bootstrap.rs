@@ -16,7 +16,7 @@ use palisade_pycompat::shlex;
 use serde_json::{Map, Value};
 
 use crate::binaries::{initdb, Binaries, CommandError, InitdbArgs};
-use crate::conf::{pgpass_content, value_to_string, write_pgpass};
+use crate::conf::{pgpass_content, write_pgpass};
 use crate::sql::LocalConnection;
 
 /// Bootstrapping failed.
@@ -153,8 +153,9 @@ pub fn custom_bootstrap(
     }
     for (key, value) in map {
         if !RESERVED.contains(&key.as_str()) {
-            let value = value_to_string(value).unwrap_or_else(|| value.to_string());
-            argv.push(format!("--{key}={value}"));
+            // Patroni's `f"--{arg}={val}"`: Python's `str()` of any value
+            // (`None`, `['a', 1]`, `{'k': 'v'}` too).
+            argv.push(format!("--{key}={}", palisade_pycompat::py::to_str(value)));
         }
     }
     Ok(CustomBootstrap {
@@ -261,6 +262,14 @@ mod tests {
         let c = custom_bootstrap("clone", &json!({"command": "restore", "no_params": "false"}), "s", Path::new("/d"))
             .unwrap();
         assert_eq!(c.argv, vec!["restore"]);
+        let c = custom_bootstrap(
+            "clone",
+            &json!({"command": "restore", "no_params": true, "n": null, "l": ["a", 1], "m": {"k": "v"}, "f": 1.0}),
+            "s",
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(c.argv, vec!["restore", "--n=None", "--l=['a', 1]", "--m={'k': 'v'}", "--f=1.0"]);
         assert!(custom_bootstrap("clone", &json!({"no_params": true}), "s", Path::new("/d")).is_err());
         assert!(custom_bootstrap("clone", &json!("x"), "s", Path::new("/d")).is_err());
     }

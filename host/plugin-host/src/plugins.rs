@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use palisade_config::LocalConfig;
 use palisade_plugin_api::host::{self, OpenedPlugin};
-use palisade_plugin_api::{Callback, Dcs, DcsParams, DcsTiming, PluginKind, PluginParams, ReplicaMethod};
+use palisade_plugin_api::{
+    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, PluginKind, PluginParams, ReplicaMethod,
+};
+use palisade_pycompat::py::truthy;
 use serde_json::{Map, Value};
 
 /// The plugin directory for this configuration.
@@ -41,6 +44,36 @@ pub struct ReplicaPlugin {
     pub plugin: Box<dyn ReplicaMethod>,
     /// Whether the method works without a running member to copy from.
     pub without_leader: bool,
+    /// Patroni's `keep_data` for this method: the host leaves the data
+    /// directory alone when the method fails (and before reinitialising).
+    /// Never set for `basebackup`, which Patroni always cleans.
+    pub keep_data: bool,
+    /// The `restore_command` and `archive_cleanup_command` matching the
+    /// method's archive (asked once, at load), for standby clusters.
+    pub archive: ArchiveCommands,
+}
+
+/// The recovery commands of a standby cluster's leader: each one
+/// `configured` in the `standby_cluster` section wins; one left unset comes
+/// from the first of `methods` (the standby cluster's
+/// `create_replica_methods`, else `postgresql.create_replica_methods`)
+/// whose plugin offers it (`pgbackrest`, `walg`), so that a standby cluster
+/// cloned from a backup repository also follows its primary through it.
+pub fn standby_archive_commands(
+    replicas: &[ReplicaPlugin],
+    methods: &[String],
+    configured: &ArchiveCommands,
+) -> ArchiveCommands {
+    let offered = |pick: fn(&ArchiveCommands) -> &Option<String>| {
+        methods.iter().filter_map(|m| replicas.iter().find(|r| &r.method == m)).find_map(|r| pick(&r.archive).clone())
+    };
+    ArchiveCommands {
+        restore_command: configured.restore_command.clone().or_else(|| offered(|a| &a.restore_command)),
+        archive_cleanup_command: configured
+            .archive_cleanup_command
+            .clone()
+            .or_else(|| offered(|a| &a.archive_cleanup_command)),
+    }
 }
 
 /// Everything loaded for one daemon.
@@ -128,12 +161,18 @@ fn open_dcs(
     }
 }
 
-/// Which replica plugin runs `method`, and the section it gets. A method
-/// whose section names a `command` is a custom script: the generic
-/// `command` plugin runs it. `basebackup`, and any method with a plugin of
-/// its own installed, has that plugin. Any other method runs the method's
-/// name as the command, as Patroni does (`create_replica_methods: [mytool]`
-/// runs `mytool --scope=... --role=replica ...`).
+/// Which replica plugin runs `method`, and the section it gets:
+///
+/// 1. a method whose section names a `command` is a custom script, run by
+///    the generic `command` plugin exactly as Patroni runs it, whatever the
+///    method is called (so a Patroni `pgbackrest` method with a `command`
+///    keeps its meaning);
+/// 2. `basebackup`, and any method with a plugin of its own installed
+///    (`pgbackrest`, `walg`), has that plugin, which reads the section as
+///    its typed settings;
+/// 3. any other method runs the method's name as the command, as Patroni
+///    does (`create_replica_methods: [mytool]` runs `mytool --scope=...
+///    --role=replica ...`).
 fn replica_plugin_for(dir: &Path, method: &str, section: &mut Value) -> String {
     if section.get("command").is_some() {
         return "command".into();
@@ -164,7 +203,17 @@ pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugi
         match p.new_replica(params) {
             Ok(plugin) => {
                 let without_leader = plugin.can_work_without_leader();
-                replicas.push(ReplicaPlugin { method: method.clone(), plugin, without_leader });
+                // Patroni reads `keep_data` from every method's section but
+                // basebackup's, with Python's truth value.
+                let keep_data = method != "basebackup" && section.get("keep_data").is_some_and(truthy);
+                let archive = match plugin.archive_commands() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        problems.push(LoadProblem(format!("{}: archive commands: {e}", p.path().display())));
+                        continue;
+                    }
+                };
+                replicas.push(ReplicaPlugin { method: method.clone(), plugin, without_leader, keep_data, archive });
             }
             Err(e) => problems.push(LoadProblem(format!("{}: {e}", p.path().display()))),
         }
@@ -232,6 +281,15 @@ mod tests {
                 json!({"command": "/bin/restore", "x": 1}),
             ),
             ("pgbackrest", json!({"stanza": "main"}), "pgbackrest", json!({"stanza": "main"})),
+            // Patroni's documented pgBackRest method keeps its meaning.
+            (
+                "pgbackrest",
+                json!({"command": "pgbackrest --stanza=main --delta restore", "keep_data": true, "no_params": true}),
+                "command",
+                json!({"command": "pgbackrest --stanza=main --delta restore", "keep_data": true, "no_params": true}),
+            ),
+            // Not installed here: run as a command, as Patroni would.
+            ("walg", json!(null), "command", json!({"command": "walg"})),
             ("mytool", json!(null), "command", json!({"command": "mytool"})),
             ("mytool", json!({"keep_data": true}), "command", json!({"keep_data": true, "command": "mytool"})),
         ];
@@ -241,6 +299,72 @@ mod tests {
             assert_eq!(s, passed, "{method} {section}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    struct NoMethod;
+
+    impl ReplicaMethod for NoMethod {
+        fn can_work_without_leader(&self) -> bool {
+            false
+        }
+        fn create_replica(&self, _: &palisade_plugin_api::ReplicaRequest) -> palisade_plugin_api::PluginResult<()> {
+            Ok(())
+        }
+        fn cancel(&self) {}
+    }
+
+    fn replica(method: &str, restore: Option<&str>, cleanup: Option<&str>) -> ReplicaPlugin {
+        ReplicaPlugin {
+            method: method.into(),
+            plugin: Box::new(NoMethod),
+            without_leader: false,
+            keep_data: false,
+            archive: ArchiveCommands {
+                restore_command: restore.map(String::from),
+                archive_cleanup_command: cleanup.map(String::from),
+            },
+        }
+    }
+
+    /// The standby leader's recovery commands: what `standby_cluster` sets
+    /// wins, field by field; the rest comes from the first listed method
+    /// that offers it.
+    #[test]
+    fn standby_archive_commands_fill_what_is_not_configured() {
+        let replicas = [
+            replica("basebackup", None, None),
+            replica("pgbackrest", Some("pgbackrest --stanza=main archive-get %f \"%p\""), None),
+            replica("walg", Some("wal-g wal-fetch \"%f\" \"%p\""), Some("cleanup %r")),
+        ];
+        let methods = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = ArchiveCommands::default();
+        /// Methods listed, what `standby_cluster` sets, the expected
+        /// restore and cleanup commands.
+        type Case<'a> = (&'a [&'a str], ArchiveCommands, Option<&'a str>, Option<&'a str>);
+        let cases: [Case<'_>; 6] = [
+            (&["basebackup"], none.clone(), None, None),
+            (&["basebackup", "pgbackrest"], none.clone(), Some("pgbackrest --stanza=main archive-get %f \"%p\""), None),
+            (&["walg", "pgbackrest"], none.clone(), Some("wal-g wal-fetch \"%f\" \"%p\""), Some("cleanup %r")),
+            (
+                &["pgbackrest", "walg"],
+                none.clone(),
+                Some("pgbackrest --stanza=main archive-get %f \"%p\""),
+                Some("cleanup %r"),
+            ),
+            (
+                &["pgbackrest"],
+                ArchiveCommands { restore_command: Some("cp /arch/%f %p".into()), archive_cleanup_command: None },
+                Some("cp /arch/%f %p"),
+                None,
+            ),
+            // A method that is not loaded offers nothing.
+            (&["mytool"], none.clone(), None, None),
+        ];
+        for (list, configured, restore, cleanup) in cases {
+            let got = standby_archive_commands(&replicas, &methods(list), &configured);
+            assert_eq!(got.restore_command.as_deref(), restore, "{list:?}");
+            assert_eq!(got.archive_cleanup_command.as_deref(), cleanup, "{list:?}");
+        }
     }
 
     #[test]

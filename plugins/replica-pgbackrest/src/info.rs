@@ -25,7 +25,8 @@ pub struct Backup {
 pub fn usable_backup(output: &str, stanza: &str, set: Option<&str>) -> Result<Backup, String> {
     let value: Value = serde_json::from_str(output.trim())
         .map_err(|e| format!("pgbackrest info did not answer with JSON ({e}): {}", first_line(output)))?;
-    let stanzas = value.as_array().ok_or_else(|| "pgbackrest info did not answer with a list of stanzas".to_string())?;
+    let stanzas =
+        value.as_array().ok_or_else(|| "pgbackrest info did not answer with a list of stanzas".to_string())?;
     let entry = stanzas
         .iter()
         .find(|s| s.get("name").and_then(Value::as_str) == Some(stanza))
@@ -55,7 +56,9 @@ pub fn usable_backup(output: &str, stanza: &str, set: Option<&str>) -> Result<Ba
     };
     match (found, set) {
         (Some(b), _) => Ok(b),
-        (None, Some(set)) => Err(format!("stanza '{stanza}' has no usable backup set '{set}' (status: {status_message})")),
+        (None, Some(set)) => {
+            Err(format!("stanza '{stanza}' has no usable backup set '{set}' (status: {status_message})"))
+        }
         (None, None) if status_code == Some(0) => Err(format!("stanza '{stanza}' has no usable backup")),
         (None, None) => Err(format!("stanza '{stanza}' has no usable backup (status: {status_message})")),
     }

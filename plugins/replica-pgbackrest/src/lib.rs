@@ -221,7 +221,8 @@ mod tests {
         }
     }
 
-    const ONE_BACKUP: &str = r#"[{"name":"demo","status":{"code":0,"message":"ok"},"backup":[{"label":"20261206-100000F","type":"full"}]}]"#;
+    const ONE_BACKUP: &str =
+        r#"[{"name":"demo","status":{"code":0,"message":"ok"},"backup":[{"label":"20261206-100000F","type":"full"}]}]"#;
     const NO_BACKUP: &str = r#"[{"name":"demo","status":{"code":2,"message":"no valid backups"},"backup":[]}]"#;
 
     #[test]

@@ -47,19 +47,8 @@ const TARGET_ACTIONS: [&str; 3] = ["pause", "promote", "shutdown"];
 
 /// Options the plugin sets itself (from the typed settings or the request):
 /// refused in `options`.
-const OWN_OPTIONS: [&str; 11] = [
-    "stanza",
-    "config",
-    "pg1-path",
-    "pg-path",
-    "delta",
-    "force",
-    "type",
-    "target",
-    "target-action",
-    "set",
-    "output",
-];
+const OWN_OPTIONS: [&str; 11] =
+    ["stanza", "config", "pg1-path", "pg-path", "delta", "force", "type", "target", "target-action", "set", "output"];
 
 /// Every key the section may have.
 const KEYS: [&str; 11] = [
@@ -187,7 +176,10 @@ impl Settings {
                 ));
             }
             if !needs_target && restore_type.as_deref() != Some("immediate") {
-                return Err(bad("target_action", "is only used with a recovery target (type immediate, lsn, name, time or xid)"));
+                return Err(bad(
+                    "target_action",
+                    "is only used with a recovery target (type immediate, lsn, name, time or xid)",
+                ));
             }
         }
         Ok(Self {
@@ -301,8 +293,9 @@ fn options(value: Option<&Value>) -> Result<Vec<String>, PluginError> {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             for (name, v) in map {
-                let v = scalar(v)
-                    .ok_or_else(|| bad("options", format_args!("{name}: the value must be a string, number or boolean")))?;
+                let v = scalar(v).ok_or_else(|| {
+                    bad("options", format_args!("{name}: the value must be a string, number or boolean"))
+                })?;
                 add(name, Some(v))?;
             }
         }
@@ -324,9 +317,7 @@ fn options(value: Option<&Value>) -> Result<Vec<String>, PluginError> {
                     other => {
                         return Err(bad(
                             "options",
-                            format_args!(
-                                "{other} is not an option: use `name`, `name=value` or a map with one key"
-                            ),
+                            format_args!("{other} is not an option: use `name`, `name=value` or a map with one key"),
                         ))
                     }
                 }
@@ -353,7 +344,10 @@ mod tests {
         assert_eq!(s.executable, "pgbackrest");
         assert!(!s.delta && !s.no_leader && !s.keep_data);
         assert_eq!(s.info_args(), ["--stanza=demo", "--output=json", "info"]);
-        assert_eq!(s.restore_args("/data/pg"), ["--stanza=demo", "--pg1-path=/data/pg", "--log-level-console=info", "restore"]);
+        assert_eq!(
+            s.restore_args("/data/pg"),
+            ["--stanza=demo", "--pg1-path=/data/pg", "--log-level-console=info", "restore"]
+        );
         assert_eq!(s.restore_command(), "pgbackrest --stanza=demo archive-get %f \"%p\"");
     }
 
@@ -395,10 +389,10 @@ mod tests {
             s.restore_command(),
             "/opt/pgbackrest/bin/pgbackrest '--config=/etc/pg backrest.conf' --stanza=main archive-get %f \"%p\""
         );
-        assert_eq!(parse(json!({"options": {"process-max": 4, "archive-check": false}})).options, [
-            "--process-max=4",
-            "--archive-check=n"
-        ]);
+        assert_eq!(
+            parse(json!({"options": {"process-max": 4, "archive-check": false}})).options,
+            ["--process-max=4", "--archive-check=n"]
+        );
         assert_eq!(parse(json!({"type": "xid", "target": 1234})).target.as_deref(), Some("1234"));
     }
 
@@ -414,9 +408,15 @@ mod tests {
             (json!({"target": "x"}), "postgresql.pgbackrest.target: is only used with type"),
             (json!({"type": "standby", "target": "x"}), "postgresql.pgbackrest.target: is only used with type"),
             (json!({"type": "lsn", "target": "0/3", "target_action": "stop"}), "target_action: unknown action 'stop'"),
-            (json!({"target_action": "promote"}), "postgresql.pgbackrest.target_action: is only used with a recovery target"),
+            (
+                json!({"target_action": "promote"}),
+                "postgresql.pgbackrest.target_action: is only used with a recovery target",
+            ),
             (json!({"options": ["--delta"]}), "postgresql.pgbackrest.options: write option `--delta` without"),
-            (json!({"options": ["pg1-path=/x"]}), "postgresql.pgbackrest.options: the pg1-path option is set by the plugin"),
+            (
+                json!({"options": ["pg1-path=/x"]}),
+                "postgresql.pgbackrest.options: the pg1-path option is set by the plugin",
+            ),
             (json!({"options": {"type": "time"}}), "the type option is set by the plugin"),
             (json!({"options": [{"a": 1, "b": 2}]}), "is not an option"),
             (json!({"options": [{"a": [1]}]}), "a: the value must be"),

@@ -88,6 +88,11 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
             Ok(Err(e)) => tracing::error!("replica method '{}' failed: {e}", method.method),
             Err(e) => tracing::error!("replica method '{}' did not finish: {e}", method.method),
         }
+        // Patroni's `keep_data`: a method that keeps the data directory
+        // (a pgBackRest `--delta` restore) leaves it for the next one.
+        if method.keep_data {
+            continue;
+        }
         if let Err(e) = shared.pg.remove_data_directory() {
             tracing::error!("could not clean the data directory after a failed attempt: {e}");
         }
@@ -181,9 +186,15 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
         t.on_start_called = false;
     });
     shared.set_role(Role::Uninitialized);
-    if let Err(e) = shared.pg.remove_data_directory() {
-        tracing::error!("reinitialize: cannot remove the data directory: {e}");
-        return false;
+    // Patroni 4.1 leaves the directory to the replica methods, so that a
+    // method with `keep_data` (a pgBackRest `--delta` restore) can reuse
+    // it; the others empty it themselves. Without such a method it is
+    // removed here, as before.
+    if !shared.replicas.iter().any(|r| r.keep_data) {
+        if let Err(e) = shared.pg.remove_data_directory() {
+            tracing::error!("reinitialize: cannot remove the data directory: {e}");
+            return false;
+        }
     }
     clone(shared, source, leader).await
 }

@@ -75,6 +75,8 @@ fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
             method: "fake".into(),
             plugin: Box::new(FakeReplicaMethod(Arc::clone(&pg))),
             without_leader: false,
+            keep_data: false,
+            archive: Default::default(),
         }]
     };
     let (tx, rx) = mpsc::unbounded_channel();

@@ -23,6 +23,8 @@ const PLUGINS: &[&str] = &[
     "libpalisade_dcs_etcd3.so",
     "libpalisade_replica_basebackup.so",
     "libpalisade_replica_command.so",
+    "libpalisade_replica_pgbackrest.so",
+    "libpalisade_replica_walg.so",
     "libpalisade_callback_script.so",
 ];
 

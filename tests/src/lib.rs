@@ -7,6 +7,7 @@
 //! plugin crate), as the daemon does.
 
 pub use palisade_test_support::certs;
+pub mod backup;
 pub mod cluster;
 pub mod conformance;
 pub mod ctl;

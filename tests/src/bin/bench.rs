@@ -6,7 +6,15 @@
 //! ```text
 //! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|commit-latency|sync-failover|all]
 //!     [--runs N] [--inserts N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
+//! cargo run --release -p palisade-tests --bin bench -- replica-create [--runs N] [--rows N]
 //! ```
+//!
+//! `replica-create` (not part of `all`) fills the leader with `--rows` rows
+//! (default 1,000,000), backs it up into a local pgBackRest repository, and
+//! times building a replica of that same database with `basebackup` and
+//! with the `pgbackrest` plugin: a new member (daemon start to streaming),
+//! then `--runs` minus one `POST /reinitialize` each (request to
+//! streaming).
 //!
 //! `commit-latency` times `--inserts` single-row INSERTs (each its own
 //! transaction, one connection, psql's `\timing`) on the leader of one
@@ -46,12 +54,14 @@ struct Options {
     retry_timeout: u32,
     seconds: u64,
     patroni: Option<std::path::PathBuf>,
+    rows: u64,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|all] [--runs N] [--inserts N] \
-         [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]"
+         [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]\n       \
+         bench replica-create [--runs N] [--rows N]"
     );
     std::process::exit(2)
 }
@@ -66,6 +76,7 @@ fn parse() -> Options {
         retry_timeout: 3,
         seconds: 5,
         patroni: None,
+        rows: 1_000_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -82,6 +93,7 @@ fn parse() -> Options {
             "--loop-wait" => o.loop_wait = num("--loop-wait") as u32,
             "--retry-timeout" => o.retry_timeout = num("--retry-timeout") as u32,
             "--seconds" => o.seconds = num("--seconds"),
+            "--rows" => o.rows = num("--rows").max(1),
             "--patroni" => o.patroni = Some(args.next().map(Into::into).unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             w if !w.starts_with('-') => o.what = w.to_string(),
@@ -484,6 +496,7 @@ fn main() {
         "rss" => rss(&o),
         "commit-latency" => commit_latency(&o),
         "sync-failover" => sync_failover(&o),
+        "replica-create" => replica_create(&o),
         "all" => {
             rss(&o);
             rest(&o);
@@ -493,5 +506,61 @@ fn main() {
             sync_failover(&o);
         }
         _ => usage(),
+    }
+}
+
+/// Replica creation time by `basebackup` and by the `pgbackrest` plugin,
+/// for the same database (see the module's documentation).
+fn replica_create(o: &Options) {
+    use palisade_tests::backup::{add_to_postgresql, archive_parameters, time_reinitialize, PgBackRest, STANZA};
+    let spec = ClusterSpec {
+        nodes: 3,
+        ttl: o.ttl,
+        loop_wait: o.loop_wait,
+        retry_timeout: o.retry_timeout,
+        parameters_extra: archive_parameters(),
+        ..ClusterSpec::default()
+    };
+    let mut c = Cluster::prepare("bench-replica", spec);
+    let repo = PgBackRest::prepare(&c);
+    add_to_postgresql(
+        &c,
+        "node3",
+        &format!(
+            "  create_replica_methods:\n  - pgbackrest\n  pgbackrest:\n    stanza: {STANZA}\n    config: {}\n",
+            repo.conf.display()
+        ),
+    );
+    c.start_node(0);
+    let leader = c.wait_for_leader(Duration::from_secs(60));
+    let fill = format!(
+        "CREATE TABLE bench AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {}) g; CHECKPOINT",
+        o.rows
+    );
+    c.node(&leader).sql(&fill).unwrap_or_else(|e| panic!("filling the database: {e}"));
+    let size = c.node(&leader).sql("SELECT pg_size_pretty(sum(pg_database_size(oid))) FROM pg_database").unwrap();
+    let (label, backup_time) = Cluster::timed(|| repo.stanza_create_and_backup(&c));
+    println!(
+        "replica-create: {} rows, {size} in all databases; pgBackRest full backup {label} took {:.2} s",
+        o.rows,
+        backup_time.as_secs_f64()
+    );
+
+    let mut results = Vec::new();
+    for (node, method) in [("node2", "basebackup"), ("node3", "pgbackrest")] {
+        let i = c.index(node);
+        let ((), first) = Cluster::timed(|| {
+            c.start_node(i);
+            palisade_test_support::wait_for(&format!("{node} streaming"), Duration::from_secs(600), || {
+                c.streaming_from(&leader).iter().any(|m| m == node).then_some(())
+            })
+        });
+        let again: Vec<Duration> =
+            (1..o.runs).map(|_| time_reinitialize(&c, node, &leader, Duration::from_secs(600))).collect();
+        results.push((method, first, again));
+    }
+    for (method, first, again) in results {
+        println!("replica-create {method}: new member to streaming {:.2} s", first.as_secs_f64());
+        show(&format!("replica-create {method}: reinitialize to streaming"), &again);
     }
 }

@@ -313,9 +313,7 @@ pub trait ReplicaMethod: Send + Sync {
     /// Stop a `create_replica` in progress (shutdown, reinitialize). Must not block long.
     fn cancel(&self);
     /// The recovery commands matching this method's archive, for a
-    /// standby cluster. Methods without an archive have none (the default;
-    /// also what the host gets from a plugin built before this method
-    /// existed).
+    /// standby cluster. Methods without an archive have none (the default).
     fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
         Ok(ArchiveCommands::default())
     }

@@ -452,9 +452,14 @@ pub trait FfiReplica: Send + Sync {
     fn create_replica(&self, request: FfiReplicaRequest) -> FfiResult<FfiUnit>;
     #[sabi(last_prefix_field)]
     fn cancel(&self);
-    /// Appended after the first release: a plugin built before it has no
-    /// such entry in its vtable, and the host then runs this default body
-    /// (no archive commands).
+    /// Appended after the first release. abi_stable lets a host load
+    /// plugins built against the same or a newer plugin-api: a host built
+    /// before this method loads a plugin that has it (and never calls it),
+    /// while a plugin built before it is refused by the layout check with
+    /// "rebuild the plugin" (abi_stable's rule: the library may have more
+    /// prefix fields than the loader, never fewer). The default body
+    /// (abi_stable's `missing_field(option)`) answers "no commands" should
+    /// a vtable without the entry ever be reached.
     fn archive_commands(&self) -> FfiResult<FfiArchiveCommands> {
         RResult::ROk(FfiArchiveCommands::default())
     }

@@ -181,7 +181,9 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
         }
     }
     for method in &create_replica_methods {
-        if method == "basebackup" {
+        // basebackup, and Palisade's own replica plugins, which read the
+        // section as their settings (the loader warns if one is missing).
+        if matches!(method.as_str(), "basebackup" | "pgbackrest" | "walg") {
             continue;
         }
         let has_command = map.get(method).and_then(|m| m.get("command")).is_some_and(Value::is_string);

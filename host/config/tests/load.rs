@@ -550,6 +550,24 @@ fn bootstrap_method_without_a_command_means_initdb() {
     }
 }
 
+/// A replica method without a `command` runs its own name, as in Patroni,
+/// and the load says so; not for basebackup or Palisade's own replica
+/// plugins (`pgbackrest`, `walg`), whose sections are their settings.
+#[test]
+fn replica_methods_without_a_command_are_warned_about_unless_a_plugin_takes_them() {
+    for (method, warned) in
+        [("mytool", true), ("wal_g", true), ("basebackup", false), ("pgbackrest", false), ("walg", false)]
+    {
+        let text = MINIMAL.replace(
+            "postgresql:\n",
+            &format!("postgresql:\n  create_replica_methods: [{method}]\n  {method}:\n    no_leader: true\n"),
+        );
+        let loaded = load_text(&text).expect("valid");
+        let warning = loaded.warnings.iter().any(|w| w.message.contains("itself is run as the command"));
+        assert_eq!(warning, warned, "{method}: {:?}", loaded.warnings);
+    }
+}
+
 /// A contradiction between a boolean tag and its priority is warned about
 /// with Patroni's own line (sites alert on it); agreeing values are not.
 #[test]

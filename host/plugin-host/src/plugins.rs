@@ -186,6 +186,11 @@ fn replica_plugin_for(dir: &Path, method: &str, section: &mut Value) -> String {
     "command".into()
 }
 
+/// Replica plugins Palisade ships besides basebackup and command: a
+/// `create_replica_methods` entry of that name without a `command` reads
+/// its section as the plugin's settings.
+const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
+
 /// Load every plugin the configuration needs, or report every problem.
 pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
     let mut problems = Vec::new();
@@ -195,6 +200,16 @@ pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugi
     for method in &config.postgresql.create_replica_methods {
         let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
         let plugin_name = replica_plugin_for(dir, method, &mut section);
+        if plugin_name == "command" && OWN_REPLICA_PLUGINS.contains(&method.as_str()) {
+            let has_command = config.postgresql.replica_method_sections.get(method).and_then(|s| s.get("command"));
+            if has_command.is_none() {
+                tracing::warn!(
+                    "replica method '{method}' has no command and its plugin is not installed ({}): '{method}' \
+                     itself is run as the command, as Patroni does",
+                    dir.join(file_name(PluginKind::Replica, method)).display()
+                );
+            }
+        }
         let Some(p) = open(dir, PluginKind::Replica, &plugin_name, &mut problems) else {
             continue;
         };

@@ -9,7 +9,9 @@
 //! - the `walg` plugin restores replicas through the WAL-G stand-in
 //!   (`tests/fixtures/wal-g-stand-in`, a script, not WAL-G: WAL-G cannot be
 //!   installed here), once from a running leader and once with no primary
-//!   running at all (`no_leader`).
+//!   running at all (`no_leader`); the cluster it copies was bootstrapped
+//!   by a custom `bootstrap.method` without a `command`, which means initdb
+//!   as in Patroni.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -128,9 +130,21 @@ fn walg_plugin_restores_through_the_stand_in_with_and_without_a_leader() {
     };
     add_to_postgresql(&cluster, "node2", &section(false));
     add_to_postgresql(&cluster, "node3", &section(true));
+    // node1 names a custom bootstrap method without a `command`: as in
+    // Patroni, the cluster is initialised with initdb.
+    let path = &cluster.node("node1").config;
+    let text = std::fs::read_to_string(path).unwrap();
+    let custom = "\nbootstrap:\n  method: restore\n  restore:\n    keep_existing_recovery_conf: true\n";
+    std::fs::write(path, text.replacen("\nbootstrap:\n", custom, 1)).unwrap();
 
     cluster.start_node(0);
     cluster.wait_for_leader(Duration::from_secs(60));
+    let log1 = cluster.node("node1").log();
+    assert!(
+        log1.contains("bootstrap.restore.command is not set: the cluster will be initialised with initdb instead"),
+        "{log1}"
+    );
+    assert!(log1.contains("initializing a new cluster"), "{log1}");
     insert(&cluster, "node1", 1, "in the backup");
     walg.backup_from(&cluster, "node1", "base_000000010000000000000003");
     insert(&cluster, "node1", 2, "streamed");

@@ -5,7 +5,8 @@
 //!   a `basebackup` replica, and a third replica is built by the generic
 //!   command method configured as Patroni's documentation configures
 //!   pgBackRest (a `pgbackrest` method with a `command`, `keep_data`,
-//!   `no_params`);
+//!   `no_params`); reinitialising the plugin's replica with `keep_data`
+//!   restores with `--delta` over the files it had;
 //! - the `walg` plugin restores replicas through the WAL-G stand-in
 //!   (`tests/fixtures/wal-g-stand-in`, a script, not WAL-G: WAL-G cannot be
 //!   installed here), once from a running leader and once with no primary
@@ -17,7 +18,9 @@
 use std::time::Duration;
 
 use palisade_test_support::wait_for;
-use palisade_tests::backup::{add_to_postgresql, archive_parameters, PgBackRest, WalGStandIn, STANZA};
+use palisade_tests::backup::{
+    add_to_postgresql, archive_parameters, time_reinitialize, PgBackRest, WalGStandIn, STANZA,
+};
 use palisade_tests::cluster::{Cluster, ClusterSpec};
 
 fn insert(cluster: &Cluster, node: &str, id: i32, text: &str) {
@@ -43,7 +46,7 @@ fn pgbackrest_plugin_and_patroni_command_method_build_replicas() {
         "node3",
         &format!(
             "  create_replica_methods:\n  - pgbackrest\n  pgbackrest:\n    stanza: {STANZA}\n    config: {conf}\n    \
-             delta: true\n    options:\n    - process-max=2\n"
+             delta: true\n    keep_data: true\n    options:\n    - process-max=2\n"
         ),
     );
     let data4 = cluster.node("node4").data_dir.display().to_string();
@@ -111,6 +114,21 @@ fn pgbackrest_plugin_and_patroni_command_method_build_replicas() {
     for node in ["node2", "node3", "node4"] {
         cluster.wait_sql(node, "SELECT v FROM t WHERE id = 3", "later", Duration::from_secs(60));
     }
+
+    // keep_data: reinitialising node3 leaves its files for a --delta
+    // restore (Patroni 4.1 no longer empties the directory first).
+    cluster.mark("reinitialize node3");
+    time_reinitialize(&cluster, "node3", "node1", Duration::from_secs(120));
+    let log3 = cluster.node("node3").log_after("reinitialize node3");
+    assert!(log3.contains("Leaving data directory uncleaned"), "{log3}");
+    assert!(!log3.contains("Removing data directory"), "{log3}");
+    assert!(!log3.contains("--delta and --force have been disabled"), "the delta restore found the old files:\n{log3}");
+    cluster.wait_sql(
+        "node3",
+        "SELECT string_agg(v, ',' ORDER BY id) FROM t",
+        "before the backup,after the backup,later",
+        Duration::from_secs(60),
+    );
 }
 
 #[test]

@@ -73,7 +73,7 @@ impl Runner {
             name: cfg.local.name.clone(),
             tags: cfg.local.tags.clone(),
             can_bootstrap: cfg.local.bootstrap.is_some(),
-            can_clone_without_leader: self.shared.replicas.iter().any(|r| r.without_leader),
+            can_clone_without_leader: super::tasks::can_clone_without_leader(&self.shared, &cfg),
         };
         let tracked = self.shared.tracked();
         let mut settings = cfg.settings();
@@ -94,6 +94,7 @@ impl Runner {
             bootstrapping: tracked.bootstrapping,
             on_start_called: tracked.on_start_called,
             following: tracked.following.clone(),
+            following_remote: tracked.following_remote,
             rejoin,
             released_leader_key_at: tracked.released_leader_key_at,
             previous_wal_position: self.previous_wal_position,

@@ -101,3 +101,54 @@ fn standby_cluster_streams_from_the_primary_cluster_and_fails_over_inside() {
     standby.wait_sql(&sl, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3", MINUTE);
     assert_eq!(rows(&primary, &p), "1,2,3");
 }
+
+/// `palisadectl -c <node1 of cluster> args...`, which must succeed.
+fn palisadectl(cluster: &Cluster, args: &[&str]) -> String {
+    ctl::run_with(cluster, &cluster.bin().join("palisadectl"), args, "", &[]).ok().stdout
+}
+
+#[test]
+fn demote_cluster_and_promote_cluster_swap_the_roles_without_losing_data() {
+    let a = Cluster::start("sc-swap-a", ClusterSpec { nodes: 2, ..Default::default() });
+    let a1 = a.wait_for_leader(MINUTE);
+    a.node(&a1).sql("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2), (3)").unwrap();
+    let b_dcs = format!("    standby_cluster:\n      host: 127.0.0.1\n      port: {}\n", a.node(&a1).pg_port);
+    let b = Cluster::start_standby("sc-swap-b", ClusterSpec { nodes: 2, extra_dcs: b_dcs, ..Default::default() });
+    let b1 = b.leader().unwrap();
+    for n in ["node1", "node2"] {
+        b.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3", MINUTE);
+    }
+
+    // The last row goes in right before the demotion: the shutdown
+    // checkpoint carries it to the standby cluster.
+    a.node(&a1).sql("INSERT INTO t VALUES (4)").unwrap();
+    a.mark("demote-cluster");
+    b.mark("demote-cluster of the other cluster");
+    let b1_port = b.node(&b1).pg_port.to_string();
+    let out = palisadectl(&a, &["demote-cluster", "--host", "127.0.0.1", "--port", &b1_port, "--force"]);
+    assert!(out.contains("cluster is successfully demoted"), "{out}");
+    // No new initdb: the same node leads, now as the standby leader.
+    assert_eq!(a.wait_for_standby_leader(MINUTE), a1);
+    assert!(a.node(&a1).log().contains("Demoting self (demote-cluster)"), "{}", a.logs());
+    b.wait_sql(&b1, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4", MINUTE);
+
+    a.mark("promote-cluster of the other cluster");
+    b.mark("promote-cluster");
+    palisadectl(&b, &["promote-cluster", "--force"]);
+    let b_leader = b.wait_for_leader(MINUTE);
+    assert_eq!(b_leader, b1);
+    assert_eq!(role(&b, &b1), "primary");
+    b.node(&b1).sql("INSERT INTO t VALUES (5)").unwrap();
+
+    // Every node of both clusters has every row; the roles are swapped.
+    for n in ["node1", "node2"] {
+        b.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5", MINUTE);
+        a.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5", MINUTE);
+    }
+    assert_eq!(role(&a, &a1), "standby_leader");
+    let a2 = a.nodes.iter().map(|n| n.name.clone()).find(|n| *n != a1).unwrap();
+    a.wait_streaming(&a1, 1, MINUTE);
+    assert_eq!(role(&a, &a2), "replica");
+    b.wait_streaming(&b1, 1, MINUTE);
+    check_standby_leader_surfaces(&a, &a1, &a2);
+}

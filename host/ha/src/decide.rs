@@ -263,6 +263,13 @@ impl<'a> Ctx<'a> {
             return Ok(Decision::new("removing initialize key after failed attempt to bootstrap the cluster")
                 .with(Action::CancelBootstrap));
         }
+        if self.i.settings.standby_cluster && l.role == Role::StandbyLeader && l.task.is_none() {
+            // The clone and the start succeeded (only they set this role),
+            // whether or not this cycle saw the task's result.
+            return Ok(Decision::new("initialized a new cluster")
+                .with(Action::CompleteBootstrap)
+                .with(Action::CallbackOnStart));
+        }
         if !l.pg.is_primary() {
             return Ok(Decision::new("waiting for end of recovery after bootstrap"));
         }

@@ -52,6 +52,20 @@ fn standby_cases() -> Vec<Case> {
             vec![Action::CompleteBootstrap, Action::CallbackOnStart],
         )),
         standby(case(
+            "the clone finished in a cycle that did not see its result: the role tells",
+            empty(),
+            Local { bootstrapping: true, role: Role::StandbyLeader, ..running_replica(1000) },
+            "initialized a new cluster",
+            vec![Action::CompleteBootstrap, Action::CallbackOnStart],
+        )),
+        standby(case(
+            "the clone is still starting PostgreSQL",
+            empty(),
+            Local { bootstrapping: true, role: Role::Uninitialized, ..running_replica(1000) },
+            "waiting for end of recovery after bootstrap",
+            vec![],
+        )),
+        standby(case(
             "the clone failed: give the initialize key back",
             empty(),
             Local {

@@ -6,6 +6,7 @@
 //!
 //! Each cluster has its own etcd, as two clusters in two data centres do;
 //! they only meet through PostgreSQL replication.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -174,6 +174,26 @@ fn demote_cluster_and_promote_cluster_swap_the_roles_without_losing_data() {
     wait_role(&a, &a2, "replica");
     b.wait_streaming(&b1, 1, MINUTE);
     check_standby_leader_surfaces(&a, &a1, &a2);
+
+    // And back, with Patroni's own patronictl: its PATCH is what the
+    // daemons act on.
+    let patronictl = palisade_tests::patroni::venv().join("bin/patronictl");
+    let a1_port = a.node(&a1).pg_port.to_string();
+    b.node(&b1).sql("INSERT INTO t VALUES (6)").unwrap();
+    let args = ["demote-cluster", "--host", "127.0.0.1", "--port", &a1_port, "--force"];
+    let out = ctl::run_with(&b, &patronictl, &args, "", &[]).ok().stdout;
+    assert!(out.contains("cluster is successfully demoted"), "{out}");
+    assert_eq!(b.wait_for_standby_leader(MINUTE), b1);
+    a.wait_sql(&a1, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5,6", MINUTE);
+    ctl::run_with(&a, &patronictl, &["promote-cluster", "--force"], "", &[]).ok();
+    assert_eq!(a.wait_for_leader(MINUTE), a1);
+    a.node(&a1).sql("INSERT INTO t VALUES (7)").unwrap();
+    for n in ["node1", "node2"] {
+        a.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5,6,7", MINUTE);
+        b.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5,6,7", MINUTE);
+    }
+    let b2 = b.nodes.iter().map(|n| n.name.clone()).find(|n| *n != b1).unwrap();
+    check_standby_leader_surfaces(&b, &b1, &b2);
 }
 
 /// Run pgbackrest as the test user with `conf`; panics with its output

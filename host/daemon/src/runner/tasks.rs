@@ -275,6 +275,8 @@ pub async fn restart(
                     shared.with_tracked(|t| {
                         t.set_state(State::Running);
                         t.following = follow.as_ref().map(|m| m.name.clone());
+                        // A standby leader restarts following the remote primary.
+                        t.following_remote = role == Role::StandbyLeader;
                     });
                     shared.callback("on_restart");
                     answer(true, "restarted successfully")

@@ -76,9 +76,7 @@ impl Ctx<'_> {
         }
         Ok(d)
     }
-}
 
-impl Ctx<'_> {
     /// Replicate from the remote primary of the standby cluster: a primary
     /// demotes into the standby leader (`demote-cluster`); recovery is
     /// pointed at the remote once, and again whenever the `standby_cluster`

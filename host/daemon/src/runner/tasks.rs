@@ -75,16 +75,15 @@ fn standby_methods(shared: &Shared, standby: &palisade_config::StandbyCluster) -
         .collect()
 }
 
-/// Whether a replica can be built with no member to copy from: by a
-/// backup method, or in a standby cluster by cloning the remote primary
-/// (Patroni's `can_create_replica_without_replication_connection`).
+/// Whether a replica can be built with no member to copy from: one of the
+/// methods (in a standby cluster, of `standby_cluster`) works without a
+/// replication connection (Patroni's
+/// `can_create_replica_without_replication_connection`).
 pub fn can_clone_without_leader(shared: &Shared, cfg: &super::RuntimeConfig) -> bool {
     match cfg.global.standby_cluster_config() {
         Some(standby) => {
             let methods = standby.replica_methods();
-            standby.host.is_some()
-                || standby.port.is_some()
-                || shared.replicas.iter().any(|r| r.without_leader && methods.contains(&r.method))
+            shared.replicas.iter().any(|r| r.without_leader && methods.contains(&r.method))
         }
         None => shared.replicas.iter().any(|r| r.without_leader),
     }

@@ -355,14 +355,17 @@ impl Runner {
         self.set_role(Role::Demoted);
         if mode == DemoteMode::DemoteCluster {
             // The cluster became a standby cluster: we keep the leader key
-            // (renewed with the shutdown checkpoint as the last position)
-            // and start again as the standby leader, replicating from the
-            // new remote primary without a new initdb.
-            if let Some(lsn) = last_lsn {
+            // (the shutdown checkpoint is the last position) and start
+            // again as the standby leader, replicating from the new remote
+            // primary without a new initdb (a replica when the key is not
+            // ours: a leaderless standby cluster).
+            let holds_lock = cluster.leader_name() == Some(self.shared.config().local.name.as_str());
+            if let Some(lsn) = last_lsn.filter(|_| holds_lock) {
                 let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
             }
+            let role = if holds_lock { Role::StandbyLeader } else { Role::Replica };
             let shared = std::sync::Arc::clone(&self.shared);
-            self.spawn(Task::Start, super::tasks::start_remote(shared, Role::StandbyLeader));
+            self.spawn(Task::Start, super::tasks::start_remote(shared, role));
             return;
         }
         if release {

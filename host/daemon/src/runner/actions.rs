@@ -328,9 +328,10 @@ impl Runner {
             DemoteMode::Offline => (StopMode::Fast, false, false),
             DemoteMode::Graceful => (StopMode::Fast, true, true),
             DemoteMode::Immediate => (StopMode::Immediate, false, true),
-            DemoteMode::ImmediateNolock | DemoteMode::DemoteCluster => (StopMode::Immediate, false, false),
+            DemoteMode::ImmediateNolock => (StopMode::Immediate, false, false),
+            // The key is kept: see below.
+            DemoteMode::DemoteCluster => (StopMode::Fast, false, false),
         };
-        let stop = if mode == DemoteMode::DemoteCluster { StopMode::Fast } else { stop };
         if checkpoint {
             if let Err(e) = self.shared.pg.checkpoint().await {
                 // Patroni's ERROR line; what failed follows at WARNING.

@@ -31,10 +31,19 @@ fn touches_postgres(action: &palisade_ha::Action) -> bool {
 
 impl Runner {
     pub(super) async fn cycle(&mut self) -> CycleOutcome {
-        if self.task.as_ref().is_some_and(|(_, h)| h.is_finished()) {
-            self.task = None;
-        }
         let finished = self.shared.with_tracked(|t| t.finished.take());
+        // A task records its result as its last step: when the result is
+        // here and the handle has not ended yet, it is about to; wait for
+        // it, so that this cycle does not see the task still running and
+        // lose its result.
+        if let Some((task, mut handle)) = self.task.take() {
+            let ending = finished.is_some_and(|(t, _)| t == task);
+            let ended = handle.is_finished()
+                || ending && tokio::time::timeout(std::time::Duration::from_secs(1), &mut handle).await.is_ok();
+            if !ended {
+                self.task = Some((task, handle));
+            }
+        }
 
         let cluster = match self.shared.dcs.get_cluster().await {
             Ok(c) => Arc::new(c),

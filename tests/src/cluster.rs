@@ -279,6 +279,37 @@ impl Cluster {
         cluster
     }
 
+    /// Start a standby cluster (`spec.extra_dcs` holds its
+    /// `standby_cluster` section): etcd, the first node, which becomes the
+    /// standby leader, then the others, streaming from it. Returns once
+    /// every replica streams.
+    pub fn start_standby(label: &str, spec: ClusterSpec) -> Self {
+        let mut cluster = Self::prepare(label, spec.clone());
+        cluster.start_node(0);
+        let leader = cluster.wait_for_standby_leader(Duration::from_secs(90));
+        for i in 1..spec.nodes {
+            cluster.start_node(i);
+        }
+        if spec.nodes > 1 {
+            cluster.wait_streaming(&leader, spec.nodes - 1, Duration::from_secs(90));
+        }
+        cluster
+    }
+
+    /// Wait until a member holds the leader key and serves as a standby
+    /// leader (`GET /patroni` says `standby_leader`, PostgreSQL in recovery).
+    pub fn wait_for_standby_leader(&self, timeout: Duration) -> String {
+        wait_for("a standby leader", timeout, || {
+            let leader = self.leader()?;
+            let node = self.nodes.iter().find(|n| n.name == leader)?;
+            let body = node.get("/patroni").ok()?.json();
+            (body["role"] == "standby_leader"
+                && body["state"] == "running"
+                && node.sql("SELECT pg_is_in_recovery()").ok()? == "t")
+                .then_some(leader)
+        })
+    }
+
     /// etcd running and every node's configuration written, no daemon
     /// started yet (see `start_node`).
     pub fn prepare(label: &str, spec: ClusterSpec) -> Self {

@@ -280,6 +280,23 @@ impl Reader<'_> {
                 self.issue("standby_cluster.port", true, format!("expected a port number, found {}", describe(port)));
             }
         }
+        if let Some(delay) = m.get("recovery_min_apply_delay").filter(|x| !x.is_null()) {
+            let readable = match delay {
+                Value::String(s) => s.is_empty() || palisade_pycompat::patroni::parse_int(s, Some("ms")).is_some(),
+                Value::Number(n) => n.is_i64() || n.is_u64(),
+                _ => false,
+            };
+            if !readable {
+                self.issue(
+                    "standby_cluster.recovery_min_apply_delay",
+                    true,
+                    format!(
+                        "expected a duration such as '5min' or a number of milliseconds, found {}",
+                        describe(delay)
+                    ),
+                );
+            }
+        }
         if let Some(methods) = m.get("create_replica_methods").filter(|x| !x.is_null()) {
             if !methods.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
                 self.issue(
@@ -517,6 +534,35 @@ mod tests {
         assert_eq!(g.member_slots_ttl.as_secs(), 1800);
         let paths: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, ["master_start_timeout"]);
+    }
+
+    /// Each bad `standby_cluster` value is an error naming its key.
+    #[test]
+    fn standby_cluster_errors_name_the_key() {
+        let cases = [
+            (json!({"host": 5}), "standby_cluster.host"),
+            (json!({"host": "h", "port": "x"}), "standby_cluster.port"),
+            (json!({"host": "h", "port": 70000}), "standby_cluster.port"),
+            (json!({"host": "h", "primary_slot_name": ["a"]}), "standby_cluster.primary_slot_name"),
+            (json!({"host": "h", "create_replica_methods": "basebackup"}), "standby_cluster.create_replica_methods"),
+            (json!({"restore_command": {"a": 1}}), "standby_cluster.restore_command"),
+            (json!({"host": "h", "archive_cleanup_command": 1}), "standby_cluster.archive_cleanup_command"),
+            (json!({"host": "h", "recovery_min_apply_delay": "soon"}), "standby_cluster.recovery_min_apply_delay"),
+            (json!({"host": "h", "recovery_min_apply_delay": 1.5}), "standby_cluster.recovery_min_apply_delay"),
+            (json!({"primary_slot_name": "s"}), "standby_cluster"),
+        ];
+        for (section, key) in cases {
+            let data = json!({ "standby_cluster": section });
+            let errors = GlobalConfig::errors(data.as_object().unwrap());
+            assert_eq!(errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), [key], "{section}");
+        }
+        for good in [
+            json!({"host": "h", "recovery_min_apply_delay": "5min"}),
+            json!({"port": 5433, "recovery_min_apply_delay": 1000}),
+        ] {
+            let data = json!({ "standby_cluster": good });
+            assert!(GlobalConfig::errors(data.as_object().unwrap()).is_empty(), "{good}");
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod params;
 pub mod patch;
 mod pg;
 pub mod source;
+pub mod standby;
 pub mod types;
 pub mod unacted;
 pub mod values;
@@ -47,6 +48,7 @@ pub use dcs::DCS_KINDS;
 pub use effective::{effective_postgresql, effective_postgresql_for_role, server_parameters, OverrideRole};
 pub use local::DEFAULT_LOG_FORMAT;
 pub use patch::patch_config;
+pub use standby::StandbyCluster;
 pub use types::*;
 pub use unacted::{not_acted_on, NotActedOn, NOT_ACTED_ON};
 

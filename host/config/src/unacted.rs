@@ -27,11 +27,6 @@ pub struct Unacted {
 /// [`not_acted_on`] reports a row only when the configuration gives it a
 /// value that would change what Patroni does.
 pub static NOT_ACTED_ON: &[Unacted] = &[
-    Unacted {
-        key: "standby_cluster",
-        consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
-                      independent, writable one",
-    },
     Unacted { key: "primary_stop_timeout", consequence: "a primary that does not stop in time is not killed" },
     Unacted {
         key: "postgresql.use_pg_rewind",
@@ -119,9 +114,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     let mut found: Vec<(String, &'static str)> = Vec::new();
     let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
 
-    if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
-        add("standby_cluster", "standby_cluster".into());
-    }
     if !global.primary_stop_timeout.is_zero() {
         let key =
             if dynamic.contains_key("primary_stop_timeout") { "primary_stop_timeout" } else { "master_stop_timeout" };
@@ -194,7 +186,8 @@ mod tests {
             ("", json!({"synchronous_node_count": 2, "maximum_lag_on_syncnode": 1048576}), &[]),
             ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &[]),
             ("", json!({"failsafe_mode": true}), &[]),
-            ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
+            // Acted on: standby clusters.
+            ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &[]),
             ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("postgresql: {database: app}", json!({}), &["postgresql.database"]),
             ("postgresql: {database: postgres}", json!({}), &[]),

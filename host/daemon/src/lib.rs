@@ -20,6 +20,7 @@ pub mod logging;
 pub mod peers;
 pub mod pg;
 pub mod runner;
+pub mod standby;
 pub mod status;
 pub mod tls;
 

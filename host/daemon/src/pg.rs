@@ -173,6 +173,14 @@ pub trait LocalPostgres: Send + Sync {
     async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool>;
     /// Point recovery at `member` (or nobody) and apply it.
     async fn follow(&self, member: Option<&Member>) -> Result<()>;
+    /// Point recovery at the remote primary of the standby cluster (the
+    /// `standby_cluster` settings in force) and apply what changed.
+    async fn follow_remote(&self) -> Result<()>;
+    /// Start in recovery following the remote primary (as the standby
+    /// leader, or as a replica of a leaderless standby cluster).
+    async fn start_remote(&self) -> Result<bool>;
+    /// What a replica method needs to clone the remote primary.
+    async fn replica_request_remote(&self) -> Result<palisade_plugin_api::ReplicaRequest>;
     /// Write the configuration in force and reload what a reload applies.
     async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()>;
     /// Promote and wait for the end of recovery.
@@ -260,6 +268,15 @@ impl LocalPostgres for LocalPg {
     }
     async fn follow(&self, member: Option<&Member>) -> Result<()> {
         LocalPg::follow(self, member).await
+    }
+    async fn follow_remote(&self) -> Result<()> {
+        LocalPg::follow_remote(self).await
+    }
+    async fn start_remote(&self) -> Result<bool> {
+        LocalPg::start_remote(self).await
+    }
+    async fn replica_request_remote(&self) -> Result<palisade_plugin_api::ReplicaRequest> {
+        LocalPg::replica_request_remote(self).await
     }
     async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
         LocalPg::apply_parameters(self, config).await
@@ -356,6 +373,8 @@ impl LocalPostgres for LocalPg {
 pub struct LocalPg {
     pg: Arc<Postgres>,
     failures: Arc<QueryFailures>,
+    /// `standby_cluster` in force (`None`: not a standby cluster).
+    standby: Arc<std::sync::RwLock<Option<palisade_config::StandbyCluster>>>,
 }
 
 /// Consecutive failures of the status query on a running postmaster, so
@@ -396,12 +415,29 @@ impl QueryFailures {
 
 impl LocalPg {
     pub fn new(config: &RuntimeConfig) -> Self {
-        Self { pg: Arc::new(Postgres::new(settings(config))), failures: Arc::default() }
+        Self {
+            pg: Arc::new(Postgres::new(settings(config))),
+            failures: Arc::default(),
+            standby: Arc::new(std::sync::RwLock::new(config.global.standby_cluster_config())),
+        }
     }
 
     /// Take a new configuration (reload, dynamic change). Nothing is written.
     pub async fn update(&self, config: &RuntimeConfig) {
+        *self.standby.write().unwrap_or_else(|p| p.into_inner()) = config.global.standby_cluster_config();
         self.pg.update_settings(settings(config)).await;
+    }
+
+    fn standby(&self) -> Option<palisade_config::StandbyCluster> {
+        self.standby.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The remote primary of the standby cluster as a recovery target.
+    fn remote_target(&self) -> Result<FollowTarget> {
+        match self.standby() {
+            Some(s) => Ok(crate::standby::remote_target(&s)),
+            None => Err(PgFailure("this is not a standby cluster: standby_cluster is not set".into())),
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -583,8 +619,14 @@ impl LocalPg {
         Ok(())
     }
 
-    fn follow_target(member: &Member) -> Option<FollowTarget> {
-        FollowTarget::member(&member.name, member.conn_url()?)
+    /// A member to stream from; in a standby cluster with the archive
+    /// commands of `standby_cluster` (Patroni's `_get_node_to_follow`).
+    fn follow_target(&self, member: &Member) -> Option<FollowTarget> {
+        let mut target = FollowTarget::member(&member.name, member.conn_url()?)?;
+        if let Some(standby) = self.standby() {
+            target.archive = crate::standby::standby_archive_commands(&standby);
+        }
+        Some(target)
     }
 
     /// Write the configuration for `role` (streaming from `follow` when a
@@ -599,17 +641,34 @@ impl LocalPg {
             Role::Primary => {
                 self.pg.clear_recovery().await?;
             }
+            // The standby leader always replicates from the remote primary.
+            Role::StandbyLeader => {
+                self.pg.follow(Some(&self.remote_target()?)).await?;
+            }
             _ => {
-                let target = follow.and_then(Self::follow_target);
+                let target = follow.and_then(|m| self.follow_target(m));
                 self.pg.follow(target.as_ref()).await?;
             }
         }
         self.start_outcome_within(timeout).await
     }
 
+    /// Start in recovery following the remote primary of the standby cluster.
+    pub async fn start_remote(&self) -> Result<bool> {
+        self.pg.follow(Some(&self.remote_target()?)).await?;
+        self.start_outcome().await
+    }
+
+    /// Point recovery at the remote primary of the standby cluster and apply it.
+    pub async fn follow_remote(&self) -> Result<()> {
+        let target = self.remote_target()?;
+        let change = self.pg.follow(Some(&target)).await?;
+        self.apply_change(&change).await
+    }
+
     /// Point recovery at `member` (or nobody) and apply it.
     pub async fn follow(&self, member: Option<&Member>) -> Result<()> {
-        let target = member.and_then(Self::follow_target);
+        let target = member.and_then(|m| self.follow_target(m));
         if member.is_some() && target.is_none() {
             return Err(PgFailure("the member to follow has no usable conn_url".into()));
         }
@@ -788,10 +847,25 @@ impl LocalPg {
     /// `source` (or from a backup when `None`): the source's connection
     /// string without the password, which goes to a pgpass file.
     pub async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest> {
+        let target = match source.map(|m| self.follow_target(m)) {
+            Some(None) => return Err(PgFailure("the member to copy from has no usable conn_url".into())),
+            Some(t) => t,
+            None => None,
+        };
+        self.replica_request_to(target).await
+    }
+
+    /// What a replica method needs to clone the remote primary of the
+    /// standby cluster (no connection string when it has no address).
+    pub async fn replica_request_remote(&self) -> Result<palisade_plugin_api::ReplicaRequest> {
+        let target = self.remote_target()?;
+        self.replica_request_to(Some(target).filter(|t| !t.host.is_empty())).await
+    }
+
+    async fn replica_request_to(&self, target: Option<FollowTarget>) -> Result<palisade_plugin_api::ReplicaRequest> {
         let s = self.pg.settings();
         let mut env = Vec::new();
-        let connstring = match source.and_then(Self::follow_target) {
-            None if source.is_some() => return Err(PgFailure("the member to copy from has no usable conn_url".into())),
+        let connstring = match target {
             None => None,
             Some(target) => {
                 let mut params = target.conn_params(&s.local.authentication.replication);

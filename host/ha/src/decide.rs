@@ -246,7 +246,14 @@ impl<'a> Ctx<'a> {
                     .with(Action::CompleteBootstrap)
                     .with(Action::CallbackOnStart));
             }
-            Some((Task::Bootstrap | Task::PostBootstrap, false)) => {
+            // A standby cluster's leader is not a primary: no post_bootstrap
+            // (Patroni marks it as done when the clone finishes).
+            Some((Task::BootstrapStandbyLeader, true)) if l.pg.is_running() || l.pg == Pg::Starting => {
+                return Ok(Decision::new("initialized a new cluster")
+                    .with(Action::CompleteBootstrap)
+                    .with(Action::CallbackOnStart));
+            }
+            Some((Task::Bootstrap | Task::PostBootstrap, false) | (Task::BootstrapStandbyLeader, _)) => {
                 return Ok(Decision::new("removing initialize key after failed attempt to bootstrap the cluster")
                     .with(Action::CancelBootstrap));
             }
@@ -255,6 +262,13 @@ impl<'a> Ctx<'a> {
         if !l.pg.is_running() && l.pg != Pg::Starting {
             return Ok(Decision::new("removing initialize key after failed attempt to bootstrap the cluster")
                 .with(Action::CancelBootstrap));
+        }
+        if self.i.settings.standby_cluster && l.role == Role::StandbyLeader && l.task.is_none() {
+            // The clone and the start succeeded (only they set this role),
+            // whether or not this cycle saw the task's result.
+            return Ok(Decision::new("initialized a new cluster")
+                .with(Action::CompleteBootstrap)
+                .with(Action::CallbackOnStart));
         }
         if !l.pg.is_primary() {
             return Ok(Decision::new("waiting for end of recovery after bootstrap"));
@@ -312,6 +326,11 @@ impl<'a> Ctx<'a> {
         let me = self.i.me;
         if c.is_unlocked() && c.initialize.is_none() && !me.tags().nofailover() && me.can_bootstrap {
             if self.initialize()? {
+                if self.i.settings.standby_cluster {
+                    return Ok(
+                        Decision::new("trying to bootstrap a new standby leader").with(Action::BootstrapStandbyLeader)
+                    );
+                }
                 return Ok(Decision::new("trying to bootstrap a new cluster").with(Action::Bootstrap));
             }
             return Ok(Decision::new("failed to acquire initialize lock"));
@@ -329,7 +348,8 @@ impl<'a> Ctx<'a> {
         if me.can_clone_without_leader && !concurrent_bootstrap {
             return Ok(Decision::new("trying to bootstrap (without leader)").with(Action::Clone { from: None }));
         }
-        Ok(Decision::new("waiting for leader to bootstrap"))
+        let standby = if self.i.settings.standby_cluster { "standby_" } else { "" };
+        Ok(Decision::new(format!("waiting for {standby}leader to bootstrap")))
     }
 
     /// Check the data directory belongs to this cluster.
@@ -399,7 +419,8 @@ impl<'a> Ctx<'a> {
             return Ok(Decision::new("starting primary after failure").with(Action::Start(StartAs::Primary)));
         }
 
-        if self.has_lock() {
+        let standby_cluster = self.i.settings.standby_cluster;
+        if self.has_lock() && !standby_cluster {
             return Ok(Decision::new("starting as readonly because i had the session lock")
                 .with(Action::Start(StartAs::Replica { follow: None })));
         }
@@ -418,6 +439,14 @@ impl<'a> Ctx<'a> {
                 ));
             }
         }
+        if self.has_lock() {
+            return Ok(Decision::new("starting as a standby leader because i had the session lock")
+                .with(Action::Start(StartAs::Remote { standby_leader: true })));
+        }
+        if standby_cluster && self.i.cluster.is_unlocked() {
+            return Ok(Decision::new("trying to follow a remote member because standby cluster is unhealthy")
+                .with(Action::Start(StartAs::Remote { standby_leader: false })));
+        }
         Ok(Decision::new("starting as a secondary").with(Action::Start(StartAs::Replica { follow })))
     }
 
@@ -426,17 +455,30 @@ impl<'a> Ctx<'a> {
         let me = self.me();
         let l = self.i.local;
         let c = self.i.cluster;
+        let standby_cluster = self.i.settings.standby_cluster;
         if self.has_lock() {
             if self.paused() && !l.pg.is_primary() {
                 if c.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(me) {
                     return Ok(Decision::new("waiting to become primary after promote..."));
                 }
-                return Ok(Decision::new("removed leader lock because postgres is not running as primary")
-                    .with(Action::ReleaseLeaderKey));
+                if !standby_cluster {
+                    return Ok(Decision::new("removed leader lock because postgres is not running as primary")
+                        .with(Action::ReleaseLeaderKey));
+                }
             }
             if self.update_lock(true)? {
                 if let Some(d) = self.manual_failover_from_leader()? {
                     return Ok(d);
+                }
+                if standby_cluster {
+                    // Nothing to enforce: the leader of a standby cluster is
+                    // not a primary. Remind the role.
+                    let message = if l.role == Role::StandbyLeader {
+                        format!("no action. I am ({me}), the standby leader with the lock")
+                    } else {
+                        "promoted self to a standby leader because i had the session lock".to_string()
+                    };
+                    return self.follow("cannot be a real primary in standby cluster", &message);
                 }
                 return self.enforce_primary_role(
                     &format!("no action. I am ({me}), the leader with the lock"),
@@ -454,6 +496,12 @@ impl<'a> Ctx<'a> {
             return Ok(Decision::new("not promoting because failed to update leader lock in DCS"));
         }
         let owner = c.leader_name().unwrap_or_default().to_string();
+        if standby_cluster {
+            return self.follow(
+                "cannot be a real primary in a standby cluster",
+                &format!("no action. I am ({me}), a secondary, and following a standby leader ({owner})"),
+            );
+        }
         self.follow(
             "demoting self because I do not have the lock and I was a leader",
             &format!("no action. I am ({me}), a secondary, and following a leader ({owner})"),
@@ -477,6 +525,14 @@ impl<'a> Ctx<'a> {
                         self.info("Cleaning up failover key after acquiring leader lock...");
                         self.pre.push(Action::WriteFailoverKey { leader: None, candidate: None, keep_schedule: false });
                     }
+                }
+                if self.i.settings.standby_cluster {
+                    // The standby leader is gone and we are the healthiest
+                    // replica: we follow the remote primary from now on.
+                    return self.follow(
+                        "cannot be a real primary in standby cluster",
+                        "promoted self to a standby leader by acquiring session lock",
+                    );
                 }
                 return self.enforce_primary_role(
                     "acquired session lock as a leader",

@@ -38,6 +38,9 @@ pub struct Settings {
     pub sync: crate::sync::SyncSettings,
     /// `failsafe_mode`: see [`crate::failsafe`].
     pub failsafe_mode: bool,
+    /// `standby_cluster` is set: the leader is a standby leader that
+    /// replicates from the remote primary (Patroni's `is_standby_cluster`).
+    pub standby_cluster: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             paused: false,
             sync: crate::sync::SyncSettings::default(),
             failsafe_mode: false,
+            standby_cluster: false,
         }
     }
 }
@@ -103,6 +107,8 @@ impl Pg {
 pub enum Task {
     Bootstrap,
     PostBootstrap,
+    /// Clone the remote primary to become a standby cluster's first leader.
+    BootstrapStandbyLeader,
     Clone,
     Start,
     Promote,
@@ -118,6 +124,7 @@ impl Task {
         match self {
             Task::Bootstrap => "bootstrap",
             Task::PostBootstrap => "post_bootstrap",
+            Task::BootstrapStandbyLeader => "bootstrap_standby_leader",
             Task::Clone => "bootstrap from a member",
             Task::Start => "restarting after failure",
             Task::Promote => "promote",
@@ -169,6 +176,10 @@ pub struct Local {
     /// The member named in the primary_conninfo written last (`None`: not
     /// streaming from anybody).
     pub following: Option<String>,
+    /// The recovery configuration written last streams from (or restores
+    /// from the archive of) the remote primary of a standby cluster, with
+    /// the `standby_cluster` settings in force.
+    pub following_remote: bool,
     /// Whether this stopped data directory may rejoin the leader's timeline.
     pub rejoin: Rejoin,
     /// When this node last released the leader key because its pre_promote
@@ -199,6 +210,7 @@ impl Default for Local {
             bootstrapping: false,
             on_start_called: false,
             following: None,
+            following_remote: false,
             rejoin: Rejoin::Free,
             released_leader_key_at: 0.0,
             previous_wal_position: None,

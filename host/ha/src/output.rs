@@ -15,6 +15,10 @@ pub enum DemoteMode {
     Immediate,
     /// We lost the lock: immediate stop, the key is not ours to release.
     ImmediateNolock,
+    /// The cluster became a standby cluster (`standby_cluster` was set):
+    /// fast stop, keep the leader key, start again as the standby leader
+    /// following the remote primary.
+    DemoteCluster,
 }
 
 /// How to start a stopped PostgreSQL.
@@ -24,6 +28,11 @@ pub enum StartAs {
     Primary,
     /// In recovery, streaming from this member (or from nobody).
     Replica { follow: Option<String> },
+    /// In recovery, replicating from the remote primary of a standby
+    /// cluster (stream and/or `restore_command`): as its standby leader
+    /// when we hold the lock, else as a replica of a leaderless standby
+    /// cluster.
+    Remote { standby_leader: bool },
 }
 
 /// A question for the outside world; see the crate documentation.
@@ -66,8 +75,16 @@ pub enum Action {
     /// Bootstrap failed: remove the initialize key and stop the daemon.
     CancelBootstrap,
     /// Build this node's data directory from `from` (or from a backup
-    /// when `None`).
+    /// when `None`; from the remote primary in a standby cluster).
     Clone { from: Option<String> },
+    /// We won the `initialize` race of a standby cluster: clone the remote
+    /// primary with `standby_cluster.create_replica_methods` and start as
+    /// its standby leader.
+    BootstrapStandbyLeader,
+    /// Point recovery at the remote primary of the standby cluster (the
+    /// `standby_cluster` settings in force) and apply what changed, as
+    /// the standby leader (`standby_leader`) or as a replica.
+    FollowRemote { standby_leader: bool },
     /// Start PostgreSQL.
     Start(StartAs),
     /// Point recovery at another member (or nobody) and reload.

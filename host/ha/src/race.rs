@@ -217,7 +217,7 @@ impl Ctx<'_> {
             self.info("My wal position exceeds maximum replication lag");
             return Ok(false);
         }
-        if self.i.settings.check_timeline {
+        if self.i.settings.check_timeline && !self.i.settings.standby_cluster {
             match my_timeline {
                 None => {
                     self.info("Can not figure out my timeline");

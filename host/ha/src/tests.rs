@@ -11,6 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::*;
 
+mod standby;
+
 const SYSID: &str = "7300000000000000001";
 
 fn member(name: &str, role: &str, lsn: u64, tags: Value) -> Member {

@@ -74,7 +74,10 @@ impl Runner {
                 }
                 shared.with_tracked(|t| {
                     t.bootstrapping = false;
-                    t.role = Role::Primary;
+                    // A standby cluster's first leader stays its standby leader.
+                    if t.role != Role::StandbyLeader {
+                        t.role = Role::Primary;
+                    }
                     t.set_state(State::Running);
                 });
                 let sync = shared.config().settings().sync;
@@ -102,14 +105,29 @@ impl Runner {
                 shared.with_tracked(|t| t.set_state(State::CreatingReplica));
                 self.spawn(Task::Clone, super::tasks::clone(std::sync::Arc::clone(&shared), source, leader));
             }
+            Action::BootstrapStandbyLeader => {
+                shared.with_tracked(|t| {
+                    t.bootstrapping = true;
+                    t.set_state(State::CreatingReplica);
+                });
+                self.spawn(
+                    Task::BootstrapStandbyLeader,
+                    super::tasks::bootstrap_standby_leader(std::sync::Arc::clone(&shared)),
+                );
+            }
             Action::Start(how) => {
-                let (role, follow) = match how {
-                    StartAs::Primary => (Role::Primary, None),
+                let shared = std::sync::Arc::clone(&shared);
+                match how {
+                    StartAs::Primary => self.spawn(Task::Start, super::tasks::start(shared, Role::Primary, None)),
                     StartAs::Replica { follow } => {
-                        (Role::Replica, follow.as_ref().and_then(|n| cluster.member(n)).cloned())
+                        let follow = follow.as_ref().and_then(|n| cluster.member(n)).cloned();
+                        self.spawn(Task::Start, super::tasks::start(shared, Role::Replica, follow))
+                    }
+                    StartAs::Remote { standby_leader } => {
+                        let role = if *standby_leader { Role::StandbyLeader } else { Role::Replica };
+                        self.spawn(Task::Start, super::tasks::start_remote(shared, role))
                     }
                 };
-                self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&shared), role, follow));
             }
             Action::Follow { leader } => {
                 let target = leader.as_ref().and_then(|n| cluster.member(n)).cloned();
@@ -117,11 +135,24 @@ impl Runner {
                     tracing::warn!("cannot follow {leader:?}: no member key");
                 } else {
                     match shared.pg.follow(target.as_ref()).await {
-                        Ok(()) => shared.with_tracked(|t| t.following.clone_from(leader)),
+                        Ok(()) => shared.with_tracked(|t| {
+                            t.following.clone_from(leader);
+                            t.following_remote = false;
+                        }),
                         Err(e) => tracing::error!("could not reconfigure replication: {e}"),
                     }
                 }
             }
+            Action::FollowRemote { standby_leader } => match shared.pg.follow_remote().await {
+                Ok(()) => {
+                    shared.with_tracked(|t| {
+                        t.following = None;
+                        t.following_remote = true;
+                    });
+                    self.set_role(if *standby_leader { Role::StandbyLeader } else { Role::Replica });
+                }
+                Err(e) => tracing::error!("could not reconfigure replication from the remote primary: {e}"),
+            },
             Action::Promote => {
                 // A leader heard from before is not ours to follow any more
                 // (Patroni's "reset failsafe state when promote").
@@ -290,6 +321,7 @@ impl Runner {
                 DemoteMode::Graceful => "graceful",
                 DemoteMode::Immediate => "immediate",
                 DemoteMode::ImmediateNolock => "immediate-nolock",
+                DemoteMode::DemoteCluster => "demote-cluster",
             }
         );
         let (stop, checkpoint, release) = match mode {
@@ -297,6 +329,8 @@ impl Runner {
             DemoteMode::Graceful => (StopMode::Fast, true, true),
             DemoteMode::Immediate => (StopMode::Immediate, false, true),
             DemoteMode::ImmediateNolock => (StopMode::Immediate, false, false),
+            // The key is kept: see below.
+            DemoteMode::DemoteCluster => (StopMode::Fast, false, false),
         };
         if checkpoint {
             if let Err(e) = self.shared.pg.checkpoint().await {
@@ -316,9 +350,25 @@ impl Runner {
         self.shared.with_tracked(|t| {
             t.set_state(State::Stopped);
             t.following = None;
+            t.following_remote = false;
             t.on_start_called = false;
         });
         self.set_role(Role::Demoted);
+        if mode == DemoteMode::DemoteCluster {
+            // The cluster became a standby cluster: we keep the leader key
+            // (the shutdown checkpoint is the last position) and start
+            // again as the standby leader, replicating from the new remote
+            // primary without a new initdb (a replica when the key is not
+            // ours: a leaderless standby cluster).
+            let holds_lock = cluster.leader_name() == Some(self.shared.config().local.name.as_str());
+            if let Some(lsn) = last_lsn.filter(|_| holds_lock) {
+                let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
+            }
+            let role = if holds_lock { Role::StandbyLeader } else { Role::Replica };
+            let shared = std::sync::Arc::clone(&self.shared);
+            self.spawn(Task::Start, super::tasks::start_remote(shared, role));
+            return;
+        }
         if release {
             self.release_leader_key(cluster, last_lsn).await;
         } else {

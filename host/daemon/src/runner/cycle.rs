@@ -31,10 +31,19 @@ fn touches_postgres(action: &palisade_ha::Action) -> bool {
 
 impl Runner {
     pub(super) async fn cycle(&mut self) -> CycleOutcome {
-        if self.task.as_ref().is_some_and(|(_, h)| h.is_finished()) {
-            self.task = None;
-        }
         let finished = self.shared.with_tracked(|t| t.finished.take());
+        // A task records its result as its last step: when the result is
+        // here and the handle has not ended yet, it is about to; wait for
+        // it, so that this cycle does not see the task still running and
+        // lose its result.
+        if let Some((task, mut handle)) = self.task.take() {
+            let ending = finished.is_some_and(|(t, _)| t == task);
+            let ended = handle.is_finished()
+                || ending && tokio::time::timeout(std::time::Duration::from_secs(1), &mut handle).await.is_ok();
+            if !ended {
+                self.task = Some((task, handle));
+            }
+        }
 
         let cluster = match self.shared.dcs.get_cluster().await {
             Ok(c) => Arc::new(c),
@@ -73,7 +82,7 @@ impl Runner {
             name: cfg.local.name.clone(),
             tags: cfg.local.tags.clone(),
             can_bootstrap: cfg.local.bootstrap.is_some(),
-            can_clone_without_leader: self.shared.replicas.iter().any(|r| r.without_leader),
+            can_clone_without_leader: super::tasks::can_clone_without_leader(&self.shared, &cfg),
         };
         let tracked = self.shared.tracked();
         let mut settings = cfg.settings();
@@ -94,6 +103,7 @@ impl Runner {
             bootstrapping: tracked.bootstrapping,
             on_start_called: tracked.on_start_called,
             following: tracked.following.clone(),
+            following_remote: tracked.following_remote,
             rejoin,
             released_leader_key_at: tracked.released_leader_key_at,
             previous_wal_position: self.previous_wal_position,

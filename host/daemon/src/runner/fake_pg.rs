@@ -246,6 +246,22 @@ impl LocalPostgres for FakePg {
         Ok(())
     }
 
+    async fn follow_remote(&self) -> Result<(), PgFailure> {
+        self.call("follow remote");
+        self.with(|s| s.following = Some("remote".into()));
+        Ok(())
+    }
+
+    async fn start_remote(&self) -> Result<bool, PgFailure> {
+        self.start_as(Some(Some("remote".into()))).await
+    }
+
+    async fn replica_request_remote(&self) -> Result<ReplicaRequest, PgFailure> {
+        let mut request = self.replica_request(None).await?;
+        request.connstring = Some("host=remote".into());
+        Ok(request)
+    }
+
     async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<(), PgFailure> {
         self.call("apply_parameters");
         self.with(|s| {

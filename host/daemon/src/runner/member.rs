@@ -154,6 +154,16 @@ impl Runner {
             }
         }
         let parameters_changed = old.effective != new.effective;
+        if old.global.standby_cluster != new.global.standby_cluster {
+            // Whom we replicate from, or the archive commands, changed
+            // (demote-cluster, promote-cluster, a new remote): the next
+            // cycle points recovery again.
+            self.shared.pg.update(&new).await;
+            self.shared.with_tracked(|t| {
+                t.following = None;
+                t.following_remote = false;
+            });
+        }
         *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         self.config_version = Some(config.version.clone());
         if let Err(e) = self.shared.pg.save_dynamic_cache(&new.dynamic) {

@@ -96,6 +96,7 @@ impl RuntimeConfig {
                 max_lag_on_syncnode: g.maximum_lag_on_syncnode,
             },
             failsafe_mode: g.failsafe_mode,
+            standby_cluster: g.is_standby_cluster(),
         }
     }
 }
@@ -111,6 +112,9 @@ pub struct Tracked {
     pub on_start_called: bool,
     /// The member our recovery configuration streams from.
     pub following: Option<String>,
+    /// Our recovery configuration replicates from the remote primary of
+    /// the standby cluster, with the `standby_cluster` settings in force.
+    pub following_remote: bool,
     pub released_leader_key_at: f64,
     /// A background task that finished and whose result the next cycle handles.
     pub finished: Option<(Task, bool)>,
@@ -133,6 +137,7 @@ impl Tracked {
             bootstrapping: false,
             on_start_called: false,
             following: None,
+            following_remote: false,
             released_leader_key_at: 0.0,
             finished: None,
             leader_until: None,

@@ -54,9 +54,57 @@ pub async fn post_bootstrap(shared: Arc<Shared>) -> bool {
     }
 }
 
+/// The replica methods that clone the remote primary of a standby
+/// cluster, as indexes into the loaded plugins, in
+/// `standby_cluster.create_replica_methods` order. A method without a
+/// loaded plugin is reported and skipped.
+fn standby_methods(shared: &Shared, standby: &palisade_config::StandbyCluster) -> Vec<usize> {
+    standby
+        .replica_methods()
+        .iter()
+        .filter_map(|name| {
+            let found = shared.replicas.iter().position(|r| &r.method == name);
+            if found.is_none() {
+                tracing::error!(
+                    "standby_cluster.create_replica_methods: no plugin is loaded for method '{name}' (palisade loads \
+                     those of postgresql.create_replica_methods at start)"
+                );
+            }
+            found
+        })
+        .collect()
+}
+
+/// Whether a replica can be built with no member to copy from: one of the
+/// methods (in a standby cluster, of `standby_cluster`) works without a
+/// replication connection (Patroni's
+/// `can_create_replica_without_replication_connection`).
+pub fn can_clone_without_leader(shared: &Shared, cfg: &super::RuntimeConfig) -> bool {
+    match cfg.global.standby_cluster_config() {
+        Some(standby) => {
+            let methods = standby.replica_methods();
+            shared.replicas.iter().any(|r| r.without_leader && methods.contains(&r.method))
+        }
+        None => shared.replicas.iter().any(|r| r.without_leader),
+    }
+}
+
 /// Build the data directory with the configured replica methods, then
-/// start as a replica.
+/// start as a replica. In a standby cluster with nobody to copy from, the
+/// remote primary is cloned with `standby_cluster.create_replica_methods`.
 pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
+    if source.is_none() {
+        if let Some(standby) = shared.config().global.standby_cluster_config() {
+            let remote = crate::standby::describe_remote(&standby);
+            if !clone_remote(&shared, &standby).await {
+                tracing::error!("failed to bootstrap clone from remote member {remote}");
+                shared.with_tracked(|t| t.set_state(State::Stopped));
+                return false;
+            }
+            tracing::info!("bootstrapped clone from remote member {remote}");
+            return start_remote(shared, Role::Replica).await;
+        }
+    }
     shared.with_tracked(|t| t.set_state(State::CreatingReplica));
     let mut done = false;
     for (i, method) in shared.replicas.iter().enumerate() {
@@ -117,6 +165,86 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
     start(shared, Role::Replica, target).await
 }
 
+/// Clone the remote primary of the standby cluster with
+/// `standby_cluster.create_replica_methods` (Patroni's `create_replica`
+/// for a `RemoteMember`). `false` when no method succeeded; the data
+/// directory is then empty again.
+async fn clone_remote(shared: &Arc<Shared>, standby: &palisade_config::StandbyCluster) -> bool {
+    shared.with_tracked(|t| t.set_state(State::CreatingReplica));
+    let no_address = standby.host.is_none() && standby.port.is_none();
+    for i in standby_methods(shared, standby) {
+        let method = &shared.replicas[i];
+        if no_address && !method.without_leader {
+            continue;
+        }
+        let request = match shared.pg.replica_request_remote().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot prepare replica creation: {e}");
+                return false;
+            }
+        };
+        tracing::info!("trying to create a replica with method '{}'", method.method);
+        let s = Arc::clone(shared);
+        match tokio::task::spawn_blocking(move || s.replicas[i].plugin.create_replica(&request)).await {
+            Ok(Ok(())) => {
+                tracing::info!("replica created with method '{}'", method.method);
+                return true;
+            }
+            Ok(Err(e)) => tracing::error!("Error creating replica using method {}: {e}", method.method),
+            Err(e) => tracing::error!("replica method '{}' did not finish: {e}", method.method),
+        }
+        if let Err(e) = shared.pg.remove_data_directory() {
+            tracing::error!("could not clean the data directory after a failed attempt: {e}");
+        }
+    }
+    false
+}
+
+/// Become the first leader of a standby cluster (Patroni's
+/// `bootstrap_standby_leader`): clone the remote primary, then start as
+/// the standby leader replicating from it.
+pub async fn bootstrap_standby_leader(shared: Arc<Shared>) -> bool {
+    let Some(standby) = shared.config().global.standby_cluster_config() else {
+        tracing::error!("cannot bootstrap a standby leader: standby_cluster is not set any more");
+        return false;
+    };
+    let remote = crate::standby::describe_remote(&standby);
+    if !clone_remote(&shared, &standby).await {
+        tracing::error!("failed to bootstrap clone from remote member {remote}");
+        shared.with_tracked(|t| t.set_state(State::Stopped));
+        return false;
+    }
+    tracing::info!("bootstrapped clone from remote member {remote}");
+    start_remote(shared, Role::StandbyLeader).await
+}
+
+/// Start PostgreSQL in recovery replicating from the remote primary of
+/// the standby cluster, as `role` (the standby leader, or a replica of a
+/// standby cluster that has no leader).
+pub async fn start_remote(shared: Arc<Shared>, role: Role) -> bool {
+    shared.with_tracked(|t| t.set_state(State::Starting));
+    match shared.pg.start_remote().await {
+        Ok(accepting) => {
+            shared.set_role(role);
+            shared.with_tracked(|t| {
+                t.following = None;
+                t.following_remote = true;
+                t.on_start_called = false;
+                if accepting {
+                    t.set_state(State::Running);
+                }
+            });
+            true
+        }
+        Err(e) => {
+            tracing::error!("failed to start PostgreSQL: {e}");
+            shared.with_tracked(|t| t.set_state(State::StartFailed));
+            false
+        }
+    }
+}
+
 /// Restart PostgreSQL in its role (Patroni's `restart`): fast stop, start,
 /// `on_restart`. `reply` gets the outcome for `POST /restart`.
 pub async fn restart(
@@ -151,6 +279,8 @@ pub async fn restart(
                     shared.with_tracked(|t| {
                         t.set_state(State::Running);
                         t.following = follow.as_ref().map(|m| m.name.clone());
+                        // A standby leader restarts following the remote primary.
+                        t.following_remote = role == Role::StandbyLeader;
                     });
                     shared.callback("on_restart");
                     answer(true, "restarted successfully")
@@ -208,6 +338,7 @@ pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> b
             shared.set_role(role);
             shared.with_tracked(|t| {
                 t.following = follow.as_ref().map(|m| m.name.clone());
+                t.following_remote = false;
                 t.on_start_called = false;
                 if accepting {
                     t.set_state(State::Running);

@@ -600,3 +600,35 @@ async fn a_primary_in_failsafe_mode_advances_slots_of_cascading_members() {
     assert!(moved.iter().any(|c| c == "advance_slot n3 9000"), "{moved:?}");
     assert!(!moved.iter().any(|c| c.starts_with("advance_slot n2 ")), "{moved:?}");
 }
+
+/// demote-cluster and promote-cluster as the runner carries them out: the
+/// primary stops and starts again as the standby leader following the
+/// remote primary, keeping the leader key; its replica keeps following it;
+/// removing the section promotes the standby leader.
+#[tokio::test]
+async fn demote_cluster_then_promote_cluster() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let mut n2 = node("n2", &store, false);
+    n2.cycle_until("n2 follows n1", 6, |n| n.pg.state().following.as_deref() == Some("n1")).await;
+
+    set_dynamic(&store, "standby_cluster", json!({"host": "10.0.0.9", "port": 5433}));
+    n1.cycle_until("n1 is the standby leader", 4, |n| n.tracked().role == Role::StandbyLeader).await;
+    let calls = n1.pg.state().calls;
+    let tail: Vec<&str> = calls.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["stop fast", "start replica remote"], "{calls:?}");
+    assert_eq!(store.value("leader").as_deref(), Some("n1"), "the leader key stays");
+    assert!(n1.tracked().following_remote);
+    n1.cycle().await;
+    assert_eq!(member(&store, "n1")["role"], "standby_leader");
+    // The replica points recovery at the standby leader again (with the
+    // standby cluster's archive commands), and stays its replica.
+    n2.cycle().await;
+    assert_eq!(n2.pg.state().following.as_deref(), Some("n1"));
+    assert_eq!(n2.tracked().role, Role::Replica);
+
+    set_dynamic(&store, "standby_cluster", Value::Null);
+    n1.cycle_until("n1 promotes", 4, |n| n.tracked().role == Role::Primary).await;
+    assert!(!n1.pg.state().in_recovery);
+    assert!(n1.pg.state().calls.iter().any(|c| c == "promote"));
+}

@@ -81,7 +81,9 @@ pub fn auth_params(auth: &RoleAuth) -> ConnParams {
 pub struct FollowTarget {
     /// The member's name (`None` for a remote source given by address).
     pub name: Option<String>,
-    /// One host or several, comma-separated (standby clusters).
+    /// One host or several, comma-separated (standby clusters). Empty for
+    /// the remote primary of a standby cluster fed only by its archive
+    /// (`restore_command` without `host`): nothing to stream from.
     pub host: String,
     pub port: u16,
     /// From the member's URL path; Patroni uses `postgres` when empty.
@@ -89,16 +91,24 @@ pub struct FollowTarget {
     /// Set when following the primary of another cluster
     /// (`standby_cluster`), which changes the slot and command rules.
     pub remote: Option<RemoteSource>,
+    /// In a standby cluster, the archive commands every member's recovery
+    /// uses, whoever it follows (Patroni puts them on the member to follow).
+    pub archive: ArchiveCommands,
 }
 
-/// `standby_cluster` settings that shape recovery.
+/// `standby_cluster` settings that shape the standby leader's recovery.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemoteSource {
     /// `standby_cluster.primary_slot_name`; no slot when `None`.
     pub primary_slot_name: Option<String>,
+    pub recovery_min_apply_delay: Option<String>,
+}
+
+/// `restore_command` and `archive_cleanup_command` of a standby cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveCommands {
     pub restore_command: Option<String>,
     pub archive_cleanup_command: Option<String>,
-    pub recovery_min_apply_delay: Option<String>,
 }
 
 impl FollowTarget {
@@ -112,7 +122,14 @@ impl FollowTarget {
             port: url.port,
             dbname: Some(url.dbname).filter(|d| !d.is_empty()),
             remote: None,
+            archive: ArchiveCommands::default(),
         })
+    }
+
+    /// The remote primary of a standby cluster, at `host:port` (`host`
+    /// empty when it is reached only through `restore_command`).
+    pub fn remote(host: &str, port: u16, remote: RemoteSource, archive: ArchiveCommands) -> Self {
+        Self { name: None, host: host.to_string(), port, dbname: None, remote: Some(remote), archive }
     }
 
     /// Patroni's `Member.conn_kwargs(auth)`: host, port, dbname plus the
@@ -140,7 +157,7 @@ pub fn primary_conninfo_params(
     major: u32,
 ) -> Option<ConnParams> {
     let target = target?;
-    if target.name.as_deref() == Some(our_name) {
+    if target.name.as_deref() == Some(our_name) || target.host.is_empty() {
         return None;
     }
     let mut p = target.conn_params(replication);

@@ -21,7 +21,9 @@ pub mod quote;
 mod recovery;
 mod render;
 
-pub use conninfo::{auth_params, format_dsn, primary_conninfo_params, ConnParams, FollowTarget, RemoteSource};
+pub use conninfo::{
+    auth_params, format_dsn, primary_conninfo_params, ArchiveCommands, ConnParams, FollowTarget, RemoteSource,
+};
 pub use files::{
     ensure_base_conf, remove_if_exists as remove_file_if_exists, remove_recovery_files, restore_configuration_files,
     sanitize_auto_conf, save_configuration_files, write_if_changed, write_signal, ConfPaths, BASE_CONF_NAME,

@@ -79,13 +79,16 @@ pub fn build_recovery_params(input: &RecoveryInput<'_>) -> RecoveryParams {
             }
         }
     }
-    if let Some(r) = remote {
+    // The standby cluster's settings override `recovery_conf`; the apply
+    // delay only on the standby leader.
+    if let Some(t) = input.target {
+        let delay = remote.and_then(|r| r.recovery_min_apply_delay.as_ref());
         for (k, v) in [
-            ("restore_command", &r.restore_command),
-            ("archive_cleanup_command", &r.archive_cleanup_command),
-            ("recovery_min_apply_delay", &r.recovery_min_apply_delay),
+            ("restore_command", t.archive.restore_command.as_ref()),
+            ("archive_cleanup_command", t.archive.archive_cleanup_command.as_ref()),
+            ("recovery_min_apply_delay", delay),
         ] {
-            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
                 values.insert(k.into(), v.clone());
             }
         }
@@ -181,7 +184,7 @@ fn transform_recovery_value(name: &str, value: String, major: u32) -> Option<Str
 
 #[cfg(test)]
 mod tests {
-    use super::super::conninfo::RemoteSource;
+    use super::super::conninfo::{ArchiveCommands, RemoteSource};
     use super::*;
     use serde_json::json;
 
@@ -252,18 +255,15 @@ mod tests {
 
     #[test]
     fn standby_cluster_source() {
-        let target = FollowTarget {
-            name: None,
-            host: "a,b".into(),
-            port: 5432,
-            dbname: None,
-            remote: Some(RemoteSource {
+        let target = FollowTarget::remote(
+            "a,b",
+            5432,
+            RemoteSource {
                 primary_slot_name: Some("standby-cluster".into()),
-                restore_command: Some("fetch %f %p".into()),
-                archive_cleanup_command: None,
                 recovery_min_apply_delay: Some("5min".into()),
-            }),
-        };
+            },
+            ArchiveCommands { restore_command: Some("fetch %f %p".into()), archive_cleanup_command: None },
+        );
         let empty = Map::new();
         let p = build_recovery_params(&RecoveryInput {
             our_name: "node1",
@@ -278,6 +278,41 @@ mod tests {
         assert_eq!(p.values.get("primary_slot_name").map(String::as_str), Some("standby_cluster"));
         assert_eq!(p.values.get("restore_command").map(String::as_str), Some("fetch %f %p"));
         assert_eq!(p.values.get("recovery_min_apply_delay").map(String::as_str), Some("5min"));
+    }
+
+    /// A standby cluster fed only by its archive: no primary_conninfo, no
+    /// slot, the commands; its replicas get the commands but not the delay.
+    #[test]
+    fn standby_cluster_archive_only_and_its_replicas() {
+        let archive = ArchiveCommands {
+            restore_command: Some("pgbackrest --stanza=s archive-get %f \"%p\"".into()),
+            archive_cleanup_command: Some("pg_archivecleanup /a %r".into()),
+        };
+        let remote = RemoteSource { primary_slot_name: Some("x".into()), recovery_min_apply_delay: Some("1s".into()) };
+        let target = FollowTarget::remote("", 0, remote, archive.clone());
+        let empty = Map::new();
+        let replication = replication();
+        let input = |t| RecoveryInput {
+            our_name: "node1",
+            target: Some(t),
+            replication: &replication,
+            recovery_conf: &empty,
+            use_slots: true,
+            major: 150000,
+        };
+        let p = build_recovery_params(&input(&target));
+        assert_eq!(p.primary_conninfo, None);
+        assert!(!p.values.contains_key("primary_slot_name"));
+        assert_eq!(p.values.get("restore_command"), archive.restore_command.as_ref());
+        assert_eq!(p.values.get("archive_cleanup_command"), archive.archive_cleanup_command.as_ref());
+        assert_eq!(p.values.get("recovery_min_apply_delay").map(String::as_str), Some("1s"));
+
+        let mut leader = FollowTarget::member("node2", "postgres://h:5/postgres").unwrap();
+        leader.archive = archive.clone();
+        let p = build_recovery_params(&RecoveryInput { our_name: "node3", ..input(&leader) });
+        assert_eq!(p.values.get("primary_slot_name").map(String::as_str), Some("node3"));
+        assert_eq!(p.values.get("restore_command"), archive.restore_command.as_ref());
+        assert!(!p.values.contains_key("recovery_min_apply_delay"));
     }
 
     #[test]

@@ -182,7 +182,8 @@ async fn run(
     let board = status::StatusBoard::new(initial);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let listen = config.local.restapi.listen.clone();
-    let pg: Arc<dyn pg::LocalPostgres> = Arc::new(pg::LocalPg::new(&config));
+    let offers = palisade_plugin_host::plugins::ArchiveOffers::of(&loaded.replicas);
+    let pg: Arc<dyn pg::LocalPostgres> = Arc::new(pg::LocalPg::new(&config).with_archive_offers(offers));
     let shared = Arc::new(runner::Shared {
         dcs: dcs::DcsClient::new(loaded.dcs, config.global.retry_timeout),
         config: RwLock::new(config),

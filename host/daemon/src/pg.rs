@@ -375,6 +375,9 @@ pub struct LocalPg {
     failures: Arc<QueryFailures>,
     /// `standby_cluster` in force (`None`: not a standby cluster).
     standby: Arc<std::sync::RwLock<Option<palisade_config::StandbyCluster>>>,
+    /// The archive commands the loaded replica plugins offer a standby
+    /// cluster (asked once, at load).
+    archive_offers: palisade_plugin_host::plugins::ArchiveOffers,
 }
 
 /// Consecutive failures of the status query on a running postmaster, so
@@ -419,7 +422,21 @@ impl LocalPg {
             pg: Arc::new(Postgres::new(settings(config))),
             failures: Arc::default(),
             standby: Arc::new(std::sync::RwLock::new(config.global.standby_cluster_config())),
+            archive_offers: Default::default(),
         }
+    }
+
+    /// What the loaded replica plugins offer a standby cluster's recovery
+    /// (see [`crate::standby::standby_archive_commands`]).
+    pub fn with_archive_offers(mut self, offers: palisade_plugin_host::plugins::ArchiveOffers) -> Self {
+        self.archive_offers = offers;
+        self
+    }
+
+    /// The recovery commands of a standby cluster's members.
+    fn standby_archive(&self, standby: &palisade_config::StandbyCluster) -> palisade_postgres::conf::ArchiveCommands {
+        let methods = self.pg.settings().local.create_replica_methods.clone();
+        crate::standby::standby_archive_commands(standby, &methods, &self.archive_offers)
     }
 
     /// Take a new configuration (reload, dynamic change). Nothing is written.
@@ -435,7 +452,7 @@ impl LocalPg {
     /// The remote primary of the standby cluster as a recovery target.
     fn remote_target(&self) -> Result<FollowTarget> {
         match self.standby() {
-            Some(s) => Ok(crate::standby::remote_target(&s)),
+            Some(s) => Ok(crate::standby::remote_target(&s, self.standby_archive(&s))),
             None => Err(PgFailure("this is not a standby cluster: standby_cluster is not set".into())),
         }
     }
@@ -624,7 +641,7 @@ impl LocalPg {
     fn follow_target(&self, member: &Member) -> Option<FollowTarget> {
         let mut target = FollowTarget::member(&member.name, member.conn_url()?)?;
         if let Some(standby) = self.standby() {
-            target.archive = crate::standby::standby_archive_commands(&standby);
+            target.archive = self.standby_archive(&standby);
         }
         Some(target)
     }

@@ -53,26 +53,39 @@ pub struct ReplicaPlugin {
     pub archive: ArchiveCommands,
 }
 
-/// The recovery commands of a standby cluster's leader: each one
-/// `configured` in the `standby_cluster` section wins; one left unset comes
-/// from the first of `methods` (the standby cluster's
-/// `create_replica_methods`, else `postgresql.create_replica_methods`)
-/// whose plugin offers it (`pgbackrest`, `walg`), so that a standby cluster
-/// cloned from a backup repository also follows its primary through it.
-pub fn standby_archive_commands(
-    replicas: &[ReplicaPlugin],
-    methods: &[String],
-    configured: &ArchiveCommands,
-) -> ArchiveCommands {
-    let offered = |pick: fn(&ArchiveCommands) -> &Option<String>| {
-        methods.iter().filter_map(|m| replicas.iter().find(|r| &r.method == m)).find_map(|r| pick(&r.archive).clone())
-    };
-    ArchiveCommands {
-        restore_command: configured.restore_command.clone().or_else(|| offered(|a| &a.restore_command)),
-        archive_cleanup_command: configured
-            .archive_cleanup_command
-            .clone()
-            .or_else(|| offered(|a| &a.archive_cleanup_command)),
+/// What each loaded replica method offers a standby cluster (its
+/// archive's `restore_command` and `archive_cleanup_command`), by method
+/// name, in `create_replica_methods` order. The plugins were asked once, at
+/// load, so this is plain data the daemon can keep and clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveOffers(pub Vec<(String, ArchiveCommands)>);
+
+impl ArchiveOffers {
+    pub fn of(replicas: &[ReplicaPlugin]) -> Self {
+        Self(replicas.iter().map(|r| (r.method.clone(), r.archive.clone())).collect())
+    }
+
+    /// The recovery commands of a standby cluster's members: each one
+    /// `configured` in the `standby_cluster` section wins; one left unset
+    /// comes from the first of `methods` (the standby cluster's
+    /// `create_replica_methods`, else `postgresql.create_replica_methods`)
+    /// whose plugin offers it (`pgbackrest`, `walg`), so that a standby
+    /// cluster cloned from a backup repository also follows its primary
+    /// through it.
+    pub fn standby_commands(&self, methods: &[String], configured: &ArchiveCommands) -> ArchiveCommands {
+        let offered = |pick: fn(&ArchiveCommands) -> &Option<String>| {
+            methods
+                .iter()
+                .filter_map(|m| self.0.iter().find(|(name, _)| name == m))
+                .find_map(|(_, offer)| pick(offer).clone())
+        };
+        ArchiveCommands {
+            restore_command: configured.restore_command.clone().or_else(|| offered(|a| &a.restore_command)),
+            archive_cleanup_command: configured
+                .archive_cleanup_command
+                .clone()
+                .or_else(|| offered(|a| &a.archive_cleanup_command)),
+        }
     }
 }
 
@@ -345,7 +358,7 @@ mod tests {
     /// wins, field by field; the rest comes from the first listed method
     /// that offers it.
     #[test]
-    fn standby_archive_commands_fill_what_is_not_configured() {
+    fn standby_commands_fill_what_is_not_configured() {
         let replicas = [
             replica("basebackup", None, None),
             replica("pgbackrest", Some("pgbackrest --stanza=main archive-get %f \"%p\""), None),
@@ -376,7 +389,7 @@ mod tests {
             (&["mytool"], none.clone(), None, None),
         ];
         for (list, configured, restore, cleanup) in cases {
-            let got = standby_archive_commands(&replicas, &methods(list), &configured);
+            let got = ArchiveOffers::of(&replicas).standby_commands(&methods(list), &configured);
             assert_eq!(got.restore_command.as_deref(), restore, "{list:?}");
             assert_eq!(got.archive_cleanup_command.as_deref(), cleanup, "{list:?}");
         }

@@ -116,6 +116,7 @@ fn placeholder_pg() -> crate::types::PostgresqlConfig {
         use_unix_socket_repl: false,
         pre_promote: None,
         before_stop: None,
+        hooks: BTreeMap::new(),
     }
 }
 
@@ -191,7 +192,7 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
     let file_size = ck.int(&sec, "file_size", 0..=i64::MAX, None).map_or(25_000_000, i64::unsigned_abs);
     let mode = ck.int(&sec, "mode", 0..=0o777, None).and_then(|m| u32::try_from(m).ok());
     let loggers = string_map(ck, &sec, "loggers");
-    ck.boolean(&sec, "deduplicate_heartbeat_logs");
+    let deduplicate_heartbeat_logs = ck.boolean(&sec, "deduplicate_heartbeat_logs").unwrap_or(false);
     Some(LogConfig {
         level,
         format_type,
@@ -204,6 +205,7 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         file_size,
         mode,
         loggers,
+        deduplicate_heartbeat_logs,
     })
 }
 

@@ -16,6 +16,7 @@
 //! (palisadectl included): it is the only one with an HTTP server.
 
 pub mod api;
+pub mod hooks;
 pub mod logging;
 pub mod peers;
 pub mod pg;
@@ -191,6 +192,7 @@ async fn run(
         peers,
         replicas: loaded.replicas,
         callback: loaded.callback.map(Arc::from),
+        hooks: Default::default(),
         events: tx,
         config_path: path,
         env,

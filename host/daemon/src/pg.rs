@@ -159,6 +159,10 @@ pub trait LocalPostgres: Send + Sync {
     async fn snapshot_quick(&self) -> Option<PgSnapshot>;
     /// Stop; returns where the shutdown checkpoint is.
     async fn stop(&self, mode: StopMode) -> Result<Option<u64>>;
+    /// Stop; says whether a postmaster was running and was signalled
+    /// (Patroni fires `on_stop` only then), and where the shutdown
+    /// checkpoint is.
+    async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)>;
     /// Create the data directory (initdb or a custom method).
     async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()>;
     /// Start a freshly bootstrapped data directory as it is; `true` when
@@ -206,8 +210,9 @@ pub trait LocalPostgres: Send + Sync {
     fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool;
     /// `current_setting('hot_standby_feedback')`.
     async fn hot_standby_feedback(&self) -> Result<bool>;
-    /// Run a configured script (pre_promote...); a non-zero exit is an error.
-    async fn run_script(&self, script: &str, args: &[String]) -> Result<()>;
+    /// Run a configured script (pre_promote) with the daemon's environment
+    /// and wait for it; its exit code (negative: the signal that killed it).
+    async fn run_script(&self, script: &str) -> Result<i32>;
     /// What a replica method needs to build our data directory from `source`.
     async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest>;
     fn remove_data_directory(&self) -> Result<()>;
@@ -242,6 +247,9 @@ impl LocalPostgres for LocalPg {
     }
     async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
         LocalPg::stop(self, mode).await
+    }
+    async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)> {
+        LocalPg::stop_signalled(self, mode).await
     }
     async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
         LocalPg::bootstrap(self, bootstrap).await
@@ -314,8 +322,8 @@ impl LocalPostgres for LocalPg {
     async fn hot_standby_feedback(&self) -> Result<bool> {
         LocalPg::hot_standby_feedback(self).await
     }
-    async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
-        LocalPg::run_script(self, script, args).await
+    async fn run_script(&self, script: &str) -> Result<i32> {
+        LocalPg::run_script(self, script).await
     }
     async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest> {
         LocalPg::replica_request(self, source).await
@@ -518,6 +526,11 @@ impl LocalPg {
     /// clean stop of a primary). A fast stop escalates to immediate after
     /// `pg_ctl_timeout`.
     pub async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
+        Ok(self.stop_signalled(mode).await?.1)
+    }
+
+    /// [`LocalPg::stop`], also saying whether a postmaster was running.
+    pub async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)> {
         let timeout = Some(self.timeout());
         let opts = match mode {
             StopMode::Immediate => StopOptions::immediate(timeout),
@@ -531,7 +544,7 @@ impl LocalPg {
                 mode.as_str()
             );
         }
-        Ok(outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn))
+        Ok((outcome.was_running, outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn)))
     }
 
     /// Create the data directory (initdb or a custom method). The runner
@@ -766,22 +779,18 @@ impl LocalPg {
         Ok(v == "on")
     }
 
-    /// Run a configured script (pre_promote...) and wait for it; a non-zero
-    /// exit is an error.
-    pub async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
-        let mut argv = palisade_pycompat::shlex::split(script)
+    /// Run a configured script (pre_promote) and wait for it; its exit
+    /// code, negative when a signal killed it (Python's `returncode`).
+    pub async fn run_script(&self, script: &str) -> Result<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let argv = palisade_pycompat::shlex::split(script)
             .ok()
             .filter(|a| !a.is_empty())
             .ok_or_else(|| PgFailure(format!("cannot split the command {script:?}")))?;
-        argv.extend(args.iter().cloned());
         let status = palisade_postgres::bootstrap::run_script(&argv, &BTreeMap::new())
             .await
             .map_err(|e| PgFailure(e.to_string()))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(PgFailure(format!("{script} exited with {status}")))
-        }
+        Ok(status.code().unwrap_or_else(|| -status.signal().unwrap_or(0)))
     }
 
     /// What a replica method needs to build our data directory from

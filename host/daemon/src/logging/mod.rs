@@ -8,6 +8,7 @@
 //! `time.strftime`), [`record`] (what each LogRecord attribute is here),
 //! [`json`] (the JSON lines).
 
+pub mod heartbeat;
 mod json;
 mod percent;
 mod record;
@@ -406,6 +407,7 @@ mod tests {
             file_size: 25_000_000,
             mode: None,
             loggers: Default::default(),
+            deduplicate_heartbeat_logs: false,
         }
     }
 

@@ -150,7 +150,14 @@ pub async fn restart(
                     shared.callback("on_restart");
                     answer(true, "restarted successfully")
                 }
-                Ok(false) => answer(false, "postgres is still starting"),
+                Ok(false) => {
+                    // on_restart fires once it accepts connections.
+                    shared.with_tracked(|t| {
+                        t.on_start_called = false;
+                        t.cb_pending = Some("on_restart");
+                    });
+                    answer(false, "postgres is still starting")
+                }
                 Err(e) => {
                     tracing::error!("restart: starting PostgreSQL failed: {e}");
                     shared.with_tracked(|t| t.set_state(State::RestartFailed));
@@ -172,15 +179,19 @@ pub async fn restart(
 /// Rebuild this replica (Patroni's `_do_reinitialize`): stop, remove the
 /// data directory, copy it again from `source`, start.
 pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
-    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Immediate).await {
-        tracing::error!("reinitialize: cannot stop PostgreSQL: {e}");
-        return false;
-    }
-    shared.with_tracked(|t| {
-        t.following = None;
-        t.on_start_called = false;
-    });
     shared.set_role(Role::Uninitialized);
+    match shared.pg.stop_signalled(crate::pg::StopMode::Immediate).await {
+        Ok((signalled, _)) => {
+            if signalled {
+                shared.callback("on_stop");
+            }
+        }
+        Err(e) => {
+            tracing::error!("reinitialize: cannot stop PostgreSQL: {e}");
+            return false;
+        }
+    }
+    shared.with_tracked(|t| t.following = None);
     if let Err(e) = shared.pg.remove_data_directory() {
         tracing::error!("reinitialize: cannot remove the data directory: {e}");
         return false;
@@ -188,20 +199,37 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
     clone(shared, source, leader).await
 }
 
-/// Start PostgreSQL as `role`, streaming from `follow` when a replica.
+/// Start PostgreSQL as `role`, streaming from `follow` when a replica, and
+/// fire the callback Patroni's `follow` fires: `on_role_change` once the
+/// start is over when the role changes sides (a former primary comes back
+/// as a replica, a replica becomes the standby leader or the other way
+/// round) after callbacks were called, else `on_start` once PostgreSQL
+/// accepts connections.
 pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> bool {
-    shared.with_tracked(|t| t.set_state(State::Starting));
+    let (previous, cb_called) = shared.with_tracked(|t| {
+        t.set_state(State::Starting);
+        (t.role, t.on_start_called)
+    });
+    // Patroni starts a primary again after a crash with `start` (on_start);
+    // every other start goes through its `follow`.
+    let change_role = cb_called && role != Role::Primary && changes_sides(previous, role);
     super::sync::before_start(&shared, role).await;
-    match shared.pg.start(role, follow.as_ref()).await {
+    shared.set_role(role);
+    let started = match shared.pg.start(role, follow.as_ref()).await {
         Ok(accepting) => {
-            shared.set_role(role);
             shared.with_tracked(|t| {
                 t.following = follow.as_ref().map(|m| m.name.clone());
-                t.on_start_called = false;
                 if accepting {
                     t.set_state(State::Running);
+                } else if !change_role {
+                    // on_start fires from the cycle once it accepts.
+                    t.on_start_called = false;
+                    t.cb_pending = None;
                 }
             });
+            if accepting && !change_role {
+                shared.callback("on_start");
+            }
             true
         }
         Err(e) => {
@@ -209,7 +237,18 @@ pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> b
             shared.with_tracked(|t| t.set_state(State::StartFailed));
             false
         }
+    };
+    if change_role {
+        shared.callback("on_role_change");
     }
+    started
+}
+
+/// Patroni's `change_role` test in `Postgresql.follow`: from a primary (or
+/// a demoted one) to anything, or between replica and standby leader.
+fn changes_sides(previous: Role, role: Role) -> bool {
+    matches!(previous, Role::Primary | Role::Demoted)
+        || matches!((previous, role), (Role::Replica, Role::StandbyLeader) | (Role::StandbyLeader, Role::Replica))
 }
 
 /// Run the pre_promote script, then promote and wait for the end of
@@ -218,18 +257,27 @@ pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> b
 pub async fn promote(shared: Arc<Shared>) -> bool {
     let cfg = shared.config();
     if let Some(script) = cfg.local.postgresql.pre_promote.clone() {
-        match shared.pg.run_script(&script, &[]).await {
-            Ok(()) => {}
+        // Patroni's line, with the exit code (negative: killed by a signal).
+        match shared.pg.run_script(&script).await {
+            Ok(0) => tracing::info!("pre_promote script `{script}` exited with 0"),
+            Ok(code) => {
+                tracing::info!("pre_promote script `{script}` exited with {code}");
+                shared.with_tracked(|t| t.released_leader_key_at = crate::now());
+                return false;
+            }
             Err(e) => {
-                tracing::error!("pre_promote script failed: {e}");
+                tracing::error!("Failed to execute {script:?}: {e}");
                 shared.with_tracked(|t| t.released_leader_key_at = crate::now());
                 return false;
             }
         }
     }
-    shared.set_role(Role::Promoted);
     match shared.pg.promote().await {
         Ok(()) => {
+            // pg_ctl promote went through: on_role_change with `primary`
+            // (Patroni's `promoted` role is passed as `primary`).
+            shared.set_role(Role::Promoted);
+            shared.callback("on_role_change");
             shared.set_role(Role::Primary);
             shared.with_tracked(|t| t.following = None);
             // A checkpoint right away makes the new timeline usable as a
@@ -275,12 +323,19 @@ pub async fn copy_logical_slots(
         return true;
     }
     shared.with_tracked(|t| t.set_state(State::Stopping));
-    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Fast).await {
-        tracing::error!("cannot stop PostgreSQL to copy logical slots: {e}");
-        shared.with_tracked(|t| t.set_state(State::Running));
-        return false;
+    match shared.pg.stop_signalled(crate::pg::StopMode::Fast).await {
+        Err(e) => {
+            tracing::error!("cannot stop PostgreSQL to copy logical slots: {e}");
+            shared.with_tracked(|t| t.set_state(State::Running));
+            return false;
+        }
+        Ok((signalled, _)) => {
+            shared.with_tracked(|t| t.set_state(State::Stopped));
+            if signalled {
+                shared.callback("on_stop");
+            }
+        }
     }
-    shared.with_tracked(|t| t.set_state(State::Stopped));
     let written = shared.pg.install_slot_states(&chosen);
     if let Err(e) = &written {
         tracing::error!("cannot copy logical slots: {e}");

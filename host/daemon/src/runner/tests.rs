@@ -88,6 +88,7 @@ fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
         peers: crate::peers::PeerClient::new(reqwest::Client::new()),
         replicas,
         callback: None,
+        hooks: Default::default(),
         events: tx,
         config_path: Some(path),
         env: BTreeMap::new(),

@@ -240,7 +240,12 @@ impl Postgres {
             }
         };
         match crate::bootstrap::run_script(&argv, &BTreeMap::new()).await {
-            Ok(status) => tracing::info!("before_stop script `{cmd}` exited with {status}"),
+            Ok(status) => {
+                // Python's returncode: the exit code, or minus the signal.
+                use std::os::unix::process::ExitStatusExt;
+                let code = status.code().unwrap_or_else(|| -status.signal().unwrap_or(0));
+                tracing::info!("before_stop script `{cmd}` exited with {code}")
+            }
             Err(e) => tracing::error!("Exception when calling `{cmd}`: {e}"),
         }
     }

@@ -152,23 +152,35 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
     let format = match sec.get("format") {
         None => DEFAULT_LOG_FORMAT.to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) if !items.is_empty() => {
+        Some(Value::Array(items)) if items.is_empty() => {
+            ck.warn(sec.path("format"), "an empty list of fields: the default format is used, as in Patroni");
+            DEFAULT_LOG_FORMAT.to_string()
+        }
+        Some(Value::Array(items)) => {
+            // As Patroni reads it: names, and mappings of names to new
+            // names (one or several per mapping).
             let mut fields = Vec::new();
-            for item in items {
+            for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(name) => fields.push((name.clone(), name.clone())),
-                    Value::Object(m) if m.len() == 1 => {
+                    Value::Object(m) if !m.is_empty() => {
                         for (name, renamed) in m {
-                            if let Value::String(r) = renamed {
-                                fields.push((name.clone(), r.clone()));
+                            match renamed {
+                                Value::String(r) => fields.push((name.clone(), r.clone())),
+                                other => ck.expected(
+                                    format!("{}.{i}.{name}", sec.path("format")),
+                                    "the field's new name (a string)",
+                                    other,
+                                ),
                             }
                         }
                     }
-                    _ => {}
+                    other => ck.expected(
+                        format!("{}.{i}", sec.path("format")),
+                        "a field name or a mapping {field: new name}",
+                        other,
+                    ),
                 }
-            }
-            if fields.len() != items.len() {
-                ck.error(sec.path("format"), "each item must be a field name or a single {field: renamed} mapping");
             }
             if format_type != "json" {
                 ck.warn(

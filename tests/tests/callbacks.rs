@@ -151,6 +151,21 @@ fn run_sequence(label: &'static str, engine: Engine) -> Vec<(String, Vec<String>
     assert!(r.status == 202 || r.status == 200, "reload: {} {}", r.status, r.body);
     run.expect_last("node1", "on_reload primary", "the reload");
 
+    // A dynamic change that a reload applies: every running node reloads.
+    let before = [run.calls("node1"), run.calls("node3")];
+    let r = run.cluster.node("node1").call(
+        "PATCH",
+        "/config",
+        Some(r#"{"postgresql": {"parameters": {"work_mem": "8MB"}}}"#),
+    );
+    assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    for ((node, role), before) in [("node1", "primary"), ("node3", "replica")].into_iter().zip(before) {
+        let mut want: Vec<String> = before;
+        want.push(format!("on_reload {role}"));
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        run.expect(node, &want, "the dynamic change");
+    }
+
     // Stop the replica, then the primary.
     for node in ["node3", "node1"] {
         assert!(run.cluster.stop_node(node, Duration::from_secs(60)), "{node} did not stop");
@@ -174,6 +189,7 @@ fn callbacks_fire_with_patronis_arguments_at_patronis_moments() {
             "on_role_change replica",
             "on_role_change primary",
             "on_restart primary",
+            "on_reload primary",
             "on_reload primary",
             "on_stop primary"
         ]

@@ -178,7 +178,7 @@ pub trait LocalPostgres: Send + Sync {
     /// Point recovery at `member` (or nobody) and apply it.
     async fn follow(&self, member: Option<&Member>) -> Result<()>;
     /// Write the configuration in force and reload what a reload applies.
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()>;
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool>;
     /// Promote and wait for the end of recovery.
     async fn promote(&self) -> Result<()>;
     async fn checkpoint(&self) -> Result<()>;
@@ -269,7 +269,7 @@ impl LocalPostgres for LocalPg {
     async fn follow(&self, member: Option<&Member>) -> Result<()> {
         LocalPg::follow(self, member).await
     }
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool> {
         LocalPg::apply_parameters(self, config).await
     }
     async fn promote(&self) -> Result<()> {
@@ -631,14 +631,16 @@ impl LocalPg {
     }
 
     /// Rewrite the configuration after a dynamic change and apply what a
-    /// reload can apply (the rest shows up as pending_restart).
-    pub async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+    /// reload can apply (the rest shows up as pending_restart); `true`
+    /// when PostgreSQL was reloaded.
+    pub async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool> {
         self.update(config).await;
         let change = self.pg.write_config().await?;
         if change.reload_needed && self.pg.is_running().is_some() {
             self.pg.reload().await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Promote and wait for the end of recovery.

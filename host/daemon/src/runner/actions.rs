@@ -80,7 +80,7 @@ impl Runner {
                 let sync = shared.config().settings().sync;
                 if sync.is_on() {
                     // No standby yet: none listed, or strict mode's placeholder.
-                    if let Err(e) = shared.pg.set_sync_names(super::sync::managed(None, &sync)).await {
+                    if let Err(e) = super::sync::set_names(&shared, super::sync::managed(None, &sync)).await {
                         tracing::error!("could not set synchronous_standby_names: {e}");
                     }
                 }

@@ -256,16 +256,16 @@ impl LocalPostgres for FakePg {
         Ok(())
     }
 
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<(), PgFailure> {
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool, PgFailure> {
         self.call("apply_parameters");
-        self.with(|s| {
+        Ok(self.with(|s| {
             s.settings = config.effective.parameters.clone();
             s.written = s.settings.clone();
             if s.running {
                 s.loaded = s.written.clone();
             }
-        });
-        Ok(())
+            s.running
+        }))
     }
 
     async fn promote(&self) -> Result<(), PgFailure> {

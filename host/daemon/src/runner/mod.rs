@@ -448,12 +448,12 @@ impl Runner {
                 self.config_version = None;
                 self.parameters_pending = true;
                 self.shared.pg.update(&new).await;
-                if self.shared.tracked().state == State::Running {
-                    self.apply_pending_parameters().await;
-                }
+                let running = self.shared.tracked().state == State::Running;
+                let fired = running && self.apply_pending_parameters().await;
                 tracing::info!("Reloaded configuration");
-                // Patroni fires on_reload after a successful `pg_ctl reload`.
-                if self.shared.tracked().state == State::Running {
+                // Patroni reloads PostgreSQL on SIGHUP and fires on_reload
+                // after a successful `pg_ctl reload` (once).
+                if running && !fired {
                     self.shared.callback("on_reload");
                 }
                 let _ = self.shared.events.send(Event::Wake);

@@ -181,6 +181,14 @@ pub trait LocalPostgres: Send + Sync {
     async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool>;
     /// Promote and wait for the end of recovery.
     async fn promote(&self) -> Result<()>;
+    /// [`LocalPostgres::promote`], calling `signalled` as soon as
+    /// `pg_ctl promote` went through, before the end of recovery (where
+    /// Patroni fires `on_role_change`).
+    async fn promote_then(&self, signalled: Box<dyn FnOnce() + Send>) -> Result<()> {
+        self.promote().await?;
+        signalled();
+        Ok(())
+    }
     async fn checkpoint(&self) -> Result<()>;
     /// Can this stopped data directory follow a leader with this history?
     async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin;
@@ -274,6 +282,11 @@ impl LocalPostgres for LocalPg {
     }
     async fn promote(&self) -> Result<()> {
         LocalPg::promote(self).await
+    }
+    async fn promote_then(&self, signalled: Box<dyn FnOnce() + Send>) -> Result<()> {
+        self.pg.request_promotion().await?;
+        signalled();
+        self.promoted_within(Duration::from_secs(60)).await
     }
     async fn checkpoint(&self) -> Result<()> {
         LocalPg::checkpoint(self).await
@@ -645,7 +658,12 @@ impl LocalPg {
 
     /// Promote and wait for the end of recovery.
     pub async fn promote(&self) -> Result<()> {
-        match self.pg.promote(Duration::from_secs(60)).await? {
+        self.pg.request_promotion().await?;
+        self.promoted_within(Duration::from_secs(60)).await
+    }
+
+    async fn promoted_within(&self, wait: Duration) -> Result<()> {
+        match self.pg.wait_promoted(wait).await? {
             palisade_postgres::PromoteOutcome::Promoted => Ok(()),
             palisade_postgres::PromoteOutcome::Pending => {
                 Err(PgFailure("promotion did not finish within 60 seconds".into()))

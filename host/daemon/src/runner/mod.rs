@@ -251,21 +251,17 @@ impl Shared {
     /// counts as "callbacks called" (Patroni's `cb_called`); the role passed
     /// is the one recorded now, `primary` while promoting. The configured
     /// hooks of the event (`postgresql.hooks`) are queued at the same time.
+    ///
+    /// The plugin is handed the event from the caller's thread: it only
+    /// starts the command (or queues it behind one that is being killed),
+    /// so events reach it in the order they happen, and one fired just
+    /// before the daemon exits (`on_stop` at shutdown) runs.
     pub fn callback(&self, action: &'static str) {
         if let Some(event) = self.callback_event(action) {
-            if let Some(cb) = self.callback.clone() {
-                tokio::task::spawn_blocking(move || deliver(cb.as_ref(), &event));
-            }
-        }
-    }
-
-    /// [`Shared::callback`] from the caller's thread: the plugin has started
-    /// the command (or queued it) when this returns, so that a callback
-    /// fired just before the daemon exits (`on_stop` at shutdown) runs.
-    pub fn callback_now(&self, action: &'static str) {
-        if let Some(event) = self.callback_event(action) {
             if let Some(cb) = self.callback.as_deref() {
-                deliver(cb, &event);
+                if let Err(e) = cb.on_event(&event) {
+                    tracing::error!("callback {} failed: {e}", event.action);
+                }
             }
         }
     }
@@ -291,12 +287,6 @@ impl Shared {
             scope: config.local.scope.clone(),
             name: config.local.name.clone(),
         })
-    }
-}
-
-fn deliver(cb: &dyn palisade_plugin_api::Callback, event: &palisade_plugin_api::CallbackEvent) {
-    if let Err(e) = cb.on_event(event) {
-        tracing::error!("callback {} failed: {e}", event.action);
     }
 }
 
@@ -487,8 +477,8 @@ impl Runner {
             Ok((signalled, checkpoint)) => {
                 self.shared.with_tracked(|t| t.set_state(State::Stopped));
                 if signalled {
-                    // Started before the daemon exits (not left to a task).
-                    self.shared.callback_now("on_stop");
+                    // Started before the daemon exits (see `callback`).
+                    self.shared.callback("on_stop");
                 }
                 if let Some(leader) = &leader {
                     if let Some(lsn) = checkpoint {

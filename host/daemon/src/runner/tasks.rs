@@ -272,12 +272,17 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
             }
         }
     }
-    match shared.pg.promote().await {
-        Ok(()) => {
-            // pg_ctl promote went through: on_role_change with `primary`
-            // (Patroni's `promoted` role is passed as `primary`).
+    // Once pg_ctl promote went through, while recovery ends: on_role_change
+    // (Patroni's `promoted` role is passed as `primary`).
+    let signalled = {
+        let shared = Arc::clone(&shared);
+        Box::new(move || {
             shared.set_role(Role::Promoted);
             shared.callback("on_role_change");
+        })
+    };
+    match shared.pg.promote_then(signalled).await {
+        Ok(()) => {
             shared.set_role(Role::Primary);
             shared.with_tracked(|t| t.following = None);
             // A checkpoint right away makes the new timeline usable as a

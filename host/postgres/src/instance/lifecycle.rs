@@ -254,6 +254,12 @@ impl Postgres {
     /// `wait` for pg_control to say `in production`. Once promoted, the
     /// recovery settings are removed from postgresql.conf.
     pub async fn promote(&self, wait: Duration) -> Result<PromoteOutcome, PgError> {
+        self.request_promotion().await?;
+        self.wait_promoted(wait).await
+    }
+
+    /// `pg_ctl promote` without waiting: the first half of [`Self::promote`].
+    pub async fn request_promotion(&self) -> Result<(), PgError> {
         let paths = self.paths();
         pg_ctl(
             &self.binaries(),
@@ -264,6 +270,14 @@ impl Postgres {
             },
         )
         .await?;
+        Ok(())
+    }
+
+    /// Wait up to `wait` for pg_control to say `in production` after
+    /// [`Self::request_promotion`], then drop the recovery settings: the
+    /// second half of [`Self::promote`].
+    pub async fn wait_promoted(&self, wait: Duration) -> Result<PromoteOutcome, PgError> {
+        let paths = self.paths();
         let deadline = Instant::now().checked_add(wait);
         loop {
             if let Ok(control) = self.controldata().await {

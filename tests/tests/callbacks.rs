@@ -146,6 +146,15 @@ fn run_sequence(label: &'static str, engine: Engine) -> Vec<(String, Vec<String>
     }
     run.cluster.wait_streaming("node1", 1, Duration::from_secs(90));
 
+    // Rebuild the replica: stopped in its role, then cloned and started.
+    let mut want = run.calls("node3");
+    let r = run.cluster.node("node3").call("POST", "/reinitialize", Some("{}"));
+    assert_eq!(r.status, 200, "reinitialize: {}", r.body);
+    want.extend(["on_stop replica".to_string(), "on_start replica".to_string()]);
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    run.expect("node3", &want, "the reinitialisation");
+    run.cluster.wait_streaming("node1", 1, Duration::from_secs(90));
+
     // Reload the primary.
     let r = run.cluster.node("node1").call("POST", "/reload", None);
     assert!(r.status == 202 || r.status == 200, "reload: {} {}", r.status, r.body);

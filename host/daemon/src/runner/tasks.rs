@@ -179,9 +179,9 @@ pub async fn restart(
 /// Rebuild this replica (Patroni's `_do_reinitialize`): stop, remove the
 /// data directory, copy it again from `source`, start.
 pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
-    shared.set_role(Role::Uninitialized);
     match shared.pg.stop_signalled(crate::pg::StopMode::Immediate).await {
         Ok((signalled, _)) => {
+            // In the role it had, as Patroni's _do_reinitialize stops it.
             if signalled {
                 shared.callback("on_stop");
             }
@@ -191,6 +191,7 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
             return false;
         }
     }
+    shared.set_role(Role::Uninitialized);
     shared.with_tracked(|t| t.following = None);
     if let Err(e) = shared.pg.remove_data_directory() {
         tracing::error!("reinitialize: cannot remove the data directory: {e}");

@@ -147,7 +147,8 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         .one_of(&sec, "level", &["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"], false)
         .unwrap_or_else(|| "INFO".into());
     let format_type = ck.one_of(&sec, "type", &["plain", "json"], false).unwrap_or_else(|| "plain".into());
-    ck.one_of(&sec, "traceback_level", &["DEBUG", "ERROR"], true);
+    let traceback_debug =
+        ck.one_of(&sec, "traceback_level", &["DEBUG", "ERROR"], true).is_some_and(|l| l.eq_ignore_ascii_case("debug"));
     let mut format_fields = None;
     let format = match sec.get("format") {
         None => DEFAULT_LOG_FORMAT.to_string(),
@@ -218,6 +219,7 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         mode,
         loggers,
         deduplicate_heartbeat_logs,
+        traceback_debug,
     })
 }
 

@@ -87,6 +87,10 @@ pub struct LogConfig {
     /// `log.deduplicate_heartbeat_logs`: at level INFO, a heartbeat line
     /// ("no action. ...") equal to the previous one is not logged again.
     pub deduplicate_heartbeat_logs: bool,
+    /// `log.traceback_level`: a panic's backtrace is logged at `DEBUG`
+    /// when `true`, else at `ERROR` (the default), as Patroni logs an
+    /// exception's traceback.
+    pub traceback_debug: bool,
 }
 
 /// Basic-auth credentials (`restapi.authentication`, `ctl.authentication`).

@@ -352,3 +352,30 @@ pub async fn copy_logical_slots(
     // Start again whatever happened: a replica must not stay down.
     start(shared, Role::Replica, follow).await && written.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patroni's `change_role` in `Postgresql.follow`: which starts fire
+    /// on_role_change instead of on_start.
+    #[test]
+    fn which_starts_change_sides() {
+        use Role::*;
+        let cases = [
+            (Primary, Replica, true),
+            (Demoted, Replica, true),
+            (Primary, StandbyLeader, true),
+            (Replica, StandbyLeader, true),
+            (StandbyLeader, Replica, true),
+            (Replica, Replica, false),
+            (StandbyLeader, StandbyLeader, false),
+            (Uninitialized, Replica, false),
+            (Uninitialized, StandbyLeader, false),
+            (Promoted, Replica, false),
+        ];
+        for (previous, role, want) in cases {
+            assert_eq!(changes_sides(previous, role), want, "{previous} -> {role}");
+        }
+    }
+}

@@ -267,7 +267,11 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
                 return false;
             }
             Err(e) => {
-                tracing::error!("Failed to execute {script:?}: {e}");
+                // Patroni's line names the command as a Python list.
+                let argv = palisade_pycompat::shlex::split(&script).unwrap_or_default();
+                let argv = serde_json::Value::Array(argv.into_iter().map(serde_json::Value::String).collect());
+                tracing::error!("Failed to execute {}", palisade_pycompat::py::to_str(&argv));
+                tracing::error!("pre_promote: {e}");
                 shared.with_tracked(|t| t.released_leader_key_at = crate::now());
                 return false;
             }

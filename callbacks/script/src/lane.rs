@@ -1,14 +1,17 @@
 //! One lane of callbacks: at most one command runs at a time, and a new one
 //! kills the one still running (Patroni's `CallbackExecutor`).
 //!
-//! `submit` only records the command and, if the previous one is still
-//! running, kills its process group; it never waits. A worker thread starts
-//! each command, waits for it (so no zombie is left), logs how it ended and
-//! then starts the next one. If several commands are submitted while one
-//! cannot be killed, only the last of them runs, as in Patroni.
+//! `submit` never waits. When the lane is idle it starts the command at once
+//! (so that a callback submitted just before the daemon exits, `on_stop`
+//! at shutdown, does run); when a command is still running it kills that
+//! command's process group and leaves the new one for the worker thread,
+//! which starts it once the killed one is reaped. The worker waits for every
+//! command (so no zombie is left) and logs how it ended. If several commands
+//! are submitted while one cannot be killed, only the last of them runs, as
+//! in Patroni.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::{killpg, Signal};
@@ -28,6 +31,8 @@ struct Running {
 struct State {
     /// The next command to start.
     pending: Option<Vec<String>>,
+    /// A command `submit` started itself, for the worker to wait for.
+    started: Option<(Child, Vec<String>)>,
     running: Option<Running>,
     /// The worker thread has been started.
     worker: bool,
@@ -67,7 +72,14 @@ impl Lane {
                 }
             }
         }
-        if let Some(dropped) = state.pending.replace(argv) {
+        if state.running.is_none() && state.started.is_none() && state.pending.is_none() {
+            // Idle: start it now, from the caller's thread.
+            if let Some(child) = spawn(&argv) {
+                let group = Pid::from_raw(child.id() as i32);
+                state.running = Some(Running { group, argv: argv.clone(), killed: false });
+                state.started = Some((child, argv));
+            }
+        } else if let Some(dropped) = state.pending.replace(argv) {
             tracing::warn!("{:?} is dropped: a newer callback replaced it before it could start", dropped);
         }
         if !state.worker {
@@ -93,9 +105,17 @@ impl Lane {
     fn work(self: Arc<Self>) {
         loop {
             let mut state = self.lock();
-            let argv = loop {
+            let (mut child, argv) = loop {
+                if let Some(started) = state.started.take() {
+                    break started;
+                }
                 if let Some(argv) = state.pending.take() {
-                    break argv;
+                    // Started while holding the lock, so that a `submit`
+                    // coming now finds it running and kills it.
+                    let Some(child) = spawn(&argv) else { continue };
+                    let group = Pid::from_raw(child.id() as i32);
+                    state.running = Some(Running { group, argv: argv.clone(), killed: false });
+                    break (child, argv);
                 }
                 if state.closed {
                     state.worker = false;
@@ -103,25 +123,9 @@ impl Lane {
                 }
                 state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
             };
-            let Some((program, args)) = argv.split_first() else { continue };
-            let mut cmd = Command::new(program);
-            cmd.args(args).stdin(Stdio::null());
-            new_session(&mut cmd);
-            // Started while holding the lock, so that a `submit` coming now
-            // finds it running and kills it.
-            let mut child = match cmd.spawn() {
-                Ok(child) => child,
-                Err(e) => {
-                    tracing::error!("Failed to execute {}", py_list(&argv));
-                    tracing::error!("{e}");
-                    continue;
-                }
-            };
+            drop(state);
             let group = Pid::from_raw(child.id() as i32);
             tracing::debug!("started callback {argv:?} (pid {group})");
-            state.running = Some(Running { group, argv: argv.clone(), killed: false });
-            drop(state);
-
             let status = child.wait();
             let killed = self.lock().running.take().is_some_and(|r| r.killed);
             if killed {
@@ -129,6 +133,24 @@ impl Lane {
                 let _ = killpg(group, Signal::SIGKILL);
             }
             log_end(&argv, status, killed);
+        }
+    }
+}
+
+/// Start `argv` in a session of its own, its input from /dev/null, in the
+/// daemon's working directory and environment; `None` (logged as Patroni
+/// logs it) when it cannot be started.
+fn spawn(argv: &[String]) -> Option<Child> {
+    let (program, args) = argv.split_first()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null());
+    new_session(&mut cmd);
+    match cmd.spawn() {
+        Ok(child) => Some(child),
+        Err(e) => {
+            tracing::error!("Failed to execute {}", py_list(argv));
+            tracing::error!("{e}");
+            None
         }
     }
 }

@@ -116,6 +116,7 @@ fn placeholder_pg() -> crate::types::PostgresqlConfig {
         use_unix_socket_repl: false,
         pre_promote: None,
         before_stop: None,
+        hooks: BTreeMap::new(),
     }
 }
 
@@ -146,28 +147,41 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         .one_of(&sec, "level", &["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"], false)
         .unwrap_or_else(|| "INFO".into());
     let format_type = ck.one_of(&sec, "type", &["plain", "json"], false).unwrap_or_else(|| "plain".into());
-    ck.one_of(&sec, "traceback_level", &["DEBUG", "ERROR"], true);
+    let traceback_debug =
+        ck.one_of(&sec, "traceback_level", &["DEBUG", "ERROR"], true).is_some_and(|l| l.eq_ignore_ascii_case("debug"));
     let mut format_fields = None;
     let format = match sec.get("format") {
         None => DEFAULT_LOG_FORMAT.to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) if !items.is_empty() => {
+        Some(Value::Array(items)) if items.is_empty() => {
+            ck.warn(sec.path("format"), "an empty list of fields: the default format is used, as in Patroni");
+            DEFAULT_LOG_FORMAT.to_string()
+        }
+        Some(Value::Array(items)) => {
+            // As Patroni reads it: names, and mappings of names to new
+            // names (one or several per mapping).
             let mut fields = Vec::new();
-            for item in items {
+            for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(name) => fields.push((name.clone(), name.clone())),
-                    Value::Object(m) if m.len() == 1 => {
+                    Value::Object(m) if !m.is_empty() => {
                         for (name, renamed) in m {
-                            if let Value::String(r) = renamed {
-                                fields.push((name.clone(), r.clone()));
+                            match renamed {
+                                Value::String(r) => fields.push((name.clone(), r.clone())),
+                                other => ck.expected(
+                                    format!("{}.{i}.{name}", sec.path("format")),
+                                    "the field's new name (a string)",
+                                    other,
+                                ),
                             }
                         }
                     }
-                    _ => {}
+                    other => ck.expected(
+                        format!("{}.{i}", sec.path("format")),
+                        "a field name or a mapping {field: new name}",
+                        other,
+                    ),
                 }
-            }
-            if fields.len() != items.len() {
-                ck.error(sec.path("format"), "each item must be a field name or a single {field: renamed} mapping");
             }
             if format_type != "json" {
                 ck.warn(
@@ -191,7 +205,7 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
     let file_size = ck.int(&sec, "file_size", 0..=i64::MAX, None).map_or(25_000_000, i64::unsigned_abs);
     let mode = ck.int(&sec, "mode", 0..=0o777, None).and_then(|m| u32::try_from(m).ok());
     let loggers = string_map(ck, &sec, "loggers");
-    ck.boolean(&sec, "deduplicate_heartbeat_logs");
+    let deduplicate_heartbeat_logs = ck.boolean(&sec, "deduplicate_heartbeat_logs").unwrap_or(false);
     Some(LogConfig {
         level,
         format_type,
@@ -204,6 +218,8 @@ fn log(ck: &mut Checker, root: &Sec) -> Option<LogConfig> {
         file_size,
         mode,
         loggers,
+        deduplicate_heartbeat_logs,
+        traceback_debug,
     })
 }
 

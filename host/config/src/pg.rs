@@ -13,7 +13,7 @@ use crate::params::controlled;
 use crate::types::{AuthenticationConfig, BinNames, HostPort, PostgresqlConfig, RoleAuth};
 
 /// Keys of `postgresql` that are settings, not replica-method sections.
-const KNOWN_KEYS: [&str; 40] = [
+const KNOWN_KEYS: [&str; 41] = [
     "listen",
     "connect_address",
     "proxy_address",
@@ -39,6 +39,7 @@ const KNOWN_KEYS: [&str; 40] = [
     "use_unix_socket_repl",
     "pre_promote",
     "before_stop",
+    "hooks",
     "use_slots",
     "rewind",
     "parameters_primary",
@@ -253,6 +254,7 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
     let use_unix_socket_repl = flag(ck, "use_unix_socket_repl");
     let pre_promote = ck.string(&pg, "pre_promote").filter(|s| !s.is_empty());
     let before_stop = ck.string(&pg, "before_stop").filter(|s| !s.is_empty());
+    let hooks = crate::hooks::hooks(ck, &pg);
 
     let listen = listen?;
     let data_dir = PathBuf::from(data_dir.unwrap_or_default());
@@ -293,5 +295,6 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
         use_unix_socket_repl,
         pre_promote,
         before_stop,
+        hooks,
     })
 }

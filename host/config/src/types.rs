@@ -84,6 +84,13 @@ pub struct LogConfig {
     pub file_size: u64,
     /// Per-logger levels (`patroni.postmaster: WARNING`).
     pub loggers: BTreeMap<String, String>,
+    /// `log.deduplicate_heartbeat_logs`: at level INFO, a heartbeat line
+    /// ("no action. ...") equal to the previous one is not logged again.
+    pub deduplicate_heartbeat_logs: bool,
+    /// `log.traceback_level`: a panic's backtrace is logged at `DEBUG`
+    /// when `true`, else at `ERROR` (the default), as Patroni logs an
+    /// exception's traceback.
+    pub traceback_debug: bool,
 }
 
 /// Basic-auth credentials (`restapi.authentication`, `ctl.authentication`).
@@ -284,6 +291,9 @@ pub struct PostgresqlConfig {
     pub use_unix_socket_repl: bool,
     pub pre_promote: Option<String>,
     pub before_stop: Option<String>,
+    /// `postgresql.hooks` (a Palisade extension): per callback event, the
+    /// commands to run in order.
+    pub hooks: BTreeMap<String, Vec<crate::Hook>>,
 }
 
 /// The `watchdog` section.

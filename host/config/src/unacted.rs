@@ -56,7 +56,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
                       and registers nothing with a coordinator",
     },
-    Unacted { key: "log.deduplicate_heartbeat_logs", consequence: "every HA cycle's heartbeat line is logged" },
     Unacted {
         key: "restapi.server_tokens",
         consequence: "the Server header of REST API responses is always palisade's own",
@@ -141,9 +140,6 @@ pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedO
     if local.citus.is_some() || non_empty(raw.get("citus")) {
         add("citus", "citus".into());
     }
-    if truthy(get(raw, "log.deduplicate_heartbeat_logs")) {
-        add("log.deduplicate_heartbeat_logs", "log.deduplicate_heartbeat_logs".into());
-    }
     if get(raw, "restapi.server_tokens").is_some_and(|v| !v.is_null()) {
         add("restapi.server_tokens", "restapi.server_tokens".into());
     }
@@ -212,11 +208,8 @@ mod tests {
             // Acted on: the JSON log layout, its static fields, file modes.
             ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &[]),
             ("log: {type: json, format: [message, levelname]}\n", json!({}), &[]),
-            (
-                "log: {format: '%(message)s', deduplicate_heartbeat_logs: true}\n",
-                json!({}),
-                &["log.deduplicate_heartbeat_logs"],
-            ),
+            // Acted on: repeated heartbeat lines are folded.
+            ("log: {format: '%(message)s', deduplicate_heartbeat_logs: true}\n", json!({}), &[]),
             ("restapi: {server_tokens: minimal}\n", json!({}), &["restapi.server_tokens"]),
         ];
         for (yaml, dynamic, want) in cases {

@@ -16,6 +16,7 @@
 //! (palisadectl included): it is the only one with an HTTP server.
 
 pub mod api;
+pub mod hooks;
 pub mod logging;
 pub mod peers;
 pub mod pg;
@@ -66,6 +67,7 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
         eprintln!("palisade: configuration error: {e}");
         return ExitCode::FAILURE;
     }
+    logging::install_panic_hook(loaded.config.log.traceback_debug);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -193,6 +195,7 @@ async fn run(
         peers,
         replicas: loaded.replicas,
         callback: loaded.callback.map(Arc::from),
+        hooks: Default::default(),
         events: tx,
         config_path: path,
         env,

@@ -159,6 +159,10 @@ pub trait LocalPostgres: Send + Sync {
     async fn snapshot_quick(&self) -> Option<PgSnapshot>;
     /// Stop; returns where the shutdown checkpoint is.
     async fn stop(&self, mode: StopMode) -> Result<Option<u64>>;
+    /// Stop; says whether a postmaster was running and was signalled
+    /// (Patroni fires `on_stop` only then), and where the shutdown
+    /// checkpoint is.
+    async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)>;
     /// Create the data directory (initdb or a custom method).
     async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()>;
     /// Start a freshly bootstrapped data directory as it is; `true` when
@@ -182,9 +186,17 @@ pub trait LocalPostgres: Send + Sync {
     /// What a replica method needs to clone the remote primary.
     async fn replica_request_remote(&self) -> Result<palisade_plugin_api::ReplicaRequest>;
     /// Write the configuration in force and reload what a reload applies.
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()>;
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool>;
     /// Promote and wait for the end of recovery.
     async fn promote(&self) -> Result<()>;
+    /// [`LocalPostgres::promote`], calling `signalled` as soon as
+    /// `pg_ctl promote` went through, before the end of recovery (where
+    /// Patroni fires `on_role_change`).
+    async fn promote_then(&self, signalled: Box<dyn FnOnce() + Send>) -> Result<()> {
+        self.promote().await?;
+        signalled();
+        Ok(())
+    }
     async fn checkpoint(&self) -> Result<()>;
     /// Can this stopped data directory follow a leader with this history?
     async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin;
@@ -214,8 +226,9 @@ pub trait LocalPostgres: Send + Sync {
     fn set_enforce_hot_standby_feedback(&self, on: bool) -> bool;
     /// `current_setting('hot_standby_feedback')`.
     async fn hot_standby_feedback(&self) -> Result<bool>;
-    /// Run a configured script (pre_promote...); a non-zero exit is an error.
-    async fn run_script(&self, script: &str, args: &[String]) -> Result<()>;
+    /// Run a configured script (pre_promote) with the daemon's environment
+    /// and wait for it; its exit code (negative: the signal that killed it).
+    async fn run_script(&self, script: &str) -> Result<i32>;
     /// What a replica method needs to build our data directory from `source`.
     async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest>;
     fn remove_data_directory(&self) -> Result<()>;
@@ -251,6 +264,9 @@ impl LocalPostgres for LocalPg {
     async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
         LocalPg::stop(self, mode).await
     }
+    async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)> {
+        LocalPg::stop_signalled(self, mode).await
+    }
     async fn bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
         LocalPg::bootstrap(self, bootstrap).await
     }
@@ -278,11 +294,16 @@ impl LocalPostgres for LocalPg {
     async fn replica_request_remote(&self) -> Result<palisade_plugin_api::ReplicaRequest> {
         LocalPg::replica_request_remote(self).await
     }
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool> {
         LocalPg::apply_parameters(self, config).await
     }
     async fn promote(&self) -> Result<()> {
         LocalPg::promote(self).await
+    }
+    async fn promote_then(&self, signalled: Box<dyn FnOnce() + Send>) -> Result<()> {
+        self.pg.request_promotion().await?;
+        signalled();
+        self.promoted_within(Duration::from_secs(60)).await
     }
     async fn checkpoint(&self) -> Result<()> {
         LocalPg::checkpoint(self).await
@@ -331,8 +352,8 @@ impl LocalPostgres for LocalPg {
     async fn hot_standby_feedback(&self) -> Result<bool> {
         LocalPg::hot_standby_feedback(self).await
     }
-    async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
-        LocalPg::run_script(self, script, args).await
+    async fn run_script(&self, script: &str) -> Result<i32> {
+        LocalPg::run_script(self, script).await
     }
     async fn replica_request(&self, source: Option<&Member>) -> Result<palisade_plugin_api::ReplicaRequest> {
         LocalPg::replica_request(self, source).await
@@ -571,6 +592,11 @@ impl LocalPg {
     /// clean stop of a primary). A fast stop escalates to immediate after
     /// `pg_ctl_timeout`.
     pub async fn stop(&self, mode: StopMode) -> Result<Option<u64>> {
+        Ok(self.stop_signalled(mode).await?.1)
+    }
+
+    /// [`LocalPg::stop`], also saying whether a postmaster was running.
+    pub async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)> {
         let timeout = Some(self.timeout());
         let opts = match mode {
             StopMode::Immediate => StopOptions::immediate(timeout),
@@ -584,7 +610,7 @@ impl LocalPg {
                 mode.as_str()
             );
         }
-        Ok(outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn))
+        Ok((outcome.was_running, outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn)))
     }
 
     /// Create the data directory (initdb or a custom method). The runner
@@ -694,19 +720,26 @@ impl LocalPg {
     }
 
     /// Rewrite the configuration after a dynamic change and apply what a
-    /// reload can apply (the rest shows up as pending_restart).
-    pub async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<()> {
+    /// reload can apply (the rest shows up as pending_restart); `true`
+    /// when PostgreSQL was reloaded.
+    pub async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool> {
         self.update(config).await;
         let change = self.pg.write_config().await?;
         if change.reload_needed && self.pg.is_running().is_some() {
             self.pg.reload().await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Promote and wait for the end of recovery.
     pub async fn promote(&self) -> Result<()> {
-        match self.pg.promote(Duration::from_secs(60)).await? {
+        self.pg.request_promotion().await?;
+        self.promoted_within(Duration::from_secs(60)).await
+    }
+
+    async fn promoted_within(&self, wait: Duration) -> Result<()> {
+        match self.pg.wait_promoted(wait).await? {
             palisade_postgres::PromoteOutcome::Promoted => Ok(()),
             palisade_postgres::PromoteOutcome::Pending => {
                 Err(PgFailure("promotion did not finish within 60 seconds".into()))
@@ -842,22 +875,18 @@ impl LocalPg {
         Ok(v == "on")
     }
 
-    /// Run a configured script (pre_promote...) and wait for it; a non-zero
-    /// exit is an error.
-    pub async fn run_script(&self, script: &str, args: &[String]) -> Result<()> {
-        let mut argv = palisade_pycompat::shlex::split(script)
+    /// Run a configured script (pre_promote) and wait for it; its exit
+    /// code, negative when a signal killed it (Python's `returncode`).
+    pub async fn run_script(&self, script: &str) -> Result<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let argv = palisade_pycompat::shlex::split(script)
             .ok()
             .filter(|a| !a.is_empty())
             .ok_or_else(|| PgFailure(format!("cannot split the command {script:?}")))?;
-        argv.extend(args.iter().cloned());
         let status = palisade_postgres::bootstrap::run_script(&argv, &BTreeMap::new())
             .await
             .map_err(|e| PgFailure(e.to_string()))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(PgFailure(format!("{script} exited with {status}")))
-        }
+        Ok(status.code().unwrap_or_else(|| -status.signal().unwrap_or(0)))
     }
 
     /// What a replica method needs to build our data directory from

@@ -91,6 +91,7 @@ fn fixture(config: Option<Value>) -> Fixture {
         peers: crate::peers::PeerClient::new(reqwest::Client::new()),
         replicas: Vec::new(),
         callback: None,
+        hooks: Default::default(),
         events: tx,
         config_path: Some(path),
         env: BTreeMap::new(),

@@ -8,6 +8,7 @@
 //! `time.strftime`), [`record`] (what each LogRecord attribute is here),
 //! [`json`] (the JSON lines).
 
+pub mod heartbeat;
 mod json;
 mod percent;
 mod record;
@@ -372,6 +373,29 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
     }
 }
 
+/// Log a panic through the log, as Patroni logs an exception: the panic
+/// (where, and its message) at ERROR, then its backtrace at
+/// `log.traceback_level` (ERROR, or DEBUG with `traceback_level: DEBUG`).
+pub fn install_panic_hook(traceback_debug: bool) {
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string payload".to_string());
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!("thread '{thread}' panicked{location}: {payload}");
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        if traceback_debug {
+            tracing::debug!("Traceback (most recent call first):\n{backtrace}");
+        } else {
+            tracing::error!("Traceback (most recent call first):\n{backtrace}");
+        }
+    }));
+}
+
 /// A bare stderr logger at INFO for the time before the configuration is
 /// read (and for `--validate-config`).
 pub fn init_default() {
@@ -384,6 +408,51 @@ use tracing_subscriber::Layer as _;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a panic logs with the hook installed, at level INFO.
+    fn panic_log(traceback_debug: bool) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(PatroniFormat::plain())
+            .with_writer(move || writer.clone())
+            .with_max_level(Level::INFO)
+            .finish();
+        install_panic_hook(traceback_debug);
+        let result = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| std::panic::panic_any("the cause".to_string()))
+        });
+        drop(std::panic::take_hook());
+        assert!(result.is_err());
+        let bytes = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn a_panic_is_logged_with_its_backtrace_at_the_traceback_level() {
+        let log = panic_log(false);
+        assert!(log.contains(" ERROR: thread '"), "{log}");
+        assert!(log.contains("panicked at host/daemon/src/logging/mod.rs:"), "{log}");
+        assert!(log.contains(": the cause\n"), "{log}");
+        assert!(log.contains(" ERROR: Traceback (most recent call first):\n"), "{log}");
+        // traceback_level: DEBUG, logging at INFO: the panic, not its backtrace.
+        let log = panic_log(true);
+        assert!(log.contains(": the cause\n"), "{log}");
+        assert!(!log.contains("Traceback"), "{log}");
+    }
 
     #[test]
     fn python_level_names() {
@@ -406,6 +475,8 @@ mod tests {
             file_size: 25_000_000,
             mode: None,
             loggers: Default::default(),
+            deduplicate_heartbeat_logs: false,
+            traceback_debug: false,
         }
     }
 

@@ -40,11 +40,11 @@ impl Runner {
                     tracing::error!("could not write the configuration key: {e}");
                 }
             }
-            Action::StopImmediate => {
-                if let Err(e) = shared.pg.stop(StopMode::Immediate).await {
-                    tracing::error!("could not stop PostgreSQL: {e}");
-                }
-            }
+            Action::StopImmediate => match shared.pg.stop_signalled(StopMode::Immediate).await {
+                Ok((true, _)) => shared.callback("on_stop"),
+                Ok((false, _)) => {}
+                Err(e) => tracing::error!("could not stop PostgreSQL: {e}"),
+            },
             Action::Bootstrap => {
                 shared.with_tracked(|t| {
                     t.bootstrapping = true;
@@ -83,7 +83,7 @@ impl Runner {
                 let sync = shared.config().settings().sync;
                 if sync.is_on() {
                     // No standby yet: none listed, or strict mode's placeholder.
-                    if let Err(e) = shared.pg.set_sync_names(super::sync::managed(None, &sync)).await {
+                    if let Err(e) = super::sync::set_names(&shared, super::sync::managed(None, &sync)).await {
                         tracing::error!("could not set synchronous_standby_names: {e}");
                     }
                 }
@@ -135,10 +135,17 @@ impl Runner {
                     tracing::warn!("cannot follow {leader:?}: no member key");
                 } else {
                     match shared.pg.follow(target.as_ref()).await {
-                        Ok(()) => shared.with_tracked(|t| {
-                            t.following.clone_from(leader);
-                            t.following_remote = false;
-                        }),
+                        Ok(()) => {
+                            shared.with_tracked(|t| {
+                                t.following.clone_from(leader);
+                                t.following_remote = false;
+                            });
+                            // The new primary_conninfo is applied by a reload,
+                            // which fires on_reload as Patroni's follow does.
+                            if observed.pg.is_running() {
+                                shared.callback("on_reload");
+                            }
+                        }
                         Err(e) => tracing::error!("could not reconfigure replication: {e}"),
                     }
                 }
@@ -181,14 +188,25 @@ impl Runner {
                     tracing::error!("could not update the failover key: {e}");
                 }
             }
-            Action::SetRole(role) => self.set_role(*role),
+            Action::SetRole(role) => {
+                let previous = shared.set_role(*role);
+                // Patroni's post_recover: a leader whose PostgreSQL did not
+                // start is demoted, and says so.
+                if *role == Role::Demoted && matches!(previous, Role::Primary | Role::StandbyLeader) {
+                    shared.callback("on_role_change");
+                }
+            }
             Action::MarkCrashed => shared.with_tracked(|t| t.set_state(State::Crashed)),
             Action::MarkStopped => shared.with_tracked(|t| t.set_state(State::Stopped)),
             Action::UpdateHistory => self.update_history(cluster, observed).await,
             Action::SyncReplication => self.process_sync(cluster).await,
             Action::CallbackOnStart => {
-                shared.with_tracked(|t| t.on_start_called = true);
-                shared.callback("on_start");
+                // on_start, or on_restart for a restart that ended after its task.
+                let action = shared.with_tracked(|t| {
+                    t.on_start_called = true;
+                    t.cb_pending.take()
+                });
+                shared.callback(action.unwrap_or("on_start"));
             }
             Action::CancelTask => {
                 if let Some((task, handle)) = self.task.take() {
@@ -340,19 +358,24 @@ impl Runner {
             }
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let last_lsn = match self.shared.pg.stop(stop).await {
-            Ok(lsn) => lsn,
+        let (signalled, last_lsn) = match self.shared.pg.stop_signalled(stop).await {
+            Ok(stopped) => stopped,
             Err(e) => {
                 tracing::error!("could not stop PostgreSQL to demote: {e}");
-                None
+                (false, None)
             }
         };
         self.shared.with_tracked(|t| {
             t.set_state(State::Stopped);
             t.following = None;
             t.following_remote = false;
-            t.on_start_called = false;
         });
+        // on_stop says `primary`: Patroni says `demoted` only when its
+        // on_shutdown hook got to release the lock while the postmaster was
+        // still running, which a fast shutdown seldom leaves time for.
+        if signalled {
+            self.shared.callback("on_stop");
+        }
         self.set_role(Role::Demoted);
         if mode == DemoteMode::DemoteCluster {
             // The cluster became a standby cluster: we keep the leader key
@@ -374,9 +397,34 @@ impl Runner {
         } else {
             self.shared.with_tracked(|t| t.leader_until = None);
         }
-        // Start again as a replica of nobody; the next cycle points it at
-        // whoever takes the lock.
-        self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&self.shared), Role::Replica, None));
+        let follow = match mode {
+            DemoteMode::Offline => None,
+            _ => self.new_leader(std::time::Duration::from_secs(if release { 2 } else { 0 })).await,
+        };
+        // Start again as a replica; the next cycle points it at whoever
+        // holds the lock if that is someone else.
+        self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&self.shared), Role::Replica, follow));
+    }
+
+    /// The member that holds the leader key once another one does, asked
+    /// every 100 ms for at most `patience` (Patroni sleeps two seconds after
+    /// a demotion for the same purpose): a demoted primary then starts
+    /// following it directly, with no second reconfiguration (and no
+    /// `on_reload`) on the next cycle.
+    async fn new_leader(&self, patience: std::time::Duration) -> Option<palisade_model::Member> {
+        let me = self.shared.config().local.name;
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Ok(c) = self.shared.dcs.get_cluster().await {
+                if let Some(m) = c.leader_member().filter(|m| m.name != me) {
+                    return Some(m.clone());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Bring the DCS `history` key in line with our timeline history.

@@ -7,9 +7,10 @@ use palisade_model::{Cluster, Member, Role, State};
 use palisade_plugin_host::dcs::DcsError;
 
 use super::{CycleOutcome, Runner};
+use crate::logging::heartbeat::HeartbeatFilter;
 use crate::pg::Observed;
 
-fn log_decision(d: &Decision) {
+fn log_decision(d: &Decision, heartbeat: &mut HeartbeatFilter, log: &palisade_config::LogConfig) {
     for (level, line) in &d.log {
         match level {
             Level::Info => tracing::info!("{line}"),
@@ -17,7 +18,11 @@ fn log_decision(d: &Decision) {
             Level::Error => tracing::error!("{line}"),
         }
     }
-    tracing::info!("{}", d.reason);
+    let fold = log.deduplicate_heartbeat_logs
+        && crate::logging::parse_level(&log.level) == Some(tracing_subscriber::filter::LevelFilter::INFO);
+    if heartbeat.should_log(&d.reason, !d.log.is_empty(), fold) {
+        tracing::info!("{}", d.reason);
+    }
 }
 
 /// Does `action` change PostgreSQL's process or role before the cycle
@@ -136,7 +141,7 @@ impl Runner {
                 }
             }
         };
-        log_decision(&decision);
+        log_decision(&decision, &mut self.heartbeat, &self.shared.config().local.log);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
         self.previous_wal_position = observed.wal_position();
 
@@ -195,7 +200,7 @@ impl Runner {
                 }
             }
         };
-        log_decision(&decision);
+        log_decision(&decision, &mut self.heartbeat, &self.shared.config().local.log);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
         let offline = palisade_ha::Offline {
             me: &cfg.local.name,

@@ -208,6 +208,16 @@ impl LocalPostgres for FakePg {
         }))
     }
 
+    async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>), PgFailure> {
+        self.call(format!("stop {}", mode.as_str()));
+        Ok(self.with(|s| {
+            let was_running = s.running;
+            let was_primary = s.running && !s.in_recovery;
+            s.running = false;
+            (was_running, was_primary.then_some(s.wal))
+        }))
+    }
+
     async fn bootstrap(&self, _bootstrap: &BootstrapConfig) -> Result<(), PgFailure> {
         self.call("bootstrap");
         self.with(|s| {
@@ -262,16 +272,16 @@ impl LocalPostgres for FakePg {
         Ok(request)
     }
 
-    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<(), PgFailure> {
+    async fn apply_parameters(&self, config: &RuntimeConfig) -> Result<bool, PgFailure> {
         self.call("apply_parameters");
-        self.with(|s| {
+        Ok(self.with(|s| {
             s.settings = config.effective.parameters.clone();
             s.written = s.settings.clone();
             if s.running {
                 s.loaded = s.written.clone();
             }
-        });
-        Ok(())
+            s.running
+        }))
     }
 
     async fn promote(&self) -> Result<(), PgFailure> {
@@ -377,9 +387,9 @@ impl LocalPostgres for FakePg {
         Ok(self.state().hot_standby_feedback)
     }
 
-    async fn run_script(&self, script: &str, _args: &[String]) -> Result<(), PgFailure> {
+    async fn run_script(&self, script: &str) -> Result<i32, PgFailure> {
         self.call(format!("run_script {script}"));
-        Ok(())
+        Ok(0)
     }
 
     async fn replica_request(&self, source: Option<&Member>) -> Result<ReplicaRequest, PgFailure> {

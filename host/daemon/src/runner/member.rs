@@ -182,18 +182,27 @@ impl Runner {
     /// be applied when it arrived (PostgreSQL stopped, starting, or owned
     /// by a background task that may have written the old one). Called
     /// whenever PostgreSQL runs and no task owns it; a failed attempt
-    /// stays pending and is tried again (and logged) next cycle.
-    pub(super) async fn apply_pending_parameters(&mut self) {
+    /// stays pending and is tried again (and logged) next cycle. A reload of
+    /// PostgreSQL fires `on_reload`, as Patroni's `reload_config` does;
+    /// `true` then.
+    pub(super) async fn apply_pending_parameters(&mut self) -> bool {
         if !self.parameters_pending || self.task.is_some() {
-            return;
+            return false;
         }
         let config = self.shared.config();
         match self.shared.pg.apply_parameters(&config).await {
-            Ok(()) => {
+            Ok(reloaded) => {
                 self.parameters_pending = false;
                 tracing::info!("applied the new PostgreSQL configuration");
+                if reloaded {
+                    self.shared.callback("on_reload");
+                }
+                reloaded
             }
-            Err(e) => tracing::error!("could not apply the new PostgreSQL configuration: {e}"),
+            Err(e) => {
+                tracing::error!("could not apply the new PostgreSQL configuration: {e}");
+                false
+            }
         }
     }
 }

@@ -109,7 +109,14 @@ pub struct Tracked {
     pub state: State,
     pub state_since: Instant,
     pub bootstrapping: bool,
+    /// A start/stop/restart/role-change callback has been fired since the
+    /// daemon started (Patroni's `cb_called`): `false` makes the next cycle
+    /// fire `on_start` (or [`Tracked::cb_pending`]) for a running server.
     pub on_start_called: bool,
+    /// The callback a start still in progress fires once PostgreSQL
+    /// accepts connections (Patroni's `__cb_pending`): `on_restart` after
+    /// a restart; `None` means `on_start`.
+    pub cb_pending: Option<&'static str>,
     /// The member our recovery configuration streams from.
     pub following: Option<String>,
     /// Our recovery configuration replicates from the remote primary of
@@ -136,6 +143,7 @@ impl Tracked {
             state_since: Instant::now(),
             bootstrapping: false,
             on_start_called: false,
+            cb_pending: None,
             following: None,
             following_remote: false,
             released_leader_key_at: 0.0,
@@ -194,6 +202,8 @@ pub struct Shared {
     pub peers: PeerClient,
     pub replicas: Vec<ReplicaPlugin>,
     pub callback: Option<Arc<dyn palisade_plugin_api::Callback>>,
+    /// `postgresql.hooks`, run in order on their own worker.
+    pub hooks: crate::hooks::Hooks,
     pub events: mpsc::UnboundedSender<Event>,
     /// Where the configuration was read from (for reloads).
     pub config_path: Option<std::path::PathBuf>,
@@ -215,21 +225,12 @@ impl Shared {
         f(&mut self.tracked.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Record a role; tell the callback when PostgreSQL changed sides.
-    pub fn set_role(&self, role: Role) {
-        let previous = self.with_tracked(|t| std::mem::replace(&mut t.role, role));
-        let side = |r: Role| match r {
-            Role::Primary | Role::Promoted => 1,
-            Role::Replica | Role::Demoted => 2,
-            Role::StandbyLeader => 3,
-            Role::Uninitialized => 0,
-        };
-        if side(previous) != side(role) && side(previous) != 0 && side(role) != 0 {
-            self.callback("on_role_change");
-        }
+    /// Record a role. Callbacks are not fired here: each caller fires the
+    /// one Patroni fires at that moment (see [`Shared::callback`]).
+    pub fn set_role(&self, role: Role) -> Role {
+        self.with_tracked(|t| std::mem::replace(&mut t.role, role))
     }
 
-    /// Deliver a callback event without waiting for it.
     pub fn scheduled_restart(&self) -> Option<palisade_ha::ScheduledRestart> {
         self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -249,23 +250,48 @@ impl Shared {
         self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner()).take().is_some()
     }
 
-    pub fn callback(&self, action: &str) {
-        let Some(cb) = self.callback.clone() else {
-            return;
-        };
-        let role = self.tracked().role;
+    /// Fire a callback (`on_start`, `on_stop`, `on_restart`, `on_reload`,
+    /// `on_role_change`) without waiting for it, as Patroni's `call_nowait`:
+    /// never while bootstrapping a new cluster; `on_reload` aside, firing one
+    /// counts as "callbacks called" (Patroni's `cb_called`); the role passed
+    /// is the one recorded now, `primary` while promoting. The configured
+    /// hooks of the event (`postgresql.hooks`) are queued at the same time.
+    ///
+    /// The plugin is handed the event from the caller's thread: it only
+    /// starts the command (or queues it behind one that is being killed),
+    /// so events reach it in the order they happen, and one fired just
+    /// before the daemon exits (`on_stop` at shutdown) runs.
+    pub fn callback(&self, action: &'static str) {
+        if let Some(event) = self.callback_event(action) {
+            if let Some(cb) = self.callback.as_deref() {
+                if let Err(e) = cb.on_event(&event) {
+                    tracing::error!("callback {} failed: {e}", event.action);
+                }
+            }
+        }
+    }
+
+    fn callback_event(&self, action: &str) -> Option<palisade_plugin_api::CallbackEvent> {
+        let role = self.with_tracked(|t| {
+            if t.bootstrapping {
+                return None;
+            }
+            if action != "on_reload" {
+                t.on_start_called = true;
+            }
+            Some(t.role)
+        })?;
+        let role = if role == Role::Promoted { Role::Primary } else { role };
         let config = self.config();
-        let event = palisade_plugin_api::CallbackEvent {
+        if let Some(hooks) = config.local.postgresql.hooks.get(action) {
+            self.hooks.fire(action, hooks, role.as_str(), &config.local.scope);
+        }
+        Some(palisade_plugin_api::CallbackEvent {
             action: action.to_string(),
             role: role.as_str().to_string(),
             scope: config.local.scope.clone(),
             name: config.local.name.clone(),
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = cb.on_event(&event) {
-                tracing::error!("callback {} failed: {e}", event.action);
-            }
-        });
+        })
     }
 }
 
@@ -296,6 +322,8 @@ pub struct Runner {
     /// The `failsafe` key as last read or written (Patroni's
     /// `dcs.failsafe`): what a primary goes by when the DCS is out of reach.
     last_failsafe: Option<Map<String, Value>>,
+    /// `log.deduplicate_heartbeat_logs`: the last heartbeat line logged.
+    heartbeat: crate::logging::heartbeat::HeartbeatFilter,
 }
 
 impl Runner {
@@ -315,6 +343,7 @@ impl Runner {
             dcs_last_seen: 0,
             divergence: None,
             last_failsafe: None,
+            heartbeat: Default::default(),
         }
     }
 
@@ -414,11 +443,14 @@ impl Runner {
                 self.config_version = None;
                 self.parameters_pending = true;
                 self.shared.pg.update(&new).await;
-                if self.shared.tracked().state == State::Running {
-                    self.apply_pending_parameters().await;
-                }
+                let running = self.shared.tracked().state == State::Running;
+                let fired = running && self.apply_pending_parameters().await;
                 tracing::info!("Reloaded configuration");
-                self.shared.callback("on_reload");
+                // Patroni reloads PostgreSQL on SIGHUP and fires on_reload
+                // after a successful `pg_ctl reload` (once).
+                if running && !fired {
+                    self.shared.callback("on_reload");
+                }
                 let _ = self.shared.events.send(Event::Wake);
             }
         }
@@ -442,14 +474,17 @@ impl Runner {
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
         let released = sync::leave_sync_standbys(&self.shared).await;
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let stopped = self.shared.pg.stop(crate::pg::StopMode::Fast).await;
+        let stopped = self.shared.pg.stop_signalled(crate::pg::StopMode::Fast).await;
         if released {
             sync::rejoin_sync_standbys(&self.shared);
         }
         match stopped {
-            Ok(checkpoint) => {
+            Ok((signalled, checkpoint)) => {
                 self.shared.with_tracked(|t| t.set_state(State::Stopped));
-                self.shared.callback("on_stop");
+                if signalled {
+                    // Started before the daemon exits (see `callback`).
+                    self.shared.callback("on_stop");
+                }
                 if let Some(leader) = &leader {
                     if let Some(lsn) = checkpoint {
                         let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
@@ -466,6 +501,9 @@ impl Runner {
                 tracing::error!("PostgreSQL shutdown: {e}");
             }
         }
+        // `postgresql.hooks` already queued (on_stop's among them) run to
+        // their end or their timeout before the daemon exits.
+        self.shared.hooks.drain().await;
         std::process::ExitCode::SUCCESS
     }
 }

@@ -29,6 +29,17 @@ pub fn managed(value: Option<String>, settings: &SyncSettings) -> SyncNames {
     SyncNames::Managed { value, primary_default: settings.strict.then(|| STRICT_PLACEHOLDER.to_string()) }
 }
 
+/// Set `synchronous_standby_names`; when that changed it and reloaded a
+/// running PostgreSQL, fire `on_reload` as Patroni's
+/// `set_synchronous_standby_names` does (through its `reload`).
+pub async fn set_names(shared: &Shared, names: SyncNames) -> Result<bool, crate::pg::PgFailure> {
+    let changed = shared.pg.set_sync_names(names).await?;
+    if changed && shared.tracked().state == palisade_model::State::Running {
+        shared.callback("on_reload");
+    }
+    Ok(changed)
+}
+
 /// Before PostgreSQL starts: in synchronous mode a replica lists no
 /// synchronous standbys (Patroni clears the value when it starts or
 /// demotes to a replica); a primary keeps the value the leader set (or,
@@ -37,7 +48,7 @@ pub async fn before_start(shared: &Shared, role: Role) {
     let settings = shared.config().settings().sync;
     if !settings.is_on() {
         // The configured value, as Patroni writes it outside synchronous mode.
-        if let Err(e) = shared.pg.set_sync_names(SyncNames::Configured).await {
+        if let Err(e) = set_names(shared, SyncNames::Configured).await {
             tracing::error!("could not set synchronous_standby_names: {e}");
         }
         return;
@@ -46,7 +57,7 @@ pub async fn before_start(shared: &Shared, role: Role) {
         (Role::Primary, SyncNames::Managed { value, .. }) => value,
         _ => None,
     };
-    if let Err(e) = shared.pg.set_sync_names(managed(value, &settings)).await {
+    if let Err(e) = set_names(shared, managed(value, &settings)).await {
         tracing::error!("could not set synchronous_standby_names: {e}");
     }
 }
@@ -180,7 +191,7 @@ impl Runner {
                     }
                     let strict = value.as_deref() == Some(STRICT_PLACEHOLDER)
                         || value.as_deref().is_some_and(|v| v.contains(STRICT_PLACEHOLDER));
-                    match self.shared.pg.set_sync_names(managed(value, settings)).await {
+                    match set_names(&self.shared, managed(value, settings)).await {
                         Ok(true) if !strict => {
                             // Patroni gives the reload a moment, then notes the
                             // new value and the position it was set at.
@@ -194,7 +205,7 @@ impl Runner {
                     }
                 }
                 SyncStep::RestoreConfiguredSsn => {
-                    if let Err(e) = self.shared.pg.set_sync_names(SyncNames::Configured).await {
+                    if let Err(e) = set_names(&self.shared, SyncNames::Configured).await {
                         tracing::error!("could not set synchronous_standby_names: {e}");
                     }
                 }

@@ -223,26 +223,7 @@ pub async fn bootstrap_standby_leader(shared: Arc<Shared>) -> bool {
 /// the standby cluster, as `role` (the standby leader, or a replica of a
 /// standby cluster that has no leader).
 pub async fn start_remote(shared: Arc<Shared>, role: Role) -> bool {
-    shared.with_tracked(|t| t.set_state(State::Starting));
-    match shared.pg.start_remote().await {
-        Ok(accepting) => {
-            shared.set_role(role);
-            shared.with_tracked(|t| {
-                t.following = None;
-                t.following_remote = true;
-                t.on_start_called = false;
-                if accepting {
-                    t.set_state(State::Running);
-                }
-            });
-            true
-        }
-        Err(e) => {
-            tracing::error!("failed to start PostgreSQL: {e}");
-            shared.with_tracked(|t| t.set_state(State::StartFailed));
-            false
-        }
-    }
+    start_in_role(&shared, role, Following::Remote, shared.pg.start_remote()).await
 }
 
 /// Restart PostgreSQL in its role (Patroni's `restart`): fast stop, start,
@@ -285,7 +266,14 @@ pub async fn restart(
                     shared.callback("on_restart");
                     answer(true, "restarted successfully")
                 }
-                Ok(false) => answer(false, "postgres is still starting"),
+                Ok(false) => {
+                    // on_restart fires once it accepts connections.
+                    shared.with_tracked(|t| {
+                        t.on_start_called = false;
+                        t.cb_pending = Some("on_restart");
+                    });
+                    answer(false, "postgres is still starting")
+                }
                 Err(e) => {
                     tracing::error!("restart: starting PostgreSQL failed: {e}");
                     shared.with_tracked(|t| t.set_state(State::RestartFailed));
@@ -307,15 +295,23 @@ pub async fn restart(
 /// Rebuild this replica (Patroni's `_do_reinitialize`): stop, remove the
 /// data directory, copy it again from `source`, start.
 pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
-    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Immediate).await {
-        tracing::error!("reinitialize: cannot stop PostgreSQL: {e}");
-        return false;
+    match shared.pg.stop_signalled(crate::pg::StopMode::Immediate).await {
+        Ok((signalled, _)) => {
+            // In the role it had, as Patroni's _do_reinitialize stops it.
+            if signalled {
+                shared.callback("on_stop");
+            }
+        }
+        Err(e) => {
+            tracing::error!("reinitialize: cannot stop PostgreSQL: {e}");
+            return false;
+        }
     }
+    shared.set_role(Role::Uninitialized);
     shared.with_tracked(|t| {
         t.following = None;
-        t.on_start_called = false;
+        t.following_remote = false;
     });
-    shared.set_role(Role::Uninitialized);
     // Patroni 4.1 leaves the directory to the replica methods, so that a
     // method with `keep_data` (a pgBackRest `--delta` restore) can reuse
     // it; the others empty it themselves. Without such a method it is
@@ -329,21 +325,60 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
     clone(shared, source, leader).await
 }
 
-/// Start PostgreSQL as `role`, streaming from `follow` when a replica.
+/// Start PostgreSQL as `role`, streaming from `follow` when a replica, and
+/// fire the callback Patroni's `follow` fires: `on_role_change` once the
+/// start is over when the role changes sides (a former primary comes back
+/// as a replica, a replica becomes the standby leader or the other way
+/// round) after callbacks were called, else `on_start` once PostgreSQL
+/// accepts connections.
 pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> bool {
-    shared.with_tracked(|t| t.set_state(State::Starting));
-    super::sync::before_start(&shared, role).await;
-    match shared.pg.start(role, follow.as_ref()).await {
+    start_in_role(&shared, role, Following::Member(follow.as_ref()), shared.pg.start(role, follow.as_ref())).await
+}
+
+/// Whom a start makes PostgreSQL replicate from.
+enum Following<'a> {
+    /// A member of this cluster (or nobody: a primary, a replica without a leader).
+    Member(Option<&'a Member>),
+    /// The remote primary of the standby cluster.
+    Remote,
+}
+
+/// [`start`] and [`start_remote`]: run `starting` and fire the callback
+/// Patroni's `follow` fires.
+async fn start_in_role(
+    shared: &Arc<Shared>,
+    role: Role,
+    follow: Following<'_>,
+    starting: impl std::future::Future<Output = Result<bool, crate::pg::PgFailure>>,
+) -> bool {
+    let (previous, cb_called) = shared.with_tracked(|t| {
+        t.set_state(State::Starting);
+        (t.role, t.on_start_called)
+    });
+    // Patroni starts a primary again after a crash with `start` (on_start);
+    // every other start goes through its `follow`.
+    let change_role = cb_called && role != Role::Primary && changes_sides(previous, role);
+    super::sync::before_start(shared, role).await;
+    shared.set_role(role);
+    let started = match starting.await {
         Ok(accepting) => {
-            shared.set_role(role);
             shared.with_tracked(|t| {
-                t.following = follow.as_ref().map(|m| m.name.clone());
-                t.following_remote = false;
-                t.on_start_called = false;
+                t.following = match follow {
+                    Following::Member(m) => m.map(|m| m.name.clone()),
+                    Following::Remote => None,
+                };
+                t.following_remote = matches!(follow, Following::Remote);
                 if accepting {
                     t.set_state(State::Running);
+                } else if !change_role {
+                    // on_start fires from the cycle once it accepts.
+                    t.on_start_called = false;
+                    t.cb_pending = None;
                 }
             });
+            if accepting && !change_role {
+                shared.callback("on_start");
+            }
             true
         }
         Err(e) => {
@@ -351,7 +386,18 @@ pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> b
             shared.with_tracked(|t| t.set_state(State::StartFailed));
             false
         }
+    };
+    if change_role {
+        shared.callback("on_role_change");
     }
+    started
+}
+
+/// Patroni's `change_role` test in `Postgresql.follow`: from a primary (or
+/// a demoted one) to anything, or between replica and standby leader.
+fn changes_sides(previous: Role, role: Role) -> bool {
+    matches!(previous, Role::Primary | Role::Demoted)
+        || matches!((previous, role), (Role::Replica, Role::StandbyLeader) | (Role::StandbyLeader, Role::Replica))
 }
 
 /// Run the pre_promote script, then promote and wait for the end of
@@ -360,17 +406,35 @@ pub async fn start(shared: Arc<Shared>, role: Role, follow: Option<Member>) -> b
 pub async fn promote(shared: Arc<Shared>) -> bool {
     let cfg = shared.config();
     if let Some(script) = cfg.local.postgresql.pre_promote.clone() {
-        match shared.pg.run_script(&script, &[]).await {
-            Ok(()) => {}
+        // Patroni's line, with the exit code (negative: killed by a signal).
+        match shared.pg.run_script(&script).await {
+            Ok(0) => tracing::info!("pre_promote script `{script}` exited with 0"),
+            Ok(code) => {
+                tracing::info!("pre_promote script `{script}` exited with {code}");
+                shared.with_tracked(|t| t.released_leader_key_at = crate::now());
+                return false;
+            }
             Err(e) => {
-                tracing::error!("pre_promote script failed: {e}");
+                // Patroni's line names the command as a Python list.
+                let argv = palisade_pycompat::shlex::split(&script).unwrap_or_default();
+                let argv = serde_json::Value::Array(argv.into_iter().map(serde_json::Value::String).collect());
+                tracing::error!("Failed to execute {}", palisade_pycompat::py::to_str(&argv));
+                tracing::error!("pre_promote: {e}");
                 shared.with_tracked(|t| t.released_leader_key_at = crate::now());
                 return false;
             }
         }
     }
-    shared.set_role(Role::Promoted);
-    match shared.pg.promote().await {
+    // Once pg_ctl promote went through, while recovery ends: on_role_change
+    // (Patroni's `promoted` role is passed as `primary`).
+    let signalled = {
+        let shared = Arc::clone(&shared);
+        Box::new(move || {
+            shared.set_role(Role::Promoted);
+            shared.callback("on_role_change");
+        })
+    };
+    match shared.pg.promote_then(signalled).await {
         Ok(()) => {
             shared.set_role(Role::Primary);
             shared.with_tracked(|t| t.following = None);
@@ -417,12 +481,19 @@ pub async fn copy_logical_slots(
         return true;
     }
     shared.with_tracked(|t| t.set_state(State::Stopping));
-    if let Err(e) = shared.pg.stop(crate::pg::StopMode::Fast).await {
-        tracing::error!("cannot stop PostgreSQL to copy logical slots: {e}");
-        shared.with_tracked(|t| t.set_state(State::Running));
-        return false;
+    match shared.pg.stop_signalled(crate::pg::StopMode::Fast).await {
+        Err(e) => {
+            tracing::error!("cannot stop PostgreSQL to copy logical slots: {e}");
+            shared.with_tracked(|t| t.set_state(State::Running));
+            return false;
+        }
+        Ok((signalled, _)) => {
+            shared.with_tracked(|t| t.set_state(State::Stopped));
+            if signalled {
+                shared.callback("on_stop");
+            }
+        }
     }
-    shared.with_tracked(|t| t.set_state(State::Stopped));
     let written = shared.pg.install_slot_states(&chosen);
     if let Err(e) = &written {
         tracing::error!("cannot copy logical slots: {e}");
@@ -432,4 +503,31 @@ pub async fn copy_logical_slots(
     }
     // Start again whatever happened: a replica must not stay down.
     start(shared, Role::Replica, follow).await && written.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patroni's `change_role` in `Postgresql.follow`: which starts fire
+    /// on_role_change instead of on_start.
+    #[test]
+    fn which_starts_change_sides() {
+        use Role::*;
+        let cases = [
+            (Primary, Replica, true),
+            (Demoted, Replica, true),
+            (Primary, StandbyLeader, true),
+            (Replica, StandbyLeader, true),
+            (StandbyLeader, Replica, true),
+            (Replica, Replica, false),
+            (StandbyLeader, StandbyLeader, false),
+            (Uninitialized, Replica, false),
+            (Uninitialized, StandbyLeader, false),
+            (Promoted, Replica, false),
+        ];
+        for (previous, role, want) in cases {
+            assert_eq!(changes_sides(previous, role), want, "{previous} -> {role}");
+        }
+    }
 }

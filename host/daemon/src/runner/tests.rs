@@ -48,6 +48,16 @@ struct Node {
 /// section (work_mem 4MB in `bootstrap.dcs`); a node without one clones
 /// with a fake replica method.
 fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
+    node_with(name, store, bootstrap, None)
+}
+
+/// [`node`] with a callback plugin.
+fn node_with(
+    name: &str,
+    store: &Arc<MemoryStore>,
+    bootstrap: bool,
+    callback: Option<Arc<dyn palisade_plugin_api::Callback>>,
+) -> Node {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("palisade-runner-{}-{n}", std::process::id()));
@@ -89,7 +99,8 @@ fn node(name: &str, store: &Arc<MemoryStore>, bootstrap: bool) -> Node {
         status: StatusBoard::new(NodeStatus::new("demo", name)),
         peers: crate::peers::PeerClient::new(reqwest::Client::new()),
         replicas,
-        callback: None,
+        callback,
+        hooks: Default::default(),
         events: tx,
         config_path: Some(path),
         env: BTreeMap::new(),
@@ -269,6 +280,47 @@ async fn a_leader_that_loses_its_key_demotes() {
     assert!(matches!(n1.tracked().role, Role::Replica | Role::Demoted), "{:?}", n1.tracked().role);
     assert_eq!(store.value("leader").as_deref(), Some("n2"), "the new leader's key is left alone");
     n1.cycle_until("n1 follows n2", 3, |n| n.pg.state().following.as_deref() == Some("n2")).await;
+}
+
+/// A callback plugin that records `action role` for each event.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl palisade_plugin_api::Callback for Recorder {
+    fn on_event(&self, event: &palisade_plugin_api::CallbackEvent) -> palisade_plugin_api::PluginResult<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{} {}", event.action, event.role));
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[tokio::test]
+async fn a_demoted_leader_fires_on_stop_then_on_role_change_and_follows_at_once() {
+    let store = MemoryStore::new();
+    let recorder = Arc::new(Recorder::default());
+    let mut n1 = node_with("n1", &store, true, Some(Arc::clone(&recorder) as Arc<dyn palisade_plugin_api::Callback>));
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    n1.cycle().await;
+    assert_eq!(recorder.calls(), ["on_start primary"], "nothing while bootstrapping, on_start once it is done");
+    let n2 = store.client("n2", timing());
+    let conn = json!({"conn_url": "postgres://n2:5432/postgres", "api_url": "http://127.0.0.1:9/patroni",
+                      "state": "running", "role": "primary", "version": "4.1.4"});
+    assert!(n2.touch_member(&conn.to_string()).expect("touch_member"));
+    assert!(n2.take_leader().expect("take_leader"));
+    n1.cycle_until("n1 follows n2", 4, |n| {
+        let s = n.pg.state();
+        s.running && s.in_recovery && s.following.as_deref() == Some("n2")
+    })
+    .await;
+    n1.cycle().await;
+    // No on_start for the demoted primary's start, no on_reload: it
+    // started following n2 directly.
+    assert_eq!(recorder.calls(), ["on_start primary", "on_stop primary", "on_role_change replica"]);
 }
 
 /// Wait until `node`'s clone task has written its configuration and

@@ -421,6 +421,7 @@ pub(crate) mod tests {
             use_unix_socket_repl: false,
             pre_promote: None,
             before_stop: None,
+            hooks: Default::default(),
         }
     }
 

@@ -240,7 +240,12 @@ impl Postgres {
             }
         };
         match crate::bootstrap::run_script(&argv, &BTreeMap::new()).await {
-            Ok(status) => tracing::info!("before_stop script `{cmd}` exited with {status}"),
+            Ok(status) => {
+                // Python's returncode: the exit code, or minus the signal.
+                use std::os::unix::process::ExitStatusExt;
+                let code = status.code().unwrap_or_else(|| -status.signal().unwrap_or(0));
+                tracing::info!("before_stop script `{cmd}` exited with {code}")
+            }
             Err(e) => tracing::error!("Exception when calling `{cmd}`: {e}"),
         }
     }
@@ -249,6 +254,12 @@ impl Postgres {
     /// `wait` for pg_control to say `in production`. Once promoted, the
     /// recovery settings are removed from postgresql.conf.
     pub async fn promote(&self, wait: Duration) -> Result<PromoteOutcome, PgError> {
+        self.request_promotion().await?;
+        self.wait_promoted(wait).await
+    }
+
+    /// `pg_ctl promote` without waiting: the first half of [`Self::promote`].
+    pub async fn request_promotion(&self) -> Result<(), PgError> {
         let paths = self.paths();
         pg_ctl(
             &self.binaries(),
@@ -259,6 +270,14 @@ impl Postgres {
             },
         )
         .await?;
+        Ok(())
+    }
+
+    /// Wait up to `wait` for pg_control to say `in production` after
+    /// [`Self::request_promotion`], then drop the recovery settings: the
+    /// second half of [`Self::promote`].
+    pub async fn wait_promoted(&self, wait: Duration) -> Result<PromoteOutcome, PgError> {
+        let paths = self.paths();
         let deadline = Instant::now().checked_add(wait);
         loop {
             if let Ok(control) = self.controldata().await {

@@ -100,6 +100,7 @@ impl Spec {
             use_unix_socket_repl: false,
             pre_promote: None,
             before_stop: None,
+            hooks: Default::default(),
         };
         let effective = EffectivePostgresql {
             parameters: parameters(&self.socket_dir, &merged),

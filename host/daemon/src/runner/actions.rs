@@ -152,11 +152,21 @@ impl Runner {
             }
             Action::FollowRemote { standby_leader } => match shared.pg.follow_remote().await {
                 Ok(()) => {
-                    shared.with_tracked(|t| {
+                    let role = if *standby_leader { Role::StandbyLeader } else { Role::Replica };
+                    let (previous, cb_called) = shared.with_tracked(|t| {
                         t.following = None;
                         t.following_remote = true;
+                        (t.role, t.on_start_called)
                     });
-                    self.set_role(if *standby_leader { Role::StandbyLeader } else { Role::Replica });
+                    self.set_role(role);
+                    // Patroni's follow: between replica and standby leader
+                    // the role changes sides (on_role_change); otherwise the
+                    // new recovery settings were applied by a reload.
+                    if cb_called && super::tasks::changes_sides(previous, role) {
+                        shared.callback("on_role_change");
+                    } else if observed.pg.is_running() {
+                        shared.callback("on_reload");
+                    }
                 }
                 Err(e) => tracing::error!("could not reconfigure replication from the remote primary: {e}"),
             },
@@ -189,10 +199,19 @@ impl Runner {
                 }
             }
             Action::SetRole(role) => {
+                let cb_called = shared.with_tracked(|t| t.on_start_called);
                 let previous = shared.set_role(*role);
                 // Patroni's post_recover: a leader whose PostgreSQL did not
-                // start is demoted, and says so.
-                if *role == Role::Demoted && matches!(previous, Role::Primary | Role::StandbyLeader) {
+                // start is demoted, and says so. Its follow: a running
+                // replica that becomes the standby leader (it won the lock
+                // of a standby cluster) or the other way round.
+                let replica_sides = matches!(
+                    (previous, *role),
+                    (Role::Replica, Role::StandbyLeader) | (Role::StandbyLeader, Role::Replica)
+                );
+                if (*role == Role::Demoted && matches!(previous, Role::Primary | Role::StandbyLeader))
+                    || (replica_sides && cb_called)
+                {
                     shared.callback("on_role_change");
                 }
             }

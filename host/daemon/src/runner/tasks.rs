@@ -395,7 +395,7 @@ async fn start_in_role(
 
 /// Patroni's `change_role` test in `Postgresql.follow`: from a primary (or
 /// a demoted one) to anything, or between replica and standby leader.
-fn changes_sides(previous: Role, role: Role) -> bool {
+pub(super) fn changes_sides(previous: Role, role: Role) -> bool {
     matches!(previous, Role::Primary | Role::Demoted)
         || matches!((previous, role), (Role::Replica, Role::StandbyLeader) | (Role::StandbyLeader, Role::Replica))
 }

@@ -684,3 +684,28 @@ async fn demote_cluster_then_promote_cluster() {
     assert!(!n1.pg.state().in_recovery);
     assert!(n1.pg.state().calls.iter().any(|c| c == "promote"));
 }
+
+/// Failover inside a standby cluster: the replica that wins the lock
+/// points recovery at the remote primary and, having changed sides from
+/// replica to standby leader, fires `on_role_change standby_leader` (as
+/// Patroni's follow does), not on_reload.
+#[tokio::test]
+async fn a_replica_that_becomes_the_standby_leader_fires_on_role_change() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut n2 = node_with("n2", &store, false, Some(Arc::clone(&recorder) as Arc<dyn palisade_plugin_api::Callback>));
+    n2.cycle_until("n2 follows n1", 6, |n| n.pg.state().following.as_deref() == Some("n1")).await;
+    set_dynamic(&store, "standby_cluster", json!({"host": "10.0.0.9", "port": 5433}));
+    n1.cycle_until("n1 is the standby leader", 4, |n| n.tracked().role == Role::StandbyLeader).await;
+    n2.cycle().await;
+    let before = recorder.calls().len();
+    // The scripted replica's position lags the leader's last one.
+    set_dynamic(&store, "maximum_lag_on_failover", json!(1u64 << 40));
+    // n1 is gone: its key is released and its API does not answer.
+    let leader = store.client("n1", timing()).get_cluster().expect("get_cluster").leader.expect("a leader key");
+    assert!(store.client("n1", timing()).delete_leader(Some(&leader)).expect("delete_leader"));
+    n2.cycle_until("n2 is the standby leader", 4, |n| n.tracked().role == Role::StandbyLeader).await;
+    assert!(n2.tracked().following_remote);
+    assert_eq!(recorder.calls()[before..], ["on_role_change standby_leader"]);
+}

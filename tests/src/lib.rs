@@ -10,6 +10,7 @@ pub use palisade_test_support::certs;
 pub mod cluster;
 pub mod conformance;
 pub mod ctl;
+pub mod diverge;
 pub mod etcd;
 pub mod etcd3;
 pub mod http;

@@ -2,9 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `use_pg_rewind: true`
-//! believes a former primary rejoins on its own after a failover; until
-//! palisade runs pg_rewind, it must say so. The daemon logs every entry it
+//! Nothing may be silently ignored. A user who sets `watchdog.mode:
+//! required` believes a primary whose daemon hangs is fenced; until
+//! palisade opens the device, it must say so. The daemon logs every entry it
 //! finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
@@ -31,20 +31,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         key: "standby_cluster",
         consequence: "the cluster does not replicate from the remote primary: a new cluster bootstraps as an \
                       independent, writable one",
-    },
-    Unacted { key: "primary_stop_timeout", consequence: "a primary that does not stop in time is not killed" },
-    Unacted {
-        key: "postgresql.use_pg_rewind",
-        consequence: "pg_rewind is never run: a former primary whose WAL went past the fork point stays stopped \
-                      until it is reinitialised",
-    },
-    Unacted {
-        key: "postgresql.remove_data_directory_on_rewind_failure",
-        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
-    },
-    Unacted {
-        key: "postgresql.remove_data_directory_on_diverged_timelines",
-        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
     },
     Unacted {
         key: "postgresql.database",
@@ -114,31 +100,12 @@ fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
 /// dynamic configuration in force) that would change what Patroni does and
 /// that palisade does not act on yet, in [`NOT_ACTED_ON`]'s order.
 pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedOn> {
-    let dynamic = &global.data;
     let raw = &local.raw;
     let mut found: Vec<(String, &'static str)> = Vec::new();
     let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
 
     if global.standby_cluster.as_ref().is_some_and(|m| !m.is_empty()) {
         add("standby_cluster", "standby_cluster".into());
-    }
-    if !global.primary_stop_timeout.is_zero() {
-        let key =
-            if dynamic.contains_key("primary_stop_timeout") { "primary_stop_timeout" } else { "master_stop_timeout" };
-        add("primary_stop_timeout", key.into());
-    }
-    for key in [
-        "postgresql.use_pg_rewind",
-        "postgresql.remove_data_directory_on_rewind_failure",
-        "postgresql.remove_data_directory_on_diverged_timelines",
-    ] {
-        // The local value overrides the dynamic one, as Patroni merges them.
-        match get(raw, key) {
-            Some(v) if truthy(Some(v)) => add(key, key.into()),
-            Some(_) => {}
-            None if truthy(get(dynamic, key)) => add(key, format!("{key} (dynamic configuration)")),
-            None => {}
-        }
     }
     if get(raw, "postgresql.database").is_some_and(|v| v.as_str() != Some("postgres")) {
         add("postgresql.database", "postgresql.database".into());
@@ -195,22 +162,20 @@ mod tests {
             ("", json!({"synchronous_mode": "quorum", "synchronous_node_count": 2}), &[]),
             ("", json!({"failsafe_mode": true}), &[]),
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &["standby_cluster"]),
-            ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("postgresql: {database: app}", json!({}), &["postgresql.database"]),
             ("postgresql: {database: postgres}", json!({}), &[]),
-            ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
-            ("", json!({"primary_stop_timeout": 0}), &[]),
+            // Acted on: the stop timeout, pg_rewind and the removal of diverged data.
+            ("", json!({"primary_stop_timeout": 30}), &[]),
+            ("", json!({"master_stop_timeout": 30}), &[]),
             // Acted on: permanent slots.
             ("", json!({"slots": {"s1": {"type": "physical"}}}), &[]),
-            ("", json!({"postgresql": {"use_pg_rewind": true}}), &["postgresql.use_pg_rewind (dynamic configuration)"]),
-            ("", json!({"postgresql": {"use_pg_rewind": "off"}}), &[]),
+            ("", json!({"postgresql": {"use_pg_rewind": true}}), &[]),
             (
-                "postgresql: {use_pg_rewind: true, remove_data_directory_on_rewind_failure: true}\n",
+                "postgresql: {use_pg_rewind: true, remove_data_directory_on_rewind_failure: true, \
+                 remove_data_directory_on_diverged_timelines: true}\n",
                 json!({}),
-                &["postgresql.use_pg_rewind", "postgresql.remove_data_directory_on_rewind_failure"],
+                &[],
             ),
-            // The local value overrides the dynamic one.
-            ("postgresql: {use_pg_rewind: false}\n", json!({"postgresql": {"use_pg_rewind": true}}), &[]),
             ("watchdog: {mode: required}\n", json!({}), &["watchdog.mode (required)"]),
             ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
@@ -242,7 +207,7 @@ mod tests {
 
     #[test]
     fn displayed_with_its_key() {
-        let n = NotActedOn { key: "primary_stop_timeout".into(), consequence: row("primary_stop_timeout").consequence };
-        assert!(n.to_string().starts_with("primary_stop_timeout: not acted on yet: a primary that does not stop"));
+        let n = NotActedOn { key: "postgresql.database".into(), consequence: row("postgresql.database").consequence };
+        assert!(n.to_string().starts_with("postgresql.database: not acted on yet: the daemon"));
     }
 }

@@ -178,7 +178,10 @@ impl<'a> Ctx<'a> {
             if task == Task::Promote {
                 return Ok(Decision::new("lost leader before promote").with(Action::CancelTask));
             }
-            if l.role == Role::Primary && task != Task::Demote {
+            // Crash recovery and pg_rewind run with no postmaster: there
+            // is no primary to stop, and stopping them would only break
+            // the data directory they work on.
+            if l.role == Role::Primary && !matches!(task, Task::Demote | Task::CrashRecovery | Task::Rewind) {
                 self.info(format!("Demoting primary during {}", task.describe()));
                 return Ok(Decision::new(format!("lost leader lock during {}", task.describe()))
                     .with(Action::CancelTask)
@@ -398,6 +401,9 @@ impl<'a> Ctx<'a> {
         {
             return Ok(Decision::new("starting primary after failure").with(Action::Start(StartAs::Primary)));
         }
+        if let Some(d) = self.crash_recovery_first() {
+            return Ok(d);
+        }
 
         if self.has_lock() {
             return Ok(Decision::new("starting as readonly because i had the session lock")
@@ -405,6 +411,9 @@ impl<'a> Ctx<'a> {
         }
 
         let follow = self.node_to_follow();
+        if let Some(d) = self.rewind_or_reinitialize() {
+            return Ok(d);
+        }
         match &l.rejoin {
             Rejoin::Free => {}
             Rejoin::Wait(why) => {

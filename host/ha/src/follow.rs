@@ -45,6 +45,14 @@ impl Ctx<'_> {
         } else if l.pg.is_primary() {
             return Ok(Decision::new(demote_reason).with(Action::Demote(DemoteMode::ImmediateNolock)));
         }
+        // A running replica whose timeline diverged from the leader's
+        // (it replayed WAL past the switch point): rewind or copy it again
+        // (Patroni's `_handle_rewind_or_reinitialize` in `follow`).
+        if !self.paused() {
+            if let Some(d) = self.rewind_or_reinitialize() {
+                return Ok(d);
+            }
+        }
         let mut d = Decision::new(follow_reason);
         if l.role != Role::Replica && l.role != Role::StandbyLeader {
             d = d.with(Action::SetRole(Role::Replica));

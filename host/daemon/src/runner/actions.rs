@@ -111,6 +111,25 @@ impl Runner {
                 };
                 self.spawn(Task::Start, super::tasks::start(std::sync::Arc::clone(&shared), role, follow));
             }
+            Action::CrashRecovery => {
+                shared.with_tracked(|t| t.crash_recovery_done = true);
+                self.spawn(Task::CrashRecovery, super::tasks::crash_recovery(std::sync::Arc::clone(&shared)));
+            }
+            Action::Rewind { from } => match cluster.member(from).cloned() {
+                Some(leader) => {
+                    self.spawn(Task::Rewind, super::tasks::rewind(std::sync::Arc::clone(&shared), leader));
+                }
+                None => tracing::warn!("Can not use {from} for rewind: no member key"),
+            },
+            Action::Reinitialize => {
+                let me = shared.config().local.name;
+                let source = cluster.clone_member(&me, me.len()).cloned();
+                let leader = cluster.leader_name().map(String::from);
+                self.spawn(
+                    Task::Reinitialize,
+                    super::tasks::reinitialize(std::sync::Arc::clone(&shared), source, leader),
+                );
+            }
             Action::Follow { leader } => {
                 let target = leader.as_ref().and_then(|n| cluster.member(n)).cloned();
                 if leader.is_some() && target.is_none() {
@@ -126,6 +145,7 @@ impl Runner {
                 // A leader heard from before is not ours to follow any more
                 // (Patroni's "reset failsafe state when promote").
                 shared.status.update(|s| s.failsafe.reset());
+                shared.with_tracked(|t| t.checkpoint_after_promote = Some(false));
                 self.spawn(Task::Promote, super::tasks::promote(std::sync::Arc::clone(&shared)));
             }
             Action::Demote(mode) => self.demote(*mode, cluster).await,
@@ -306,7 +326,11 @@ impl Runner {
             }
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let last_lsn = match self.shared.pg.stop(stop).await {
+        let stopped = match primary_stop_timeout(&self.shared) {
+            Some(timeout) => self.shared.pg.stop_within(stop, timeout).await,
+            None => self.shared.pg.stop(stop).await,
+        };
+        let last_lsn = match stopped {
             Ok(lsn) => lsn,
             Err(e) => {
                 tracing::error!("could not stop PostgreSQL to demote: {e}");
@@ -344,4 +368,12 @@ impl Runner {
             }
         }
     }
+}
+
+/// Patroni's `primary_stop_timeout()`: in synchronous mode, how long a
+/// stopping primary gets before it is stopped immediately and then
+/// SIGKILLed; `None` (the usual `pg_ctl_timeout` escalation) otherwise.
+pub(super) fn primary_stop_timeout(shared: &super::Shared) -> Option<std::time::Duration> {
+    let g = shared.config().global;
+    (g.is_synchronous_mode() && !g.primary_stop_timeout.is_zero()).then_some(g.primary_stop_timeout)
 }

@@ -172,6 +172,16 @@ impl<'a> Ctx<'a> {
     fn long_action_in_progress(&mut self, task: Task) -> Q<Decision> {
         let l = self.i.local;
         if self.has_lock() && self.update_lock(false)? {
+            // Crash recovery counts against primary_start_timeout, as a
+            // start does (Patroni's `handle_long_action_in_progress`).
+            if let (Task::CrashRecovery, Some(elapsed)) = (task, l.rewind.crash_recovery_elapsed) {
+                if self.i.settings.primary_start_timeout - elapsed <= 0.0 && self.failover_possible(0, false)? {
+                    self.info("Demoting self because crash recovery is taking too long");
+                    return Ok(Decision::new("terminated crash recovery because of startup timeout")
+                        .with(Action::CancelTask)
+                        .with(Action::Demote(DemoteMode::Immediate)));
+                }
+            }
             return Ok(Decision::new(format!("updated leader lock during {}", task.describe())));
         }
         if !l.bootstrapping && !self.paused() {

@@ -151,7 +151,7 @@ pub enum Rejoin {
 
 /// What rejoining with pg_rewind or a new copy may do, and what was done
 /// since PostgreSQL last ran (Patroni's `Rewind` state).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RewindState {
     /// `use_pg_rewind` is on, pg_rewind runs, and pg_control shows
     /// `wal_log_hints` or data checksums (Patroni's `can_rewind`).
@@ -163,6 +163,8 @@ pub struct RewindState {
     /// Crash recovery in single-user mode already ran (Patroni's
     /// `_crash_recovery_started`), whatever its result.
     pub crash_recovery_done: bool,
+    /// Seconds since the crash recovery in progress started.
+    pub crash_recovery_elapsed: Option<f64>,
     /// pg_rewind ran and failed; the data directory is still there.
     pub failed: bool,
     /// `backup_label` exists (a restored backup: PostgreSQL itself

@@ -342,6 +342,53 @@ mod tests {
         }
     }
 
+    /// With the lock, crash recovery counts against primary_start_timeout.
+    #[test]
+    fn crash_recovery_past_primary_start_timeout() {
+        let me = Me { name: "n1".into(), can_bootstrap: true, ..Me::default() };
+        let settings = Settings { primary_start_timeout: 300.0, ..Settings::default() };
+        let c = cluster(Some("n1"));
+        let mut peers = std::collections::BTreeMap::new();
+        let body = serde_json::json!({"role": "replica", "xlog": {"received_location": 100, "replayed_location": 100}});
+        peers.insert("n2".to_string(), crate::PeerStatus::from_api_response("n2", &body));
+        let answers = Answers { update_lock: Some(true), peers, ..Answers::default() };
+        let decide_with = |elapsed: Option<f64>| {
+            let rewind = RewindState { crash_recovery_elapsed: elapsed, ..rw(true, false, false) };
+            let local =
+                Local { task: Some(crate::Task::CrashRecovery), ..stopped("in production", Rejoin::Free, rewind) };
+            let input = Input {
+                now: 1000.0,
+                me: &me,
+                settings: &settings,
+                cluster: &c,
+                old_members: &[],
+                old_leader: None,
+                local: &local,
+                scheduled_restart: None,
+                answers: &answers,
+            };
+            match decide(&input) {
+                // (The snapshot has no `config` key: the leader writes it.)
+                Step::Decided(d) => (d.actions.into_iter().filter(|a| *a != Action::WriteConfig).collect(), d.reason),
+                Step::Ask(a) => panic!("unexpected question {a:?}"),
+            }
+        };
+        assert_eq!(
+            decide_with(Some(301.0)),
+            (
+                vec![Action::CancelTask, Action::Demote(crate::DemoteMode::Immediate)],
+                "terminated crash recovery because of startup timeout".to_string()
+            )
+        );
+        for elapsed in [Some(299.0), None] {
+            assert_eq!(
+                decide_with(elapsed),
+                (vec![], "updated leader lock during doing crash recovery in a single user mode".to_string()),
+                "{elapsed:?}"
+            );
+        }
+    }
+
     #[test]
     fn log_lines() {
         let (_, _, log) =

@@ -374,6 +374,31 @@ impl Runner {
 /// stopping primary gets before it is stopped immediately and then
 /// SIGKILLed; `None` (the usual `pg_ctl_timeout` escalation) otherwise.
 pub(super) fn primary_stop_timeout(shared: &super::Shared) -> Option<std::time::Duration> {
-    let g = shared.config().global;
+    stop_timeout_in_force(&shared.config().global)
+}
+
+fn stop_timeout_in_force(g: &palisade_config::GlobalConfig) -> Option<std::time::Duration> {
     (g.is_synchronous_mode() && !g.primary_stop_timeout.is_zero()).then_some(g.primary_stop_timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn primary_stop_timeout_only_in_synchronous_mode() {
+        let cases = [
+            (json!({}), None),
+            (json!({"primary_stop_timeout": 30}), None),
+            (json!({"primary_stop_timeout": 30, "synchronous_mode": true}), Some(30)),
+            (json!({"master_stop_timeout": 7, "synchronous_mode": "quorum"}), Some(7)),
+            (json!({"primary_stop_timeout": 0, "synchronous_mode": true}), None),
+            (json!({"synchronous_mode": true}), None),
+        ];
+        for (dynamic, want) in cases {
+            let serde_json::Value::Object(map) = dynamic.clone() else { unreachable!() };
+            let (g, _) = palisade_config::GlobalConfig::from_dynamic(&map);
+            assert_eq!(super::stop_timeout_in_force(&g).map(|d| d.as_secs()), want, "{dynamic}");
+        }
+    }
 }

@@ -317,10 +317,13 @@ impl Runner {
         if leader_timeline <= local_timeline {
             return Rejoin::Free;
         }
+        // Crash recovery changes the answer (its shutdown checkpoint may
+        // land past the switch point): the pg_control state is in the key.
         let key = format!(
-            "{}:{:?}:{leader_timeline}:{local_timeline}",
+            "{}:{:?}:{leader_timeline}:{local_timeline}:{:?}",
             leader.name,
-            cluster.history.as_ref().map(|h| &h.version)
+            cluster.history.as_ref().map(|h| &h.version),
+            observed.cluster_state
         );
         if let Some((k, verdict)) = &self.divergence {
             if *k == key {
@@ -346,6 +349,10 @@ impl Runner {
             remove_on_rewind_failure: cfg.local.postgresql.remove_data_directory_on_rewind_failure,
             remove_on_diverged: cfg.local.postgresql.remove_data_directory_on_diverged_timelines,
             crash_recovery_done: tracked.crash_recovery_done,
+            crash_recovery_elapsed: tracked
+                .crash_recovery_started
+                .filter(|_| matches!(self.task, Some((palisade_ha::Task::CrashRecovery, _))))
+                .map(|t| t.elapsed().as_secs_f64()),
             failed: tracked.rewind_failed,
             backup_label: stopped && self.shared.pg.has_backup_label(),
         }

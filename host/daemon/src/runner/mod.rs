@@ -124,6 +124,8 @@ pub struct Tracked {
     pub disable_sync: u32,
     /// Crash recovery in single-user mode ran since PostgreSQL last started.
     pub crash_recovery_done: bool,
+    /// When the crash recovery in progress started.
+    pub crash_recovery_started: Option<Instant>,
     /// pg_rewind ran and failed, and the data directory was kept.
     pub rewind_failed: bool,
     /// As the leader: a CHECKPOINT ran after the promotion, so pg_rewind
@@ -148,6 +150,7 @@ impl Tracked {
             start_timeout: None,
             disable_sync: 0,
             crash_recovery_done: false,
+            crash_recovery_started: None,
             rewind_failed: false,
             checkpoint_after_promote: None,
         }

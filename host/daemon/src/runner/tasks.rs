@@ -197,7 +197,10 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
 /// Crash recovery in single-user mode (Patroni's `ensure_clean_shutdown`),
 /// so that pg_rewind and the timeline check see a clean shutdown.
 pub async fn crash_recovery(shared: Arc<Shared>) -> bool {
-    match shared.pg.crash_recovery().await {
+    shared.with_tracked(|t| t.crash_recovery_started = Some(std::time::Instant::now()));
+    let result = shared.pg.crash_recovery().await;
+    shared.with_tracked(|t| t.crash_recovery_started = None);
+    match result {
         Ok(()) => true,
         Err(e) => {
             tracing::error!("crash recovery in single-user mode failed: {e}");

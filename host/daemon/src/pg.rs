@@ -192,6 +192,9 @@ pub trait LocalPostgres: Send + Sync {
     async fn rewind_from(&self, leader: &Member) -> palisade_postgres::RewindOutcome;
     /// As the primary: a checkpoint ran on the current timeline.
     async fn checkpoint_after_promote(&self) -> Result<bool>;
+    /// The timeline `leader`'s server writes now (`None`: it is still in
+    /// recovery), asked with the rewind credentials.
+    async fn leader_timeline(&self, leader: &Member) -> Result<Option<u32>>;
     /// Our timeline history as the DCS `history` key holds it.
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine>;
     /// The replication slots (temporary ones left out).
@@ -312,6 +315,16 @@ impl LocalPostgres for LocalPg {
     }
     async fn checkpoint_after_promote(&self) -> Result<bool> {
         Ok(self.pg.checkpoint_on_current_timeline().await?)
+    }
+    async fn leader_timeline(&self, leader: &Member) -> Result<Option<u32>> {
+        let conn = self.leader_connection(leader)?;
+        let rows = palisade_postgres::sql::Sql::new(conn)
+            .simple_query(
+                "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE ('x' || pg_catalog.substr(\
+                 pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.first()).cloned().flatten().and_then(|v| v.parse().ok()))
     }
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine> {
         LocalPg::history_lines(self, timeline, name).await

@@ -314,6 +314,22 @@ impl Runner {
         let Some(local_timeline) = observed.controldata_timeline else {
             return Rejoin::Free;
         };
+        // The leader's member key and the history key lag behind a
+        // promotion by a cycle: ask the leader which timeline it writes,
+        // as Patroni does (its member key is the fallback).
+        let leader_timeline = match self.shared.pg.leader_timeline(leader).await {
+            Ok(Some(t)) => t.max(leader_timeline),
+            Ok(None) => {
+                return Rejoin::Wait(format!(
+                    "the leader {} is still in recovery and therefore can't be compared with",
+                    leader.name
+                ))
+            }
+            Err(e) => {
+                tracing::debug!("cannot ask {} for its timeline: {e}", leader.name);
+                leader_timeline
+            }
+        };
         if leader_timeline <= local_timeline {
             return Rejoin::Free;
         }

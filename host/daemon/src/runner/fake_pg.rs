@@ -293,6 +293,9 @@ impl LocalPostgres for FakePg {
     async fn checkpoint_after_promote(&self) -> Result<bool, PgFailure> {
         Ok(true)
     }
+    async fn leader_timeline(&self, _leader: &Member) -> Result<Option<u32>, PgFailure> {
+        Err(PgFailure("no leader to ask in the fake".into()))
+    }
 
     async fn history_lines(&self, _timeline: u32, _name: &str) -> Vec<HistoryLine> {
         Vec::new()

@@ -20,9 +20,14 @@ fn crashed_as_primary(state: Option<&str>) -> bool {
 
 impl Ctx<'_> {
     /// Before anything else looks at a data directory that was not shut
-    /// down cleanly: crash recovery in single-user mode, once, when the
-    /// cluster has no leader or pg_rewind may be needed (Patroni's
-    /// `_handle_crash_recovery` in `recover`).
+    /// down cleanly: crash recovery in single-user mode, once, when pg_rewind
+    /// may be needed (Patroni's `_handle_crash_recovery` in `recover`).
+    ///
+    /// Patroni also runs it when the cluster has no leader. Palisade does
+    /// not without pg_rewind: the shutdown checkpoint it writes lands past
+    /// the switch point of whichever member wins the race, and a node
+    /// without pg_rewind could then never rejoin; started as a standby
+    /// instead, PostgreSQL recovers it and it follows the winner.
     pub(crate) fn crash_recovery_first(&mut self) -> Option<Decision> {
         let l = self.i.local;
         if !crashed_as_primary(l.cluster_state.as_deref()) {
@@ -35,7 +40,7 @@ impl Ctx<'_> {
             );
             return None;
         }
-        self.crash_recovery_once(self.i.cluster.is_unlocked() || l.rewind.can_rewind)
+        self.crash_recovery_once(l.rewind.can_rewind)
     }
 
     fn crash_recovery_once(&self, wanted: bool) -> Option<Decision> {
@@ -190,11 +195,18 @@ mod tests {
                 "doing crash recovery in a single user mode",
             ),
             (
-                "crashed primary, no leader: crash recovery even without pg_rewind",
-                stopped("in production", Rejoin::Free, rw(false, false, false)),
+                "crashed primary, no leader, pg_rewind possible: crash recovery",
+                stopped("in production", Rejoin::Free, rw(true, false, false)),
                 None,
                 vec![Action::CrashRecovery],
                 "doing crash recovery in a single user mode",
+            ),
+            (
+                "crashed primary, no leader, no pg_rewind: PostgreSQL recovers it as a standby (Patroni runs crash recovery)",
+                stopped("in production", Rejoin::Free, rw(false, false, true)),
+                None,
+                vec![Action::Start(StartAs::Replica { follow: None })],
+                "starting as a secondary",
             ),
             (
                 "crashed primary, a leader, no pg_rewind: no crash recovery, starts when not diverged",

@@ -275,6 +275,12 @@ impl Runner {
         let Some(leader) = cluster.leader_member().filter(|m| m.name != me) else {
             return Rejoin::Free;
         };
+        // A standby leader is in recovery for good: nothing to rewind from
+        // (Patroni checks only against a leader that runs as a primary).
+        if leader.role() == Some("standby_leader") {
+            self.divergence = None;
+            return Rejoin::Free;
+        }
         let leader_timeline = cluster.timeline().max(leader.timeline().unwrap_or(0));
         // A running replica still on an older timeline (PostgreSQL refuses
         // to follow a timeline that forked before what it replayed).

@@ -171,8 +171,10 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
     for (key, value) in map {
         let is_method =
             create_replica_methods.contains(key) || (!KNOWN_KEYS.contains(&key.as_str()) && value.is_object());
-        if is_method || key == "basebackup" {
-            if key == "basebackup" {
+        // `rewind` holds pg_rewind's options, kept with the replica
+        // methods' sections for the daemon to read.
+        if is_method || key == "basebackup" || key == "rewind" {
+            if key == "basebackup" || key == "rewind" {
                 tool_options(ck, value, &pg.path(key));
             } else if !value.is_object() && !value.is_null() {
                 ck.expected(pg.path(key), "a mapping (replica method settings)", value);
@@ -197,9 +199,6 @@ pub(crate) fn read(ck: &mut Checker, root: &Sec, home: Option<&str>, require_ser
                 ),
             );
         }
-    }
-    if let Some(v) = pg.get("rewind") {
-        tool_options(ck, v, &pg.path("rewind"));
     }
 
     let mut parameters = Map::new();

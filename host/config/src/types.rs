@@ -275,7 +275,8 @@ pub struct PostgresqlConfig {
     /// Default `["basebackup"]`.
     pub create_replica_methods: Vec<String>,
     /// Sections for replica methods (`postgresql.<method>`), including
-    /// `basebackup` (a list or a map of pg_basebackup options), as JSON.
+    /// `basebackup` (a list or a map of pg_basebackup options), and
+    /// `rewind` (pg_rewind's options, in the same forms), as JSON.
     pub replica_method_sections: Map<String, Value>,
     /// Local `postgresql.parameters` (before merging with the dynamic ones).
     pub parameters: Map<String, Value>,

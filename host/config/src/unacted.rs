@@ -2,9 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `use_pg_rewind: true`
-//! believes a former primary rejoins on its own after a failover; until
-//! palisade runs pg_rewind, it must say so. The daemon logs every entry it
+//! Nothing may be silently ignored. A user who sets `watchdog.mode:
+//! required` believes a primary whose daemon hangs is fenced; until
+//! palisade opens the device, it must say so. The daemon logs every entry it
 //! finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
@@ -12,7 +12,6 @@
 use serde_json::{Map, Value};
 
 use crate::types::{GlobalConfig, LocalConfig};
-use crate::values::parse_bool;
 
 /// One setting palisade accepts and does not act on yet.
 #[derive(Clone, Copy, Debug)]
@@ -27,20 +26,6 @@ pub struct Unacted {
 /// [`not_acted_on`] reports a row only when the configuration gives it a
 /// value that would change what Patroni does.
 pub static NOT_ACTED_ON: &[Unacted] = &[
-    Unacted { key: "primary_stop_timeout", consequence: "a primary that does not stop in time is not killed" },
-    Unacted {
-        key: "postgresql.use_pg_rewind",
-        consequence: "pg_rewind is never run: a former primary whose WAL went past the fork point stays stopped \
-                      until it is reinitialised",
-    },
-    Unacted {
-        key: "postgresql.remove_data_directory_on_rewind_failure",
-        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
-    },
-    Unacted {
-        key: "postgresql.remove_data_directory_on_diverged_timelines",
-        consequence: "the data directory is never removed automatically: a diverged node waits for reinit",
-    },
     Unacted {
         key: "postgresql.database",
         consequence: "the daemon (status queries, slots, logical slot copies from the leader) always connects to \
@@ -81,10 +66,6 @@ fn row(key: &str) -> &'static Unacted {
     NOT_ACTED_ON.iter().find(|u| u.key == key).unwrap_or(&NOT_ACTED_ON[0])
 }
 
-fn truthy(v: Option<&Value>) -> bool {
-    v.and_then(parse_bool).unwrap_or(false)
-}
-
 fn non_empty(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => false,
@@ -106,31 +87,14 @@ fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
 
 /// The settings of `local` (the file and environment) and `global` (the
 /// dynamic configuration in force) that would change what Patroni does and
-/// that palisade does not act on yet, in [`NOT_ACTED_ON`]'s order.
-pub fn not_acted_on(local: &LocalConfig, global: &GlobalConfig) -> Vec<NotActedOn> {
-    let dynamic = &global.data;
+/// that palisade does not act on yet, in [`NOT_ACTED_ON`]'s order. Every
+/// dynamic setting is acted on today; `global` stays so that a row for one
+/// needs no change at the callers.
+pub fn not_acted_on(local: &LocalConfig, _global: &GlobalConfig) -> Vec<NotActedOn> {
     let raw = &local.raw;
     let mut found: Vec<(String, &'static str)> = Vec::new();
     let mut add = |key: &str, shown: String| found.push((shown, row(key).consequence));
 
-    if !global.primary_stop_timeout.is_zero() {
-        let key =
-            if dynamic.contains_key("primary_stop_timeout") { "primary_stop_timeout" } else { "master_stop_timeout" };
-        add("primary_stop_timeout", key.into());
-    }
-    for key in [
-        "postgresql.use_pg_rewind",
-        "postgresql.remove_data_directory_on_rewind_failure",
-        "postgresql.remove_data_directory_on_diverged_timelines",
-    ] {
-        // The local value overrides the dynamic one, as Patroni merges them.
-        match get(raw, key) {
-            Some(v) if truthy(Some(v)) => add(key, key.into()),
-            Some(_) => {}
-            None if truthy(get(dynamic, key)) => add(key, format!("{key} (dynamic configuration)")),
-            None => {}
-        }
-    }
     if get(raw, "postgresql.database").is_some_and(|v| v.as_str() != Some("postgres")) {
         add("postgresql.database", "postgresql.database".into());
     }
@@ -184,22 +148,20 @@ mod tests {
             ("", json!({"failsafe_mode": true}), &[]),
             // Acted on: standby clusters.
             ("", json!({"standby_cluster": {"host": "10.0.0.1"}}), &[]),
-            ("", json!({"primary_stop_timeout": 30}), &["primary_stop_timeout"]),
             ("postgresql: {database: app}", json!({}), &["postgresql.database"]),
             ("postgresql: {database: postgres}", json!({}), &[]),
-            ("", json!({"master_stop_timeout": 30}), &["master_stop_timeout"]),
-            ("", json!({"primary_stop_timeout": 0}), &[]),
+            // Acted on: the stop timeout, pg_rewind and the removal of diverged data.
+            ("", json!({"primary_stop_timeout": 30}), &[]),
+            ("", json!({"master_stop_timeout": 30}), &[]),
             // Acted on: permanent slots.
             ("", json!({"slots": {"s1": {"type": "physical"}}}), &[]),
-            ("", json!({"postgresql": {"use_pg_rewind": true}}), &["postgresql.use_pg_rewind (dynamic configuration)"]),
-            ("", json!({"postgresql": {"use_pg_rewind": "off"}}), &[]),
+            ("", json!({"postgresql": {"use_pg_rewind": true}}), &[]),
             (
-                "postgresql: {use_pg_rewind: true, remove_data_directory_on_rewind_failure: true}\n",
+                "postgresql: {use_pg_rewind: true, remove_data_directory_on_rewind_failure: true, \
+                 remove_data_directory_on_diverged_timelines: true}\n",
                 json!({}),
-                &["postgresql.use_pg_rewind", "postgresql.remove_data_directory_on_rewind_failure"],
+                &[],
             ),
-            // The local value overrides the dynamic one.
-            ("postgresql: {use_pg_rewind: false}\n", json!({"postgresql": {"use_pg_rewind": true}}), &[]),
             ("watchdog: {mode: required}\n", json!({}), &["watchdog.mode (required)"]),
             ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
@@ -228,7 +190,7 @@ mod tests {
 
     #[test]
     fn displayed_with_its_key() {
-        let n = NotActedOn { key: "primary_stop_timeout".into(), consequence: row("primary_stop_timeout").consequence };
-        assert!(n.to_string().starts_with("primary_stop_timeout: not acted on yet: a primary that does not stop"));
+        let n = NotActedOn { key: "postgresql.database".into(), consequence: row("postgresql.database").consequence };
+        assert!(n.to_string().starts_with("postgresql.database: not acted on yet: the daemon"));
     }
 }

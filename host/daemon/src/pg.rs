@@ -200,6 +200,22 @@ pub trait LocalPostgres: Send + Sync {
     async fn checkpoint(&self) -> Result<()>;
     /// Can this stopped data directory follow a leader with this history?
     async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin;
+    /// [`LocalPostgres::stop_signalled`], escalating after `timeout`
+    /// (`primary_stop_timeout`).
+    async fn stop_within(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)>;
+    /// Crash recovery in single-user mode (Patroni's `ensure_clean_shutdown`).
+    async fn crash_recovery(&self) -> Result<()>;
+    /// Patroni's `can_rewind`: enabled, pg_rewind runs, pg_control allows it.
+    async fn can_rewind(&self) -> bool;
+    /// `backup_label` is in the data directory.
+    fn has_backup_label(&self) -> bool;
+    /// pg_rewind from the leader `leader` (Patroni's `Rewind.execute`).
+    async fn rewind_from(&self, leader: &Member) -> palisade_postgres::RewindOutcome;
+    /// As the primary: a checkpoint ran on the current timeline.
+    async fn checkpoint_after_promote(&self) -> Result<bool>;
+    /// The timeline `leader`'s server writes now (`None`: it is still in
+    /// recovery), asked with the rewind credentials.
+    async fn leader_timeline(&self, leader: &Member) -> Result<Option<u32>>;
     /// Our timeline history as the DCS `history` key holds it.
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine>;
     /// The replication slots (temporary ones left out).
@@ -310,6 +326,44 @@ impl LocalPostgres for LocalPg {
     }
     async fn rejoin(&self, leader_timeline: u32, history: &[HistoryLine]) -> palisade_ha::Rejoin {
         LocalPg::rejoin(self, leader_timeline, history).await
+    }
+    async fn stop_within(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)> {
+        LocalPg::stop_with_timeout(self, mode, timeout).await
+    }
+    async fn crash_recovery(&self) -> Result<()> {
+        self.pg.crash_recovery().await.map(|_| ()).map_err(PgFailure::from)
+    }
+    async fn can_rewind(&self) -> bool {
+        self.pg.can_rewind().await
+    }
+    fn has_backup_label(&self) -> bool {
+        self.pg.has_backup_label()
+    }
+    async fn rewind_from(&self, leader: &Member) -> palisade_postgres::RewindOutcome {
+        let Some((host, port)) = leader.host_port() else {
+            tracing::warn!("Can not use {} for rewind: it has no usable conn_url", leader.name);
+            return palisade_postgres::RewindOutcome::NotNow;
+        };
+        let source = palisade_postgres::RewindSource {
+            name: leader.name.clone(),
+            host,
+            port,
+            checkpoint_after_promote: checkpoint_after_promote(leader),
+        };
+        self.pg.rewind_from(&source).await
+    }
+    async fn checkpoint_after_promote(&self) -> Result<bool> {
+        Ok(self.pg.checkpoint_on_current_timeline().await?)
+    }
+    async fn leader_timeline(&self, leader: &Member) -> Result<Option<u32>> {
+        let conn = self.leader_connection(leader)?;
+        let rows = palisade_postgres::sql::Sql::new(conn)
+            .simple_query(
+                "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE ('x' || pg_catalog.substr(\
+                 pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.first()).cloned().flatten().and_then(|v| v.parse().ok()))
     }
     async fn history_lines(&self, timeline: u32, name: &str) -> Vec<HistoryLine> {
         LocalPg::history_lines(self, timeline, name).await
@@ -597,18 +651,19 @@ impl LocalPg {
 
     /// [`LocalPg::stop`], also saying whether a postmaster was running.
     pub async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>)> {
-        let timeout = Some(self.timeout());
+        self.stop_with_timeout(mode, self.timeout()).await
+    }
+
+    /// [`LocalPg::stop_signalled`], escalating after `timeout`: immediate,
+    /// then SIGKILL of the postmaster and its children.
+    pub async fn stop_with_timeout(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)> {
         let opts = match mode {
-            StopMode::Immediate => StopOptions::immediate(timeout),
-            _ => StopOptions { mode, timeout, checkpoint: false },
+            StopMode::Immediate => StopOptions::immediate(Some(timeout)),
+            _ => StopOptions { mode, timeout: Some(timeout), checkpoint: false },
         };
         let outcome = self.pg.stop(opts).await?;
         if let Some(e) = outcome.escalated {
-            tracing::warn!(
-                "PostgreSQL did not stop in {:?} with a {} stop: escalated ({e:?})",
-                self.timeout(),
-                mode.as_str()
-            );
+            tracing::warn!("PostgreSQL did not stop in {:?} with a {} stop: escalated ({e:?})", timeout, mode.as_str());
         }
         Ok((outcome.was_running, outcome.shutdown_checkpoint.map(|c| c.checkpoint_lsn)))
     }
@@ -966,6 +1021,39 @@ impl LocalPg {
         std::fs::write(&tmp, palisade_config::to_cache_json(dynamic))?;
         std::fs::rename(tmp, path)
     }
+}
+
+/// Can a running replica on `timeline`, which replayed up to `replayed`,
+/// follow a leader on `leader_timeline` whose history is `history`? Only
+/// a replica that replayed WAL past the switch point cannot (Patroni's
+/// `_check_timeline_and_lsn` for a running standby).
+pub fn running_replica_rejoin(
+    timeline: u32,
+    replayed: u64,
+    leader_timeline: u32,
+    history: &[HistoryLine],
+) -> palisade_ha::Rejoin {
+    let entries: Vec<HistoryEntry> = history
+        .iter()
+        .map(|l| HistoryEntry { parent_timeline: l.timeline, switch_lsn: l.lsn, reason: l.reason.clone() })
+        .collect();
+    let local = palisade_postgres::LocalPosition { in_recovery: true, timeline, lsn: replayed };
+    match palisade_postgres::divergence::check_divergence(&local, None, leader_timeline, &entries) {
+        Divergence::Diverged { reason } => palisade_ha::Rejoin::Diverged(reason),
+        // A running replica is not held back while the history catches up.
+        Divergence::CanFollow { .. } | Divergence::Unknown { .. } => palisade_ha::Rejoin::Free,
+    }
+}
+
+/// Patroni's `Leader.checkpoint_after_promote`: a leader of Patroni 1.5.7
+/// or later running as a primary says it ran the CHECKPOINT after its
+/// promotion by leaving `checkpoint_after_promote` out of its member key;
+/// `None` when its version does not tell.
+pub fn checkpoint_after_promote(leader: &Member) -> Option<bool> {
+    let version = leader.patroni_version()?;
+    (version.as_slice() > [1, 5, 6].as_slice()).then(|| {
+        matches!(leader.role(), Some("master" | "primary")) && !leader.data.contains_key("checkpoint_after_promote")
+    })
 }
 
 /// The dynamic configuration a previous run left in the data directory.

@@ -172,13 +172,26 @@ impl<'a> Ctx<'a> {
     fn long_action_in_progress(&mut self, task: Task) -> Q<Decision> {
         let l = self.i.local;
         if self.has_lock() && self.update_lock(false)? {
+            // Crash recovery counts against primary_start_timeout, as a
+            // start does (Patroni's `handle_long_action_in_progress`).
+            if let (Task::CrashRecovery, Some(elapsed)) = (task, l.rewind.crash_recovery_elapsed) {
+                if self.i.settings.primary_start_timeout - elapsed <= 0.0 && self.failover_possible(0, false)? {
+                    self.info("Demoting self because crash recovery is taking too long");
+                    return Ok(Decision::new("terminated crash recovery because of startup timeout")
+                        .with(Action::CancelTask)
+                        .with(Action::Demote(DemoteMode::Immediate)));
+                }
+            }
             return Ok(Decision::new(format!("updated leader lock during {}", task.describe())));
         }
         if !l.bootstrapping && !self.paused() {
             if task == Task::Promote {
                 return Ok(Decision::new("lost leader before promote").with(Action::CancelTask));
             }
-            if l.role == Role::Primary && task != Task::Demote {
+            // Crash recovery and pg_rewind run with no postmaster: there
+            // is no primary to stop, and stopping them would only break
+            // the data directory they work on.
+            if l.role == Role::Primary && !matches!(task, Task::Demote | Task::CrashRecovery | Task::Rewind) {
                 self.info(format!("Demoting primary during {}", task.describe()));
                 return Ok(Decision::new(format!("lost leader lock during {}", task.describe()))
                     .with(Action::CancelTask)
@@ -418,6 +431,9 @@ impl<'a> Ctx<'a> {
         {
             return Ok(Decision::new("starting primary after failure").with(Action::Start(StartAs::Primary)));
         }
+        if let Some(d) = self.crash_recovery_first() {
+            return Ok(d);
+        }
 
         let standby_cluster = self.i.settings.standby_cluster;
         if self.has_lock() && !standby_cluster {
@@ -426,6 +442,9 @@ impl<'a> Ctx<'a> {
         }
 
         let follow = self.node_to_follow();
+        if let Some(d) = self.rewind_or_reinitialize() {
+            return Ok(d);
+        }
         match &l.rejoin {
             Rejoin::Free => {}
             Rejoin::Wait(why) => {

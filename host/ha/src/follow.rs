@@ -58,6 +58,14 @@ impl Ctx<'_> {
         } else if l.pg.is_primary() {
             return Ok(Decision::new(demote_reason).with(Action::Demote(DemoteMode::ImmediateNolock)));
         }
+        // A running replica whose timeline diverged from the leader's
+        // (it replayed WAL past the switch point): rewind or copy it again
+        // (Patroni's `_handle_rewind_or_reinitialize` in `follow`).
+        if !self.paused() {
+            if let Some(d) = self.rewind_or_reinitialize() {
+                return Ok(d);
+            }
+        }
         let reachable = target.as_ref().and_then(|t| self.i.cluster.member(t)).is_some_and(|m| m.conn_url().is_some());
         if self.i.settings.standby_cluster && !reachable {
             // The leader key names a member without a usable key: keep the

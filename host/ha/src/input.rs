@@ -117,6 +117,11 @@ pub enum Task {
     Reinitialize,
     /// Copy logical slots from the primary (stops and starts PostgreSQL).
     CopyLogicalSlots,
+    /// Crash recovery in single-user mode (a data directory that was not
+    /// shut down cleanly, before pg_rewind can look at it).
+    CrashRecovery,
+    /// pg_rewind from the leader.
+    Rewind,
 }
 
 impl Task {
@@ -132,6 +137,8 @@ impl Task {
             Task::Restart => "restart",
             Task::Reinitialize => "reinitialize",
             Task::CopyLogicalSlots => "copy_logical_slots",
+            Task::CrashRecovery => "doing crash recovery in a single user mode",
+            Task::Rewind => "running pg_rewind",
         }
     }
 }
@@ -147,6 +154,29 @@ pub enum Rejoin {
     Wait(String),
     /// Its WAL went past the point where the leader's timeline forked.
     Diverged(String),
+}
+
+/// What rejoining with pg_rewind or a new copy may do, and what was done
+/// since PostgreSQL last ran (Patroni's `Rewind` state).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RewindState {
+    /// `use_pg_rewind` is on, pg_rewind runs, and pg_control shows
+    /// `wal_log_hints` or data checksums (Patroni's `can_rewind`).
+    pub can_rewind: bool,
+    /// `postgresql.remove_data_directory_on_rewind_failure`.
+    pub remove_on_rewind_failure: bool,
+    /// `postgresql.remove_data_directory_on_diverged_timelines`.
+    pub remove_on_diverged: bool,
+    /// Crash recovery in single-user mode already ran (Patroni's
+    /// `_crash_recovery_started`), whatever its result.
+    pub crash_recovery_done: bool,
+    /// Seconds since the crash recovery in progress started.
+    pub crash_recovery_elapsed: Option<f64>,
+    /// pg_rewind ran and failed; the data directory is still there.
+    pub failed: bool,
+    /// `backup_label` exists (a restored backup: PostgreSQL itself
+    /// recovers it at start-up).
+    pub backup_label: bool,
 }
 
 /// What the daemon knows about itself and its PostgreSQL.
@@ -182,6 +212,8 @@ pub struct Local {
     pub following_remote: bool,
     /// Whether this stopped data directory may rejoin the leader's timeline.
     pub rejoin: Rejoin,
+    /// pg_rewind, crash recovery and reinitialisation on rejoin.
+    pub rewind: RewindState,
     /// When this node last released the leader key because its pre_promote
     /// script failed (epoch seconds), for the back-off.
     pub released_leader_key_at: f64,
@@ -212,6 +244,7 @@ impl Default for Local {
             following: None,
             following_remote: false,
             rejoin: Rejoin::Free,
+            rewind: RewindState::default(),
             released_leader_key_at: 0.0,
             previous_wal_position: None,
             postmaster_start_time: None,

@@ -28,6 +28,7 @@ mod output;
 mod quorum;
 mod race;
 mod restart;
+mod rewind;
 pub mod slots;
 pub mod sync;
 
@@ -36,7 +37,7 @@ pub use failsafe::{
     cluster_for_slots, cluster_with_failsafe_leader, failsafe_key_update, failsafe_members, failsafe_topology,
     member_positions, syncs_slots_offline, FailsafeLeader, CONTINUE_AS_LEADER,
 };
-pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, Settings, Task};
+pub use input::{Answers, DataDir, Input, Local, Me, PeerStatus, Pg, Rejoin, RewindState, Settings, Task};
 pub use offline::{dcs_unavailable, updated_history, Offline};
 pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 /// Quorum commit's state machine (Patroni's `QuorumStateResolver`):

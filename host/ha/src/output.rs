@@ -87,6 +87,14 @@ pub enum Action {
     FollowRemote { standby_leader: bool },
     /// Start PostgreSQL.
     Start(StartAs),
+    /// Bring a data directory that was not shut down cleanly to a clean
+    /// shutdown: crash recovery in single-user mode.
+    CrashRecovery,
+    /// Rewind the stopped data directory from the leader `from`.
+    Rewind { from: String },
+    /// Remove the data directory and copy it again (from a member, the
+    /// leader first, as a new replica would).
+    Reinitialize,
     /// Point recovery at another member (or nobody) and reload.
     Follow { leader: Option<String> },
     /// Promote the local replica (the pre_promote script first).

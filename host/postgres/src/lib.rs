@@ -79,7 +79,7 @@ pub mod sql;
 pub use controldata::{ClusterState, ControlData, LocalPosition};
 pub use divergence::Divergence;
 pub use instance::{
-    ConfigChange, Escalation, PgError, PgSettings, Postgres, PromoteOutcome, StartOutcome, StopOptions, StopOutcome,
-    SyncNames,
+    find_missing_wal, rewind_user_options, ConfigChange, Escalation, PgError, PgSettings, Postgres, PromoteOutcome,
+    RewindOutcome, RewindSource, StartOutcome, StopOptions, StopOutcome, SyncNames,
 };
 pub use process::StopMode;

@@ -1,10 +1,11 @@
 //! Benchmarks that print figures (never tests): failover and switchover
 //! times on a real 3-node cluster, REST health-check throughput, the
 //! daemons' memory, the commit latency of each replication mode, and the
-//! failover time of a synchronous cluster.
+//! failover time of a synchronous cluster, and how long a diverged former
+//! primary takes to rejoin through pg_rewind.
 //!
 //! ```text
-//! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|commit-latency|sync-failover|all]
+//! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all]
 //!     [--runs N] [--inserts N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
 //! cargo run --release -p palisade-tests --bin bench -- replica-create [--runs N] [--rows N]
 //! ```
@@ -24,6 +25,13 @@
 //! `sync-failover` times, in `on` mode (strict and not) and in quorum mode,
 //! the kill -9 of the primary's daemon and postmaster to the first write
 //! the new primary commits.
+//! `rewind` makes the leader of a 2-node cluster with `use_pg_rewind` hold
+//! WAL its replica lacks (the replica stops receiving, a writer commits,
+//! kill -9 while it writes), lets the replica take over, starts the old
+//! primary's daemon again and times that start to the old primary
+//! streaming from the new one; from its log it reads how much of that
+//! went to pg_rewind itself (its command to its exit) and to crash
+//! recovery in single-user mode.
 //!
 //! With `--patroni VENV` (a virtualenv with `pip install 'patroni[etcd3]'
 //! psycopg2-binary`), every measurement is also made on a Patroni cluster
@@ -59,7 +67,7 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|all] [--runs N] [--inserts N] \
+        "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all] [--runs N] [--inserts N] \
          [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]\n       \
          bench replica-create [--runs N] [--rows N]"
     );
@@ -451,6 +459,84 @@ fn cpu_seconds(pid: i32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Seconds since midnight of a log line's `2026-01-31 12:00:00,123` stamp.
+fn stamp(line: &str) -> Option<f64> {
+    let t = line.get(11..23)?;
+    let (hms, ms) = t.split_once(',')?;
+    let mut parts = hms.split(':').map(|p| p.parse::<f64>().ok());
+    let (h, m, sec) = (parts.next()??, parts.next()??, parts.next()??);
+    Some(h * 3600.0 + m * 60.0 + sec + ms.parse::<f64>().ok()? / 1000.0)
+}
+
+/// Seconds between the first line containing `from` and the first later
+/// line containing `to`, in `log`.
+fn between(log: &str, from: &str, to: &str) -> Option<Duration> {
+    let lines: Vec<&str> = log.lines().collect();
+    let i = lines.iter().position(|l| l.contains(from))?;
+    let j = lines[i..].iter().position(|l| l.contains(to))? + i;
+    let mut d = stamp(lines[j])? - stamp(lines[i])?;
+    if d < 0.0 {
+        d += 86400.0;
+    }
+    Some(Duration::from_secs_f64(d))
+}
+
+fn rewind(o: &Options) {
+    for (name, engine) in engines(o) {
+        rewind_with(o, name, &engine);
+    }
+}
+
+fn rewind_with(o: &Options, name: &str, engine: &Engine) {
+    println!(
+        "== {name}: a diverged former primary rejoins through pg_rewind (2 nodes, ttl {} s, loop_wait {} s)",
+        o.ttl, o.loop_wait
+    );
+    let spec = ClusterSpec { nodes: 2, postgresql_extra: "  use_pg_rewind: true\n".into(), ..spec(o, engine) };
+    let mut c = Cluster::start("bench-rewind", spec);
+    let (mut total, mut rewind, mut crash) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..o.runs {
+        let old = c.wait_for_leader(Duration::from_secs(60));
+        c.wait_streaming(&old, 1, Duration::from_secs(120));
+        c.node(&old).sql("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); DELETE FROM t").unwrap();
+        let d = palisade_tests::diverge::diverge(&mut c, &old);
+        let mark = format!("bench rewind run {}", run + 1);
+        c.mark(&mark);
+        let t0 = Instant::now();
+        let i = c.index(&old);
+        c.start_node(i);
+        let ok = wait_until(Duration::from_secs(300), || c.streaming_from(&d.new).contains(&old));
+        let took = t0.elapsed();
+        if !ok {
+            println!("  run {}: {old} does not stream from {} after 300 s; stopping here", run + 1, d.new);
+            break;
+        }
+        let log = c.node(&old).log_after(&mark);
+        let pg_rewind = between(&log, "running pg_rewind from dbname=", "pg_rewind exit code=0");
+        let recovery = between(&log, "doing crash recovery in a single user mode", "running pg_rewind from ");
+        let secs = |d: Option<Duration>| d.map_or_else(|| "?".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+        println!(
+            "  run {}: {old} ({} rows only it had) streams from {} after {:.2} s; pg_rewind {}, crash recovery {}",
+            run + 1,
+            d.rows_only_on_old,
+            d.new,
+            took.as_secs_f64(),
+            secs(pg_rewind),
+            secs(recovery)
+        );
+        total.push(took);
+        rewind.extend(pg_rewind);
+        crash.extend(recovery);
+    }
+    show(&format!("{name} rewind (daemon start to streaming)"), &total);
+    show(&format!("{name} of which pg_rewind"), &rewind);
+    show(&format!("{name} of which crash recovery in single-user mode (to the pg_rewind decision)"), &crash);
+    if !total.is_empty() && !rewind.is_empty() {
+        let share = median(rewind.clone()).as_secs_f64() / median(total.clone()).as_secs_f64() * 100.0;
+        println!("{name}: pg_rewind's share of the median rejoin: {share:.0} %");
+    }
+}
+
 fn rss_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -497,6 +583,7 @@ fn main() {
         "commit-latency" => commit_latency(&o),
         "sync-failover" => sync_failover(&o),
         "replica-create" => replica_create(&o),
+        "rewind" => rewind(&o),
         "all" => {
             rss(&o);
             rest(&o);
@@ -504,6 +591,7 @@ fn main() {
             switchover(&o);
             commit_latency(&o);
             sync_failover(&o);
+            rewind(&o);
         }
         _ => usage(),
     }

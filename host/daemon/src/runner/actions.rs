@@ -129,6 +129,25 @@ impl Runner {
                     }
                 };
             }
+            Action::CrashRecovery => {
+                shared.with_tracked(|t| t.crash_recovery_done = true);
+                self.spawn(Task::CrashRecovery, super::tasks::crash_recovery(std::sync::Arc::clone(&shared)));
+            }
+            Action::Rewind { from } => match cluster.member(from).cloned() {
+                Some(leader) => {
+                    self.spawn(Task::Rewind, super::tasks::rewind(std::sync::Arc::clone(&shared), leader));
+                }
+                None => tracing::warn!("Can not use {from} for rewind: no member key"),
+            },
+            Action::Reinitialize => {
+                let me = shared.config().local.name;
+                let source = cluster.clone_member(&me, me.len()).cloned();
+                let leader = cluster.leader_name().map(String::from);
+                self.spawn(
+                    Task::Reinitialize,
+                    super::tasks::reinitialize(std::sync::Arc::clone(&shared), source, leader),
+                );
+            }
             Action::Follow { leader } => {
                 let target = leader.as_ref().and_then(|n| cluster.member(n)).cloned();
                 if leader.is_some() && target.is_none() {
@@ -174,6 +193,7 @@ impl Runner {
                 // A leader heard from before is not ours to follow any more
                 // (Patroni's "reset failsafe state when promote").
                 shared.status.update(|s| s.failsafe.reset());
+                shared.with_tracked(|t| t.checkpoint_after_promote = Some(false));
                 self.spawn(Task::Promote, super::tasks::promote(std::sync::Arc::clone(&shared)));
             }
             Action::Demote(mode) => self.demote(*mode, cluster).await,
@@ -377,7 +397,11 @@ impl Runner {
             }
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let (signalled, last_lsn) = match self.shared.pg.stop_signalled(stop).await {
+        let stopped = match primary_stop_timeout(&self.shared) {
+            Some(timeout) => self.shared.pg.stop_within(stop, timeout).await,
+            None => self.shared.pg.stop_signalled(stop).await,
+        };
+        let (signalled, last_lsn) = match stopped {
             Ok(stopped) => stopped,
             Err(e) => {
                 tracing::error!("could not stop PostgreSQL to demote: {e}");
@@ -459,6 +483,39 @@ impl Runner {
             if let Err(e) = self.shared.dcs.set_history_value(value).await {
                 tracing::error!("could not update the history key: {e}");
             }
+        }
+    }
+}
+
+/// Patroni's `primary_stop_timeout()`: in synchronous mode, how long a
+/// stopping primary gets before it is stopped immediately and then
+/// SIGKILLed; `None` (the usual `pg_ctl_timeout` escalation) otherwise.
+pub(super) fn primary_stop_timeout(shared: &super::Shared) -> Option<std::time::Duration> {
+    stop_timeout_in_force(&shared.config().global)
+}
+
+fn stop_timeout_in_force(g: &palisade_config::GlobalConfig) -> Option<std::time::Duration> {
+    (g.is_synchronous_mode() && !g.primary_stop_timeout.is_zero()).then_some(g.primary_stop_timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn primary_stop_timeout_only_in_synchronous_mode() {
+        let cases = [
+            (json!({}), None),
+            (json!({"primary_stop_timeout": 30}), None),
+            (json!({"primary_stop_timeout": 30, "synchronous_mode": true}), Some(30)),
+            (json!({"master_stop_timeout": 7, "synchronous_mode": "quorum"}), Some(7)),
+            (json!({"primary_stop_timeout": 0, "synchronous_mode": true}), None),
+            (json!({"synchronous_mode": true}), None),
+        ];
+        for (dynamic, want) in cases {
+            let serde_json::Value::Object(map) = dynamic.clone() else { unreachable!() };
+            let (g, _) = palisade_config::GlobalConfig::from_dynamic(&map);
+            assert_eq!(super::stop_timeout_in_force(&g).map(|d| d.as_secs()), want, "{dynamic}");
         }
     }
 }

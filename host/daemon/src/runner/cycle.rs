@@ -81,6 +81,7 @@ impl Runner {
             self.apply_pending_parameters().await;
         }
         let rejoin = self.check_rejoin(&cluster, &observed).await;
+        let rewind = self.rewind_state(&observed, &rejoin).await;
 
         let cfg = self.shared.config();
         let me = Me {
@@ -110,6 +111,7 @@ impl Runner {
             following: tracked.following.clone(),
             following_remote: tracked.following_remote,
             rejoin,
+            rewind,
             released_leader_key_at: tracked.released_leader_key_at,
             previous_wal_position: self.previous_wal_position,
             postmaster_start_time: observed.snapshot.as_ref().and_then(|s| s.postmaster_start_time.clone()),
@@ -148,6 +150,7 @@ impl Runner {
         // The API must serve what the node is now, not what it was before
         // this cycle acted: look again when an action touched PostgreSQL.
         let observed = if decision.actions.iter().any(touches_postgres) { self.observe().await } else { observed };
+        self.ensure_checkpoint_after_promote(&observed).await;
         self.publish_status(&observed);
         if self.shared.tracked().is_leader() {
             // The DCS answered and we lead: failsafe mode is over.
@@ -287,25 +290,77 @@ impl Runner {
         let Some(leader) = cluster.leader_member().filter(|m| m.name != me) else {
             return Rejoin::Free;
         };
-        let stopped_as_primary = matches!(
+        // A standby leader is in recovery for good: nothing to rewind from
+        // (Patroni checks only against a leader that runs as a primary).
+        if leader.role() == Some("standby_leader") {
+            self.divergence = None;
+            return Rejoin::Free;
+        }
+        let leader_timeline = cluster.timeline().max(leader.timeline().unwrap_or(0));
+        // A running replica still on an older timeline (PostgreSQL refuses
+        // to follow a timeline that forked before what it replayed).
+        // Only the timeline the WAL receiver streams tells where it is (the
+        // checkpoint's, reported without one, lags behind replay).
+        if let palisade_ha::Pg::Running { in_recovery: true, timeline: Some(timeline), .. } = observed.pg {
+            let streamed = observed.snapshot.as_ref().filter(|s| s.latest_end_lsn.is_some());
+            let replayed = streamed.and_then(|s| s.replayed_location);
+            let Some(replayed) = replayed.filter(|_| timeline < leader_timeline) else {
+                self.divergence = None;
+                return Rejoin::Free;
+            };
+            let lines = cluster.history.as_ref().map(|h| h.lines.clone()).unwrap_or_default();
+            let verdict = crate::pg::running_replica_rejoin(timeline, replayed, leader_timeline, &lines);
+            if matches!(verdict, Rejoin::Diverged(_)) {
+                tracing::info!("Local timeline={timeline} lsn={}", palisade_model::format_lsn(replayed));
+            }
+            return verdict;
+        }
+        // A former primary, or a replica that stopped: Patroni checks both
+        // (a replica that is only behind is found able to follow).
+        let stopped = matches!(
             observed.cluster_state.as_deref(),
-            Some("shut down" | "in production" | "shutting down" | "in crash recovery")
+            Some(
+                "shut down"
+                    | "in production"
+                    | "shutting down"
+                    | "in crash recovery"
+                    | "shut down in recovery"
+                    | "in archive recovery"
+            )
         );
-        if observed.pg != palisade_ha::Pg::Stopped || !stopped_as_primary {
+        if observed.pg != palisade_ha::Pg::Stopped || !stopped {
             self.divergence = None;
             return Rejoin::Free;
         }
         let Some(local_timeline) = observed.controldata_timeline else {
             return Rejoin::Free;
         };
-        let leader_timeline = cluster.timeline().max(leader.timeline().unwrap_or(0));
+        // The leader's member key and the history key lag behind a
+        // promotion by a cycle: ask the leader which timeline it writes,
+        // as Patroni does (its member key is the fallback).
+        let leader_timeline = match self.shared.pg.leader_timeline(leader).await {
+            Ok(Some(t)) => t.max(leader_timeline),
+            Ok(None) => {
+                return Rejoin::Wait(format!(
+                    "the leader {} is still in recovery and therefore can't be compared with",
+                    leader.name
+                ))
+            }
+            Err(e) => {
+                tracing::debug!("cannot ask {} for its timeline: {e}", leader.name);
+                leader_timeline
+            }
+        };
         if leader_timeline <= local_timeline {
             return Rejoin::Free;
         }
+        // Crash recovery changes the answer (its shutdown checkpoint may
+        // land past the switch point): the pg_control state is in the key.
         let key = format!(
-            "{}:{:?}:{leader_timeline}:{local_timeline}",
+            "{}:{:?}:{leader_timeline}:{local_timeline}:{:?}",
             leader.name,
-            cluster.history.as_ref().map(|h| &h.version)
+            cluster.history.as_ref().map(|h| &h.version),
+            observed.cluster_state
         );
         if let Some((k, verdict)) = &self.divergence {
             if *k == key {
@@ -316,6 +371,60 @@ impl Runner {
         let verdict = self.shared.pg.rejoin(leader_timeline, &lines).await;
         self.divergence = Some((key, verdict.clone()));
         verdict
+    }
+
+    /// What rejoining may do with pg_rewind and new copies (Patroni's
+    /// `Rewind` state), read while PostgreSQL is stopped.
+    async fn rewind_state(&self, observed: &Observed, rejoin: &palisade_ha::Rejoin) -> palisade_ha::RewindState {
+        let tracked = self.shared.tracked();
+        let cfg = self.shared.config();
+        let stopped = observed.pg == palisade_ha::Pg::Stopped
+            && matches!(observed.data_dir, palisade_ha::DataDir::Initialized { .. });
+        let diverged = matches!(rejoin, palisade_ha::Rejoin::Diverged(_));
+        palisade_ha::RewindState {
+            can_rewind: (stopped || diverged) && self.shared.pg.can_rewind().await,
+            remove_on_rewind_failure: cfg.local.postgresql.remove_data_directory_on_rewind_failure,
+            remove_on_diverged: cfg.local.postgresql.remove_data_directory_on_diverged_timelines,
+            crash_recovery_done: tracked.crash_recovery_done,
+            crash_recovery_elapsed: tracked
+                .crash_recovery_started
+                .filter(|_| matches!(self.task, Some((palisade_ha::Task::CrashRecovery, _))))
+                .map(|t| t.elapsed().as_secs_f64()),
+            failed: tracked.rewind_failed,
+            backup_label: stopped && self.shared.pg.has_backup_label(),
+        }
+    }
+
+    /// As the leader running a primary: make sure a CHECKPOINT ran after
+    /// the promotion, so that pg_rewind on the former primary sees the new
+    /// timeline, and publish it (Patroni's `ensure_checkpoint_after_promote`).
+    pub(super) async fn ensure_checkpoint_after_promote(&mut self, observed: &Observed) {
+        let tracked = self.shared.tracked();
+        if !observed.pg.is_primary() || !tracked.is_leader() || self.task.is_some() {
+            if !observed.pg.is_primary() && tracked.checkpoint_after_promote.is_some() {
+                self.shared.with_tracked(|t| t.checkpoint_after_promote = None);
+            }
+            return;
+        }
+        if tracked.checkpoint_after_promote == Some(true) {
+            return;
+        }
+        let done = match self.shared.pg.checkpoint_after_promote().await {
+            Ok(true) => true,
+            Ok(false) => match self.shared.pg.checkpoint().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("Exception during CHECKPOINT");
+                    tracing::warn!("CHECKPOINT after promote: {e}");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::warn!("cannot tell whether a CHECKPOINT ran after the promotion: {e}");
+                false
+            }
+        };
+        self.shared.with_tracked(|t| t.checkpoint_after_promote = Some(done));
     }
 
     /// Answer one question of the decision. A DCS error while renewing or

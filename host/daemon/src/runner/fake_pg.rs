@@ -301,6 +301,31 @@ impl LocalPostgres for FakePg {
     async fn rejoin(&self, _leader_timeline: u32, _history: &[HistoryLine]) -> palisade_ha::Rejoin {
         palisade_ha::Rejoin::Free
     }
+    async fn stop_within(
+        &self,
+        mode: StopMode,
+        _timeout: std::time::Duration,
+    ) -> Result<(bool, Option<u64>), PgFailure> {
+        self.stop_signalled(mode).await
+    }
+    async fn crash_recovery(&self) -> Result<(), PgFailure> {
+        Ok(())
+    }
+    async fn can_rewind(&self) -> bool {
+        false
+    }
+    fn has_backup_label(&self) -> bool {
+        false
+    }
+    async fn rewind_from(&self, _leader: &Member) -> palisade_postgres::RewindOutcome {
+        palisade_postgres::RewindOutcome::NotNow
+    }
+    async fn checkpoint_after_promote(&self) -> Result<bool, PgFailure> {
+        Ok(true)
+    }
+    async fn leader_timeline(&self, _leader: &Member) -> Result<Option<u32>, PgFailure> {
+        Err(PgFailure("no leader to ask in the fake".into()))
+    }
 
     async fn history_lines(&self, _timeline: u32, _name: &str) -> Vec<HistoryLine> {
         Vec::new()

@@ -60,6 +60,10 @@ pub(super) async fn touch_member_of(shared: &super::Shared) -> bool {
             tags: palisade_model::Tags(&cfg.local.tags).published(),
             ..MemberRecord::default()
         };
+        if tracked.is_leader() && tracked.checkpoint_after_promote != Some(true) {
+            // pg_rewind on a former primary must wait for it (Patroni's key).
+            record.checkpoint_after_promote = Some(false);
+        }
         if tracked.disable_sync > 0 {
             // Leaving the synchronous standbys for a restart or a stop.
             record.tags.insert("nosync".into(), serde_json::json!(true));

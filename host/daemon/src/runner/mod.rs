@@ -133,6 +133,17 @@ pub struct Tracked {
     /// Actions under way that want this node out of the synchronous
     /// standbys (Patroni's `_disable_sync`): the member key says `nosync`.
     pub disable_sync: u32,
+    /// Crash recovery in single-user mode ran since PostgreSQL last started.
+    pub crash_recovery_done: bool,
+    /// When the crash recovery in progress started.
+    pub crash_recovery_started: Option<Instant>,
+    /// pg_rewind ran and failed, and the data directory was kept.
+    pub rewind_failed: bool,
+    /// As the leader: a CHECKPOINT ran after the promotion, so pg_rewind
+    /// sees the new timeline in pg_control (`None`: not known yet). The
+    /// member key says `checkpoint_after_promote: false` until it is
+    /// `Some(true)`, as Patroni's does.
+    pub checkpoint_after_promote: Option<bool>,
 }
 
 impl Tracked {
@@ -151,6 +162,10 @@ impl Tracked {
             leader_until: None,
             start_timeout: None,
             disable_sync: 0,
+            crash_recovery_done: false,
+            crash_recovery_started: None,
+            rewind_failed: false,
+            checkpoint_after_promote: None,
         }
     }
 
@@ -474,7 +489,10 @@ impl Runner {
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
         let released = sync::leave_sync_standbys(&self.shared).await;
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let stopped = self.shared.pg.stop_signalled(crate::pg::StopMode::Fast).await;
+        let stopped = match actions::primary_stop_timeout(&self.shared) {
+            Some(timeout) => self.shared.pg.stop_within(crate::pg::StopMode::Fast, timeout).await,
+            None => self.shared.pg.stop_signalled(crate::pg::StopMode::Fast).await,
+        };
         if released {
             sync::rejoin_sync_standbys(&self.shared);
         }

@@ -105,7 +105,11 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
             return start_remote(shared, Role::Replica).await;
         }
     }
-    shared.with_tracked(|t| t.set_state(State::CreatingReplica));
+    shared.with_tracked(|t| {
+        t.set_state(State::CreatingReplica);
+        t.rewind_failed = false;
+        t.crash_recovery_done = false;
+    });
     let mut done = false;
     for (i, method) in shared.replicas.iter().enumerate() {
         if source.is_none() && !method.without_leader {
@@ -311,6 +315,8 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
     shared.with_tracked(|t| {
         t.following = None;
         t.following_remote = false;
+        t.rewind_failed = false;
+        t.crash_recovery_done = false;
     });
     // Patroni 4.1 leaves the directory to the replica methods, so that a
     // method with `keep_data` (a pgBackRest `--delta` restore) can reuse
@@ -323,6 +329,62 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
         }
     }
     clone(shared, source, leader).await
+}
+
+/// Crash recovery in single-user mode (Patroni's `ensure_clean_shutdown`),
+/// so that pg_rewind and the timeline check see a clean shutdown.
+pub async fn crash_recovery(shared: Arc<Shared>) -> bool {
+    shared.with_tracked(|t| t.crash_recovery_started = Some(std::time::Instant::now()));
+    let result = shared.pg.crash_recovery().await;
+    shared.with_tracked(|t| t.crash_recovery_started = None);
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("crash recovery in single-user mode failed: {e}");
+            false
+        }
+    }
+}
+
+/// pg_rewind from `leader` (Patroni's `Rewind.execute`). When pg_rewind
+/// ran and failed, the data directory is removed if the settings allow it
+/// (the next cycle then copies it again), else the failure is remembered
+/// and PostgreSQL stays stopped.
+pub async fn rewind(shared: Arc<Shared>, leader: Member) -> bool {
+    match shared.pg.rewind_from(&leader).await {
+        palisade_postgres::RewindOutcome::Rewound => {
+            shared.with_tracked(|t| t.rewind_failed = false);
+            true
+        }
+        palisade_postgres::RewindOutcome::NotNow => false,
+        palisade_postgres::RewindOutcome::Failed { .. } => {
+            // Unlike Patroni, a pg_rewind that ran and failed counts as a
+            // failure even when the leader stopped answering (its issue
+            // #3652): the data directory it worked on is not to be trusted.
+            let cfg = shared.config();
+            let pg = &cfg.local.postgresql;
+            let allowed = [
+                ("remove_data_directory_on_rewind_failure", pg.remove_data_directory_on_rewind_failure),
+                ("remove_data_directory_on_diverged_timelines", pg.remove_data_directory_on_diverged_timelines),
+            ];
+            match allowed.iter().find(|(_, on)| *on) {
+                Some((name, _)) => {
+                    tracing::warn!("{name} is set. removing...");
+                    shared.with_tracked(|t| {
+                        t.crash_recovery_done = false;
+                        t.rewind_failed = false;
+                    });
+                    shared.set_role(Role::Uninitialized);
+                    if let Err(e) = shared.pg.remove_data_directory() {
+                        tracing::error!("cannot remove the data directory after a failed pg_rewind: {e}");
+                        shared.with_tracked(|t| t.rewind_failed = true);
+                    }
+                }
+                None => shared.with_tracked(|t| t.rewind_failed = true),
+            }
+            false
+        }
+    }
 }
 
 /// Start PostgreSQL as `role`, streaming from `follow` when a replica, and
@@ -368,6 +430,9 @@ async fn start_in_role(
                     Following::Remote => None,
                 };
                 t.following_remote = matches!(follow, Following::Remote);
+                // Patroni resets its rewind state once PostgreSQL is up.
+                t.crash_recovery_done = false;
+                t.rewind_failed = false;
                 if accepting {
                     t.set_state(State::Running);
                 } else if !change_role {
@@ -439,11 +504,15 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
             shared.set_role(Role::Primary);
             shared.with_tracked(|t| t.following = None);
             // A checkpoint right away makes the new timeline usable as a
-            // pg_rewind source and bounds crash recovery.
-            if let Err(e) = shared.pg.checkpoint().await {
-                // Patroni's ERROR line; what failed follows at WARNING.
-                tracing::error!("Exception during CHECKPOINT");
-                tracing::warn!("CHECKPOINT after promote: {e}");
+            // pg_rewind source and bounds crash recovery; the member key
+            // says so once it ran (the loop tries again if it failed).
+            match shared.pg.checkpoint().await {
+                Ok(()) => shared.with_tracked(|t| t.checkpoint_after_promote = Some(true)),
+                Err(e) => {
+                    // Patroni's ERROR line; what failed follows at WARNING.
+                    tracing::error!("Exception during CHECKPOINT");
+                    tracing::warn!("CHECKPOINT after promote: {e}");
+                }
             }
         }
         Err(e) => {

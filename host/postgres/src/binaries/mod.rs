@@ -25,7 +25,7 @@ pub use initdb::{initdb, InitdbArgs};
 pub use pg_controldata::pg_controldata;
 pub use pg_ctl::{pg_ctl, PgCtlAction, PgCtlArgs};
 pub use pg_isready::{pg_isready, IsReady, IsReadyArgs};
-pub use pg_rewind::{pg_rewind, RewindArgs};
+pub use pg_rewind::{pg_rewind, pg_rewind_available, RewindArgs};
 pub use pg_waldump::{
     checkpoint_end, end_of_wal, pg_waldump, shutdown_checkpoint, ShutdownCheckpoint, WalRecord, WaldumpArgs,
 };

@@ -20,8 +20,9 @@ pub struct RewindArgs {
     pub options: Vec<String>,
 }
 
-/// Run pg_rewind. Its output is returned on success and in the error on
-/// failure (Patroni logs both, and looks for a missing WAL file in them).
+/// Run pg_rewind and return how it ended, with its output whatever its
+/// exit code (Patroni logs both streams, and looks for a missing WAL file
+/// in them). An error only when it could not be run.
 pub async fn pg_rewind(bins: &Binaries, args: &RewindArgs) -> Result<CommandOutput, CommandError> {
     // PATH: pg_rewind may run restore_command through the shell.
     let env = Env::c_locale()
@@ -37,12 +38,16 @@ pub async fn pg_rewind(bins: &Binaries, args: &RewindArgs) -> Result<CommandOutp
         a.push(conf);
         inv = inv.arg(a);
     }
-    inv.arg("-D")
-        .arg(&args.data_dir)
-        .arg("--source-server")
-        .arg(&args.source_dsn)
-        .args(&args.options)
+    inv.arg("-D").arg(&args.data_dir).arg("--source-server").arg(&args.source_dsn).args(&args.options).output().await
+}
+
+/// `pg_rewind --help` runs and exits 0 (Patroni's first `can_rewind` check).
+pub async fn pg_rewind_available(bins: &Binaries) -> Result<(), CommandError> {
+    Invocation::new(bins.path(Program::PgRewind), Env::c_locale())
+        .arg("--help")
+        .timeout(std::time::Duration::from_secs(30))
         .output()
         .await?
         .success()
+        .map(|_| ())
 }

@@ -10,6 +10,7 @@
 mod bootstrap;
 mod config;
 mod lifecycle;
+mod rewind;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use crate::sql::{LocalConnection, PgStatus, Sql, SqlError};
 
 pub use config::ConfigChange;
 pub use lifecycle::{Escalation, PromoteOutcome, StartOutcome, StopOptions, StopOutcome};
+pub use rewind::{find_missing_wal, rewind_user_options, RewindOutcome, RewindSource};
 
 /// What the daemon knows that PostgreSQL control needs.
 #[derive(Clone, Debug, PartialEq)]

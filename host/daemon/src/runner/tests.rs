@@ -744,3 +744,25 @@ async fn a_follow_fires_on_reload_or_on_restart_as_it_was_applied() {
         assert_eq!(recorder.calls()[before..], [want], "following {to}");
     }
 }
+
+/// A reloaded file whose `log` section palisade would not start with (a
+/// format Python could not apply) is not applied at all; once fixed, it is.
+#[tokio::test]
+async fn a_reload_with_a_bad_log_format_changes_nothing() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let path = n1.runner.shared.config_path.clone().expect("a configuration file");
+    let yaml = std::fs::read_to_string(&path).expect("read the configuration");
+    let write = |log: &str| {
+        std::fs::write(&path, format!("{yaml}tags: {{nosync: true}}\nlog: {{format: '{log}'}}\n")).expect("write")
+    };
+    write("%(nosuch)s");
+    n1.runner.reload().await;
+    let local = n1.runner.shared.config().local;
+    assert!(local.tags.is_empty() && local.log.format == palisade_config::DEFAULT_LOG_FORMAT, "{local:?}");
+    write("%(levelname)s %(message)s");
+    n1.runner.reload().await;
+    let local = n1.runner.shared.config().local;
+    assert_eq!(local.tags.get("nosync"), Some(&json!(true)));
+    assert_eq!(local.log.format, "%(levelname)s %(message)s");
+}

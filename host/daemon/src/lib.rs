@@ -67,7 +67,7 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
         eprintln!("palisade: configuration error: {e}");
         return ExitCode::FAILURE;
     }
-    logging::install_panic_hook(loaded.config.log.traceback_debug);
+    logging::install_panic_hook();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

@@ -144,6 +144,19 @@ fn snapshot(st: &PgStatus) -> PgSnapshot {
     }
 }
 
+/// How new recovery settings were applied (what a follow did), so that
+/// the runner fires the callback Patroni's follow fires for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing: no change, or PostgreSQL is not running.
+    #[default]
+    Nothing,
+    /// A reload (`on_reload`).
+    Reloaded,
+    /// A restart, for settings a reload cannot apply (`on_restart`).
+    Restarted,
+}
+
 /// What the runner, its tasks and the API do to the local PostgreSQL:
 /// the seam between the HA loop and the processes. [`LocalPg`] is the
 /// real one; the runner's unit tests put a scripted fake behind it.
@@ -175,11 +188,11 @@ pub trait LocalPostgres: Send + Sync {
     async fn start(&self, role: Role, follow: Option<&Member>) -> Result<bool>;
     /// [`LocalPostgres::start`], waiting at most `timeout`.
     async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool>;
-    /// Point recovery at `member` (or nobody) and apply it.
-    async fn follow(&self, member: Option<&Member>) -> Result<()>;
+    /// Point recovery at `member` (or nobody) and apply it; says how.
+    async fn follow(&self, member: Option<&Member>) -> Result<Applied>;
     /// Point recovery at the remote primary of the standby cluster (the
-    /// `standby_cluster` settings in force) and apply what changed.
-    async fn follow_remote(&self) -> Result<()>;
+    /// `standby_cluster` settings in force) and apply what changed; says how.
+    async fn follow_remote(&self) -> Result<Applied>;
     /// Start in recovery following the remote primary (as the standby
     /// leader, or as a replica of a leaderless standby cluster).
     async fn start_remote(&self) -> Result<bool>;
@@ -298,10 +311,10 @@ impl LocalPostgres for LocalPg {
     async fn start_within(&self, role: Role, follow: Option<&Member>, timeout: Duration) -> Result<bool> {
         LocalPg::start_within(self, role, follow, timeout).await
     }
-    async fn follow(&self, member: Option<&Member>) -> Result<()> {
+    async fn follow(&self, member: Option<&Member>) -> Result<Applied> {
         LocalPg::follow(self, member).await
     }
-    async fn follow_remote(&self) -> Result<()> {
+    async fn follow_remote(&self) -> Result<Applied> {
         LocalPg::follow_remote(self).await
     }
     async fn start_remote(&self) -> Result<bool> {
@@ -703,18 +716,21 @@ impl LocalPg {
     /// Roles, the post_bootstrap script, and the end of a custom bootstrap.
     pub async fn post_bootstrap(&self, bootstrap: &BootstrapConfig) -> Result<()> {
         let change = self.pg.post_bootstrap(bootstrap.post_bootstrap.as_deref()).await?;
-        self.apply_change(&change).await
+        self.apply_change(&change).await.map(|_| ())
     }
 
-    async fn apply_change(&self, change: &palisade_postgres::ConfigChange) -> Result<()> {
+    async fn apply_change(&self, change: &palisade_postgres::ConfigChange) -> Result<Applied> {
         if change.restart_needed && self.pg.is_running().is_some() && change.pending_restart.is_empty() {
             // Recovery changes a reload cannot apply (entering recovery).
             self.stop(StopMode::Fast).await?;
             self.start_outcome().await?;
+            Ok(Applied::Restarted)
         } else if change.reload_needed && self.pg.is_running().is_some() {
             self.pg.reload().await?;
+            Ok(Applied::Reloaded)
+        } else {
+            Ok(Applied::Nothing)
         }
-        Ok(())
     }
 
     /// A member to stream from; in a standby cluster with the archive
@@ -758,14 +774,14 @@ impl LocalPg {
     }
 
     /// Point recovery at the remote primary of the standby cluster and apply it.
-    pub async fn follow_remote(&self) -> Result<()> {
+    pub async fn follow_remote(&self) -> Result<Applied> {
         let target = self.remote_target()?;
         let change = self.pg.follow(Some(&target)).await?;
         self.apply_change(&change).await
     }
 
     /// Point recovery at `member` (or nobody) and apply it.
-    pub async fn follow(&self, member: Option<&Member>) -> Result<()> {
+    pub async fn follow(&self, member: Option<&Member>) -> Result<Applied> {
         let target = member.and_then(|m| self.follow_target(m));
         if member.is_some() && target.is_none() {
             return Err(PgFailure("the member to follow has no usable conn_url".into()));

@@ -17,17 +17,19 @@ mod strftime;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::TimeZone as _;
 use palisade_config::{LogConfig, DEFAULT_LOG_FORMAT};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, Registry};
 
 use json::JsonLayout;
 use percent::Format;
@@ -238,6 +240,18 @@ impl RotatingFile {
         Ok(())
     }
 
+    /// `log.mode` changed: the open file takes it now, the next ones too.
+    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if mode != self.mode {
+            self.mode = mode;
+            if let Some(f) = &self.file {
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The old files there are: their numbers, below `keep`, highest first.
     /// (Found by listing the directory: `file_num` may be huge.)
     fn old_files(&self) -> Vec<u64> {
@@ -301,22 +315,83 @@ impl Write for RotatingFile {
     }
 }
 
-/// The permissions for log files: `log.mode`, else 0666 less the umask.
+/// The permissions for log files: `log.mode`, else 0666 less the umask
+/// palisade started with (read once: a reload must not touch the umask
+/// while other threads create files).
 fn file_mode(config: &LogConfig) -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
     config.mode.unwrap_or_else(|| {
-        use nix::sys::stat::{umask, Mode};
-        let current = umask(Mode::from_bits_truncate(0o077));
-        umask(current);
-        0o666 & !current.bits()
+        let umask = *UMASK.get_or_init(|| {
+            use nix::sys::stat::{umask, Mode};
+            let current = umask(Mode::from_bits_truncate(0o077));
+            umask(current);
+            current.bits()
+        });
+        0o666 & !umask
     })
 }
 
+/// Where the lines go: stderr, or the rotated `patroni.log` in `log.dir`.
+enum Sink {
+    Stderr,
+    File(RotatingFile),
+}
+
+impl Sink {
+    fn open(config: &LogConfig) -> Result<Self, String> {
+        match &config.dir {
+            None => Ok(Self::Stderr),
+            Some(dir) => {
+                let path = dir.join("patroni.log");
+                RotatingFile::open(&path, config.file_size, config.file_num, file_mode(config))
+                    .map(Self::File)
+                    .map_err(|e| format!("log.dir: cannot open {}: {e}", path.display()))
+            }
+        }
+    }
+
+    /// Follow `config`: the same file takes the new sizes and mode (the
+    /// open file gets the mode at once), another place opens anew. On
+    /// error the lines keep going where they went.
+    fn update(&mut self, config: &LogConfig) -> Result<(), String> {
+        if let (Self::File(f), Some(dir)) = (&mut *self, &config.dir) {
+            if f.path == dir.join("patroni.log") {
+                f.max_size = config.file_size;
+                f.keep = config.file_num;
+                return f.set_mode(file_mode(config)).map_err(|e| format!("log.mode: {}: {e}", f.path.display()));
+            }
+        }
+        if matches!((&*self, &config.dir), (Self::Stderr, None)) {
+            return Ok(());
+        }
+        *self = Self::open(config)?;
+        Ok(())
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Stderr => io::stderr().write(buf),
+            Self::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Stderr => io::stderr().flush(),
+            Self::File(f) => f.flush(),
+        }
+    }
+}
+
+/// The writer the formatting layer asks for each line: the current sink.
 #[derive(Clone)]
-struct SharedFile(Arc<Mutex<RotatingFile>>);
+struct SharedSink(Arc<Mutex<Sink>>);
 
-struct SharedFileGuard<'a>(std::sync::MutexGuard<'a, RotatingFile>);
+struct SinkGuard<'a>(std::sync::MutexGuard<'a, Sink>);
 
-impl Write for SharedFileGuard<'_> {
+impl Write for SinkGuard<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
     }
@@ -325,10 +400,24 @@ impl Write for SharedFileGuard<'_> {
     }
 }
 
-impl<'a> MakeWriter<'a> for SharedFile {
-    type Writer = SharedFileGuard<'a>;
+impl<'a> MakeWriter<'a> for SharedSink {
+    type Writer = SinkGuard<'a>;
     fn make_writer(&'a self) -> Self::Writer {
-        SharedFileGuard(self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        SinkGuard(self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The current layout, which a reload replaces.
+#[derive(Clone)]
+struct SharedFormat(Arc<RwLock<PatroniFormat>>);
+
+impl<S, N> FormatEvent<S, N> for SharedFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).format_event(ctx, writer, event)
     }
 }
 
@@ -346,37 +435,109 @@ pub fn filter(config: &LogConfig) -> Result<Targets, String> {
 }
 
 /// What is wrong with the `log` section beyond what the configuration
-/// crate checks (levels, `log.format`), for `--validate-config`.
+/// crate checks (levels, `log.format`), for `--validate-config` and before
+/// a reload applies a file.
 pub fn check(config: &LogConfig) -> Result<(), String> {
     filter(config)?;
     PatroniFormat::new(config).map(|_| ())
 }
 
+/// The parts of the installed log a reload changes, as Patroni's
+/// `PatroniLogger.reload_config` does: the level and `log.loggers` (the
+/// filter), the layout (`type`, `format`, `dateformat`, `static_fields`),
+/// where lines go (`dir`, `file_num`, `file_size`, `mode`) and
+/// `traceback_level`. (`deduplicate_heartbeat_logs` is read by the loop
+/// each cycle.)
+pub struct LogHandle {
+    filter: reload::Handle<Targets, Registry>,
+    format: SharedFormat,
+    sink: SharedSink,
+}
+
+/// The subscriber [`LogHandle::build`] makes.
+type Installed = Layered<
+    tracing_subscriber::fmt::Layer<
+        Layered<reload::Layer<Targets, Registry>, Registry>,
+        DefaultFields,
+        SharedFormat,
+        SharedSink,
+    >,
+    Layered<reload::Layer<Targets, Registry>, Registry>,
+>;
+
+impl LogHandle {
+    /// A subscriber logging as `config` says, and the handle to change it.
+    fn build(config: &LogConfig) -> Result<(Installed, Self), String> {
+        let targets = filter(config)?;
+        let format = SharedFormat(Arc::new(RwLock::new(PatroniFormat::new(config)?)));
+        let sink = SharedSink(Arc::new(Mutex::new(Sink::open(config)?)));
+        let (filter, handle) = reload::Layer::new(targets);
+        let layer = tracing_subscriber::fmt::layer().event_format(format.clone()).with_writer(sink.clone());
+        let subscriber = tracing_subscriber::registry().with(filter).with(layer);
+        TRACEBACK_DEBUG.store(config.traceback_debug, Ordering::Relaxed);
+        Ok((subscriber, Self { filter: handle, format, sink }))
+    }
+
+    /// Apply `config`. Each part that cannot follow (a bad level or
+    /// format, a log file that cannot be opened) keeps its old value and
+    /// is named in the error.
+    fn apply(&self, config: &LogConfig) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        TRACEBACK_DEBUG.store(config.traceback_debug, Ordering::Relaxed);
+        match PatroniFormat::new(config) {
+            Ok(format) => *self.format.0.write().unwrap_or_else(|p| p.into_inner()) = format,
+            Err(e) => problems.push(e),
+        }
+        if let Err(e) = self.sink.0.lock().unwrap_or_else(|p| p.into_inner()).update(config) {
+            problems.push(e);
+        }
+        // Last, so that lines enabled now are already in the new layout.
+        match filter(config) {
+            Ok(targets) => {
+                if let Err(e) = self.filter.reload(targets) {
+                    problems.push(format!("log.level: {e}"));
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+static HANDLE: OnceLock<LogHandle> = OnceLock::new();
+
+/// `log.traceback_level: DEBUG`, as the panic hook reads it.
+static TRACEBACK_DEBUG: AtomicBool = AtomicBool::new(false);
+
 /// Install the global subscriber. Call once, early.
 pub fn init(config: &LogConfig) -> Result<(), String> {
-    let targets = filter(config)?;
-    let format = PatroniFormat::new(config)?;
-    match &config.dir {
-        Some(dir) => {
-            let path = dir.join("patroni.log");
-            let file = RotatingFile::open(&path, config.file_size, config.file_num, file_mode(config))
-                .map_err(|e| format!("log.dir: cannot open {}: {e}", path.display()))?;
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(format)
-                .with_writer(SharedFile(Arc::new(Mutex::new(file))));
-            tracing_subscriber::registry().with(layer.with_filter(targets)).try_init().map_err(|e| e.to_string())
-        }
-        None => {
-            let layer = tracing_subscriber::fmt::layer().event_format(format).with_writer(io::stderr);
-            tracing_subscriber::registry().with(layer.with_filter(targets)).try_init().map_err(|e| e.to_string())
+    let (subscriber, handle) = LogHandle::build(config)?;
+    subscriber.try_init().map_err(|e| e.to_string())?;
+    let _ = HANDLE.set(handle);
+    Ok(())
+}
+
+/// Apply a reloaded `log` section to the log [`init`] installed (a no-op
+/// before it). What cannot be applied is logged at ERROR, and that part
+/// of the log stays as it was.
+pub fn reload(config: &LogConfig) {
+    let Some(handle) = HANDLE.get() else { return };
+    if let Err(problems) = handle.apply(config) {
+        for p in problems {
+            tracing::error!("{p}; this part of the log configuration is unchanged");
         }
     }
 }
 
 /// Log a panic through the log, as Patroni logs an exception: the panic
 /// (where, and its message) at ERROR, then its backtrace at
-/// `log.traceback_level` (ERROR, or DEBUG with `traceback_level: DEBUG`).
-pub fn install_panic_hook(traceback_debug: bool) {
+/// `log.traceback_level` (ERROR, or DEBUG with `traceback_level: DEBUG`;
+/// the setting as last loaded or reloaded).
+pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let payload = info
@@ -388,7 +549,7 @@ pub fn install_panic_hook(traceback_debug: bool) {
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         tracing::error!("thread '{thread}' panicked{location}: {payload}");
         let backtrace = std::backtrace::Backtrace::force_capture();
-        if traceback_debug {
+        if TRACEBACK_DEBUG.load(Ordering::Relaxed) {
             tracing::debug!("Traceback (most recent call first):\n{backtrace}");
         } else {
             tracing::error!("Traceback (most recent call first):\n{backtrace}");
@@ -431,7 +592,8 @@ mod tests {
             .with_writer(move || writer.clone())
             .with_max_level(Level::INFO)
             .finish();
-        install_panic_hook(traceback_debug);
+        TRACEBACK_DEBUG.store(traceback_debug, Ordering::Relaxed);
+        install_panic_hook();
         let result = tracing::subscriber::with_default(subscriber, || {
             std::panic::catch_unwind(|| std::panic::panic_any("the cause".to_string()))
         });
@@ -631,6 +793,166 @@ mod tests {
             std::process::id()
         );
         assert_eq!(text, want);
+    }
+
+    /// A fresh directory for one test's log files.
+    fn log_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("palisade-logreload-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn in_dir(dir: &Path, format: &str) -> LogConfig {
+        LogConfig { dir: Some(dir.to_path_buf()), ..config("plain", format, None) }
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// `log.level` and `log.loggers` follow a reload: lines below the old
+    /// level show up after it, lines of a quietened target go away.
+    #[test]
+    fn a_reload_changes_the_level_and_the_loggers() {
+        let dir = log_dir("level");
+        let base = in_dir(&dir, "%(levelname)s %(message)s");
+        let (subscriber, handle) = LogHandle::build(&base).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("debug before");
+            tracing::info!("info before");
+            handle.apply(&LogConfig { level: "DEBUG".into(), ..base.clone() }).unwrap();
+            tracing::debug!("debug after");
+            let quiet = LogConfig {
+                level: "DEBUG".into(),
+                loggers: [("palisade_daemon::logging".to_string(), "WARNING".to_string())].into(),
+                ..base.clone()
+            };
+            handle.apply(&quiet).unwrap();
+            tracing::info!("info of a quietened logger");
+            tracing::warn!("warning of a quietened logger");
+            tracing::debug!(target: "palisade_daemon::api", "debug of another logger");
+            handle.apply(&LogConfig { level: "ERROR".into(), ..base.clone() }).unwrap();
+            tracing::warn!("warning at ERROR");
+            tracing::error!("error at ERROR");
+        });
+        let want = "INFO info before\nDEBUG debug after\nWARNING warning of a quietened logger\n\
+                    DEBUG debug of another logger\nERROR error at ERROR\n";
+        assert_eq!(read(&dir.join("patroni.log")), want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `log.type`, `log.format`, `log.dateformat` and `log.static_fields`
+    /// follow a reload; a reload with a bad format keeps the layout.
+    #[test]
+    fn a_reload_changes_the_layout() {
+        let dir = log_dir("layout");
+        let base = in_dir(&dir, "%(levelname)s %(message)s");
+        let (subscriber, handle) = LogHandle::build(&base).unwrap();
+        let json = LogConfig {
+            format_type: "json".into(),
+            format_fields: Some(vec![("levelname".into(), "level".into()), ("message".into(), "message".into())]),
+            static_fields: serde_json::json!({"app": "x"}).as_object().cloned().unwrap_or_default(),
+            ..base.clone()
+        };
+        let dated = LogConfig { dateformat: Some("%Y".into()), ..in_dir(&dir, "%(asctime)s|%(message)s") };
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("plain");
+            handle.apply(&json).unwrap();
+            tracing::info!("json");
+            handle.apply(&dated).unwrap();
+            tracing::info!("dated");
+            let bad = handle.apply(&in_dir(&dir, "%(nosuch)s")).unwrap_err();
+            assert!(bad.len() == 1 && bad[0].starts_with("log.format: "), "{bad:?}");
+            tracing::info!("still dated");
+        });
+        let year = chrono::Local::now().format("%Y").to_string();
+        let want = format!(
+            "INFO plain\n{{\"level\": \"INFO\", \"message\": \"json\", \"app\": \"x\"}}\n\
+             {year}|dated\n{year}|still dated\n"
+        );
+        assert_eq!(read(&dir.join("patroni.log")), want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `log.dir` follows a reload: from stderr to a file, to another
+    /// directory, back to stderr; a directory that cannot be opened keeps
+    /// the lines where they went.
+    #[test]
+    fn a_reload_moves_the_log_between_stderr_and_files() {
+        let (a, b) = (log_dir("dir-a"), log_dir("dir-b"));
+        let stderr = config("plain", "%(message)s", None);
+        let (subscriber, handle) = LogHandle::build(&stderr).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("to stderr");
+            handle.apply(&in_dir(&a, "%(message)s")).unwrap();
+            tracing::info!("to a");
+            handle.apply(&in_dir(&b, "%(message)s")).unwrap();
+            tracing::info!("to b");
+            let missing = a.join("missing");
+            let bad = handle.apply(&in_dir(&missing, "%(message)s")).unwrap_err();
+            assert!(bad.len() == 1 && bad[0].starts_with("log.dir: cannot open "), "{bad:?}");
+            tracing::info!("still to b");
+            handle.apply(&stderr).unwrap();
+            tracing::info!("to stderr again");
+            handle.apply(&in_dir(&a, "%(message)s")).unwrap();
+            tracing::info!("to a again");
+        });
+        assert_eq!(read(&a.join("patroni.log")), "to a\nto a again\n");
+        assert_eq!(read(&b.join("patroni.log")), "to b\nstill to b\n");
+        std::fs::remove_dir_all(&a).unwrap();
+        std::fs::remove_dir_all(&b).unwrap();
+    }
+
+    /// `log.file_size`, `log.file_num` and `log.mode` follow a reload of
+    /// the same directory, without reopening the file.
+    #[test]
+    fn a_reload_changes_rotation_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = log_dir("rotation");
+        let base = LogConfig { mode: Some(0o644), ..in_dir(&dir, "%(message)s") };
+        let (subscriber, handle) = LogHandle::build(&base).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                tracing::info!("123456789");
+            }
+            assert!(!dir.join("patroni.log.1").exists());
+            assert_eq!(mode(&dir.join("patroni.log")), 0o644);
+            handle.apply(&LogConfig { file_size: 15, file_num: 1, mode: Some(0o600), ..base.clone() }).unwrap();
+            assert_eq!(mode(&dir.join("patroni.log")), 0o600);
+            for _ in 0..4 {
+                tracing::info!("123456789");
+            }
+        });
+        // Each line would bring the file to 15 bytes: a new file for each,
+        // one old file kept.
+        assert_eq!(read(&dir.join("patroni.log")), "123456789\n");
+        assert_eq!(read(&dir.join("patroni.log.1")), "123456789\n");
+        assert!(!dir.join("patroni.log.2").exists());
+        assert_eq!(mode(&dir.join("patroni.log.1")), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `log.traceback_level` follows a reload: the panic hook reads it.
+    #[test]
+    fn a_reload_changes_the_traceback_level() {
+        let dir = log_dir("traceback");
+        let base = in_dir(&dir, "%(levelname)s %(message)s");
+        let (subscriber, handle) = LogHandle::build(&base).unwrap();
+        install_panic_hook();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = std::panic::catch_unwind(|| std::panic::panic_any("first".to_string()));
+            handle.apply(&LogConfig { traceback_debug: true, ..base.clone() }).unwrap();
+            let _ = std::panic::catch_unwind(|| std::panic::panic_any("second".to_string()));
+        });
+        drop(std::panic::take_hook());
+        let log = read(&dir.join("patroni.log"));
+        let tracebacks: Vec<&str> =
+            log.lines().filter(|l| l.ends_with("Traceback (most recent call first):")).collect();
+        assert_eq!(tracebacks, ["ERROR Traceback (most recent call first):"], "{log}");
+        assert!(log.contains(": first\n") && log.contains(": second\n"), "{log}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

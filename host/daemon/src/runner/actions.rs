@@ -154,23 +154,22 @@ impl Runner {
                     tracing::warn!("cannot follow {leader:?}: no member key");
                 } else {
                     match shared.pg.follow(target.as_ref()).await {
-                        Ok(()) => {
+                        Ok(applied) => {
                             shared.with_tracked(|t| {
                                 t.following.clone_from(leader);
                                 t.following_remote = false;
                             });
-                            // The new primary_conninfo is applied by a reload,
-                            // which fires on_reload as Patroni's follow does.
-                            if observed.pg.is_running() {
-                                shared.callback("on_reload");
-                            }
+                            // As Patroni's follow: on_reload when a reload
+                            // applied the new settings, on_restart when it
+                            // took a restart.
+                            fire_applied(&shared, applied);
                         }
                         Err(e) => tracing::error!("could not reconfigure replication: {e}"),
                     }
                 }
             }
             Action::FollowRemote { standby_leader } => match shared.pg.follow_remote().await {
-                Ok(()) => {
+                Ok(applied) => {
                     let role = if *standby_leader { Role::StandbyLeader } else { Role::Replica };
                     let (previous, cb_called) = shared.with_tracked(|t| {
                         t.following = None;
@@ -179,12 +178,12 @@ impl Runner {
                     });
                     self.set_role(role);
                     // Patroni's follow: between replica and standby leader
-                    // the role changes sides (on_role_change); otherwise the
-                    // new recovery settings were applied by a reload.
+                    // the role changes sides (on_role_change); otherwise
+                    // on_reload or on_restart, as the settings were applied.
                     if cb_called && super::tasks::changes_sides(previous, role) {
                         shared.callback("on_role_change");
-                    } else if observed.pg.is_running() {
-                        shared.callback("on_reload");
+                    } else {
+                        fire_applied(&shared, applied);
                     }
                 }
                 Err(e) => tracing::error!("could not reconfigure replication from the remote primary: {e}"),
@@ -484,6 +483,16 @@ impl Runner {
                 tracing::error!("could not update the history key: {e}");
             }
         }
+    }
+}
+
+/// The callback for how a follow applied new recovery settings: a reload
+/// fires `on_reload`, a restart `on_restart` (Patroni's `follow`).
+fn fire_applied(shared: &super::Shared, applied: crate::pg::Applied) {
+    match applied {
+        crate::pg::Applied::Reloaded => shared.callback("on_reload"),
+        crate::pg::Applied::Restarted => shared.callback("on_restart"),
+        crate::pg::Applied::Nothing => {}
     }
 }
 

@@ -16,7 +16,7 @@ use palisade_plugin_api::{PluginResult, ReplicaMethod, ReplicaRequest};
 use serde_json::{Map, Value};
 
 use super::RuntimeConfig;
-use crate::pg::{AdvanceFailure, DropOutcome, LocalPostgres, Observed, PgFailure, StopMode};
+use crate::pg::{AdvanceFailure, Applied, DropOutcome, LocalPostgres, Observed, PgFailure, StopMode};
 use crate::status::PgSnapshot;
 
 /// The system identifier every fake cluster has.
@@ -43,9 +43,23 @@ pub struct FakeState {
     pub hot_standby_feedback: bool,
     /// What was called, in order (`start replica n1`, `stop fast`...).
     pub calls: Vec<String>,
+    /// A follow of the running server needs a restart (else a reload
+    /// applies it).
+    pub follow_restarts: bool,
     /// The postmaster died after answering the status query: the
     /// observation still says running, its pid names no process.
     pub postmaster_died: bool,
+}
+
+impl FakeState {
+    /// What a follow did: nothing when stopped, else as scripted.
+    fn follow_applied(&self) -> Applied {
+        match (self.running, self.follow_restarts) {
+            (false, _) => Applied::Nothing,
+            (true, false) => Applied::Reloaded,
+            (true, true) => Applied::Restarted,
+        }
+    }
 }
 
 pub struct FakePg {
@@ -249,17 +263,21 @@ impl LocalPostgres for FakePg {
         }
     }
 
-    async fn follow(&self, member: Option<&Member>) -> Result<(), PgFailure> {
+    async fn follow(&self, member: Option<&Member>) -> Result<Applied, PgFailure> {
         let name = member.map(|m| m.name.clone());
         self.call(format!("follow {}", name.as_deref().unwrap_or("-")));
-        self.with(|s| s.following = name);
-        Ok(())
+        Ok(self.with(|s| {
+            s.following = name;
+            s.follow_applied()
+        }))
     }
 
-    async fn follow_remote(&self) -> Result<(), PgFailure> {
+    async fn follow_remote(&self) -> Result<Applied, PgFailure> {
         self.call("follow remote");
-        self.with(|s| s.following = Some("remote".into()));
-        Ok(())
+        Ok(self.with(|s| {
+            s.following = Some("remote".into());
+            s.follow_applied()
+        }))
     }
 
     async fn start_remote(&self) -> Result<bool, PgFailure> {

@@ -433,7 +433,14 @@ impl Runner {
     /// Re-read the configuration file (SIGHUP, `POST /reload`).
     async fn reload(&mut self) {
         let path = self.shared.config_path.clone();
-        match palisade_config::load(path.as_deref(), &self.shared.env) {
+        // The log layout is checked here too: a file the daemon would not
+        // start with is not applied.
+        let loaded = palisade_config::load(path.as_deref(), &self.shared.env).and_then(|l| {
+            crate::logging::check(&l.config.log)
+                .map(|()| l)
+                .map_err(|e| vec![palisade_config::ConfigError { path: String::new(), message: e }])
+        });
+        match loaded {
             Err(errors) => {
                 // Patroni's words, then what is wrong; Python prints a
                 // missing path as None.
@@ -445,6 +452,8 @@ impl Runner {
                 tracing::error!("configuration not reloaded: the file has errors");
             }
             Ok(loaded) => {
+                // As Patroni's daemon: the log first, every setting of it.
+                crate::logging::reload(&loaded.config.log);
                 for w in loaded.warnings {
                     tracing::warn!("{w}");
                 }

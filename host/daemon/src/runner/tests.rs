@@ -709,3 +709,60 @@ async fn a_replica_that_becomes_the_standby_leader_fires_on_role_change() {
     assert!(n2.tracked().following_remote);
     assert_eq!(recorder.calls()[before..], ["on_role_change standby_leader"]);
 }
+
+/// The leader key passes from `from` to `to`, a member that exists only in
+/// the DCS (with a connection URL to follow).
+fn move_leader(store: &Arc<MemoryStore>, from: &str, to: &str) {
+    let leader = store.client(from, timing()).get_cluster().expect("get_cluster").leader.expect("a leader key");
+    assert!(store.client(from, timing()).delete_leader(Some(&leader)).expect("delete_leader"));
+    let client = store.client(to, timing());
+    let conn = json!({"conn_url": format!("postgres://{to}:5432/postgres"), "api_url": "http://127.0.0.1:9/patroni",
+                      "state": "running", "role": "primary", "version": "4.1.4"});
+    assert!(client.touch_member(&conn.to_string()).expect("touch_member"));
+    assert!(client.take_leader().expect("take_leader"));
+}
+
+/// A replica that follows a new leader fires what Patroni's follow fires:
+/// `on_reload` when a reload applies the new recovery settings,
+/// `on_restart` when they take a restart.
+#[tokio::test]
+async fn a_follow_fires_on_reload_or_on_restart_as_it_was_applied() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut n2 = node_with("n2", &store, false, Some(Arc::clone(&recorder) as Arc<dyn palisade_plugin_api::Callback>));
+    n2.cycle_until("n2 follows n1", 6, |n| n.pg.state().following.as_deref() == Some("n1")).await;
+    n2.cycle().await;
+    let cases = [("n1", "n3", false, "on_reload replica"), ("n3", "n4", true, "on_restart replica")];
+    for (from, to, restarts, want) in cases {
+        let before = recorder.calls().len();
+        n2.pg.with(|s| s.follow_restarts = restarts);
+        move_leader(&store, from, to);
+        n2.cycle_until(&format!("n2 follows {to}"), 4, |n| n.pg.state().following.as_deref() == Some(to)).await;
+        n2.cycle().await;
+        assert!(n2.pg.state().calls.iter().any(|c| *c == format!("follow {to}")), "{:?}", n2.pg.state().calls);
+        assert_eq!(recorder.calls()[before..], [want], "following {to}");
+    }
+}
+
+/// A reloaded file whose `log` section palisade would not start with (a
+/// format Python could not apply) is not applied at all; once fixed, it is.
+#[tokio::test]
+async fn a_reload_with_a_bad_log_format_changes_nothing() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let path = n1.runner.shared.config_path.clone().expect("a configuration file");
+    let yaml = std::fs::read_to_string(&path).expect("read the configuration");
+    let write = |log: &str| {
+        std::fs::write(&path, format!("{yaml}tags: {{nosync: true}}\nlog: {{format: '{log}'}}\n")).expect("write")
+    };
+    write("%(nosuch)s");
+    n1.runner.reload().await;
+    let local = n1.runner.shared.config().local;
+    assert!(local.tags.is_empty() && local.log.format == palisade_config::DEFAULT_LOG_FORMAT, "{local:?}");
+    write("%(levelname)s %(message)s");
+    n1.runner.reload().await;
+    let local = n1.runner.shared.config().local;
+    assert_eq!(local.tags.get("nosync"), Some(&json!(true)));
+    assert_eq!(local.log.format, "%(levelname)s %(message)s");
+}

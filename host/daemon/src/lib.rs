@@ -153,7 +153,10 @@ async fn run(
         .unwrap_or_else(|| palisade_config::dynamic_from_bootstrap(&local));
     let config = runner::RuntimeConfig::new(local, dynamic, true);
     let timing = plugins::timing(config.global.ttl, config.global.loop_wait, config.global.retry_timeout);
-    let loaded = match plugins::load(&config.local, &dir, timing) {
+    // A standby cluster's own replica methods (known at start from the
+    // cached or bootstrap dynamic configuration) are loaded too.
+    let standby_methods = config.global.standby_cluster_config().map(|s| s.replica_methods()).unwrap_or_default();
+    let loaded = match plugins::load_with(&config.local, &dir, timing, &standby_methods) {
         Ok(p) => p,
         Err(problems) => {
             for p in &problems {

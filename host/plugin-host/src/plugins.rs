@@ -206,11 +206,27 @@ const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
 
 /// Load every plugin the configuration needs, or report every problem.
 pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
+    load_with(config, dir, timing, &[])
+}
+
+/// [`load`], with the replica methods of `also` (a standby cluster's
+/// `create_replica_methods`) loaded too, after those of
+/// `postgresql.create_replica_methods`. Each reads its `postgresql.<method>`
+/// section, as Patroni's methods do.
+pub fn load_with(
+    config: &LocalConfig,
+    dir: &Path,
+    timing: DcsTiming,
+    also: &[String],
+) -> Result<Plugins, Vec<LoadProblem>> {
     let mut problems = Vec::new();
     let dcs = open_dcs(config, dir, timing, &mut problems);
 
     let mut replicas = Vec::new();
-    for method in &config.postgresql.create_replica_methods {
+    let own = &config.postgresql.create_replica_methods;
+    let extra = also.iter().filter(|m| !own.contains(m));
+    let mut seen = std::collections::BTreeSet::new();
+    for method in own.iter().chain(extra).filter(|m| seen.insert(m.as_str())) {
         let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
         let plugin_name = replica_plugin_for(dir, method, &mut section);
         if plugin_name == "command" && OWN_REPLICA_PLUGINS.contains(&method.as_str()) {

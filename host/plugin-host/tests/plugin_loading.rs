@@ -82,3 +82,24 @@ fn a_dcs_plugin_that_panics_is_an_error_not_a_crash() {
         assert!(dcs.touch_member("{}".into()).await.is_err());
     });
 }
+
+/// A standby cluster's own replica methods are loaded after those of
+/// `postgresql.create_replica_methods`, once each, with their
+/// `postgresql.<method>` section.
+#[test]
+fn a_standby_clusters_methods_are_loaded_too() {
+    let staging = Staging::new("load-standby");
+    for p in ["dcs_panicky", "replica_basebackup", "replica_pgbackrest"] {
+        staging.install(&target_dir().join(format!("libpalisade_{p}.so")), &format!("plugins/libpalisade_{p}.so"));
+    }
+    let mut cfg = config(&staging, "etcd3", "  pgbackrest:\n    stanza: main\n");
+    cfg.dcs = Some(palisade_config::DcsSection { kind: "panicky".into(), section: serde_json::Map::new() });
+    let dir = staging.path().join("plugins");
+    let methods = |loaded: &plugins::Plugins| loaded.replicas.iter().map(|r| r.method.clone()).collect::<Vec<_>>();
+    let loaded = plugins::load(&cfg, &dir, timing()).unwrap();
+    assert_eq!(methods(&loaded), ["basebackup"]);
+    let also = ["pgbackrest".to_string(), "basebackup".to_string()];
+    let loaded = plugins::load_with(&cfg, &dir, timing(), &also).unwrap();
+    assert_eq!(methods(&loaded), ["basebackup", "pgbackrest"]);
+    assert!(loaded.replicas[1].archive.restore_command.as_deref().is_some_and(|c| c.contains("--stanza=main")));
+}

@@ -67,7 +67,8 @@ fn standby_methods(shared: &Shared, standby: &palisade_config::StandbyCluster) -
             if found.is_none() {
                 tracing::error!(
                     "standby_cluster.create_replica_methods: no plugin is loaded for method '{name}' (palisade loads \
-                     those of postgresql.create_replica_methods at start)"
+                     those of postgresql.create_replica_methods and of the standby_cluster in force when it \
+                     starts: restart it to load this one)"
                 );
             }
             found
@@ -85,8 +86,19 @@ pub fn can_clone_without_leader(shared: &Shared, cfg: &super::RuntimeConfig) -> 
             let methods = standby.replica_methods();
             shared.replicas.iter().any(|r| r.without_leader && methods.contains(&r.method))
         }
-        None => shared.replicas.iter().any(|r| r.without_leader),
+        None => cluster_methods(shared, cfg).any(|r| r.without_leader),
     }
+}
+
+/// The loaded methods of `postgresql.create_replica_methods`, in its
+/// order: those that build a replica of this cluster (a standby cluster's
+/// own methods, loaded too, only clone the remote primary).
+fn cluster_methods<'a>(
+    shared: &'a Shared,
+    cfg: &'a super::RuntimeConfig,
+) -> impl Iterator<Item = &'a palisade_plugin_host::plugins::ReplicaPlugin> + 'a {
+    let listed = &cfg.local.postgresql.create_replica_methods;
+    shared.replicas.iter().filter(move |r| listed.contains(&r.method))
 }
 
 /// Build the data directory with the configured replica methods, then
@@ -111,7 +123,9 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
         t.crash_recovery_done = false;
     });
     let mut done = false;
-    for (i, method) in shared.replicas.iter().enumerate() {
+    let cfg = shared.config();
+    let listed = &cfg.local.postgresql.create_replica_methods;
+    for (i, method) in shared.replicas.iter().enumerate().filter(|(_, m)| listed.contains(&m.method)) {
         if source.is_none() && !method.without_leader {
             continue;
         }
@@ -322,7 +336,7 @@ pub async fn reinitialize(shared: Arc<Shared>, source: Option<Member>, leader: O
     // method with `keep_data` (a pgBackRest `--delta` restore) can reuse
     // it; the others empty it themselves. Without such a method it is
     // removed here, as before.
-    if !shared.replicas.iter().any(|r| r.keep_data) {
+    if !cluster_methods(&shared, &shared.config()).any(|r| r.keep_data) {
         if let Err(e) = shared.pg.remove_data_directory() {
             tracing::error!("reinitialize: cannot remove the data directory: {e}");
             return false;

@@ -72,6 +72,9 @@ fn node_with(
     );
     if bootstrap {
         yaml.push_str("bootstrap: {dcs: {ttl: 30, loop_wait: 10, postgresql: {parameters: {work_mem: 4MB}}}}\n");
+    } else {
+        // The fake replica method below.
+        yaml = yaml.replace("postgresql: {", "postgresql: {create_replica_methods: [fake], ");
     }
     std::fs::write(&path, yaml).expect("write the configuration");
     let local = palisade_config::load(Some(&path), &BTreeMap::new()).expect("a valid configuration").config;

@@ -2,7 +2,8 @@
 //! replicating from a 2-node primary cluster (streaming through a slot, or
 //! from a pgBackRest archive through `restore_command`), failover inside
 //! the standby cluster, and demote-cluster / promote-cluster swapping the
-//! roles of two clusters without losing data.
+//! roles of two clusters without losing data (streaming, and through the
+//! pgBackRest archive alone).
 //!
 //! Each cluster has its own etcd, as two clusters in two data centres do;
 //! they only meet through PostgreSQL replication.
@@ -153,6 +154,9 @@ fn demote_cluster_and_promote_cluster_swap_the_roles_without_losing_data() {
     // No new initdb: the same node leads, now as the standby leader.
     assert_eq!(a.wait_for_standby_leader(MINUTE), a1);
     assert!(a.node(&a1).log().contains("Demoting self (demote-cluster)"), "{}", a.logs());
+    // No archiving here: nothing to push, as Patroni says.
+    let not_archiving = "Not archiving latest checkpoint WAL file. Archiving is not configured.";
+    assert!(a.node(&a1).log().contains(not_archiving), "{}", a.logs());
     b.wait_sql(&b1, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4", MINUTE);
 
     a.mark("promote-cluster of the other cluster");
@@ -307,4 +311,42 @@ fn standby_cluster_replays_the_primary_clusters_pgbackrest_archive() {
             standby.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", expected, MINUTE);
         }
     }
+
+    // The role swap. The last row is committed right before demote-cluster,
+    // with no WAL switch after it. At its clean shutdown PostgreSQL switches
+    // segments (so the row's segment is archived) and writes the shutdown
+    // checkpoint into the next segment, which it never archives. The
+    // demoted primary pushes that segment with archive_command (as Patroni
+    // does); without it the standby cluster, fed only by restore_command,
+    // promotes before the shutdown checkpoint, its new timeline forks off
+    // before the former primary's last checkpoint, and the former primary
+    // cluster cannot follow it without pg_rewind.
+    let p1 = primary.leader().unwrap();
+    let p2 = primary.nodes.iter().map(|n| n.name.clone()).find(|n| *n != p1).unwrap();
+    primary.node(&p1).sql("INSERT INTO t VALUES (4)").unwrap();
+    primary.mark("demote-cluster");
+    let sl_port = standby.node(&sl).pg_port.to_string();
+    let out = palisadectl(&primary, &["demote-cluster", "--host", "127.0.0.1", "--port", &sl_port, "--force"]);
+    assert!(out.contains("cluster is successfully demoted"), "{out}");
+    assert_eq!(primary.wait_for_standby_leader(MINUTE), p1);
+    wait_role(&primary, &p1, "standby_leader");
+    assert!(!primary.node(&p1).log().contains("Not archiving latest checkpoint WAL file"), "{}", primary.logs());
+    standby.wait_sql(&sl, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4", MINUTE);
+
+    standby.mark("promote-cluster");
+    palisadectl(&standby, &["promote-cluster", "--force"]);
+    assert_eq!(standby.wait_for_leader(MINUTE), sl);
+    wait_role(&standby, &sl, "primary");
+    assert_eq!(rows(&standby, &sl), "1,2,3,4");
+    // The former primary cluster follows the new primary on its new
+    // timeline with no rewind: its WAL ends at the shutdown checkpoint the
+    // promoted cluster replayed.
+    standby.node(&sl).sql("INSERT INTO t VALUES (5)").unwrap();
+    for n in [&sl, &other] {
+        standby.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5", MINUTE);
+    }
+    for n in [&p1, &p2] {
+        primary.wait_sql(n, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3,4,5", MINUTE);
+    }
+    assert!(!primary.node(&p1).log().contains("running pg_rewind"), "{}", primary.logs());
 }

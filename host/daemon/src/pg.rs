@@ -218,6 +218,12 @@ pub trait LocalPostgres: Send + Sync {
     async fn stop_within(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)>;
     /// Crash recovery in single-user mode (Patroni's `ensure_clean_shutdown`).
     async fn crash_recovery(&self) -> Result<()>;
+    /// `archive_command` when archiving is on (Patroni's
+    /// `get_archive_command`).
+    async fn archive_command(&self) -> Option<String>;
+    /// Push the WAL segment holding the shutdown checkpoint with `command`
+    /// (Patroni's `archive_shutdown_checkpoint_wal`); failures are logged.
+    async fn archive_shutdown_checkpoint_wal(&self, command: &str);
     /// Patroni's `can_rewind`: enabled, pg_rewind runs, pg_control allows it.
     async fn can_rewind(&self) -> bool;
     /// `backup_label` is in the data directory.
@@ -345,6 +351,12 @@ impl LocalPostgres for LocalPg {
     }
     async fn crash_recovery(&self) -> Result<()> {
         self.pg.crash_recovery().await.map(|_| ()).map_err(PgFailure::from)
+    }
+    async fn archive_command(&self) -> Option<String> {
+        self.pg.archive_command().await
+    }
+    async fn archive_shutdown_checkpoint_wal(&self, command: &str) {
+        self.pg.archive_shutdown_checkpoint_wal(command).await;
     }
     async fn can_rewind(&self) -> bool {
         self.pg.can_rewind().await

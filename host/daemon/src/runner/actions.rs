@@ -395,8 +395,16 @@ impl Runner {
                 tracing::warn!("CHECKPOINT before demote: {e}");
             }
         }
+        // demote-cluster with archiving on pushes the WAL segment holding
+        // the shutdown checkpoint once PostgreSQL is down (below), so that a
+        // standby cluster fed by restore_command gets it; as in Patroni, the
+        // stop then waits without primary_stop_timeout.
+        let archive_command = match mode {
+            DemoteMode::DemoteCluster => self.shared.pg.archive_command().await,
+            _ => None,
+        };
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let stopped = match primary_stop_timeout(&self.shared) {
+        let stopped = match primary_stop_timeout(&self.shared).filter(|_| archive_command.is_none()) {
             Some(timeout) => self.shared.pg.stop_within(stop, timeout).await,
             None => self.shared.pg.stop_signalled(stop).await,
         };
@@ -430,8 +438,19 @@ impl Runner {
                 let _ = self.shared.dcs.write_status(self.final_status(lsn)).await;
             }
             let role = if holds_lock { Role::StandbyLeader } else { Role::Replica };
+            if archive_command.is_none() {
+                tracing::info!("Not archiving latest checkpoint WAL file. Archiving is not configured.");
+            }
             let shared = std::sync::Arc::clone(&self.shared);
-            self.spawn(Task::Start, super::tasks::start_remote(shared, role));
+            // The push runs in the start task, before the start (Patroni's
+            // order), so that the loop keeps renewing the leader key while
+            // a slow archive_command works.
+            self.spawn(Task::Start, async move {
+                if let Some(command) = archive_command {
+                    shared.pg.archive_shutdown_checkpoint_wal(&command).await;
+                }
+                super::tasks::start_remote(shared, role).await
+            });
             return;
         }
         if release {

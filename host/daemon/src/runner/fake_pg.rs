@@ -329,6 +329,19 @@ impl LocalPostgres for FakePg {
     async fn crash_recovery(&self) -> Result<(), PgFailure> {
         Ok(())
     }
+    async fn archive_command(&self) -> Option<String> {
+        self.with(|s| {
+            let get = |k: &str| match s.settings.get(k) {
+                Some(Value::Bool(true)) => Some("on".to_string()),
+                v => v.and_then(Value::as_str).map(String::from),
+            };
+            let on = matches!(get("archive_mode").as_deref(), Some("on" | "always"));
+            get("archive_command").filter(|c| on && !c.is_empty())
+        })
+    }
+    async fn archive_shutdown_checkpoint_wal(&self, command: &str) {
+        self.call(format!("archive shutdown checkpoint: {command}"));
+    }
     async fn can_rewind(&self) -> bool {
         false
     }

@@ -688,6 +688,29 @@ async fn demote_cluster_then_promote_cluster() {
     assert!(n1.pg.state().calls.iter().any(|c| c == "promote"));
 }
 
+/// demote-cluster with archiving on: once PostgreSQL is down, the WAL
+/// segment holding the shutdown checkpoint goes to the archive with
+/// archive_command, before the start as the standby leader (Patroni's
+/// order); the leader key stays.
+#[tokio::test]
+async fn demote_cluster_archives_the_shutdown_checkpoint_when_archiving_is_on() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    let parameters = json!({"work_mem": "4MB", "archive_mode": "on", "archive_command": "cp %p /arch/%f"});
+    set_dynamic(&store, "postgresql", json!({ "parameters": parameters }));
+    n1.cycle_until("n1 has archiving on", 4, |n| {
+        n.pg.state().settings.get("archive_command").and_then(Value::as_str) == Some("cp %p /arch/%f")
+    })
+    .await;
+
+    set_dynamic(&store, "standby_cluster", json!({"host": "10.0.0.9", "port": 5433}));
+    n1.cycle_until("n1 is the standby leader", 4, |n| n.tracked().role == Role::StandbyLeader).await;
+    let calls = n1.pg.state().calls;
+    let tail: Vec<&str> = calls.iter().rev().take(3).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["stop fast", "archive shutdown checkpoint: cp %p /arch/%f", "start replica remote"], "{calls:?}");
+    assert_eq!(store.value("leader").as_deref(), Some("n1"), "the leader key stays");
+}
+
 /// Failover inside a standby cluster: the replica that wins the lock
 /// points recovery at the remote primary and, having changed sides from
 /// replica to standby leader, fires `on_role_change standby_leader` (as

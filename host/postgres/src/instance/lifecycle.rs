@@ -348,11 +348,10 @@ impl Postgres {
         self.controldata().await
     }
 
-    /// Archive the WAL segments `archive_status` still marks `.ready` with
-    /// the configured `archive_command` (Patroni's `_archive_ready_wals`),
-    /// so that a crash recovery or rewind does not lose them from the
-    /// archive. Failures are logged.
-    pub async fn archive_ready_wals(&self) {
+    /// `archive_command` when archiving is enabled (`archive_mode` `on` or
+    /// `always`) and the command is not empty (Patroni's
+    /// `get_archive_command`); read from the configuration files.
+    pub async fn archive_command(&self) -> Option<String> {
         let paths = self.paths();
         let bins = self.binaries();
         let get = |name: &str| {
@@ -365,10 +364,17 @@ impl Postgres {
             async move { show_setting(&bins, &args).await.ok() }
         };
         let mode = get("archive_mode").await;
-        let Some(command) = get("archive_command").await.filter(|c| !c.is_empty()) else { return };
-        if !matches!(mode.as_deref(), Some("on" | "always")) {
-            return;
-        }
+        let command = get("archive_command").await.filter(|c| !c.is_empty())?;
+        matches!(mode.as_deref(), Some("on" | "always")).then_some(command)
+    }
+
+    /// Archive the WAL segments `archive_status` still marks `.ready` with
+    /// the configured `archive_command` (Patroni's `_archive_ready_wals`),
+    /// so that a crash recovery or rewind does not lose them from the
+    /// archive. Failures are logged.
+    pub async fn archive_ready_wals(&self) {
+        let Some(command) = self.archive_command().await else { return };
+        let paths = self.paths();
         let status_dir = paths.data_dir.join("pg_wal").join("archive_status");
         let Ok(entries) = std::fs::read_dir(&status_dir) else { return };
         let mut ready: Vec<String> = entries
@@ -384,8 +390,7 @@ impl Postgres {
             }
             let cmd = archiver_command(&command, &wal_path.to_string_lossy(), &wal);
             tracing::info!("Trying to archive {wal}: {cmd}");
-            let status = tokio::process::Command::new("/bin/sh").arg("-c").arg(&cmd).status().await;
-            if status.is_ok_and(|s| s.success()) {
+            if run_archiver(&cmd).await {
                 let from = status_dir.join(format!("{wal}.ready"));
                 let to = status_dir.join(format!("{wal}.done"));
                 if let Err(e) = std::fs::rename(&from, &to) {
@@ -394,6 +399,32 @@ impl Postgres {
             } else {
                 tracing::info!("Failed to archive WAL segment {wal}");
             }
+        }
+    }
+
+    /// Push the WAL segment that holds the latest (shutdown) checkpoint to
+    /// the archive with `command` (Patroni's
+    /// `archive_shutdown_checkpoint_wal`, run by demote-cluster after the
+    /// clean shutdown): PostgreSQL writes the shutdown checkpoint into a
+    /// segment it never archives, and a standby cluster fed by
+    /// `restore_command` needs it to reach that checkpoint (else its
+    /// promotion forks off before it). Failures are logged.
+    pub async fn archive_shutdown_checkpoint_wal(&self, command: &str) {
+        let wal = match self.controldata().await {
+            Ok(c) => c.redo_wal_file.filter(|w| !w.is_empty()),
+            Err(e) => {
+                tracing::warn!("pg_controldata: {e}");
+                None
+            }
+        };
+        let Some(wal) = wal else {
+            tracing::error!("Cannot extract latest checkpoint's WAL file name");
+            return;
+        };
+        let wal_path = self.paths().data_dir.join("pg_wal").join(&wal);
+        let cmd = archiver_command(command, &wal_path.to_string_lossy(), &wal);
+        if !run_archiver(&cmd).await {
+            tracing::error!("Failed to archive WAL file with the shutdown checkpoint");
         }
     }
 
@@ -450,6 +481,13 @@ pub(crate) fn archiver_command(command: &str, wal_path: &str, wal_name: &str) ->
     out
 }
 
+/// Run an archiver command line through the shell, as PostgreSQL and
+/// Patroni do; `true` when it exits 0.
+async fn run_archiver(cmd: &str) -> bool {
+    let status = tokio::process::Command::new("/bin/sh").arg("-c").arg(cmd).status().await;
+    status.is_ok_and(|s| s.success())
+}
+
 /// Remove everything in `pg_wal/archive_status` (Patroni's
 /// `cleanup_archive_status`).
 fn cleanup_archive_status(data_dir: &std::path::Path) {
@@ -472,9 +510,11 @@ mod tests {
 
     #[test]
     fn archiver_commands() {
-        for (cmd, want) in
-            [("cp %p /arch/%f", "cp /d/pg_wal/W /arch/W"), ("x %r %% %z %", "x 000000010000000000000001 % %z %")]
-        {
+        for (cmd, want) in [
+            ("cp %p /arch/%f", "cp /d/pg_wal/W /arch/W"),
+            ("x %r %% %z %", "x 000000010000000000000001 % %z %"),
+            ("a%%p %%%f", "a%p %W"),
+        ] {
             assert_eq!(archiver_command(cmd, "/d/pg_wal/W", "W"), want, "{cmd}");
         }
         assert!(is_wal_name("000000010000000000000003"));

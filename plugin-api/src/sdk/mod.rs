@@ -10,7 +10,9 @@
 //! - [`pycompat`] is the Python behaviour Palisade mirrors (the host's
 //!   `palisade-pycompat` crate, re-exported so that plugins never carry a
 //!   copy): [`shlex`] splits command lines as Patroni does, `pycompat::py`
-//!   gives Python's `str()` and truthiness of configuration values; with the `process`
+//!   gives Python's `str()` and truthiness of configuration values;
+//! - [`settings`] words a configuration section's errors alike in every
+//!   plugin (the key path, the kind of value found); with the `process`
 //!   feature, [`process`] runs one cancellable external command at a time
 //!   and [`datadir`] checks, empties and creates a data directory, for the
 //!   replica-method plugins.
@@ -24,6 +26,7 @@ pub mod datadir;
 pub mod process;
 pub use palisade_pycompat as pycompat;
 pub use palisade_pycompat::shlex;
+pub mod settings;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;

@@ -92,6 +92,20 @@ impl Outcome {
         }
     }
 
+    /// Why a command that did not succeed failed, for a replica method's
+    /// error: "`what` was cancelled", or Patroni's "`what` exited with
+    /// code=N" followed by the last line the command wrote to stderr.
+    pub fn failure(&self, what: &str) -> String {
+        if self.cancelled {
+            return format!("{what} was cancelled");
+        }
+        let mut message = format!("{what} exited with code={}", self.returncode());
+        if let Some(last) = self.stderr_tail.last() {
+            message.push_str(&format!(": {last}"));
+        }
+        message
+    }
+
     /// The exit status as Python's `subprocess` reports it, for Patroni's
     /// `... exited with code=%s` lines: the exit code, minus the signal
     /// number when a signal ended the command, `None` when it did not run.

@@ -92,17 +92,9 @@ impl ReplicaMethod for CommandMethod {
 
         let failure = match self.running.run(cmd, &self.label, CANCEL_GRACE) {
             Ok(outcome) if outcome.success() => return Ok(()),
-            Ok(outcome) if outcome.cancelled => format!("{} was cancelled", self.method.command),
-            Ok(outcome) => {
-                // Patroni's words: the host logs "Error creating replica
-                // using method <name>: " before this; the last stderr line
-                // follows them.
-                let mut message = format!("{} exited with code={}", self.method.command, outcome.returncode());
-                if let Some(last) = outcome.stderr_tail.last() {
-                    message.push_str(&format!(": {last}"));
-                }
-                message
-            }
+            // Patroni's words: the host logs "Error creating replica using
+            // method <name>: " before this; the last stderr line follows.
+            Ok(outcome) => outcome.failure(&self.method.command),
             Err(e) => format!("cannot run {}: {e}", self.method.command),
         };
         if let Err(e) = self.clean_unless_kept(&dir) {

@@ -9,6 +9,7 @@
 //! `keep_data` instead. Every remaining key becomes `--key=value`, the value
 //! written as Python's `str()` writes it (`True`, `None`, `1.0`...).
 
+use palisade_plugin_api::sdk::settings::kind;
 use palisade_plugin_api::PluginError;
 use serde_json::{Map, Value};
 
@@ -95,17 +96,6 @@ impl Method {
             }
         }
         entries.iter().map(|(k, v)| format!("--{k}={}", py_str(v))).collect()
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
     }
 }
 

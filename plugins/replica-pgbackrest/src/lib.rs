@@ -132,14 +132,7 @@ impl ReplicaMethod for PgBackRest {
                 );
                 return Ok(());
             }
-            Ok(outcome) if outcome.cancelled => "pgbackrest restore was cancelled".to_string(),
-            Ok(outcome) => {
-                let mut message = format!("pgbackrest restore exited with code={}", outcome.returncode());
-                if let Some(last) = outcome.stderr_tail.last() {
-                    message.push_str(&format!(": {last}"));
-                }
-                message
-            }
+            Ok(outcome) => outcome.failure("pgbackrest restore"),
             Err(e) => format!("cannot run {}: {e}", s.executable),
         };
         if let Err(e) = self.clean_unless_kept(&dir) {

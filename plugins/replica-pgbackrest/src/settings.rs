@@ -22,6 +22,7 @@
 //! seen when the daemon starts, not when a replica is needed.
 
 use palisade_plugin_api::sdk::pycompat::py::truthy;
+use palisade_plugin_api::sdk::settings::kind;
 use palisade_plugin_api::sdk::shlex;
 use palisade_plugin_api::PluginError;
 use serde_json::{Map, Value};
@@ -83,22 +84,7 @@ pub struct Settings {
 }
 
 fn bad(key: &str, what: impl std::fmt::Display) -> PluginError {
-    if key.is_empty() {
-        PluginError::config(format!("{SECTION}: {what}"))
-    } else {
-        PluginError::config(format!("{SECTION}.{key}: {what}"))
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
+    palisade_plugin_api::sdk::settings::error(SECTION, key, what)
 }
 
 /// A non-empty string without line breaks, or absent.

@@ -160,14 +160,7 @@ impl ReplicaMethod for WalG {
                 );
                 return Ok(());
             }
-            Ok(outcome) if outcome.cancelled => "wal-g backup-fetch was cancelled".to_string(),
-            Ok(outcome) => {
-                let mut message = format!("wal-g backup-fetch exited with code={}", outcome.returncode());
-                if let Some(last) = outcome.stderr_tail.last() {
-                    message.push_str(&format!(": {last}"));
-                }
-                message
-            }
+            Ok(outcome) => outcome.failure("wal-g backup-fetch"),
             Err(e) => format!("cannot run {}: {e}", s.executable),
         };
         if let Err(e) = self.clean_unless_kept(&dir) {

@@ -17,6 +17,7 @@
 //! ```
 
 use palisade_plugin_api::sdk::pycompat::py::{to_str as py_str, truthy};
+use palisade_plugin_api::sdk::settings::kind;
 use palisade_plugin_api::sdk::shlex;
 use palisade_plugin_api::PluginError;
 use serde_json::{Map, Value};
@@ -42,22 +43,7 @@ pub struct Settings {
 }
 
 fn bad(key: &str, what: impl std::fmt::Display) -> PluginError {
-    if key.is_empty() {
-        PluginError::config(format!("{SECTION}: {what}"))
-    } else {
-        PluginError::config(format!("{SECTION}.{key}: {what}"))
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
+    palisade_plugin_api::sdk::settings::error(SECTION, key, what)
 }
 
 fn text(map: &Map<String, Value>, key: &str) -> Result<Option<String>, PluginError> {

@@ -411,6 +411,16 @@ impl Cluster {
         node.process = Some(ProcessGuard::spawn(&node.name, cmd).unwrap());
     }
 
+    /// Insert row (`id`, `text`) into table `t` (created when missing) on
+    /// `node`; panics naming the node when it fails.
+    pub fn insert(&self, node: &str, id: i32, text: &str) {
+        self.node(node)
+            .sql(&format!(
+                "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); INSERT INTO t VALUES ({id}, '{text}')"
+            ))
+            .unwrap_or_else(|e| panic!("insert on {node}: {e}"));
+    }
+
     pub fn node(&self, name: &str) -> &Node {
         self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
     }

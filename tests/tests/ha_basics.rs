@@ -11,15 +11,6 @@ use palisade_tests::cluster::{Cluster, ClusterSpec};
 /// ERROR lines these scenarios may legitimately log.
 const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];
 
-fn insert(cluster: &Cluster, node: &str, id: i32, text: &str) {
-    cluster
-        .node(node)
-        .sql(&format!(
-            "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); INSERT INTO t VALUES ({id}, '{text}')"
-        ))
-        .unwrap_or_else(|e| panic!("insert on {node}: {e}"));
-}
-
 fn replicas_of(cluster: &Cluster, leader: &str) -> Vec<String> {
     cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| n != leader).collect()
 }
@@ -41,7 +32,7 @@ fn three_nodes_bootstrap_and_replicate() {
     assert_eq!(cluster.wait_streaming(&leader, 2, Duration::from_secs(30)), vec!["node2", "node3"]);
 
     // A row written on the leader is read on both replicas.
-    insert(&cluster, &leader, 1, "hello");
+    cluster.insert(&leader, 1, "hello");
     for r in replicas_of(&cluster, &leader) {
         cluster.wait_sql(&r, "SELECT v FROM t WHERE id = 1", "hello", Duration::from_secs(30));
     }
@@ -101,7 +92,7 @@ fn the_primary_crashes_and_a_replica_takes_over() {
     let mut cluster = Cluster::start("crash", ClusterSpec::default());
     let old = cluster.wait_for_leader(Duration::from_secs(30));
     let replicas = replicas_of(&cluster, &old);
-    insert(&cluster, &old, 1, "committed before the crash");
+    cluster.insert(&old, 1, "committed before the crash");
     // Both replicas have it: it must survive whatever happens next.
     for r in &replicas {
         cluster.wait_sql(r, "SELECT count(*) FROM t WHERE id = 1", "1", Duration::from_secs(30));
@@ -117,7 +108,7 @@ fn the_primary_crashes_and_a_replica_takes_over() {
     let mut expected: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).filter(|n| *n != new).collect();
     expected.sort();
     assert_eq!(slots, expected.join(","));
-    insert(&cluster, &new, 2, "written on the new leader");
+    cluster.insert(&new, 2, "written on the new leader");
     let other = replicas.iter().find(|r| **r != new).unwrap().clone();
     assert_eq!(cluster.wait_streaming(&new, 1, Duration::from_secs(60)), vec![other.clone()]);
     cluster.wait_sql(
@@ -150,7 +141,7 @@ fn sigterm_hands_leadership_over_without_waiting_for_the_ttl() {
     let spec = ClusterSpec { ttl: 60, loop_wait: 2, retry_timeout: 10, ..ClusterSpec::default() };
     let mut cluster = Cluster::start("sigterm", spec);
     let old = cluster.wait_for_leader(Duration::from_secs(30));
-    insert(&cluster, &old, 1, "x");
+    cluster.insert(&old, 1, "x");
 
     cluster.mark("SIGTERM to the leader's daemon");
     let (exited, _) = Cluster::timed(|| cluster.stop_node(&old, Duration::from_secs(60)));
@@ -171,7 +162,7 @@ fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
     let spec = ClusterSpec { ttl: 6, loop_wait: 1, retry_timeout: 2, ..ClusterSpec::default() };
     let mut cluster = Cluster::start("lostdcs", spec);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    insert(&cluster, &leader, 1, "before");
+    cluster.insert(&leader, 1, "before");
 
     cluster.mark("etcd stops");
     cluster.allow_errors(EXPECTED_ERRORS);
@@ -191,7 +182,7 @@ fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
     cluster.mark("etcd is back");
     cluster.etcd.start_again();
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
-    insert(&cluster, &leader, 2, "after");
+    cluster.insert(&leader, 2, "after");
     cluster.wait_streaming(&leader, 2, Duration::from_secs(60));
     for r in replicas_of(&cluster, &leader) {
         cluster.wait_sql(&r, "SELECT count(*) FROM t", "2", Duration::from_secs(30));
@@ -227,7 +218,7 @@ fn garbage_in_the_dcs_is_logged_and_skipped() {
     let config = raw.get(&format!("{prefix}config")).unwrap();
     let config: serde_json::Value = serde_json::from_slice(&config.value).unwrap();
     assert_eq!(config["ttl"], 5, "the leader rewrote the dynamic configuration");
-    insert(&cluster, &leader, 1, "still works");
+    cluster.insert(&leader, 1, "still works");
     for r in replicas_of(&cluster, &leader) {
         cluster.wait_sql(&r, "SELECT v FROM t WHERE id = 1", "still works", Duration::from_secs(30));
     }
@@ -244,7 +235,7 @@ fn a_crashed_daemon_leaves_postgres_running_and_the_next_one_adopts_it() {
     cluster.kill9(&leader, false);
     std::thread::sleep(Duration::from_secs(2));
     assert!(palisade_test_support::pid_alive(postmaster), "PostgreSQL must outlive its daemon");
-    insert(&cluster, &leader, 1, "written while the daemon is down");
+    cluster.insert(&leader, 1, "written while the daemon is down");
 
     let i = cluster.index(&leader);
     cluster.start_node(i);

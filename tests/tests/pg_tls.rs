@@ -64,15 +64,6 @@ fn tls_spec(dir: &Path, client: &str, use_unix_socket: bool) -> ClusterSpec {
     }
 }
 
-fn insert(cluster: &Cluster, node: &str, id: i32, text: &str) {
-    cluster
-        .node(node)
-        .sql(&format!(
-            "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); INSERT INTO t VALUES ({id}, '{text}')"
-        ))
-        .unwrap_or_else(|e| panic!("insert on {node}: {e}"));
-}
-
 /// The members streaming from `leader` over TLS.
 fn tls_streams(cluster: &Cluster, leader: &str) -> String {
     cluster
@@ -97,7 +88,7 @@ fn tls_cluster_bootstraps_replicates_and_fails_over() {
 
     // Replication: a row written on the primary appears on both replicas,
     // whose walreceivers connect with TLS.
-    insert(&cluster, &old, 1, "over tls");
+    cluster.insert(&old, 1, "over tls");
     for r in &others {
         cluster.wait_sql(r, "SELECT v FROM t WHERE id = 1", "over tls", Duration::from_secs(60));
     }
@@ -111,7 +102,7 @@ fn tls_cluster_bootstraps_replicates_and_fails_over() {
     cluster.kill9(&old, true);
     let new = cluster.wait_for_new_leader(&old, Duration::from_secs(60));
     assert!(others.contains(&new));
-    insert(&cluster, &new, 2, "after the failover");
+    cluster.insert(&new, 2, "after the failover");
     let other = others.iter().find(|r| **r != new).unwrap().clone();
     cluster.wait_sql(&other, "SELECT count(*) FROM t WHERE id = 2", "1", Duration::from_secs(60));
 

@@ -23,15 +23,6 @@ use palisade_tests::backup::{
 };
 use palisade_tests::cluster::{Cluster, ClusterSpec};
 
-fn insert(cluster: &Cluster, node: &str, id: i32, text: &str) {
-    cluster
-        .node(node)
-        .sql(&format!(
-            "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v text); INSERT INTO t VALUES ({id}, '{text}')"
-        ))
-        .unwrap_or_else(|e| panic!("insert on {node}: {e}"));
-}
-
 #[test]
 fn pgbackrest_plugin_and_patroni_command_method_build_replicas() {
     let spec = ClusterSpec { nodes: 4, parameters_extra: archive_parameters(), ..ClusterSpec::default() };
@@ -62,9 +53,9 @@ fn pgbackrest_plugin_and_patroni_command_method_build_replicas() {
     cluster.start_node(0);
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
     assert_eq!(leader, "node1");
-    insert(&cluster, "node1", 1, "before the backup");
+    cluster.insert("node1", 1, "before the backup");
     let label = repo.stanza_create_and_backup(&cluster);
-    insert(&cluster, "node1", 2, "after the backup");
+    cluster.insert("node1", 2, "after the backup");
 
     for i in 1..4 {
         cluster.start_node(i);
@@ -110,7 +101,7 @@ fn pgbackrest_plugin_and_patroni_command_method_build_replicas() {
     assert!(log2.contains("replica created with method 'basebackup'"), "{log2}");
 
     // A row written now reaches every replica.
-    insert(&cluster, "node1", 3, "later");
+    cluster.insert("node1", 3, "later");
     for node in ["node2", "node3", "node4"] {
         cluster.wait_sql(node, "SELECT v FROM t WHERE id = 3", "later", Duration::from_secs(60));
     }
@@ -163,9 +154,9 @@ fn walg_plugin_restores_through_the_stand_in_with_and_without_a_leader() {
         "{log1}"
     );
     assert!(log1.contains("initializing a new cluster"), "{log1}");
-    insert(&cluster, "node1", 1, "in the backup");
+    cluster.insert("node1", 1, "in the backup");
     walg.backup_from(&cluster, "node1", "base_000000010000000000000003");
-    insert(&cluster, "node1", 2, "streamed");
+    cluster.insert("node1", 2, "streamed");
 
     // With a leader: restored from the storage, then streaming.
     cluster.start_node(1);

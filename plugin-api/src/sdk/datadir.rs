@@ -45,6 +45,22 @@ pub fn has_entries(dir: &Path) -> bool {
     fs::read_dir(dir).map(|mut entries| entries.next().is_some()).unwrap_or(false)
 }
 
+/// Before a restore into `dir`, and after a failed one: empty it (hidden
+/// files too) unless the method has `keep_data`, with Patroni's log lines.
+pub fn clean_unless_kept(dir: &Path, keep_data: bool) -> crate::PluginResult<()> {
+    if !has_entries(dir) {
+        return Ok(());
+    }
+    if keep_data {
+        if !is_empty(dir) {
+            tracing::info!("Leaving data directory uncleaned");
+        }
+        return Ok(());
+    }
+    tracing::info!("Removing data directory: {}", dir.display());
+    clean(dir).map_err(|e| crate::PluginError::other(format!("cannot empty {}: {e}", dir.display())))
+}
+
 /// Create `dir` with mode 0700 when it does not exist (its parents with the
 /// default mode). An existing directory with a mode PostgreSQL refuses to
 /// start from (anything beyond 0750) is set to 0700: Patroni removed the

@@ -118,17 +118,7 @@ impl WalG {
     }
 
     fn clean_unless_kept(&self, dir: &Path) -> PluginResult<()> {
-        if !datadir::has_entries(dir) {
-            return Ok(());
-        }
-        if self.settings.keep_data {
-            if !datadir::is_empty(dir) {
-                tracing::info!("Leaving data directory uncleaned");
-            }
-            return Ok(());
-        }
-        tracing::info!("Removing data directory: {}", dir.display());
-        datadir::clean(dir).map_err(|e| PluginError::other(format!("cannot empty {}: {e}", dir.display())))
+        datadir::clean_unless_kept(dir, self.settings.keep_data)
     }
 }
 

@@ -760,17 +760,6 @@ mod tests {
     /// A whole event through tracing: the log site's file, line and module.
     #[test]
     fn events_carry_their_log_site() {
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let format = PatroniFormat::new(&config(
             "plain",
             "%(levelname)s %(pathname)s:%(lineno)d %(module)s %(funcName)s %(name)s %(process)d %(threadName)s: %(message)s",

@@ -107,14 +107,7 @@ fn cluster_methods<'a>(
 pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<String>) -> bool {
     if source.is_none() {
         if let Some(standby) = shared.config().global.standby_cluster_config() {
-            let remote = crate::standby::describe_remote(&standby);
-            if !clone_remote(&shared, &standby).await {
-                tracing::error!("failed to bootstrap clone from remote member {remote}");
-                shared.with_tracked(|t| t.set_state(State::Stopped));
-                return false;
-            }
-            tracing::info!("bootstrapped clone from remote member {remote}");
-            return start_remote(shared, Role::Replica).await;
+            return clone_remote_and_start(shared, &standby, Role::Replica).await;
         }
     }
     shared.with_tracked(|t| {
@@ -227,14 +220,20 @@ pub async fn bootstrap_standby_leader(shared: Arc<Shared>) -> bool {
         tracing::error!("cannot bootstrap a standby leader: standby_cluster is not set any more");
         return false;
     };
-    let remote = crate::standby::describe_remote(&standby);
-    if !clone_remote(&shared, &standby).await {
+    clone_remote_and_start(shared, &standby, Role::StandbyLeader).await
+}
+
+/// Clone the remote primary of the standby cluster, then start following
+/// it as `role`, with Patroni's log lines.
+async fn clone_remote_and_start(shared: Arc<Shared>, standby: &palisade_config::StandbyCluster, role: Role) -> bool {
+    let remote = crate::standby::describe_remote(standby);
+    if !clone_remote(&shared, standby).await {
         tracing::error!("failed to bootstrap clone from remote member {remote}");
         shared.with_tracked(|t| t.set_state(State::Stopped));
         return false;
     }
     tracing::info!("bootstrapped clone from remote member {remote}");
-    start_remote(shared, Role::StandbyLeader).await
+    start_remote(shared, role).await
 }
 
 /// Start PostgreSQL in recovery replicating from the remote primary of

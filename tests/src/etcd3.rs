@@ -91,6 +91,10 @@ impl DcsFixture for Etcd3Fixture {
         self.raw.put(&format!("{}{key}", self.prefix()), value);
     }
 
+    fn read_raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.raw.get(&format!("{}{key}", self.prefix())).map(|kv| kv.value)
+    }
+
     fn stop_store(&self) {
         self.etcd().stop();
     }

@@ -34,6 +34,10 @@ impl DcsFixture for MemoryFixture {
         self.store.write_raw(key, value);
     }
 
+    fn read_raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.value(key).map(String::into_bytes)
+    }
+
     fn stop_store(&self) {
         self.store.go_down();
     }

@@ -15,13 +15,16 @@
 //!   plugin (the key path, the kind of value found); with the `process`
 //!   feature, [`process`] runs one cancellable external command at a time
 //!   and [`datadir`] checks, empties and creates a data directory, for the
-//!   replica-method plugins.
+//!   replica-method plugins;
+//! - [`dcs`] is what every DCS plugin shares: Patroni's key layout and the
+//!   assembly of one read of the store into a snapshot.
 //!
 //! These helpers are for plugins only: the host never enables `runtime` or
 //! `process`, and none of them touches a type of the ABI.
 
 #[cfg(feature = "process")]
 pub mod datadir;
+pub mod dcs;
 #[cfg(feature = "process")]
 pub mod process;
 pub use palisade_pycompat as pycompat;

@@ -1,8 +1,9 @@
-//! One range read of the cluster prefix turned into a [`DcsSnapshot`]:
-//! values exactly as stored, mod revisions as versions, lease ids as
-//! sessions. Nothing is parsed here; garbage comes back as it is.
+//! One range read of the cluster prefix turned into a [`DcsSnapshot`]
+//! (by the SDK's `dcs::assemble`): values exactly as stored, mod revisions
+//! as versions, lease ids as sessions; plus the [`Memo`] of what was seen.
 
-use palisade_plugin_api::{DcsSnapshot, LeaderKey, MemberKey, VersionedValue};
+use palisade_plugin_api::sdk::dcs::{self, Stored};
+use palisade_plugin_api::DcsSnapshot;
 
 use crate::keys::{self, Keys};
 
@@ -52,68 +53,41 @@ fn session(lease: i64) -> String {
     }
 }
 
-fn versioned(n: &Node) -> VersionedValue {
-    VersionedValue { value: n.value.clone(), version: n.mod_revision.to_string() }
+impl Node {
+    fn stored(&self) -> Stored {
+        Stored {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            version: self.mod_revision.to_string(),
+            session: session(self.lease),
+        }
+    }
 }
 
 /// Build the snapshot of `keys` from the nodes of one range read taken at
 /// `revision`; `own_name` is this member's name.
 pub(crate) fn build(keys: &Keys, nodes: &[Node], revision: i64, own_name: &str) -> (DcsSnapshot, Memo) {
-    let mut s = DcsSnapshot::default();
+    let stored: Vec<Stored> = nodes.iter().map(Node::stored).collect();
+    let snapshot = dcs::assemble(keys, &stored);
     let mut memo = Memo { revision, ..Memo::default() };
+    let own_member = format!("{}{own_name}", keys::MEMBERS);
     for n in nodes {
-        let Some(rel) = keys.relative(&n.key) else {
-            continue;
-        };
-        match rel {
-            keys::INITIALIZE => s.initialize = Some(n.value.clone()),
-            keys::CONFIG => {
-                s.config = Some(versioned(n));
-                memo.config = Some(n.value.clone());
-            }
-            keys::LEADER => {
-                s.leader = Some(LeaderKey {
-                    name: n.value.clone(),
-                    version: n.mod_revision.to_string(),
-                    session: session(n.lease),
-                });
-                memo.leader = Some((n.value.clone(), n.mod_revision));
-            }
-            keys::FAILOVER => s.failover = Some(versioned(n)),
-            keys::SYNC => s.sync = Some(versioned(n)),
-            keys::HISTORY => s.history = Some(versioned(n)),
-            keys::STATUS => {
-                s.status = Some(n.value.clone());
-                memo.status = Some(n.value.clone());
-            }
-            keys::FAILSAFE => s.failsafe = Some(n.value.clone()),
-            keys::LEADER_OPTIME => {
-                s.leader_optime = Some(n.value.clone());
-                memo.leader_optime = Some(n.value.clone());
-            }
-            other => {
-                // members/<name>, one level only (as Patroni reads them).
-                if let Some(name) = other.strip_prefix(keys::MEMBERS).filter(|n| !n.is_empty() && !n.contains('/')) {
-                    if name == own_name {
-                        memo.own_member = Some((n.value.clone(), n.lease));
-                    }
-                    s.members.push(MemberKey {
-                        name: name.to_string(),
-                        value: n.value.clone(),
-                        version: n.mod_revision.to_string(),
-                        session: session(n.lease),
-                    });
-                }
-            }
+        match keys.relative(&n.key) {
+            Some(keys::CONFIG) => memo.config = Some(n.value.clone()),
+            Some(keys::LEADER) => memo.leader = Some((n.value.clone(), n.mod_revision)),
+            Some(keys::STATUS) => memo.status = Some(n.value.clone()),
+            Some(keys::LEADER_OPTIME) => memo.leader_optime = Some(n.value.clone()),
+            Some(rel) if rel == own_member => memo.own_member = Some((n.value.clone(), n.lease)),
+            _ => {}
         }
     }
-    s.members.sort_by(|a, b| a.name.cmp(&b.name));
-    (s, memo)
+    (snapshot, memo)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_plugin_api::{LeaderKey, MemberKey, VersionedValue};
 
     fn node(key: &str, value: &str, rev: i64, lease: i64) -> Node {
         Node { key: key.into(), value: value.into(), mod_revision: rev, lease }

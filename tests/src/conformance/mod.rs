@@ -34,6 +34,9 @@ pub trait DcsFixture: Sync {
     /// Write `value` at the cluster's key `key` (`leader`,
     /// `members/<name>`...) behind the plugin's back.
     fn write_raw(&self, key: &str, value: &[u8]);
+    /// The bytes stored at the cluster's key `key`, read behind the
+    /// plugin's back; `None` when the key does not exist.
+    fn read_raw(&self, key: &str) -> Option<Vec<u8>>;
     /// Make the store unreachable (the process is stopped).
     fn stop_store(&self);
     /// Bring it back on the same address with the same data.

@@ -110,4 +110,11 @@ impl DcsFixture for Etcd3Fixture {
     fn thaw_store(&self) {
         self.etcd().thaw();
     }
+
+    /// Scope `<scope>2` on the same etcd.
+    fn new_dcs_in_other_scope(&self, member: &str) -> Option<Box<dyn Dcs>> {
+        let mut params = self.params(member, None);
+        params.scope = format!("{}2", self.scope);
+        Some(self.dcs_with(params))
+    }
 }

@@ -35,7 +35,7 @@ impl DcsFixture for MemoryFixture {
     }
 
     fn read_raw(&self, key: &str) -> Option<Vec<u8>> {
-        self.store.value(key).map(String::into_bytes)
+        self.store.raw(key)
     }
 
     fn stop_store(&self) {

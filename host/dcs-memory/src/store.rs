@@ -30,7 +30,9 @@ enum Reachable {
 
 #[derive(Clone, Debug)]
 struct Entry {
-    value: String,
+    /// The bytes as written: text from the clients, anything from
+    /// [`MemoryStore::write_raw`].
+    value: Vec<u8>,
     /// The store's revision when the key was last written.
     revision: u64,
     lease: Option<u64>,
@@ -47,10 +49,27 @@ struct State {
     fail_writes: bool,
 }
 
+impl Entry {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+}
+
 impl State {
-    fn put(&mut self, key: &str, value: &str, lease: Option<u64>) {
+    fn put(&mut self, key: &str, value: &[u8], lease: Option<u64>) {
         self.revision += 1;
-        self.keys.insert(key.to_string(), Entry { value: value.to_string(), revision: self.revision, lease });
+        self.keys.insert(key.to_string(), Entry { value: value.to_vec(), revision: self.revision, lease });
+    }
+
+    /// The value at `key` as text (invalid UTF-8 replaced, as a plugin
+    /// passes it on).
+    fn text(&self, key: &str) -> Option<String> {
+        self.keys.get(key).map(Entry::text)
+    }
+
+    /// Whether `key` holds exactly `value`.
+    fn holds(&self, key: &str, value: &str) -> bool {
+        self.keys.get(key).is_some_and(|e| e.value == value.as_bytes())
     }
 
     fn delete(&mut self, key: &str) -> bool {
@@ -80,7 +99,7 @@ impl State {
     }
 
     fn versioned(&self, key: &str) -> Option<VersionedValue> {
-        self.keys.get(key).map(|e| VersionedValue { value: e.value.clone(), version: e.revision.to_string() })
+        self.keys.get(key).map(|e| VersionedValue { value: e.text(), version: e.revision.to_string() })
     }
 
     fn version_of(&self, key: &str) -> Option<String> {
@@ -88,13 +107,13 @@ impl State {
     }
 
     fn snapshot(&self) -> DcsSnapshot {
-        let value = |key: &str| self.keys.get(key).map(|e| e.value.clone());
+        let value = |key: &str| self.text(key);
         let session = |e: &Entry| e.lease.map(|l| l.to_string()).unwrap_or_default();
         DcsSnapshot {
             initialize: value("initialize"),
             config: self.versioned("config"),
             leader: self.keys.get(LEADER).map(|e| LeaderKey {
-                name: e.value.clone(),
+                name: e.text(),
                 version: e.revision.to_string(),
                 session: session(e),
             }),
@@ -104,7 +123,7 @@ impl State {
                 .take_while(|(k, _)| k.starts_with(MEMBERS))
                 .map(|(k, e)| MemberKey {
                     name: k[MEMBERS.len()..].to_string(),
-                    value: e.value.clone(),
+                    value: e.text(),
                     version: e.revision.to_string(),
                     session: session(e),
                 })
@@ -173,21 +192,27 @@ impl MemoryStore {
     }
 
     /// Write `value` at `key` (`leader`, `members/<name>`, `config`...)
-    /// behind the clients' backs, without a lease. Bytes that are not
-    /// UTF-8 are stored as their lossy text.
+    /// behind the clients' backs, without a lease, byte for byte (the
+    /// clients read bytes that are not UTF-8 with the replacement
+    /// character, as plugins do).
     pub fn write_raw(&self, key: &str, value: &[u8]) {
-        self.current().put(key, &String::from_utf8_lossy(value), None);
+        self.current().put(key, value, None);
         self.changed.notify_all();
     }
 
-    /// The value at `key`, if any.
+    /// The value at `key` as text, if any.
     pub fn value(&self, key: &str) -> Option<String> {
+        self.current().text(key)
+    }
+
+    /// The bytes stored at `key`, if any.
+    pub fn raw(&self, key: &str) -> Option<Vec<u8>> {
         self.current().keys.get(key).map(|e| e.value.clone())
     }
 
-    /// Every key and value, in key order.
+    /// Every key and value (as text), in key order.
     pub fn keys(&self) -> Vec<(String, String)> {
-        self.current().keys.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect()
+        self.current().keys.iter().map(|(k, e)| (k.clone(), e.text())).collect()
     }
 
     /// While `true`, every write is refused (`Ok(false)` / `Ok(None)`),
@@ -297,7 +322,7 @@ impl MemoryDcs {
             if version.is_some_and(|v| s.version_of(key).as_deref() != Some(v)) {
                 return false;
             }
-            s.put(key, value, None);
+            s.put(key, value.as_bytes(), None);
             true
         })
     }
@@ -314,7 +339,7 @@ impl Dcs for MemoryDcs {
                 return false;
             }
             let lease = self.keep_alive(s);
-            s.put(LEADER, &self.name, Some(lease));
+            s.put(LEADER, self.name.as_bytes(), Some(lease));
             true
         })
     }
@@ -323,12 +348,12 @@ impl Dcs for MemoryDcs {
         self.write(|s| {
             // As the etcd3 plugin: ours (or gone) is renewed on our lease;
             // somebody else's is left alone.
-            if s.keys.get(LEADER).is_some_and(|e| e.value != self.name) {
+            if s.keys.contains_key(LEADER) && !s.holds(LEADER, &self.name) {
                 return false;
             }
             let lease = self.keep_alive(s);
             if s.keys.get(LEADER).is_none_or(|e| e.lease != Some(lease)) {
-                s.put(LEADER, &self.name, Some(lease));
+                s.put(LEADER, self.name.as_bytes(), Some(lease));
             }
             true
         })
@@ -337,13 +362,13 @@ impl Dcs for MemoryDcs {
     fn take_leader(&self) -> PluginResult<bool> {
         self.write(|s| {
             let lease = self.keep_alive(s);
-            s.put(LEADER, &self.name, Some(lease));
+            s.put(LEADER, self.name.as_bytes(), Some(lease));
             true
         })
     }
 
     fn delete_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
-        self.write(|s| s.keys.get(LEADER).is_some_and(|e| e.value == self.name) && s.delete(LEADER))
+        self.write(|s| s.holds(LEADER, &self.name) && s.delete(LEADER))
     }
 
     fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
@@ -351,7 +376,7 @@ impl Dcs for MemoryDcs {
             if create_new && s.keys.contains_key("initialize") {
                 return false;
             }
-            s.put("initialize", sysid, None);
+            s.put("initialize", sysid.as_bytes(), None);
             true
         })
     }
@@ -367,8 +392,8 @@ impl Dcs for MemoryDcs {
         self.write(|s| {
             let lease = self.keep_alive(s);
             let key = format!("{MEMBERS}{}", self.name);
-            if s.keys.get(&key).is_none_or(|e| e.value != data || e.lease != Some(lease)) {
-                s.put(&key, data, Some(lease));
+            if s.keys.get(&key).is_none_or(|e| e.value != data.as_bytes() || e.lease != Some(lease)) {
+                s.put(&key, data.as_bytes(), Some(lease));
             }
             true
         })
@@ -388,7 +413,7 @@ impl Dcs for MemoryDcs {
             if version.is_some_and(|v| s.version_of("sync").as_deref() != Some(v)) {
                 return false;
             }
-            s.put("sync", value, None);
+            s.put("sync", value.as_bytes(), None);
             new = s.version_of("sync");
             true
         })?;

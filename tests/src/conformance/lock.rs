@@ -1,38 +1,28 @@
 //! The leader lock: one winner, owner-only renewal and release, expiry.
 
-use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use palisade_plugin_api::Dcs;
 
-use super::{ok, snapshot, DcsFixture, MEMBER_JSON};
+use super::{clients, ok, race, snapshot, winners, DcsFixture, MEMBER_JSON, RACERS};
 
-/// Of N clients racing for the leader key, exactly one wins.
+/// Of [`RACERS`] clients racing for the leader key, exactly one wins, the
+/// key holds its name, and nobody else can take it or renew it.
 pub fn only_one_acquirer_wins(f: &dyn DcsFixture) {
-    let names: Vec<String> = (1..=5).map(|i| format!("racer{i}")).collect();
-    let clients: Vec<Box<dyn Dcs>> = names.iter().map(|n| f.new_dcs(n)).collect();
-    let barrier = Barrier::new(clients.len());
-    let results: Vec<bool> = thread::scope(|s| {
-        let handles: Vec<_> = clients
-            .iter()
-            .map(|c| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    barrier.wait();
-                    ok("attempt_to_acquire_leader", c.attempt_to_acquire_leader())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a racer panicked")).collect()
-    });
-    let winners: Vec<usize> = results.iter().enumerate().filter(|(_, w)| **w).map(|(i, _)| i).collect();
-    assert_eq!(winners.len(), 1, "exactly one of the racers wins: {results:?}");
-    let winner = winners[0];
+    let clients = clients(f, "racer", RACERS);
+    let results = race(&clients, |_, c| ok("attempt_to_acquire_leader", c.attempt_to_acquire_leader()));
+    let won = winners(&results, |w| *w);
+    assert_eq!(won.len(), 1, "exactly one of the racers wins: {results:?}");
+    let winner = won[0];
     let leader = snapshot(&*clients[0]).leader.expect("a leader key after the race");
-    assert_eq!(leader.name, names[winner]);
+    assert_eq!(leader.name, format!("racer{}", winner + 1));
+    // A second round, the key held: nobody wins, the key does not move.
+    let again = race(&clients, |i, c| i != winner && ok("a second attempt", c.attempt_to_acquire_leader()));
+    assert!(again.iter().all(|w| !w), "the key is taken: {again:?}");
     let loser = (winner + 1) % clients.len();
-    assert!(!ok("a second attempt", clients[loser].attempt_to_acquire_leader()), "the key is taken");
+    assert!(!ok("update_leader by a loser", clients[loser].update_leader(Some(&leader))));
+    assert_eq!(snapshot(&*clients[loser]).leader.as_ref(), Some(&leader), "failed attempts change nothing");
     assert!(ok("the winner's update_leader", clients[winner].update_leader(Some(&leader))));
 }
 
@@ -76,24 +66,29 @@ fn has_member(dcs: &dyn Dcs, name: &str) -> bool {
     snapshot(dcs).members.iter().any(|m| m.name == name)
 }
 
-/// The leader key and member keys live while renewed and go away about
-/// `ttl` after the renewals stop.
+/// The leader key and member keys live while renewed (for three ttls),
+/// go away about `ttl` after the renewals stop, and then another member
+/// acquires the lock; the old owner can no longer renew it.
 pub fn keys_expire_unless_renewed(f: &dyn DcsFixture) {
     let ttl = f.timing().ttl;
     let a = f.new_dcs("a");
     let b = f.new_dcs("b");
     assert!(ok("acquire", a.attempt_to_acquire_leader()));
     renew(&*a, &[&*b]);
+    let first = snapshot(&*b).leader.expect("a leader key");
 
-    // Renewed for twice the ttl: everything stays.
-    let until = Instant::now() + ttl * 2;
+    // Renewed for three times the ttl: everything stays, and renewing does
+    // not make the key change hands.
+    let until = Instant::now() + ttl * 3;
     while Instant::now() < until {
         thread::sleep(Duration::from_millis(700));
         renew(&*a, &[&*b]);
         let s = snapshot(&*b);
-        assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("a"), "the renewed leader key must stay");
+        assert_eq!(s.leader.as_ref().map(|l| l.name.as_str()), Some("a"), "the renewed leader key must stay");
         assert!(has_member(&*b, "a") && has_member(&*b, "b"), "renewed member keys must stay");
+        assert!(!ok("acquire a held lock", b.attempt_to_acquire_leader()), "the renewed lock is held");
     }
+    assert_eq!(snapshot(&*b).leader.map(|l| l.name), Some(first.name.clone()));
 
     // `a` stops renewing, `b` goes on: a's keys go, b's stay.
     let stopped = Instant::now();
@@ -113,36 +108,44 @@ pub fn keys_expire_unless_renewed(f: &dyn DcsFixture) {
         "keys must live about ttl ({ttl:?}) after the last renewal, went after {gone_after:?}"
     );
     assert!(has_member(&*b, "b"), "the renewed member key stays");
+
+    // The lock is free: b takes it, and a (back from its pause) cannot
+    // renew a lock that is no longer its own.
+    assert!(ok("acquire after the expiry", b.attempt_to_acquire_leader()), "the expired lock must be free");
+    let taken = snapshot(&*a).leader.expect("b's leader key");
+    assert_eq!(taken.name, "b");
+    assert!(!ok("update_leader by the old owner", a.update_leader(Some(&first))), "a's lock expired");
+    assert!(!ok("acquire by the old owner", a.attempt_to_acquire_leader()));
+    assert_eq!(snapshot(&*a).leader.map(|l| l.name).as_deref(), Some("b"));
+    // a comes back as a member.
+    assert!(ok("touch_member after the pause", a.touch_member(MEMBER_JSON)));
+    assert!(has_member(&*b, "a"));
 }
 
-/// Only one of N racers creates the initialize key; it can be set
-/// unconditionally and cancelled.
+/// Only one of [`RACERS`] racers creates the initialize key; it can be
+/// set unconditionally (`create_new=false` overwrites) and cancelled, and
+/// created again after that.
 pub fn initialize_is_created_once_and_can_be_cancelled(f: &dyn DcsFixture) {
-    let clients: Vec<Box<dyn Dcs>> = (1..=4).map(|i| f.new_dcs(&format!("init{i}"))).collect();
-    let sysids: Vec<String> = (1..=4).map(|i| format!("710000000000000000{i}")).collect();
-    let barrier = Barrier::new(clients.len());
-    let results: Vec<bool> = thread::scope(|s| {
-        let handles: Vec<_> = clients
-            .iter()
-            .zip(&sysids)
-            .map(|(c, sysid)| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    barrier.wait();
-                    ok("initialize", c.initialize(true, sysid))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a racer panicked")).collect()
-    });
-    let winners: Vec<usize> = results.iter().enumerate().filter(|(_, w)| **w).map(|(i, _)| i).collect();
-    assert_eq!(winners.len(), 1, "exactly one initializer wins: {results:?}");
+    let clients = clients(f, "init", RACERS);
+    let sysids: Vec<String> = (1..=RACERS).map(|i| format!("71000000000000000{i:02}")).collect();
+    let results = race(&clients, |i, c| ok("initialize", c.initialize(true, &sysids[i])));
+    let won = winners(&results, |w| *w);
+    assert_eq!(won.len(), 1, "exactly one initializer wins: {results:?}");
     let c = &clients[0];
-    assert_eq!(snapshot(&**c).initialize.as_ref(), Some(&sysids[winners[0]]));
+    assert_eq!(snapshot(&**c).initialize.as_ref(), Some(&sysids[won[0]]));
     assert!(!ok("initialize again", c.initialize(true, "7199999999999999999")));
+    assert_eq!(snapshot(&**c).initialize.as_ref(), Some(&sysids[won[0]]), "a failed create changes nothing");
     assert!(ok("initialize without create_new", c.initialize(false, "7188888888888888888")));
     assert_eq!(snapshot(&**c).initialize.as_deref(), Some("7188888888888888888"));
     assert!(ok("cancel_initialization", c.cancel_initialization()));
     assert_eq!(snapshot(&**c).initialize, None);
-    assert!(ok("initialize after cancel", c.initialize(true, "7177777777777777777")));
+    // A second race after the cancel: again exactly one.
+    let results = race(&clients, |i, c| ok("initialize after cancel", c.initialize(true, &sysids[i])));
+    let won = winners(&results, |w| *w);
+    assert_eq!(won.len(), 1, "exactly one initializer wins after the cancel: {results:?}");
+    assert_eq!(snapshot(&**c).initialize.as_ref(), Some(&sysids[won[0]]));
+    // Setting a key that does not exist creates it.
+    assert!(ok("cancel_initialization", c.cancel_initialization()));
+    assert!(ok("initialize without create_new on no key", c.initialize(false, "7177777777777777777")));
+    assert_eq!(snapshot(&**c).initialize.as_deref(), Some("7177777777777777777"));
 }

@@ -8,18 +8,25 @@
 //! Checks never assert on speed beyond generous bounds that correctness
 //! needs ("the watch woke long before its 10 s timeout").
 
+mod layout;
 mod lock;
 mod outage;
+mod race;
+mod scale;
 mod values;
 mod watch;
 
+pub use layout::*;
 pub use lock::*;
 pub use outage::*;
+pub use race::*;
+pub use scale::*;
 pub use values::*;
 pub use watch::*;
 
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use palisade_plugin_api::{Dcs, DcsSnapshot, DcsTiming};
@@ -44,7 +51,19 @@ pub trait DcsFixture: Sync {
     /// Freeze the store: connections stay open but nothing answers.
     fn freeze_store(&self);
     fn thaw_store(&self);
+    /// A client, as member `member`, of a second cluster on the same store
+    /// whose scope starts with this cluster's scope (`demo2` next to
+    /// `demo`), to show that `delete_cluster` stays inside its own
+    /// cluster. `None` (the default) when the fixture has no second scope;
+    /// that part of the check is then skipped.
+    fn new_dcs_in_other_scope(&self, member: &str) -> Option<Box<dyn Dcs>> {
+        let _ = member;
+        None
+    }
 }
+
+/// How many clients race in the compare-and-set checks.
+pub const RACERS: usize = 12;
 
 /// A member value as Patroni writes it.
 pub const MEMBER_JSON: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.0","xlog_location":50331968,"timeline":1}"#;
@@ -80,6 +99,36 @@ pub(crate) fn shared(dcs: Box<dyn Dcs>) -> Arc<dyn Dcs> {
     Arc::from(dcs)
 }
 
+/// Run `op` on every client at once (released together by a barrier),
+/// one thread each; the results in client order.
+pub(crate) fn race<C: Sync, T: Send>(clients: &[C], op: impl Fn(usize, &C) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(clients.len());
+    thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (barrier, op) = (&barrier, &op);
+                s.spawn(move || {
+                    barrier.wait();
+                    op(i, c)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a racer panicked")).collect()
+    })
+}
+
+/// The indexes of the racers whose result says they won.
+pub(crate) fn winners<T>(results: &[T], won: impl Fn(&T) -> bool) -> Vec<usize> {
+    results.iter().enumerate().filter(|(_, r)| won(r)).map(|(i, _)| i).collect()
+}
+
+/// `n` clients named `<prefix>1`... `<prefix>n`.
+pub(crate) fn clients(f: &dyn DcsFixture, prefix: &str, n: usize) -> Vec<Box<dyn Dcs>> {
+    (1..=n).map(|i| f.new_dcs(&format!("{prefix}{i}"))).collect()
+}
+
 /// Generate one `#[test]` per check; `$make` builds a fresh fixture.
 #[macro_export]
 macro_rules! dcs_conformance_tests {
@@ -93,11 +142,23 @@ macro_rules! dcs_conformance_tests {
             config_is_compare_and_set,
             sync_is_compare_and_set,
             failover_is_compare_and_set,
+            config_race_has_one_winner,
+            sync_race_has_one_winner,
+            sync_delete_race_has_one_winner,
+            failover_race_has_one_winner,
             values_round_trip_byte_exactly,
+            huge_values_round_trip,
             garbage_comes_back_as_stored,
             delete_cluster_removes_every_key,
+            delete_cluster_keeps_other_scopes,
+            byte_layout_is_patronis,
+            values_written_by_patroni_are_read,
+            hundred_members_in_one_snapshot,
             watch_wakes_when_the_leader_is_deleted,
             watch_wakes_when_the_leader_changes,
+            watch_wakes_when_the_leader_is_written_behind_its_back,
+            watch_wakes_when_the_leader_expires,
+            watch_sees_a_change_made_before_it_started,
             watch_times_out_without_a_change,
             store_down_gives_dcs_errors_then_recovers,
             frozen_store_gives_dcs_errors_then_recovers,

@@ -1,8 +1,9 @@
 //! The state keys: compare-and-set where Patroni uses a version, values
 //! byte for byte, garbage passed through, the whole cluster deleted.
 
-use palisade_plugin_api::{DcsSnapshot, VersionedValue};
+use palisade_plugin_api::{Dcs, DcsSnapshot, VersionedValue};
 
+use super::race::sync_cleared;
 use super::{ok, snapshot, DcsFixture, MEMBER_JSON};
 
 const CONFIG1: &str = r#"{"ttl":30,"loop_wait":10,"retry_timeout":10,"maximum_lag_on_failover":1048576,"postgresql":{"use_pg_rewind":true,"parameters":{"max_connections":100}}}"#;
@@ -43,11 +44,11 @@ pub fn sync_is_compare_and_set(f: &dyn DcsFixture) {
     assert!(!ok("a stale sync delete", c.delete_sync_state(Some(&v1))));
     assert_eq!(snapshot(&*c).sync.map(|s| s.value).as_deref(), Some(s2));
     assert!(ok("delete_sync_state", c.delete_sync_state(Some(&v2))));
-    assert_eq!(snapshot(&*c).sync, None);
+    assert!(sync_cleared(&snapshot(&*c)), "delete_sync_state leaves no sync state");
     let v3 = ok("set_sync_state_value", c.set_sync_state_value(s3, None)).expect("a new version");
     assert_eq!(snapshot(&*c).sync.map(|s| s.version), Some(v3));
     assert!(ok("delete_sync_state without a version", c.delete_sync_state(None)));
-    assert_eq!(snapshot(&*c).sync, None);
+    assert!(sync_cleared(&snapshot(&*c)), "delete_sync_state leaves no sync state");
 }
 
 /// `failover`: no version writes unconditionally, a version compares.
@@ -99,8 +100,10 @@ pub fn values_round_trip_byte_exactly(f: &dyn DcsFixture) {
     assert_eq!(snapshot(&*f.new_dcs("node2")).failsafe.as_deref(), Some(failsafe2));
 }
 
-/// Values written by somebody else, however broken, come back as stored
-/// and do not fail the snapshot.
+/// Values written by somebody else, however broken (not JSON, empty, not
+/// UTF-8, control characters), come back as stored (invalid UTF-8 with
+/// the replacement character, as the SDK's `dcs::Stored` says) and do not
+/// fail the snapshot; the keys stay usable for compare-and-set.
 pub fn garbage_comes_back_as_stored(f: &dyn DcsFixture) {
     let c = f.new_dcs("n1");
     let garbage: &[(&str, &str)] = &[
@@ -108,9 +111,10 @@ pub fn garbage_comes_back_as_stored(f: &dyn DcsFixture) {
         ("leader", ""),
         ("members/ghost", "[1,2,3]"),
         ("members/nul", "\u{0}\u{1}"),
+        ("members/empty", ""),
         ("failover", "n1:n2"),
         ("sync", "null"),
-        ("history", "{}"),
+        ("history", ""),
         ("status", "garbage 😀"),
         ("failsafe", "["),
         ("initialize", "not-a-sysid"),
@@ -119,26 +123,67 @@ pub fn garbage_comes_back_as_stored(f: &dyn DcsFixture) {
     for (key, value) in garbage {
         f.write_raw(key, value.as_bytes());
     }
-    f.write_raw("members/binary", b"\xff\xfe\x00");
+    let binary: &[u8] = b"\xff\xfe\x00{\"a\":\xc3}";
+    f.write_raw("members/binary", binary);
+    assert_eq!(f.read_raw("members/binary").as_deref(), Some(binary), "the fixture stores bytes as given");
     let s = snapshot(&*c);
-    assert_eq!(s.config.map(|v| v.value).as_deref(), Some("{not json"));
-    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some(""));
+    assert_eq!(s.config.as_ref().map(|v| v.value.as_str()), Some("{not json"));
+    assert_eq!(s.leader.as_ref().map(|l| l.name.as_str()), Some(""));
     let member = |name: &str| s.members.iter().find(|m| m.name == name).map(|m| m.value.clone());
     assert_eq!(member("ghost").as_deref(), Some("[1,2,3]"));
     assert_eq!(member("nul").as_deref(), Some("\u{0}\u{1}"));
-    assert!(member("binary").is_some(), "a value that is not UTF-8 still shows up: {:?}", s.members);
-    assert_eq!(s.failover.map(|v| v.value).as_deref(), Some("n1:n2"));
-    assert_eq!(s.sync.map(|v| v.value).as_deref(), Some("null"));
-    assert_eq!(s.history.map(|v| v.value).as_deref(), Some("{}"));
+    assert_eq!(member("empty").as_deref(), Some(""));
+    assert_eq!(member("binary"), Some(String::from_utf8_lossy(binary).into_owned()), "{:?}", s.members);
+    assert_eq!(s.members.len(), 4, "{:?}", s.members);
+    assert_eq!(s.failover.as_ref().map(|v| v.value.as_str()), Some("n1:n2"));
+    assert_eq!(s.sync.as_ref().map(|v| v.value.as_str()), Some("null"));
+    assert_eq!(s.history.as_ref().map(|v| v.value.as_str()), Some(""));
     assert_eq!(s.status.as_deref(), Some("garbage 😀"));
     assert_eq!(s.failsafe.as_deref(), Some("["));
     assert_eq!(s.initialize.as_deref(), Some("not-a-sysid"));
     assert_eq!(s.leader_optime.as_deref(), Some("12x"));
+    // The garbage keys are ordinary keys: their versions compare, they can
+    // be overwritten, and a garbage leader holds the lock like any other.
+    let config = s.config.expect("the config key");
+    assert!(ok("set_config_value over garbage", c.set_config_value(CONFIG1, Some(&config.version))));
+    let sync = s.sync.expect("the sync key");
+    assert!(ok("set_sync_state_value over garbage", c.set_sync_state_value("{}", Some(&sync.version))).is_some());
+    assert!(!ok("acquire over an empty leader value", c.attempt_to_acquire_leader()), "the key exists");
+    assert!(!ok("update_leader over somebody else's key", c.update_leader(s.leader.as_ref())));
+    assert!(ok("touch_member", c.touch_member(MEMBER_JSON)));
+    let s = snapshot(&*c);
+    assert_eq!(s.config.map(|v| v.value).as_deref(), Some(CONFIG1));
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some(""));
+    assert_eq!(s.members.len(), 5);
 }
 
-/// `delete_cluster` leaves nothing behind.
-pub fn delete_cluster_removes_every_key(f: &dyn DcsFixture) {
-    let c = f.new_dcs("n1");
+/// A value in the hundreds of KiB (a member with a huge tag, a config with
+/// a huge parameter) is written and read back whole, by the plugin and
+/// behind its back.
+pub fn huge_values_round_trip(f: &dyn DcsFixture) {
+    let c = f.new_dcs("big");
+    let filler: String = (0..256 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let member = format!(r#"{{"conn_url":"postgres://127.0.0.1:5432/postgres","tags":{{"big":"{filler}"}}}}"#);
+    let config = format!(r#"{{"ttl":30,"postgresql":{{"parameters":{{"application_name":"{filler}"}}}}}}"#);
+    let status = format!(r#"{{"optime":1,"slots":{{"{filler}":1}}}}"#);
+    assert!(ok("touch_member with a huge value", c.touch_member(&member)));
+    assert!(ok("set_config_value with a huge value", c.set_config_value(&config, None)));
+    f.write_raw("status", status.as_bytes());
+    let s = snapshot(&*c);
+    assert_eq!(s.members.first().map(|m| m.value.len()), Some(member.len()));
+    assert!(s.members.first().is_some_and(|m| m.value == member), "the huge member value comes back whole");
+    assert!(s.config.as_ref().is_some_and(|v| v.value == config), "the huge config comes back whole");
+    assert!(s.status.as_ref().is_some_and(|v| *v == status), "the huge status comes back whole");
+    assert_eq!(f.read_raw("members/big").map(|v| v.len()), Some(member.len()));
+    // The key stays an ordinary key: a compare-and-set on its version works.
+    let version = s.config.expect("the config key").version;
+    assert!(ok("set_config_value over the huge value", c.set_config_value(CONFIG3, Some(&version))));
+    assert_eq!(snapshot(&*c).config.map(|v| v.value).as_deref(), Some(CONFIG3));
+}
+
+/// Every key a cluster can have, written by the plugin (and
+/// `optime/leader` behind its back, as older Patronis write it).
+fn fill(c: &dyn Dcs, f: &dyn DcsFixture) {
     assert!(ok("acquire", c.attempt_to_acquire_leader()));
     assert!(ok("touch_member", c.touch_member(MEMBER_JSON)));
     assert!(ok("initialize", c.initialize(true, "7000000000000000001")));
@@ -149,7 +194,52 @@ pub fn delete_cluster_removes_every_key(f: &dyn DcsFixture) {
     assert!(ok("write_status", c.write_status(r#"{"optime":1}"#)));
     assert!(ok("write_failsafe", c.write_failsafe("{}")));
     f.write_raw("optime/leader", b"1");
-    assert_ne!(snapshot(&*c), DcsSnapshot::default());
+}
+
+/// `delete_cluster` leaves nothing behind, members (on their leases)
+/// included, and the cluster can be bootstrapped again afterwards.
+pub fn delete_cluster_removes_every_key(f: &dyn DcsFixture) {
+    let c = f.new_dcs("n1");
+    let other = f.new_dcs("n2");
+    fill(&*c, f);
+    assert!(ok("touch_member", other.touch_member(MEMBER_JSON)));
+    assert_eq!(snapshot(&*c).members.len(), 2);
     assert!(ok("delete_cluster", c.delete_cluster()));
     assert_eq!(snapshot(&*c), DcsSnapshot::default());
+    assert_eq!(snapshot(&*other), DcsSnapshot::default(), "another member sees the empty cluster too");
+    for key in PATRONI_KEYS.iter().copied().chain(["members/n1", "members/n2", "optime/leader"]) {
+        assert_eq!(f.read_raw(key), None, "{key} must be gone after delete_cluster");
+    }
+    // A new cluster can start in the same place.
+    assert!(ok("initialize after delete_cluster", other.initialize(true, "7000000000000000002")));
+    assert!(ok("acquire after delete_cluster", other.attempt_to_acquire_leader()));
+    assert!(ok("touch_member after delete_cluster", c.touch_member(MEMBER_JSON)));
+    let s = snapshot(&*c);
+    assert_eq!(s.initialize.as_deref(), Some("7000000000000000002"));
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("n2"));
+    assert_eq!(s.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["n1"]);
 }
+
+/// `delete_cluster` stays inside its cluster: a second cluster on the
+/// same store, whose scope starts with this one's, keeps every key.
+/// Skipped (passes with a note) for fixtures without a second scope.
+pub fn delete_cluster_keeps_other_scopes(f: &dyn DcsFixture) {
+    let Some(neighbour) = f.new_dcs_in_other_scope("n1") else {
+        eprintln!("this fixture has no second scope: nothing to check");
+        return;
+    };
+    let c = f.new_dcs("n1");
+    fill(&*c, f);
+    fill(&*neighbour, f);
+    let before = snapshot(&*neighbour);
+    assert!(before.leader.is_some() && before.members.len() == 1, "{before:?}");
+    assert!(ok("delete_cluster", c.delete_cluster()));
+    assert_eq!(snapshot(&*c), DcsSnapshot::default());
+    let after = snapshot(&*neighbour);
+    assert_eq!(after, before, "the other cluster's keys must be untouched");
+}
+
+/// The key names of Patroni's layout the plugin writes (`members/<name>`
+/// and `optime/leader` aside).
+pub(crate) const PATRONI_KEYS: [&str; 8] =
+    ["leader", "initialize", "config", "failover", "sync", "history", "status", "failsafe"];

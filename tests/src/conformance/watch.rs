@@ -13,6 +13,8 @@ const LONG: Duration = Duration::from_secs(10);
 /// clearly shorter than the timeout.
 const WOKE_WITHIN: Duration = Duration::from_secs(5);
 
+/// `watcher` watches the leader `owner` holds while `change` runs on
+/// another thread; the watch must report the change soon after it.
 fn wake_on(f: &dyn DcsFixture, change: impl FnOnce(&dyn Dcs, &dyn Dcs) + Send) {
     let owner = f.new_dcs("owner");
     let other = f.new_dcs("other");
@@ -46,6 +48,47 @@ pub fn watch_wakes_when_the_leader_changes(f: &dyn DcsFixture) {
     wake_on(f, |_, other| {
         assert!(ok("take_leader", other.take_leader()));
     });
+}
+
+/// Somebody else (a Patroni node, an operator) writes the leader key.
+pub fn watch_wakes_when_the_leader_is_written_behind_its_back(f: &dyn DcsFixture) {
+    wake_on(f, |_, _| f.write_raw("leader", b"intruder"));
+}
+
+/// The owner stops renewing: the watch wakes when the key expires, about
+/// `ttl` later, well before its own timeout.
+pub fn watch_wakes_when_the_leader_expires(f: &dyn DcsFixture) {
+    let ttl = f.timing().ttl;
+    let owner = f.new_dcs("owner");
+    let watcher = f.new_dcs("watcher");
+    assert!(ok("acquire", owner.attempt_to_acquire_leader()));
+    let leader = snapshot(&*watcher).leader.expect("a leader key");
+    let timeout = ttl * 3 + Duration::from_secs(20);
+    let started = Instant::now();
+    let woke = ok("watch", watcher.watch(Some(&leader.version), timeout));
+    let took = started.elapsed();
+    eprintln!("watch woke {took:?} after the last renewal (ttl {ttl:?})");
+    assert!(woke, "watch must report the expiry");
+    assert!(took < timeout, "woke after {took:?}, its timeout was {timeout:?}");
+    assert_eq!(snapshot(&*watcher).leader, None, "it woke because the key expired");
+}
+
+/// The leader changed between the snapshot and the watch: the watch
+/// (given the version from the snapshot) returns at once instead of
+/// missing the change.
+pub fn watch_sees_a_change_made_before_it_started(f: &dyn DcsFixture) {
+    let owner = f.new_dcs("owner");
+    let other = f.new_dcs("other");
+    let watcher = f.new_dcs("watcher");
+    assert!(ok("acquire", owner.attempt_to_acquire_leader()));
+    let leader = snapshot(&*watcher).leader.expect("a leader key");
+    assert!(ok("delete_leader", owner.delete_leader(Some(&leader))));
+    assert!(ok("acquire", other.attempt_to_acquire_leader()));
+    let started = Instant::now();
+    let woke = ok("watch", watcher.watch(Some(&leader.version), LONG));
+    let took = started.elapsed();
+    assert!(woke, "the leader key changed since version {}", leader.version);
+    assert!(took < WOKE_WITHIN, "watch returned after {took:?}, its timeout was {LONG:?}");
 }
 
 pub fn watch_times_out_without_a_change(f: &dyn DcsFixture) {

@@ -91,6 +91,7 @@ pub fn keys_expire_unless_renewed(f: &dyn DcsFixture) {
     assert_eq!(snapshot(&*b).leader.map(|l| l.name), Some(first.name.clone()));
 
     // `a` stops renewing, `b` goes on: a's keys go, b's stay.
+    let a = f.stop_renewing(a);
     let stopped = Instant::now();
     let limit = ttl + Duration::from_secs(15);
     loop {
@@ -109,9 +110,10 @@ pub fn keys_expire_unless_renewed(f: &dyn DcsFixture) {
     );
     assert!(has_member(&*b, "b"), "the renewed member key stays");
 
-    // The lock is free: b takes it, and a (back from its pause) cannot
-    // renew a lock that is no longer its own.
+    // The lock is free: b takes it, and a (back from its pause, or
+    // started again) cannot renew a lock that is no longer its own.
     assert!(ok("acquire after the expiry", b.attempt_to_acquire_leader()), "the expired lock must be free");
+    let a = a.unwrap_or_else(|| f.new_dcs("a"));
     let taken = snapshot(&*a).leader.expect("b's leader key");
     assert_eq!(taken.name, "b");
     assert!(!ok("update_leader by the old owner", a.update_leader(Some(&first))), "a's lock expired");

@@ -1,9 +1,11 @@
-//! The DCS conformance suite: the promises of `palisade_plugin_api::Dcs`,
+//! The DCS conformance suite: the promises of `palisade_plugin_api::Dcs`
+//! (Patroni's AbstractDCS), the contract every DCS plugin must pass,
 //! checked against a real store through a loaded plugin. Every check takes
 //! a [`DcsFixture`]; a plugin joins the suite by implementing it (its core
-//! is the factory `new_dcs(member name) -> Box<dyn Dcs>`) and invoking
-//! [`dcs_conformance_tests!`](crate::dcs_conformance_tests) in
-//! `tests/tests/dcs_conformance.rs`.
+//! is the factory `new_dcs(member name) -> Box<dyn Dcs>`) and adding one
+//! line, [`dcs_conformance_tests!`](crate::dcs_conformance_tests), to
+//! `tests/tests/dcs_conformance.rs`. `docs/ARCHITECTURE.md` ("The DCS
+//! conformance suite") says what each module checks.
 //!
 //! Checks never assert on speed beyond generous bounds that correctness
 //! needs ("the watch woke long before its 10 s timeout").
@@ -59,6 +61,19 @@ pub trait DcsFixture: Sync {
     fn new_dcs_in_other_scope(&self, member: &str) -> Option<Box<dyn Dcs>> {
         let _ = member;
         None
+    }
+    /// Make `dcs` stop keeping its leader and member keys alive, as a
+    /// member that hangs or dies does: they must then go about `ttl`
+    /// later. Returns the client when it can still be used afterwards (it
+    /// comes back from its pause), `None` when it had to be dropped.
+    ///
+    /// The default keeps the client and does nothing: on a store with
+    /// leases or TTLs the plugin renews only when called, and the check
+    /// stops calling. A fixture whose plugin keeps a session alive in the
+    /// background (ZooKeeper) overrides this, for instance by dropping the
+    /// client without closing its session, so that the session expires.
+    fn stop_renewing(&self, dcs: Box<dyn Dcs>) -> Option<Box<dyn Dcs>> {
+        Some(dcs)
     }
 }
 

@@ -63,6 +63,7 @@ pub fn watch_wakes_when_the_leader_expires(f: &dyn DcsFixture) {
     let watcher = f.new_dcs("watcher");
     assert!(ok("acquire", owner.attempt_to_acquire_leader()));
     let leader = snapshot(&*watcher).leader.expect("a leader key");
+    let _paused = f.stop_renewing(owner);
     let timeout = ttl * 3 + Duration::from_secs(20);
     let started = Instant::now();
     let woke = ok("watch", watcher.watch(Some(&leader.version), timeout));

@@ -527,6 +527,19 @@ mod tests {
     }
 
     #[test]
+    fn raw_writes_keep_their_bytes() {
+        let store = MemoryStore::new();
+        let a = store.client("a", timing());
+        store.write_raw("members/x", b"\xff{\"a\":1}");
+        store.write_raw("leader", b"a");
+        assert_eq!(store.raw("members/x").as_deref(), Some(&b"\xff{\"a\":1}"[..]));
+        assert_eq!(store.value("members/x").as_deref(), Some("\u{fffd}{\"a\":1}"));
+        let s = a.get_cluster().unwrap();
+        assert_eq!(s.members[0].value, "\u{fffd}{\"a\":1}", "clients read invalid UTF-8 replaced");
+        assert!(a.update_leader(s.leader.as_ref()).unwrap(), "a raw leader key holding our name is ours");
+    }
+
+    #[test]
     fn outages_and_refused_writes() {
         let store = MemoryStore::new();
         let a = store.client("a", timing());

@@ -45,8 +45,13 @@ impl ZooKeeperServer {
     /// (with its log) when it does not.
     pub fn start(label: &str) -> Self {
         let staging = Staging::new(&format!("zookeeper-{label}"));
-        let mut server =
-            ZooKeeperServer { staging, name: format!("zookeeper-{label}"), port: free_port(), process: None, starts: 0 };
+        let mut server = ZooKeeperServer {
+            staging,
+            name: format!("zookeeper-{label}"),
+            port: free_port(),
+            process: None,
+            starts: 0,
+        };
         let data = server.staging.dir("data", 0o700);
         // Sessions from 1 s to 2 min: tests use short ttls, clusters 30 s.
         let config = format!(
@@ -285,7 +290,8 @@ impl RawZk {
 
     /// The ACL of `path`: `(scheme, id, permission bits)` per entry.
     pub fn acl(&self, path: &str) -> Vec<(String, String, String)> {
-        let (acls, _) = self.runtime.block_on(self.client.get_acl(path)).unwrap_or_else(|e| panic!("acl of {path}: {e}"));
+        let (acls, _) =
+            self.runtime.block_on(self.client.get_acl(path)).unwrap_or_else(|e| panic!("acl of {path}: {e}"));
         acls.iter().map(|a| (a.scheme().to_string(), a.id().to_string(), a.permission().to_string())).collect()
     }
 }

@@ -86,7 +86,10 @@ fn patroni_znode_layout() {
     raw.put("/service/demo/optime/leader", b"50331968");
     let s = ok("get_cluster", a.get_cluster());
     let p = s.members.iter().find(|m| m.name == "patroni1").expect("Patroni's member");
-    assert_eq!((p.value.as_str(), p.session.clone()), (r#"{"role":"replica","state":"running"}"#, other.session_id().to_string()));
+    assert_eq!(
+        (p.value.as_str(), p.session.clone()),
+        (r#"{"role":"replica","state":"running"}"#, other.session_id().to_string())
+    );
     assert_eq!(s.leader_optime.as_deref(), Some("50331968"));
 }
 
@@ -105,7 +108,11 @@ fn citus_groups_live_under_their_number() {
 #[test]
 fn the_session_survives_a_zookeeper_restart() {
     let mut f = ZooKeeperFixture::start("restart");
-    f.timing = DcsTiming { ttl: Duration::from_secs(20), loop_wait: Duration::from_secs(1), retry_timeout: Duration::from_secs(5) };
+    f.timing = DcsTiming {
+        ttl: Duration::from_secs(20),
+        loop_wait: Duration::from_secs(1),
+        retry_timeout: Duration::from_secs(5),
+    };
     let a = f.new_dcs("a");
     assert!(ok("acquire", a.attempt_to_acquire_leader()));
     assert!(ok("touch_member", a.touch_member(MEMBER_JSON)));
@@ -161,9 +168,8 @@ fn a_new_ttl_opens_a_new_session_and_keeps_the_lock() {
 fn auth_data_and_set_acls_are_applied() {
     let f = ZooKeeperFixture::start("acl");
     let hp = f.server().host_port();
-    let section = format!(
-        r#"{{"hosts":["{hp}"],"auth_data":{{"digest":"palisade:secret"}},"set_acls":{{"auth:":["ALL"]}}}}"#
-    );
+    let section =
+        format!(r#"{{"hosts":["{hp}"],"auth_data":{{"digest":"palisade:secret"}},"set_acls":{{"auth:":["ALL"]}}}}"#);
     let a = with_section(&f, "a", &section);
     assert!(ok("acquire", a.attempt_to_acquire_leader()));
     assert!(ok("set_config_value", a.set_config_value("{}", None)));

@@ -149,7 +149,13 @@ mod tests {
         assert_eq!(hosts, "z1:2181,z2:2181");
         assert_eq!(servers, ["z2", "z1"]);
         assert_eq!(connect_string(br#"{"servers":["z1"],"port":"2182"}"#).expect("valid").0, "z1:2182");
-        for bad in [&b"{"[..], br#"{"port":1}"#, br#"{"servers":[]," port":1}"#, br#"{"servers":[1],"port":1}"#, br#"{"servers":["a"]}"#] {
+        for bad in [
+            &b"{"[..],
+            br#"{"port":1}"#,
+            br#"{"servers":[]," port":1}"#,
+            br#"{"servers":[1],"port":1}"#,
+            br#"{"servers":["a"]}"#,
+        ] {
             assert!(connect_string(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

@@ -47,13 +47,19 @@ pub(crate) fn parse(section: &Value) -> Result<ExhibitorSettings, PluginError> {
                 match item {
                     Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
                     other => {
-                        return Err(error(SECTION, &format!("hosts.{i}"), format!("must be a host name, found {}", kind(other))))
+                        return Err(error(
+                            SECTION,
+                            &format!("hosts.{i}"),
+                            format!("must be a host name, found {}", kind(other)),
+                        ))
                     }
                 }
             }
             out
         }
-        Some(other) => return Err(error(SECTION, "hosts", format!("must be a list of host names, found {}", kind(other)))),
+        Some(other) => {
+            return Err(error(SECTION, "hosts", format!("must be a list of host names, found {}", kind(other))))
+        }
     };
     if hosts.is_empty() {
         return Err(error(SECTION, "hosts", "names no host"));
@@ -69,7 +75,13 @@ pub(crate) fn parse(section: &Value) -> Result<ExhibitorSettings, PluginError> {
         None | Some(Value::Null) => DEFAULT_POLL_INTERVAL,
         Some(v) => match number(v) {
             Some(s) if s >= 1 => Duration::from_secs(s as u64),
-            _ => return Err(error(SECTION, "poll_interval", format!("must be a number of seconds (at least 1), found {v}"))),
+            _ => {
+                return Err(error(
+                    SECTION,
+                    "poll_interval",
+                    format!("must be a number of seconds (at least 1), found {v}"),
+                ))
+            }
         },
     };
     Ok(ExhibitorSettings { hosts, port, poll_interval })
@@ -104,7 +116,14 @@ mod tests {
     #[test]
     fn section() {
         let s = parse(&json!({"hosts": ["e1", "e2"], "port": 8181})).expect("valid");
-        assert_eq!(s, ExhibitorSettings { hosts: vec!["e1".into(), "e2".into()], port: 8181, poll_interval: DEFAULT_POLL_INTERVAL });
+        assert_eq!(
+            s,
+            ExhibitorSettings {
+                hosts: vec!["e1".into(), "e2".into()],
+                port: 8181,
+                poll_interval: DEFAULT_POLL_INTERVAL
+            }
+        );
         let s = parse(&json!({"hosts": "e1, e2", "port": "8181", "poll_interval": 10})).expect("valid");
         assert_eq!((s.hosts.len(), s.port, s.poll_interval), (2, 8181, Duration::from_secs(10)));
     }

@@ -81,7 +81,12 @@ mod tests {
 
     #[test]
     fn what_is_retried() {
-        for e in [zk::Error::ConnectionLoss, zk::Error::SessionExpired, zk::Error::Timeout, zk::Error::UnexpectedError("x".into())] {
+        for e in [
+            zk::Error::ConnectionLoss,
+            zk::Error::SessionExpired,
+            zk::Error::Timeout,
+            zk::Error::UnexpectedError("x".into()),
+        ] {
             assert!(transient(&e), "{e}");
         }
         for e in [zk::Error::NoNode, zk::Error::NodeExists, zk::Error::BadVersion, zk::Error::NoAuth] {

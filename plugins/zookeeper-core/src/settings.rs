@@ -48,6 +48,12 @@ pub struct Settings {
     pub auth_data: Vec<(String, String)>,
 }
 
+/// The keys this module reads.
+const KNOWN: [&str; 9] =
+    ["hosts", "use_ssl", "verify", "cacert", "cert", "key", "key_password", "set_acls", "auth_data"];
+/// The keys the Exhibitor plugin reads itself.
+const EXHIBITOR: [&str; 2] = ["port", "poll_interval"];
+
 /// The permission names `set_acls` accepts, as kazoo's `make_acl` does.
 const PERMISSIONS: [(&str, i32); 6] =
     [("READ", 1), ("WRITE", 2), ("CREATE", 4), ("DELETE", 8), ("ADMIN", 16), ("ALL", 31)];
@@ -60,12 +66,25 @@ impl Settings {
         let Value::Object(map) = section else {
             return Err(error(name, "", format!("must be a map, found {}", kind(section))));
         };
+        for key in map.keys() {
+            let known = KNOWN.contains(&key.as_str()) || (name == "exhibitor" && EXHIBITOR.contains(&key.as_str()));
+            if !known {
+                tracing::warn!("{name}.{key} is not a setting of this store: ignored");
+            }
+        }
         let mut s = Settings::default();
         if with_hosts {
             let hosts = map.get("hosts").ok_or_else(|| error(name, "hosts", "is required"))?;
             let (hosts, chroot) = parse_hosts(hosts).map_err(|e| error(name, "hosts", e))?;
             s.hosts = hosts;
             s.chroot = chroot;
+        }
+        if string(name, map, "key_password")?.is_some() {
+            return Err(error(
+                name,
+                "key_password",
+                "encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password",
+            ));
         }
         if boolean(name, map, "use_ssl")?.unwrap_or(false) {
             let tls = Tls {
@@ -78,18 +97,11 @@ impl Settings {
                 let missing = if tls.cert.is_some() { "key" } else { "cert" };
                 return Err(error(name, missing, "is required when a client certificate is configured"));
             }
-            if string(name, map, "key_password")?.is_some() {
-                return Err(error(
-                    name,
-                    "key_password",
-                    "encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password",
-                ));
-            }
             s.tls = Some(tls);
         } else {
             // Patroni ignores the TLS keys without use_ssl; say so rather than
             // silently dropping them.
-            for k in ["cacert", "cert", "key", "key_password", "verify"] {
+            for k in ["cacert", "cert", "key", "verify"] {
                 if map.contains_key(k) {
                     tracing::warn!("{name}.{k} is ignored: use_ssl is not true");
                 }
@@ -100,11 +112,19 @@ impl Settings {
         }
         if let Some(v) = map.get("auth_data") {
             let Value::Object(auth) = v else {
-                return Err(error(name, "auth_data", format!("must be a map of scheme: credential, found {}", kind(v))));
+                return Err(error(
+                    name,
+                    "auth_data",
+                    format!("must be a map of scheme: credential, found {}", kind(v)),
+                ));
             };
             for (scheme, cred) in auth {
                 let Value::String(cred) = cred else {
-                    return Err(error(name, &format!("auth_data.{scheme}"), format!("must be a string, found {}", kind(cred))));
+                    return Err(error(
+                        name,
+                        &format!("auth_data.{scheme}"),
+                        format!("must be a string, found {}", kind(cred)),
+                    ));
                 };
                 s.auth_data.push((scheme.clone(), cred.clone()));
             }
@@ -196,7 +216,9 @@ fn host_port(part: &str) -> Result<String, String> {
         (format!("[{h}]"), port)
     } else {
         match part.rsplit_once(':') {
-            Some((h, _)) if h.contains(':') => return Err(format!("'{part}': write an IPv6 address as [address]:port")),
+            Some((h, _)) if h.contains(':') => {
+                return Err(format!("'{part}': write an IPv6 address as [address]:port"))
+            }
             Some((h, p)) => (h.to_string(), Some(p)),
             None => (part.to_string(), None),
         }
@@ -234,7 +256,10 @@ fn parse_acls(v: &Value) -> Result<Vec<AclEntry>, (String, String)> {
             match PERMISSIONS.iter().find(|(n, _)| *n == upper) {
                 Some((_, b)) => bits |= b,
                 None => {
-                    return Err((key, format!("unknown permission '{p}' (use READ, WRITE, CREATE, DELETE, ADMIN or ALL)")))
+                    return Err((
+                        key,
+                        format!("unknown permission '{p}' (use READ, WRITE, CREATE, DELETE, ADMIN or ALL)"),
+                    ))
                 }
             }
         }
@@ -320,7 +345,12 @@ mod tests {
         assert_eq!(s.connect_string(), "z1:2181,z2:2181");
         assert_eq!(
             s.tls,
-            Some(Tls { cacert: Some("/ca.pem".into()), cert: Some("/c.pem".into()), key: Some("/k.pem".into()), verify: false })
+            Some(Tls {
+                cacert: Some("/ca.pem".into()),
+                cert: Some("/c.pem".into()),
+                key: Some("/k.pem".into()),
+                verify: false
+            })
         );
         assert_eq!(
             s.acls,

@@ -113,7 +113,9 @@ async fn close_when_not_renewed(inner: Weak<Inner>) {
         let ttl = inner.timing().ttl;
         let idle = lock(&inner.last_renewal).elapsed();
         if idle > ttl && inner.holds_ephemerals.swap(false, Ordering::SeqCst) {
-            tracing::warn!("nothing renewed the leader or member znode for {idle:?} (ttl {ttl:?}): closing the session");
+            tracing::warn!(
+                "nothing renewed the leader or member znode for {idle:?} (ttl {ttl:?}): closing the session"
+            );
             inner.conn.close().await;
         }
     }
@@ -151,7 +153,13 @@ impl Inner {
     }
 
     /// Create `path`, making its parents as needed (kazoo's makepath).
-    async fn create(&self, c: &zk::Client, path: &str, value: &[u8], mode: zk::CreateMode) -> Result<zk::Stat, zk::Error> {
+    async fn create(
+        &self,
+        c: &zk::Client,
+        path: &str,
+        value: &[u8],
+        mode: zk::CreateMode,
+    ) -> Result<zk::Stat, zk::Error> {
         let opts = self.options(mode);
         match c.create(path, value, &opts).await {
             Err(zk::Error::NoNode) => {
@@ -168,7 +176,13 @@ impl Inner {
     /// Set `path` to `value`: only at `version` when given (false when it
     /// moved or is gone), else unconditionally, creating it if needed.
     /// Returns the new data version.
-    async fn set_or_create(&self, what: &str, name: &str, value: &str, version: Option<&str>) -> Result<Option<i32>, Failure> {
+    async fn set_or_create(
+        &self,
+        what: &str,
+        name: &str,
+        value: &str,
+        version: Option<&str>,
+    ) -> Result<Option<i32>, Failure> {
         let path = self.keys.key(name);
         let expected = match version {
             None => None,
@@ -244,11 +258,10 @@ impl Inner {
                         w.add_create(path, value.as_bytes(), &self.options(zk::CreateMode::Ephemeral))?;
                         match w.commit().await {
                             Ok(_) => return Ok(true),
-                            Err(zk::MultiWriteError::OperationFailed { source, .. })
-                                if matches!(source, zk::Error::BadVersion | zk::Error::NoNode | zk::Error::NodeExists) =>
-                            {
-                                continue
-                            }
+                            Err(zk::MultiWriteError::OperationFailed {
+                                source: zk::Error::BadVersion | zk::Error::NoNode | zk::Error::NodeExists,
+                                ..
+                            }) => continue,
                             Err(e) => return Err(e.into()),
                         }
                     }

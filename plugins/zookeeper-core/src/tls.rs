@@ -18,8 +18,7 @@ pub(crate) fn options(section: &str, tls: &Tls) -> Result<zk::TlsOptions, String
         None => ("cacert", SYSTEM_CAS),
     };
     let ca = read(section, key, path)?;
-    let mut options =
-        zk::TlsOptions::new().with_pem_ca(&ca).map_err(|e| format!("{section}.{key}: {path}: {e}"))?;
+    let mut options = zk::TlsOptions::new().with_pem_ca(&ca).map_err(|e| format!("{section}.{key}: {path}: {e}"))?;
     if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
         let cert_pem = read(section, "cert", cert)?;
         let key_pem = read(section, "key", key)?;

@@ -200,6 +200,7 @@ fn an_unreachable_server_gives_a_dcs_error_naming_it() {
     let dead = format!("127.0.0.1:{}", free_port());
     let dcs = with_section(&f, "a", &format!(r#"{{"hosts":"{dead}"}}"#));
     let e = dcs.get_cluster().expect_err("nothing listens there");
+    eprintln!("{e}");
     assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
     assert!(e.message.contains(&dead), "the error names the server: {e}");
     let e = dcs.attempt_to_acquire_leader().expect_err("nothing listens there");
@@ -266,6 +267,7 @@ fn an_unreachable_exhibitor_gives_a_dcs_error_naming_it() {
     p.section_json = format!(r#"{{"hosts":["127.0.0.1"],"port":{port},"poll_interval":1}}"#);
     let dcs = f.dcs_with(p);
     let e = dcs.get_cluster().expect_err("no Exhibitor, no servers");
+    eprintln!("{e}");
     assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
     assert!(e.message.contains(&format!("127.0.0.1:{port}")), "the error names the Exhibitor: {e}");
     // A failing endpoint is no better; once it answers, the plugin works.

@@ -169,6 +169,10 @@ impl Connection {
         match tokio::time::timeout(budget.remaining(), connect).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(zk::Error::SessionExpired)) => Err(Failure::Answer(zk::Error::SessionExpired)),
+            Ok(Err(zk::Error::Timeout)) => Err(Failure::Unreachable(format!(
+                "cannot connect to ZooKeeper at {hosts}: no server answered within the session timeout ({:?})",
+                settings::session_timeout(timing.ttl)
+            ))),
             Ok(Err(e)) => Err(Failure::Unreachable(format!("cannot connect to ZooKeeper at {hosts}: {e}"))),
             Err(_) => Err(Failure::Unreachable(format!(
                 "cannot connect to ZooKeeper at {hosts} within retry_timeout ({:?})",

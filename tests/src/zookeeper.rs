@@ -23,19 +23,42 @@ use crate::conformance::DcsFixture;
 use crate::plugins::{open_dcs_plugin, test_timing};
 
 /// The jars of the Debian package (`PALISADE_ZOOKEEPER_CLASSPATH` to
-/// override): the server, whose manifest names its dependencies, and a
-/// logging backend so that its log says something.
+/// override): the server, whose manifest names most of its dependencies, a
+/// logging backend so that its log says something, and Netty's codec and
+/// resolver, missing from the manifest, for the TLS port.
+const JARS: [&str; 5] = [
+    "zookeeper.jar",
+    "slf4j-simple.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+];
+
+/// The server's class path.
 pub fn zookeeper_classpath() -> String {
     std::env::var("PALISADE_ZOOKEEPER_CLASSPATH")
-        .unwrap_or_else(|_| "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar".to_string())
+        .unwrap_or_else(|_| JARS.iter().map(|j| format!("/usr/share/java/{j}")).collect::<Vec<_>>().join(":"))
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Certificate files of a ZooKeeper started with TLS: the CA that signed
+/// the server's and the client's certificates (valid for 127.0.0.1), and
+/// the client's certificate and key (PEM).
+#[derive(Clone, Debug)]
+pub struct ZooKeeperTls {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// The TLS client port (the plain one stays open for the raw client).
+    pub secure_port: u16,
+}
 
 pub struct ZooKeeperServer {
     staging: Staging,
     name: String,
     port: u16,
+    tls: Option<ZooKeeperTls>,
     process: Option<ProcessGuard>,
     starts: u32,
 }
@@ -44,11 +67,22 @@ impl ZooKeeperServer {
     /// Start a fresh ZooKeeper and wait until it answers `ruok`; panics
     /// (with its log) when it does not.
     pub fn start(label: &str) -> Self {
+        Self::start_with(label, false)
+    }
+
+    /// Like [`ZooKeeperServer::start`], plus a TLS client port that
+    /// requires a client certificate (see [`ZooKeeperServer::tls`]).
+    pub fn start_tls(label: &str) -> Self {
+        Self::start_with(label, true)
+    }
+
+    fn start_with(label: &str, tls: bool) -> Self {
         let staging = Staging::new(&format!("zookeeper-{label}"));
         let mut server = ZooKeeperServer {
             staging,
             name: format!("zookeeper-{label}"),
             port: free_port(),
+            tls: None,
             process: None,
             starts: 0,
         };
@@ -61,9 +95,36 @@ impl ZooKeeperServer {
             data.display(),
             server.port
         );
+        let mut config = config;
+        if tls {
+            let dir = server.staging.dir("tls", 0o755);
+            crate::certs::ca(&dir, "zk-ca");
+            let (server_crt, server_key) = crate::certs::leaf(&dir, "zk-ca", "zk-server");
+            let (client_cert, client_key) = crate::certs::leaf(&dir, "zk-ca", "zk-client");
+            // ZooKeeper's PEM key store: the key and the certificate in one file.
+            let pem = [&server_key, &server_crt]
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+                .collect::<String>();
+            let keystore = server.staging.write("tls/zk-server.pem", &pem, 0o600);
+            let secure_port = free_port();
+            config.push_str(&format!(
+                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\nsecureClientPort={secure_port}\n\
+                 secureClientPortAddress=127.0.0.1\nssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+                 ssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
+                keystore.display(),
+                dir.join("zk-ca.crt").display()
+            ));
+            server.tls = Some(ZooKeeperTls { ca: dir.join("zk-ca.crt"), client_cert, client_key, secure_port });
+        }
         server.staging.write("zoo.cfg", &config, 0o644);
         server.start_again();
         server
+    }
+
+    /// The TLS files and port, for a server from [`ZooKeeperServer::start_tls`].
+    pub fn tls(&self) -> Option<&ZooKeeperTls> {
+        self.tls.as_ref()
     }
 
     /// `127.0.0.1:<client port>`, the form `zookeeper.hosts` takes.

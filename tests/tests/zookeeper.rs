@@ -195,6 +195,32 @@ fn auth_data_and_set_acls_are_applied() {
 }
 
 #[test]
+fn use_ssl_with_a_client_certificate() {
+    let f = ZooKeeperFixture::start("tls-plugin");
+    let server = ZooKeeperServer::start_tls("tls");
+    let tls = server.tls().expect("a TLS server").clone();
+    let hosts = format!("127.0.0.1:{}", tls.secure_port);
+    let section = format!(
+        r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}","cert":"{}","key":"{}"}}"#,
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    let a = with_section(&f, "a", &section);
+    assert!(ok("acquire over TLS", a.attempt_to_acquire_leader()));
+    assert!(ok("touch_member over TLS", a.touch_member(MEMBER_JSON)));
+    assert_eq!(server.raw().get("/service/demo/leader").map(|n| n.value), Some(b"a".to_vec()));
+    assert_eq!(ok("get_cluster", a.get_cluster()).leader.map(|l| l.name).as_deref(), Some("a"));
+    // The server requires a client certificate: without one, DCS errors.
+    let no_cert = format!(r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}"}}"#, tls.ca.display());
+    let b = with_section(&f, "b", &no_cert);
+    assert_eq!(b.get_cluster().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+    // Plain text to the TLS port fails too.
+    let c = with_section(&f, "c", &format!(r#"{{"hosts":"{hosts}"}}"#));
+    assert_eq!(c.get_cluster().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+}
+
+#[test]
 fn an_unreachable_server_gives_a_dcs_error_naming_it() {
     let f = ZooKeeperFixture::start("unreachable");
     let dead = format!("127.0.0.1:{}", free_port());

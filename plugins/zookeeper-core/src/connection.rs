@@ -242,10 +242,18 @@ impl Connection {
         Fut: Future<Output = Result<T, zk::Error>>,
     {
         loop {
-            let client = match self.client(budget, timing).await {
-                Ok(c) => c,
-                Err(Failure::Answer(e)) => return Err(Failure::Unreachable(e.to_string())),
-                Err(e) => return Err(e),
+            // Another call may be connecting: wait for it within our budget only.
+            let client = match tokio::time::timeout(budget.remaining(), self.client(budget, timing)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(Failure::Answer(e))) => return Err(Failure::Unreachable(e.to_string())),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    let hosts = self.ensemble.connect_string().unwrap_or_default();
+                    return Err(Failure::Unreachable(format!(
+                        "cannot connect to ZooKeeper at {hosts} within retry_timeout ({:?})",
+                        budget.total
+                    )));
+                }
             };
             let last = match tokio::time::timeout(budget.remaining(), op(client)).await {
                 Ok(Ok(v)) => return Ok(v),

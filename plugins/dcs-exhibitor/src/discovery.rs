@@ -87,10 +87,9 @@ impl State {
             Ok((hosts, servers)) => {
                 let mut current = lock(&self.hosts);
                 if current.as_ref().ok() != Some(&hosts) {
-                    match current.as_ref() {
-                        Ok(old) => tracing::info!("ZooKeeper connection string has changed: {old} => {hosts}"),
-                        Err(_) => tracing::info!("ZooKeeper servers from Exhibitor: {hosts}"),
-                    }
+                    // Patroni's line, the old string empty the first time.
+                    let old = current.as_deref().unwrap_or_default();
+                    tracing::info!("ZooKeeper connection string has changed: {old} => {hosts}");
                     *current = Ok(hosts);
                     *lock(&self.exhibitors) = servers;
                 }

@@ -220,7 +220,14 @@ impl Inner {
     /// it over (delete at its version, then create, atomically) when it
     /// exists on another session and `replace` says so. Returns whether
     /// the znode now holds `value` on our session.
-    async fn own_ephemeral(&self, path: &str, value: &str, replace: impl Fn(&[u8]) -> bool) -> Result<bool, Failure> {
+    /// `what` names the znode in Patroni's log line (`leader`, `member`).
+    async fn own_ephemeral(
+        &self,
+        what: &str,
+        path: &str,
+        value: &str,
+        replace: impl Fn(&[u8]) -> bool,
+    ) -> Result<bool, Failure> {
         let replace = &replace;
         self.call(&self.budget(), |c| async move {
             let session = c.session_id().0;
@@ -252,6 +259,9 @@ impl Inner {
                     Some((data, stat)) => {
                         if !replace(&data) {
                             return Ok(false);
+                        }
+                        if data == value.as_bytes() || what == "member" {
+                            tracing::warn!("Recreating the {what} ZNode due to ownership mismatch");
                         }
                         let mut w = c.new_multi_writer();
                         w.add_delete(path, Some(stat.version))?;
@@ -315,7 +325,7 @@ impl Dcs for ZooKeeper {
         // Only a free key: never take it over (a znode of ours on our own
         // session, left by a retried create, counts as ours).
         let name = inner.name.clone();
-        self.run("attempt_to_acquire_leader", inner.own_ephemeral(&path, &name, |_| false))
+        self.run("attempt_to_acquire_leader", inner.own_ephemeral("leader", &path, &name, |_| false))
     }
 
     fn update_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
@@ -326,7 +336,7 @@ impl Dcs for ZooKeeper {
         // Ours on our session: nothing to write, the session keeps it.
         // Ours on another session (a session that expired or was replaced):
         // recreate it on ours, as Patroni does; gone: create it again.
-        self.run("update_leader", inner.own_ephemeral(&path, &name, |held| held == name.as_bytes()))
+        self.run("update_leader", inner.own_ephemeral("leader", &path, &name, |held| held == name.as_bytes()))
     }
 
     fn take_leader(&self) -> PluginResult<bool> {
@@ -334,7 +344,7 @@ impl Dcs for ZooKeeper {
         inner.renewed();
         let path = inner.keys.key(names::LEADER);
         let name = inner.name.clone();
-        self.run("take_leader", inner.own_ephemeral(&path, &name, |_| true))
+        self.run("take_leader", inner.own_ephemeral("leader", &path, &name, |_| true))
     }
 
     fn delete_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
@@ -411,7 +421,7 @@ impl Dcs for ZooKeeper {
         let path = inner.keys.member(&inner.name);
         // A member znode on another session (ours that expired) is
         // recreated on this one, as Patroni does.
-        self.run("touch_member", inner.own_ephemeral(&path, data, |_| true))
+        self.run("touch_member", inner.own_ephemeral("member", &path, data, |_| true))
     }
 
     fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {

@@ -122,22 +122,41 @@ struct Live {
     asked: Duration,
 }
 
+#[derive(Default)]
+struct State {
+    live: Option<Live>,
+    /// A session whose client was let go to move to other servers, until a
+    /// client on the new servers holds it.
+    moving: Option<zk::SessionInfo>,
+}
+
 pub(crate) struct Connection {
     name: String,
     settings: Settings,
     ensemble: Arc<dyn Ensemble>,
-    live: tokio::sync::Mutex<Option<Live>>,
+    state: tokio::sync::Mutex<State>,
 }
 
 impl Connection {
     pub(crate) fn new(name: &str, settings: Settings, ensemble: Arc<dyn Ensemble>) -> Self {
-        Connection { name: name.to_string(), settings, ensemble, live: tokio::sync::Mutex::new(None) }
+        Connection { name: name.to_string(), settings, ensemble, state: tokio::sync::Mutex::new(State::default()) }
     }
 
-    fn connector(&self, timing: &DcsTiming, session: Option<zk::SessionInfo>) -> Result<zk::Connector, String> {
+    /// Clients are detached: dropping one never closes its session (the
+    /// session outlives a client replaced when the servers move); sessions
+    /// are closed on purpose only, by [`Connection::close_session`].
+    fn connector(
+        &self,
+        timing: &DcsTiming,
+        session: Option<zk::SessionInfo>,
+        detached: bool,
+    ) -> Result<zk::Connector, String> {
         let mut c = zk::Client::connector()
             .with_session_timeout(settings::session_timeout(timing.ttl))
             .with_connection_timeout(settings::connect_timeout(timing.retry_timeout));
+        if detached {
+            c = c.with_detached();
+        }
         for (scheme, cred) in &self.settings.auth_data {
             c = c.with_auth(scheme, cred.as_bytes());
         }
@@ -157,7 +176,18 @@ impl Connection {
         hosts: &str,
         session: Option<zk::SessionInfo>,
     ) -> Result<zk::Client, Failure> {
-        let connector = self.connector(timing, session).map_err(Failure::Unreachable)?;
+        self.open_with(budget, timing, hosts, session, true).await
+    }
+
+    async fn open_with(
+        &self,
+        budget: &Budget,
+        timing: &DcsTiming,
+        hosts: &str,
+        session: Option<zk::SessionInfo>,
+        detached: bool,
+    ) -> Result<zk::Client, Failure> {
+        let connector = self.connector(timing, session, detached).map_err(Failure::Unreachable)?;
         let secure = self.settings.tls.is_some();
         let connect = async move {
             if secure {
@@ -189,49 +219,78 @@ impl Connection {
             .connect_string()
             .map_err(|e| Failure::Unreachable(format!("no ZooKeeper servers known: {e}")))?;
         let asked = settings::session_timeout(timing.ttl);
-        let mut live = self.live.lock().await;
-        if let Some(l) = live.as_ref() {
-            let state = l.client.state();
-            if state.is_terminated() {
-                tracing::warn!("ZooKeeper session {:x} is {state}: opening a new one", l.client.session_id().0);
-                *live = None;
+        let mut state = self.state.lock().await;
+        if let Some(l) = state.live.as_ref() {
+            let session = l.client.state();
+            if session.is_terminated() {
+                tracing::warn!("ZooKeeper session {:x} is {session}: opening a new one", l.client.session_id().0);
+                state.live = None;
             } else if l.asked != asked {
                 tracing::info!("session timeout changes from {:?} to {asked:?}: opening a new session", l.asked);
-                *live = None;
+                if let Some(old) = state.live.take() {
+                    let info = old.client.session().clone();
+                    drop(old);
+                    self.close_session(timing, &hosts, info).await;
+                }
             } else if l.hosts != hosts {
-                // The ensemble moved (Exhibitor): keep the session on the new servers.
-                let session = l.client.session().clone();
+                // The ensemble moved (Exhibitor): keep the session on the
+                // new servers. The old client goes first (detached, it
+                // leaves the session alone) so that it cannot take the
+                // session back.
                 tracing::info!("ZooKeeper servers changed from {} to {hosts}: reconnecting", l.hosts);
-                let client = match self.open(budget, timing, &hosts, Some(session)).await {
-                    Ok(c) => c,
-                    Err(Failure::Answer(zk::Error::SessionExpired)) => {
-                        tracing::warn!("the session expired while moving to {hosts}: opening a new one");
-                        self.open(budget, timing, &hosts, None).await?
-                    }
-                    Err(e) => return Err(e),
-                };
-                *live = Some(Live { client: client.clone(), hosts, asked });
-                return Ok(client);
+                state.moving = state.live.take().map(|old| old.client.session().clone());
             } else {
                 return Ok(l.client.clone());
             }
         }
-        let client = self.open(budget, timing, &hosts, None).await?;
+        let client = match state.moving.clone() {
+            Some(info) => match self.open(budget, timing, &hosts, Some(info)).await {
+                Ok(c) => c,
+                Err(Failure::Answer(zk::Error::SessionExpired)) => {
+                    tracing::warn!("the session expired while moving to {hosts}: opening a new one");
+                    state.moving = None;
+                    self.open(budget, timing, &hosts, None).await?
+                }
+                Err(e) => return Err(e),
+            },
+            None => self.open(budget, timing, &hosts, None).await?,
+        };
+        state.moving = None;
         tracing::info!(
-            "ZooKeeper session {:x} opened on {hosts} (timeout {:?})",
+            "ZooKeeper session {:x} on {hosts} (timeout {:?})",
             client.session_id().0,
             client.session_timeout()
         );
-        *live = Some(Live { client: client.clone(), hosts, asked });
+        state.live = Some(Live { client: client.clone(), hosts, asked });
         Ok(client)
     }
 
-    /// Close the session (its ephemeral znodes go at once).
-    pub(crate) async fn close(&self) {
-        let old = self.live.lock().await.take();
-        if let Some(l) = old {
-            tracing::info!("closing ZooKeeper session {:x}", l.client.session_id().0);
+    /// Close `info`'s session on purpose: a client that is not detached
+    /// takes it over and is dropped at once, which sends CloseSession (the
+    /// session's ephemeral znodes go). When no server answers, the session
+    /// expires on its own.
+    async fn close_session(&self, timing: &DcsTiming, hosts: &str, info: zk::SessionInfo) {
+        let id = info.id().0;
+        let budget = Budget::new(settings::connect_timeout(timing.retry_timeout));
+        match self.open_with(&budget, timing, hosts, Some(info), false).await {
+            Ok(client) => {
+                tracing::info!("closing ZooKeeper session {id:x}");
+                drop(client);
+            }
+            Err(e) => tracing::debug!("could not close session {id:x}: {e:?}"),
         }
+    }
+
+    /// Close the session (its ephemeral znodes go at once).
+    pub(crate) async fn close(&self, timing: &DcsTiming) {
+        let mut state = self.state.lock().await;
+        let Some(old) = state.live.take() else {
+            return;
+        };
+        let info = old.client.session().clone();
+        let hosts = old.hosts.clone();
+        drop(old);
+        self.close_session(timing, &hosts, info).await;
     }
 
     /// Run `op` with the session's client until it gets an answer or the

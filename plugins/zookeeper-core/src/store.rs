@@ -116,7 +116,7 @@ async fn close_when_not_renewed(inner: Weak<Inner>) {
             tracing::warn!(
                 "nothing renewed the leader or member znode for {idle:?} (ttl {ttl:?}): closing the session"
             );
-            inner.conn.close().await;
+            inner.conn.close(&inner.timing()).await;
         }
     }
 }

@@ -302,3 +302,37 @@ fn an_unreachable_exhibitor_gives_a_dcs_error_naming_it() {
     f.endpoint().set_failing(false);
     wait_for("the plugin to find the servers", Duration::from_secs(30), || dcs.get_cluster().ok());
 }
+
+#[test]
+fn a_hundred_members_come_back_in_one_snapshot() {
+    let f = ZooKeeperFixture::start("hundred");
+    let members: Vec<Box<dyn Dcs>> = (0..100).map(|i| f.new_dcs(&format!("m{i:03}"))).collect();
+    for (i, m) in members.iter().enumerate() {
+        assert!(ok("touch_member", m.touch_member(&format!(r#"{{"i":{i}}}"#))));
+    }
+    let s = ok("get_cluster", members[0].get_cluster());
+    assert_eq!(s.members.len(), 100);
+    assert!(s
+        .members
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.name == format!("m{i:03}") && m.value == format!(r#"{{"i":{i}}}"#)));
+}
+
+#[test]
+fn a_killed_zookeeper_comes_back_with_the_lock() {
+    let mut f = ZooKeeperFixture::start("kill");
+    f.timing = DcsTiming {
+        ttl: Duration::from_secs(20),
+        loop_wait: Duration::from_secs(1),
+        retry_timeout: Duration::from_secs(5),
+    };
+    let a = f.new_dcs("a");
+    assert!(ok("acquire", a.attempt_to_acquire_leader()));
+    f.server().kill();
+    assert_eq!(a.get_cluster().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+    f.server().start_again();
+    let s = wait_for("get_cluster after the restart", Duration::from_secs(30), || a.get_cluster().ok());
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("a"), "the leader znode survived kill -9 with its session");
+    assert!(ok("update_leader", a.update_leader(None)));
+}

@@ -8,6 +8,15 @@ mod etcd3 {
     palisade_tests::dcs_conformance_tests!(|| palisade_tests::etcd3::Etcd3Fixture::start("conformance"));
 }
 
+mod zookeeper {
+    palisade_tests::dcs_conformance_tests!(|| palisade_tests::zookeeper::ZooKeeperFixture::start("conformance"));
+}
+
+/// The ZooKeeper plugin with Exhibitor discovery (a test double of the endpoint).
+mod exhibitor {
+    palisade_tests::dcs_conformance_tests!(|| palisade_tests::exhibitor::ExhibitorFixture::start("conformance"));
+}
+
 /// The reference in-memory DCS the daemon's unit tests run on.
 mod memory {
     palisade_tests::dcs_conformance_tests!(palisade_tests::memory::MemoryFixture::start);

@@ -141,11 +141,63 @@ fn zookeeper(ck: &mut Checker, sec: &Sec) {
     if !sec.has("hosts") {
         ck.missing(sec.path("hosts"));
     }
-    hosts(ck, sec, "hosts");
+    zookeeper_hosts(ck, sec);
+    zookeeper_client_keys(ck, sec);
+}
+
+/// `hosts` as kazoo takes it: a comma-separated string or a list of
+/// `host[:port]`, a chroot after the last one (`z1:2181,z2:2181/patroni`).
+fn zookeeper_hosts(ck: &mut Checker, sec: &Sec) {
+    let path = sec.path("hosts");
+    let parts: Vec<String> = match sec.get("hosts") {
+        None => return,
+        Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if let Some(s) = ck.string_value(item, &format!("{path}.{i}")) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+        Some(other) => return ck.expected(path, "a list of host:port or a comma-separated string", other),
+    };
+    let mut chroot_seen = false;
+    for (i, part) in parts.iter().enumerate() {
+        let hostport = match part.split_once('/') {
+            Some((hp, _)) if chroot_seen => hp,
+            Some((hp, _)) => {
+                chroot_seen = true;
+                hp
+            }
+            None => part.as_str(),
+        };
+        if hostport.is_empty() && part.starts_with('/') {
+            ck.error(format!("{path}.{i}"), format!("expected host:port before the chroot, found '{part}'"));
+            continue;
+        }
+        if chroot_seen && i + 1 < parts.len() {
+            ck.error(format!("{path}.{i}"), format!("a chroot may only follow the last host, found '{part}'"));
+            continue;
+        }
+        ck.host_port_text(hostport, &format!("{path}.{i}"), Some(1), false);
+    }
+}
+
+/// The ZooKeeper client keys, which `exhibitor` shares with `zookeeper`
+/// (Patroni hands the whole section to its ZooKeeper client).
+fn zookeeper_client_keys(ck: &mut Checker, sec: &Sec) {
     for k in ["use_ssl", "verify"] {
         ck.boolean(sec, k);
     }
     strings_of(ck, sec, &["cacert", "cert", "key", "key_password"]);
+    if sec.get("key_password").is_some_and(|v| !v.is_null()) {
+        ck.error(
+            sec.path("key_password"),
+            "encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password",
+        );
+    }
     for k in ["set_acls", "auth_data"] {
         ck.mapping(sec, k);
     }
@@ -163,6 +215,7 @@ fn exhibitor(ck: &mut Checker, sec: &Sec) {
     }
     port(ck, sec, "port");
     ck.int(sec, "poll_interval", 1..=i64::MAX, None);
+    zookeeper_client_keys(ck, sec);
 }
 
 fn kubernetes(ck: &mut Checker, sec: &Sec) {

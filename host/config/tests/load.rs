@@ -162,7 +162,13 @@ fn every_dcs_section_is_accepted() {
             "zookeeper:\n  hosts: ['z1:2181', 'z2:2181']\n  use_ssl: false\n  verify: true\n  \
              set_acls: {CN=principal1: [CREATE, READ]}\n  auth_data: {digest: 'u:p'}\n",
         ),
+        ("zookeeper", "zookeeper:\n  hosts: 'z1:2181,z2:2181/patroni'\n"),
+        ("zookeeper", "zookeeper:\n  hosts: [z1, 'z2:2181/a/b']\n"),
         ("exhibitor", "exhibitor:\n  hosts: [e1, e2]\n  port: 8181\n  poll_interval: 300\n"),
+        (
+            "exhibitor",
+            "exhibitor:\n  hosts: [e1]\n  port: 8181\n  auth_data: {digest: 'u:p'}\n  set_acls: {'auth:': [ALL]}\n",
+        ),
         ("exhibitor", "zookeeper:\n  exhibitor:\n    hosts: [e1]\n    port: 8181\n"),
         (
             "kubernetes",
@@ -382,6 +388,9 @@ fn each_validation_error_names_its_key() {
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "consul:\n  host: c:8500\n  consistency: eventual\n"), "consul.consistency: expected one of default, consistent, stale, found a string 'eventual'"),
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "exhibitor:\n  hosts: [e]\n"), "exhibitor.port: is required but not set"),
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  use_ssl: true\n"), "zookeeper.hosts: is required but not set"),
+        (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  hosts: 'z1/a,z2'\n"), "zookeeper.hosts.0: a chroot may only follow the last host, found 'z1/a'"),
+        (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  hosts: z1\n  key_password: x\n"), "zookeeper.key_password: encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password"),
+        (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "exhibitor:\n  hosts: [e]\n  port: 1\n  auth_data: x\n"), "exhibitor.auth_data: expected a mapping, found a string 'x'"),
         (MINIMAL.replace("name: n1", "name: __patroni_strict_sync_replica_placeholder__"), "name: '__patroni_strict_sync_replica_placeholder__' is reserved"),
         (MINIMAL.replace("name: n1", "name: [a]"), "name: expected a string, found a list"),
         (format!("{MINIMAL}restapi: 5\n"), "restapi: expected a mapping, found an integer 5"),

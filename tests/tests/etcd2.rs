@@ -184,6 +184,7 @@ fn basic_auth() {
         let dcs = plugin.new_dcs(params(section.clone())).unwrap();
         let err = dcs.get_cluster().unwrap_err();
         assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{section}");
+        eprintln!("{section}: {err}");
         assert!(err.message.contains("etcd refused the request"), "{section}: {}", err.message);
         let err = dcs.write_status("{}").unwrap_err();
         assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{section}");

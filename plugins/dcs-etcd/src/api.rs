@@ -34,7 +34,7 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "error {} ({})", self.code, self.message)?;
         if !self.cause.is_empty() {
-            write!(f, " on {}", self.cause)?;
+            write!(f, ": {}", self.cause)?;
         }
         Ok(())
     }
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(e.kind, palisade_plugin_api::ErrorKind::DcsUnavailable);
         assert_eq!(
             e.message,
-            "get_cluster: etcd refused the request: error 110 (The request requires user authentication) on x"
+            "get_cluster: etcd refused the request: error 110 (The request requires user authentication): x"
         );
     }
 

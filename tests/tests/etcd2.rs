@@ -92,6 +92,23 @@ fn watch_from_a_cleared_index_returns_at_once() {
     assert!(!watcher.watch(Some(&leader.version), Duration::from_secs(1)).unwrap());
 }
 
+/// An empty cluster in a busy etcd: the watch waits from etcd's current
+/// index (which the "key not found" answer carries), so it sleeps out its
+/// timeout rather than meeting a cleared index and waking at once.
+#[test]
+fn watch_on_an_empty_cluster_in_a_busy_etcd_sleeps() {
+    let f = Etcd2Fixture::start("v2-empty");
+    let raw = f.raw();
+    for i in 0..1100 {
+        raw.put("/other/key", format!("{i}").as_bytes());
+    }
+    let watcher = f.new_dcs("watcher");
+    assert_eq!(watcher.get_cluster().unwrap(), Default::default());
+    let started = Instant::now();
+    assert!(!watcher.watch(None, Duration::from_secs(2)).unwrap(), "nothing changed");
+    assert!(started.elapsed() >= Duration::from_secs(2), "returned after {:?}", started.elapsed());
+}
+
 /// Without a leader version, renewals of the leader key do not wake the
 /// watch; a new leader does.
 #[test]

@@ -28,6 +28,8 @@ pub(crate) struct ApiError {
     pub code: u64,
     pub message: String,
     pub cause: String,
+    /// etcd's index when it answered (0 when not given).
+    pub index: u64,
 }
 
 impl std::fmt::Display for ApiError {
@@ -133,7 +135,10 @@ pub(crate) fn parse_answer(status: u16, etcd_index: Option<&str>, body: &str) ->
     let json: Option<Value> = serde_json::from_str(body).ok();
     let Some(Value::Object(map)) = json else {
         let snippet: String = body.trim().chars().take(120).collect();
-        let what = format!("HTTP {status}, not an etcd v2 answer: '{snippet}'");
+        let mut what = format!("HTTP {status}, not an etcd v2 answer: '{snippet}'");
+        if status == 404 {
+            what.push_str(" (is the v2 API enabled? etcd 3 needs --enable-v2=true)");
+        }
         return Err(if status >= 500 || status == 429 { Failure::Transient(what) } else { Failure::Refused(what) });
     };
     if let Some(code) = map.get("errorCode").and_then(Value::as_u64) {
@@ -141,6 +146,7 @@ pub(crate) fn parse_answer(status: u16, etcd_index: Option<&str>, body: &str) ->
             code,
             message: map.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
             cause: map.get("cause").and_then(Value::as_str).unwrap_or_default().to_string(),
+            index: map.get("index").and_then(Value::as_u64).unwrap_or_default(),
         };
         return Err(match code {
             code::RAFT_INTERNAL | code::LEADER_ELECT => Failure::Transient(e.to_string()),
@@ -259,6 +265,7 @@ mod tests {
         let err = |status, body: &str| parse_answer(status, None, body).unwrap_err();
         let not_found = err(404, r#"{"errorCode":100,"message":"Key not found","cause":"/service/demo","index":7}"#);
         assert!(not_found.is_code(code::KEY_NOT_FOUND));
+        assert!(matches!(not_found, Failure::Api(ApiError { index: 7, .. })));
         assert!(
             err(412, r#"{"errorCode":101,"message":"Compare failed","cause":"[n1 != n2]"}"#).is_code(code::TEST_FAILED)
         );
@@ -268,7 +275,7 @@ mod tests {
         assert!(matches!(err(500, r#"{"errorCode":300,"message":"Raft Internal Error"}"#), Failure::Transient(_)));
         assert!(matches!(err(503, r#"{"errorCode":301,"message":"During Leader Election"}"#), Failure::Transient(_)));
         assert!(matches!(err(502, "Bad Gateway"), Failure::Transient(_)));
-        assert!(matches!(err(404, "404 page not found"), Failure::Refused(_)));
+        assert!(matches!(err(404, "404 page not found"), Failure::Refused(m) if m.contains("--enable-v2=true")));
         assert!(
             matches!(err(401, r#"{"message":"Insufficient credentials"}"#), Failure::Refused(m) if m.contains("Insufficient credentials"))
         );
@@ -276,6 +283,7 @@ mod tests {
             code: 110,
             message: "The request requires user authentication".into(),
             cause: "x".into(),
+            index: 0,
         })
         .into_plugin_error("get_cluster");
         assert_eq!(e.kind, palisade_plugin_api::ErrorKind::DcsUnavailable);

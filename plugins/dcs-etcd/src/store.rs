@@ -201,7 +201,7 @@ impl Etcd {
             Ok(a) => Ok(build(&self.keys, a.node.as_ref(), a.etcd_index)),
             Err(Failure::Api(e)) if e.code == code::KEY_NOT_FOUND => {
                 // No cluster yet; the error carries etcd's index.
-                Ok((DcsSnapshot::default(), Memo { etcd_index: 0, leader: None }))
+                Ok((DcsSnapshot::default(), Memo { etcd_index: e.index, leader: None }))
             }
             Err(e) => Err(e),
         }

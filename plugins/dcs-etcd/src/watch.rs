@@ -49,9 +49,11 @@ pub(crate) fn plan(memo: Option<&Memo>, leader_version: Option<u64>) -> Plan {
             _ => Plan::WakeNow,
         },
         (Some(v), None) => Plan::Poll { index: v + 1, baseline: None },
-        (None, Some(m)) => {
-            Plan::Poll { index: m.etcd_index + 1, baseline: Some(m.leader.as_ref().map(|(v, _)| v.clone())) }
-        }
+        (None, Some(m)) => Plan::Poll {
+            // Without a known index, from now on.
+            index: if m.etcd_index > 0 { m.etcd_index + 1 } else { 0 },
+            baseline: Some(m.leader.as_ref().map(|(v, _)| v.clone())),
+        },
         // No snapshot to compare with: the first event decides.
         (None, None) => Plan::Poll { index: 0, baseline: None },
     }
@@ -169,6 +171,7 @@ mod tests {
             Plan::Poll { index: 21, baseline: Some(Some("n1".into())) }
         );
         assert_eq!(plan(Some(&memo(20, None)), None), Plan::Poll { index: 21, baseline: Some(None) });
+        assert_eq!(plan(Some(&memo(0, None)), None), Plan::Poll { index: 0, baseline: Some(None) }, "index unknown");
     }
 
     #[test]

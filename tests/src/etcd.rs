@@ -306,11 +306,11 @@ impl RawClient {
     }
 }
 
-/// One key as the v2 API holds it.
+/// One key as the v2 API holds it (`value` in bytes, like [`RawKv`]'s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawV2Node {
     pub key: String,
-    pub value: String,
+    pub value: Vec<u8>,
     pub modified_index: u64,
     /// Seconds left before it expires; `None` without a TTL.
     pub ttl: Option<i64>,
@@ -376,7 +376,7 @@ fn v2_leaves(node: &serde_json::Value, out: &mut Vec<RawV2Node>) {
     } else {
         out.push(RawV2Node {
             key: node.get("key").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
-            value: node.get("value").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+            value: node.get("value").and_then(serde_json::Value::as_str).unwrap_or_default().as_bytes().to_vec(),
             modified_index: node.get("modifiedIndex").and_then(serde_json::Value::as_u64).unwrap_or_default(),
             ttl: node.get("ttl").and_then(serde_json::Value::as_i64),
         });

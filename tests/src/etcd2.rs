@@ -98,7 +98,7 @@ impl DcsFixture for Etcd2Fixture {
     }
 
     fn read_raw(&self, key: &str) -> Option<Vec<u8>> {
-        self.raw.get(&format!("{}{key}", self.prefix())).map(|n| n.value.into_bytes())
+        self.raw.get(&format!("{}{key}", self.prefix())).map(|n| n.value)
     }
 
     fn stop_store(&self) {

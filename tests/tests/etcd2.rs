@@ -29,13 +29,13 @@ fn patroni_layout_with_ttls() {
     let raw = f.raw();
     let ttl = test_timing().ttl.as_secs() as i64;
     let leader = raw.get("/service/demo/leader").expect("the leader key");
-    assert_eq!(leader.value, "n1");
+    assert_eq!(leader.value, b"n1");
     assert!(leader.ttl.is_some_and(|t| t > 0 && t <= ttl), "leader ttl {:?}", leader.ttl);
     let member = raw.get("/service/demo/members/n1").expect("the member key");
-    assert_eq!(member.value, MEMBER_JSON);
+    assert_eq!(member.value, MEMBER_JSON.as_bytes());
     assert!(member.ttl.is_some_and(|t| t > 0 && t <= ttl), "member ttl {:?}", member.ttl);
     let init = raw.get("/service/demo/initialize").expect("the initialize key");
-    assert_eq!((init.value.as_str(), init.ttl), ("7000000000000000001", None));
+    assert_eq!((init.value.as_slice(), init.ttl), (b"7000000000000000001".as_slice(), None));
     assert_eq!(raw.get("/service/demo/config").map(|n| n.ttl), Some(None));
 
     // The snapshot's versions are modifiedIndexes.
@@ -44,12 +44,12 @@ fn patroni_layout_with_ttls() {
     assert!(n1.update_leader(s.leader.as_ref()).unwrap());
     let renewed = raw.get("/service/demo/leader").expect("the leader key");
     assert!(renewed.modified_index > leader.modified_index, "update_leader rewrites the key");
-    assert_eq!(renewed.value, "n1");
+    assert_eq!(renewed.value, b"n1");
 
     // Somebody else's leader key is not renewed.
     raw.put_with_ttl("/service/demo/leader", b"n2", 30);
     assert!(!n1.update_leader(None).unwrap());
-    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some("n2"));
+    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some(b"n2".as_slice()));
 }
 
 /// A Citus group lives under `<scope>/<group>/`, and sees only its keys.
@@ -193,7 +193,7 @@ fn basic_auth() {
     let in_url = plugin.new_dcs(params(format!(r#"{{"url":"http://root:s3cret@{host}"}}"#))).unwrap();
     assert_eq!(in_url.get_cluster().unwrap().leader.map(|l| l.name).as_deref(), Some("n1"));
     let raw = etcd.raw_v2().with_auth("root", "s3cret");
-    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some("n1"));
+    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some(b"n1".as_slice()));
 
     for section in
         [format!(r#"{{"host":"{host}","username":"root","password":"wrong"}}"#), format!(r#"{{"host":"{host}"}}"#)]

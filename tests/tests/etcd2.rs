@@ -286,3 +286,49 @@ fn configuration_errors_name_the_key() {
         assert!(err.message.starts_with(expected), "{section}: {}", err.message);
     }
 }
+
+/// Every form of naming the endpoints reaches the same etcd.
+#[test]
+fn every_way_to_name_the_endpoints_works() {
+    let f = Etcd2Fixture::start("v2-endpoints");
+    let host = f.etcd().host_port();
+    let port = host.rsplit_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
+    for section in [
+        format!(r#"{{"host":"{host}"}}"#),
+        format!(r#"{{"host":"127.0.0.1","port":{port}}}"#),
+        format!(r#"{{"hosts":["{host}"]}}"#),
+        format!(r#"{{"hosts":"{host},{host}"}}"#),
+        format!(r#"{{"url":"http://{host}"}}"#),
+        format!(r#"{{"proxy":"http://{host}"}}"#),
+        format!(r#"{{"hosts":"{host}","use_proxies":true}}"#),
+        format!(r#"{{"hosts":"{host}","protocol":"http","retry_timeout":3}}"#),
+        format!(r#"{{"srv":"invalid.","hosts":"{host}"}}"#),
+    ] {
+        let d = f.dcs_with(f.params_with("n1", None, section.clone()));
+        assert!(d.write_status("{}").unwrap(), "{section}");
+        assert_eq!(d.get_cluster().unwrap().status.as_deref(), Some("{}"), "{section}");
+    }
+}
+
+/// A new `ttl`: the next watch returns at once, and the next writes of
+/// the leader and member keys carry it.
+#[test]
+fn a_new_ttl_reaches_the_keys_on_the_next_cycle() {
+    let f = Etcd2Fixture::start("v2-ttl");
+    let d = f.new_dcs("n1");
+    assert!(d.attempt_to_acquire_leader().unwrap());
+    assert!(d.touch_member(MEMBER_JSON).unwrap());
+    let mut timing = f.timing();
+    timing.ttl = Duration::from_secs(60);
+    d.set_timing(timing).unwrap();
+    let started = Instant::now();
+    assert!(d.watch(None, Duration::from_secs(10)).unwrap(), "the next watch returns at once");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let s = d.get_cluster().unwrap();
+    assert!(d.update_leader(s.leader.as_ref()).unwrap());
+    assert!(d.touch_member(MEMBER_JSON).unwrap());
+    for key in ["/service/demo/leader", "/service/demo/members/n1"] {
+        let ttl = f.raw().get(key).and_then(|n| n.ttl);
+        assert!(ttl.is_some_and(|t| t > 30 && t <= 60), "{key}: ttl {ttl:?}");
+    }
+}

@@ -123,15 +123,20 @@ impl Connection {
         *lock(&self.refresh_every) = ttl * 10;
     }
 
-    async fn configured_urls(&self) -> Vec<String> {
+    /// The endpoints of the section, or of the SRV records (looked up
+    /// within one attempt's time; the fallback when none answer in time).
+    async fn configured_urls(&self, budget: &Budget) -> Vec<String> {
         match &self.settings.source {
             Source::Urls(urls) => urls.clone(),
             Source::Srv { domain, suffix, fallback } => {
-                let found = srv::discover(domain, suffix.as_deref()).await;
-                if found.is_empty() {
-                    fallback.clone()
-                } else {
-                    found
+                let lookup = srv::discover(domain, suffix.as_deref());
+                match tokio::time::timeout(budget.attempt_timeout(), lookup).await {
+                    Ok(found) if !found.is_empty() => found,
+                    Ok(_) => fallback.clone(),
+                    Err(_) => {
+                        tracing::warn!("no SRV answer for {domain} in time; using the fallback endpoints");
+                        fallback.clone()
+                    }
                 }
             }
         }
@@ -186,7 +191,7 @@ impl Connection {
             return urls;
         }
         if urls.is_empty() || refreshed.is_none() {
-            let configured = self.configured_urls().await;
+            let configured = self.configured_urls(budget).await;
             let found = if self.settings.use_proxies { Vec::new() } else { self.machines(&configured, budget).await };
             let list = if found.is_empty() { configured } else { found };
             let mut m = lock(&self.members);

@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod ctl;
 pub mod diverge;
 pub mod etcd;
+pub mod etcd2;
 pub mod etcd3;
 pub mod exhibitor;
 pub mod http;

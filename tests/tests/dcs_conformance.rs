@@ -17,6 +17,10 @@ mod exhibitor {
     palisade_tests::dcs_conformance_tests!(|| palisade_tests::exhibitor::ExhibitorFixture::start("conformance"));
 }
 
+mod etcd2 {
+    palisade_tests::dcs_conformance_tests!(|| palisade_tests::etcd2::Etcd2Fixture::start("conformance-v2"));
+}
+
 /// The reference in-memory DCS the daemon's unit tests run on.
 mod memory {
     palisade_tests::dcs_conformance_tests!(palisade_tests::memory::MemoryFixture::start);

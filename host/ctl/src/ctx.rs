@@ -35,7 +35,8 @@ pub fn err<T>(msg: impl Into<String>) -> Result<T> {
 }
 
 /// `--dcs-url`: `[scheme://]host[:port][/namespace]`, as patronictl reads it
-/// (without a scheme, port 2379 means etcd3: palisade has no etcd v2 plugin).
+/// (without a scheme, port 2379 means etcd3, the API etcd 3.4+ serves by
+/// default, where patronictl picks etcd's v2 API; `etcd://` names v2).
 pub fn parse_dcs_url(url: &str) -> Result<DcsSection> {
     const DEFAULTS: [(&str, u16); 5] =
         [("etcd3", 2379), ("etcd", 2379), ("consul", 8500), ("zookeeper", 2181), ("exhibitor", 8181)];

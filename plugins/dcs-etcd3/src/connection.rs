@@ -3,41 +3,18 @@
 //! bounds every operation by `retry_timeout`.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use palisade_plugin_api::{PluginError, PluginResult};
+
+pub(crate) use palisade_etcd_common::budget::Budget;
+use palisade_etcd_common::budget::{FIRST_DELAY, MAX_DELAY};
 
 use crate::config::{Settings, Source, TlsFiles};
 use crate::endpoints::Protocol;
 use crate::failure::{classify, Failure};
 use crate::srv;
-
-/// When an operation has to be done by.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Budget {
-    pub deadline: Instant,
-    pub retry_timeout: Duration,
-}
-
-impl Budget {
-    pub(crate) fn new(retry_timeout: Duration) -> Self {
-        Self { deadline: Instant::now() + retry_timeout, retry_timeout }
-    }
-
-    pub(crate) fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-
-    /// One attempt may take half the budget (at least a second), so a
-    /// request stuck on a dead connection leaves time for another try.
-    fn attempt_timeout(&self) -> Duration {
-        (self.retry_timeout / 2).max(Duration::from_secs(1)).min(self.remaining())
-    }
-}
-
-const MAX_DELAY: Duration = Duration::from_secs(1);
-const FIRST_DELAY: Duration = Duration::from_millis(100);
 
 pub(crate) struct Connection {
     settings: Settings,

@@ -7,8 +7,8 @@
 //! and this member's key hang on one lease whose TTL is `ttl`.
 //!
 //! Map of the crate:
-//! - [`config`] and [`endpoints`], [`srv`]: the `etcd3:` section, host lists,
-//!   DNS SRV discovery;
+//! - `palisade_etcd_common` (shared with the v2 plugin): the `etcd3:`
+//!   section's connection keys, host lists, DNS SRV discovery;
 //! - [`connection`] and [`failure`]: the gRPC client, TLS, authentication,
 //!   and the retry loop that bounds every operation by `retry_timeout`;
 //! - [`keys`], [`snapshot`]: where each key lives and how one range read
@@ -20,16 +20,17 @@
 //! slips through, but nothing here relies on it).
 #![allow(non_local_definitions)]
 
-mod config;
 mod connection;
-mod endpoints;
 mod failure;
 mod keys;
 mod lease;
 mod snapshot;
-mod srv;
 mod store;
 mod watch;
+
+// The section's connection keys, endpoint forms and SRV discovery are
+// shared with the v2 plugin.
+use palisade_etcd_common::{config, endpoints, srv};
 
 pub use store::Etcd3;
 

@@ -54,7 +54,7 @@ impl Etcd3 {
         // Each cdylib has its own rustls: give this one its provider. An
         // error only means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let settings = Settings::parse(&params.section_json)?;
+        let settings = Settings::parse("etcd3", &params.section_json)?;
         let mut timing = params.timing;
         timing.ttl = settings.ttl.unwrap_or(timing.ttl);
         timing.loop_wait = settings.loop_wait.unwrap_or(timing.loop_wait);

@@ -15,7 +15,7 @@ use crate::endpoints::{self, Protocol};
 
 /// One SRV service name to try, and what its records point at.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SrvName {
+pub struct SrvName {
     pub name: String,
     pub protocol: Protocol,
     /// `_etcd-server*`: records of the peer port (not client endpoints).
@@ -24,7 +24,7 @@ pub(crate) struct SrvName {
 
 /// The names Patroni queries, in its order: client records first, then the
 /// plain ones, then the peer ones.
-pub(crate) fn srv_names(domain: &str, suffix: Option<&str>) -> Vec<SrvName> {
+pub fn srv_names(domain: &str, suffix: Option<&str>) -> Vec<SrvName> {
     ["-client-ssl", "-client", "-ssl", "", "-server-ssl", "-server"]
         .into_iter()
         .map(|kind| {
@@ -42,7 +42,7 @@ pub(crate) fn srv_names(domain: &str, suffix: Option<&str>) -> Vec<SrvName> {
 }
 
 /// Client endpoints found through SRV under `domain`, or an empty list.
-pub(crate) async fn discover(domain: &str, suffix: Option<&str>) -> Vec<String> {
+pub async fn discover(domain: &str, suffix: Option<&str>) -> Vec<String> {
     let servers = name_servers();
     for srv in srv_names(domain, suffix) {
         let records = lookup(&servers, &srv.name).await;
@@ -77,7 +77,7 @@ fn name_servers() -> Vec<SocketAddr> {
     out
 }
 
-pub(crate) fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
@@ -135,7 +135,7 @@ async fn ask(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A recursive query for the SRV records of `name`.
-pub(crate) fn build_query(id: u16, name: &str) -> Option<Vec<u8>> {
+pub fn build_query(id: u16, name: &str) -> Option<Vec<u8>> {
     let mut q = Vec::with_capacity(name.len() + 18);
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00]); // recursion desired
@@ -184,7 +184,7 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
 
 /// The `(target, port)` of every SRV answer, or `None` when the message is
 /// not an answer to our question (or reports a server failure).
-pub(crate) fn parse_answer(id: u16, msg: &[u8]) -> Option<Vec<(String, u16)>> {
+pub fn parse_answer(id: u16, msg: &[u8]) -> Option<Vec<(String, u16)>> {
     if u16_at(msg, 0)? != id || msg.get(2)? & 0x80 == 0 {
         return None;
     }

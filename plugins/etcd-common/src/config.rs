@@ -1,5 +1,5 @@
-//! The `etcd3:` section (Patroni's etcd settings), read from the JSON the
-//! host hands over. Every error names the key it is about.
+//! The connection keys of the `etcd:` and `etcd3:` sections (Patroni reads
+//! both with one client configuration), from the JSON the host hands over.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::endpoints::{self, Protocol, DEFAULT_PORT};
 
 /// Where the endpoints come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
     /// A fixed list of `proto://host:port` URLs.
     Urls(Vec<String>),
     /// DNS SRV discovery under `domain`; `fallback` (from `hosts`, `url` or
@@ -21,7 +21,7 @@ pub(crate) enum Source {
 
 /// Client certificate and trust settings (used only with https endpoints).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TlsFiles {
+pub struct TlsFiles {
     pub cacert: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     /// `None` with a `cert`: the key is in the certificate file.
@@ -29,7 +29,7 @@ pub(crate) struct TlsFiles {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Settings {
+pub struct Settings {
     pub source: Source,
     /// Treat the endpoints as proxies: no discovery of the cluster members.
     pub use_proxies: bool,
@@ -44,8 +44,8 @@ pub(crate) struct Settings {
     pub retry_timeout: Option<Duration>,
 }
 
-fn err(key: &str, what: impl std::fmt::Display) -> PluginError {
-    PluginError::config(format!("etcd3.{key}: {what}"))
+fn err(sec: &str, key: &str, what: impl std::fmt::Display) -> PluginError {
+    PluginError::config(format!("{sec}.{key}: {what}"))
 }
 
 fn show(v: &Value) -> String {
@@ -55,21 +55,21 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn string(map: &Map<String, Value>, key: &str) -> PluginResult<Option<String>> {
+fn string(sec: &str, map: &Map<String, Value>, key: &str) -> PluginResult<Option<String>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(err(key, format!("expected a string, found {}", show(other)))),
+        Some(other) => Err(err(sec, key, format!("expected a string, found {}", show(other)))),
     }
 }
 
 /// A non-empty string (empty strings count as unset, as in Patroni).
-fn nonempty(map: &Map<String, Value>, key: &str) -> PluginResult<Option<String>> {
-    Ok(string(map, key)?.filter(|s| !s.trim().is_empty()))
+fn nonempty(sec: &str, map: &Map<String, Value>, key: &str) -> PluginResult<Option<String>> {
+    Ok(string(sec, map, key)?.filter(|s| !s.trim().is_empty()))
 }
 
-fn boolean(map: &Map<String, Value>, key: &str) -> PluginResult<bool> {
+fn boolean(sec: &str, map: &Map<String, Value>, key: &str) -> PluginResult<bool> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -77,13 +77,13 @@ fn boolean(map: &Map<String, Value>, key: &str) -> PluginResult<bool> {
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
             "0" | "false" | "no" | "off" | "n" | "f" | "" => Ok(false),
-            _ => Err(err(key, format!("expected a boolean, found '{s}'"))),
+            _ => Err(err(sec, key, format!("expected a boolean, found '{s}'"))),
         },
-        Some(other) => Err(err(key, format!("expected a boolean, found {}", show(other)))),
+        Some(other) => Err(err(sec, key, format!("expected a boolean, found {}", show(other)))),
     }
 }
 
-fn seconds(map: &Map<String, Value>, key: &str) -> PluginResult<Option<Duration>> {
+fn seconds(sec: &str, map: &Map<String, Value>, key: &str) -> PluginResult<Option<Duration>> {
     let secs = match map.get(key) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n.as_f64(),
@@ -92,11 +92,11 @@ fn seconds(map: &Map<String, Value>, key: &str) -> PluginResult<Option<Duration>
     };
     match secs {
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-        _ => Err(err(key, format!("expected a positive number of seconds, found {}", show(&map[key])))),
+        _ => Err(err(sec, key, format!("expected a positive number of seconds, found {}", show(&map[key])))),
     }
 }
 
-fn port(map: &Map<String, Value>) -> PluginResult<u16> {
+fn port(sec: &str, map: &Map<String, Value>) -> PluginResult<u16> {
     let Some(v) = map.get("port").filter(|v| !v.is_null()) else {
         return Ok(DEFAULT_PORT);
     };
@@ -105,11 +105,16 @@ fn port(map: &Map<String, Value>) -> PluginResult<u16> {
         Value::String(s) => s.trim().parse::<u16>().ok(),
         _ => None,
     };
-    parsed.filter(|p| *p > 0).ok_or_else(|| err("port", format!("expected a port number, found {}", show(v))))
+    parsed.filter(|p| *p > 0).ok_or_else(|| err(sec, "port", format!("expected a port number, found {}", show(v))))
 }
 
 /// `hosts` as a YAML list or a comma-separated string.
-fn hosts(map: &Map<String, Value>, protocol: Protocol, default_port: u16) -> PluginResult<Option<Vec<String>>> {
+fn hosts(
+    sec: &str,
+    map: &Map<String, Value>,
+    protocol: Protocol,
+    default_port: u16,
+) -> PluginResult<Option<Vec<String>>> {
     let entries: Vec<String> = match map.get("hosts") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
@@ -118,13 +123,17 @@ fn hosts(map: &Map<String, Value>, protocol: Protocol, default_port: u16) -> Plu
             for item in items {
                 match item {
                     Value::String(s) => out.push(s.clone()),
-                    other => return Err(err("hosts", format!("expected host:port, found {}", show(other)))),
+                    other => return Err(err(sec, "hosts", format!("expected host:port, found {}", show(other)))),
                 }
             }
             out
         }
         Some(other) => {
-            return Err(err("hosts", format!("expected a list or a comma-separated string, found {}", show(other))))
+            return Err(err(
+                sec,
+                "hosts",
+                format!("expected a list or a comma-separated string, found {}", show(other)),
+            ))
         }
     };
     let mut urls = Vec::new();
@@ -132,51 +141,50 @@ fn hosts(map: &Map<String, Value>, protocol: Protocol, default_port: u16) -> Plu
         match endpoints::host_entry(entry, protocol, default_port) {
             Some(url) if !urls.contains(&url) => urls.push(url),
             Some(_) => {}
-            None => return Err(err("hosts", format!("expected host:port, found '{entry}'"))),
+            None => return Err(err(sec, "hosts", format!("expected host:port, found '{entry}'"))),
         }
     }
     if urls.is_empty() {
-        return Err(err("hosts", "the list is empty"));
+        return Err(err(sec, "hosts", "the list is empty"));
     }
     Ok(Some(urls))
 }
 
-fn file(map: &Map<String, Value>, key: &str) -> PluginResult<Option<PathBuf>> {
-    let Some(path) = nonempty(map, key)? else {
+fn file(sec: &str, map: &Map<String, Value>, key: &str) -> PluginResult<Option<PathBuf>> {
+    let Some(path) = nonempty(sec, map, key)? else {
         return Ok(None);
     };
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(Some(PathBuf::from(path))),
-        Ok(_) => Err(err(key, format!("'{path}' is not a file"))),
-        Err(e) => Err(err(key, format!("cannot read '{path}': {e}"))),
+        Ok(_) => Err(err(sec, key, format!("'{path}' is not a file"))),
+        Err(e) => Err(err(sec, key, format!("cannot read '{path}': {e}"))),
     }
 }
 
 impl Settings {
     /// Read the section. `json` is the section as the host serialised it.
-    pub(crate) fn parse(json: &str) -> PluginResult<Self> {
+    pub fn parse(sec: &str, json: &str) -> PluginResult<Self> {
         let value: Value = if json.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(json).map_err(|e| PluginError::config(format!("etcd3: not valid JSON: {e}")))?
+            serde_json::from_str(json).map_err(|e| PluginError::config(format!("{sec}: not valid JSON: {e}")))?
         };
         let empty = Map::new();
         let map = match &value {
             Value::Object(m) => m,
             Value::Null => &empty,
-            other => return Err(PluginError::config(format!("etcd3: expected a mapping, found {}", show(other)))),
+            other => return Err(PluginError::config(format!("{sec}: expected a mapping, found {}", show(other)))),
         };
 
-        let mut protocol = match nonempty(map, "protocol")? {
+        let mut protocol = match nonempty(sec, map, "protocol")? {
             None => Protocol::Http,
-            Some(p) => {
-                Protocol::parse(&p).ok_or_else(|| err("protocol", format!("expected http or https, found '{p}'")))?
-            }
+            Some(p) => Protocol::parse(&p)
+                .ok_or_else(|| err(sec, "protocol", format!("expected http or https, found '{p}'")))?,
         };
-        let mut use_proxies = boolean(map, "use_proxies")?;
-        let mut username = nonempty(map, "username")?;
-        let mut password = string(map, "password")?.filter(|p| !p.is_empty());
-        let default_port = port(map)?;
+        let mut use_proxies = boolean(sec, map, "use_proxies")?;
+        let mut username = nonempty(sec, map, "username")?;
+        let mut password = string(sec, map, "password")?.filter(|p| !p.is_empty());
+        let default_port = port(sec, map)?;
 
         // `proxy` wins over everything and implies use_proxies; then `url`
         // (whose scheme and credentials override the section's), `hosts`
@@ -186,9 +194,9 @@ impl Settings {
             if fixed.is_some() {
                 break;
             }
-            if let Some(raw) = nonempty(map, key)? {
+            if let Some(raw) = nonempty(sec, map, key)? {
                 let url = endpoints::parse_url(&raw)
-                    .ok_or_else(|| err(key, format!("expected http(s)://host:port, found '{raw}'")))?;
+                    .ok_or_else(|| err(sec, key, format!("expected http(s)://host:port, found '{raw}'")))?;
                 protocol = url.protocol;
                 if url.username.is_some() {
                     username = url.username.clone();
@@ -200,13 +208,16 @@ impl Settings {
                 fixed = Some(vec![url.endpoint()]);
             }
         }
-        let from_hosts =
-            if map.get("proxy").is_some_and(|v| !v.is_null()) { None } else { hosts(map, protocol, default_port)? };
-        let from_host = match nonempty(map, "host")? {
+        let from_hosts = if map.get("proxy").is_some_and(|v| !v.is_null()) {
+            None
+        } else {
+            hosts(sec, map, protocol, default_port)?
+        };
+        let from_host = match nonempty(sec, map, "host")? {
             None => None,
             Some(h) => {
                 let (host, port) = endpoints::split_host_port(&h, default_port)
-                    .ok_or_else(|| err("host", format!("expected host:port, found '{h}'")))?;
+                    .ok_or_else(|| err(sec, "host", format!("expected host:port, found '{h}'")))?;
                 Some(vec![endpoints::endpoint(protocol, &host, port)])
             }
         };
@@ -215,21 +226,21 @@ impl Settings {
 
         let mut srv_domain = None;
         for key in ["srv", "discovery_srv", "srv_domain"] {
-            if let Some(d) = nonempty(map, key)? {
+            if let Some(d) = nonempty(sec, map, key)? {
                 srv_domain = Some(d.trim().trim_end_matches('.').to_string());
                 break;
             }
         }
-        let suffix = nonempty(map, "srv_suffix")?.map(|s| s.trim().to_string());
+        let suffix = nonempty(sec, map, "srv_suffix")?.map(|s| s.trim().to_string());
 
         let source = match (srv_domain, is_proxy) {
             (Some(domain), false) => Source::Srv { domain, suffix, fallback: fallback.unwrap_or_default() },
             _ => match fallback {
                 Some(urls) => Source::Urls(urls),
                 None => {
-                    return Err(PluginError::config(
-                        "etcd3: one of host, hosts, url, proxy or srv must be set".to_string(),
-                    ))
+                    return Err(PluginError::config(format!(
+                        "{sec}: one of host, hosts, url, proxy or srv must be set"
+                    )))
                 }
             },
         };
@@ -237,19 +248,20 @@ impl Settings {
         let credentials = match (username, password) {
             (Some(u), Some(p)) => Some((u, p)),
             (Some(_), None) => {
-                tracing::warn!("etcd3.username is set without etcd3.password: not authenticating");
+                tracing::warn!("{sec}.username is set without {sec}.password: not authenticating");
                 None
             }
             (None, Some(_)) => {
-                tracing::warn!("etcd3.password is set without etcd3.username: not authenticating");
+                tracing::warn!("{sec}.password is set without {sec}.username: not authenticating");
                 None
             }
             (None, None) => None,
         };
 
-        let tls = TlsFiles { cacert: file(map, "cacert")?, cert: file(map, "cert")?, key: file(map, "key")? };
+        let tls =
+            TlsFiles { cacert: file(sec, map, "cacert")?, cert: file(sec, map, "cert")?, key: file(sec, map, "key")? };
         if tls.key.is_some() && tls.cert.is_none() {
-            return Err(err("key", "is set but etcd3.cert is not"));
+            return Err(err(sec, "key", format!("is set but {sec}.cert is not")));
         }
 
         Ok(Settings {
@@ -258,9 +270,9 @@ impl Settings {
             protocol,
             credentials,
             tls,
-            ttl: seconds(map, "ttl")?,
-            loop_wait: seconds(map, "loop_wait")?,
-            retry_timeout: seconds(map, "retry_timeout")?,
+            ttl: seconds(sec, map, "ttl")?,
+            loop_wait: seconds(sec, map, "loop_wait")?,
+            retry_timeout: seconds(sec, map, "retry_timeout")?,
         })
     }
 }
@@ -270,7 +282,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> PluginResult<Settings> {
-        Settings::parse(json)
+        Settings::parse("etcd3", json)
     }
 
     fn urls(json: &str) -> Vec<String> {

@@ -1,19 +1,19 @@
-//! Host, port and URL handling for the `etcd3:` section, following the
+//! Host, port and URL handling for the `etcd:` and `etcd3:` sections, following the
 //! forms Patroni accepts: `host`, `host:port`, `[v6]:port`, a bare IPv6
 //! address with a port after its last colon, and `http(s)://` URLs.
 
 /// The port etcd clients use when none is given.
-pub(crate) const DEFAULT_PORT: u16 = 2379;
+pub const DEFAULT_PORT: u16 = 2379;
 
 /// `http` or `https`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Protocol {
+pub enum Protocol {
     Http,
     Https,
 }
 
 impl Protocol {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "http" => Some(Self::Http),
             "https" => Some(Self::Https),
@@ -21,7 +21,7 @@ impl Protocol {
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
@@ -31,7 +31,7 @@ impl Protocol {
 
 /// A URL split into the parts the plugin uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ParsedUrl {
+pub struct ParsedUrl {
     pub protocol: Protocol,
     pub host: String,
     pub port: u16,
@@ -40,13 +40,13 @@ pub(crate) struct ParsedUrl {
 }
 
 impl ParsedUrl {
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         endpoint(self.protocol, &self.host, self.port)
     }
 }
 
 /// `proto://host:port`, with brackets around an IPv6 address.
-pub(crate) fn endpoint(protocol: Protocol, host: &str, port: u16) -> String {
+pub fn endpoint(protocol: Protocol, host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("{}://[{host}]:{port}", protocol.as_str())
     } else {
@@ -60,7 +60,7 @@ fn valid_host(host: &str) -> bool {
 
 /// Split `host[:port]` as Patroni's `split_host_port` does; `None` when the
 /// value is not of that form.
-pub(crate) fn split_host_port(value: &str, default_port: u16) -> Option<(String, u16)> {
+pub fn split_host_port(value: &str, default_port: u16) -> Option<(String, u16)> {
     let value = value.trim();
     if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -85,7 +85,7 @@ fn parse_port(s: &str) -> Option<u16> {
 }
 
 /// Parse `http(s)://[user[:password]@]host[:port][/...]`.
-pub(crate) fn parse_url(value: &str) -> Option<ParsedUrl> {
+pub fn parse_url(value: &str) -> Option<ParsedUrl> {
     let value = value.trim();
     let (scheme, rest) = value.split_once("://")?;
     let protocol = Protocol::parse(scheme)?;
@@ -108,7 +108,7 @@ pub(crate) fn parse_url(value: &str) -> Option<ParsedUrl> {
 
 /// One entry of `hosts`: `host[:port]`, or (leniently, Patroni does not)
 /// a full URL.
-pub(crate) fn host_entry(value: &str, protocol: Protocol, default_port: u16) -> Option<String> {
+pub fn host_entry(value: &str, protocol: Protocol, default_port: u16) -> Option<String> {
     if value.contains("://") {
         return parse_url(value).map(|u| u.endpoint());
     }

@@ -1,0 +1,119 @@
+//! The etcd v2 plugin (`dcs-etcd`), loaded through the real loader, on a
+//! real etcd of its own serving the v2 API: the [`DcsFixture`] the
+//! conformance suite runs against, and the building blocks of the
+//! plugin's own tests.
+
+use std::sync::{Mutex, MutexGuard};
+
+use palisade_plugin_api::host::OpenedPlugin;
+use palisade_plugin_api::{Dcs, DcsParams, DcsTiming, PluginResult};
+
+use crate::conformance::DcsFixture;
+use crate::etcd::{EtcdServer, RawV2Client};
+use crate::plugins::{open_dcs_plugin, test_timing};
+
+pub struct Etcd2Fixture {
+    etcd: Mutex<EtcdServer>,
+    plugin: OpenedPlugin,
+    raw: RawV2Client,
+    pub namespace: String,
+    pub scope: String,
+    pub timing: DcsTiming,
+}
+
+impl Etcd2Fixture {
+    /// A new etcd (named after `label`) and the plugin, scope `demo` in
+    /// namespace `/service/`.
+    pub fn start(label: &str) -> Self {
+        let plugin = open_dcs_plugin("etcd");
+        let etcd = EtcdServer::start(label);
+        let raw = etcd.raw_v2();
+        Etcd2Fixture {
+            etcd: Mutex::new(etcd),
+            plugin,
+            raw,
+            namespace: "/service/".into(),
+            scope: "demo".into(),
+            timing: test_timing(),
+        }
+    }
+
+    pub fn etcd(&self) -> MutexGuard<'_, EtcdServer> {
+        self.etcd.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A raw v2 client of the same etcd.
+    pub fn raw(&self) -> &RawV2Client {
+        &self.raw
+    }
+
+    /// The `etcd:` section pointing at this etcd.
+    pub fn section_json(&self) -> String {
+        format!(r#"{{"host":"{}"}}"#, self.etcd().host_port())
+    }
+
+    pub fn params(&self, member: &str, group: Option<i32>) -> DcsParams {
+        self.params_with(member, group, self.section_json())
+    }
+
+    /// Parameters with another `etcd:` section.
+    pub fn params_with(&self, member: &str, group: Option<i32>, section_json: String) -> DcsParams {
+        DcsParams {
+            scope: self.scope.clone(),
+            namespace: self.namespace.clone(),
+            name: member.to_string(),
+            group,
+            timing: self.timing,
+            section_json,
+        }
+    }
+
+    /// A plugin instance with explicit parameters.
+    pub fn dcs_with(&self, params: DcsParams) -> Box<dyn Dcs> {
+        self.plugin.new_dcs(params).unwrap_or_else(|e| panic!("construct the etcd plugin: {e}"))
+    }
+
+    /// Construct the plugin without panicking, to see its errors.
+    pub fn plugin_new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
+        self.plugin.new_dcs(params)
+    }
+
+    /// `/<namespace>/<scope>/`, the prefix Patroni uses.
+    pub fn prefix(&self) -> String {
+        format!("{}{}/", self.namespace, self.scope)
+    }
+}
+
+impl DcsFixture for Etcd2Fixture {
+    fn new_dcs(&self, member: &str) -> Box<dyn Dcs> {
+        self.dcs_with(self.params(member, None))
+    }
+
+    fn timing(&self) -> DcsTiming {
+        self.timing
+    }
+
+    fn write_raw(&self, key: &str, value: &[u8]) {
+        self.raw.put(&format!("{}{key}", self.prefix()), value);
+    }
+
+    fn read_raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.raw.get(&format!("{}{key}", self.prefix())).map(|n| n.value)
+    }
+
+    fn stop_store(&self) {
+        self.etcd().stop();
+    }
+
+    fn start_store(&self) {
+        self.etcd().start_again();
+    }
+
+    fn freeze_store(&self) {
+        self.etcd().freeze();
+    }
+
+    fn thaw_store(&self) {
+        self.etcd().thaw();
+    }
+}

@@ -1,0 +1,334 @@
+//! The etcd v2 plugin (`dcs-etcd`) on a real etcd serving the v2 API:
+//! what the conformance suite does not cover. Patroni's layout with TTLs,
+//! Citus groups, TLS with a client certificate, basic authentication, a
+//! host list with a dead member, and a watch whose `waitIndex` etcd has
+//! forgotten.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use palisade_plugin_api::{DcsParams, ErrorKind};
+use palisade_test_support::Staging;
+use palisade_tests::certs::{ca, leaf};
+use palisade_tests::conformance::{DcsFixture, MEMBER_JSON};
+use palisade_tests::etcd::{EtcdServer, EtcdTls};
+use palisade_tests::etcd2::Etcd2Fixture;
+use palisade_tests::plugins::{open_dcs_plugin, test_timing};
+
+/// The leader and member keys carry the TTL; the other keys do not; the
+/// values are Patroni's; update_leader rewrites the key (new
+/// modifiedIndex, TTL renewed).
+#[test]
+fn patroni_layout_with_ttls() {
+    let f = Etcd2Fixture::start("v2-layout");
+    let n1 = f.new_dcs("n1");
+    assert!(n1.initialize(true, "7000000000000000001").unwrap());
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    assert!(n1.set_config_value(r#"{"ttl":4}"#, None).unwrap());
+    let raw = f.raw();
+    let ttl = test_timing().ttl.as_secs() as i64;
+    let leader = raw.get("/service/demo/leader").expect("the leader key");
+    assert_eq!(leader.value, b"n1");
+    assert!(leader.ttl.is_some_and(|t| t > 0 && t <= ttl), "leader ttl {:?}", leader.ttl);
+    let member = raw.get("/service/demo/members/n1").expect("the member key");
+    assert_eq!(member.value, MEMBER_JSON.as_bytes());
+    assert!(member.ttl.is_some_and(|t| t > 0 && t <= ttl), "member ttl {:?}", member.ttl);
+    let init = raw.get("/service/demo/initialize").expect("the initialize key");
+    assert_eq!((init.value.as_slice(), init.ttl), (b"7000000000000000001".as_slice(), None));
+    assert_eq!(raw.get("/service/demo/config").map(|n| n.ttl), Some(None));
+
+    // The snapshot's versions are modifiedIndexes.
+    let s = n1.get_cluster().unwrap();
+    assert_eq!(s.leader.as_ref().map(|l| l.version.clone()), Some(leader.modified_index.to_string()));
+    assert!(n1.update_leader(s.leader.as_ref()).unwrap());
+    let renewed = raw.get("/service/demo/leader").expect("the leader key");
+    assert!(renewed.modified_index > leader.modified_index, "update_leader rewrites the key");
+    assert_eq!(renewed.value, b"n1");
+
+    // Somebody else's leader key is not renewed.
+    raw.put_with_ttl("/service/demo/leader", b"n2", 30);
+    assert!(!n1.update_leader(None).unwrap());
+    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some(b"n2".as_slice()));
+}
+
+/// A Citus group lives under `<scope>/<group>/`, and sees only its keys.
+#[test]
+fn citus_groups() {
+    let f = Etcd2Fixture::start("v2-citus");
+    let coordinator = f.dcs_with(f.params("c1", Some(0)));
+    let worker = f.dcs_with(f.params("w1", Some(1)));
+    assert!(coordinator.attempt_to_acquire_leader().unwrap());
+    assert!(worker.attempt_to_acquire_leader().unwrap());
+    assert!(worker.touch_member(MEMBER_JSON).unwrap());
+    let keys: Vec<String> = f.raw().get_prefix("/service/demo/").into_iter().map(|n| n.key).collect();
+    assert_eq!(keys, ["/service/demo/0/leader", "/service/demo/1/leader", "/service/demo/1/members/w1"]);
+    let s = worker.get_cluster().unwrap();
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("w1"));
+    assert!(worker.delete_cluster().unwrap());
+    let left: Vec<String> = f.raw().get_prefix("/service/demo/").into_iter().map(|n| n.key).collect();
+    assert_eq!(left, ["/service/demo/0/leader"], "delete_cluster of a group leaves the others");
+}
+
+/// etcd keeps the last 1000 events: a watch from an index older than that
+/// gets "event index cleared" and returns at once so the loop reads anew.
+#[test]
+fn watch_from_a_cleared_index_returns_at_once() {
+    let f = Etcd2Fixture::start("v2-cleared");
+    let owner = f.new_dcs("owner");
+    let watcher = f.new_dcs("watcher");
+    assert!(owner.attempt_to_acquire_leader().unwrap());
+    let leader = watcher.get_cluster().unwrap().leader.expect("a leader key");
+    // 1100 events elsewhere push the snapshot's index out of etcd's history.
+    let raw = f.raw();
+    for i in 0..1100 {
+        raw.put("/other/key", format!("{i}").as_bytes());
+    }
+    let started = Instant::now();
+    assert!(watcher.watch(Some(&leader.version), Duration::from_secs(20)).unwrap(), "a cleared index wakes the watch");
+    assert!(started.elapsed() < Duration::from_secs(10), "it returned after {:?}", started.elapsed());
+    // A fresh snapshot lets it wait again.
+    let leader = watcher.get_cluster().unwrap().leader.expect("a leader key");
+    assert!(!watcher.watch(Some(&leader.version), Duration::from_secs(1)).unwrap());
+}
+
+/// An empty cluster in a busy etcd: the watch waits from etcd's current
+/// index (which the "key not found" answer carries), so it sleeps out its
+/// timeout rather than meeting a cleared index and waking at once.
+#[test]
+fn watch_on_an_empty_cluster_in_a_busy_etcd_sleeps() {
+    let f = Etcd2Fixture::start("v2-empty");
+    let raw = f.raw();
+    for i in 0..1100 {
+        raw.put("/other/key", format!("{i}").as_bytes());
+    }
+    let watcher = f.new_dcs("watcher");
+    assert_eq!(watcher.get_cluster().unwrap(), Default::default());
+    let started = Instant::now();
+    assert!(!watcher.watch(None, Duration::from_secs(2)).unwrap(), "nothing changed");
+    assert!(started.elapsed() >= Duration::from_secs(2), "returned after {:?}", started.elapsed());
+}
+
+/// Without a leader version, renewals of the leader key do not wake the
+/// watch; a new leader does.
+#[test]
+fn watch_without_a_version_wakes_on_a_new_leader_only() {
+    let f = Etcd2Fixture::start("v2-watch");
+    let owner = f.new_dcs("owner");
+    let other = f.new_dcs("other");
+    let watcher = f.new_dcs("watcher");
+    assert!(owner.attempt_to_acquire_leader().unwrap());
+    watcher.get_cluster().unwrap();
+    std::thread::scope(|s| {
+        let renewer = s.spawn(|| {
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(owner.update_leader(None).unwrap());
+            }
+        });
+        let started = Instant::now();
+        assert!(!watcher.watch(None, Duration::from_secs(2)).unwrap(), "renewals do not wake it");
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        renewer.join().expect("renewer");
+    });
+    watcher.get_cluster().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(other.take_leader().unwrap());
+        });
+        assert!(watcher.watch(None, Duration::from_secs(20)).unwrap(), "a new leader wakes it");
+    });
+}
+
+fn params(section: String) -> DcsParams {
+    let mut timing = test_timing();
+    timing.retry_timeout = Duration::from_secs(3);
+    DcsParams {
+        scope: "demo".into(),
+        namespace: "/service/".into(),
+        name: "n1".into(),
+        group: None,
+        timing,
+        section_json: section,
+    }
+}
+
+/// A dead member first in `hosts`: requests go on to the live one, with
+/// and without `use_proxies` (without, the member list comes from etcd).
+/// All members dead: a DCS error naming the cause within retry_timeout.
+#[test]
+fn hosts_with_a_dead_member() {
+    let etcd = EtcdServer::start("v2-hosts");
+    let dead = palisade_test_support::free_port();
+    let plugin = open_dcs_plugin("etcd");
+    for extra in ["", r#","use_proxies":true"#] {
+        let section = format!(r#"{{"hosts":["127.0.0.1:{dead}","{}"]{extra}}}"#, etcd.host_port());
+        let dcs = plugin.new_dcs(params(section)).unwrap();
+        assert!(dcs.delete_cluster().unwrap(), "{extra}");
+        assert!(dcs.attempt_to_acquire_leader().unwrap(), "{extra}");
+        assert!(dcs.touch_member(MEMBER_JSON).unwrap(), "{extra}");
+        let s = dcs.get_cluster().unwrap();
+        assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("n1"), "{extra}");
+        assert!(s.members.iter().any(|m| m.name == "n1"), "{extra}");
+    }
+    let nowhere = plugin.new_dcs(params(format!(r#"{{"hosts":"127.0.0.1:{dead}"}}"#))).unwrap();
+    let started = Instant::now();
+    let err = nowhere.get_cluster().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DcsUnavailable);
+    assert!(err.message.contains("not reachable within retry_timeout"), "{}", err.message);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+/// Basic authentication with v2 auth on: the right password works (in the
+/// section or in `url`), a wrong one or none is a DCS error.
+#[test]
+fn basic_auth() {
+    let etcd = EtcdServer::start("v2-auth");
+    etcd.raw_v2().enable_auth("s3cret");
+    let plugin = open_dcs_plugin("etcd");
+    let host = etcd.host_port();
+    let good = plugin.new_dcs(params(format!(r#"{{"host":"{host}","username":"root","password":"s3cret"}}"#))).unwrap();
+    assert!(good.attempt_to_acquire_leader().unwrap());
+    let in_url = plugin.new_dcs(params(format!(r#"{{"url":"http://root:s3cret@{host}"}}"#))).unwrap();
+    assert_eq!(in_url.get_cluster().unwrap().leader.map(|l| l.name).as_deref(), Some("n1"));
+    let raw = etcd.raw_v2().with_auth("root", "s3cret");
+    assert_eq!(raw.get("/service/demo/leader").map(|n| n.value).as_deref(), Some(b"n1".as_slice()));
+
+    for section in
+        [format!(r#"{{"host":"{host}","username":"root","password":"wrong"}}"#), format!(r#"{{"host":"{host}"}}"#)]
+    {
+        let dcs = plugin.new_dcs(params(section.clone())).unwrap();
+        let err = dcs.get_cluster().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{section}");
+        eprintln!("{section}: {err}");
+        assert!(err.message.contains("etcd refused the request"), "{section}: {}", err.message);
+        let err = dcs.write_status("{}").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{section}");
+    }
+}
+
+/// TLS: the server verified against `cacert`, a client certificate from
+/// `cert`/`key` (etcd requires one here), or with the key inside `cert`.
+#[test]
+fn tls_with_a_client_certificate() {
+    let staging = Staging::new("etcd2-tls");
+    let dir = staging.path();
+    ca(dir, "ca");
+    ca(dir, "other-ca");
+    let (server_crt, server_key) = leaf(dir, "ca", "server");
+    let (client_crt, client_key) = leaf(dir, "ca", "client");
+    let etcd = EtcdServer::start_tls("v2-tls", EtcdTls { ca: dir.join("ca.crt"), cert: server_crt, key: server_key });
+    let plugin = open_dcs_plugin("etcd");
+    let show = |p: &Path| p.display().to_string();
+    let host = etcd.host_port();
+    let good = plugin
+        .new_dcs(params(format!(
+            r#"{{"host":"{host}","protocol":"https","cacert":"{}","cert":"{}","key":"{}"}}"#,
+            show(&dir.join("ca.crt")),
+            show(&client_crt),
+            show(&client_key)
+        )))
+        .unwrap();
+    assert!(good.write_status(r#"{"optime":1}"#).unwrap());
+    assert!(good.attempt_to_acquire_leader().unwrap());
+    let s = good.get_cluster().unwrap();
+    assert_eq!(s.status.as_deref(), Some(r#"{"optime":1}"#));
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("n1"));
+
+    let combined = dir.join("client-combined.pem");
+    let pem = [std::fs::read(&client_crt).unwrap_or_default(), std::fs::read(&client_key).unwrap_or_default()].concat();
+    std::fs::write(&combined, pem).unwrap_or_else(|e| panic!("write {}: {e}", combined.display()));
+    let url = etcd.client_url();
+    let combined_only = plugin
+        .new_dcs(params(format!(
+            r#"{{"url":"{url}","cacert":"{}","cert":"{}"}}"#,
+            show(&dir.join("ca.crt")),
+            show(&combined)
+        )))
+        .unwrap();
+    assert!(combined_only.get_cluster().unwrap().leader.is_some());
+
+    // A server certificate no trusted CA signed is refused; so is a client
+    // without a certificate.
+    for section in [
+        format!(
+            r#"{{"url":"{url}","cacert":"{}","cert":"{}","key":"{}"}}"#,
+            show(&dir.join("other-ca.crt")),
+            show(&client_crt),
+            show(&client_key)
+        ),
+        format!(r#"{{"url":"{url}","cacert":"{}"}}"#, show(&dir.join("ca.crt"))),
+    ] {
+        let dcs = plugin.new_dcs(params(section.clone())).unwrap();
+        assert_eq!(dcs.get_cluster().unwrap_err().kind, ErrorKind::DcsUnavailable, "{section}");
+    }
+    // A client certificate without its key is a configuration error.
+    let err = plugin
+        .new_dcs(params(format!(r#"{{"url":"{url}","cert":"{}"}}"#, show(&dir.join("ca.crt")))))
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+}
+
+/// Configuration errors name the key under `etcd.`.
+#[test]
+fn configuration_errors_name_the_key() {
+    let plugin = open_dcs_plugin("etcd");
+    for (section, expected) in [
+        (r#"{"hosts":"a:1,x:y"}"#, "etcd.hosts: expected host:port, found 'x:y'"),
+        (r#"{"url":"etcd:2379"}"#, "etcd.url: expected http(s)://host:port"),
+        (r#"{"host":"a","cacert":"/nonexistent/ca.pem"}"#, "etcd.cacert: cannot read '/nonexistent/ca.pem'"),
+        (r#"{}"#, "etcd: one of host, hosts, url, proxy or srv must be set"),
+    ] {
+        let err = plugin.new_dcs(params(section.to_string())).map(drop).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Config, "{section}");
+        assert!(err.message.starts_with(expected), "{section}: {}", err.message);
+    }
+}
+
+/// Every form of naming the endpoints reaches the same etcd.
+#[test]
+fn every_way_to_name_the_endpoints_works() {
+    let f = Etcd2Fixture::start("v2-endpoints");
+    let host = f.etcd().host_port();
+    let port = host.rsplit_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
+    for section in [
+        format!(r#"{{"host":"{host}"}}"#),
+        format!(r#"{{"host":"127.0.0.1","port":{port}}}"#),
+        format!(r#"{{"hosts":["{host}"]}}"#),
+        format!(r#"{{"hosts":"{host},{host}"}}"#),
+        format!(r#"{{"url":"http://{host}"}}"#),
+        format!(r#"{{"proxy":"http://{host}"}}"#),
+        format!(r#"{{"hosts":"{host}","use_proxies":true}}"#),
+        format!(r#"{{"hosts":"{host}","protocol":"http","retry_timeout":3}}"#),
+        format!(r#"{{"srv":"invalid.","hosts":"{host}"}}"#),
+    ] {
+        let d = f.dcs_with(f.params_with("n1", None, section.clone()));
+        assert!(d.write_status("{}").unwrap(), "{section}");
+        assert_eq!(d.get_cluster().unwrap().status.as_deref(), Some("{}"), "{section}");
+    }
+}
+
+/// A new `ttl`: the next watch returns at once, and the next writes of
+/// the leader and member keys carry it.
+#[test]
+fn a_new_ttl_reaches_the_keys_on_the_next_cycle() {
+    let f = Etcd2Fixture::start("v2-ttl");
+    let d = f.new_dcs("n1");
+    assert!(d.attempt_to_acquire_leader().unwrap());
+    assert!(d.touch_member(MEMBER_JSON).unwrap());
+    let mut timing = f.timing();
+    timing.ttl = Duration::from_secs(60);
+    d.set_timing(timing).unwrap();
+    let started = Instant::now();
+    assert!(d.watch(None, Duration::from_secs(10)).unwrap(), "the next watch returns at once");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let s = d.get_cluster().unwrap();
+    assert!(d.update_leader(s.leader.as_ref()).unwrap());
+    assert!(d.touch_member(MEMBER_JSON).unwrap());
+    for key in ["/service/demo/leader", "/service/demo/members/n1"] {
+        let ttl = f.raw().get(key).and_then(|n| n.ttl);
+        assert!(ttl.is_some_and(|t| t > 30 && t <= 60), "{key}: ttl {ttl:?}");
+    }
+}

@@ -35,11 +35,12 @@ pub fn err<T>(msg: impl Into<String>) -> Result<T> {
 }
 
 /// `--dcs-url`: `[scheme://]host[:port][/namespace]`, as patronictl reads it
-/// (without a scheme, port 2379 means etcd3, the API etcd 3.4+ serves by
-/// default, where patronictl picks etcd's v2 API; `etcd://` names v2).
+/// (without a scheme, the port picks the store, and 2379 or no port means
+/// etcd's v2 API, as in patronictl).
 pub fn parse_dcs_url(url: &str) -> Result<DcsSection> {
+    // patronictl's DCS_DEFAULTS, in its order: the first with the port wins.
     const DEFAULTS: [(&str, u16); 5] =
-        [("etcd3", 2379), ("etcd", 2379), ("consul", 8500), ("zookeeper", 2181), ("exhibitor", 8181)];
+        [("zookeeper", 2181), ("exhibitor", 8181), ("consul", 8500), ("etcd", 2379), ("etcd3", 2379)];
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (s.to_string(), r),
         None => (String::new(), url.trim_start_matches("//")),
@@ -57,7 +58,7 @@ pub fn parse_dcs_url(url: &str) -> Result<DcsSection> {
     };
     let host = if host.is_empty() { "localhost".to_string() } else { host };
     let scheme = if scheme.is_empty() {
-        DEFAULTS.iter().find(|(_, p)| Some(*p) == port).map_or("etcd3", |(s, _)| *s).to_string()
+        DEFAULTS.iter().find(|(_, p)| Some(*p) == port).map_or("etcd", |(s, _)| *s).to_string()
     } else if DEFAULTS.iter().any(|(s, _)| *s == scheme) {
         scheme
     } else {
@@ -254,7 +255,8 @@ mod tests {
     #[test]
     fn dcs_urls_are_read_as_patronictl_reads_them() {
         let cases = [
-            ("127.0.0.1:2379", "etcd3", "host", "127.0.0.1:2379"),
+            ("127.0.0.1:2379", "etcd", "host", "127.0.0.1:2379"),
+            ("127.0.0.1", "etcd", "host", "127.0.0.1:2379"),
             ("etcd://127.0.0.1:2379", "etcd", "host", "127.0.0.1:2379"),
             ("etcd3://10.0.0.1:2379", "etcd3", "host", "10.0.0.1:2379"),
             ("etcd3://10.0.0.1", "etcd3", "host", "10.0.0.1:2379"),
@@ -265,6 +267,8 @@ mod tests {
             let d = parse_dcs_url(url).unwrap();
             assert_eq!((d.kind.as_str(), d.section[key].as_str()), (kind, Some(value)), "{url}");
         }
+        let bare = parse_dcs_url("z1:2181").unwrap();
+        assert_eq!((bare.kind.as_str(), &bare.section["hosts"]), ("zookeeper", &serde_json::json!(["z1:2181"])));
         let zk = parse_dcs_url("zookeeper://z1:2181/service").unwrap();
         assert_eq!(zk.section["hosts"], serde_json::json!(["z1:2181"]));
         assert_eq!(zk.section["__namespace"], "/service");

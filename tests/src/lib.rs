@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cluster;
 pub mod conformance;
 pub mod ctl;
+pub mod dcs;
 pub mod diverge;
 pub mod etcd;
 pub mod etcd3;

@@ -51,8 +51,9 @@ pub trait TestDcs: Send + Sync {
     /// Undo [`TestDcs::freeze`].
     fn thaw(&self);
 
-    /// The etcd behind this store, when it is one: for the tests of an
-    /// etcd-only feature (authentication, leases).
+    /// The etcd behind this store when the cluster speaks etcd's v3 API to
+    /// it: for the tests of etcd3-only features (authentication, leases,
+    /// `PATRONI_ETCD3_HOSTS`). Other adapters keep the default `None`.
     fn etcd(&self) -> Option<&EtcdServer> {
         None
     }

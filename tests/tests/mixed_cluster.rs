@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use palisade_test_support::wait_until;
 use palisade_tests::cluster::{Cluster, ClusterSpec};
-use palisade_tests::ctl::{palisadectl, run_with, Output};
+use palisade_tests::ctl::{palisadectl, run_bare, run_with, Output};
 use palisade_tests::dcs::DcsBackend;
 
 macro_rules! on {
@@ -58,6 +58,21 @@ fn lists_agree(cluster: &Cluster, leader: &str, streaming: usize) {
         a == b && !a.is_empty()
     });
     assert!(same_json, "list -f json differs");
+    // Without a configuration file, from --dcs-url alone, too.
+    let url = format!("{}/service", cluster.dcs_url());
+    let args = ["-d", url.as_str(), "list", cluster.scope.as_str(), "-f", "json"];
+    let venv = palisade_tests::patroni::venv();
+    let same_bare = wait_until(Duration::from_secs(30), || {
+        let a = run_bare(cluster, &venv.join("bin/patronictl"), &args, &[]).stdout;
+        let b = run_bare(cluster, &cluster.bin().join("palisadectl"), &args, &[]).stdout;
+        a == b && a.contains(&format!("\"Member\": \"{leader}\""))
+    });
+    assert!(
+        same_bare,
+        "list from --dcs-url {url} differs:\npatronictl: {:?}\npalisadectl: {:?}",
+        run_bare(cluster, &venv.join("bin/patronictl"), &args, &[]),
+        run_bare(cluster, &cluster.bin().join("palisadectl"), &args, &[])
+    );
 }
 
 /// A switchover with `tool` (patronictl or palisadectl) from `from` to

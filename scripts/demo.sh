@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# A local palisade cluster on 127.0.0.1: one etcd, three PostgreSQL 15
-# servers, three palisade daemons. Everything lives in $DEMO_DIR (default
+# A local palisade cluster on 127.0.0.1: one DCS server, three PostgreSQL
+# 15 servers, three palisade daemons. Everything lives in $DEMO_DIR (default
 # /var/tmp/palisade-demo) and runs as the unprivileged user 'palisade'.
 #
-#   scripts/demo.sh [start]        set up the machine, build, start, show the cluster
+# DCS=etcd3 (default), DCS=etcd or DCS=zookeeper chooses the DCS: etcd
+# through its v3 API, etcd through its v2 API (started with
+# --enable-v2=true), or a standalone ZooKeeper (the Debian package's jars,
+# run with java, own port and data directory). The nodes' configurations
+# get the matching section and the matching plugin is installed. A demo
+# keeps its DCS until `scripts/demo.sh clean`.
+#
+#   [DCS=...] scripts/demo.sh [start]  set up the machine, build, start, show the cluster
 #   scripts/demo.sh status         show the cluster
 #   scripts/demo.sh kill-primary   kill -9 the leader's daemon and PostgreSQL
 #   scripts/demo.sh start-node N   start node N (1-3) again
+#   scripts/demo.sh start-dcs      start the DCS server alone (no PostgreSQL, no daemon)
 #   scripts/demo.sh stop           stop everything (data is kept)
 #   scripts/demo.sh clean          stop everything and remove $DEMO_DIR
 set -euo pipefail
@@ -17,7 +25,10 @@ USER_NAME="${PALISADE_TEST_USER:-palisade}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 ETCD_CLIENT=12379
 ETCD_PEER=12380
+ZK_CLIENT=12181
 SCOPE=demo
+# The DCS of a demo already set up wins over $DCS (see dcs_kind).
+DCS_FILE="$DEMO_DIR/dcs"
 pg_port() { echo $((15431 + $1)); }
 api_port() { echo $((18007 + $1)); }
 
@@ -32,13 +43,113 @@ as_user() { setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --clear-groups -- 
 
 port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
+# The DCS this demo runs on: the one it was set up with, else $DCS, else etcd3.
+dcs_kind() {
+    local kind="${DCS:-}"
+    if [ -f "$DCS_FILE" ]; then
+        local was
+        was=$(cat "$DCS_FILE")
+        if [ -n "$kind" ] && [ "$kind" != "$was" ]; then
+            echo "the demo in $DEMO_DIR runs on $was, not $kind: scripts/demo.sh clean first (or another DEMO_DIR)" >&2
+            exit 2
+        fi
+        kind=$was
+    fi
+    kind="${kind:-etcd3}"
+    case "$kind" in
+        etcd3 | etcd | zookeeper) echo "$kind" ;;
+        *) echo "DCS=$kind: expected etcd3, etcd or zookeeper" >&2; exit 2 ;;
+    esac
+}
+
+# The plugin (libpalisade_<name>.so) the demo's DCS needs.
+dcs_plugin() {
+    case "$1" in
+        etcd3) echo dcs_etcd3 ;;
+        etcd) echo dcs_etcd ;;
+        zookeeper) echo dcs_zookeeper ;;
+    esac
+}
+
+# The configuration section pointing at the demo's DCS.
+dcs_section() {
+    case "$1" in
+        etcd3) printf 'etcd3:\n  hosts: 127.0.0.1:%s\n' "$ETCD_CLIENT" ;;
+        etcd) printf 'etcd:\n  hosts: 127.0.0.1:%s\n' "$ETCD_CLIENT" ;;
+        zookeeper) printf 'zookeeper:\n  hosts:\n    - 127.0.0.1:%s\n' "$ZK_CLIENT" ;;
+    esac
+}
+
+dcs_ports() {
+    case "$1" in
+        etcd3 | etcd) echo "$ETCD_CLIENT $ETCD_PEER" ;;
+        zookeeper) echo "$ZK_CLIENT" ;;
+    esac
+}
+
+zk_cli() { /usr/share/zookeeper/bin/zkCli.sh -server "127.0.0.1:$ZK_CLIENT" "$@" 2>/dev/null; }
+
+# The leader key's value, read straight from the DCS.
 leader() {
-    curl -s "http://127.0.0.1:$ETCD_CLIENT/v3/kv/range" \
-        -d "{\"key\":\"$(printf '/service/%s/leader' "$SCOPE" | base64 -w0)\"}" |
-        python3 -c 'import sys,json,base64; kv=json.load(sys.stdin).get("kvs"); print(base64.b64decode(kv[0]["value"]).decode() if kv else "")'
+    local key="/service/$SCOPE/leader"
+    case "$(dcs_kind)" in
+        etcd3)
+            curl -s "http://127.0.0.1:$ETCD_CLIENT/v3/kv/range" -d "{\"key\":\"$(printf '%s' "$key" | base64 -w0)\"}" |
+                python3 -c 'import sys,json,base64; kv=json.load(sys.stdin).get("kvs"); print(base64.b64decode(kv[0]["value"]).decode() if kv else "")'
+            ;;
+        etcd)
+            curl -s "http://127.0.0.1:$ETCD_CLIENT/v2/keys$key" |
+                python3 -c 'import sys,json; print(json.load(sys.stdin).get("node", {}).get("value", ""))'
+            ;;
+        zookeeper)
+            # zkCli prints the value after its connection event.
+            zk_cli get "$key" | awk 'f { print } /^WatchedEvent state:SyncConnected/ { f = 1 }' | head -1
+            ;;
+    esac
+}
+
+# Start the demo's DCS server as the test user and wait until it answers.
+start_dcs() {
+    local kind=$1
+    case "$kind" in
+        etcd3 | etcd)
+            local v2=""
+            [ "$kind" = etcd ] && v2="--enable-v2=true"
+            mkdir -p "$DEMO_DIR/etcd"
+            chown "$USER_NAME:$USER_NAME" "$DEMO_DIR/etcd"
+            as_user bash -c "nohup etcd --name demo --data-dir '$DEMO_DIR/etcd' $v2 \
+                --listen-client-urls http://127.0.0.1:$ETCD_CLIENT --advertise-client-urls http://127.0.0.1:$ETCD_CLIENT \
+                --listen-peer-urls http://127.0.0.1:$ETCD_PEER --initial-advertise-peer-urls http://127.0.0.1:$ETCD_PEER \
+                --initial-cluster demo=http://127.0.0.1:$ETCD_PEER >>'$DEMO_DIR/log/etcd.log' 2>&1 </dev/null & echo \$! >'$DEMO_DIR/run/dcs.pid'"
+            for _ in $(seq 50); do curl -s "http://127.0.0.1:$ETCD_CLIENT/health" | grep -q '"health":"true"' && return; sleep 0.2; done
+            echo "etcd did not come up on port $ETCD_CLIENT; see $DEMO_DIR/log/etcd.log" >&2
+            exit 1
+            ;;
+        zookeeper)
+            # Standalone, its own port and data directory; no admin server
+            # (it would take port 8080); `ruok` answers the health check.
+            mkdir -p "$DEMO_DIR/zookeeper/data"
+            printf '%s
+' "tickTime=2000" "dataDir=$DEMO_DIR/zookeeper/data" "clientPort=$ZK_CLIENT" \
+                "clientPortAddress=127.0.0.1" "maxSessionTimeout=60000" "admin.enableServer=false" \
+                "4lw.commands.whitelist=ruok,srvr,stat" >"$DEMO_DIR/zookeeper/zoo.cfg"
+            chown -R "$USER_NAME:$USER_NAME" "$DEMO_DIR/zookeeper"
+            as_user bash -c "nohup java -cp /usr/share/java/zookeeper.jar:/etc/zookeeper/conf_example \
+                org.apache.zookeeper.server.quorum.QuorumPeerMain '$DEMO_DIR/zookeeper/zoo.cfg' \
+                >>'$DEMO_DIR/log/zookeeper.log' 2>&1 </dev/null & echo \$! >'$DEMO_DIR/run/dcs.pid'"
+            for _ in $(seq 100); do
+                [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_CLIENT" && printf ruok >&3 && timeout 1 cat <&3) 2>/dev/null)" = imok ] && return
+                sleep 0.2
+            done
+            echo "ZooKeeper did not come up on port $ZK_CLIENT; see $DEMO_DIR/log/zookeeper.log" >&2
+            exit 1
+            ;;
+    esac
 }
 
 status() {
+    local kind
+    kind=$(dcs_kind)
     local ctl="$DEMO_DIR/bin/palisadectl"
     if [ -x "$ctl" ]; then
         "$ctl" -c "$DEMO_DIR/node1.yml" list || true
@@ -61,7 +172,7 @@ print(f'{name:<6} {body.get("role",""):<8} {body.get("state",""):<9} {body.get("
 EOF
     done
     echo
-    echo "leader key: $(leader)"
+    echo "leader key ($kind): $(leader)"
 }
 
 write_config() {
@@ -72,8 +183,7 @@ name: node$i
 restapi:
   listen: 127.0.0.1:$(api_port "$i")
   connect_address: 127.0.0.1:$(api_port "$i")
-etcd3:
-  hosts: 127.0.0.1:$ETCD_CLIENT
+$(dcs_section "$(dcs_kind)")
 bootstrap:
   dcs:
     ttl: 10
@@ -120,30 +230,35 @@ start_node() {
 
 start() {
     need_root start
+    local kind plugin
+    kind=$(dcs_kind)
+    plugin=$(dcs_plugin "$kind")
     "$ROOT/scripts/setup.sh"
     echo "building palisade (cargo build --workspace)..."
     (cd "$ROOT" && cargo build --workspace --quiet)
-    for p in $ETCD_CLIENT $ETCD_PEER $(pg_port 1) $(pg_port 2) $(pg_port 3) $(api_port 1) $(api_port 2) $(api_port 3); do
+    if [ ! -f "$ROOT/target/debug/libpalisade_$plugin.so" ]; then
+        echo "DCS=$kind needs target/debug/libpalisade_$plugin.so, which this workspace did not build" >&2
+        exit 1
+    fi
+    for p in $(dcs_ports "$kind") $(pg_port 1) $(pg_port 2) $(pg_port 3) $(api_port 1) $(api_port 2) $(api_port 3); do
         if ! port_free "$p"; then
             echo "port $p is in use: is a demo already running? (scripts/demo.sh stop)" >&2
             exit 1
         fi
     done
-    mkdir -p "$DEMO_DIR"/{bin,lib/palisade/plugins,data,log,etcd} "$DEMO_DIR"/run/node{1,2,3}
+    mkdir -p "$DEMO_DIR"/{bin,lib/palisade/plugins,data,log} "$DEMO_DIR"/run/node{1,2,3}
+    echo "$kind" >"$DCS_FILE"
     install -m 755 "$ROOT/target/debug/palisade" "$DEMO_DIR/bin/"
     install -m 755 "$ROOT/target/debug/palisadectl" "$DEMO_DIR/bin/"
-    for p in dcs_etcd3 replica_basebackup replica_command callback_script; do
+    for p in "$plugin" replica_basebackup replica_command callback_script; do
         install -m 644 "$ROOT/target/debug/libpalisade_$p.so" "$DEMO_DIR/lib/palisade/plugins/"
     done
     for i in 1 2 3; do write_config "$i"; done
     chown -R "$USER_NAME:$USER_NAME" "$DEMO_DIR"
     chmod 700 "$DEMO_DIR"/run/node{1,2,3}
 
-    as_user bash -c "nohup etcd --name demo --data-dir '$DEMO_DIR/etcd' \
-        --listen-client-urls http://127.0.0.1:$ETCD_CLIENT --advertise-client-urls http://127.0.0.1:$ETCD_CLIENT \
-        --listen-peer-urls http://127.0.0.1:$ETCD_PEER --initial-advertise-peer-urls http://127.0.0.1:$ETCD_PEER \
-        --initial-cluster demo=http://127.0.0.1:$ETCD_PEER >'$DEMO_DIR/log/etcd.log' 2>&1 </dev/null & echo \$! >'$DEMO_DIR/run/etcd.pid'"
-    for _ in $(seq 50); do curl -s "http://127.0.0.1:$ETCD_CLIENT/health" >/dev/null && break; sleep 0.2; done
+    echo "starting the DCS: $kind"
+    start_dcs "$kind"
 
     echo "starting node1 (it bootstraps the cluster), then node2 and node3 (they clone it)..."
     start_node 1
@@ -167,7 +282,7 @@ start() {
         echo "only $n of 2 replicas stream from node1 after 90 s; see $DEMO_DIR/log/" >&2
         exit 1
     fi
-    echo "the cluster works: node1 leads, node2 and node3 stream from it"
+    echo "the cluster works on $kind: node1 leads, node2 and node3 stream from it"
     cat <<EOF
 
 The cluster runs in $DEMO_DIR (logs in $DEMO_DIR/log/).
@@ -216,7 +331,13 @@ stop() {
             kill -QUIT "$(head -1 "$DEMO_DIR/data/node$i/postmaster.pid")" 2>/dev/null || true
         fi
     done
-    [ -f "$DEMO_DIR/run/etcd.pid" ] && kill -TERM "$(cat "$DEMO_DIR/run/etcd.pid")" 2>/dev/null || true
+    local f pid
+    for f in dcs etcd; do
+        [ -f "$DEMO_DIR/run/$f.pid" ] || continue
+        pid=$(cat "$DEMO_DIR/run/$f.pid")
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    done
     echo "stopped"
 }
 
@@ -232,5 +353,18 @@ case "${1:-start}" in
         ;;
     stop) stop ;;
     clean) stop; rm -rf "$DEMO_DIR"; echo "removed $DEMO_DIR" ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    start-dcs)
+        # The DCS server alone (no PostgreSQL, no daemon): to try a DCS.
+        need_root start-dcs
+        kind=$(dcs_kind)
+        for p in $(dcs_ports "$kind"); do
+            port_free "$p" || { echo "port $p is in use" >&2; exit 1; }
+        done
+        mkdir -p "$DEMO_DIR"/{log,run}
+        echo "$kind" >"$DCS_FILE"
+        chown "$USER_NAME:$USER_NAME" "$DEMO_DIR" "$DEMO_DIR"/{log,run}
+        start_dcs "$kind"
+        echo "$kind answers (pid $(cat "$DEMO_DIR/run/dcs.pid")); scripts/demo.sh stop stops it"
+        ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

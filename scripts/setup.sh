@@ -35,10 +35,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Packaged services must not hold the ports or data the tests use.
+# Packaged services must not hold the ports or data the tests use. The
+# tests and the demo start their own etcd and ZooKeeper (own ports, own
+# data directories), so neither runs system-wide, now or after a reboot.
+# (Debian's zookeeper package ships no service; zookeeperd would.)
 for svc in etcd zookeeper haproxy postgresql; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
+    fi
+done
+for svc in etcd zookeeper; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+        systemctl disable --quiet "$svc" || true
+    fi
+    # Without systemd (a container), the package's SysV script may have
+    # started it as the package's own user. Its `stop` would match every
+    # etcd binary, the tests' too: stop only that user's processes.
+    if [ ! -d /run/systemd/system ] && id "$svc" >/dev/null 2>&1; then
+        for pid in $(pgrep -u "$svc" || true); do
+            kill -TERM "$pid" 2>/dev/null || true
+        done
     fi
 done
 

@@ -1,5 +1,6 @@
-//! A palisade cluster of real processes for tests: one etcd, N PostgreSQL
-//! servers and N palisade daemons on 127.0.0.1, run as the unprivileged
+//! A palisade cluster of real processes for tests: one DCS server (etcd
+//! by default, see [`crate::dcs`]), N PostgreSQL servers and N palisade
+//! (or Patroni) daemons on 127.0.0.1, run as the unprivileged
 //! test user from a staging directory, every process stopped on drop (also
 //! when the test panics).
 #![allow(clippy::unwrap_used)]
@@ -15,12 +16,13 @@ use palisade_test_support::{
     ProcessGuard, Staging,
 };
 
+use crate::dcs::{DcsBackend, TestDcs};
 use crate::etcd::EtcdServer;
 use crate::http;
 
-/// The plugins a cluster needs, copied next to the binaries.
+/// The plugins every cluster needs besides its DCS plugin, copied next to
+/// the binaries.
 const PLUGINS: &[&str] = &[
-    "libpalisade_dcs_etcd3.so",
     "libpalisade_replica_basebackup.so",
     "libpalisade_replica_command.so",
     "libpalisade_replica_pgbackrest.so",
@@ -45,6 +47,8 @@ pub enum Engine {
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
     pub engine: Engine,
+    /// The DCS the cluster runs on (etcd3 unless a test says otherwise).
+    pub dcs: DcsBackend,
     pub nodes: usize,
     pub ttl: u32,
     pub loop_wait: u32,
@@ -84,6 +88,7 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         Self {
             engine: Engine::Palisade,
+            dcs: DcsBackend::default(),
             nodes: 3,
             ttl: 5,
             loop_wait: 1,
@@ -221,7 +226,8 @@ pub fn psql_with(port: u16, env: &[(String, String)], query: &str) -> Result<Str
 /// A running test cluster.
 pub struct Cluster {
     pub scope: String,
-    pub etcd: EtcdServer,
+    /// The DCS server and raw access to its keys.
+    pub dcs: Box<dyn TestDcs>,
     pub nodes: Vec<Node>,
     pub spec: ClusterSpec,
     bin: PathBuf,
@@ -230,11 +236,11 @@ pub struct Cluster {
     allowed_errors: Vec<String>,
 }
 
-/// Copy the daemon, palisadectl (when built) and the plugins into `staging`
-/// (the build directory may be under /root, which the test user cannot
-/// enter). Returns the `bin` directory; plugins go to the default location
-/// next to it (`../lib/palisade/plugins`).
-pub fn stage_binaries(staging: &Staging) -> PathBuf {
+/// Copy the daemon, palisadectl (when built), `dcs`'s plugin and the other
+/// plugins into `staging` (the build directory may be under /root, which
+/// the test user cannot enter). Returns the `bin` directory; plugins go to
+/// the default location next to it (`../lib/palisade/plugins`).
+pub fn stage_binaries(staging: &Staging, dcs: &DcsBackend) -> PathBuf {
     let target = target_dir();
     for name in ["palisade", "palisadectl"] {
         let path = target.join(name);
@@ -244,7 +250,7 @@ pub fn stage_binaries(staging: &Staging) -> PathBuf {
             panic!("{} is missing: run `cargo build --workspace` first", path.display());
         }
     }
-    for plugin in PLUGINS {
+    for plugin in PLUGINS.iter().chain([&dcs.plugin_file]) {
         let path = target.join(plugin);
         assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
         staging.install(&path, &format!("lib/palisade/plugins/{plugin}"));
@@ -253,7 +259,7 @@ pub fn stage_binaries(staging: &Staging) -> PathBuf {
 }
 
 impl Cluster {
-    /// Start etcd and `spec.nodes` members; returns once the first node
+    /// Start the DCS and `spec.nodes` members; returns once the first node
     /// leads and every other node streams from it.
     pub fn start(label: &str, spec: ClusterSpec) -> Self {
         let mut cluster = Self::start_first(label, spec.clone());
@@ -267,7 +273,7 @@ impl Cluster {
         cluster
     }
 
-    /// Start etcd and the first node only; returns once it leads. The
+    /// Start the DCS and the first node only; returns once it leads. The
     /// other nodes are configured (their files can still be changed) and
     /// started with [`Cluster::start_node`].
     pub fn start_first(label: &str, spec: ClusterSpec) -> Self {
@@ -280,7 +286,7 @@ impl Cluster {
     }
 
     /// Start a standby cluster (`spec.extra_dcs` holds its
-    /// `standby_cluster` section): etcd, the first node, which becomes the
+    /// `standby_cluster` section): the DCS, the first node, which becomes the
     /// standby leader, then the others, streaming from it. Returns once
     /// every replica streams.
     pub fn start_standby(label: &str, spec: ClusterSpec) -> Self {
@@ -310,16 +316,16 @@ impl Cluster {
         })
     }
 
-    /// etcd running and every node's configuration written, no daemon
+    /// The DCS running and every node's configuration written, no daemon
     /// started yet (see `start_node`).
     pub fn prepare(label: &str, spec: ClusterSpec) -> Self {
         become_subreaper();
         let staging = Staging::new(label);
-        let bin = stage_binaries(&staging);
-        let etcd = EtcdServer::start(label);
+        let bin = stage_binaries(&staging, &spec.dcs);
+        let dcs = (spec.dcs.start)(label);
         let scope = format!("{label}-{}", std::process::id());
         let allowed_errors = spec.allowed_errors.iter().map(|e| e.to_string()).collect();
-        let mut cluster = Self { scope, etcd, nodes: Vec::new(), spec: spec.clone(), bin, staging, allowed_errors };
+        let mut cluster = Self { scope, dcs, nodes: Vec::new(), spec: spec.clone(), bin, staging, allowed_errors };
         for i in 0..spec.nodes {
             let node = cluster.make_node(i);
             cluster.nodes.push(node);
@@ -341,7 +347,7 @@ impl Cluster {
              name: {name}\n\
              log:\n  level: INFO\n\
              restapi:\n  listen: 127.0.0.1:{api_port}\n  connect_address: 127.0.0.1:{api_port}\n{restapi_extra}\
-             etcd3:\n  hosts: {etcd}\n\
+             {dcs_section}\
              bootstrap:\n  dcs:\n    ttl: {ttl}\n    loop_wait: {loop_wait}\n    retry_timeout: {retry}\n    \
              maximum_lag_on_failover: 1048576\n    postgresql:\n      use_slots: true\n      parameters:\n        \
              wal_level: {wal_level}\n        hot_standby: 'on'\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
@@ -352,7 +358,7 @@ impl Cluster {
              password: test-replication-pw\n{auth_extra}{rewind}  parameters:\n    unix_socket_directories: '{run}'\n    \
              shared_buffers: 16MB\n{parameters_extra}  pg_hba:\n{pg_hba}{node_extra}",
             scope = self.scope,
-            etcd = self.etcd.host_port(),
+            dcs_section = self.dcs.yaml_section(),
             ttl = spec.ttl,
             loop_wait = spec.loop_wait,
             retry = spec.retry_timeout,
@@ -434,10 +440,48 @@ impl Cluster {
         format!("/service/{}/", self.scope)
     }
 
+    /// The full DCS path of this cluster's key `name` (`leader`,
+    /// `members/node1`...).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix())
+    }
+
+    /// The raw value of this cluster's key `name`, `None` when absent.
+    pub fn read_key(&self, name: &str) -> Option<Vec<u8>> {
+        self.dcs.get(&self.key(name))
+    }
+
+    /// This cluster's key `name` parsed as JSON (`None` when absent or
+    /// not JSON).
+    pub fn read_json(&self, name: &str) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.read_key(name)?).ok()
+    }
+
+    /// Write `value` at this cluster's key `name`, behind the daemons' backs.
+    pub fn write_key(&self, name: &str, value: &[u8]) {
+        self.dcs.put(&self.key(name), value);
+    }
+
+    /// Every key of this cluster (full paths) with its value.
+    pub fn keys(&self) -> Vec<(String, Vec<u8>)> {
+        self.dcs.list(&self.prefix())
+    }
+
+    /// The etcd behind the DCS, for tests of etcd-only features; panics
+    /// when the cluster runs on another DCS.
+    pub fn etcd(&self) -> &EtcdServer {
+        self.dcs.etcd().unwrap_or_else(|| panic!("this test needs etcd, not {}", self.spec.dcs.name))
+    }
+
+    /// `--dcs-url` for palisadectl and patronictl.
+    pub fn dcs_url(&self) -> String {
+        self.dcs.dcs_url()
+    }
+
     /// The leader key's value now.
     pub fn leader(&self) -> Option<String> {
-        let kv = self.etcd.raw().get(&format!("{}leader", self.prefix()))?;
-        Some(String::from_utf8_lossy(&kv.value).into_owned()).filter(|s| !s.is_empty())
+        let value = self.read_key("leader")?;
+        Some(String::from_utf8_lossy(&value).into_owned()).filter(|s| !s.is_empty())
     }
 
     /// Wait until a leader holds the lock and its PostgreSQL accepts writes.
@@ -566,6 +610,84 @@ impl Cluster {
             if let Ok(mut f) = OpenOptions::new().append(true).open(&n.log_path) {
                 let _ = writeln!(f, "----- TEST: {text} -----");
             }
+        }
+    }
+
+    /// The timeline `GET /patroni` of `name` reports (0 when it does not).
+    pub fn timeline(&self, name: &str) -> u64 {
+        self.node(name).get("/patroni").ok().and_then(|r| r.json()["timeline"].as_u64()).unwrap_or(0)
+    }
+
+    /// Restart the DCS under a healthy cluster (stopped for `downtime`,
+    /// then started again on the same data) and watch for `settle` more:
+    /// with the leader's session (lease, TTL key, ZooKeeper session)
+    /// surviving, nothing may happen. Panics unless the leader kept its
+    /// key throughout, its PostgreSQL never left read-write, no other
+    /// member became a primary, the timeline did not move and nobody
+    /// logged a demotion.
+    pub fn assert_dcs_restart_keeps_the_leader(&mut self, downtime: Duration, settle: Duration) {
+        let leader = self.wait_for_leader(Duration::from_secs(60));
+        let timeline = self.timeline(&leader);
+        assert!(timeline > 0, "{leader} reports no timeline");
+        let primaries = |c: &Self| -> Vec<String> {
+            c.nodes
+                .iter()
+                .filter(|n| n.sql("SELECT pg_is_in_recovery()").as_deref() == Ok("f"))
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        let mark = "the DCS restarts";
+        self.mark(mark);
+        self.dcs.stop();
+        // The store is down: only PostgreSQL is watched (a raw read of a
+        // stopped store fails).
+        let until = Instant::now() + downtime;
+        while Instant::now() < until {
+            assert_eq!(
+                primaries(self),
+                vec![leader.clone()],
+                "while the DCS is down:
+{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.mark("the DCS is back");
+        self.dcs.start_again();
+        let until = Instant::now() + settle;
+        while Instant::now() < until {
+            let now = self.leader();
+            assert_eq!(
+                now.as_deref(),
+                Some(leader.as_str()),
+                "the leader key after the DCS restart:
+{}",
+                self.logs()
+            );
+            assert_eq!(
+                primaries(self),
+                vec![leader.clone()],
+                "after the DCS restart:
+{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            self.timeline(&leader),
+            timeline,
+            "the timeline moved:
+{}",
+            self.logs()
+        );
+        for n in &self.nodes {
+            let log = n.log_after(mark);
+            assert!(
+                !log.contains("demoted self") && !log.contains("promoted self"),
+                "{}:
+{log}",
+                n.name
+            );
         }
     }
 

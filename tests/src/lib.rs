@@ -1,6 +1,7 @@
 //! Cluster tests against real processes: the harness that runs the servers
-//! (etcd, with its raw client), the loading of plugins through the real
-//! loader, and the DCS conformance suite every DCS plugin must pass.
+//! (etcd, with its raw client; `dcs` puts every DCS a cluster can run on
+//! behind one trait), the loading of plugins through the real loader, and
+//! the DCS conformance suite every DCS plugin must pass.
 //!
 //! Test code only: nothing here may be used by production code, and it
 //! reaches plugins only through `palisade-plugin-api` (never by linking a
@@ -11,6 +12,7 @@ pub mod backup;
 pub mod cluster;
 pub mod conformance;
 pub mod ctl;
+pub mod dcs;
 pub mod diverge;
 pub mod etcd;
 pub mod etcd2;

@@ -61,7 +61,7 @@ fn a_running_standalone_primary_is_taken_over_as_the_leader_of_a_new_cluster() {
         .unwrap();
     let sysid = system_identifier(node1);
     let postmaster = node1.postmaster_pid().unwrap();
-    assert!(cluster.etcd.raw().get(&format!("{}initialize", cluster.prefix())).is_none());
+    assert!(cluster.read_key("initialize").is_none());
 
     cluster.start_node(0);
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
@@ -72,8 +72,8 @@ fn a_running_standalone_primary_is_taken_over_as_the_leader_of_a_new_cluster() {
     assert_eq!(cluster.node("node1").sql("SELECT v FROM t").unwrap(), "from before palisade");
     // The cluster is initialised with its system identifier.
     let initialize = wait_for("the initialize key", Duration::from_secs(30), || {
-        let kv = cluster.etcd.raw().get(&format!("{}initialize", cluster.prefix()))?;
-        Some(String::from_utf8_lossy(&kv.value).into_owned())
+        let value = cluster.read_key("initialize")?;
+        Some(String::from_utf8_lossy(&value).into_owned())
     });
     assert_eq!(initialize, sysid);
     let log = cluster.node("node1").log();

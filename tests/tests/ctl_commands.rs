@@ -166,5 +166,5 @@ fn palisadectl_commands() {
     let input = format!("{scope}\nYes I am aware\n");
     let out = run_with(&cluster, &cluster.bin().join("palisadectl"), &["remove", &scope], &input, &[]).ok();
     assert!(out.stdout.contains("Please confirm the cluster name to remove: "), "{out:?}");
-    assert!(cluster.etcd.raw().get_prefix(&cluster.prefix()).is_empty(), "keys are left after remove");
+    assert!(cluster.keys().is_empty(), "keys are left after remove");
 }

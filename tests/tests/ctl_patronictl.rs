@@ -90,10 +90,7 @@ fn patronictl_drives_a_palisade_cluster() {
     assert!(out.contains("Configuration changed"), "{out}");
     cluster.wait_sql("node2", "SHOW work_mem", "16MB", Duration::from_secs(30));
     // Both write the same bytes to the DCS (Python's compact, ASCII-only JSON).
-    let raw_config = || {
-        let kv = cluster.etcd.raw().get(&format!("{}config", cluster.prefix())).unwrap();
-        String::from_utf8_lossy(&kv.value).into_owned()
-    };
+    let raw_config = || String::from_utf8_lossy(&cluster.read_key("config").unwrap()).into_owned();
     patronictl(&cluster, &["edit-config", "--pg", "application_name=café", "--force"]).ok();
     let theirs = raw_config();
     assert!(theirs.contains(r#""application_name":"caf\u00e9""#), "{theirs}");
@@ -236,4 +233,24 @@ fn patronictl_in_maintenance_mode() {
     });
     let out = patronictl(&cluster, &["resume", "--wait"]).ok().stdout;
     assert!(out.contains("Success: cluster management is resumed"), "{out}");
+}
+
+/// The Patroni virtualenv (updated in place when an older one lacks an
+/// extra) runs patronictl and imports Patroni's module of every DCS the
+/// mixed-cluster tests may use.
+#[test]
+fn the_patroni_venv_supports_every_dcs() {
+    let venv = palisade_tests::patroni::venv();
+    let version = std::process::Command::new(venv.join("bin/patronictl")).arg("version").output().unwrap();
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(version.status.success() && text.contains("patronictl version 4.1."), "{version:?}");
+    let mut modules = vec!["etcd", "etcd3", "zookeeper", "exhibitor"];
+    modules.extend(palisade_tests::dcs::BACKENDS.iter().map(|b| b.name));
+    for m in modules {
+        let out = std::process::Command::new(venv.join("bin/python"))
+            .args(["-c", &format!("import patroni.dcs.{m}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import patroni.dcs.{m}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -34,7 +34,7 @@ fn palisadectl_switchover_and_pause() {
 
     // No configuration file at all: --dcs-url and the cluster's name, or
     // PATRONI_* variables, are enough; a list naming no cluster warns.
-    let etcd = format!("etcd3://{}", cluster.etcd.host_port());
+    let etcd = cluster.dcs_url();
     let with_file = ctl(&["list", "-f", "json"]).ok().stdout;
     let listed: Value = serde_json::from_str(&with_file).unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{with_file}");
@@ -46,7 +46,7 @@ fn palisadectl_switchover_and_pause() {
     assert!(namespaced.stdout.contains(&format!("ttl: {TTL}\n")), "{namespaced:?}");
     let elsewhere = run_bare(&cluster, &bin, &["-d", &format!("{etcd}/elsewhere"), "list", &scope], &[]).ok();
     assert!(elsewhere.stdout.starts_with(&format!("+ Cluster: {scope} (uninitialized) ")), "{elsewhere:?}");
-    let hosts = cluster.etcd.host_port();
+    let hosts = cluster.etcd().host_port();
     let env = [("PATRONI_SCOPE", scope.as_str()), ("PATRONI_ETCD3_HOSTS", hosts.as_str())];
     let by_env = run_bare(&cluster, &bin, &["dsn"], &env).ok();
     assert_eq!(by_env.stdout, format!("host=127.0.0.1 port={}\n", cluster.node(&first).pg_port));

@@ -75,7 +75,7 @@ fn garbage_and_extreme_numbers_keep_the_cluster_working() {
         assert!(function.starts_with("palisade") || function == "plugin", "{line}");
     }
 
-    let raw = cluster.etcd.raw();
+    let raw = cluster.etcd().raw();
     let prefix = cluster.prefix();
     let config_key = format!("{prefix}config");
     let base: Value = serde_json::from_slice(&raw.get(&config_key).unwrap().value).unwrap();

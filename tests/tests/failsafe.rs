@@ -72,14 +72,9 @@ impl Writer {
     }
 }
 
-/// The `failsafe` key, as stored in etcd.
+/// The `failsafe` key, as stored in the DCS.
 fn failsafe_key(cluster: &Cluster) -> Value {
-    cluster
-        .etcd
-        .raw()
-        .get(&format!("{}failsafe", cluster.prefix()))
-        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        .unwrap_or(Value::Null)
+    cluster.read_json("failsafe").unwrap_or(Value::Null)
 }
 
 /// Wait until the leader publishes every member in the `failsafe` key.
@@ -187,7 +182,7 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
 
     // 1. etcd stopped (refused connections), every member reachable.
     cluster.mark("etcd stops; every member is reachable");
-    cluster.etcd.stop();
+    cluster.dcs.stop();
     writer.insert(&cluster, &leader).unwrap();
     // The primary's permanent slot moves (as a consumer would move it):
     // the replicas' copies follow through POST /failsafe alone.
@@ -206,16 +201,16 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
         assert!(reached, "{r}'s copy of {SLOT} did not reach {moved} while etcd was stopped:\n{}", cluster.logs());
     }
     cluster.mark("etcd is back");
-    cluster.etcd.start_again();
+    cluster.dcs.start_again();
     healthy_with(&cluster, &leader, &mut writer);
     wait_for_topology(&cluster);
 
     // 2. etcd frozen (SIGSTOP): every request times out.
     cluster.mark("etcd frozen; every member is reachable");
-    cluster.etcd.freeze();
+    cluster.dcs.freeze();
     writer.keep_writing_past_ttl(&cluster, &leader, "etcd frozen");
     cluster.mark("etcd thawed");
-    cluster.etcd.thaw();
+    cluster.dcs.thaw();
     healthy_with(&cluster, &leader, &mut writer);
     for n in &cluster.nodes {
         let since = n.log_after("etcd stops; every member is reachable");
@@ -225,7 +220,7 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
 
     // 3. etcd stopped and one member gone: the primary demotes.
     cluster.mark("etcd stops and a replica dies");
-    cluster.etcd.stop();
+    cluster.dcs.stop();
     cluster.kill9(&others[1], true);
     let demoted = wait_until(Duration::from_secs(u64::from(TTL)), || {
         cluster.node(&leader).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
@@ -236,7 +231,7 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
         assert_ne!(n.sql("SELECT pg_is_in_recovery()").as_deref(), Ok("f"), "{} is a primary without a DCS", n.name);
     }
     cluster.mark("etcd and the replica are back");
-    cluster.etcd.start_again();
+    cluster.dcs.start_again();
     let i = cluster.index(&others[1]);
     cluster.start_node(i);
     let leader = cluster.wait_for_leader(Duration::from_secs(90));
@@ -254,7 +249,7 @@ fn failsafe_keeps_the_primary_while_every_member_answers() {
     // 4. etcd refuses every request (authentication switched on behind the
     // members' backs): failsafe mode engages as for any other DCS error.
     cluster.mark("etcd requires authentication");
-    cluster.etcd.raw().enable_auth("failsafe-root");
+    cluster.etcd().raw().enable_auth("failsafe-root");
     writer.keep_writing_past_ttl(&cluster, &leader, "etcd refuses unauthenticated requests");
     assert!(failsafe_is_active(&cluster, &leader), "failsafe mode is not reported active on {leader}");
 }
@@ -282,10 +277,10 @@ fn failsafe_works_across_patroni_and_palisade_members() {
         cluster.wait_streaming(leader, 2, Duration::from_secs(120));
         wait_for_topology(&cluster);
         cluster.mark(&format!("etcd stops under {leader}"));
-        cluster.etcd.stop();
+        cluster.dcs.stop();
         writer.keep_writing_past_ttl(&cluster, leader, &format!("etcd stopped under {leader}"));
         cluster.mark(&format!("etcd is back under {leader}"));
-        cluster.etcd.start_again();
+        cluster.dcs.start_again();
         healthy_with(&cluster, leader, &mut writer);
     }
 }

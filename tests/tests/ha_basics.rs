@@ -1,12 +1,32 @@
 //! The walking skeleton's promises, on real processes: a 3-node cluster
-//! bootstraps through etcd and replicates; it survives a crash of the
-//! primary, a clean stop of the leader, the loss of the DCS, and garbage
-//! written into the DCS by somebody else.
+//! bootstraps through the DCS and replicates; it survives a crash of the
+//! primary, a clean stop of the leader, the loss of the DCS, a restart of
+//! the DCS, and garbage written into the DCS by somebody else.
+//!
+//! Each scenario takes the DCS backend and runs once per enrolled backend
+//! (the `on!` lines at the end: one per backend).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use palisade_tests::cluster::{Cluster, ClusterSpec};
+use palisade_tests::dcs::DcsBackend;
+
+/// Every scenario of this file that holds on any DCS, run on one backend.
+macro_rules! on {
+    ($module:ident = $backend:expr) => {
+        palisade_tests::dcs_tests!($module = $backend;
+            three_nodes_bootstrap_and_replicate,
+            the_primary_crashes_and_a_replica_takes_over,
+            sigterm_hands_leadership_over_without_waiting_for_the_ttl,
+            losing_the_dcs_demotes_the_leader_and_the_cluster_recovers,
+            a_dcs_restart_the_sessions_survive_changes_nothing,
+            garbage_in_the_dcs_is_logged_and_skipped,
+        );
+    };
+}
+
+on!(etcd3 = palisade_tests::dcs::ETCD3);
 
 /// ERROR lines these scenarios may legitimately log.
 const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];
@@ -15,9 +35,8 @@ fn replicas_of(cluster: &Cluster, leader: &str) -> Vec<String> {
     cluster.nodes.iter().map(|n| n.name.clone()).filter(|n| n != leader).collect()
 }
 
-#[test]
-fn three_nodes_bootstrap_and_replicate() {
-    let cluster = Cluster::start("bootstrap", ClusterSpec::default());
+fn three_nodes_bootstrap_and_replicate(dcs: DcsBackend) {
+    let cluster = Cluster::start("bootstrap", ClusterSpec { dcs, ..ClusterSpec::default() });
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     assert_eq!(leader, "node1", "the first node started initialises the cluster");
 
@@ -56,24 +75,25 @@ fn three_nodes_bootstrap_and_replicate() {
     );
 
     // The DCS holds Patroni's keys and JSON.
-    let raw = cluster.etcd.raw();
-    let prefix = cluster.prefix();
-    let initialize = raw.get(&format!("{prefix}initialize")).unwrap();
+    let initialize = cluster.read_key("initialize").unwrap();
     let sysid = cluster.node(&leader).sql("SELECT system_identifier FROM pg_control_system()").unwrap();
-    assert_eq!(String::from_utf8_lossy(&initialize.value), sysid);
+    assert_eq!(String::from_utf8_lossy(&initialize), sysid);
     let member =
         palisade_test_support::wait_for("node2 published as a streaming replica", Duration::from_secs(30), || {
-            let v: serde_json::Value =
-                serde_json::from_slice(&raw.get(&format!("{prefix}members/node2"))?.value).ok()?;
+            let v = cluster.read_json("members/node2")?;
             (v["replication_state"] == "streaming").then_some(v)
         });
     assert_eq!(member["role"], "replica");
     assert_eq!(member["state"], "running");
     assert_eq!(member["replication_state"], "streaming");
     assert_eq!(member["conn_url"], format!("postgres://127.0.0.1:{}/postgres", cluster.node("node2").pg_port));
-    let config: serde_json::Value =
-        serde_json::from_slice(&raw.get(&format!("{prefix}config")).unwrap().value).unwrap();
+    let config = cluster.read_json("config").unwrap();
     assert_eq!(config["ttl"], 5);
+    let mut names: Vec<String> = cluster.keys().into_iter().map(|(k, _)| k).collect();
+    names.sort();
+    for key in ["config", "initialize", "leader", "members/node1", "members/node2", "members/node3"] {
+        assert!(names.contains(&cluster.key(key)), "{key} is not among {names:?}");
+    }
 
     // The API says the same.
     let status = cluster.node(&leader).get("/patroni").unwrap().json();
@@ -87,9 +107,8 @@ fn three_nodes_bootstrap_and_replicate() {
     assert!(errors.is_empty(), "unexpected errors:\n{}", errors.join("\n"));
 }
 
-#[test]
-fn the_primary_crashes_and_a_replica_takes_over() {
-    let mut cluster = Cluster::start("crash", ClusterSpec::default());
+fn the_primary_crashes_and_a_replica_takes_over(dcs: DcsBackend) {
+    let mut cluster = Cluster::start("crash", ClusterSpec { dcs, ..ClusterSpec::default() });
     let old = cluster.wait_for_leader(Duration::from_secs(30));
     let replicas = replicas_of(&cluster, &old);
     cluster.insert(&old, 1, "committed before the crash");
@@ -135,10 +154,9 @@ fn the_primary_crashes_and_a_replica_takes_over() {
     assert!(errors.is_empty(), "unexpected errors:\n{}", errors.join("\n"));
 }
 
-#[test]
-fn sigterm_hands_leadership_over_without_waiting_for_the_ttl() {
+fn sigterm_hands_leadership_over_without_waiting_for_the_ttl(dcs: DcsBackend) {
     // A long ttl: a handover that waited for the lock to expire would be obvious.
-    let spec = ClusterSpec { ttl: 60, loop_wait: 2, retry_timeout: 10, ..ClusterSpec::default() };
+    let spec = ClusterSpec { dcs, ttl: 60, loop_wait: 2, retry_timeout: 10, ..ClusterSpec::default() };
     let mut cluster = Cluster::start("sigterm", spec);
     let old = cluster.wait_for_leader(Duration::from_secs(30));
     cluster.insert(&old, 1, "x");
@@ -157,16 +175,15 @@ fn sigterm_hands_leadership_over_without_waiting_for_the_ttl() {
     cluster.wait_sql(&new, "SELECT v FROM t WHERE id = 1", "x", Duration::from_secs(10));
 }
 
-#[test]
-fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
-    let spec = ClusterSpec { ttl: 6, loop_wait: 1, retry_timeout: 2, ..ClusterSpec::default() };
+fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers(dcs: DcsBackend) {
+    let spec = ClusterSpec { dcs, ttl: 6, loop_wait: 1, retry_timeout: 2, ..ClusterSpec::default() };
     let mut cluster = Cluster::start("lostdcs", spec);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     cluster.insert(&leader, 1, "before");
 
-    cluster.mark("etcd stops");
+    cluster.mark("the DCS stops");
     cluster.allow_errors(EXPECTED_ERRORS);
-    cluster.etcd.stop();
+    cluster.dcs.stop();
     // Within ttl the leader stops accepting writes (failsafe mode is off).
     let demoted = palisade_test_support::wait_until(Duration::from_secs(6), || {
         cluster.node(&leader).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
@@ -179,27 +196,43 @@ fn losing_the_dcs_demotes_the_leader_and_the_cluster_recovers() {
         assert_ne!(n.sql("SELECT pg_is_in_recovery()").as_deref(), Ok("f"), "{} is a primary without a DCS", n.name);
     }
 
-    cluster.mark("etcd is back");
-    cluster.etcd.start_again();
+    cluster.mark("the DCS is back");
+    cluster.dcs.start_again();
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
     cluster.insert(&leader, 2, "after");
     cluster.wait_streaming(&leader, 2, Duration::from_secs(60));
     for r in replicas_of(&cluster, &leader) {
         cluster.wait_sql(&r, "SELECT count(*) FROM t", "2", Duration::from_secs(30));
     }
+    // Exactly one leader afterwards.
+    let primaries = cluster.nodes.iter().filter(|n| n.sql("SELECT pg_is_in_recovery()").as_deref() == Ok("f")).count();
+    assert_eq!(primaries, 1);
 }
 
-#[test]
-fn garbage_in_the_dcs_is_logged_and_skipped() {
-    let cluster = Cluster::start("garbage", ClusterSpec::default());
+/// The DCS restarts quickly (well within retry_timeout and the ttl, so
+/// the leader's session survives): no failover, no demotion, the same
+/// timeline.
+fn a_dcs_restart_the_sessions_survive_changes_nothing(dcs: DcsBackend) {
+    let spec = ClusterSpec { dcs, ttl: 30, loop_wait: 2, retry_timeout: 10, ..ClusterSpec::default() };
+    let mut cluster = Cluster::start("dcsrestart", spec);
+    cluster.allow_errors(EXPECTED_ERRORS);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    let raw = cluster.etcd.raw();
-    let prefix = cluster.prefix();
-    cluster.mark("garbage written into etcd");
-    raw.put(&format!("{prefix}members/intruder"), b"{this is not json");
-    raw.put(&format!("{prefix}members/listy"), b"[1, 2, 3]");
-    raw.put(&format!("{prefix}history"), b"not a history");
-    raw.put(&format!("{prefix}config"), b"\xff\xfe garbage");
+    cluster.insert(&leader, 1, "before");
+    cluster.assert_dcs_restart_keeps_the_leader(Duration::from_secs(2), Duration::from_secs(10));
+    cluster.insert(&leader, 2, "after");
+    for r in replicas_of(&cluster, &leader) {
+        cluster.wait_sql(&r, "SELECT count(*) FROM t", "2", Duration::from_secs(30));
+    }
+}
+
+fn garbage_in_the_dcs_is_logged_and_skipped(dcs: DcsBackend) {
+    let cluster = Cluster::start("garbage", ClusterSpec { dcs, ..ClusterSpec::default() });
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    cluster.mark("garbage written into the DCS");
+    cluster.write_key("members/intruder", b"{this is not json");
+    cluster.write_key("members/listy", b"[1, 2, 3]");
+    cluster.write_key("history", b"not a history");
+    cluster.write_key("config", b"\xff\xfe garbage");
     std::thread::sleep(Duration::from_secs(4));
 
     for n in &cluster.nodes {
@@ -215,8 +248,9 @@ fn garbage_in_the_dcs_is_logged_and_skipped() {
         assert!(cluster.nodes[i].daemon_running(), "{} died", cluster.nodes[i].name);
     }
     assert_eq!(cluster.leader().as_deref(), Some(leader.as_str()));
-    let config = raw.get(&format!("{prefix}config")).unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&config.value).unwrap();
+    let config = palisade_test_support::wait_for("the leader to rewrite config", Duration::from_secs(30), || {
+        cluster.read_json("config").filter(|c| c["ttl"] == 5)
+    });
     assert_eq!(config["ttl"], 5, "the leader rewrote the dynamic configuration");
     cluster.insert(&leader, 1, "still works");
     for r in replicas_of(&cluster, &leader) {

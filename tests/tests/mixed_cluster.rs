@@ -1,20 +1,136 @@
 //! A rolling migration: Patroni and palisade nodes in one cluster, on one
-//! etcd, from the very same configuration files. Each kind must follow the
-//! other, race fairly with the other over the REST API, and take over from
-//! the other.
+//! DCS server, from the very same configuration files. Each kind must
+//! follow the other, race fairly with the other over the REST API, take
+//! over from the other (switchover both ways, failover after kill -9), and
+//! patronictl and palisadectl must list the cluster alike. This shows that
+//! the DCS plugin writes what Patroni reads and reads what Patroni writes.
+//!
+//! Every scenario runs once per enrolled DCS backend (the `on!` lines).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
+use palisade_test_support::wait_until;
 use palisade_tests::cluster::{Cluster, ClusterSpec};
+use palisade_tests::ctl::{palisadectl, run_bare, run_with, Output};
+use palisade_tests::dcs::DcsBackend;
 
-fn spec() -> ClusterSpec {
-    ClusterSpec::default().with_patroni_node2()
+macro_rules! on {
+    ($module:ident = $backend:expr) => {
+        palisade_tests::dcs_tests!($module = $backend;
+            patroni_and_palisade_nodes_share_a_cluster,
+            switchovers_both_ways_a_failover_and_both_ctls_agree,
+        );
+    };
 }
 
-#[test]
-fn patroni_and_palisade_nodes_share_a_cluster() {
-    let mut cluster = Cluster::start("mixed", spec());
+on!(etcd3 = palisade_tests::dcs::ETCD3);
+
+fn spec(dcs: DcsBackend) -> ClusterSpec {
+    ClusterSpec { dcs, ..ClusterSpec::default() }.with_patroni_node2()
+}
+
+fn patronictl(cluster: &Cluster, args: &[&str]) -> Output {
+    run_with(cluster, &palisade_tests::patroni::venv().join("bin/patronictl"), args, "", &[])
+}
+
+/// Wait until `patronictl list` and `palisadectl list` print the same
+/// table (retried: a WAL position may move between the two reads), with
+/// `leader` as the leader and `streaming` replicas streaming.
+fn lists_agree(cluster: &Cluster, leader: &str, streaming: usize) {
+    let leader_row = format!("| {leader} ");
+    let same = wait_until(Duration::from_secs(60), || {
+        let a = patronictl(cluster, &["list"]).stdout;
+        let b = palisadectl(cluster, &["list"]).stdout;
+        a == b
+            && a.lines().any(|l| l.starts_with(&leader_row) && l.contains("| Leader "))
+            && a.matches("| streaming |").count() == streaming
+    });
+    assert!(
+        same,
+        "patronictl:\n{}\npalisadectl:\n{}",
+        patronictl(cluster, &["list"]).stdout,
+        palisadectl(cluster, &["list"]).stdout
+    );
+    let same_json = wait_until(Duration::from_secs(30), || {
+        let a = patronictl(cluster, &["list", "-f", "json"]).stdout;
+        let b = palisadectl(cluster, &["list", "-f", "json"]).stdout;
+        a == b && !a.is_empty()
+    });
+    assert!(same_json, "list -f json differs");
+    // Without a configuration file, from --dcs-url alone, too.
+    let url = format!("{}/service", cluster.dcs_url());
+    let args = ["-d", url.as_str(), "list", cluster.scope.as_str(), "-f", "json"];
+    let venv = palisade_tests::patroni::venv();
+    let same_bare = wait_until(Duration::from_secs(30), || {
+        let a = run_bare(cluster, &venv.join("bin/patronictl"), &args, &[]).stdout;
+        let b = run_bare(cluster, &cluster.bin().join("palisadectl"), &args, &[]).stdout;
+        a == b && a.contains(&format!("\"Member\": \"{leader}\""))
+    });
+    assert!(
+        same_bare,
+        "list from --dcs-url {url} differs:\npatronictl: {:?}\npalisadectl: {:?}",
+        run_bare(cluster, &venv.join("bin/patronictl"), &args, &[]),
+        run_bare(cluster, &cluster.bin().join("palisadectl"), &args, &[])
+    );
+}
+
+/// A switchover with `tool` (patronictl or palisadectl) from `from` to
+/// `to`; returns once `to` leads, accepts writes, and both others stream
+/// from it.
+fn switchover_with(cluster: &Cluster, tool: &str, from: &str, to: &str) {
+    cluster.mark(&format!("{tool} switchover {from} -> {to}"));
+    let args = ["switchover", "--leader", from, "--candidate", to, "--force"];
+    let out = if tool == "patronictl" { patronictl(cluster, &args) } else { palisadectl(cluster, &args) };
+    assert_eq!(out.code, 0, "{tool} switchover {from} -> {to}: {out:?}\n{}", cluster.logs());
+    assert!(out.stdout.contains(&format!("Successfully switched over to \"{to}\"")), "{out:?}");
+    let leader = cluster.wait_for_leader(Duration::from_secs(90));
+    assert_eq!(leader, to);
+    cluster.wait_streaming(to, 2, Duration::from_secs(120));
+}
+
+/// Bootstrap by palisade, a switchover palisade -> Patroni (palisadectl),
+/// one Patroni -> palisade (patronictl), a failover after kill -9 of the
+/// palisade leader, and after each step both tools list the same cluster.
+fn switchovers_both_ways_a_failover_and_both_ctls_agree(dcs: DcsBackend) {
+    let mut cluster = Cluster::start("mixedctl", spec(dcs));
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(60)), "node1", "palisade bootstraps");
+    cluster.wait_streaming("node1", 2, Duration::from_secs(120));
+    cluster.insert("node1", 1, "bootstrapped by palisade");
+    lists_agree(&cluster, "node1", 2);
+
+    // palisade (node1) -> Patroni (node2), asked through palisadectl.
+    switchover_with(&cluster, "palisadectl", "node1", "node2");
+    cluster.insert("node2", 2, "written on Patroni");
+    cluster.wait_sql("node3", "SELECT count(*) FROM t", "2", Duration::from_secs(60));
+    cluster.wait_sql("node1", "SELECT count(*) FROM t", "2", Duration::from_secs(60));
+    lists_agree(&cluster, "node2", 2);
+
+    // Patroni (node2) -> palisade (node3), asked through patronictl.
+    switchover_with(&cluster, "patronictl", "node2", "node3");
+    cluster.insert("node3", 3, "written on palisade again");
+    cluster.wait_sql("node2", "SELECT count(*) FROM t", "3", Duration::from_secs(60));
+    lists_agree(&cluster, "node3", 2);
+
+    // kill -9 of the palisade leader: one of the others takes over, and the
+    // crashed node rejoins as a replica.
+    cluster.mark("kill -9 of node3");
+    cluster.kill9("node3", true);
+    let next = cluster.wait_for_new_leader("node3", Duration::from_secs(90));
+    cluster.insert(&next, 4, "after the failover");
+    let other = if next == "node1" { "node2" } else { "node1" };
+    cluster.wait_sql(other, "SELECT count(*) FROM t", "4", Duration::from_secs(60));
+    cluster.start_node(2);
+    cluster.wait_sql("node3", "SELECT count(*) FROM t", "4", Duration::from_secs(120));
+    cluster.wait_streaming(&next, 2, Duration::from_secs(120));
+    lists_agree(&cluster, &next, 2);
+}
+
+/// Bootstrap, GET endpoints and health checks alike from both kinds, a
+/// clean stop hand-over, a crash, and a switchover across kinds through
+/// the REST API.
+fn patroni_and_palisade_nodes_share_a_cluster(dcs: DcsBackend) {
+    let mut cluster = Cluster::start("mixed", spec(dcs));
     let leader = cluster.wait_for_leader(Duration::from_secs(60));
     assert_eq!(leader, "node1", "palisade bootstraps");
     // node2 is Patroni: it cloned palisade's primary and streams from it.

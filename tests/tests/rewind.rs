@@ -79,9 +79,7 @@ fn a_diverged_former_primary_rejoins_through_pg_rewind() {
     assert!(!log.contains("trying to bootstrap from"), "{old} was copied again instead:\n{log}");
     // The new leader published that it ran its CHECKPOINT after promoting
     // (no `checkpoint_after_promote: false` in its member key any more).
-    let raw = cluster.etcd.raw();
-    let member: serde_json::Value =
-        serde_json::from_slice(&raw.get(&format!("{}members/{new}", cluster.prefix())).unwrap().value).unwrap();
+    let member = cluster.read_json(&format!("members/{new}")).unwrap();
     assert_eq!(member["role"], "primary");
     assert!(member.get("checkpoint_after_promote").is_none(), "{member}");
 }

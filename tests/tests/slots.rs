@@ -80,8 +80,7 @@ fn permanent_physical_slot_and_unknown_slots() {
     let target = primary.sql("SELECT pg_current_wal_lsn()").unwrap();
     primary.sql(&format!("SELECT pg_replication_slot_advance('perm_phys', '{target}')")).unwrap();
     let published = wait_for("the status key with the slot's new position", MINUTE, || {
-        let kv = cluster.etcd.raw().get(&format!("{}status", cluster.prefix()))?;
-        let v: serde_json::Value = serde_json::from_slice(&kv.value).ok()?;
+        let v = cluster.read_json("status")?;
         let lsn = v["slots"]["perm_phys"].as_u64()?;
         let target_bytes = primary.sql(&format!("SELECT '{target}'::pg_lsn - '0/0'")).ok()?.parse::<u64>().ok()?;
         (lsn >= target_bytes && v["slots"]["node1"].as_u64().is_some()).then_some(v)

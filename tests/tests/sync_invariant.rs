@@ -164,10 +164,7 @@ fn synchronous_standbys(cluster: &Cluster, node: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let in_key = cluster
-        .etcd
-        .raw()
-        .get(&format!("{}sync", cluster.prefix()))
-        .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+        .read_json("sync")
         .filter(|key| key["leader"] == node)
         .and_then(|key| key["sync_standby"].as_str().map(|s| s.split(',').filter(|n| !n.is_empty()).count()))
         .unwrap_or(0);

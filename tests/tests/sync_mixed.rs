@@ -26,8 +26,7 @@ fn spec() -> ClusterSpec {
 }
 
 fn sync_key(cluster: &Cluster) -> Option<Value> {
-    let kv = cluster.etcd.raw().get(&format!("{}sync", cluster.prefix()))?;
-    serde_json::from_slice(&kv.value).ok()
+    cluster.read_json("sync")
 }
 
 /// Wait until `sync` names `leader` and `standby`, and the leader's

@@ -26,8 +26,7 @@ fn spec(extra_dcs: &str, nodes: usize) -> ClusterSpec {
 
 /// The `sync` key as stored.
 fn sync_key(cluster: &Cluster) -> Option<Value> {
-    let kv = cluster.etcd.raw().get(&format!("{}sync", cluster.prefix()))?;
-    serde_json::from_slice(&kv.value).ok()
+    cluster.read_json("sync")
 }
 
 /// Wait until `sync` names `leader` and exactly one standby, PostgreSQL
@@ -111,8 +110,7 @@ fn on_mode_publishes_the_standby_postgres_waits_for_and_fails_over_to_it_only() 
     // A restart of the synchronous standby first asks the leader to replace
     // it: its member key says nosync until the restart is over.
     let member_tags = |name: &str| -> Value {
-        let kv = cluster.etcd.raw().get(&format!("{}members/{name}", cluster.prefix()));
-        kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()).map(|v| v["tags"].clone()).unwrap_or_default()
+        cluster.read_json(&format!("members/{name}")).map(|v| v["tags"].clone()).unwrap_or_default()
     };
     let port = cluster.node(&sync).api_port;
     let restart = std::thread::spawn(move || palisade_tests::http::request(port, "POST", "/restart", Some("{}"), &[]));

@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --release -p palisade-tests --bin bench -- [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all]
 //!     [--runs N] [--inserts N] [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]
+//!     [--dcs NAME[,NAME...]]
 //! cargo run --release -p palisade-tests --bin bench -- replica-create [--runs N] [--rows N]
 //! ```
 //!
@@ -33,6 +34,13 @@
 //! went to pg_rewind itself (its command to its exit) and to crash
 //! recovery in single-user mode.
 //!
+//! `--dcs etcd3,etcd,zookeeper` names the DCS backends to run on (see
+//! `palisade_tests::dcs`; default: every enrolled backend whose plugin is
+//! built). `failover` and `rss` run once per backend, with the same `ttl`,
+//! `loop_wait` and `retry_timeout`, and end with the backends side by side:
+//! the failover time after kill -9 and the daemons' RSS with that DCS
+//! plugin loaded. The other measurements run on the first backend.
+//!
 //! With `--patroni VENV` (a virtualenv with `pip install 'patroni[etcd3]'
 //! psycopg2-binary`), every measurement is also made on a Patroni cluster
 //! started from the very same configuration files, and both are printed
@@ -52,6 +60,7 @@ use std::time::{Duration, Instant};
 
 use palisade_test_support::wait_until;
 use palisade_tests::cluster::{psql, Cluster, ClusterSpec, Engine};
+use palisade_tests::dcs::{self, DcsBackend};
 
 struct Options {
     what: String,
@@ -63,12 +72,15 @@ struct Options {
     seconds: u64,
     patroni: Option<std::path::PathBuf>,
     rows: u64,
+    /// The DCS backends to run on, the first for the measurements that
+    /// do not compare backends.
+    dcs: Vec<DcsBackend>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all] [--runs N] [--inserts N] \
-         [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV]\n       \
+         [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV] [--dcs NAME[,NAME...]]\n       \
          bench replica-create [--runs N] [--rows N]"
     );
     std::process::exit(2)
@@ -85,7 +97,9 @@ fn parse() -> Options {
         seconds: 5,
         patroni: None,
         rows: 1_000_000,
+        dcs: Vec::new(),
     };
+    let mut dcs_names: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> u64 {
@@ -103,12 +117,49 @@ fn parse() -> Options {
             "--seconds" => o.seconds = num("--seconds"),
             "--rows" => o.rows = num("--rows").max(1),
             "--patroni" => o.patroni = Some(args.next().map(Into::into).unwrap_or_else(|| usage())),
+            "--dcs" => dcs_names = Some(args.next().unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             w if !w.starts_with('-') => o.what = w.to_string(),
             _ => usage(),
         }
     }
+    o.dcs = choose_dcs(dcs_names.as_deref());
     o
+}
+
+/// The backends `--dcs` names (each must be enrolled and built), or every
+/// enrolled backend whose plugin is built.
+fn choose_dcs(names: Option<&str>) -> Vec<DcsBackend> {
+    let target = palisade_test_support::target_dir();
+    let enrolled = || dcs::BACKENDS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ");
+    let Some(names) = names else {
+        let built: Vec<DcsBackend> = dcs::BACKENDS.iter().filter(|b| b.is_built(&target)).copied().collect();
+        if built.is_empty() {
+            eprintln!("bench: no DCS plugin is built in {} (enrolled: {})", target.display(), enrolled());
+            std::process::exit(2);
+        }
+        return built;
+    };
+    let chosen: Vec<DcsBackend> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let Some(b) = dcs::backend(n) else {
+                eprintln!("bench: --dcs {n}: not an enrolled DCS backend (enrolled: {})", enrolled());
+                std::process::exit(2);
+            };
+            if !b.is_built(&target) {
+                eprintln!("bench: --dcs {n}: {} is not built in {}", b.plugin_file, target.display());
+                std::process::exit(2);
+            }
+            b
+        })
+        .collect();
+    if chosen.is_empty() {
+        usage()
+    }
+    chosen
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -131,9 +182,15 @@ fn show(label: &str, runs: &[Duration]) {
     );
 }
 
+/// The cluster every measurement uses, on the first DCS backend.
 fn spec(o: &Options, engine: &Engine) -> ClusterSpec {
+    spec_on(o, engine, o.dcs[0])
+}
+
+fn spec_on(o: &Options, engine: &Engine, dcs: DcsBackend) -> ClusterSpec {
     ClusterSpec {
         engine: engine.clone(),
+        dcs,
         ttl: o.ttl,
         loop_wait: o.loop_wait,
         retry_timeout: o.retry_timeout,
@@ -167,24 +224,40 @@ fn leader_accepting_writes(c: &Cluster, not: &str, since: Instant) -> (String, D
     (leader, took)
 }
 
+/// The failover time on every chosen DCS backend, then side by side.
 fn failover(o: &Options) {
+    let mut rows = Vec::new();
     for (name, engine) in engines(o) {
-        failover_with(o, name, &engine);
+        for dcs in &o.dcs {
+            let times = failover_in(o, name, &engine, *dcs, "", "failover");
+            rows.push((format!("{name} on {}", dcs.name), times));
+        }
+    }
+    println!(
+        "== failover after kill -9, side by side (ttl {} s, loop_wait {} s, retry_timeout {} s; kill -9 to first write)",
+        o.ttl, o.loop_wait, o.retry_timeout
+    );
+    for (label, times) in rows {
+        show(&format!("  {label:<24}"), &times);
     }
 }
 
-fn failover_with(o: &Options, name: &str, engine: &Engine) {
-    failover_in(o, name, engine, "", "failover");
-}
-
-/// Failovers of a cluster whose dynamic configuration has `extra_dcs`;
-/// `what` names the figure.
-fn failover_in(o: &Options, name: &str, engine: &Engine, extra_dcs: &str, what: &str) {
+/// Failovers of a cluster on `dcs` whose dynamic configuration has
+/// `extra_dcs`; `what` names the figure. Returns the times measured.
+fn failover_in(
+    o: &Options,
+    name: &str,
+    engine: &Engine,
+    dcs: DcsBackend,
+    extra_dcs: &str,
+    what: &str,
+) -> Vec<Duration> {
     println!(
-        "== {name}: {what} after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)",
-        o.ttl, o.loop_wait, o.retry_timeout
+        "== {name} on {}: {what} after kill -9 of the leader's daemon and postmaster (ttl {} s, loop_wait {} s, retry_timeout {} s)",
+        dcs.name, o.ttl, o.loop_wait, o.retry_timeout
     );
-    let mut c = Cluster::start("bench-failover", ClusterSpec { extra_dcs: extra_dcs.to_string(), ..spec(o, engine) });
+    let mut c =
+        Cluster::start("bench-failover", ClusterSpec { extra_dcs: extra_dcs.to_string(), ..spec_on(o, engine, dcs) });
     let mut times = Vec::new();
     for run in 0..o.runs {
         let old = c.wait_for_leader(Duration::from_secs(60));
@@ -204,7 +277,8 @@ fn failover_in(o: &Options, name: &str, engine: &Engine, extra_dcs: &str, what: 
         c.start_node(i);
         c.wait_streaming(&new, 2, Duration::from_secs(120));
     }
-    show(&format!("{name} {what} (kill -9 to first write on the new leader)"), &times);
+    show(&format!("{name} on {} {what} (kill -9 to first write on the new leader)", dcs.name), &times);
+    times
 }
 
 /// The replication modes compared, as `bootstrap.dcs` lines and as a
@@ -232,17 +306,14 @@ const MODES: &[(&str, &str, &str)] = &[
 fn sync_failover(o: &Options) {
     for (name, engine) in engines(o) {
         for (mode, dcs, _) in MODES.iter().filter(|m| ["on", "on, strict", "quorum, 1 of 2"].contains(&m.0)) {
-            failover_in(o, name, &engine, dcs, &format!("failover in synchronous mode {mode}"));
+            failover_in(o, name, &engine, o.dcs[0], dcs, &format!("failover in synchronous mode {mode}"));
         }
     }
 }
 
 /// Whether the `sync` key names `leader` and at least one standby.
 fn sync_key_names_standby(c: &Cluster, leader: &str) -> bool {
-    c.etcd
-        .raw()
-        .get(&format!("{}sync", c.prefix()))
-        .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+    c.read_json("sync")
         .is_some_and(|key| key["leader"] == leader && key["sync_standby"].as_str().is_some_and(|s| !s.is_empty()))
 }
 
@@ -542,22 +613,40 @@ fn rss_kib(pid: i32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// The daemons' memory with each chosen DCS plugin loaded, then side by side.
 fn rss(o: &Options) {
+    let mut rows = Vec::new();
     for (name, engine) in engines(o) {
-        rss_with(o, name, &engine);
+        for dcs in &o.dcs {
+            let kib = rss_with(o, name, &engine, *dcs);
+            rows.push((format!("{name} on {}", dcs.name), kib));
+        }
+    }
+    println!("== daemon RSS by DCS plugin, side by side (VmRSS after 10 s of steady state)");
+    for (label, kib) in rows {
+        if kib.is_empty() {
+            println!("  {label:<24} no figure");
+            continue;
+        }
+        let mib: Vec<String> = kib.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+        let max = kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+        println!("  {label:<24} max {max:.1} MiB  (per node: {} MiB)", mib.join(", "));
     }
 }
 
-fn rss_with(o: &Options, name: &str, engine: &Engine) {
-    println!("== {name}: daemon memory (VmRSS after 10 s of steady state) and CPU time");
-    let mut c = Cluster::start("bench-rss", spec(o, engine));
+/// The RSS (KiB) of each node's daemon of a cluster on `dcs`.
+fn rss_with(o: &Options, name: &str, engine: &Engine, dcs: DcsBackend) -> Vec<u64> {
+    println!("== {name} on {}: daemon memory (VmRSS after 10 s of steady state) and CPU time", dcs.name);
+    let mut c = Cluster::start("bench-rss", spec_on(o, engine, dcs));
     std::thread::sleep(Duration::from_secs(10));
+    let mut kib = Vec::new();
     for i in 0..c.nodes.len() {
         let role = if c.leader().as_deref() == Some(c.nodes[i].name.as_str()) { "leader" } else { "replica" };
         let pid = c.nodes[i].daemon_pid().unwrap();
         let _ = c.nodes[i].daemon_running();
         match (rss_kib(pid), cpu_seconds(pid)) {
             (Some(k), Some(cpu)) => {
+                kib.push(k);
                 println!(
                     "  {name} {} ({role}): {:.1} MiB RSS, {cpu:.2} s CPU since start",
                     c.nodes[i].name,
@@ -567,6 +656,7 @@ fn rss_with(o: &Options, name: &str, engine: &Engine) {
             _ => println!("  {name} {} ({role}): cannot read /proc/{pid}", c.nodes[i].name),
         }
     }
+    kib
 }
 
 fn main() {

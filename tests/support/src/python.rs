@@ -12,8 +12,10 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 /// A virtualenv at `dir` with `requirements` installed from PyPI by pip,
 /// built on first use with `/usr/bin/python3 -m venv` (python3-venv) and
-/// reused while its marker file exists (other test processes may be using
-/// it: a venv is never rebuilt for new requirements; give it a new `dir`).
+/// reused while its marker file exists and lists the same requirements.
+/// When the requirements changed (a new extra, say), they are installed
+/// into the existing venv with pip and the marker rewritten: other test
+/// processes may be using it, so it is updated in place, never removed.
 /// Panics with a clear message when it cannot be built.
 pub fn venv(dir: &Path, requirements: &[&str]) -> PathBuf {
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -27,7 +29,8 @@ pub fn venv(dir: &Path, requirements: &[&str]) -> PathBuf {
             && std::fs::read_to_string(dir.join("pyvenv.cfg"))
                 .is_ok_and(|c| c.lines().any(|l| l.replace(' ', "") == "home=/usr/bin"))
     };
-    if is_ready() {
+    let is_current = || is_ready() && std::fs::read_to_string(&ready).is_ok_and(|r| r == want);
+    if is_current() {
         return dir.to_path_buf();
     }
     // Other test processes may be building it: a lock file serialises them.
@@ -38,7 +41,7 @@ pub fn venv(dir: &Path, requirements: &[&str]) -> PathBuf {
         // SAFETY: flock on a file descriptor we own; released when it is dropped.
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     });
-    if is_ready() {
+    if is_current() {
         return dir.to_path_buf();
     }
     let run = |cmd: &mut Command, what: &str| {
@@ -51,26 +54,37 @@ pub fn venv(dir: &Path, requirements: &[&str]) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    let pip_install = || {
+        run(
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(requirements)
+                .env("PIP_NO_INPUT", "1"),
+            &format!("installing {requirements:?} from PyPI into {}", dir.display()),
+        )
+    };
+    if is_ready() {
+        // Built for other requirements: bring it up to these.
+        pip_install();
+        std::fs::write(&ready, &want).unwrap_or_else(|e| panic!("cannot write {}: {e}", ready.display()));
+        return dir.to_path_buf();
+    }
     let _ = std::fs::remove_dir_all(dir);
     run(
         Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(dir),
         &format!("creating the virtualenv {} (python3-venv)", dir.display()),
     );
-    run(
-        Command::new(dir.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(requirements)
-            .env("PIP_NO_INPUT", "1"),
-        &format!("installing {requirements:?} from PyPI into {}", dir.display()),
-    );
+    pip_install();
     std::fs::write(&ready, &want).unwrap_or_else(|e| panic!("cannot write {}: {e}", ready.display()));
     dir.to_path_buf()
 }
 
 /// What the Patroni virtualenv holds: Patroni 4.1 (whose wire formats and
-/// Python behaviour Palisade follows) with etcd3 support and psycopg2; it
-/// brings PyYAML and PrettyTable, which the differential tests use too.
-pub const PATRONI_REQUIREMENTS: [&str; 2] = ["patroni[etcd3]==4.1.*", "psycopg2-binary"];
+/// Python behaviour Palisade follows) with its support for every DCS the
+/// tests run a mixed cluster on (`etcd3`; `etcd`, the v2 API; `zookeeper`,
+/// kazoo, which Exhibitor uses too) and psycopg2; it brings PyYAML and
+/// PrettyTable, which the differential tests use too.
+pub const PATRONI_REQUIREMENTS: [&str; 2] = ["patroni[etcd,etcd3,zookeeper]==4.1.*", "psycopg2-binary"];
 
 /// Where the Patroni virtualenv lives (`PALISADE_PATRONI_VENV`, default
 /// `/var/tmp/palisade-patroni-venv`).

@@ -1,0 +1,198 @@
+//! The DCS a test cluster runs on, whatever it is: the server the harness
+//! starts, the YAML section every node (Palisade or Patroni) gets, raw
+//! access to the keys behind the daemons' backs, and the store's outages.
+//!
+//! A backend is enrolled with a [`DcsBackend`] (a `const` here, listed in
+//! [`BACKENDS`]) whose `start` returns a [`TestDcs`]: a small adapter over
+//! the backend's test server (`EtcdServer` for etcd3 and the etcd v2 API,
+//! a ZooKeeper server for ZooKeeper and Exhibitor). The cluster-level tests
+//! that hold for every DCS are written once and run per backend with
+//! [`crate::dcs_tests!`], one line per backend.
+//!
+//! Keys are named by their full path, as Patroni lays them out in every
+//! DCS: `/service/<scope>/leader`, `/service/<scope>/members/node1`...
+//! ([`crate::cluster::Cluster::key`] builds them).
+
+use std::path::Path;
+
+use crate::etcd::EtcdServer;
+
+/// What a cluster test needs from the store it runs on.
+pub trait TestDcs: Send + Sync {
+    /// The top-level YAML section of a node's configuration, newline
+    /// terminated, e.g. `etcd3:\n  hosts: 127.0.0.1:2379\n`.
+    fn yaml_section(&self) -> String;
+
+    /// `--dcs-url` for palisadectl and patronictl, e.g.
+    /// `etcd3://127.0.0.1:2379` (without a namespace).
+    fn dcs_url(&self) -> String;
+
+    /// The raw value of `key` (a full path), `None` when it is absent.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+
+    /// Every key with a value under `prefix` (full paths, sorted), at any
+    /// depth (`members/node1` included).
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)>;
+
+    /// Write `value` at `key` (a full path), creating it when missing, as
+    /// somebody other than the daemons would.
+    fn put(&self, key: &str, value: &[u8]);
+
+    /// Stop the store (its data stays for [`TestDcs::start_again`]).
+    fn stop(&mut self);
+
+    /// Start the store again after [`TestDcs::stop`], on the same ports and
+    /// data, and wait until it answers.
+    fn start_again(&mut self);
+
+    /// Freeze the store (SIGSTOP): its sockets stay open, nothing answers.
+    fn freeze(&self);
+
+    /// Undo [`TestDcs::freeze`].
+    fn thaw(&self);
+
+    /// The etcd behind this store when the cluster speaks etcd's v3 API to
+    /// it: for the tests of etcd3-only features (authentication, leases,
+    /// `PATRONI_ETCD3_HOSTS`). Other adapters keep the default `None`.
+    fn etcd(&self) -> Option<&EtcdServer> {
+        None
+    }
+}
+
+/// One DCS backend the cluster tests can run on.
+#[derive(Clone, Copy, Debug)]
+pub struct DcsBackend {
+    /// Its name in `bench --dcs` and in test modules (`etcd3`, `etcd`,
+    /// `zookeeper`, `exhibitor`): the name of the configuration section.
+    pub name: &'static str,
+    /// The plugin's file under the target directory.
+    pub plugin_file: &'static str,
+    /// The extra of the `patroni` package that brings Patroni's support
+    /// for it (see [`crate::patroni::PATRONI_REQUIREMENTS`]).
+    pub patroni_extra: &'static str,
+    /// Start a fresh store for a test named `label`; panics with the
+    /// server's log when it does not come up.
+    pub start: fn(label: &str) -> Box<dyn TestDcs>,
+}
+
+impl DcsBackend {
+    /// Whether its plugin is built in `target` (the benchmark runs the
+    /// backends that are).
+    pub fn is_built(&self, target: &Path) -> bool {
+        target.join(self.plugin_file).exists()
+    }
+}
+
+/// etcd's v3 API (`dcs-etcd3`).
+pub const ETCD3: DcsBackend = DcsBackend {
+    name: "etcd3",
+    plugin_file: "libpalisade_dcs_etcd3.so",
+    patroni_extra: "etcd3",
+    start: |label| Box::new(Etcd3Dcs(EtcdServer::start(label))),
+};
+
+/// Every enrolled backend, the default first.
+pub const BACKENDS: &[DcsBackend] = &[ETCD3];
+
+/// The backend called `name`.
+pub fn backend(name: &str) -> Option<DcsBackend> {
+    BACKENDS.iter().find(|b| b.name == name).copied()
+}
+
+impl Default for DcsBackend {
+    fn default() -> Self {
+        ETCD3
+    }
+}
+
+/// etcd through its v3 API: the adapter over [`EtcdServer`].
+pub struct Etcd3Dcs(pub EtcdServer);
+
+impl TestDcs for Etcd3Dcs {
+    fn yaml_section(&self) -> String {
+        format!("etcd3:\n  hosts: {}\n", self.0.host_port())
+    }
+
+    fn dcs_url(&self) -> String {
+        format!("etcd3://{}", self.0.host_port())
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.raw().get(key).map(|kv| kv.value)
+    }
+
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.0.raw().get_prefix(prefix).into_iter().map(|kv| (kv.key, kv.value)).collect()
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        self.0.raw().put(key, value);
+    }
+
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    fn start_again(&mut self) {
+        self.0.start_again();
+    }
+
+    fn freeze(&self) {
+        self.0.freeze();
+    }
+
+    fn thaw(&self) {
+        self.0.thaw();
+    }
+
+    fn etcd(&self) -> Option<&EtcdServer> {
+        Some(&self.0)
+    }
+}
+
+/// Run the scenario functions of a test file once per backend: a module
+/// named after the backend holding one `#[test]` per function, each
+/// calling `super::<function>(backend)`. One line per backend:
+///
+/// ```ignore
+/// fn bootstrap(dcs: DcsBackend) { ... }
+/// fn crash(dcs: DcsBackend) { ... }
+/// palisade_tests::dcs_tests!(etcd3 = palisade_tests::dcs::ETCD3; bootstrap, crash);
+/// ```
+///
+/// A file with many scenarios lists them once in a local macro and calls
+/// it per backend (see `tests/tests/ha_basics.rs`).
+#[macro_export]
+macro_rules! dcs_tests {
+    ($module:ident = $backend:expr; $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario($backend)
+                }
+            )+
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_is_enrolled_once_with_patronis_extra() {
+        let requirement = crate::patroni::PATRONI_REQUIREMENTS[0];
+        let extras = requirement.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(e, _)| e).unwrap_or("");
+        for b in BACKENDS {
+            assert_eq!(BACKENDS.iter().filter(|o| o.name == b.name).count(), 1, "{} enrolled twice", b.name);
+            assert!(
+                extras.split(',').any(|e| e == b.patroni_extra),
+                "{requirement} lacks the {} extra",
+                b.patroni_extra
+            );
+            assert_eq!(backend(b.name).map(|f| f.plugin_file), Some(b.plugin_file));
+        }
+        assert_eq!(DcsBackend::default().name, BACKENDS[0].name);
+    }
+}

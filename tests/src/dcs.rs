@@ -15,7 +15,12 @@
 
 use std::path::Path;
 
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
 use crate::etcd::EtcdServer;
+use crate::exhibitor::{ExhibitorEndpoint, ServerList};
+use crate::zookeeper::{RawZk, ZooKeeperServer};
 
 /// What a cluster test needs from the store it runs on.
 pub trait TestDcs: Send + Sync {
@@ -91,8 +96,38 @@ pub const ETCD3: DcsBackend = DcsBackend {
     start: |label| Box::new(Etcd3Dcs(EtcdServer::start(label))),
 };
 
+/// etcd's v2 API (`dcs-etcd`), on the same etcd (every test etcd serves v2).
+pub const ETCD: DcsBackend = DcsBackend {
+    name: "etcd",
+    plugin_file: "libpalisade_dcs_etcd.so",
+    patroni_extra: "etcd",
+    start: |label| Box::new(EtcdV2Dcs(EtcdServer::start(label))),
+};
+
+/// ZooKeeper (`dcs-zookeeper`): a real standalone server.
+pub const ZOOKEEPER: DcsBackend = DcsBackend {
+    name: "zookeeper",
+    plugin_file: "libpalisade_dcs_zookeeper.so",
+    patroni_extra: "zookeeper",
+    start: |label| Box::new(ZooKeeperDcs::new(ZooKeeperServer::start(label), None)),
+};
+
+/// Exhibitor (`dcs-exhibitor`): a real ZooKeeper found through the test
+/// double of Exhibitor's discovery endpoint. Patroni's `exhibitor` support
+/// is kazoo, its `zookeeper` extra.
+pub const EXHIBITOR: DcsBackend = DcsBackend {
+    name: "exhibitor",
+    plugin_file: "libpalisade_dcs_exhibitor.so",
+    patroni_extra: "zookeeper",
+    start: |label| {
+        let server = ZooKeeperServer::start(label);
+        let endpoint = ExhibitorEndpoint::start(ServerList { servers: vec!["127.0.0.1".into()], port: server.port() });
+        Box::new(ZooKeeperDcs::new(server, Some(endpoint)))
+    },
+};
+
 /// Every enrolled backend, the default first.
-pub const BACKENDS: &[DcsBackend] = &[ETCD3];
+pub const BACKENDS: &[DcsBackend] = &[ETCD3, ETCD, ZOOKEEPER, EXHIBITOR];
 
 /// The backend called `name`.
 pub fn backend(name: &str) -> Option<DcsBackend> {
@@ -147,6 +182,168 @@ impl TestDcs for Etcd3Dcs {
 
     fn etcd(&self) -> Option<&EtcdServer> {
         Some(&self.0)
+    }
+}
+
+/// etcd through its v2 API: the adapter over [`EtcdServer`] and its raw
+/// v2 client (the v2 keyspace is separate from the v3 one).
+pub struct EtcdV2Dcs(pub EtcdServer);
+
+impl EtcdV2Dcs {
+    /// Whether etcd answers at all: the raw client panics on a dead port,
+    /// and a cluster test polls keys while the store is down.
+    fn reachable(&self) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &self.0.host_port().parse().expect("a socket address"),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    }
+}
+
+impl TestDcs for EtcdV2Dcs {
+    fn yaml_section(&self) -> String {
+        format!("etcd:\n  hosts: {}\n", self.0.host_port())
+    }
+
+    fn dcs_url(&self) -> String {
+        format!("etcd://{}", self.0.host_port())
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        if !self.reachable() {
+            return None;
+        }
+        self.0.raw_v2().get(key).map(|n| n.value)
+    }
+
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.0.raw_v2().get_prefix(prefix).into_iter().map(|n| (n.key, n.value)).collect()
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        self.0.raw_v2().put(key, value);
+    }
+
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    fn start_again(&mut self) {
+        self.0.start_again();
+    }
+
+    fn freeze(&self) {
+        self.0.freeze();
+    }
+
+    fn thaw(&self) {
+        self.0.thaw();
+    }
+}
+
+/// ZooKeeper (and, with an endpoint, Exhibitor in front of it): the adapter
+/// over [`ZooKeeperServer`]. The raw client is opened on first use and
+/// again after the server went away, so reads while the store is down
+/// answer `None` instead of failing the test.
+pub struct ZooKeeperDcs {
+    server: ZooKeeperServer,
+    endpoint: Option<ExhibitorEndpoint>,
+    raw: Mutex<Option<RawZk>>,
+}
+
+impl ZooKeeperDcs {
+    pub fn new(server: ZooKeeperServer, endpoint: Option<ExhibitorEndpoint>) -> Self {
+        Self { server, endpoint, raw: Mutex::new(None) }
+    }
+
+    fn raw(&self) -> MutexGuard<'_, Option<RawZk>> {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        if raw.is_none() {
+            *raw = RawZk::try_connect(&self.server.host_port(), &[], Duration::from_secs(3)).ok();
+        }
+        raw
+    }
+
+    /// Run `f` on the raw client. A client that failed is replaced once (its
+    /// connection or session may have gone with a restarted server); `None`
+    /// when the server does not answer.
+    fn with_raw<T>(&self, f: impl Fn(&RawZk) -> Result<T, String>) -> Option<T> {
+        for _ in 0..2 {
+            let mut raw = self.raw();
+            match f(raw.as_ref()?) {
+                Ok(v) => return Some(v),
+                Err(_) => *raw = None,
+            }
+        }
+        None
+    }
+
+    fn walk(raw: &RawZk, path: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        let children = raw.try_children(path)?;
+        if children.is_empty() {
+            if let Some(node) = raw.try_get(path)? {
+                out.push((path.to_string(), node.value));
+            }
+        }
+        for child in children {
+            Self::walk(raw, &format!("{}/{child}", path.trim_end_matches('/')), out)?;
+        }
+        Ok(())
+    }
+}
+
+impl TestDcs for ZooKeeperDcs {
+    fn yaml_section(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("exhibitor:\n  hosts: ['127.0.0.1']\n  port: {}\n  poll_interval: 2\n", e.port()),
+            None => format!("zookeeper:\n  hosts: ['{}']\n", self.server.host_port()),
+        }
+    }
+
+    fn dcs_url(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("exhibitor://127.0.0.1:{}", e.port()),
+            None => format!("zookeeper://{}", self.server.host_port()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.with_raw(|raw| raw.try_get(key)).flatten().map(|n| n.value)
+    }
+
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let mut out = self
+            .with_raw(|raw| {
+                let mut out = Vec::new();
+                Self::walk(raw, prefix.trim_end_matches('/'), &mut out).map(|()| out)
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        let raw = self.raw();
+        raw.as_ref()
+            .unwrap_or_else(|| panic!("ZooKeeper at {} does not answer", self.server.host_port()))
+            .put(key, value);
+    }
+
+    fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    fn start_again(&mut self) {
+        self.server.start_again();
+    }
+
+    fn freeze(&self) {
+        self.server.freeze();
+    }
+
+    fn thaw(&self) {
+        self.server.thaw();
     }
 }
 

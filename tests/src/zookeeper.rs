@@ -259,19 +259,24 @@ pub struct RawZk {
 impl RawZk {
     /// Connect to `hosts`, sending each `(scheme, credential)` of `auth`.
     pub fn connect(hosts: &str, auth: &[(&str, &str)]) -> Self {
+        Self::try_connect(hosts, auth, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`RawZk::connect`], giving up after `limit` with an error.
+    pub fn try_connect(hosts: &str, auth: &[(&str, &str)], limit: Duration) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap_or_else(|e| panic!("a runtime for the raw ZooKeeper client: {e}"));
+            .map_err(|e| format!("a runtime for the raw ZooKeeper client: {e}"))?;
         let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(30));
         for (scheme, cred) in auth {
             connector = connector.with_auth(scheme, cred.as_bytes());
         }
         let client = runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(30), connector.connect(hosts)).await })
-            .unwrap_or_else(|_| panic!("connect to ZooKeeper at {hosts}: timed out"))
-            .unwrap_or_else(|e| panic!("connect to ZooKeeper at {hosts}: {e}"));
-        RawZk { runtime, client }
+            .block_on(async { tokio::time::timeout(limit, connector.connect(hosts)).await })
+            .map_err(|_| format!("connect to ZooKeeper at {hosts}: timed out"))?
+            .map_err(|e| format!("connect to ZooKeeper at {hosts}: {e}"))?;
+        Ok(RawZk { runtime, client })
     }
 
     /// This client's session id.
@@ -328,13 +333,18 @@ impl RawZk {
 
     /// The children of `path` (sorted); empty when it does not exist.
     pub fn children(&self, path: &str) -> Vec<String> {
+        self.try_children(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`RawZk::children`], with an error instead of a panic.
+    pub fn try_children(&self, path: &str) -> Result<Vec<String>, String> {
         match self.runtime.block_on(self.client.list_children(path)) {
             Ok(mut c) => {
                 c.sort();
-                c
+                Ok(c)
             }
-            Err(zk::Error::NoNode) => Vec::new(),
-            Err(e) => panic!("children of {path}: {e}"),
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(format!("children of {path}: {e}")),
         }
     }
 

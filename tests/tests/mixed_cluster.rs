@@ -25,6 +25,9 @@ macro_rules! on {
 }
 
 on!(etcd3 = palisade_tests::dcs::ETCD3);
+on!(etcd = palisade_tests::dcs::ETCD);
+on!(zookeeper = palisade_tests::dcs::ZOOKEEPER);
+on!(exhibitor = palisade_tests::dcs::EXHIBITOR);
 
 fn spec(dcs: DcsBackend) -> ClusterSpec {
     ClusterSpec { dcs, ..ClusterSpec::default() }.with_patroni_node2()

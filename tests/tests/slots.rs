@@ -175,8 +175,10 @@ fn logical_slot_is_copied_and_survives_failover() {
         .push("Failed to advance logical replication slot 'lg': query failed: db error: ERROR: requested WAL segment");
     // Between the leader's kill and the promotion, a replica checking
     // whether its logical slot copies are ready cannot reach the dead
-    // primary: Patroni's ERROR line too.
+    // primary (it cannot connect, or the kill cuts a query short):
+    // Patroni's ERROR line too.
     allowed.push("physical slot on the primary: cannot connect to PostgreSQL");
+    allowed.push("physical slot on the primary: query failed: connection closed");
     let spec = ClusterSpec {
         wal_level: "logical",
         extra_dcs:

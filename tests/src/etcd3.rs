@@ -4,37 +4,25 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use palisade_plugin_api::host::OpenedPlugin;
-use palisade_plugin_api::{Dcs, DcsParams, DcsTiming, PluginResult};
+use palisade_plugin_api::{Dcs, DcsParams, DcsTiming};
 
 use crate::conformance::DcsFixture;
 use crate::etcd::{EtcdServer, RawClient};
-use crate::plugins::{open_dcs_plugin, test_timing};
+use crate::plugins::PluginCluster;
 
 pub struct Etcd3Fixture {
     etcd: Mutex<EtcdServer>,
-    plugin: OpenedPlugin,
+    cluster: PluginCluster,
     raw: RawClient,
-    pub namespace: String,
-    pub scope: String,
-    pub timing: DcsTiming,
 }
 
 impl Etcd3Fixture {
     /// A new etcd (named after `label`) and the plugin, scope `demo` in
     /// namespace `/service/`.
     pub fn start(label: &str) -> Self {
-        let plugin = open_dcs_plugin("etcd3");
         let etcd = EtcdServer::start(label);
         let raw = etcd.raw();
-        Etcd3Fixture {
-            etcd: Mutex::new(etcd),
-            plugin,
-            raw,
-            namespace: "/service/".into(),
-            scope: "demo".into(),
-            timing: test_timing(),
-        }
+        Etcd3Fixture { etcd: Mutex::new(etcd), cluster: PluginCluster::open("etcd3"), raw }
     }
 
     pub fn etcd(&self) -> MutexGuard<'_, EtcdServer> {
@@ -52,29 +40,23 @@ impl Etcd3Fixture {
     }
 
     pub fn params(&self, member: &str, group: Option<i32>) -> DcsParams {
-        DcsParams {
-            scope: self.scope.clone(),
-            namespace: self.namespace.clone(),
-            name: member.to_string(),
-            group,
-            timing: self.timing,
-            section_json: self.section_json(),
-        }
+        self.params_with(member, group, self.section_json())
     }
+}
 
-    /// A plugin instance with explicit parameters.
-    pub fn dcs_with(&self, params: DcsParams) -> Box<dyn Dcs> {
-        self.plugin.new_dcs(params).unwrap_or_else(|e| panic!("construct the etcd3 plugin: {e}"))
+/// The plugin and the cluster its clients are made for (`params_with`,
+/// `dcs_with`, `plugin_new_dcs`, `prefix`, `scope`, `timing`...).
+impl std::ops::Deref for Etcd3Fixture {
+    type Target = PluginCluster;
+
+    fn deref(&self) -> &PluginCluster {
+        &self.cluster
     }
+}
 
-    /// Construct the plugin without panicking, to see its errors.
-    pub fn plugin_new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
-        self.plugin.new_dcs(params)
-    }
-
-    /// `/<namespace>/<scope>/`, the prefix Patroni uses.
-    pub fn prefix(&self) -> String {
-        format!("{}{}/", self.namespace, self.scope)
+impl std::ops::DerefMut for Etcd3Fixture {
+    fn deref_mut(&mut self) -> &mut PluginCluster {
+        &mut self.cluster
     }
 }
 

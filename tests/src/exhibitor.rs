@@ -12,11 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use palisade_plugin_api::host::OpenedPlugin;
-use palisade_plugin_api::{Dcs, DcsParams, DcsTiming, PluginResult};
+use palisade_plugin_api::{Dcs, DcsParams, DcsTiming};
 
 use crate::conformance::DcsFixture;
-use crate::plugins::{open_dcs_plugin, test_timing};
+use crate::plugins::PluginCluster;
 use crate::zookeeper::{RawZk, ZooKeeperServer};
 
 /// What the endpoint answers: the ZooKeeper servers and their client port.
@@ -148,11 +147,8 @@ impl Drop for ExhibitorEndpoint {
 pub struct ExhibitorFixture {
     server: Mutex<ZooKeeperServer>,
     endpoint: ExhibitorEndpoint,
-    plugin: OpenedPlugin,
+    cluster: PluginCluster,
     raw: RawZk,
-    pub namespace: String,
-    pub scope: String,
-    pub timing: DcsTiming,
     /// `exhibitor.poll_interval` in seconds.
     pub poll_interval: u64,
 }
@@ -161,18 +157,14 @@ impl ExhibitorFixture {
     /// A new ZooKeeper (named after `label`) behind a discovery endpoint
     /// listing it as `127.0.0.1`, polled every second.
     pub fn start(label: &str) -> Self {
-        let plugin = open_dcs_plugin("exhibitor");
         let server = ZooKeeperServer::start(label);
         let endpoint = ExhibitorEndpoint::start(ServerList { servers: vec!["127.0.0.1".into()], port: server.port() });
         let raw = server.raw();
         ExhibitorFixture {
             server: Mutex::new(server),
             endpoint,
-            plugin,
+            cluster: PluginCluster::open("exhibitor"),
             raw,
-            namespace: "/service/".into(),
-            scope: "demo".into(),
-            timing: test_timing(),
             poll_interval: 1,
         }
     }
@@ -196,26 +188,23 @@ impl ExhibitorFixture {
     }
 
     pub fn params(&self, member: &str, group: Option<i32>) -> DcsParams {
-        DcsParams {
-            scope: self.scope.clone(),
-            namespace: self.namespace.clone(),
-            name: member.to_string(),
-            group,
-            timing: self.timing,
-            section_json: self.section_json(),
-        }
+        self.params_with(member, group, self.section_json())
     }
+}
 
-    pub fn dcs_with(&self, params: DcsParams) -> Box<dyn Dcs> {
-        self.plugin.new_dcs(params).unwrap_or_else(|e| panic!("construct the exhibitor plugin: {e}"))
+/// The plugin and the cluster its clients are made for (`params_with`,
+/// `dcs_with`, `plugin_new_dcs`, `prefix`, `scope`, `timing`...).
+impl std::ops::Deref for ExhibitorFixture {
+    type Target = PluginCluster;
+
+    fn deref(&self) -> &PluginCluster {
+        &self.cluster
     }
+}
 
-    pub fn plugin_new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
-        self.plugin.new_dcs(params)
-    }
-
-    pub fn prefix(&self) -> String {
-        format!("{}{}/", self.namespace, self.scope)
+impl std::ops::DerefMut for ExhibitorFixture {
+    fn deref_mut(&mut self) -> &mut PluginCluster {
+        &mut self.cluster
     }
 }
 

@@ -14,13 +14,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use palisade_plugin_api::host::OpenedPlugin;
-use palisade_plugin_api::{Dcs, DcsParams, DcsTiming, PluginResult};
+use palisade_plugin_api::{Dcs, DcsParams, DcsTiming};
 use palisade_test_support::{command_as_test_user, free_port, wait_until, ProcessGuard, Staging};
 use zookeeper_client as zk;
 
 use crate::conformance::DcsFixture;
-use crate::plugins::{open_dcs_plugin, test_timing};
+use crate::plugins::PluginCluster;
 
 /// The jars of the Debian package (`PALISADE_ZOOKEEPER_CLASSPATH` to
 /// override): the server, whose manifest names most of its dependencies, a
@@ -372,28 +371,17 @@ impl RawZk {
 /// against, and the building blocks of the ZooKeeper-specific tests.
 pub struct ZooKeeperFixture {
     server: Mutex<ZooKeeperServer>,
-    plugin: OpenedPlugin,
+    cluster: PluginCluster,
     raw: RawZk,
-    pub namespace: String,
-    pub scope: String,
-    pub timing: DcsTiming,
 }
 
 impl ZooKeeperFixture {
     /// A new ZooKeeper (named after `label`) and the plugin, scope `demo`
     /// in namespace `/service/`.
     pub fn start(label: &str) -> Self {
-        let plugin = open_dcs_plugin("zookeeper");
         let server = ZooKeeperServer::start(label);
         let raw = server.raw();
-        ZooKeeperFixture {
-            server: Mutex::new(server),
-            plugin,
-            raw,
-            namespace: "/service/".into(),
-            scope: "demo".into(),
-            timing: test_timing(),
-        }
+        ZooKeeperFixture { server: Mutex::new(server), cluster: PluginCluster::open("zookeeper"), raw }
     }
 
     pub fn server(&self) -> MutexGuard<'_, ZooKeeperServer> {
@@ -411,33 +399,23 @@ impl ZooKeeperFixture {
     }
 
     pub fn params(&self, member: &str, group: Option<i32>) -> DcsParams {
-        params(self, member, group, self.section_json())
-    }
-
-    /// A plugin instance with explicit parameters.
-    pub fn dcs_with(&self, params: DcsParams) -> Box<dyn Dcs> {
-        self.plugin.new_dcs(params).unwrap_or_else(|e| panic!("construct the zookeeper plugin: {e}"))
-    }
-
-    /// Construct the plugin without panicking, to see its errors.
-    pub fn plugin_new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
-        self.plugin.new_dcs(params)
-    }
-
-    /// `/<namespace>/<scope>/`, the prefix Patroni uses.
-    pub fn prefix(&self) -> String {
-        format!("{}{}/", self.namespace, self.scope)
+        self.params_with(member, group, self.section_json())
     }
 }
 
-fn params(f: &ZooKeeperFixture, member: &str, group: Option<i32>, section_json: String) -> DcsParams {
-    DcsParams {
-        scope: f.scope.clone(),
-        namespace: f.namespace.clone(),
-        name: member.to_string(),
-        group,
-        timing: f.timing,
-        section_json,
+/// The plugin and the cluster its clients are made for (`params_with`,
+/// `dcs_with`, `plugin_new_dcs`, `prefix`, `scope`, `timing`...).
+impl std::ops::Deref for ZooKeeperFixture {
+    type Target = PluginCluster;
+
+    fn deref(&self) -> &PluginCluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for ZooKeeperFixture {
+    fn deref_mut(&mut self) -> &mut PluginCluster {
+        &mut self.cluster
     }
 }
 

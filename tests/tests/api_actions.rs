@@ -229,7 +229,16 @@ fn switchover_failover_and_bad_requests() {
     insert(&cluster, "node2", 4);
     cluster.wait_streaming("node2", 2, Duration::from_secs(60));
 
-    // A failover while the leader is down, to a named candidate.
+    // A failover while the leader is down, to a named candidate. The
+    // candidate must say it is running first: a member still "starting"
+    // (no WAL position in GET /patroni) is no candidate, as in Patroni.
+    let running = |name: &str| {
+        cluster.node(name).get("/patroni").is_ok_and(|r| {
+            let j = r.json();
+            j["state"] == "running" && j.get("xlog").is_some()
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), || running(&third)), "{third} runs");
     cluster.mark("failover with the leader down");
     cluster.kill9("node2", true);
     let other = if third == "node1" { "node3" } else { "node1" };

@@ -218,6 +218,31 @@ fn use_ssl_with_a_client_certificate() {
     // Plain text to the TLS port fails too.
     let c = with_section(&f, "c", &format!(r#"{{"hosts":"{hosts}"}}"#));
     assert_eq!(c.get_cluster().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+
+    // An encrypted key (PKCS#8, as `openssl pkcs8 -topk8 -v2 aes-256-cbc`
+    // writes it) is opened with key_password.
+    let dir = tls.client_key.parent().expect("the key's directory");
+    let encrypted = palisade_test_support::certs::encrypt_key(dir, &tls.client_key, "zk secret");
+    let with_password = |password: &str| {
+        format!(
+            r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}","cert":"{}","key":"{}"{password}}}"#,
+            tls.ca.display(),
+            tls.client_cert.display(),
+            encrypted.display()
+        )
+    };
+    let d = with_section(&f, "d", &with_password(r#","key_password":"zk secret""#));
+    assert!(ok("touch_member with an encrypted key", d.touch_member(MEMBER_JSON)));
+    assert!(ok("get_cluster with an encrypted key", d.get_cluster()).members.iter().any(|m| m.name == "d"));
+    // A wrong or missing password is a configuration error naming the key.
+    for (password, key) in [(r#","key_password":"wrong""#, "zookeeper.key_password"), ("", "zookeeper.key")] {
+        let mut p = f.params("e", None);
+        p.section_json = with_password(password);
+        let e = f.plugin_new_dcs(p).err().unwrap_or_else(|| panic!("{password:?} must be refused"));
+        assert_eq!(e.kind, ErrorKind::Config, "{password:?}: {e}");
+        assert!(e.message.starts_with(key), "{password:?}: {e}");
+        assert!(e.message.contains(&encrypted.display().to_string()), "the error names the file: {e}");
+    }
 }
 
 #[test]

@@ -389,7 +389,7 @@ fn each_validation_error_names_its_key() {
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "exhibitor:\n  hosts: [e]\n"), "exhibitor.port: is required but not set"),
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  use_ssl: true\n"), "zookeeper.hosts: is required but not set"),
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  hosts: 'z1/a,z2'\n"), "zookeeper.hosts.0: a chroot may only follow the last host, found 'z1/a'"),
-        (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  hosts: z1\n  key_password: x\n"), "zookeeper.key_password: encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password"),
+        (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "zookeeper:\n  hosts: z1\n  key_password: [x]\n"), "zookeeper.key_password: expected a string, found a list"),
         (MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", "exhibitor:\n  hosts: [e]\n  port: 1\n  auth_data: x\n"), "exhibitor.auth_data: expected a mapping, found a string 'x'"),
         (MINIMAL.replace("name: n1", "name: __patroni_strict_sync_replica_placeholder__"), "name: '__patroni_strict_sync_replica_placeholder__' is reserved"),
         (MINIMAL.replace("name: n1", "name: [a]"), "name: expected a string, found a list"),
@@ -608,5 +608,28 @@ fn conflicting_tags_are_warned_about_in_patronis_words() {
             Some(line) => assert_eq!(lines, [line], "{tags}"),
             None => assert!(lines.is_empty(), "{tags}: {lines:?}"),
         }
+    }
+}
+
+/// `verify: false` does less than Patroni's (the chain is still checked),
+/// so it is accepted with a warning; without `use_ssl` it says nothing here
+/// (the plugin warns that the TLS keys are unused).
+#[test]
+fn zookeeper_verify_false_is_a_warning() {
+    let section = |extra: &str| {
+        MINIMAL.replace("etcd3:\n  hosts: 127.0.0.1:2379\n", &format!("zookeeper:\n  hosts: z1\n{extra}"))
+    };
+    let cases = [
+        ("  use_ssl: true\n  verify: false\n", true),
+        // Patroni hands the value to kazoo as it is: the string 'off' is true.
+        ("  use_ssl: true\n  verify: 'off'\n", false),
+        ("  use_ssl: true\n  verify: true\n", false),
+        ("  use_ssl: true\n", false),
+        ("  verify: false\n", false),
+    ];
+    for (extra, warns) in cases {
+        let loaded = load_text(&section(extra)).expect("valid");
+        let warned = loaded.warnings.iter().any(|w| w.path == "zookeeper.verify" && w.message.contains("host name"));
+        assert_eq!(warned, warns, "{extra}: {:?}", loaded.warnings);
     }
 }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use palisade_config::{BasicAuth, LocalConfig};
+use palisade_keys::{self as keys, KeyError};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The bytes of `path`; an error names the setting `key`.
@@ -32,28 +33,14 @@ pub fn load_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>
 pub fn load_key(path: &Path, password: Option<&str>, key: &str) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read(path, key)?;
     let text = String::from_utf8_lossy(&pem);
-    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
-        let Some(pw) = password else {
-            return Err(format!("{key}: {} is encrypted: set {key}_password", path.display()));
-        };
-        let (_, doc) = pkcs8::SecretDocument::from_pem(&text).map_err(|e| format!("{key}: {}: {e}", path.display()))?;
-        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
-            .map_err(|e| format!("{key}: {}: {e}", path.display()))?;
-        let plain = info.decrypt(pw).map_err(|e| {
-            format!(
-                "{key}_password: cannot decrypt {} ({e}): a wrong password, or an encryption other than PBES2 \
-                 with AES (openssl pkcs8 -topk8 -v2 aes-256-cbc)",
-                path.display()
-            )
-        })?;
-        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_bytes().to_vec())));
-    }
-    if text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(format!(
-            "{key}: {} is encrypted in the legacy OpenSSL format, which palisade cannot read: convert it with \
-             'openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key'",
-            path.display()
-        ));
+    match keys::decrypt(&text, password) {
+        Ok(Some(plain)) => return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain))),
+        Ok(None) => {}
+        Err(KeyError::NeedsPassword) => {
+            return Err(format!("{key}: {} is encrypted: set {key}_password", path.display()))
+        }
+        Err(e) if e.is_about_password() => return Err(format!("{key}_password: {}: {e}", path.display())),
+        Err(e) => return Err(format!("{key}: {}: {e}", path.display())),
     }
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| format!("{key}: {}: {e}", path.display()))?
@@ -76,8 +63,7 @@ pub fn client_identity(
         PrivateKeyDer::Sec1(k) => ("EC PRIVATE KEY", k.secret_sec1_der()),
         _ => return Err(format!("{section}.keyfile: {}: an unsupported kind of key", key_path.display())),
     };
-    let key_pem = pkcs8::der::pem::encode_string(label, pkcs8::LineEnding::LF, der)
-        .map_err(|e| format!("{section}.keyfile: {e}"))?;
+    let key_pem = keys::to_pem(label, der);
     let mut pem = cert_pem.into_bytes();
     pem.push(b'\n');
     pem.extend_from_slice(key_pem.as_bytes());

@@ -17,7 +17,10 @@
 //!   and [`datadir`] checks, empties and creates a data directory, for the
 //!   replica-method plugins;
 //! - [`dcs`] is what every DCS plugin shares: Patroni's key layout and the
-//!   assembly of one read of the store into a snapshot.
+//!   assembly of one read of the store into a snapshot;
+//! - with the `keys` feature, `keys` opens password-protected PEM private
+//!   keys (the `palisade-keys` crate, which the host's TLS code uses too,
+//!   so there is one copy).
 //!
 //! These helpers are for plugins only: the host never enables `runtime` or
 //! `process`, and none of them touches a type of the ABI.
@@ -25,6 +28,8 @@
 #[cfg(feature = "process")]
 pub mod datadir;
 pub mod dcs;
+#[cfg(feature = "keys")]
+pub use palisade_keys as keys;
 #[cfg(feature = "process")]
 pub mod process;
 pub use palisade_pycompat as pycompat;

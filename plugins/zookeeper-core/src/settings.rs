@@ -19,6 +19,8 @@ pub struct Tls {
     /// `cert` and `key`: the client's certificate and key (PEM files).
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// `key_password`: the password of an encrypted `key`.
+    pub key_password: Option<String>,
     /// `verify`: check that the server's certificate names the host.
     pub verify: bool,
 }
@@ -79,29 +81,26 @@ impl Settings {
             s.hosts = hosts;
             s.chroot = chroot;
         }
-        if string(name, map, "key_password")?.is_some() {
-            return Err(error(
-                name,
-                "key_password",
-                "encrypted private keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN) and drop key_password",
-            ));
-        }
         if boolean(name, map, "use_ssl")?.unwrap_or(false) {
             let tls = Tls {
                 cacert: string(name, map, "cacert")?,
                 cert: string(name, map, "cert")?,
                 key: string(name, map, "key")?,
+                key_password: string(name, map, "key_password")?,
                 verify: boolean(name, map, "verify")?.unwrap_or(true),
             };
             if tls.cert.is_some() != tls.key.is_some() {
                 let missing = if tls.cert.is_some() { "key" } else { "cert" };
                 return Err(error(name, missing, "is required when a client certificate is configured"));
             }
+            if tls.key_password.is_some() && tls.key.is_none() {
+                tracing::warn!("{name}.key_password is ignored: there is no key");
+            }
             s.tls = Some(tls);
         } else {
             // Patroni ignores the TLS keys without use_ssl; say so rather than
             // silently dropping them.
-            for k in ["cacert", "cert", "key", "verify"] {
+            for k in ["cacert", "cert", "key", "key_password", "verify"] {
                 if map.contains_key(k) {
                     tracing::warn!("{name}.{k} is ignored: use_ssl is not true");
                 }
@@ -336,6 +335,7 @@ mod tests {
             &json!({
                 "hosts": ["z1:2181", "z2"],
                 "use_ssl": true, "cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem", "verify": false,
+                "key_password": "pw",
                 "set_acls": {"CN=principal1": ["ALL"], "digest:user:hash=": ["read", "Write"]},
                 "auth_data": {"digest": "user:pass"},
             }),
@@ -349,6 +349,7 @@ mod tests {
                 cacert: Some("/ca.pem".into()),
                 cert: Some("/c.pem".into()),
                 key: Some("/k.pem".into()),
+                key_password: Some("pw".into()),
                 verify: false
             })
         );
@@ -369,7 +370,7 @@ mod tests {
             (json!({"hosts": 1}), "zookeeper.hosts: must be a list"),
             (json!({"hosts": "h", "use_ssl": "maybe"}), "zookeeper.use_ssl: must be a boolean"),
             (json!({"hosts": "h", "use_ssl": true, "cert": "/c"}), "zookeeper.key: is required"),
-            (json!({"hosts": "h", "use_ssl": true, "key_password": "x"}), "zookeeper.key_password: encrypted"),
+            (json!({"hosts": "h", "use_ssl": true, "key_password": 5}), "zookeeper.key_password: must be a string"),
             (json!({"hosts": "h", "set_acls": []}), "zookeeper.set_acls: must be a map"),
             (json!({"hosts": "h", "set_acls": {"p": "ALL"}}), "zookeeper.set_acls.p: must be a list"),
             (json!({"hosts": "h", "set_acls": {"p": ["FLY"]}}), "zookeeper.set_acls.p: unknown permission 'FLY'"),

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use palisade_plugin_api::sdk;
 use palisade_plugin_api::sdk::dcs::{names, Keys};
-use palisade_plugin_api::sdk::{self, settings::error};
-use palisade_plugin_api::{Dcs, DcsParams, DcsSnapshot, DcsTiming, LeaderKey, PluginResult};
+use palisade_plugin_api::{Dcs, DcsParams, DcsSnapshot, DcsTiming, LeaderKey, PluginError, PluginResult};
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
@@ -61,7 +61,8 @@ impl ZooKeeper {
         // error only means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         if let Some(tls) = &settings.tls {
-            crate::tls::options(section, tls).map_err(|e| error(section, "", e))?;
+            // The error names the key (`zookeeper.cacert: ...`).
+            crate::tls::options(section, tls).map_err(PluginError::config)?;
         }
         let acls = settings.acls.iter().map(acl).collect();
         let keys = Keys::new(&params.namespace, &params.scope, params.group);

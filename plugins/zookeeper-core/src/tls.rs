@@ -1,5 +1,6 @@
 //! `use_ssl`: the client's TLS options from the section's files.
 
+use palisade_plugin_api::sdk::keys::{self, KeyError};
 use zookeeper_client as zk;
 
 use crate::settings::Tls;
@@ -22,6 +23,12 @@ pub(crate) fn options(section: &str, tls: &Tls) -> Result<zk::TlsOptions, String
     if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
         let cert_pem = read(section, "cert", cert)?;
         let key_pem = read(section, "key", key)?;
+        // zookeeper-client reads plain keys only: open an encrypted one here.
+        let key_pem = keys::decrypt_to_pem(&key_pem, tls.key_password.as_deref()).map_err(|e| match e {
+            KeyError::NeedsPassword => format!("{section}.key: {key} is encrypted: set {section}.key_password"),
+            e if e.is_about_password() => format!("{section}.key_password: {key}: {e}"),
+            e => format!("{section}.key: {key}: {e}"),
+        })?;
         options = options
             .with_pem_identity(&cert_pem, &key_pem)
             .map_err(|e| format!("{section}.cert/key: {cert}, {key}: {e}"))?;

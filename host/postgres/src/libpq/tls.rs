@@ -15,6 +15,8 @@ use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use palisade_keys::{self as keys, KeyError};
+
 use super::settings::{ConnSettings, RootCert, SettingError, SslMode};
 
 /// libpq's files under `~/.postgresql`.
@@ -277,38 +279,19 @@ pub fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'st
     let pem = std::fs::read(path)
         .map_err(|e| ("sslkey", format!("could not read private key file \"{}\": {e}", path.display())))?;
     let text = String::from_utf8_lossy(&pem);
-    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
-        let Some(pw) = password else {
+    match keys::decrypt(&text, password) {
+        Ok(Some(plain)) => return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain))),
+        Ok(None) => {}
+        Err(KeyError::NeedsPassword) => {
             return Err((
                 "sslpassword",
                 format!("private key file \"{}\" is encrypted and sslpassword is not set", path.display()),
-            ));
-        };
-        let (_, doc) = pkcs8::SecretDocument::from_pem(&text)
-            .map_err(|e| ("sslkey", format!("could not load private key file \"{}\": {e}", path.display())))?;
-        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
-            .map_err(|e| ("sslkey", format!("could not load private key file \"{}\": {e}", path.display())))?;
-        let plain = info.decrypt(pw).map_err(|e| {
-            (
-                "sslpassword",
-                format!(
-                    "cannot decrypt private key file \"{}\" ({e}): a wrong password, or an encryption other than \
-                     PBES2 with AES (openssl pkcs8 -topk8 -v2 aes-256-cbc)",
-                    path.display()
-                ),
-            )
-        })?;
-        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_bytes().to_vec())));
-    }
-    if text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err((
-            "sslkey",
-            format!(
-                "private key file \"{}\" is encrypted in the legacy OpenSSL format, which palisade cannot read: \
-                 convert it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key'",
-                path.display()
-            ),
-        ));
+            ))
+        }
+        Err(e) => {
+            let setting = if e.is_about_password() { "sslpassword" } else { "sslkey" };
+            return Err((setting, format!("private key file \"{}\": {e}", path.display())));
+        }
     }
     let key: Option<PrivateKeyDer<'static>> = rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| ("sslkey", format!("could not load private key file \"{}\": {e}", path.display())))?;

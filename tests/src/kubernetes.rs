@@ -519,3 +519,45 @@ impl TestDcs for KubernetesDcs {
         self.raw.create_pod(NAMESPACE, name, &Self::labels(scope));
     }
 }
+
+impl RawKube {
+    /// A raw client of the server a kubeconfig written by the double names
+    /// (its `server:` port and `token:`).
+    pub fn from_kubeconfig(path: &std::path::Path) -> RawKube {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("{}: no {name}", path.display()))
+        };
+        let server = field("server:");
+        let port = server.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("server {server}"));
+        RawKube { port, token: field("token:") }
+    }
+
+    /// A raw client of the double a cluster runs on (found through the
+    /// `KUBECONFIG` its daemons get).
+    pub fn of(dcs: &dyn TestDcs) -> RawKube {
+        let env = dcs.node_env();
+        let path = env.iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| v.clone()).expect("not a Kubernetes DCS");
+        RawKube::from_kubeconfig(std::path::Path::new(&path))
+    }
+}
+
+/// Kubernetes in Patroni's default mode (ConfigMaps), on the double. Not
+/// in [`crate::dcs::BACKENDS`] until the `dcs-kubernetes` plugin exists;
+/// clusters whose nodes are all Patroni run on it already.
+pub const KUBERNETES: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
+    name: "kubernetes",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| Box::new(KubernetesDcs::start(label, Mode::ConfigMaps)),
+};
+
+/// Kubernetes with `use_endpoints: true`, on the double.
+pub const KUBERNETES_ENDPOINTS: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
+    name: "kubernetes",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| Box::new(KubernetesDcs::start(label, Mode::Endpoints)),
+};

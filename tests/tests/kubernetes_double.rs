@@ -15,7 +15,8 @@ use palisade_tests::cluster::{Cluster, ClusterSpec, Engine};
 use palisade_tests::ctl::run_with;
 use palisade_tests::dcs::{DcsBackend, TestDcs};
 use palisade_tests::http;
-use palisade_tests::kubernetes::{KubernetesDcs, KubernetesServer, Mode, RawKube, NAMESPACE};
+use palisade_test_support::wait_until;
+use palisade_tests::kubernetes::{KubernetesDcs, KubernetesServer, Mode, RawKube, KUBERNETES, KUBERNETES_ENDPOINTS, NAMESPACE};
 use serde_json::{json, Value};
 
 const MERGE: &str = "application/merge-patch+json";
@@ -445,4 +446,115 @@ fn patroni_dcs_module_on_configmaps() {
 #[test]
 fn patroni_dcs_module_on_endpoints() {
     patroni_module_on(Mode::Endpoints);
+}
+
+fn patroni_spec(dcs: DcsBackend, nodes: usize) -> ClusterSpec {
+    ClusterSpec {
+        engine: Engine::Patroni { venv: palisade_tests::patroni::venv() },
+        dcs,
+        nodes,
+        // Patroni raises a ttl below 20 and a retry_timeout below 3.
+        ttl: 20,
+        loop_wait: 2,
+        retry_timeout: 3,
+        ..ClusterSpec::default()
+    }
+}
+
+fn role_label(k: &RawKube, pod: &str) -> Option<String> {
+    k.pod_labels(NAMESPACE, pod).get("role").cloned()
+}
+
+fn wait_role(k: &RawKube, pod: &str, role: &str) {
+    let ok = wait_until(Duration::from_secs(60), || role_label(k, pod).as_deref() == Some(role));
+    assert!(ok, "pod {pod} should be labelled role={role}: {:?}", k.pod_labels(NAMESPACE, pod));
+}
+
+/// One Patroni node bootstraps on the double: the leader lock, the
+/// configuration and its pod's role label are where Patroni keeps them.
+fn one_patroni_node_bootstraps(dcs: DcsBackend, mode: Mode) {
+    let cluster = Cluster::start("k8s-patroni-one", patroni_spec(dcs, 1));
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(90)), "node1");
+    let k = RawKube::of(cluster.dcs.as_ref());
+    let scope = &cluster.scope;
+    let (kind, leader_obj) = match mode {
+        Mode::ConfigMaps => ("configmaps", format!("{scope}-leader")),
+        Mode::Endpoints => ("endpoints", scope.clone()),
+    };
+    assert_eq!(k.annotation(kind, NAMESPACE, &leader_obj, "leader").as_deref(), Some("node1"));
+    let config = k.annotation(kind, NAMESPACE, &format!("{scope}-config"), "config").expect("<scope>-config");
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["ttl"], json!(20), "{config}");
+    assert!(k.annotation(kind, NAMESPACE, &format!("{scope}-config"), "initialize").is_some());
+    wait_role(&k, "node1", "primary");
+    let status: Value = serde_json::from_str(&k.annotation("pods", NAMESPACE, "node1", "status").unwrap()).unwrap();
+    assert_eq!(status["role"], json!("primary"), "{status}");
+    if mode == Mode::Endpoints {
+        let ep = k.get("endpoints", NAMESPACE, scope).unwrap();
+        assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], json!("127.0.0.1"), "{ep}");
+    }
+    // The leader renews: the lock object's resourceVersion moves on.
+    let before = k.get(kind, NAMESPACE, &leader_obj).unwrap();
+    let renewed = wait_until(Duration::from_secs(30), || {
+        k.get(kind, NAMESPACE, &leader_obj).is_some_and(|o| rv(&o) != rv(&before))
+    });
+    assert!(renewed, "the leader renews its lock");
+}
+
+fn patronictl_switchover(cluster: &Cluster, from: &str, to: &str) {
+    let venv = palisade_tests::patroni::venv();
+    let args = ["switchover", "--leader", from, "--candidate", to, "--force"];
+    let out = run_with(cluster, &venv.join("bin/patronictl"), &args, "", &[]);
+    assert_eq!(out.code, 0, "patronictl switchover {from} -> {to}: {out:?}\n{}", cluster.logs());
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(90)), to);
+    cluster.wait_streaming(to, 1, Duration::from_secs(120));
+}
+
+/// Two Patroni nodes: switchover both ways with patronictl (the pods'
+/// role labels follow), then a failover after kill -9 of the leader.
+fn two_patroni_nodes_switch_over_and_fail_over(dcs: DcsBackend) {
+    let mut cluster = Cluster::start("k8s-patroni-two", patroni_spec(dcs, 2));
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(90)), "node1");
+    cluster.wait_streaming("node1", 1, Duration::from_secs(120));
+    let k = RawKube::of(cluster.dcs.as_ref());
+    wait_role(&k, "node1", "primary");
+    wait_role(&k, "node2", "replica");
+    cluster.insert("node1", 1, "bootstrapped");
+
+    patronictl_switchover(&cluster, "node1", "node2");
+    wait_role(&k, "node2", "primary");
+    wait_role(&k, "node1", "replica");
+    cluster.insert("node2", 2, "after the first switchover");
+    cluster.wait_sql("node1", "SELECT count(*) FROM t", "2", Duration::from_secs(60));
+
+    patronictl_switchover(&cluster, "node2", "node1");
+    wait_role(&k, "node1", "primary");
+    wait_role(&k, "node2", "replica");
+
+    cluster.kill9("node1", true);
+    assert_eq!(cluster.wait_for_new_leader("node1", Duration::from_secs(120)), "node2");
+    wait_role(&k, "node2", "primary");
+    cluster.insert("node2", 3, "after the failover");
+    cluster.start_node(0);
+    cluster.wait_sql("node1", "SELECT count(*) FROM t", "3", Duration::from_secs(120));
+}
+
+#[test]
+fn one_patroni_node_on_configmaps() {
+    one_patroni_node_bootstraps(KUBERNETES, Mode::ConfigMaps);
+}
+
+#[test]
+fn one_patroni_node_on_endpoints() {
+    one_patroni_node_bootstraps(KUBERNETES_ENDPOINTS, Mode::Endpoints);
+}
+
+#[test]
+fn two_patroni_nodes_on_configmaps() {
+    two_patroni_nodes_switch_over_and_fail_over(KUBERNETES);
+}
+
+#[test]
+fn two_patroni_nodes_on_endpoints() {
+    two_patroni_nodes_switch_over_and_fail_over(KUBERNETES_ENDPOINTS);
 }

@@ -44,6 +44,7 @@ pub struct KubernetesServer {
     process: Option<ProcessGuard>,
     starts: u32,
     watch_history: usize,
+    args: Vec<String>,
 }
 
 impl KubernetesServer {
@@ -56,6 +57,12 @@ impl KubernetesServer {
     /// Like [`KubernetesServer::start`], replaying at most `watch_history`
     /// changes to watches (older resourceVersions get 410 Expired).
     pub fn start_with(label: &str, watch_history: usize) -> Self {
+        Self::start_with_args(label, watch_history, &[])
+    }
+
+    /// Like [`KubernetesServer::start_with`], with more command-line
+    /// options (`--bookmark-interval 1`...).
+    pub fn start_with_args(label: &str, watch_history: usize, args: &[&str]) -> Self {
         let staging = Staging::new(&format!("k8s-{label}"));
         let token = format!("test-token-{}-{}", std::process::id(), free_port());
         let mut s = KubernetesServer {
@@ -66,6 +73,7 @@ impl KubernetesServer {
             process: None,
             starts: 0,
             watch_history,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.start_again();
         s
@@ -130,6 +138,7 @@ impl KubernetesServer {
             .arg(&self.token)
             .arg("--watch-history")
             .arg(self.watch_history.to_string())
+            .args(&self.args)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
         let name = format!("k8s-{}", self.label);

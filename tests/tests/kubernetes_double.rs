@@ -11,12 +11,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use palisade_test_support::wait_until;
 use palisade_tests::cluster::{Cluster, ClusterSpec, Engine};
 use palisade_tests::ctl::run_with;
 use palisade_tests::dcs::{DcsBackend, TestDcs};
 use palisade_tests::http;
-use palisade_test_support::wait_until;
-use palisade_tests::kubernetes::{KubernetesDcs, KubernetesServer, Mode, RawKube, KUBERNETES, KUBERNETES_ENDPOINTS, NAMESPACE};
+use palisade_tests::kubernetes::{
+    KubernetesDcs, KubernetesServer, Mode, RawKube, KUBERNETES, KUBERNETES_ENDPOINTS, NAMESPACE,
+};
 use serde_json::{json, Value};
 
 const MERGE: &str = "application/merge-patch+json";
@@ -132,6 +134,14 @@ fn lists_selectors_namespaces_and_discovery() {
     for (sel, want) in cases {
         assert_eq!(names(sel), *want, "labelSelector {sel}");
     }
+    // Pages: limit and continue.
+    let page = k.request("GET", "/api/v1/pods?limit=2", None).unwrap().json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["metadata"]["remainingItemCount"], json!(1));
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    let next = k.request("GET", &format!("/api/v1/pods?limit=2&continue={token}"), None).unwrap().json();
+    assert_eq!(next["items"][0]["metadata"]["name"], json!("demo-2"), "{next}");
+    assert!(next["metadata"].get("continue").is_none(), "the last page: {next}");
     // Items in a list carry no kind, as on the API server.
     assert!(k.list("pods", "ns", "")["items"][0].get("kind").is_none());
     let bad = k.request("GET", "/api/v1/namespaces/ns/pods?labelSelector=a%20in%20x", None).unwrap();
@@ -267,6 +277,28 @@ fn watches_replay_stream_filter_and_expire() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!((events[0]["type"].clone(), events[0]["object"]["code"].clone()), (json!("ERROR"), json!(410)));
     assert_eq!(events[0]["object"]["reason"], json!("Expired"));
+}
+
+#[test]
+fn watch_bookmarks_carry_the_latest_resource_version() {
+    let server = KubernetesServer::start_with_args("bookmarks", 100, &["--bookmark-interval", "1"]);
+    let k = server.raw();
+    let a = k.create("configmaps", "ns", &json!({"metadata": {"name": "a"}})).json();
+    let b = k.create("configmaps", "other", &json!({"metadata": {"name": "b"}})).json();
+    let path = format!(
+        "/api/v1/namespaces/ns/configmaps?watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds=3",
+        rv(&a)
+    );
+    let events = watch_lines(&k, &path);
+    let bookmarks: Vec<&Value> = events.iter().filter(|e| e["type"] == json!("BOOKMARK")).collect();
+    assert!(!bookmarks.is_empty(), "{events:?}");
+    assert!(events.iter().all(|e| e["type"] == json!("BOOKMARK")), "nothing changed in ns: {events:?}");
+    // The change in another namespace is behind the bookmark too.
+    assert_eq!(bookmarks[0]["object"]["metadata"]["resourceVersion"], json!(rv(&b)));
+    assert_eq!(bookmarks[0]["object"]["kind"], json!("ConfigMap"));
+    // Without allowWatchBookmarks: none.
+    let plain = watch_lines(&k, &path.replace("&allowWatchBookmarks=true", ""));
+    assert!(plain.is_empty(), "{plain:?}");
 }
 
 #[test]

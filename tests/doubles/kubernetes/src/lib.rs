@@ -40,6 +40,8 @@ pub struct Options {
     pub token: Option<String>,
     /// How many changes watches can replay (older resourceVersions get 410).
     pub watch_history: usize,
+    /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
+    pub bookmark_interval: std::time::Duration,
 }
 
 /// The name of the cluster, user and context in the kubeconfig.
@@ -103,7 +105,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
     if let Some(path) = &opts.kubeconfig {
         write_file(path, &kubeconfig(port, &token))?;
     }
-    let shared = Arc::new(server::Shared { store: Mutex::new(store), token, port });
+    let shared =
+        Arc::new(server::Shared { store: Mutex::new(store), token, port, bookmark_interval: opts.bookmark_interval });
     let app = axum::Router::new().fallback(
         move |method: axum::http::Method,
               uri: axum::http::Uri,

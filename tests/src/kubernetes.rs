@@ -563,9 +563,10 @@ pub const KUBERNETES: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
     start: |label| Box::new(KubernetesDcs::start(label, Mode::ConfigMaps)),
 };
 
-/// Kubernetes with `use_endpoints: true`, on the double.
+/// Kubernetes with `use_endpoints: true`, on the double (its own name,
+/// so that both modes can be enrolled; the section is `kubernetes`).
 pub const KUBERNETES_ENDPOINTS: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
-    name: "kubernetes",
+    name: "kubernetes_endpoints",
     plugin_file: "libpalisade_dcs_kubernetes.so",
     patroni_extra: "kubernetes",
     start: |label| Box::new(KubernetesDcs::start(label, Mode::Endpoints)),

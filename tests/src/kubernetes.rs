@@ -60,8 +60,15 @@ impl KubernetesServer {
         Self::start_with_args(label, watch_history, &[])
     }
 
+    /// Like [`KubernetesServer::start`], over HTTPS (`--tls`): the
+    /// kubeconfig names the CA ([`KubernetesServer::ca`]). [`RawKube`]
+    /// speaks plain HTTP only.
+    pub fn start_tls(label: &str) -> Self {
+        Self::start_with_args(label, 10_000, &["--tls"])
+    }
+
     /// Like [`KubernetesServer::start_with`], with more command-line
-    /// options (`--bookmark-interval 1`...).
+    /// options (`--bookmark-interval 1`, `--tls`...).
     pub fn start_with_args(label: &str, watch_history: usize, args: &[&str]) -> Self {
         let staging = Staging::new(&format!("k8s-{label}"));
         let token = format!("test-token-{}-{}", std::process::id(), free_port());
@@ -83,9 +90,19 @@ impl KubernetesServer {
         self.port
     }
 
-    /// `http://127.0.0.1:<port>`.
+    fn tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls")
+    }
+
+    /// `http(s)://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA of a server started with [`KubernetesServer::start_tls`].
+    pub fn ca(&self) -> PathBuf {
+        self.staging.path().join("data/tls/ca.crt")
     }
 
     /// The bearer token the double checks.
@@ -144,7 +161,15 @@ impl KubernetesServer {
         let name = format!("k8s-{}", self.label);
         self.process = Some(ProcessGuard::spawn(&name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", bin.display())));
         let port = self.port;
-        let up = || http::get(port, "/healthz").is_ok_and(|r| r.status == 200);
+        // Over TLS an open port has to do.
+        let tls = self.tls();
+        let up = || {
+            if tls {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                http::get(port, "/healthz").is_ok_and(|r| r.status == 200)
+            }
+        };
         let ready = wait_until(START_TIMEOUT, || !self.process.as_mut().is_some_and(|p| p.alive()) || up());
         let alive = self.process.as_mut().is_some_and(|p| p.alive());
         if !(ready && alive && up()) {

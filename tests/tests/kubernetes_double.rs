@@ -391,6 +391,52 @@ print(json.dumps(result))
     serde_json::from_str(last).unwrap_or_else(|e| panic!("Patroni printed {stdout:?}: {e}"))
 }
 
+/// Over HTTPS (`--tls`): Patroni trusts the CA the kubeconfig names, and
+/// takes the lock through it.
+#[test]
+fn patroni_over_tls() {
+    let server = KubernetesServer::start_tls("tls");
+    assert!(server.url().starts_with("https://"));
+    let kc = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    assert!(kc.contains(&format!("certificate-authority: {}", server.ca().display())), "{kc}");
+    // Plain HTTP gets no answer from it.
+    assert!(
+        server.raw().request("GET", "/api/v1/namespaces/ns/configmaps", None).map(|r| r.status).unwrap_or(0) != 200
+    );
+    let venv = palisade_tests::patroni::venv();
+    let script = format!(
+        r#"
+import json
+from patroni.dcs.kubernetes import Kubernetes
+from patroni.postgresql.mpp import get_mpp
+d = Kubernetes({{'scope': 'demo', 'name': 'node1', 'namespace': '{NAMESPACE}', 'labels': {{'application': 'patroni'}},
+                'context': 'kubernetes-test-double', 'pod_ip': '127.0.0.1', 'ttl': 30, 'retry_timeout': 10,
+                'loop_wait': 10}}, get_mpp({{}}))
+r = {{'init': d.initialize(True, '7000000000000000009')}}
+d.get_cluster()
+r['acquired'] = d.attempt_to_acquire_leader()
+c = d.get_cluster()
+r['leader'] = c.leader and c.leader.name
+r['initialize'] = c.initialize
+print(json.dumps(r))
+"#
+    );
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(&script)
+        .env("KUBECONFIG", server.kubeconfig())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), server.log_tail());
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(
+        seen,
+        json!({"init": true, "acquired": true, "leader": "node1", "initialize": "7000000000000000009"}),
+        "{stdout}"
+    );
+}
+
 fn patroni_module_on(mode: Mode) {
     let dcs = KubernetesDcs::start(&format!("patroni-module-{mode:?}").to_lowercase(), mode);
     let k = dcs.raw();

@@ -22,6 +22,7 @@ pub mod patch;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,9 @@ pub struct Options {
     pub watch_history: usize,
     /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: std::time::Duration,
+    /// Serve HTTPS with a certificate from a CA made in the data directory
+    /// (`tls/ca.crt`, named in the kubeconfig).
+    pub tls: bool,
 }
 
 /// The name of the cluster, user and context in the kubeconfig.
@@ -75,10 +79,15 @@ fn token(opts: &Options) -> Result<String, String> {
     }
 }
 
-/// The kubeconfig text for a server on `port` with `token`.
-pub fn kubeconfig(port: u16, token: &str) -> String {
+/// The kubeconfig text for a server on `port` with `token`; over HTTPS
+/// when `ca` (the CA file to trust) is given.
+pub fn kubeconfig(port: u16, token: &str, ca: Option<&Path>) -> String {
+    let (scheme, ca) = match ca {
+        Some(ca) => ("https", format!("    certificate-authority: {}\n", ca.display())),
+        None => ("http", String::new()),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT}\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT}\n  cluster:\n    server: {scheme}://127.0.0.1:{port}\n{ca}\
          users:\n- name: {CONTEXT}\n  user:\n    token: {token}\ncontexts:\n- name: {CONTEXT}\n  context:\n    \
          cluster: {CONTEXT}\n    user: {CONTEXT}\n    namespace: default\ncurrent-context: {CONTEXT}\npreferences: {{}}\n"
     )
@@ -102,8 +111,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("listen on 127.0.0.1:{}: {e}", opts.port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let tls = match (opts.tls, &opts.data_dir) {
+        (false, _) => None,
+        (true, Some(dir)) => Some(tls::files(&dir.join("tls"))?),
+        (true, None) => return Err("--tls needs --data-dir (the CA and certificate are kept there)".into()),
+    };
     if let Some(path) = &opts.kubeconfig {
-        write_file(path, &kubeconfig(port, &token))?;
+        write_file(path, &kubeconfig(port, &token, tls.as_ref().map(|t| t.ca.as_path())))?;
     }
     let shared =
         Arc::new(server::Shared { store: Mutex::new(store), token, port, bookmark_interval: opts.bookmark_interval });
@@ -113,6 +127,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
               headers: axum::http::HeaderMap,
               body: axum::body::Bytes| { server::handle(shared.clone(), method, uri, headers, body) },
     );
-    println!("kubernetes-test-double (a test double, not Kubernetes) listening on http://127.0.0.1:{port}");
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("kubernetes-test-double (a test double, not Kubernetes) listening on {scheme}://127.0.0.1:{port}");
+    match tls {
+        None => axum::serve(listener, app).await.map_err(|e| e.to_string()),
+        Some(files) => tls::serve(listener, app, &files).await,
+    }
 }

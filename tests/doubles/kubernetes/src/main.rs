@@ -30,6 +30,10 @@ struct Args {
     /// Seconds between the BOOKMARK events of watches that allow them.
     #[arg(long, default_value_t = 60)]
     bookmark_interval: u64,
+    /// Serve HTTPS: a CA and a certificate for 127.0.0.1 are made with the openssl command in
+    /// DATA_DIR/tls (kept across restarts); the kubeconfig names the CA.
+    #[arg(long, requires = "data_dir")]
+    tls: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +45,7 @@ fn main() -> std::process::ExitCode {
         token: args.token,
         watch_history: args.watch_history,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval.max(1)),
+        tls: args.tls,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

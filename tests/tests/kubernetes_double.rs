@@ -391,8 +391,9 @@ print(json.dumps(result))
     serde_json::from_str(last).unwrap_or_else(|e| panic!("Patroni printed {stdout:?}: {e}"))
 }
 
-/// Over HTTPS (`--tls`): Patroni trusts the CA the kubeconfig names, and
-/// takes the lock through it.
+/// Over HTTPS (`--tls`): Patroni trusts the CA the kubeconfig names,
+/// finds the API server through `default/kubernetes` (`bypass_api_service`)
+/// and takes the lock through it.
 #[test]
 fn patroni_over_tls() {
     let server = KubernetesServer::start_tls("tls");
@@ -403,6 +404,9 @@ fn patroni_over_tls() {
     assert!(
         server.raw().request("GET", "/api/v1/namespaces/ns/configmaps", None).map(|r| r.status).unwrap_or(0) != 200
     );
+    // Patroni is told `localhost`; `default/kubernetes` lists 127.0.0.1.
+    let localhost = server.kubeconfig().with_file_name("kubeconfig-localhost");
+    std::fs::write(&localhost, kc.replace("https://127.0.0.1:", "https://localhost:")).unwrap();
     let venv = palisade_tests::patroni::venv();
     let script = format!(
         r#"
@@ -411,8 +415,9 @@ from patroni.dcs.kubernetes import Kubernetes
 from patroni.postgresql.mpp import get_mpp
 d = Kubernetes({{'scope': 'demo', 'name': 'node1', 'namespace': '{NAMESPACE}', 'labels': {{'application': 'patroni'}},
                 'context': 'kubernetes-test-double', 'pod_ip': '127.0.0.1', 'ttl': 30, 'retry_timeout': 10,
-                'loop_wait': 10}}, get_mpp({{}}))
-r = {{'init': d.initialize(True, '7000000000000000009')}}
+                'loop_wait': 10, 'bypass_api_service': True}}, get_mpp({{}}))
+r = {{'api_servers': d._api._api_client._api_servers_cache}}
+r['init'] = d.initialize(True, '7000000000000000009')
 d.get_cluster()
 r['acquired'] = d.attempt_to_acquire_leader()
 c = d.get_cluster()
@@ -424,7 +429,7 @@ print(json.dumps(r))
     let out = std::process::Command::new(venv.join("bin/python"))
         .arg("-c")
         .arg(&script)
-        .env("KUBECONFIG", server.kubeconfig())
+        .env("KUBECONFIG", &localhost)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -432,7 +437,8 @@ print(json.dumps(r))
     let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
     assert_eq!(
         seen,
-        json!({"init": true, "acquired": true, "leader": "node1", "initialize": "7000000000000000009"}),
+        json!({"init": true, "acquired": true, "leader": "node1", "initialize": "7000000000000000009",
+            "api_servers": [server.url()]}),
         "{stdout}"
     );
 }

@@ -100,12 +100,33 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The `kubernetes` Service and Endpoints in `default` that every cluster
+/// has (the API server's own addresses, which Patroni's
+/// `bypass_api_service` reads), pointing at this server on `port`.
+fn api_service(store: &mut store::Store, port: u16) -> Result<(), store::ApiError> {
+    use serde_json::json;
+    let find = |plural| store::RESOURCES.iter().find(|r| r.plural == plural);
+    let (Some(endpoints), Some(services)) = (find("endpoints"), find("services")) else { return Ok(()) };
+    let labels = json!({"component": "apiserver", "provider": "kubernetes"});
+    let ep = json!({"metadata": {"name": "kubernetes", "labels": labels},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    store.update(endpoints, "default", "kubernetes", ep, false, true)?;
+    let svc = json!({"metadata": {"name": "kubernetes", "labels": labels},
+        "spec": {"clusterIP": "10.96.0.1", "type": "ClusterIP",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+    match store.get(services, "default", "kubernetes") {
+        Ok(_) => store.update(services, "default", "kubernetes", svc, false, false)?,
+        Err(_) => store.create(services, "default", svc, false)?,
+    };
+    Ok(())
+}
+
 /// Bind, write the kubeconfig, and serve until the process ends.
 pub async fn run(opts: Options) -> Result<(), String> {
     if let Some(dir) = &opts.data_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let store = store::Store::open(opts.data_dir.as_deref(), opts.watch_history)?;
+    let mut store = store::Store::open(opts.data_dir.as_deref(), opts.watch_history)?;
     let token = token(&opts)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
@@ -116,6 +137,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (true, Some(dir)) => Some(tls::files(&dir.join("tls"))?),
         (true, None) => return Err("--tls needs --data-dir (the CA and certificate are kept there)".into()),
     };
+    if tls.is_some() {
+        api_service(&mut store, port).map_err(|e| format!("the default/kubernetes objects: {}", e.message))?;
+    }
     if let Some(path) = &opts.kubeconfig {
         write_file(path, &kubeconfig(port, &token, tls.as_ref().map(|t| t.ca.as_path())))?;
     }

@@ -363,3 +363,68 @@ impl RawConsul {
         r.json().as_array().cloned().unwrap_or_default()
     }
 }
+
+/// The Consul double as a cluster's DCS ([`crate::dcs::TestDcs`]): the
+/// `consul:` section points at it (`host`), plus `section_extra` lines
+/// (indented by two, e.g. `  register_service: true\n`). Keys are full
+/// paths (`/service/<scope>/leader`), stored without the leading `/` as
+/// Patroni stores them.
+pub struct ConsulDcs {
+    pub server: ConsulServer,
+    pub section_extra: String,
+}
+
+impl ConsulDcs {
+    pub fn start(label: &str) -> Self {
+        ConsulDcs { server: ConsulServer::start(label), section_extra: String::new() }
+    }
+
+    /// With more lines in the `consul:` section.
+    pub fn with_section_extra(mut self, lines: &str) -> Self {
+        self.section_extra = lines.to_string();
+        self
+    }
+}
+
+fn consul_key(key: &str) -> &str {
+    key.trim_start_matches('/')
+}
+
+impl crate::dcs::TestDcs for ConsulDcs {
+    fn yaml_section(&self) -> String {
+        format!("consul:\n  host: {}\n{}", self.server.host_port(), self.section_extra)
+    }
+
+    fn dcs_url(&self) -> String {
+        format!("consul://{}", self.server.host_port())
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.server.raw().get(consul_key(key)).map(|kv| kv.value)
+    }
+
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.server.raw().list(consul_key(prefix)).into_iter().map(|kv| (format!("/{}", kv.key), kv.value)).collect()
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        let value = String::from_utf8_lossy(value);
+        assert!(self.server.raw().put(consul_key(key), &value), "PUT {key} to the Consul double");
+    }
+
+    fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    fn start_again(&mut self) {
+        self.server.start_again();
+    }
+
+    fn freeze(&self) {
+        self.server.freeze();
+    }
+
+    fn thaw(&self) {
+        self.server.thaw();
+    }
+}

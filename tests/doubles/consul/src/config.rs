@@ -28,7 +28,8 @@ Options (single or double dash):
   -server              report the agent as a server (the double always acts as one)
   -bootstrap-expect 1  accepted for the single server only
 
-Configuration file keys supported: datacenter, node_name, node_id, data_dir,
+Configuration files are JSON, or a simple HCL subset when named *.hcl
+(key = value, blocks, comments; no lists). Keys supported: datacenter, node_name, node_id, data_dir,
 client_addr, bind_addr, ports.http, server, bootstrap, bootstrap_expect (1),
 session_ttl_min, acl.enabled, acl.default_policy (allow|deny),
 acl.tokens.initial_management (or the legacy acl.tokens.master).
@@ -100,8 +101,13 @@ fn unsupported(key: &str) -> String {
 impl Config {
     /// Apply one JSON configuration file's settings.
     pub fn apply_file(&mut self, text: &str, path: &str) -> Result<(), String> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| format!("{path}: not JSON ({e}); consul-test-double reads JSON configuration files only"))?;
+        let v: Value = if path.ends_with(".hcl") {
+            parse_hcl(text).map_err(|e| format!("{path}: {e}"))?
+        } else {
+            serde_json::from_str(text).map_err(|e| {
+                format!("{path}: not JSON ({e}); name an HCL file *.hcl (the simple subset: see --help)")
+            })?
+        };
         for (key, val) in object(&v, path)? {
             match key.as_str() {
                 "datacenter" => self.datacenter = string(val, key)?,
@@ -172,6 +178,127 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// The simple subset of HCL that agent configuration files use:
+/// `key = value` (strings in double quotes, numbers, `true`/`false`),
+/// blocks `name { ... }` (also `name = { ... }`), `#` and `//` comments.
+/// Lists, heredocs and repeated keys are refused.
+pub fn parse_hcl(text: &str) -> Result<Value, String> {
+    Hcl { s: text.as_bytes(), i: 0, line: 1 }.body(false)
+}
+
+struct Hcl<'a> {
+    s: &'a [u8],
+    i: usize,
+    line: usize,
+}
+
+impl Hcl<'_> {
+    fn err(&self, what: &str) -> String {
+        format!("HCL line {}: {what} (consul-test-double reads JSON and a simple HCL subset)", self.line)
+    }
+
+    fn skip(&mut self) {
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'\n' => {
+                    self.line += 1;
+                    self.i += 1;
+                }
+                b' ' | b'\t' | b'\r' | b',' => self.i += 1,
+                b'#' => self.skip_line(),
+                b'/' if self.s.get(self.i + 1) == Some(&b'/') => self.skip_line(),
+                _ => return,
+            }
+        }
+    }
+
+    fn skip_line(&mut self) {
+        while self.i < self.s.len() && self.s[self.i] != b'\n' {
+            self.i += 1;
+        }
+    }
+
+    fn word(&mut self) -> String {
+        let start = self.i;
+        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || b"_-.".contains(&self.s[self.i])) {
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(String::from_utf8_lossy(&out).into_owned());
+                }
+                b'\\' if self.i + 1 < self.s.len() => {
+                    out.push(self.s[self.i + 1]);
+                    self.i += 2;
+                }
+                b'\n' => return Err(self.err("unterminated string")),
+                c => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+        Err(self.err("unterminated string"))
+    }
+
+    fn body(&mut self, nested: bool) -> Result<Value, String> {
+        let mut m = serde_json::Map::new();
+        loop {
+            self.skip();
+            if self.i >= self.s.len() {
+                return if nested { Err(self.err("missing }")) } else { Ok(Value::Object(m)) };
+            }
+            if self.s[self.i] == b'}' {
+                if !nested {
+                    return Err(self.err("unexpected }"));
+                }
+                self.i += 1;
+                return Ok(Value::Object(m));
+            }
+            let key = if self.s[self.i] == b'"' { self.string()? } else { self.word() };
+            if key.is_empty() {
+                return Err(self.err(&format!("unexpected {:?}", char::from(self.s[self.i]))));
+            }
+            self.skip();
+            if self.s.get(self.i) == Some(&b'=') {
+                self.i += 1;
+                self.skip();
+            }
+            let value = match self.s.get(self.i) {
+                Some(b'{') => {
+                    self.i += 1;
+                    self.body(true)?
+                }
+                Some(b'"') => Value::String(self.string()?),
+                Some(b'[' | b'<') => return Err(self.err(&format!("{key}: lists and heredocs are not supported"))),
+                Some(_) => {
+                    let w = self.word();
+                    match w.as_str() {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        _ => match w.parse::<i64>() {
+                            Ok(n) => Value::from(n),
+                            Err(_) => return Err(self.err(&format!("{key}: cannot read the value {w:?}"))),
+                        },
+                    }
+                }
+                None => return Err(self.err(&format!("{key}: missing value"))),
+            };
+            if m.insert(key.clone(), value).is_some() {
+                return Err(self.err(&format!("{key} is given twice")));
+            }
+        }
     }
 }
 
@@ -306,10 +433,28 @@ mod tests {
             (r#"{"ports":{"dns":8600}}"#, "ports.dns"),
             (r#"{"acl":{"tokens":{"agent":"x"}}}"#, "acl.tokens.agent"),
             (r#"{"ports":{"http":"x"}}"#, "ports.http"),
-            ("datacenter = \"dc1\"", "JSON"),
+            ("datacenter = \"dc1\"", "not JSON"),
         ] {
             let err = Config::default().apply_file(text, "f").unwrap_err();
             assert!(err.contains(word), "{text}: {err}");
+        }
+        let hcl = dir.join("c.hcl");
+        std::fs::write(
+            &hcl,
+            "# a comment\ndatacenter = \"dc3\"\nnode_name = \"n2\" // trailing\nports {\n  http = 18501\n}\n\
+             acl = {\n  enabled = true\n  tokens { initial_management = \"t\" }\n}\n",
+        )
+        .unwrap();
+        let Command::Agent(c) =
+            parse_args(&args(&["agent", "-config-file", hcl.to_str().unwrap(), "-data-dir", "/d"])).unwrap()
+        else {
+            panic!("agent")
+        };
+        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (18501, "dc3", "n2"));
+        assert!(c.acl.enabled && !c.acl.default_deny);
+        assert_eq!(c.acl.management_token.as_deref(), Some("t"));
+        for bad in ["ports {\n http = 1\n", "retry_join = [\"x\"]", "a = 1\na = 2", "x = \"open"] {
+            assert!(parse_hcl(bad).is_err(), "{bad}");
         }
         assert!(parse_args(&args(&["agent", "-dev"])).is_err());
         assert!(parse_args(&args(&["agent"])).unwrap_err().contains("-data-dir"));

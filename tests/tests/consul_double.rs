@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use palisade_test_support::{wait_for, wait_until};
 use palisade_tests::cluster::{Cluster, ClusterSpec, Engine};
-use palisade_tests::consul::{ConsulDcs, ConsulOptions, ConsulServer, RawConsul};
+use palisade_tests::consul::{ConsulDcs, ConsulOptions, ConsulServer, ConsulTls, RawConsul};
 use palisade_tests::dcs::DcsBackend;
 use palisade_tests::http::{request, Response};
 use serde_json::{json, Value};
@@ -345,6 +345,37 @@ fn state_survives_kill_9_and_a_frozen_agent_answers_nothing() {
     assert!(stream.read(&mut buf).is_err(), "a frozen agent answers nothing");
     server.thaw();
     assert_eq!(raw.get("k").unwrap().value_str(), "v2");
+}
+
+#[test]
+fn https_with_client_certificates() {
+    let staging = palisade_test_support::Staging::new("consul-tls-certs");
+    let dir = staging.path();
+    palisade_test_support::certs::ca(dir, "ca");
+    let (cert, key) = palisade_test_support::certs::leaf(dir, "ca", "consul");
+    let (client_cert, client_key) = palisade_test_support::certs::leaf(dir, "ca", "client");
+    let ca = dir.join("ca.crt");
+    let tls = ConsulTls { ca_file: ca.clone(), cert_file: cert, key_file: key, verify_incoming: true };
+    let server = ConsulServer::start_with("tls", ConsulOptions { tls: Some(tls), ..Default::default() });
+    server.raw().put("k", "over-tls");
+    let curl = |extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", ca.to_str().unwrap()])
+            .args(extra)
+            .arg(format!("{}/v1/kv/k?raw", server.https_url()))
+            .output()
+            .unwrap_or_else(|e| panic!("run curl: {e}"));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, body) = curl(&["--cert", client_cert.to_str().unwrap(), "--key", client_key.to_str().unwrap()]);
+    assert!(ok && body == "over-tls", "with a client certificate: {ok} {body:?}");
+    let (ok, _) = curl(&[]);
+    assert!(!ok, "verify_incoming: no client certificate, no answer");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", &format!("{}/v1/status/leader", server.https_url())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server certificate is not trusted without the CA");
 }
 
 #[test]

@@ -19,7 +19,8 @@ Usage:
 Options (single or double dash):
   -config-file FILE    JSON configuration (may be given more than once; later wins)
   -data-dir DIR        where the state is kept (write-through; survives kill -9)
-  -http-port N         HTTP port (default 8500)
+  -http-port N         HTTP port (default 8500; -1: off)
+  -https-port N        HTTPS port (off by default; needs tls.defaults cert_file/key_file)
   -client ADDR         address the HTTP API listens on (default 127.0.0.1)
   -bind ADDR           the node's cluster address, shown as the leader and node
                        address (default 127.0.0.1)
@@ -31,7 +32,8 @@ Options (single or double dash):
 Configuration files are JSON, or a simple HCL subset when named *.hcl
 (key = value, blocks, comments; no lists). Keys supported: datacenter, node_name, node_id, data_dir,
 client_addr, bind_addr, ports.http, server, bootstrap, bootstrap_expect (1),
-session_ttl_min, acl.enabled, acl.default_policy (allow|deny),
+session_ttl_min, ports.https, tls.defaults.{ca_file,cert_file,key_file,
+verify_incoming} (or those four at the top level), acl.enabled, acl.default_policy (allow|deny),
 acl.tokens.initial_management (or the legacy acl.tokens.master).
 ";
 
@@ -43,6 +45,16 @@ pub struct Acl {
     pub management_token: Option<String>,
 }
 
+/// HTTPS: Consul's `tls.defaults` (or the legacy top-level keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Require client certificates signed by `ca_file`.
+    pub verify_incoming: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub datacenter: String,
@@ -51,7 +63,11 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub client_addr: String,
     pub bind_addr: String,
-    pub http_port: u16,
+    /// `None`: HTTP off (`ports.http = -1`).
+    pub http_port: Option<u16>,
+    /// HTTPS port (`ports.https`), off by default as in Consul.
+    pub https_port: Option<u16>,
+    pub tls: Tls,
     pub server: bool,
     pub session_ttl_min_ns: u64,
     pub acl: Acl,
@@ -66,7 +82,9 @@ impl Default for Config {
             data_dir: None,
             client_addr: "127.0.0.1".into(),
             bind_addr: "127.0.0.1".into(),
-            http_port: 8500,
+            http_port: Some(8500),
+            https_port: None,
+            tls: Tls::default(),
             server: false,
             session_ttl_min_ns: 10_000_000_000,
             acl: Acl { enabled: false, default_deny: false, management_token: None },
@@ -135,13 +153,20 @@ impl Config {
                 "ports" => {
                     for (p, pv) in object(val, key)? {
                         match p.as_str() {
-                            "http" => {
-                                self.http_port =
-                                    pv.as_u64().and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
-                                        || format!("config key ports.http: expected a port number, got {pv}"),
-                                    )?
-                            }
+                            "http" => self.http_port = port(pv, "ports.http")?,
+                            "https" => self.https_port = port(pv, "ports.https")?,
                             other => return Err(unsupported(&format!("ports.{other}"))),
+                        }
+                    }
+                }
+                "ca_file" | "cert_file" | "key_file" | "verify_incoming" => self.tls_key(key, val, key)?,
+                "tls" => {
+                    for (t, tv) in object(val, key)? {
+                        if t != "defaults" {
+                            return Err(unsupported(&format!("tls.{t}")));
+                        }
+                        for (k, kv) in object(tv, "tls.defaults")? {
+                            self.tls_key(k, kv, &format!("tls.defaults.{k}"))?;
                         }
                     }
                 }
@@ -302,6 +327,30 @@ impl Hcl<'_> {
     }
 }
 
+fn port(v: &Value, key: &str) -> Result<Option<u16>, String> {
+    if v.as_i64() == Some(-1) {
+        return Ok(None);
+    }
+    v.as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| format!("config key {key}: expected a port number (or -1 for off), got {v}"))
+}
+
+impl Config {
+    fn tls_key(&mut self, k: &str, v: &Value, name: &str) -> Result<(), String> {
+        match k {
+            "ca_file" => self.tls.ca_file = Some(PathBuf::from(string(v, name)?)),
+            "cert_file" => self.tls.cert_file = Some(PathBuf::from(string(v, name)?)),
+            "key_file" => self.tls.key_file = Some(PathBuf::from(string(v, name)?)),
+            "verify_incoming" => self.tls.verify_incoming = boolean(v, name)?,
+            other => return Err(unsupported(&format!("tls.defaults.{other}"))),
+        }
+        Ok(())
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
@@ -355,10 +404,8 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         match name.as_str() {
             "h" | "help" => return Ok(Command::Help),
             "data-dir" => cfg.data_dir = Some(PathBuf::from(v)),
-            "http-port" => {
-                cfg.http_port =
-                    v.parse().ok().filter(|p| *p > 0).ok_or_else(|| format!("-http-port: not a port: {v:?}"))?
-            }
+            "http-port" => cfg.http_port = port(&Value::from(v.parse::<i64>().unwrap_or(0)), "-http-port")?,
+            "https-port" => cfg.https_port = port(&Value::from(v.parse::<i64>().unwrap_or(0)), "-https-port")?,
             "client" => cfg.client_addr = v,
             "bind" => cfg.bind_addr = v,
             "datacenter" => cfg.datacenter = v,
@@ -380,6 +427,15 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     }
     if cfg.data_dir.is_none() {
         return Err("-data-dir is required (the double keeps its state there, as an agent keeps Raft data)".into());
+    }
+    if cfg.https_port.is_some() && (cfg.tls.cert_file.is_none() || cfg.tls.key_file.is_none()) {
+        return Err("ports.https needs tls.defaults.cert_file and tls.defaults.key_file".into());
+    }
+    if cfg.tls.verify_incoming && cfg.tls.ca_file.is_none() {
+        return Err("tls.defaults.verify_incoming needs tls.defaults.ca_file".into());
+    }
+    if cfg.http_port.is_none() && cfg.https_port.is_none() {
+        return Err("neither ports.http nor ports.https is on".into());
     }
     if cfg.acl.management_token.is_some() && !cfg.acl.enabled {
         eprintln!("[WARN] acl.tokens are set but acl.enabled is false: ACLs are not enforced (as in Consul)");
@@ -417,7 +473,7 @@ mod tests {
         .unwrap() else {
             panic!("agent")
         };
-        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (18500, "dc2", "n1"));
+        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (Some(18500), "dc2", "n1"));
         assert_eq!(c.bind_addr, "127.0.0.2");
         assert!(c.acl.enabled && c.acl.default_deny);
         assert_eq!(c.acl.management_token.as_deref(), Some("root"));
@@ -427,7 +483,7 @@ mod tests {
         else {
             panic!("agent")
         };
-        assert_eq!(c.http_port, 9, "flags win over the file");
+        assert_eq!(c.http_port, Some(9), "flags win over the file");
         for (text, word) in [
             (r#"{"ui":true}"#, "ui"),
             (r#"{"ports":{"dns":8600}}"#, "ports.dns"),
@@ -450,7 +506,7 @@ mod tests {
         else {
             panic!("agent")
         };
-        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (18501, "dc3", "n2"));
+        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (Some(18501), "dc3", "n2"));
         assert!(c.acl.enabled && !c.acl.default_deny);
         assert_eq!(c.acl.management_token.as_deref(), Some("t"));
         for bad in ["ports {\n http = 1\n", "retry_join = [\"x\"]", "a = 1\na = 2", "x = \"open"] {

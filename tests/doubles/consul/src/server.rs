@@ -110,22 +110,128 @@ impl App {
     }
 }
 
-/// Serve the API on the configured address until the process ends.
+/// Serve the API on the configured addresses (HTTP and/or HTTPS) until the
+/// process ends.
 pub async fn serve(app: Arc<App>) -> Result<(), String> {
-    let addr = format!("{}:{}", app.config.client_addr, app.config.http_port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?;
-    serve_on(app, listener).await
+    let http = match app.config.http_port {
+        Some(p) => {
+            let addr = format!("{}:{p}", app.config.client_addr);
+            Some(tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?)
+        }
+        None => None,
+    };
+    let https = match app.config.https_port {
+        Some(p) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(&app.config.tls)?);
+            let addr = format!("{}:{p}", app.config.client_addr);
+            Some((tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?, acceptor))
+        }
+        None => None,
+    };
+    tokio::spawn(timers(app.clone()));
+    let router = axum::Router::new().fallback(handle).with_state(app.clone());
+    let mut addrs = Vec::new();
+    if let Some(l) = &http {
+        addrs.push(format!("HTTP on {}", l.local_addr().map_err(|e| e.to_string())?));
+    }
+    if let Some((l, _)) = &https {
+        addrs.push(format!("HTTPS on {}", l.local_addr().map_err(|e| e.to_string())?));
+    }
+    println!(
+        "==> consul-test-double (a test double, not Consul) agent running: {}, datacenter {}, node {}",
+        addrs.join(", "),
+        app.config.datacenter,
+        app.config.node_name
+    );
+    let tls_router = router.clone();
+    let serve_https = async move {
+        match https {
+            Some((listener, acceptor)) => serve_tls(tls_router, listener, acceptor).await,
+            None => std::future::pending().await,
+        }
+    };
+    let serve_http = async move {
+        match http {
+            Some(listener) => axum::serve(listener, router).await.map_err(|e| e.to_string()),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = serve_http => r,
+        r = serve_https => r,
+    }
 }
 
+/// Serve on an already bound plain-HTTP listener (for in-process use).
 pub async fn serve_on(app: Arc<App>, listener: tokio::net::TcpListener) -> Result<(), String> {
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(timers(app.clone()));
-    println!(
-        "==> consul-test-double (a test double, not Consul) agent running: HTTP on {local}, datacenter {}, node {}",
-        app.config.datacenter, app.config.node_name
-    );
     let router = axum::Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router).await.map_err(|e| e.to_string())
+}
+
+async fn serve_tls(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<(), String> {
+    loop {
+        let (stream, remote) = listener.accept().await.map_err(|e| format!("accept: {e}"))?;
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    eprintln!("[WARN] TLS handshake with {remote} failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn tls_config(t: &crate::config::Tls) -> Result<Arc<rustls::ServerConfig>, String> {
+    use std::io::BufReader;
+    let open = |p: &std::path::Path, what: &str| {
+        std::fs::File::open(p).map(BufReader::new).map_err(|e| format!("tls.defaults.{what} {}: {e}", p.display()))
+    };
+    let cert_file = t.cert_file.as_deref().ok_or("tls.defaults.cert_file is required for HTTPS")?;
+    let key_file = t.key_file.as_deref().ok_or("tls.defaults.key_file is required for HTTPS")?;
+    let certs = rustls_pemfile::certs(&mut open(cert_file, "cert_file")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls.defaults.cert_file {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("tls.defaults.cert_file {}: no certificate in it", cert_file.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut open(key_file, "key_file")?)
+        .map_err(|e| format!("tls.defaults.key_file {}: {e}", key_file.display()))?
+        .ok_or_else(|| format!("tls.defaults.key_file {}: no private key in it", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if t.verify_incoming {
+        let ca = t.ca_file.as_deref().ok_or("tls.defaults.verify_incoming needs tls.defaults.ca_file")?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut open(ca, "ca_file")?) {
+            let c = c.map_err(|e| format!("tls.defaults.ca_file {}: {e}", ca.display()))?;
+            roots.add(c).map_err(|e| format!("tls.defaults.ca_file {}: {e}", ca.display()))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("tls.defaults.ca_file: {e}"))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config =
+        builder.with_single_cert(certs, key).map_err(|e| format!("tls.defaults cert_file/key_file: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 // ---------- timers and probes ----------

@@ -355,7 +355,7 @@ impl Config {
 #[derive(Debug)]
 pub enum Command {
     Help,
-    Agent(Config),
+    Agent(Box<Config>),
 }
 
 /// Parse `agent -config-file F -data-dir D ...` (flags with one or two dashes,
@@ -440,7 +440,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if cfg.acl.management_token.is_some() && !cfg.acl.enabled {
         eprintln!("[WARN] acl.tokens are set but acl.enabled is false: ACLs are not enforced (as in Consul)");
     }
-    Ok(Command::Agent(cfg))
+    Ok(Command::Agent(Box::new(cfg)))
 }
 
 #[cfg(test)]

@@ -1378,3 +1378,69 @@ async fn health(app: &Arc<App>, req: &Req, rest: &str) -> Result<Reply, ApiError
         _ => Err(ApiError::new(404, format!("404 page not found: /v1/health/{rest}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn call(port: u16, method: &str, path: &str, body: &str) -> (u16, Option<u64>, String) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let index = head.lines().find_map(|l| l.strip_prefix("x-consul-index: ")).map(|v| v.trim().parse().unwrap());
+        (status, index, body.to_string())
+    }
+
+    async fn start() -> (u16, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ctd-server-{}-{}", std::process::id(), crate::util::uuid()));
+        let config = Config { data_dir: Some(dir.clone()), node_name: "n1".into(), ..Config::default() };
+        let app = App::open(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(serve_on(app, listener));
+        (port, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_reads_table() {
+        let (port, dir) = start().await;
+        assert_eq!(call(port, "PUT", "/v1/kv/p/a", "1").await.2, "true");
+        assert_eq!(call(port, "PUT", "/v1/kv/q", "1").await.2, "true");
+        // (watched path, write that must wake it (None: timeout), status once answered)
+        let cases: &[(&str, Option<(&str, &str)>, u16)] = &[
+            ("/v1/kv/p/a", None, 200),
+            ("/v1/kv/p/a", Some(("PUT", "/v1/kv/p/a")), 200),
+            ("/v1/kv/p/?recurse", Some(("PUT", "/v1/kv/p/b")), 200),
+            ("/v1/kv/p/?keys", Some(("DELETE", "/v1/kv/p/b")), 200),
+            ("/v1/kv/p/a", Some(("DELETE", "/v1/kv/p/a")), 404),
+            // A missing key reads the KV table index: any KV write wakes it.
+            ("/v1/kv/missing", Some(("PUT", "/v1/kv/other")), 404),
+        ];
+        for (watched, write, status) in cases {
+            let (_, before, _) = call(port, "GET", watched, "").await;
+            let before = before.unwrap();
+            let path = format!("{watched}{}index={before}&wait=1s", if watched.contains('?') { "&" } else { "?" });
+            let waiter = tokio::spawn(async move { call(port, "GET", &path, "").await });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some((m, p)) = write {
+                call(port, m, p, "x").await;
+            }
+            let (got_status, after, _) = waiter.await.unwrap();
+            let after = after.unwrap();
+            assert_eq!(got_status, *status, "{watched} after {write:?}");
+            match write {
+                None => assert_eq!(after, before, "a timeout returns the same index ({watched})"),
+                Some(_) => assert!(after > before, "{watched} woke with a newer index after {write:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1415,7 +1415,8 @@ mod tests {
         assert_eq!(call(port, "PUT", "/v1/kv/p/a", "1").await.2, "true");
         assert_eq!(call(port, "PUT", "/v1/kv/q", "1").await.2, "true");
         // (watched path, write that must wake it (None: timeout), status once answered)
-        let cases: &[(&str, Option<(&str, &str)>, u16)] = &[
+        type Write = Option<(&'static str, &'static str)>;
+        let cases: &[(&str, Write, u16)] = &[
             ("/v1/kv/p/a", None, 200),
             ("/v1/kv/p/a", Some(("PUT", "/v1/kv/p/a")), 200),
             ("/v1/kv/p/?recurse", Some(("PUT", "/v1/kv/p/b")), 200),

@@ -528,6 +528,16 @@ fn two_patroni_nodes_switch_over_and_fail_over_on_the_double() {
     assert!(swapped, "catalogue after the switchover: {:?}", raw.service_tags(&name));
     cluster.wait_streaming(&other, 1, Duration::from_secs(120));
 
+    // patronictl reads the cluster through the double (`?consistent` reads).
+    let patronictl = palisade_tests::patroni::venv().join("bin/patronictl");
+    let listed = wait_until(Duration::from_secs(60), || {
+        let out = palisade_tests::ctl::run_with(&cluster, &patronictl, &["list"], "", &[]);
+        out.code == 0
+            && out.stdout.lines().any(|l| l.contains(&format!("| {other} ")) && l.contains("| Leader "))
+            && out.stdout.lines().any(|l| l.contains(&format!("| {first} ")) && l.contains("| Replica "))
+    });
+    assert!(listed, "patronictl list: {:?}", palisade_tests::ctl::run_with(&cluster, &patronictl, &["list"], "", &[]));
+
     // Failover after kill -9 of the leader: the session expires, the other
     // node takes the lock.
     cluster.mark(&format!("kill -9 of {other}"));

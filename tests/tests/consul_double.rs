@@ -379,6 +379,44 @@ fn https_with_client_certificates() {
 }
 
 #[test]
+fn https_checks_are_verified_with_the_agents_ca_and_tls_server_name() {
+    let staging = palisade_test_support::Staging::new("consul-tls-checks");
+    let dir = staging.path();
+    palisade_test_support::certs::ca(dir, "ca");
+    let (cert, key) = palisade_test_support::certs::leaf(dir, "ca", "consul");
+    let tls = ConsulTls { ca_file: dir.join("ca.crt"), cert_file: cert, key_file: key, verify_incoming: false };
+    let server = ConsulServer::start_with("tlschecks", ConsulOptions { tls: Some(tls), ..Default::default() });
+    let raw = server.raw();
+    let url = format!("{}/v1/status/leader", server.https_url());
+    // (service, TLSServerName, TLSSkipVerify, expected status)
+    let cases = [
+        ("by-ip", "", false, "passing"),
+        ("by-name", "localhost", false, "passing"),
+        ("wrong-name", "elsewhere.example", false, "critical"),
+        ("skip-verify", "elsewhere.example", true, "passing"),
+    ];
+    for (name, server_name, skip, _) in cases {
+        let body = json!({"Name": name, "Port": 1,
+            "Check": {"HTTP": url, "Interval": "1s", "TLSServerName": server_name, "TLSSkipVerify": skip}});
+        assert_eq!(put(&raw, "/v1/agent/service/register", &body.to_string()).status, 200);
+    }
+    for (name, _, _, want) in cases {
+        let status = || {
+            raw.request("GET", "/v1/agent/checks", None).json()[format!("service:{name}")]["Status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let seen = wait_until(Duration::from_secs(15), || {
+            let checks = raw.request("GET", "/v1/agent/checks", None).json();
+            let c = &checks[format!("service:{name}")];
+            c["Status"] == want && !c["Output"].as_str().unwrap_or_default().is_empty()
+        });
+        assert!(seen, "{name}: want {want}, got {} ({})", status(), raw.request("GET", "/v1/agent/checks", None).body);
+    }
+}
+
+#[test]
 fn the_command_line_says_it_is_a_test_double_and_refuses_what_it_does_not_serve() {
     let bin = palisade_tests::consul::consul_double_binary();
     let out = std::process::Command::new(&bin).arg("--help").output().unwrap();

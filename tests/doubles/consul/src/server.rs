@@ -270,7 +270,7 @@ async fn timers(app: Arc<App>) {
         for c in due {
             let app = app.clone();
             tokio::spawn(async move {
-                let (status, output) = probe(&c.kind).await;
+                let (status, output) = probe(&c, app.config.tls.ca_file.as_deref()).await;
                 app.mutate(|s, now| {
                     // The definition may have changed or gone meanwhile.
                     if s.p.checks.get(&c.id).is_some_and(|cur| cur.kind == c.kind) {
@@ -283,11 +283,12 @@ async fn timers(app: Arc<App>) {
     }
 }
 
-async fn probe(kind: &CheckKind) -> (&'static str, String) {
-    match kind {
+async fn probe(c: &Check, ca_file: Option<&std::path::Path>) -> (&'static str, String) {
+    match &c.kind {
         CheckKind::Http { url, timeout_ns, method, header, .. } => {
             let t = Duration::from_nanos(*timeout_ns);
-            match tokio::time::timeout(t, http_probe(url, method, header)).await {
+            let tls = (&c.tls_server_name, c.tls_skip_verify, ca_file);
+            match tokio::time::timeout(t, http_probe(url, method, header, tls)).await {
                 Ok(Ok((code, reason, body))) => {
                     let status = match code {
                         200..=299 => "passing",
@@ -312,21 +313,28 @@ async fn probe(kind: &CheckKind) -> (&'static str, String) {
     }
 }
 
-async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Result<(u16, String, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = match url.strip_prefix("http://") {
-        Some(r) => r,
-        None if url.starts_with("https://") => {
-            return Err("HTTPS checks are not run by consul-test-double (a test double, not Consul)".into())
-        }
-        None => return Err(format!("unsupported protocol scheme in {url:?}")),
+/// How an HTTPS check verifies the server: `TLSServerName`, `TLSSkipVerify`
+/// and the agent's `ca_file` (the system's roots without one), as Consul does.
+type CheckTls<'a> = (&'a String, bool, Option<&'a std::path::Path>);
+
+async fn http_probe(
+    url: &str,
+    method: &str,
+    header: &[(String, String)],
+    tls: CheckTls<'_>,
+) -> Result<(u16, String, String), String> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(format!("unsupported protocol scheme in {url:?}")),
     };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
-    let mut s = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    let default_port = if https { 443 } else { 80 };
+    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:{default_port}") };
+    let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("dial tcp {addr}: {e}"))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: Consul Health Check\r\nAccept: text/plain, text/*, */*\r\nConnection: close\r\n"
     );
@@ -334,15 +342,35 @@ async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Res
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    if !https {
+        return exchange(tcp, &req).await;
+    }
+    let (server_name, skip_verify, ca_file) = tls;
+    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport).trim_matches(|c| c == '[' || c == ']');
+    let name = if server_name.is_empty() { host.to_string() } else { server_name.clone() };
+    let name =
+        rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| format!("TLSServerName {name:?}: {e}"))?;
+    let config = check_tls_config(skip_verify, ca_file)?;
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    exchange(stream, &req).await
+}
+
+async fn exchange<S>(mut s: S, req: &str) -> Result<(u16, String, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while buf.len() < 8192 {
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
+        match s.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A TLS peer closing without close_notify: what came is the answer.
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => return Err(e.to_string()),
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -352,6 +380,66 @@ async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Res
     let code = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| format!("malformed HTTP response {line:?}"))?;
     let reason = parts.next().unwrap_or_default().to_string();
     Ok((code, reason, body.chars().take(4096).collect()))
+}
+
+fn check_tls_config(skip_verify: bool, ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth()
+    } else {
+        let bundle =
+            ca_file.map(std::path::Path::to_path_buf).unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+        let file = std::fs::File::open(&bundle).map_err(|e| format!("CA {}: {e}", bundle.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+            let c = c.map_err(|e| format!("CA {}: {e}", bundle.display()))?;
+            let _ = roots.add(c);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// `TLSSkipVerify`: any server certificate (signatures still checked).
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 // ---------- requests and answers ----------

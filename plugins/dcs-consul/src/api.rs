@@ -196,14 +196,43 @@ pub(crate) fn parse_session_id(body: &str) -> Result<String, Failure> {
         })
 }
 
-/// `Config.SessionTTLMin` of `GET /v1/agent/self` (nanoseconds), or
-/// Consul's default of 10 s when missing or zero, as Patroni's `adjust_ttl`.
+/// A Go duration (`10s`, `1m0s`, `1.5s`, `500ms`, `1h2m3s`), as Consul
+/// prints its settings.
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// The agent's `session_ttl_min` from `GET /v1/agent/self`: a duration
+/// string in `DebugConfig.SessionTTLMin` (current agents), or nanoseconds
+/// in `Config.SessionTTLMin` (what Patroni's `adjust_ttl` reads, older
+/// agents); Consul's default of 10 s when neither is there.
 pub(crate) fn session_ttl_min(body: &str) -> Duration {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.pointer("/Config/SessionTTLMin").and_then(Value::as_u64))
-        .filter(|ns| *ns > 0)
-        .map_or(Duration::from_secs(10), Duration::from_nanos)
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let from_debug = v.pointer("/DebugConfig/SessionTTLMin").and_then(Value::as_str).and_then(parse_go_duration);
+    let from_config = v.pointer("/Config/SessionTTLMin").and_then(Value::as_u64).map(Duration::from_nanos);
+    from_debug.or(from_config).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(10))
 }
 
 #[cfg(test)]
@@ -300,6 +329,12 @@ mod tests {
         assert!(parse_session_id("{}").is_err());
         assert_eq!(session_ttl_min(r#"{"Config":{"SessionTTLMin":5000000000}}"#), Duration::from_secs(5));
         assert_eq!(session_ttl_min(r#"{"Config":{"SessionTTLMin":0}}"#), Duration::from_secs(10));
+        assert_eq!(session_ttl_min(r#"{"DebugConfig":{"SessionTTLMin":"1.5s"}}"#), Duration::from_millis(1500));
+        assert_eq!(parse_go_duration("1m0s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("x"), None);
         assert_eq!(session_ttl_min("garbage"), Duration::from_secs(10));
     }
 }

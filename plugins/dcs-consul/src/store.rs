@@ -26,6 +26,9 @@ use crate::client::{Budget, Client, Reply, Request};
 use crate::service::{self, Action, ServiceSettings};
 use crate::settings::{Consistency, Settings};
 
+/// The empty synchronous state, as Patroni reads a `sync` key without one.
+const EMPTY_SYNC: &str = "{}";
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -241,10 +244,19 @@ impl Consul {
     }
 
     /// Take the leader key with our session; a session Consul calls
-    /// invalid is replaced once, as Patroni does.
+    /// invalid is replaced once, as Patroni does. The key is read first:
+    /// a key that exists and is not on our session is not overwritten
+    /// (Consul would let a session acquire a key written without one), and
+    /// the write is only sent to an agent that answers.
     async fn acquire(&self, budget: &Budget) -> Result<bool, Failure> {
         let key = self.keys.key(names::LEADER);
         let (sid, _) = self.refresh_session(budget, false).await?;
+        if let Some(e) = self.get_key(budget, names::LEADER, Consistency::Consistent).await? {
+            if e.session.as_deref() != Some(sid.as_str()) {
+                tracing::info!("Could not take out TTL lock");
+                return Ok(false);
+            }
+        }
         let acquired = match self.put_acquire(budget, &key, &self.name, &sid).await {
             Err(Failure::InvalidSession(m)) => {
                 tracing::error!(
@@ -520,14 +532,28 @@ impl Dcs for Consul {
 
     fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
         self.run("delete_sync_state", async {
-            let mut req = self.kv(Method::DELETE, names::SYNC);
-            if let Some(version) = version {
-                let Some(index) = parse_version("delete_sync_state", version) else {
-                    return Ok(false);
-                };
-                req = req.param("cas", index.to_string());
+            let budget = self.budget();
+            let Some(version) = version else {
+                return self.call_bool(&budget, &self.kv(Method::DELETE, names::SYNC)).await;
+            };
+            let Some(index) = parse_version("delete_sync_state", version) else {
+                return Ok(false);
+            };
+            // Consul's delete with `cas` also succeeds on a key that is
+            // already gone, so every one of several racing deletes would
+            // win. The compare-and-set is a write instead: the empty state
+            // `{}` with `cas`, which exactly one wins; the winner then
+            // deletes the key if nobody wrote it since.
+            let clear = self.kv(Method::PUT, names::SYNC).param("cas", index.to_string()).body(EMPTY_SYNC);
+            if !self.call_bool(&budget, &clear).await? {
+                return Ok(false);
             }
-            self.call_bool(&self.budget(), &req).await
+            if let Some(e) = self.get_key(&budget, names::SYNC, Consistency::Consistent).await? {
+                if e.value == EMPTY_SYNC.as_bytes() {
+                    self.delete_cas(&budget, names::SYNC, e.modify_index).await?;
+                }
+            }
+            Ok(true)
         })
     }
 

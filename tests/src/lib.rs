@@ -11,6 +11,7 @@ pub use palisade_test_support::certs;
 pub mod backup;
 pub mod cluster;
 pub mod conformance;
+pub mod consul;
 pub mod ctl;
 pub mod dcs;
 pub mod diverge;

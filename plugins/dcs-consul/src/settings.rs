@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 use palisade_plugin_api::sdk::pycompat::patroni::parse_bool;
+use palisade_plugin_api::sdk::pycompat::py::truthy;
 use palisade_plugin_api::sdk::settings::{error, kind};
 use palisade_plugin_api::PluginResult;
 use serde_json::{Map, Value};
@@ -222,16 +223,9 @@ impl Settings {
                 ))
             }
         };
-        let register_service = match map.get("register_service") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => match parse_bool(v) {
-                Some(b) => b,
-                None => {
-                    return Err(error(SECTION, "register_service", format!("expected a boolean, found {}", show(v))))
-                }
-            },
-        };
+        // Patroni reads it with Python's truth value (the host's
+        // validation warns about anything but a boolean): 'false' is true.
+        let register_service = map.get("register_service").is_some_and(truthy);
         let mut service_tags = strings(&map, "service_tags")?;
         service_tags.sort();
         let cacert = string(&map, "cacert")?.map(PathBuf::from);
@@ -308,7 +302,6 @@ mod tests {
             (r#"{"host": ["a"]}"#, "consul.host: expected a string, found a list"),
             (r#"{"consistency": "strong"}"#, "consul.consistency: 'strong': expected one of"),
             (r#"{"checks": "a", "service_tags": [1]}"#, "consul.service_tags.0: expected a string, found a number"),
-            (r#"{"register_service": "maybe"}"#, "consul.register_service: expected a boolean"),
             ("[1]", "consul: expected a mapping, found a list"),
         ];
         for (json, want) in cases {
@@ -321,7 +314,7 @@ mod tests {
     fn the_other_settings() {
         let s = parse(
             r#"{"token": "t0k", "dc": "dc2", "consistency": "stale", "checks": ["serfHealth", "x"],
-                "register_service": "on", "service_tags": ["b", "a"], "service_check_interval": "10s",
+                "register_service": true, "service_tags": ["b", "a"], "service_check_interval": "10s",
                 "service_check_tls_server_name": "pg.example", "verify": "false",
                 "cert": "/c.pem", "key": "/k.pem"}"#,
         );
@@ -353,5 +346,8 @@ mod tests {
         assert_eq!(parse(r#"{"consistency": "consistent"}"#).consistency.param(), Some("consistent"));
         assert_eq!(parse(r#"{"checks": "a, b"}"#).checks, ["a", "b"], "the environment's comma-separated form");
         assert_eq!(parse(r#"{"token": ""}"#).token, None, "empty is unset");
+        assert!(parse(r#"{"register_service": "false"}"#).register_service, "Python's bool('false'), as Patroni");
+        assert!(!parse(r#"{"register_service": 0}"#).register_service);
+        assert!(!parse(r#"{"register_service": ""}"#).register_service);
     }
 }

@@ -163,7 +163,8 @@ start_dcs() {
             fi
             mkdir -p "$DEMO_DIR/consul/data" "$DEMO_DIR/bin"
             install -m 755 "$ROOT/target/debug/consul-test-double" "$DEMO_DIR/bin/"
-            printf '{"datacenter": "dc1", "node_name": "demo", "server": true, "ports": {"http": %s}}\n' \
+            # session_ttl_min below Consul's 10 s: the demo's ttl 10 makes sessions of 5 s.
+            printf '{"datacenter": "dc1", "node_name": "demo", "server": true, "session_ttl_min": "1s", "ports": {"http": %s}}\n' \
                 "$CONSUL_HTTP" >"$DEMO_DIR/consul/consul.json"
             chown -R "$USER_NAME:$USER_NAME" "$DEMO_DIR/consul"
             as_user bash -c "nohup '$DEMO_DIR/bin/consul-test-double' agent -config-file '$DEMO_DIR/consul/consul.json' \

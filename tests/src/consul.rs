@@ -34,11 +34,24 @@ pub struct ConsulOptions {
     pub acl_token: Option<String>,
     /// `session_ttl_min` (Consul's default: `10s`).
     pub session_ttl_min: Option<String>,
+    /// Serve HTTPS too (on [`ConsulServer::https_port`]) with these files.
+    pub tls: Option<ConsulTls>,
+}
+
+/// The agent's `tls.defaults`: its certificate and key, and the CA that
+/// client certificates must be signed by when `verify_incoming`.
+#[derive(Clone, Debug)]
+pub struct ConsulTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub verify_incoming: bool,
 }
 
 pub struct ConsulServer {
     staging: Staging,
     port: u16,
+    https_port: Option<u16>,
     options: ConsulOptions,
     process: Option<ProcessGuard>,
     starts: u32,
@@ -53,7 +66,8 @@ impl ConsulServer {
 
     pub fn start_with(label: &str, options: ConsulOptions) -> Self {
         let staging = Staging::new(&format!("consul-{label}"));
-        let mut server = ConsulServer { staging, port: free_port(), options, process: None, starts: 0 };
+        let https_port = options.tls.as_ref().map(|_| free_port());
+        let mut server = ConsulServer { staging, port: free_port(), https_port, options, process: None, starts: 0 };
         let mut config = serde_json::json!({
             "datacenter": "dc1",
             "node_name": format!("consul-{label}"),
@@ -63,6 +77,12 @@ impl ConsulServer {
         if let Some(token) = &server.options.acl_token {
             config["acl"] = serde_json::json!({"enabled": true, "default_policy": "deny",
                 "tokens": {"initial_management": token}});
+        }
+        if let (Some(tls), Some(port)) = (&server.options.tls, server.https_port) {
+            config["ports"]["https"] = serde_json::json!(port);
+            config["tls"] = serde_json::json!({"defaults": {
+                "ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file,
+                "verify_incoming": tls.verify_incoming}});
         }
         if let Some(min) = &server.options.session_ttl_min {
             config["session_ttl_min"] = serde_json::json!(min);
@@ -82,6 +102,16 @@ impl ConsulServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The HTTPS port, when started with [`ConsulOptions::tls`].
+    pub fn https_port(&self) -> Option<u16> {
+        self.https_port
+    }
+
+    /// `https://127.0.0.1:<https port>` (panics without TLS).
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.https_port.expect("the Consul double was started without TLS"))
     }
 
     /// `127.0.0.1:<port>`, the form `consul.host` takes.
@@ -361,5 +391,77 @@ impl RawConsul {
         let r = self.request("GET", &format!("/v1/health/service/{}", encode_key(name)), None);
         assert_eq!(r.status, 200, "health service {name}: {}", r.body);
         r.json().as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The Consul double as a cluster's DCS ([`crate::dcs::TestDcs`]): the
+/// `consul:` section points at it (`host`), plus `section_extra` lines
+/// (indented by two, e.g. `  register_service: true\n`). Keys are full
+/// paths (`/service/<scope>/leader`), stored without the leading `/` as
+/// Patroni stores them.
+pub struct ConsulDcs {
+    pub server: ConsulServer,
+    pub section_extra: String,
+}
+
+impl ConsulDcs {
+    pub fn start(label: &str) -> Self {
+        ConsulDcs { server: ConsulServer::start(label), section_extra: String::new() }
+    }
+
+    /// With agent options, e.g. a lower `session_ttl_min` for clusters whose
+    /// `ttl` is below 20 (the session TTL is half of it, and Consul refuses
+    /// one below `session_ttl_min`, 10s by default).
+    pub fn start_with(label: &str, options: ConsulOptions) -> Self {
+        ConsulDcs { server: ConsulServer::start_with(label, options), section_extra: String::new() }
+    }
+
+    /// With more lines in the `consul:` section.
+    pub fn with_section_extra(mut self, lines: &str) -> Self {
+        self.section_extra = lines.to_string();
+        self
+    }
+}
+
+fn consul_key(key: &str) -> &str {
+    key.trim_start_matches('/')
+}
+
+impl crate::dcs::TestDcs for ConsulDcs {
+    fn yaml_section(&self) -> String {
+        format!("consul:\n  host: {}\n{}", self.server.host_port(), self.section_extra)
+    }
+
+    fn dcs_url(&self) -> String {
+        format!("consul://{}", self.server.host_port())
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.server.raw().get(consul_key(key)).map(|kv| kv.value)
+    }
+
+    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.server.raw().list(consul_key(prefix)).into_iter().map(|kv| (format!("/{}", kv.key), kv.value)).collect()
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        let value = String::from_utf8_lossy(value);
+        assert!(self.server.raw().put(consul_key(key), &value), "PUT {key} to the Consul double");
+    }
+
+    fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    fn start_again(&mut self) {
+        self.server.start_again();
+    }
+
+    fn freeze(&self) {
+        self.server.freeze();
+    }
+
+    fn thaw(&self) {
+        self.server.thaw();
     }
 }

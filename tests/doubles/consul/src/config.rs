@@ -19,7 +19,8 @@ Usage:
 Options (single or double dash):
   -config-file FILE    JSON configuration (may be given more than once; later wins)
   -data-dir DIR        where the state is kept (write-through; survives kill -9)
-  -http-port N         HTTP port (default 8500)
+  -http-port N         HTTP port (default 8500; -1: off)
+  -https-port N        HTTPS port (off by default; needs tls.defaults cert_file/key_file)
   -client ADDR         address the HTTP API listens on (default 127.0.0.1)
   -bind ADDR           the node's cluster address, shown as the leader and node
                        address (default 127.0.0.1)
@@ -28,9 +29,11 @@ Options (single or double dash):
   -server              report the agent as a server (the double always acts as one)
   -bootstrap-expect 1  accepted for the single server only
 
-Configuration file keys supported: datacenter, node_name, node_id, data_dir,
+Configuration files are JSON, or a simple HCL subset when named *.hcl
+(key = value, blocks, comments; no lists). Keys supported: datacenter, node_name, node_id, data_dir,
 client_addr, bind_addr, ports.http, server, bootstrap, bootstrap_expect (1),
-session_ttl_min, acl.enabled, acl.default_policy (allow|deny),
+session_ttl_min, ports.https, tls.defaults.{ca_file,cert_file,key_file,
+verify_incoming} (or those four at the top level), acl.enabled, acl.default_policy (allow|deny),
 acl.tokens.initial_management (or the legacy acl.tokens.master).
 ";
 
@@ -42,6 +45,16 @@ pub struct Acl {
     pub management_token: Option<String>,
 }
 
+/// HTTPS: Consul's `tls.defaults` (or the legacy top-level keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Require client certificates signed by `ca_file`.
+    pub verify_incoming: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub datacenter: String,
@@ -50,7 +63,11 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub client_addr: String,
     pub bind_addr: String,
-    pub http_port: u16,
+    /// `None`: HTTP off (`ports.http = -1`).
+    pub http_port: Option<u16>,
+    /// HTTPS port (`ports.https`), off by default as in Consul.
+    pub https_port: Option<u16>,
+    pub tls: Tls,
     pub server: bool,
     pub session_ttl_min_ns: u64,
     pub acl: Acl,
@@ -65,7 +82,9 @@ impl Default for Config {
             data_dir: None,
             client_addr: "127.0.0.1".into(),
             bind_addr: "127.0.0.1".into(),
-            http_port: 8500,
+            http_port: Some(8500),
+            https_port: None,
+            tls: Tls::default(),
             server: false,
             session_ttl_min_ns: 10_000_000_000,
             acl: Acl { enabled: false, default_deny: false, management_token: None },
@@ -100,8 +119,13 @@ fn unsupported(key: &str) -> String {
 impl Config {
     /// Apply one JSON configuration file's settings.
     pub fn apply_file(&mut self, text: &str, path: &str) -> Result<(), String> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| format!("{path}: not JSON ({e}); consul-test-double reads JSON configuration files only"))?;
+        let v: Value = if path.ends_with(".hcl") {
+            parse_hcl(text).map_err(|e| format!("{path}: {e}"))?
+        } else {
+            serde_json::from_str(text).map_err(|e| {
+                format!("{path}: not JSON ({e}); name an HCL file *.hcl (the simple subset: see --help)")
+            })?
+        };
         for (key, val) in object(&v, path)? {
             match key.as_str() {
                 "datacenter" => self.datacenter = string(val, key)?,
@@ -129,13 +153,20 @@ impl Config {
                 "ports" => {
                     for (p, pv) in object(val, key)? {
                         match p.as_str() {
-                            "http" => {
-                                self.http_port =
-                                    pv.as_u64().and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
-                                        || format!("config key ports.http: expected a port number, got {pv}"),
-                                    )?
-                            }
+                            "http" => self.http_port = port(pv, "ports.http")?,
+                            "https" => self.https_port = port(pv, "ports.https")?,
                             other => return Err(unsupported(&format!("ports.{other}"))),
+                        }
+                    }
+                }
+                "ca_file" | "cert_file" | "key_file" | "verify_incoming" => self.tls_key(key, val, key)?,
+                "tls" => {
+                    for (t, tv) in object(val, key)? {
+                        if t != "defaults" {
+                            return Err(unsupported(&format!("tls.{t}")));
+                        }
+                        for (k, kv) in object(tv, "tls.defaults")? {
+                            self.tls_key(k, kv, &format!("tls.defaults.{k}"))?;
                         }
                     }
                 }
@@ -175,11 +206,156 @@ impl Config {
     }
 }
 
+/// The simple subset of HCL that agent configuration files use:
+/// `key = value` (strings in double quotes, numbers, `true`/`false`),
+/// blocks `name { ... }` (also `name = { ... }`), `#` and `//` comments.
+/// Lists, heredocs and repeated keys are refused.
+pub fn parse_hcl(text: &str) -> Result<Value, String> {
+    Hcl { s: text.as_bytes(), i: 0, line: 1 }.body(false)
+}
+
+struct Hcl<'a> {
+    s: &'a [u8],
+    i: usize,
+    line: usize,
+}
+
+impl Hcl<'_> {
+    fn err(&self, what: &str) -> String {
+        format!("HCL line {}: {what} (consul-test-double reads JSON and a simple HCL subset)", self.line)
+    }
+
+    fn skip(&mut self) {
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'\n' => {
+                    self.line += 1;
+                    self.i += 1;
+                }
+                b' ' | b'\t' | b'\r' | b',' => self.i += 1,
+                b'#' => self.skip_line(),
+                b'/' if self.s.get(self.i + 1) == Some(&b'/') => self.skip_line(),
+                _ => return,
+            }
+        }
+    }
+
+    fn skip_line(&mut self) {
+        while self.i < self.s.len() && self.s[self.i] != b'\n' {
+            self.i += 1;
+        }
+    }
+
+    fn word(&mut self) -> String {
+        let start = self.i;
+        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || b"_-.".contains(&self.s[self.i])) {
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(String::from_utf8_lossy(&out).into_owned());
+                }
+                b'\\' if self.i + 1 < self.s.len() => {
+                    out.push(self.s[self.i + 1]);
+                    self.i += 2;
+                }
+                b'\n' => return Err(self.err("unterminated string")),
+                c => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+        Err(self.err("unterminated string"))
+    }
+
+    fn body(&mut self, nested: bool) -> Result<Value, String> {
+        let mut m = serde_json::Map::new();
+        loop {
+            self.skip();
+            if self.i >= self.s.len() {
+                return if nested { Err(self.err("missing }")) } else { Ok(Value::Object(m)) };
+            }
+            if self.s[self.i] == b'}' {
+                if !nested {
+                    return Err(self.err("unexpected }"));
+                }
+                self.i += 1;
+                return Ok(Value::Object(m));
+            }
+            let key = if self.s[self.i] == b'"' { self.string()? } else { self.word() };
+            if key.is_empty() {
+                return Err(self.err(&format!("unexpected {:?}", char::from(self.s[self.i]))));
+            }
+            self.skip();
+            if self.s.get(self.i) == Some(&b'=') {
+                self.i += 1;
+                self.skip();
+            }
+            let value = match self.s.get(self.i) {
+                Some(b'{') => {
+                    self.i += 1;
+                    self.body(true)?
+                }
+                Some(b'"') => Value::String(self.string()?),
+                Some(b'[' | b'<') => return Err(self.err(&format!("{key}: lists and heredocs are not supported"))),
+                Some(_) => {
+                    let w = self.word();
+                    match w.as_str() {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        _ => match w.parse::<i64>() {
+                            Ok(n) => Value::from(n),
+                            Err(_) => return Err(self.err(&format!("{key}: cannot read the value {w:?}"))),
+                        },
+                    }
+                }
+                None => return Err(self.err(&format!("{key}: missing value"))),
+            };
+            if m.insert(key.clone(), value).is_some() {
+                return Err(self.err(&format!("{key} is given twice")));
+            }
+        }
+    }
+}
+
+fn port(v: &Value, key: &str) -> Result<Option<u16>, String> {
+    if v.as_i64() == Some(-1) {
+        return Ok(None);
+    }
+    v.as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| format!("config key {key}: expected a port number (or -1 for off), got {v}"))
+}
+
+impl Config {
+    fn tls_key(&mut self, k: &str, v: &Value, name: &str) -> Result<(), String> {
+        match k {
+            "ca_file" => self.tls.ca_file = Some(PathBuf::from(string(v, name)?)),
+            "cert_file" => self.tls.cert_file = Some(PathBuf::from(string(v, name)?)),
+            "key_file" => self.tls.key_file = Some(PathBuf::from(string(v, name)?)),
+            "verify_incoming" => self.tls.verify_incoming = boolean(v, name)?,
+            other => return Err(unsupported(&format!("tls.defaults.{other}"))),
+        }
+        Ok(())
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
     Help,
-    Agent(Config),
+    Agent(Box<Config>),
 }
 
 /// Parse `agent -config-file F -data-dir D ...` (flags with one or two dashes,
@@ -228,10 +404,8 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         match name.as_str() {
             "h" | "help" => return Ok(Command::Help),
             "data-dir" => cfg.data_dir = Some(PathBuf::from(v)),
-            "http-port" => {
-                cfg.http_port =
-                    v.parse().ok().filter(|p| *p > 0).ok_or_else(|| format!("-http-port: not a port: {v:?}"))?
-            }
+            "http-port" => cfg.http_port = port(&Value::from(v.parse::<i64>().unwrap_or(0)), "-http-port")?,
+            "https-port" => cfg.https_port = port(&Value::from(v.parse::<i64>().unwrap_or(0)), "-https-port")?,
             "client" => cfg.client_addr = v,
             "bind" => cfg.bind_addr = v,
             "datacenter" => cfg.datacenter = v,
@@ -254,10 +428,19 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if cfg.data_dir.is_none() {
         return Err("-data-dir is required (the double keeps its state there, as an agent keeps Raft data)".into());
     }
+    if cfg.https_port.is_some() && (cfg.tls.cert_file.is_none() || cfg.tls.key_file.is_none()) {
+        return Err("ports.https needs tls.defaults.cert_file and tls.defaults.key_file".into());
+    }
+    if cfg.tls.verify_incoming && cfg.tls.ca_file.is_none() {
+        return Err("tls.defaults.verify_incoming needs tls.defaults.ca_file".into());
+    }
+    if cfg.http_port.is_none() && cfg.https_port.is_none() {
+        return Err("neither ports.http nor ports.https is on".into());
+    }
     if cfg.acl.management_token.is_some() && !cfg.acl.enabled {
         eprintln!("[WARN] acl.tokens are set but acl.enabled is false: ACLs are not enforced (as in Consul)");
     }
-    Ok(Command::Agent(cfg))
+    Ok(Command::Agent(Box::new(cfg)))
 }
 
 #[cfg(test)]
@@ -290,7 +473,7 @@ mod tests {
         .unwrap() else {
             panic!("agent")
         };
-        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (18500, "dc2", "n1"));
+        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (Some(18500), "dc2", "n1"));
         assert_eq!(c.bind_addr, "127.0.0.2");
         assert!(c.acl.enabled && c.acl.default_deny);
         assert_eq!(c.acl.management_token.as_deref(), Some("root"));
@@ -300,16 +483,34 @@ mod tests {
         else {
             panic!("agent")
         };
-        assert_eq!(c.http_port, 9, "flags win over the file");
+        assert_eq!(c.http_port, Some(9), "flags win over the file");
         for (text, word) in [
             (r#"{"ui":true}"#, "ui"),
             (r#"{"ports":{"dns":8600}}"#, "ports.dns"),
             (r#"{"acl":{"tokens":{"agent":"x"}}}"#, "acl.tokens.agent"),
             (r#"{"ports":{"http":"x"}}"#, "ports.http"),
-            ("datacenter = \"dc1\"", "JSON"),
+            ("datacenter = \"dc1\"", "not JSON"),
         ] {
             let err = Config::default().apply_file(text, "f").unwrap_err();
             assert!(err.contains(word), "{text}: {err}");
+        }
+        let hcl = dir.join("c.hcl");
+        std::fs::write(
+            &hcl,
+            "# a comment\ndatacenter = \"dc3\"\nnode_name = \"n2\" // trailing\nports {\n  http = 18501\n}\n\
+             acl = {\n  enabled = true\n  tokens { initial_management = \"t\" }\n}\n",
+        )
+        .unwrap();
+        let Command::Agent(c) =
+            parse_args(&args(&["agent", "-config-file", hcl.to_str().unwrap(), "-data-dir", "/d"])).unwrap()
+        else {
+            panic!("agent")
+        };
+        assert_eq!((c.http_port, c.datacenter.as_str(), c.node_name.as_str()), (Some(18501), "dc3", "n2"));
+        assert!(c.acl.enabled && !c.acl.default_deny);
+        assert_eq!(c.acl.management_token.as_deref(), Some("t"));
+        for bad in ["ports {\n http = 1\n", "retry_join = [\"x\"]", "a = 1\na = 2", "x = \"open"] {
+            assert!(parse_hcl(bad).is_err(), "{bad}");
         }
         assert!(parse_args(&args(&["agent", "-dev"])).is_err());
         assert!(parse_args(&args(&["agent"])).unwrap_err().contains("-data-dir"));

@@ -34,7 +34,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
     };
     let result = runtime.block_on(async {
-        let app = server::App::open(cfg)?;
+        let app = server::App::open(*cfg)?;
         tokio::select! {
             r = server::serve(app) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),

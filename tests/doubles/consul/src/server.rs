@@ -110,22 +110,128 @@ impl App {
     }
 }
 
-/// Serve the API on the configured address until the process ends.
+/// Serve the API on the configured addresses (HTTP and/or HTTPS) until the
+/// process ends.
 pub async fn serve(app: Arc<App>) -> Result<(), String> {
-    let addr = format!("{}:{}", app.config.client_addr, app.config.http_port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?;
-    serve_on(app, listener).await
+    let http = match app.config.http_port {
+        Some(p) => {
+            let addr = format!("{}:{p}", app.config.client_addr);
+            Some(tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?)
+        }
+        None => None,
+    };
+    let https = match app.config.https_port {
+        Some(p) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(&app.config.tls)?);
+            let addr = format!("{}:{p}", app.config.client_addr);
+            Some((tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen on {addr}: {e}"))?, acceptor))
+        }
+        None => None,
+    };
+    tokio::spawn(timers(app.clone()));
+    let router = axum::Router::new().fallback(handle).with_state(app.clone());
+    let mut addrs = Vec::new();
+    if let Some(l) = &http {
+        addrs.push(format!("HTTP on {}", l.local_addr().map_err(|e| e.to_string())?));
+    }
+    if let Some((l, _)) = &https {
+        addrs.push(format!("HTTPS on {}", l.local_addr().map_err(|e| e.to_string())?));
+    }
+    println!(
+        "==> consul-test-double (a test double, not Consul) agent running: {}, datacenter {}, node {}",
+        addrs.join(", "),
+        app.config.datacenter,
+        app.config.node_name
+    );
+    let tls_router = router.clone();
+    let serve_https = async move {
+        match https {
+            Some((listener, acceptor)) => serve_tls(tls_router, listener, acceptor).await,
+            None => std::future::pending().await,
+        }
+    };
+    let serve_http = async move {
+        match http {
+            Some(listener) => axum::serve(listener, router).await.map_err(|e| e.to_string()),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = serve_http => r,
+        r = serve_https => r,
+    }
 }
 
+/// Serve on an already bound plain-HTTP listener (for in-process use).
 pub async fn serve_on(app: Arc<App>, listener: tokio::net::TcpListener) -> Result<(), String> {
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(timers(app.clone()));
-    println!(
-        "==> consul-test-double (a test double, not Consul) agent running: HTTP on {local}, datacenter {}, node {}",
-        app.config.datacenter, app.config.node_name
-    );
     let router = axum::Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router).await.map_err(|e| e.to_string())
+}
+
+async fn serve_tls(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<(), String> {
+    loop {
+        let (stream, remote) = listener.accept().await.map_err(|e| format!("accept: {e}"))?;
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    eprintln!("[WARN] TLS handshake with {remote} failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn tls_config(t: &crate::config::Tls) -> Result<Arc<rustls::ServerConfig>, String> {
+    use std::io::BufReader;
+    let open = |p: &std::path::Path, what: &str| {
+        std::fs::File::open(p).map(BufReader::new).map_err(|e| format!("tls.defaults.{what} {}: {e}", p.display()))
+    };
+    let cert_file = t.cert_file.as_deref().ok_or("tls.defaults.cert_file is required for HTTPS")?;
+    let key_file = t.key_file.as_deref().ok_or("tls.defaults.key_file is required for HTTPS")?;
+    let certs = rustls_pemfile::certs(&mut open(cert_file, "cert_file")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls.defaults.cert_file {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("tls.defaults.cert_file {}: no certificate in it", cert_file.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut open(key_file, "key_file")?)
+        .map_err(|e| format!("tls.defaults.key_file {}: {e}", key_file.display()))?
+        .ok_or_else(|| format!("tls.defaults.key_file {}: no private key in it", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if t.verify_incoming {
+        let ca = t.ca_file.as_deref().ok_or("tls.defaults.verify_incoming needs tls.defaults.ca_file")?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut open(ca, "ca_file")?) {
+            let c = c.map_err(|e| format!("tls.defaults.ca_file {}: {e}", ca.display()))?;
+            roots.add(c).map_err(|e| format!("tls.defaults.ca_file {}: {e}", ca.display()))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("tls.defaults.ca_file: {e}"))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config =
+        builder.with_single_cert(certs, key).map_err(|e| format!("tls.defaults cert_file/key_file: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 // ---------- timers and probes ----------
@@ -164,7 +270,7 @@ async fn timers(app: Arc<App>) {
         for c in due {
             let app = app.clone();
             tokio::spawn(async move {
-                let (status, output) = probe(&c.kind).await;
+                let (status, output) = probe(&c, app.config.tls.ca_file.as_deref()).await;
                 app.mutate(|s, now| {
                     // The definition may have changed or gone meanwhile.
                     if s.p.checks.get(&c.id).is_some_and(|cur| cur.kind == c.kind) {
@@ -177,11 +283,12 @@ async fn timers(app: Arc<App>) {
     }
 }
 
-async fn probe(kind: &CheckKind) -> (&'static str, String) {
-    match kind {
+async fn probe(c: &Check, ca_file: Option<&std::path::Path>) -> (&'static str, String) {
+    match &c.kind {
         CheckKind::Http { url, timeout_ns, method, header, .. } => {
             let t = Duration::from_nanos(*timeout_ns);
-            match tokio::time::timeout(t, http_probe(url, method, header)).await {
+            let tls = (&c.tls_server_name, c.tls_skip_verify, ca_file);
+            match tokio::time::timeout(t, http_probe(url, method, header, tls)).await {
                 Ok(Ok((code, reason, body))) => {
                     let status = match code {
                         200..=299 => "passing",
@@ -206,21 +313,28 @@ async fn probe(kind: &CheckKind) -> (&'static str, String) {
     }
 }
 
-async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Result<(u16, String, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = match url.strip_prefix("http://") {
-        Some(r) => r,
-        None if url.starts_with("https://") => {
-            return Err("HTTPS checks are not run by consul-test-double (a test double, not Consul)".into())
-        }
-        None => return Err(format!("unsupported protocol scheme in {url:?}")),
+/// How an HTTPS check verifies the server: `TLSServerName`, `TLSSkipVerify`
+/// and the agent's `ca_file` (the system's roots without one), as Consul does.
+type CheckTls<'a> = (&'a String, bool, Option<&'a std::path::Path>);
+
+async fn http_probe(
+    url: &str,
+    method: &str,
+    header: &[(String, String)],
+    tls: CheckTls<'_>,
+) -> Result<(u16, String, String), String> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(format!("unsupported protocol scheme in {url:?}")),
     };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
-    let mut s = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    let default_port = if https { 443 } else { 80 };
+    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:{default_port}") };
+    let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("dial tcp {addr}: {e}"))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: Consul Health Check\r\nAccept: text/plain, text/*, */*\r\nConnection: close\r\n"
     );
@@ -228,15 +342,35 @@ async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Res
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    if !https {
+        return exchange(tcp, &req).await;
+    }
+    let (server_name, skip_verify, ca_file) = tls;
+    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport).trim_matches(|c| c == '[' || c == ']');
+    let name = if server_name.is_empty() { host.to_string() } else { server_name.clone() };
+    let name =
+        rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| format!("TLSServerName {name:?}: {e}"))?;
+    let config = check_tls_config(skip_verify, ca_file)?;
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    exchange(stream, &req).await
+}
+
+async fn exchange<S>(mut s: S, req: &str) -> Result<(u16, String, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while buf.len() < 8192 {
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
+        match s.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A TLS peer closing without close_notify: what came is the answer.
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => return Err(e.to_string()),
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -246,6 +380,66 @@ async fn http_probe(url: &str, method: &str, header: &[(String, String)]) -> Res
     let code = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| format!("malformed HTTP response {line:?}"))?;
     let reason = parts.next().unwrap_or_default().to_string();
     Ok((code, reason, body.chars().take(4096).collect()))
+}
+
+fn check_tls_config(skip_verify: bool, ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth()
+    } else {
+        let bundle =
+            ca_file.map(std::path::Path::to_path_buf).unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+        let file = std::fs::File::open(&bundle).map_err(|e| format!("CA {}: {e}", bundle.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+            let c = c.map_err(|e| format!("CA {}: {e}", bundle.display()))?;
+            let _ = roots.add(c);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// `TLSSkipVerify`: any server certificate (signatures still checked).
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 // ---------- requests and answers ----------
@@ -1270,5 +1464,72 @@ async fn health(app: &Arc<App>, req: &Req, rest: &str) -> Result<Reply, ApiError
             .await
         }
         _ => Err(ApiError::new(404, format!("404 page not found: /v1/health/{rest}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn call(port: u16, method: &str, path: &str, body: &str) -> (u16, Option<u64>, String) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let index = head.lines().find_map(|l| l.strip_prefix("x-consul-index: ")).map(|v| v.trim().parse().unwrap());
+        (status, index, body.to_string())
+    }
+
+    async fn start() -> (u16, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ctd-server-{}-{}", std::process::id(), crate::util::uuid()));
+        let config = Config { data_dir: Some(dir.clone()), node_name: "n1".into(), ..Config::default() };
+        let app = App::open(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(serve_on(app, listener));
+        (port, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_reads_table() {
+        let (port, dir) = start().await;
+        assert_eq!(call(port, "PUT", "/v1/kv/p/a", "1").await.2, "true");
+        assert_eq!(call(port, "PUT", "/v1/kv/q", "1").await.2, "true");
+        // (watched path, write that must wake it (None: timeout), status once answered)
+        type Write = Option<(&'static str, &'static str)>;
+        let cases: &[(&str, Write, u16)] = &[
+            ("/v1/kv/p/a", None, 200),
+            ("/v1/kv/p/a", Some(("PUT", "/v1/kv/p/a")), 200),
+            ("/v1/kv/p/?recurse", Some(("PUT", "/v1/kv/p/b")), 200),
+            ("/v1/kv/p/?keys", Some(("DELETE", "/v1/kv/p/b")), 200),
+            ("/v1/kv/p/a", Some(("DELETE", "/v1/kv/p/a")), 404),
+            // A missing key reads the KV table index: any KV write wakes it.
+            ("/v1/kv/missing", Some(("PUT", "/v1/kv/other")), 404),
+        ];
+        for (watched, write, status) in cases {
+            let (_, before, _) = call(port, "GET", watched, "").await;
+            let before = before.unwrap();
+            let path = format!("{watched}{}index={before}&wait=1s", if watched.contains('?') { "&" } else { "?" });
+            let waiter = tokio::spawn(async move { call(port, "GET", &path, "").await });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some((m, p)) = write {
+                call(port, m, p, "x").await;
+            }
+            let (got_status, after, _) = waiter.await.unwrap();
+            let after = after.unwrap();
+            assert_eq!(got_status, *status, "{watched} after {write:?}");
+            match write {
+                None => assert_eq!(after, before, "a timeout returns the same index ({watched})"),
+                Some(_) => assert!(after > before, "{watched} woke with a newer index after {write:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -387,9 +387,10 @@ impl Store {
         if node != self.node {
             return Err(ApiError::new(500, format!("Missing node registration: {node:?}")));
         }
-        // Consul: without any checks given, the node's serfHealth.
+        // Consul: the node's serfHealth unless `Checks` or `NodeChecks` is
+        // given (an empty list takes it out).
         let mut node_checks = match (&req.checks, &req.node_checks) {
-            (None, None) if req.service_checks.is_none() => vec![SERF_CHECK.to_string()],
+            (None, None) => vec![SERF_CHECK.to_string()],
             _ => req.node_checks.clone().unwrap_or_default(),
         };
         let mut service_checks = req.service_checks.clone().unwrap_or_default();

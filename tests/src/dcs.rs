@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::consul::ConsulServer;
+use crate::consul::ConsulDcs;
 use crate::etcd::EtcdServer;
 use crate::exhibitor::{ExhibitorEndpoint, ServerList};
 use crate::zookeeper::{RawZk, ZooKeeperServer};
@@ -135,7 +135,12 @@ pub const CONSUL: DcsBackend = DcsBackend {
     name: "consul",
     plugin_file: "libpalisade_dcs_consul.so",
     patroni_extra: "consul",
-    start: |label| Box::new(ConsulDcs(ConsulServer::start_with(label, crate::consul_plugin::test_options()))),
+    start: |label| {
+        Box::new(
+            ConsulDcs::start_with(label, crate::consul_plugin::test_options())
+                .with_section_extra("  register_service: true\n"),
+        )
+    },
 };
 
 /// Every enrolled backend, the default first.
@@ -356,73 +361,6 @@ impl TestDcs for ZooKeeperDcs {
 
     fn thaw(&self) {
         self.server.thaw();
-    }
-}
-
-/// Consul: the adapter over the [`ConsulServer`] test double. Reads while
-/// the double is down answer `None` (or nothing) instead of failing.
-pub struct ConsulDcs(pub ConsulServer);
-
-impl ConsulDcs {
-    fn reachable(&self) -> bool {
-        std::net::TcpStream::connect_timeout(
-            &self.0.host_port().parse().expect("a socket address"),
-            Duration::from_secs(1),
-        )
-        .is_ok()
-    }
-}
-
-impl TestDcs for ConsulDcs {
-    fn yaml_section(&self) -> String {
-        format!("consul:\n  host: {}\n  register_service: true\n", self.0.host_port())
-    }
-
-    fn dcs_url(&self) -> String {
-        format!("consul://{}", self.0.host_port())
-    }
-
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        if !self.reachable() {
-            return None;
-        }
-        self.0.raw().get(key.trim_start_matches('/')).map(|kv| kv.value)
-    }
-
-    fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
-        if !self.reachable() {
-            return Vec::new();
-        }
-        let mut out: Vec<(String, Vec<u8>)> = self
-            .0
-            .raw()
-            .list(prefix.trim_start_matches('/'))
-            .into_iter()
-            .map(|kv| (format!("/{}", kv.key), kv.value))
-            .collect();
-        out.sort();
-        out
-    }
-
-    fn put(&self, key: &str, value: &[u8]) {
-        let key = key.trim_start_matches('/');
-        assert!(self.0.raw().put(key, &String::from_utf8_lossy(value)), "PUT {key} on the Consul double");
-    }
-
-    fn stop(&mut self) {
-        self.0.stop();
-    }
-
-    fn start_again(&mut self) {
-        self.0.start_again();
-    }
-
-    fn freeze(&self) {
-        self.0.freeze();
-    }
-
-    fn thaw(&self) {
-        self.0.thaw();
     }
 }
 

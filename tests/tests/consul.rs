@@ -2,8 +2,8 @@
 //! agent): what the conformance suite does not cover. Patroni's session
 //! (TTL `ttl / 2`, lock delay, `delete`, no checks), keys without the
 //! leading slash, a session Consul forgot, the agent's `session_ttl_min`,
-//! ACL tokens, an unreachable agent, and `register_service` following a
-//! switchover in the catalogue.
+//! ACL tokens, https with a client certificate, an unreachable agent, and
+//! `register_service` following a switchover in the catalogue.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use palisade_plugin_api::ErrorKind;
 use palisade_test_support::wait_until;
 use palisade_tests::cluster::{Cluster, ClusterSpec};
 use palisade_tests::conformance::{DcsFixture, MEMBER_JSON};
-use palisade_tests::consul::{ConsulOptions, RawConsul};
+use palisade_tests::consul::{ConsulOptions, ConsulTls, RawConsul};
 use palisade_tests::consul_plugin::{test_options, ConsulFixture};
 use palisade_tests::ctl::palisadectl;
 use palisade_tests::dcs::CONSUL;
@@ -165,4 +165,43 @@ fn register_service_tags_follow_a_switchover() {
     cluster.wait_streaming(&candidate, 2, Duration::from_secs(120));
     let moved = wait_until(Duration::from_secs(30), || catalogue_shows(&raw, &scope, &candidate, &members));
     assert!(moved, "after the switchover the catalogue shows {candidate} as primary: {:?}", tags(&raw, &scope));
+}
+
+/// `url` with https, `cacert`, `cert` and `key` against an agent that
+/// requires client certificates; `verify: false` without `cacert` skips the
+/// check of the agent's certificate; without a client certificate, or
+/// without trusting the agent's CA, it is a DCS error.
+#[test]
+fn https_with_a_client_certificate() {
+    let staging = palisade_test_support::Staging::new("consul-plugin-tls");
+    let dir = staging.path();
+    palisade_test_support::certs::ca(dir, "ca");
+    let (cert, key) = palisade_test_support::certs::leaf(dir, "ca", "consul");
+    let (client_cert, client_key) = palisade_test_support::certs::leaf(dir, "ca", "client");
+    let ca = dir.join("ca.crt");
+    let tls = ConsulTls { ca_file: ca.clone(), cert_file: cert, key_file: key, verify_incoming: true };
+    let f = ConsulFixture::start_with("consul-plugin-tls", ConsulOptions { tls: Some(tls), ..test_options() });
+    let url = f.consul().https_url();
+    let section = |extra: &str| format!(r#"{{"url":"{url}"{extra}}}"#);
+    let files =
+        format!(r#","cacert":"{}","cert":"{}","key":"{}""#, ca.display(), client_cert.display(), client_key.display());
+    let n1 = f.dcs_with(f.params_with("n1", None, section(&files)));
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    assert_eq!(f.read_raw("leader").as_deref(), Some(b"n1".as_slice()));
+
+    let unchecked = format!(r#","verify":"false","cert":"{}","key":"{}""#, client_cert.display(), client_key.display());
+    let n2 = f.dcs_with(f.params_with("n2", None, section(&unchecked)));
+    assert_eq!(n2.get_cluster().unwrap().leader.map(|l| l.name).as_deref(), Some("n1"));
+
+    let no_client_cert = format!(r#","cacert":"{}""#, ca.display());
+    let n3 = f.dcs_with(f.params_with("n3", None, section(&no_client_cert)));
+    let err = n3.get_cluster().expect_err("the agent wants a client certificate");
+    assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{}", err.message);
+
+    let untrusted = format!(r#","cert":"{}","key":"{}""#, client_cert.display(), client_key.display());
+    let n4 = f.dcs_with(f.params_with("n4", None, section(&untrusted)));
+    let err = n4.get_cluster().expect_err("the agent's CA is not trusted");
+    assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{}", err.message);
+    assert!(err.message.contains(&url), "the error names the agent: {}", err.message);
 }

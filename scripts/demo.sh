@@ -3,10 +3,12 @@
 # 15 servers, three palisade daemons. Everything lives in $DEMO_DIR (default
 # /var/tmp/palisade-demo) and runs as the unprivileged user 'palisade'.
 #
-# DCS=etcd3 (default), DCS=etcd or DCS=zookeeper chooses the DCS: etcd
-# through its v3 API, etcd through its v2 API (started with
-# --enable-v2=true), or a standalone ZooKeeper (the Debian package's jars,
-# run with java, own port and data directory). The nodes' configurations
+# DCS=etcd3 (default), DCS=etcd, DCS=zookeeper or DCS=consul chooses the
+# DCS: etcd through its v3 API, etcd through its v2 API (started with
+# --enable-v2=true), a standalone ZooKeeper (the Debian package's jars,
+# run with java, own port and data directory), or the Consul test double
+# (tests/doubles/consul: not Consul, a stand-in serving the part of its
+# HTTP API Patroni uses; the nodes register their services). The nodes' configurations
 # get the matching section and the matching plugin is installed. A demo
 # keeps its DCS until `scripts/demo.sh clean`.
 #
@@ -26,6 +28,7 @@ PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 ETCD_CLIENT=12379
 ETCD_PEER=12380
 ZK_CLIENT=12181
+CONSUL_HTTP=18500
 SCOPE=demo
 # The DCS of a demo already set up wins over $DCS (see dcs_kind).
 DCS_FILE="$DEMO_DIR/dcs"
@@ -57,8 +60,8 @@ dcs_kind() {
     fi
     kind="${kind:-etcd3}"
     case "$kind" in
-        etcd3 | etcd | zookeeper) echo "$kind" ;;
-        *) echo "DCS=$kind: expected etcd3, etcd or zookeeper" >&2; exit 2 ;;
+        etcd3 | etcd | zookeeper | consul) echo "$kind" ;;
+        *) echo "DCS=$kind: expected etcd3, etcd, zookeeper or consul" >&2; exit 2 ;;
     esac
 }
 
@@ -68,6 +71,7 @@ dcs_plugin() {
         etcd3) echo dcs_etcd3 ;;
         etcd) echo dcs_etcd ;;
         zookeeper) echo dcs_zookeeper ;;
+        consul) echo dcs_consul ;;
     esac
 }
 
@@ -77,6 +81,7 @@ dcs_section() {
         etcd3) printf 'etcd3:\n  hosts: 127.0.0.1:%s\n' "$ETCD_CLIENT" ;;
         etcd) printf 'etcd:\n  hosts: 127.0.0.1:%s\n' "$ETCD_CLIENT" ;;
         zookeeper) printf 'zookeeper:\n  hosts:\n    - 127.0.0.1:%s\n' "$ZK_CLIENT" ;;
+        consul) printf 'consul:\n  host: 127.0.0.1:%s\n  register_service: true\n' "$CONSUL_HTTP" ;;
     esac
 }
 
@@ -84,6 +89,7 @@ dcs_ports() {
     case "$1" in
         etcd3 | etcd) echo "$ETCD_CLIENT $ETCD_PEER" ;;
         zookeeper) echo "$ZK_CLIENT" ;;
+        consul) echo "$CONSUL_HTTP" ;;
     esac
 }
 
@@ -104,6 +110,11 @@ leader() {
         zookeeper)
             # zkCli prints the value after its connection event.
             zk_cli get "$key" | awk 'f { print } /^WatchedEvent state:SyncConnected/ { f = 1 }' | head -1
+            ;;
+        consul)
+            # Consul KV keys have no leading slash; ?raw gives the bare value.
+            curl -s "http://127.0.0.1:$CONSUL_HTTP/v1/kv${key}?raw"
+            echo
             ;;
     esac
 }
@@ -142,6 +153,24 @@ start_dcs() {
                 sleep 0.2
             done
             echo "ZooKeeper did not come up on port $ZK_CLIENT; see $DEMO_DIR/log/zookeeper.log" >&2
+            exit 1
+            ;;
+        consul)
+            # The Consul test double, started as an agent would be.
+            if [ ! -x "$ROOT/target/debug/consul-test-double" ]; then
+                echo "DCS=consul needs target/debug/consul-test-double: cargo build -p consul-test-double" >&2
+                exit 1
+            fi
+            mkdir -p "$DEMO_DIR/consul/data" "$DEMO_DIR/bin"
+            install -m 755 "$ROOT/target/debug/consul-test-double" "$DEMO_DIR/bin/"
+            # session_ttl_min below Consul's 10 s: the demo's ttl 10 makes sessions of 5 s.
+            printf '{"datacenter": "dc1", "node_name": "demo", "server": true, "session_ttl_min": "1s", "ports": {"http": %s}}\n' \
+                "$CONSUL_HTTP" >"$DEMO_DIR/consul/consul.json"
+            chown -R "$USER_NAME:$USER_NAME" "$DEMO_DIR/consul"
+            as_user bash -c "nohup '$DEMO_DIR/bin/consul-test-double' agent -config-file '$DEMO_DIR/consul/consul.json' \
+                -data-dir '$DEMO_DIR/consul/data' >>'$DEMO_DIR/log/consul.log' 2>&1 </dev/null & echo \$! >'$DEMO_DIR/run/dcs.pid'"
+            for _ in $(seq 50); do curl -s "http://127.0.0.1:$CONSUL_HTTP/v1/status/leader" | grep -q ':' && return; sleep 0.2; done
+            echo "the Consul test double did not come up on port $CONSUL_HTTP; see $DEMO_DIR/log/consul.log" >&2
             exit 1
             ;;
     esac

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::consul::ConsulDcs;
 use crate::etcd::EtcdServer;
 use crate::exhibitor::{ExhibitorEndpoint, ServerList};
 use crate::zookeeper::{RawZk, ZooKeeperServer};
@@ -136,8 +137,24 @@ pub const EXHIBITOR: DcsBackend = DcsBackend {
     },
 };
 
+/// Consul (`dcs-consul`): the Consul test double (`tests/doubles/consul`,
+/// not a real agent), with `session_ttl_min` low enough for the tests'
+/// short `ttl`. Every node registers its service (`register_service`), so
+/// the cluster tests exercise that too.
+pub const CONSUL: DcsBackend = DcsBackend {
+    name: "consul",
+    plugin_file: "libpalisade_dcs_consul.so",
+    patroni_extra: "consul",
+    start: |label| {
+        Box::new(
+            ConsulDcs::start_with(label, crate::consul_plugin::test_options())
+                .with_section_extra("  register_service: true\n"),
+        )
+    },
+};
+
 /// Every enrolled backend, the default first.
-pub const BACKENDS: &[DcsBackend] = &[ETCD3, ETCD, ZOOKEEPER, EXHIBITOR];
+pub const BACKENDS: &[DcsBackend] = &[ETCD3, ETCD, ZOOKEEPER, EXHIBITOR, CONSUL];
 
 /// The backend called `name`.
 pub fn backend(name: &str) -> Option<DcsBackend> {

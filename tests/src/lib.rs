@@ -12,6 +12,7 @@ pub mod backup;
 pub mod cluster;
 pub mod conformance;
 pub mod consul;
+pub mod consul_plugin;
 pub mod ctl;
 pub mod dcs;
 pub mod diverge;

@@ -25,3 +25,8 @@ mod etcd2 {
 mod memory {
     palisade_tests::dcs_conformance_tests!(palisade_tests::memory::MemoryFixture::start);
 }
+
+/// The Consul plugin on the Consul test double (not a real agent).
+mod consul {
+    palisade_tests::dcs_conformance_tests!(|| palisade_tests::consul_plugin::ConsulFixture::start("conformance"));
+}

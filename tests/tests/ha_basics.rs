@@ -29,6 +29,7 @@ macro_rules! on {
 on!(etcd3 = palisade_tests::dcs::ETCD3);
 on!(etcd = palisade_tests::dcs::ETCD);
 on!(zookeeper = palisade_tests::dcs::ZOOKEEPER);
+on!(consul = palisade_tests::dcs::CONSUL);
 
 /// ERROR lines these scenarios may legitimately log.
 const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];

@@ -28,6 +28,7 @@ on!(etcd3 = palisade_tests::dcs::ETCD3);
 on!(etcd = palisade_tests::dcs::ETCD);
 on!(zookeeper = palisade_tests::dcs::ZOOKEEPER);
 on!(exhibitor = palisade_tests::dcs::EXHIBITOR);
+on!(consul = palisade_tests::dcs::CONSUL);
 
 fn spec(dcs: DcsBackend) -> ClusterSpec {
     ClusterSpec { dcs, ..ClusterSpec::default() }.with_patroni_node2()

@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use palisade_test_support::{free_port, target_dir, wait_until, ProcessGuard, Staging};
+use palisade_test_support::{free_port, target_dir, ProcessGuard, ServerProcess, Staging};
 use serde_json::Value;
 
 use crate::http::{request, Response};
@@ -53,7 +52,7 @@ pub struct ConsulServer {
     port: u16,
     https_port: Option<u16>,
     options: ConsulOptions,
-    process: Option<ProcessGuard>,
+    process: ServerProcess,
     starts: u32,
 }
 
@@ -67,7 +66,14 @@ impl ConsulServer {
     pub fn start_with(label: &str, options: ConsulOptions) -> Self {
         let staging = Staging::new(&format!("consul-{label}"));
         let https_port = options.tls.as_ref().map(|_| free_port());
-        let mut server = ConsulServer { staging, port: free_port(), https_port, options, process: None, starts: 0 };
+        let mut server = ConsulServer {
+            staging,
+            port: free_port(),
+            https_port,
+            options,
+            process: ServerProcess::default(),
+            starts: 0,
+        };
         let mut config = serde_json::json!({
             "datacenter": "dc1",
             "node_name": format!("consul-{label}"),
@@ -139,7 +145,6 @@ impl ConsulServer {
     /// Start the agent again after [`ConsulServer::stop`] (same port, same
     /// data) and wait until it answers.
     pub fn start_again(&mut self) {
-        assert!(self.process.is_none(), "the Consul double is already running");
         self.starts += 1;
         let binary = consul_double_binary();
         assert!(
@@ -165,50 +170,35 @@ impl ConsulServer {
             .stderr(Stdio::from(log_err));
         let guard = ProcessGuard::spawn(&format!("consul-double:{}", self.port), cmd)
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        self.process = Some(guard);
+        self.process.start(guard);
         let port = self.port;
-        let ready = wait_until(START_TIMEOUT, || {
-            if !self.process.as_mut().is_some_and(|p| p.alive()) {
-                return true;
-            }
-            leader_known(port)
-        });
-        let alive = self.process.as_mut().is_some_and(|p| p.alive());
-        if !(ready && alive && leader_known(port)) {
+        if !self.process.wait_up(START_TIMEOUT, || leader_known(port)) {
             panic!("the Consul double did not come up on port {port} (start #{}):\n{}", self.starts, self.log_tail(50));
         }
     }
 
     /// Stop the agent (SIGTERM, then SIGKILL); the data stays for `start_again`.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(10));
-        }
+        self.process.stop();
     }
 
     /// SIGKILL the agent, as a crash would; the data stays for `start_again`.
     pub fn kill9(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9();
-        }
+        self.process.kill9();
     }
 
     /// Freeze the agent (SIGSTOP): it keeps its socket but answers nothing.
     pub fn freeze(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGSTOP);
-        }
+        self.process.freeze();
     }
 
     /// Undo [`ConsulServer::freeze`].
     pub fn thaw(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGCONT);
-        }
+        self.process.thaw();
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.alive())
+        self.process.is_running()
     }
 
     /// A raw client (with the management token when ACLs are on).
@@ -219,8 +209,6 @@ impl ConsulServer {
 
 impl Drop for ConsulServer {
     fn drop(&mut self) {
-        // A frozen process does not act on SIGTERM until it runs again.
-        self.thaw();
         if std::thread::panicking() {
             eprintln!("--- Consul double log (last lines):\n{}", self.log_tail(40));
         }

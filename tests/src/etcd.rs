@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use palisade_test_support::{free_port, wait_until, ProcessGuard, Staging};
+use palisade_test_support::{free_port, ProcessGuard, ServerProcess, Staging};
 
 /// The etcd binary (`PALISADE_ETCD`, default `/usr/bin/etcd`).
 pub fn etcd_binary() -> PathBuf {
@@ -44,7 +43,7 @@ pub struct EtcdServer {
     name: String,
     client_port: u16,
     peer_port: u16,
-    process: Option<ProcessGuard>,
+    process: ServerProcess,
     starts: u32,
 }
 
@@ -70,7 +69,7 @@ impl EtcdServer {
             name: format!("etcd-{label}"),
             client_port: free_port(),
             peer_port: free_port(),
-            process: None,
+            process: ServerProcess::default(),
             starts: 0,
         };
         server.start_again();
@@ -104,7 +103,6 @@ impl EtcdServer {
     /// Start etcd again after [`EtcdServer::stop`] (same ports, same data)
     /// and wait until it answers.
     pub fn start_again(&mut self) {
-        assert!(self.process.is_none(), "etcd is already running");
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -148,45 +146,32 @@ impl EtcdServer {
         }
         let guard =
             ProcessGuard::spawn(&self.name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", etcd_binary().display()));
-        self.process = Some(guard);
+        self.process.start(guard);
         let port = self.client_port;
         // Over TLS an open port has to do: /health would need a client certificate.
         let check = if self.tls.is_some() { listening } else { healthy };
-        let ready = wait_until(START_TIMEOUT, || {
-            if !self.process.as_mut().is_some_and(|p| p.alive()) {
-                return true;
-            }
-            check(port)
-        });
-        let alive = self.process.as_mut().is_some_and(|p| p.alive());
-        if !(ready && alive && check(port)) {
+        if !self.process.wait_up(START_TIMEOUT, || check(port)) {
             panic!("etcd did not come up on port {port} (start #{}):\n{}", self.starts, self.log());
         }
     }
 
     /// Stop etcd (SIGTERM, then SIGKILL); the data stays for `start_again`.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(10));
-        }
+        self.process.stop();
     }
 
     /// Freeze etcd (SIGSTOP): it keeps its sockets but answers nothing.
     pub fn freeze(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGSTOP);
-        }
+        self.process.freeze();
     }
 
     /// Undo [`EtcdServer::freeze`].
     pub fn thaw(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGCONT);
-        }
+        self.process.thaw();
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.alive())
+        self.process.is_running()
     }
 
     /// A raw etcd client, to check what a plugin wrote or to write behind
@@ -203,8 +188,6 @@ impl EtcdServer {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
-        // A frozen process does not act on SIGTERM until it runs again.
-        self.thaw();
         self.stop();
     }
 }

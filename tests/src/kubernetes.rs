@@ -15,8 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use palisade_test_support::{free_port, target_dir, wait_until, ProcessGuard, Staging};
+use palisade_test_support::{free_port, target_dir, ProcessGuard, ServerProcess, Staging};
 use serde_json::{json, Value};
 
 use crate::dcs::TestDcs;
@@ -41,7 +40,7 @@ pub struct KubernetesServer {
     label: String,
     port: u16,
     token: String,
-    process: Option<ProcessGuard>,
+    process: ServerProcess,
     starts: u32,
     watch_history: usize,
     args: Vec<String>,
@@ -77,7 +76,7 @@ impl KubernetesServer {
             label: label.to_string(),
             port: free_port(),
             token,
-            process: None,
+            process: ServerProcess::default(),
             starts: 0,
             watch_history,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -134,7 +133,6 @@ impl KubernetesServer {
     /// Start the double again after [`KubernetesServer::stop`] (same port,
     /// token and data) and wait until it answers.
     pub fn start_again(&mut self) {
-        assert!(self.process.is_none(), "the Kubernetes double is already running");
         self.starts += 1;
         let bin = binary();
         assert!(bin.exists(), "{} is missing: run `cargo build -p kubernetes-test-double` first", bin.display());
@@ -159,7 +157,7 @@ impl KubernetesServer {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
         let name = format!("k8s-{}", self.label);
-        self.process = Some(ProcessGuard::spawn(&name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", bin.display())));
+        self.process.start(ProcessGuard::spawn(&name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", bin.display())));
         let port = self.port;
         // Over TLS an open port has to do.
         let tls = self.tls();
@@ -170,9 +168,7 @@ impl KubernetesServer {
                 http::get(port, "/healthz").is_ok_and(|r| r.status == 200)
             }
         };
-        let ready = wait_until(START_TIMEOUT, || !self.process.as_mut().is_some_and(|p| p.alive()) || up());
-        let alive = self.process.as_mut().is_some_and(|p| p.alive());
-        if !(ready && alive && up()) {
+        if !self.process.wait_up(START_TIMEOUT, up) {
             panic!(
                 "the Kubernetes double did not come up on port {port} (start #{}):\n{}",
                 self.starts,
@@ -185,34 +181,26 @@ impl KubernetesServer {
 
     /// Stop it (SIGTERM, then SIGKILL); the data stays for `start_again`.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(10));
-        }
+        self.process.stop();
     }
 
     /// SIGKILL it, as a crash would; the data stays for `start_again`.
     pub fn kill9(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9();
-        }
+        self.process.kill9();
     }
 
     /// Freeze it (SIGSTOP): its socket stays open, nothing answers.
     pub fn freeze(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGSTOP);
-        }
+        self.process.freeze();
     }
 
     /// Undo [`KubernetesServer::freeze`].
     pub fn thaw(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGCONT);
-        }
+        self.process.thaw();
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.alive())
+        self.process.is_running()
     }
 
     /// A raw client with the server's token.

@@ -13,9 +13,8 @@ use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use palisade_plugin_api::{Dcs, DcsParams, DcsTiming};
-use palisade_test_support::{command_as_test_user, free_port, wait_until, ProcessGuard, Staging};
+use palisade_test_support::{command_as_test_user, free_port, ProcessGuard, ServerProcess, Staging};
 use zookeeper_client as zk;
 
 use crate::conformance::DcsFixture;
@@ -58,7 +57,7 @@ pub struct ZooKeeperServer {
     name: String,
     port: u16,
     tls: Option<ZooKeeperTls>,
-    process: Option<ProcessGuard>,
+    process: ServerProcess,
     starts: u32,
 }
 
@@ -82,7 +81,7 @@ impl ZooKeeperServer {
             name: format!("zookeeper-{label}"),
             port: free_port(),
             tls: None,
-            process: None,
+            process: ServerProcess::default(),
             starts: 0,
         };
         let data = server.staging.dir("data", 0o700);
@@ -147,7 +146,6 @@ impl ZooKeeperServer {
     /// Start ZooKeeper again after [`ZooKeeperServer::stop`] (same port,
     /// same data) and wait until it answers.
     pub fn start_again(&mut self) {
-        assert!(self.process.is_none(), "ZooKeeper is already running");
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -169,51 +167,35 @@ impl ZooKeeperServer {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
         let guard = ProcessGuard::spawn(&self.name, cmd).unwrap_or_else(|e| panic!("start ZooKeeper (java): {e}"));
-        self.process = Some(guard);
+        self.process.start(guard);
         let port = self.port;
-        let ready = wait_until(START_TIMEOUT, || {
-            if !self.process.as_mut().is_some_and(|p| p.alive()) {
-                return true;
-            }
-            four_letter(port, "ruok").is_some_and(|a| a == "imok")
-        });
-        let alive = self.process.as_mut().is_some_and(|p| p.alive());
-        if !(ready && alive) {
+        if !self.process.wait_up(START_TIMEOUT, || four_letter(port, "ruok").is_some_and(|a| a == "imok")) {
             panic!("ZooKeeper did not come up on port {port} (start #{}):\n{}", self.starts, self.log());
         }
     }
 
     /// Stop ZooKeeper (SIGTERM, then SIGKILL); the data stays for `start_again`.
     pub fn stop(&mut self) {
-        self.thaw();
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(10));
-        }
+        self.process.stop();
     }
 
     /// Kill ZooKeeper with SIGKILL; the data stays for `start_again`.
     pub fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9();
-        }
+        self.process.kill9();
     }
 
     /// Freeze ZooKeeper (SIGSTOP): it keeps its sockets but answers nothing.
     pub fn freeze(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGSTOP);
-        }
+        self.process.freeze();
     }
 
     /// Undo [`ZooKeeperServer::freeze`].
     pub fn thaw(&self) {
-        if let Some(p) = &self.process {
-            p.signal(Signal::SIGCONT);
-        }
+        self.process.thaw();
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.alive())
+        self.process.is_running()
     }
 
     /// A raw client of this ZooKeeper, without authentication.

@@ -403,3 +403,65 @@ pub fn target_dir() -> PathBuf {
 pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(std::env::var("PALISADE_PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string()))
 }
+
+/// The process of a server that tests stop, kill, freeze and start again
+/// (etcd, ZooKeeper, the test doubles): empty while the server is down.
+/// Dropping it stops the process, thawing it first (a frozen process does
+/// not act on SIGTERM until it runs again).
+#[derive(Default)]
+pub struct ServerProcess(Option<ProcessGuard>);
+
+impl ServerProcess {
+    /// Take charge of a freshly spawned server, which must be the only one.
+    pub fn start(&mut self, guard: ProcessGuard) {
+        assert!(self.0.is_none(), "{} is already running", guard.name);
+        self.0 = Some(guard);
+    }
+
+    /// Whether the process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.0.as_mut().is_some_and(ProcessGuard::alive)
+    }
+
+    /// Wait until `up()` says the server answers (or the process died);
+    /// whether it is alive and answers.
+    pub fn wait_up(&mut self, timeout: Duration, up: impl Fn() -> bool) -> bool {
+        let ready = wait_until(timeout, || !self.is_running() || up());
+        ready && self.is_running() && up()
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        self.thaw();
+        if let Some(mut p) = self.0.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.0.take() {
+            p.kill9();
+        }
+    }
+
+    /// SIGSTOP: the sockets stay open, nothing answers.
+    pub fn freeze(&self) {
+        if let Some(p) = &self.0 {
+            p.signal(Signal::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT, undoing [`ServerProcess::freeze`].
+    pub fn thaw(&self) {
+        if let Some(p) = &self.0 {
+            p.signal(Signal::SIGCONT);
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

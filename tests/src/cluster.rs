@@ -258,6 +258,19 @@ pub fn stage_binaries(staging: &Staging, dcs: &DcsBackend) -> PathBuf {
     staging.path().join("bin")
 }
 
+/// What a cluster whose nodes are all run by Patroni needs staged: the
+/// ctl binaries when built (no plugins: the DCS may have no plugin yet).
+fn stage_binaries_for_patroni(staging: &Staging) -> PathBuf {
+    let target = target_dir();
+    for name in ["palisade", "palisadectl"] {
+        let path = target.join(name);
+        if path.exists() {
+            staging.install(&path, &format!("bin/{name}"));
+        }
+    }
+    staging.path().join("bin")
+}
+
 impl Cluster {
     /// Start the DCS and `spec.nodes` members; returns once the first node
     /// leads and every other node streams from it.
@@ -321,13 +334,16 @@ impl Cluster {
     pub fn prepare(label: &str, spec: ClusterSpec) -> Self {
         become_subreaper();
         let staging = Staging::new(label);
-        let bin = stage_binaries(&staging, &spec.dcs);
+        let all_patroni = matches!(spec.engine, Engine::Patroni { .. })
+            || (spec.patroni_venv.is_some() && (0..spec.nodes).all(|i| spec.patroni_nodes.contains(&i)));
+        let bin = if all_patroni { stage_binaries_for_patroni(&staging) } else { stage_binaries(&staging, &spec.dcs) };
         let dcs = (spec.dcs.start)(label);
         let scope = format!("{label}-{}", std::process::id());
         let allowed_errors = spec.allowed_errors.iter().map(|e| e.to_string()).collect();
         let mut cluster = Self { scope, dcs, nodes: Vec::new(), spec: spec.clone(), bin, staging, allowed_errors };
         for i in 0..spec.nodes {
             let node = cluster.make_node(i);
+            cluster.dcs.prepare_member(&cluster.scope, &node.name);
             cluster.nodes.push(node);
         }
         cluster
@@ -414,6 +430,7 @@ impl Cluster {
         };
         let mut cmd = command_as_test_user(daemon);
         cmd.arg(&node.config).stdout(log.try_clone().unwrap()).stderr(log).current_dir(self.staging.path());
+        cmd.envs(self.dcs.node_env());
         node.process = Some(ProcessGuard::spawn(&node.name, cmd).unwrap());
     }
 
@@ -471,6 +488,11 @@ impl Cluster {
     /// when the cluster runs on another DCS.
     pub fn etcd(&self) -> &EtcdServer {
         self.dcs.etcd().unwrap_or_else(|| panic!("this test needs etcd, not {}", self.spec.dcs.name))
+    }
+
+    /// The environment the DCS wants every daemon and ctl to have.
+    pub fn dcs_env(&self) -> Vec<(String, String)> {
+        self.dcs.node_env()
     }
 
     /// `--dcs-url` for palisadectl and patronictl.

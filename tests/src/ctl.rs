@@ -27,7 +27,7 @@ impl Output {
 pub fn run_with(cluster: &Cluster, program: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let config = cluster.nodes[0].config.clone();
     let mut cmd = Command::new(program);
-    cmd.arg("-c").arg(&config).args(args);
+    cmd.arg("-c").arg(&config).args(args).envs(cluster.dcs_env());
     run_command(cmd, program, stdin, env)
 }
 
@@ -39,6 +39,7 @@ pub fn run_bare(cluster: &Cluster, program: &Path, args: &[&str], env: &[(&str, 
     let _ = std::fs::create_dir_all(&home);
     let mut cmd = Command::new(program);
     cmd.args(args).env("HOME", &home).env_remove("XDG_CONFIG_HOME").env_remove("PATRONICTL_CONFIG_FILE");
+    cmd.envs(cluster.dcs_env());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI_")) {
         cmd.env_remove(k);
     }

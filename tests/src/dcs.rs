@@ -62,6 +62,16 @@ pub trait TestDcs: Send + Sync {
     fn etcd(&self) -> Option<&EtcdServer> {
         None
     }
+
+    /// Environment every daemon of the cluster (and its ctl) gets, e.g.
+    /// `KUBECONFIG` for Kubernetes. None by default.
+    fn node_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Make what member `name` of cluster `scope` needs in the store before
+    /// its daemon starts (on Kubernetes: its pod). Nothing by default.
+    fn prepare_member(&self, _scope: &str, _name: &str) {}
 }
 
 /// One DCS backend the cluster tests can run on.

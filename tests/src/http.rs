@@ -52,7 +52,8 @@ pub fn request(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Result<Response, String> {
+/// Parse a raw HTTP answer (chunked bodies joined).
+pub fn parse(raw: &[u8]) -> Result<Response, String> {
     let text = String::from_utf8_lossy(raw);
     let (head, rest) = text.split_once("\r\n\r\n").ok_or("no end of headers")?;
     let mut lines = head.lines();

@@ -19,6 +19,7 @@ pub mod etcd2;
 pub mod etcd3;
 pub mod exhibitor;
 pub mod http;
+pub mod kubernetes;
 pub mod memory;
 pub mod patroni;
 pub mod plugins;

@@ -84,7 +84,8 @@ pub fn venv(dir: &Path, requirements: &[&str]) -> PathBuf {
 /// tests run a mixed cluster on (`etcd3`; `etcd`, the v2 API; `zookeeper`,
 /// kazoo, which Exhibitor uses too) and psycopg2; it brings PyYAML and
 /// PrettyTable, which the differential tests use too.
-pub const PATRONI_REQUIREMENTS: [&str; 2] = ["patroni[etcd,etcd3,zookeeper]==4.1.*", "psycopg2-binary"];
+pub const PATRONI_REQUIREMENTS: [&str; 2] =
+    ["patroni[consul,etcd,etcd3,kubernetes,zookeeper]==4.1.*", "psycopg2-binary"];
 
 /// Where the Patroni virtualenv lives (`PALISADE_PATRONI_VENV`, default
 /// `/var/tmp/palisade-patroni-venv`).

@@ -28,6 +28,8 @@ on!(etcd3 = palisade_tests::dcs::ETCD3);
 on!(etcd = palisade_tests::dcs::ETCD);
 on!(zookeeper = palisade_tests::dcs::ZOOKEEPER);
 on!(exhibitor = palisade_tests::dcs::EXHIBITOR);
+on!(kubernetes = palisade_tests::dcs::KUBERNETES);
+on!(kubernetes_endpoints = palisade_tests::dcs::KUBERNETES_ENDPOINTS);
 
 fn spec(dcs: DcsBackend) -> ClusterSpec {
     ClusterSpec { dcs, ..ClusterSpec::default() }.with_patroni_node2()

@@ -87,13 +87,44 @@ pub(crate) fn status_changes(value: &str) -> PluginResult<Changes> {
     Ok(c)
 }
 
-/// Every annotation of an object as one JSON object of strings (the
-/// failover and sync objects): what Patroni hands to `from_node`.
-pub(crate) fn as_json(annotations: &Annotations, keys: &[&str]) -> String {
-    let m: Map<String, Value> = annotations
+/// The failover object's annotations, in the order Patroni's JSON has them.
+pub(crate) const FAILOVER_KEYS: [&str; 3] = ["leader", "member", "scheduled_at"];
+/// The sync object's annotations, in the order the JSON has them.
+pub(crate) const SYNC_KEYS: [&str; 3] = ["leader", "quorum", "sync_standby"];
+
+/// The failover object's annotations as the JSON value the other stores
+/// hold: the fields there are, strings as stored; no field at all is the
+/// cleared failover (an empty value).
+pub(crate) fn failover_json(annotations: &Annotations) -> String {
+    let m: Map<String, Value> = FAILOVER_KEYS
         .iter()
-        .filter(|(k, _)| keys.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .filter_map(|k| annotations.get(*k).map(|v| (k.to_string(), Value::String(v.clone()))))
+        .collect();
+    if m.is_empty() {
+        return String::new();
+    }
+    Value::Object(m).to_string()
+}
+
+/// The sync object's annotations as the JSON value the other stores hold
+/// (`{"leader":..,"quorum":..,"sync_standby":..}`, null where missing; a
+/// numeric `quorum` as a number), `{}` when it has none (deleted state).
+pub(crate) fn sync_json(annotations: &Annotations) -> String {
+    if !SYNC_KEYS.iter().any(|k| annotations.contains_key(*k)) {
+        return "{}".into();
+    }
+    let m: Map<String, Value> = SYNC_KEYS
+        .iter()
+        .map(|k| {
+            let value = match annotations.get(*k) {
+                None => Value::Null,
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if *k == "quorum" => Value::from(n),
+                    _ => Value::String(v.clone()),
+                },
+            };
+            (k.to_string(), value)
+        })
         .collect();
     Value::Object(m).to_string()
 }
@@ -157,7 +188,8 @@ mod tests {
         );
         assert!(failover_changes("[1]").is_err());
         let a = ann(&[("member", "n2"), ("leader", "n1"), ("other", "x")]);
-        assert_eq!(as_json(&a, &["leader", "member", "scheduled_at"]), r#"{"leader":"n1","member":"n2"}"#);
+        assert_eq!(failover_json(&a), r#"{"leader":"n1","member":"n2"}"#);
+        assert_eq!(failover_json(&ann(&[("other", "x")])), "");
     }
 
     #[test]
@@ -167,10 +199,12 @@ mod tests {
         let c = sync_changes(r#"{"leader":null,"quorum":0,"sync_standby":null}"#).unwrap();
         assert_eq!(c, changes(&[("leader", None), ("quorum", None), ("sync_standby", None)]));
         let a = ann(&[("leader", "n1"), ("quorum", "1"), ("sync_standby", "n2")]);
+        assert_eq!(sync_json(&a), r#"{"leader":"n1","quorum":1,"sync_standby":"n2"}"#);
         assert_eq!(
-            as_json(&a, &["leader", "sync_standby", "quorum"]),
-            r#"{"leader":"n1","quorum":"1","sync_standby":"n2"}"#
+            sync_json(&ann(&[("leader", "n1"), ("quorum", "0")])),
+            r#"{"leader":"n1","quorum":0,"sync_standby":null}"#
         );
+        assert_eq!(sync_json(&ann(&[])), "{}");
     }
 
     #[test]
@@ -197,7 +231,7 @@ mod tests {
         let a = ann(&[("optime", "not-a-number"), ("slots", "{broken")]);
         assert_eq!(status_json(&a).unwrap(), r#"{"optime":"not-a-number","slots":"{broken"}"#);
         let a = ann(&[("leader", "\u{1}\"x"), ("quorum", "many")]);
-        assert_eq!(as_json(&a, &["leader", "quorum"]), r#"{"leader":"\u0001\"x","quorum":"many"}"#);
+        assert_eq!(sync_json(&a), r#"{"leader":"\u0001\"x","quorum":"many","sync_standby":null}"#);
     }
 
     #[test]

@@ -117,11 +117,12 @@ fn in_cluster_available() -> bool {
 }
 
 /// Patroni's order: the in-cluster configuration when the service
-/// environment and token are there, else the kubeconfig (`KUBECONFIG` or
+/// environment and token are there (and no `kubeconfig` is set), else the
+/// kubeconfig (the `kubeconfig` file, else `KUBECONFIG` or
 /// `~/.kube/config`) with `context` (default: `kind-kind` when the file
 /// has it, as Patroni, else the file's current context).
 fn load_config(settings: &Settings) -> PluginResult<Config> {
-    let mut config = if in_cluster_available() {
+    let mut config = if settings.kubeconfig.is_none() && in_cluster_available() {
         let mut c = Config::incluster_env().map_err(|e| cfg_err(format!("in-cluster configuration: {e}")))?;
         if let Some(ca) = &settings.cacert {
             c.root_cert = Some(read_certs(ca)?);
@@ -129,11 +130,16 @@ fn load_config(settings: &Settings) -> PluginResult<Config> {
         }
         c
     } else {
-        let kubeconfig = Kubeconfig::read().map_err(|e| {
+        let read = match &settings.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path)
+                .map_err(|e| cfg_err(format!("kubeconfig: cannot read '{}': {e}", path.display())))?,
+            None => Kubeconfig::read().map_err(|e| {
             cfg_err(format!(
                 "not running in a Pod (no KUBERNETES_SERVICE_HOST/PORT and service-account token) and no usable kubeconfig: {e}"
             ))
-        })?;
+            })?,
+        };
+        let kubeconfig = read;
         let context = settings
             .context
             .clone()

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use palisade_plugin_api::sdk::pycompat::patroni::{parse_bool, parse_int};
+use palisade_plugin_api::sdk::pycompat::patroni::parse_int;
+use palisade_plugin_api::sdk::pycompat::py::truthy;
 use palisade_plugin_api::sdk::settings::{error, kind};
 use palisade_plugin_api::{PluginError, PluginResult};
 use serde_json::{Map, Value};
@@ -46,6 +47,9 @@ pub(crate) struct Settings {
     /// The kubeconfig context (`context`); `None`: Patroni's `kind-kind`
     /// when the kubeconfig has it, else its current context.
     pub context: Option<String>,
+    /// Palisade extension: the kubeconfig file to use (default: the
+    /// in-cluster configuration, else `KUBECONFIG` or `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
     /// Palisade extension: the leader lock is a coordination.k8s.io/v1 Lease.
     pub leader_lease: bool,
 }
@@ -67,11 +71,10 @@ fn nonempty(map: &Map<String, Value>, key: &str) -> PluginResult<Option<String>>
     Ok(string(map, key)?.filter(|s| !s.is_empty()))
 }
 
+/// Patroni reads its switches with Python's `bool()` (the host warns
+/// about strings that read otherwise than they spell).
 fn boolean(map: &Map<String, Value>, key: &str) -> PluginResult<bool> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(v) => parse_bool(v).ok_or_else(|| err(key, format!("expected a boolean, found {v}"))),
-    }
+    Ok(map.get(key).is_some_and(truthy))
 }
 
 /// A label map: keys and values as strings (Patroni applies `str()`).
@@ -205,6 +208,7 @@ impl Settings {
             retriable_http_codes: retriable(map),
             cacert,
             context: nonempty(map, "context")?,
+            kubeconfig: nonempty(map, "kubeconfig")?.map(PathBuf::from),
             leader_lease: boolean(map, "leader_lease")?,
         };
         if settings.leader_lease && settings.use_endpoints {
@@ -252,7 +256,7 @@ mod tests {
                 "leader_label_value":"master","follower_label_value":"standby","tmp_role_label":"tmp",
                 "namespace":"db","use_endpoints":"true","pod_ip":"10.0.0.7","bypass_api_service":true,
                 "ports":[{"name":"postgresql","port":"5433"}],"retriable_http_codes":"401, 502",
-                "bootstrap_labels":{"bootstrapping":true},"context":"ctx"}"#,
+                "bootstrap_labels":{"bootstrapping":true},"context":"ctx","kubeconfig":"/k/config"}"#,
         )
         .unwrap();
         assert_eq!(s.label_selector(), "app=pg,cluster=demo,n=1");
@@ -266,6 +270,7 @@ mod tests {
         assert_eq!(s.retriable_http_codes, [429, 500, 503, 504, 401, 502]);
         assert_eq!(s.bootstrap_labels.get("bootstrapping").map(String::as_str), Some("True"));
         assert_eq!(s.context.as_deref(), Some("ctx"));
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/k/config")));
         let citus = Settings::parse(r#"{"labels":{}}"#, "demo", Some(2)).unwrap();
         assert_eq!(citus.label_selector(), "citus-group=2,cluster-name=demo");
     }
@@ -278,7 +283,6 @@ mod tests {
             (r#"{"pod_ip":"nope"}"#, "kubernetes.pod_ip: expected an IPv4 or IPv6 address"),
             (r#"{"ports":[{"port":0}]}"#, "kubernetes.ports.0.port: expected a port number"),
             (r#"{"ports":{"port":1}}"#, "kubernetes.ports: expected a list"),
-            (r#"{"use_endpoints":"maybe"}"#, "kubernetes.use_endpoints: expected a boolean"),
             (r#"{"namespace":[]}"#, "kubernetes.namespace: expected a string"),
             (r#"{"leader_lease":true,"use_endpoints":true}"#, "kubernetes.leader_lease: cannot be combined"),
             (r#"[]"#, "kubernetes: expected a mapping"),

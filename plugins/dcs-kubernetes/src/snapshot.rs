@@ -115,26 +115,30 @@ pub(crate) fn build(read: &Read<'_>, observed: &mut Observed, now: Instant) -> D
         let ttl =
             record.get(names::TTL).and_then(|t| t.trim().parse::<u64>().ok()).filter(|t| *t > 0).unwrap_or(read.ttl);
         let alive = observed.at.is_some_and(|at| at + Duration::from_secs(ttl) >= now);
-        let name = record.get(names::LEADER).filter(|n| !n.is_empty());
-        if let (true, Some(name)) = (alive, name) {
+        // An empty `leader` still holds the lock (as a key holding an
+        // empty value would); a missing one does not.
+        if let (true, Some(name)) = (alive, record.get(names::LEADER)) {
             s.leader =
                 Some(LeaderKey { name: name.clone(), version: rv_of(obj).unwrap_or_default(), session: String::new() });
         }
+        // Patroni's leader optime is the same annotation as the status'.
+        s.leader_optime = a.get(names::OPTIME).cloned();
     }
 
     if let Some(f) = by_name(read.names.failover()) {
-        let value = annotations::as_json(&annotations_of(f), &["leader", "member", "scheduled_at"]);
+        let value = annotations::failover_json(&annotations_of(f));
         s.failover = Some(VersionedValue { value, version: rv_of(f).unwrap_or_default() });
     }
     if let Some(sync) = by_name(read.names.sync()) {
-        let value = annotations::as_json(&annotations_of(sync), &["leader", "sync_standby", "quorum"]);
+        let value = annotations::sync_json(&annotations_of(sync));
         s.sync = Some(VersionedValue { value, version: rv_of(sync).unwrap_or_default() });
     }
 
     for pod in read.pods {
         let Some(name) = pod.metadata.name.clone() else { continue };
-        // A Pod without the annotation is a member without data, as in Patroni.
-        let value = annotations_of(pod).get(names::STATUS).cloned().unwrap_or_else(|| "{}".into());
+        // A Pod without the annotation has no member in it (yet): Patroni
+        // lists it with empty data, we leave it out.
+        let Some(value) = annotations_of(pod).get(names::STATUS).cloned() else { continue };
         s.members.push(MemberKey { name, value, version: rv_of(pod).unwrap_or_default(), session: String::new() });
     }
     s.members.sort_by(|a, b| a.name.cmp(&b.name));
@@ -192,11 +196,13 @@ mod tests {
         assert_eq!(s.failover, Some(VersionedValue { value: r#"{"member":"n2"}"#.into(), version: "13".into() }));
         assert_eq!(
             s.sync.as_ref().map(|v| v.value.as_str()),
-            Some(r#"{"leader":"n1","quorum":"0","sync_standby":"n2"}"#)
+            Some(r#"{"leader":"n1","quorum":0,"sync_standby":"n2"}"#)
         );
+        assert_eq!(s.leader_optime.as_deref(), Some("99"));
+        // n1's Pod has no status yet: no member.
         let members: Vec<_> =
             s.members.iter().map(|m| (m.name.as_str(), m.value.as_str(), m.version.as_str())).collect();
-        assert_eq!(members, [("n1", "{}", "20"), ("n2", r#"{"role":"replica"}"#, "21")]);
+        assert_eq!(members, [("n2", r#"{"role":"replica"}"#, "21")]);
     }
 
     /// The lock expires on the reader's side `ttl` after its record last
@@ -217,6 +223,10 @@ mod tests {
         // No leader annotation (deleted lock): no leader, whatever the time.
         let released = [obj("demo-leader", "7", &[("ttl", "10")])];
         assert!(build(&read(&names, &released, &[]), &mut observed, t0 + Duration::from_secs(12)).leader.is_none());
+        // An empty one written by somebody else holds the lock, until it expires.
+        let empty = [obj("demo-leader", "8", &[("leader", "")])];
+        let s = build(&read(&names, &empty, &[]), &mut observed, t0 + Duration::from_secs(13));
+        assert_eq!(s.leader.map(|l| l.name), Some(String::new()));
     }
 
     #[test]

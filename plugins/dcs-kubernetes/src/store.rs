@@ -119,7 +119,7 @@ impl Kubernetes {
     }
 
     /// Patroni keeps `ttl` as whole seconds.
-    fn ttl(&self) -> u64 {
+    pub(crate) fn ttl(&self) -> u64 {
         self.timing().ttl.as_secs().max(1)
     }
 
@@ -209,6 +209,10 @@ impl Kubernetes {
         let now = self.now_times();
         let (observed, mut version, cached) = {
             let memo = lock(&self.memo);
+            if self.held_by_another(&memo) {
+                tracing::info!("Could not take out TTL lock: {} holds it", self.leader_target().1);
+                return Ok(false);
+            }
             (memo.observed.record.clone(), memo.leader_rv.clone(), memo.leader.clone())
         };
         let mut record: Changes = [
@@ -258,6 +262,28 @@ impl Kubernetes {
                 self.remember_leader(fresh);
                 mine
             }
+            Err(Failure::AlreadyExists) if version.is_none() => {
+                // We never saw the object (a new client): take it only if
+                // it holds no lock at all; a holder must first be seen to
+                // stop renewing for ttl.
+                let (ar, name) = self.leader_target();
+                let fresh = self.get(&budget, ar, &name).await?;
+                self.remember_leader(fresh.clone());
+                match fresh {
+                    Some(obj) if !snapshot::record_of(&obj, self.lease_mode()).contains_key(names::LEADER) => {
+                        let rv = snapshot::rv_of(&obj);
+                        match self.write_lock(&budget, &record, rv.as_deref(), self.own_ips()).await {
+                            Ok(obj) => {
+                                self.remember_leader(Some(obj));
+                                true
+                            }
+                            Err(Failure::Conflict | Failure::AlreadyExists | Failure::NotFound) => false,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => false,
+                }
+            }
             Err(Failure::Conflict | Failure::AlreadyExists | Failure::NotFound) => false,
             Err(e) => return Err(e),
         };
@@ -265,6 +291,61 @@ impl Kubernetes {
             tracing::info!("Could not take out TTL lock");
         }
         Ok(acquired)
+    }
+
+    /// `take_leader`: the lock becomes ours whoever holds it (after a
+    /// bootstrap), a compare-and-set on the object as it is now.
+    async fn take(&self) -> Result<bool, Failure> {
+        let budget = self.budget();
+        let (ar, name) = self.leader_target();
+        for _ in 0..3 {
+            let fresh = self.get(&budget, ar, &name).await?;
+            let seen = fresh.as_ref().map(|o| snapshot::record_of(o, self.lease_mode())).unwrap_or_default();
+            let now = self.now_times();
+            let holder = seen.get(names::LEADER);
+            let mut transitions = seen.get(names::TRANSITIONS).and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(0);
+            let acquired = if holder == Some(&self.name) {
+                seen.get(names::ACQUIRE_TIME).filter(|a| !a.is_empty()).cloned().unwrap_or_else(|| now.clone())
+            } else {
+                if holder.is_some() {
+                    transitions += 1;
+                }
+                now.clone()
+            };
+            let record: Changes = [
+                (names::LEADER, self.name.clone()),
+                (names::TTL, self.ttl().to_string()),
+                (names::RENEW_TIME, now),
+                (names::ACQUIRE_TIME, acquired),
+                (names::TRANSITIONS, transitions.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Some(v)))
+            .collect();
+            let version = fresh.as_ref().and_then(snapshot::rv_of);
+            self.remember_leader(fresh);
+            match self.write_lock(&budget, &record, version.as_deref(), self.own_ips()).await {
+                Ok(obj) => {
+                    self.remember_leader(Some(obj));
+                    return Ok(true);
+                }
+                Err(Failure::Conflict | Failure::AlreadyExists | Failure::NotFound) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the last read showed a lock that is still alive (its record
+    /// changed less than its ttl ago) and not ours: Patroni leaves that
+    /// check to its HA loop, the contract asks the store to refuse.
+    fn held_by_another(&self, memo: &Memo) -> bool {
+        let record = &memo.observed.record;
+        let Some(holder) = record.get(names::LEADER) else { return false };
+        let ttl =
+            record.get(names::TTL).and_then(|t| t.trim().parse::<u64>().ok()).filter(|t| *t > 0).unwrap_or(self.ttl());
+        let alive = memo.observed.at.is_some_and(|at| at.elapsed() <= std::time::Duration::from_secs(ttl));
+        alive && holder != &self.name
     }
 
     async fn renew(&self) -> Result<bool, Failure> {
@@ -364,17 +445,28 @@ impl Kubernetes {
     }
 
     /// Patch annotations of the leader object (status, failsafe) without
-    /// a version; a missing object is left missing.
+    /// a version, creating the object (without a lock) when missing.
     async fn annotate_leader(&self, changes: &Changes) -> Result<bool, Failure> {
         let budget = self.budget();
         let (ar, name) = self.leader_target();
         let body = json!({ "metadata": self.metadata(Some(changes), None, false) });
-        match self.patch(&budget, ar, &name, body).await {
+        let written = match self.patch(&budget, ar, &name, body).await {
+            Err(Failure::NotFound) => {
+                // No leader object yet: one without a lock holds the state.
+                let mut body = json!({ "metadata": self.metadata(Some(changes), None, true) });
+                if self.lease_mode() {
+                    body["spec"] = json!({});
+                }
+                self.create(&budget, ar, &name, body).await
+            }
+            other => other,
+        };
+        match written {
             Ok(obj) => {
                 self.remember_leader(Some(obj));
                 Ok(true)
             }
-            Err(Failure::NotFound | Failure::Conflict) => Ok(false),
+            Err(Failure::NotFound | Failure::Conflict | Failure::AlreadyExists) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -525,7 +617,7 @@ impl Dcs for Kubernetes {
     }
 
     fn take_leader(&self) -> PluginResult<bool> {
-        self.run("take_leader", self.acquire())
+        self.run("take_leader", self.take())
     }
 
     fn delete_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
@@ -605,6 +697,16 @@ impl Dcs for Kubernetes {
             self.delete_collection(&budget, &self.kind).await?;
             if self.lease_mode() {
                 self.delete(&budget, &self.leases, &self.names.lease()).await?;
+            }
+            // The members' state goes too (Patroni leaves it on the Pods).
+            let (pods, _) = self.list(&budget, &self.pods).await?;
+            for pod in pods.iter().filter(|p| snapshot::annotations_of(p).contains_key(names::STATUS)) {
+                let Some(name) = pod.metadata.name.as_deref() else { continue };
+                let body = json!({"metadata": {"annotations": {names::STATUS: null}}});
+                match self.patch(&budget, &self.pods, name, body).await {
+                    Ok(_) | Err(Failure::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
             }
             *lock(&self.memo) = Memo::default();
             Ok(true)

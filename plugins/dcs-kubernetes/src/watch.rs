@@ -48,7 +48,8 @@ impl Kubernetes {
         false
     }
 
-    /// Wait up to `timeout` for a change; `true` when one came.
+    /// Wait up to `timeout` for a change; `true` when one came (or the
+    /// lock we saw expired meanwhile).
     pub(crate) async fn wait_for_change(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let lease_mode = self.settings.leader_lease;
@@ -60,12 +61,30 @@ impl Kubernetes {
                 if lease_mode { memo.leader.as_ref().and_then(snapshot::rv_of) } else { memo.list_rv.clone() };
             (version.unwrap_or_else(|| "0".into()), Seen { leader, config: memo.config.clone() })
         };
+        // Nothing in the store changes when a lock expires (its readers
+        // decide): wake when the lock we saw will have expired.
+        let expiry = {
+            let memo = lock(&self.memo);
+            let record = &memo.observed.record;
+            let ttl = record.get(names::TTL).and_then(|t| t.trim().parse::<u64>().ok()).filter(|t| *t > 0);
+            match (record.contains_key(names::LEADER), memo.observed.at) {
+                (true, Some(at)) => {
+                    Some(at + Duration::from_secs(ttl.unwrap_or(self.ttl())) + Duration::from_millis(50))
+                }
+                _ => None,
+            }
+        };
+        let deadline = match expiry {
+            Some(e) if e < deadline => e,
+            _ => deadline,
+        };
+        let expires = expiry.is_some_and(|e| e <= deadline);
         let (ar, _) = self.leader_target();
         let ar = ar.clone();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return false;
+                return expires;
             }
             let Some(client) = self.conn.current().await else { break };
             let secs = u32::try_from(remaining.as_secs() + 1).unwrap_or(u32::MAX);
@@ -81,7 +100,7 @@ impl Kubernetes {
                     tracing::debug!("cannot watch the leader object: {e}");
                     break;
                 }
-                Err(_) => return false,
+                Err(_) => return expires,
             };
             let mut stream = std::pin::pin!(stream);
             let outcome = tokio::time::timeout(remaining, async {
@@ -117,12 +136,12 @@ impl Kubernetes {
                     tracing::debug!("the watch ended: {e}");
                     break;
                 }
-                Err(_) => return false,
+                Err(_) => return expires,
             }
         }
         // No watch to be had (API down, resourceVersion too old): sleep
         // out the time; the next cycle reads everything afresh.
         tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-        false
+        expires
     }
 }

@@ -33,6 +33,9 @@ fn objects_and_annotations_are_patronis(mode: PluginMode) {
     let n1 = f.new_dcs("pg-1");
     let n2 = f.new_dcs("pg-2");
     assert!(n1.initialize(true, "7334206418375720421").unwrap());
+    // As in the HA loop, a read comes first (it finds our Pod, for the
+    // Endpoints' targetRef).
+    n1.get_cluster().unwrap();
     assert!(n1.attempt_to_acquire_leader().unwrap());
     assert!(n1.get_cluster().unwrap().leader.is_some());
     assert!(n1.touch_member(MEMBER_JSON).unwrap());
@@ -224,7 +227,7 @@ fn citus_groups_have_their_own_objects() {
     assert!(f.raw().get("configmaps", NAMESPACE, "demo-1-config").is_some());
     assert_eq!(labels_of(&f, "configmaps", "demo-1-leader")["citus-group"], "1");
     let s2 = g2.get_cluster().unwrap();
-    assert_eq!(s2.leader.map(|l| l.name).as_deref(), Some("w2"));
+    assert_eq!(s2.leader.as_ref().map(|l| l.name.as_str()), Some("w2"));
     assert!(s2.config.is_none() && s2.members.is_empty(), "group 2 sees none of group 1: {s2:?}");
 }
 

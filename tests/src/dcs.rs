@@ -142,7 +142,9 @@ pub const KUBERNETES: DcsBackend = DcsBackend {
     name: "kubernetes",
     plugin_file: "libpalisade_dcs_kubernetes.so",
     patroni_extra: "kubernetes",
-    start: |label| Box::new(crate::kubernetes::KubernetesDcs::start(label, crate::kubernetes::Mode::ConfigMaps)),
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::ConfigMaps, false))
+    },
 };
 
 /// Kubernetes with `use_endpoints: true`, on the test double.
@@ -150,7 +152,9 @@ pub const KUBERNETES_ENDPOINTS: DcsBackend = DcsBackend {
     name: "kubernetes-endpoints",
     plugin_file: "libpalisade_dcs_kubernetes.so",
     patroni_extra: "kubernetes",
-    start: |label| Box::new(crate::kubernetes::KubernetesDcs::start(label, crate::kubernetes::Mode::Endpoints)),
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::Endpoints, false))
+    },
 };
 
 /// Kubernetes with Palisade's `leader_lease: true` (the lock on a
@@ -160,7 +164,9 @@ pub const KUBERNETES_LEASE: DcsBackend = DcsBackend {
     name: "kubernetes-lease",
     plugin_file: "libpalisade_dcs_kubernetes.so",
     patroni_extra: "kubernetes",
-    start: |label| Box::new(crate::kubernetes_plugin::KubernetesLeaseDcs::start(label)),
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::ConfigMaps, true))
+    },
 };
 
 /// Every enrolled backend, the default first.

@@ -2,7 +2,7 @@
 //! loader, on a Kubernetes API test double of its own
 //! ([`crate::kubernetes`]): the [`DcsFixture`]s the conformance suite runs
 //! against in each of the plugin's modes (ConfigMaps, Endpoints, and the
-//! Palisade Lease extension), the [`TestDcs`] adapter for the Lease mode of
+//! Palisade Lease extension), the [`TestDcs`] adapter of all three modes for
 //! the cluster tests, and the pieces of the plugin's own tests.
 //!
 //! The suite's keys (`leader`, `config`, `members/<name>`...) are mapped
@@ -370,15 +370,19 @@ impl DcsFixture for KubernetesFixture {
     }
 }
 
-/// The Lease mode as a cluster-test backend: [`KubernetesDcs`] in
-/// ConfigMaps mode, with `leader_lease: true` and the lock read from the Lease.
-pub struct KubernetesLeaseDcs {
+/// The cluster tests' Kubernetes backend: [`KubernetesDcs`] (the double's
+/// adapter) in ConfigMaps or Endpoints mode, or, with `lease`, ConfigMaps
+/// with `leader_lease: true` and the lock read from the Lease. A member key
+/// written behind the daemons' backs gets its Pod first, as a StatefulSet
+/// would have made it.
+pub struct KubernetesTestDcs {
     inner: KubernetesDcs,
+    lease: bool,
 }
 
-impl KubernetesLeaseDcs {
-    pub fn start(label: &str) -> Self {
-        KubernetesLeaseDcs { inner: KubernetesDcs::start(label, Mode::ConfigMaps) }
+impl KubernetesTestDcs {
+    pub fn start(label: &str, mode: Mode, lease: bool) -> Self {
+        KubernetesTestDcs { inner: KubernetesDcs::start(label, mode), lease }
     }
 
     pub fn inner(&self) -> &KubernetesDcs {
@@ -394,9 +398,10 @@ fn split(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix("/service/")?.split_once('/')
 }
 
-impl TestDcs for KubernetesLeaseDcs {
+impl TestDcs for KubernetesTestDcs {
     fn yaml_section(&self) -> String {
-        format!("{}  leader_lease: true\n", self.inner.yaml_section())
+        let lease = if self.lease { "  leader_lease: true\n" } else { "" };
+        format!("{}{lease}", self.inner.yaml_section())
     }
 
     fn dcs_url(&self) -> String {
@@ -406,13 +411,16 @@ impl TestDcs for KubernetesLeaseDcs {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
         let (scope, rest) = split(key)?;
         match rest {
-            "leader" => self.keys(scope).read(rest),
+            "leader" if self.lease => self.keys(scope).read(rest),
             _ => self.inner.get(key),
         }
     }
 
     fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let mut out = self.inner.list(prefix);
+        if !self.lease {
+            return out;
+        }
         out.retain(|(k, _)| !k.ends_with("/leader"));
         if let Some(scope) = prefix.strip_prefix("/service/").map(|s| s.split('/').next().unwrap_or_default()) {
             let key = format!("/service/{scope}/leader");
@@ -428,7 +436,12 @@ impl TestDcs for KubernetesLeaseDcs {
 
     fn put(&self, key: &str, value: &[u8]) {
         match split(key) {
-            Some((scope, "leader")) => self.keys(scope).write("leader", value),
+            Some((scope, "leader")) if self.lease => self.keys(scope).write("leader", value),
+            Some((scope, rest)) if rest.starts_with("members/") => {
+                let name = &rest["members/".len()..];
+                self.inner.raw().create_pod(NAMESPACE, name, &labels(scope));
+                self.inner.put(key, value);
+            }
             _ => self.inner.put(key, value),
         }
     }

@@ -164,10 +164,26 @@ fn load_config(settings: &Settings) -> PluginResult<Config> {
     Ok(config)
 }
 
+/// kube's default stack less its trace layer (which logs every failed
+/// request at ERROR) and its retry layer (ours is `retriable_http_codes`
+/// within `retry_timeout`).
 fn client_for(config: Config) -> Result<Client, String> {
-    // The client's buffer task needs the runtime.
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    // The connector's resolver and pool need the runtime.
     let _guard = sdk::runtime().enter();
-    Client::try_from(config).map_err(|e| e.to_string())
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config.rustls_https_connector_with_connector(http).map_err(|e| e.to_string())?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(|e| e.to_string())?)
+        .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
+        .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }
 
 impl Connection {

@@ -27,10 +27,11 @@ mod memory {
 }
 
 /// The Kubernetes plugin on the Kubernetes API test double, in each mode.
-/// Three checks of the shared suite are about stores that keep each key
-/// as one value (garbage of any shape at any key, Patroni's byte layout
-/// of every key); on Kubernetes the failover, sync and status keys are
-/// several annotations each. The plugin's own tests
+/// Five checks of the shared suite are about stores that keep each key as
+/// one value of any shape and size (byte-exact values, 256 KiB values,
+/// garbage at any key, Patroni's byte layout of every key); on Kubernetes
+/// the failover, sync and status keys are several annotations each, and
+/// an object's annotations are limited to 256 KiB. The plugin's own tests
 /// (`tests/tests/kubernetes_plugin.rs`) check those parts the Kubernetes way.
 macro_rules! kubernetes_conformance {
     ($mode:expr) => {

@@ -334,9 +334,16 @@ impl Cluster {
     pub fn prepare(label: &str, spec: ClusterSpec) -> Self {
         become_subreaper();
         let staging = Staging::new(label);
+        // Nodes all run by Patroni on a DCS without a plugin yet: no plugins
+        // to stage (palisadectl needs the DCS plugin, so it is staged
+        // whenever it is built).
         let all_patroni = matches!(spec.engine, Engine::Patroni { .. })
             || (spec.patroni_venv.is_some() && (0..spec.nodes).all(|i| spec.patroni_nodes.contains(&i)));
-        let bin = if all_patroni { stage_binaries_for_patroni(&staging) } else { stage_binaries(&staging, &spec.dcs) };
+        let bin = if all_patroni && !spec.dcs.is_built(&target_dir()) {
+            stage_binaries_for_patroni(&staging)
+        } else {
+            stage_binaries(&staging, &spec.dcs)
+        };
         let dcs = (spec.dcs.start)(label);
         let scope = format!("{label}-{}", std::process::id());
         let allowed_errors = spec.allowed_errors.iter().map(|e| e.to_string()).collect();

@@ -44,6 +44,7 @@ pub struct KubernetesServer {
     process: Option<ProcessGuard>,
     starts: u32,
     watch_history: usize,
+    args: Vec<String>,
 }
 
 impl KubernetesServer {
@@ -56,6 +57,19 @@ impl KubernetesServer {
     /// Like [`KubernetesServer::start`], replaying at most `watch_history`
     /// changes to watches (older resourceVersions get 410 Expired).
     pub fn start_with(label: &str, watch_history: usize) -> Self {
+        Self::start_with_args(label, watch_history, &[])
+    }
+
+    /// Like [`KubernetesServer::start`], over HTTPS (`--tls`): the
+    /// kubeconfig names the CA ([`KubernetesServer::ca`]). [`RawKube`]
+    /// speaks plain HTTP only.
+    pub fn start_tls(label: &str) -> Self {
+        Self::start_with_args(label, 10_000, &["--tls"])
+    }
+
+    /// Like [`KubernetesServer::start_with`], with more command-line
+    /// options (`--bookmark-interval 1`, `--tls`...).
+    pub fn start_with_args(label: &str, watch_history: usize, args: &[&str]) -> Self {
         let staging = Staging::new(&format!("k8s-{label}"));
         let token = format!("test-token-{}-{}", std::process::id(), free_port());
         let mut s = KubernetesServer {
@@ -66,6 +80,7 @@ impl KubernetesServer {
             process: None,
             starts: 0,
             watch_history,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.start_again();
         s
@@ -75,9 +90,19 @@ impl KubernetesServer {
         self.port
     }
 
-    /// `http://127.0.0.1:<port>`.
+    fn tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls")
+    }
+
+    /// `http(s)://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA of a server started with [`KubernetesServer::start_tls`].
+    pub fn ca(&self) -> PathBuf {
+        self.staging.path().join("data/tls/ca.crt")
     }
 
     /// The bearer token the double checks.
@@ -130,12 +155,21 @@ impl KubernetesServer {
             .arg(&self.token)
             .arg("--watch-history")
             .arg(self.watch_history.to_string())
+            .args(&self.args)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
         let name = format!("k8s-{}", self.label);
         self.process = Some(ProcessGuard::spawn(&name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", bin.display())));
         let port = self.port;
-        let up = || http::get(port, "/healthz").is_ok_and(|r| r.status == 200);
+        // Over TLS an open port has to do.
+        let tls = self.tls();
+        let up = || {
+            if tls {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                http::get(port, "/healthz").is_ok_and(|r| r.status == 200)
+            }
+        };
         let ready = wait_until(START_TIMEOUT, || !self.process.as_mut().is_some_and(|p| p.alive()) || up());
         let alive = self.process.as_mut().is_some_and(|p| p.alive());
         if !(ready && alive && up()) {
@@ -519,3 +553,46 @@ impl TestDcs for KubernetesDcs {
         self.raw.create_pod(NAMESPACE, name, &Self::labels(scope));
     }
 }
+
+impl RawKube {
+    /// A raw client of the server a kubeconfig written by the double names
+    /// (its `server:` port and `token:`).
+    pub fn from_kubeconfig(path: &std::path::Path) -> RawKube {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("{}: no {name}", path.display()))
+        };
+        let server = field("server:");
+        let port = server.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("server {server}"));
+        RawKube { port, token: field("token:") }
+    }
+
+    /// A raw client of the double a cluster runs on (found through the
+    /// `KUBECONFIG` its daemons get).
+    pub fn of(dcs: &dyn TestDcs) -> RawKube {
+        let env = dcs.node_env();
+        let path = env.iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| v.clone()).expect("not a Kubernetes DCS");
+        RawKube::from_kubeconfig(std::path::Path::new(&path))
+    }
+}
+
+/// Kubernetes in Patroni's default mode (ConfigMaps), on the double. Not
+/// in [`crate::dcs::BACKENDS`] until the `dcs-kubernetes` plugin exists;
+/// clusters whose nodes are all Patroni run on it already.
+pub const KUBERNETES: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
+    name: "kubernetes",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| Box::new(KubernetesDcs::start(label, Mode::ConfigMaps)),
+};
+
+/// Kubernetes with `use_endpoints: true`, on the double (its own name,
+/// so that both modes can be enrolled; the section is `kubernetes`).
+pub const KUBERNETES_ENDPOINTS: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
+    name: "kubernetes_endpoints",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| Box::new(KubernetesDcs::start(label, Mode::Endpoints)),
+};

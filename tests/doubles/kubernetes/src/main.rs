@@ -27,6 +27,13 @@ struct Args {
     /// How many changes a watch can replay; watches from older resourceVersions get 410 Expired.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// Seconds between the BOOKMARK events of watches that allow them.
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval: u64,
+    /// Serve HTTPS: a CA and a certificate for 127.0.0.1 are made with the openssl command in
+    /// DATA_DIR/tls (kept across restarts); the kubeconfig names the CA.
+    #[arg(long, requires = "data_dir")]
+    tls: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +44,8 @@ fn main() -> std::process::ExitCode {
         data_dir: args.data_dir,
         token: args.token,
         watch_history: args.watch_history,
+        bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval.max(1)),
+        tls: args.tls,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

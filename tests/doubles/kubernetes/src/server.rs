@@ -19,6 +19,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub token: String,
     pub port: u16,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
 }
 
 impl Shared {
@@ -302,9 +304,48 @@ fn list(shared: &Shared, r: &'static Resource, ns: Option<&str>, query: &Query) 
             return Err(ApiError::new(410, "Expired", format!("too old resource version: {n} ({current})")));
         }
     }
-    let items: Vec<Value> = store.list(r, ns, &labels, &fields).into_iter().map(list_item).collect();
-    Ok(json!({"kind": list_kind(r), "apiVersion": r.api_version,
-        "metadata": {"resourceVersion": current.to_string()}, "items": items}))
+    let mut items: Vec<Value> = store.list(r, ns, &labels, &fields);
+    // Pages: `limit`, and `continue` with the token of the previous page
+    // (the position after its last item; a page reads the objects as they
+    // are now, not as they were when the first page was read).
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let after = decode_continue(token)
+            .ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {token}")))?;
+        items.retain(|o| position(o) > after);
+    }
+    let mut metadata = json!({"resourceVersion": current.to_string()});
+    let limit = match query.get("limit").filter(|l| !l.is_empty()) {
+        Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit: not a number: {l}")))?,
+        None => 0,
+    };
+    if limit > 0 && items.len() > limit {
+        let rest = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            metadata["continue"] = json!(encode_continue(&position(last)));
+            metadata["remainingItemCount"] = json!(rest);
+        }
+    }
+    let items: Vec<Value> = items.into_iter().map(list_item).collect();
+    Ok(json!({"kind": list_kind(r), "apiVersion": r.api_version, "metadata": metadata, "items": items}))
+}
+
+/// Where an object sorts in a list: (namespace, name).
+fn position(o: &Value) -> (String, String) {
+    let field = |f: &str| o.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or_default().to_string();
+    (field("namespace"), field("name"))
+}
+
+fn encode_continue((ns, name): &(String, String)) -> String {
+    format!("{ns}/{name}").bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_continue(token: &str) -> Option<(String, String)> {
+    let bytes: Option<Vec<u8>> =
+        (0..token.len()).step_by(2).map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (ns, name) = text.split_once('/')?;
+    Some((ns.to_string(), name.to_string()))
 }
 
 fn put(
@@ -443,6 +484,13 @@ struct WatchState {
     filter: WatchFilter,
     deadline: tokio::time::Instant,
     done: bool,
+    /// Changes up to this resourceVersion were sent (or are not for this
+    /// watch): later ones only, and the resourceVersion of a bookmark.
+    seen: u64,
+    /// `allowWatchBookmarks`: a BOOKMARK this often, and when the next is due.
+    bookmarks: Option<(Duration, tokio::time::Instant)>,
+    kind: &'static str,
+    api_version: &'static str,
 }
 
 fn expired(message: String) -> String {
@@ -463,12 +511,17 @@ fn watch(shared: Arc<Shared>, r: &'static Resource, ns: Option<&str>, query: &Qu
     let mut pending = VecDeque::new();
     let store = shared.store();
     let rx = store.events.subscribe();
+    let mut seen = store.resource_version();
     match store.watch_start(query.get("resourceVersion").unwrap_or_default()) {
         // A watch from a compacted resourceVersion is answered 200 with
         // one ERROR event carrying a 410 Expired Status, as the API server does.
         Err(e) if e.code == 410 => pending.push_back(event_line("ERROR", &e.status())),
         Err(e) => return error(&e),
-        Ok(WatchStart::After(rv)) => pending.extend(store.history_after(rv).iter().filter_map(|e| filter.line(e))),
+        Ok(WatchStart::After(rv)) => {
+            pending.extend(store.history_after(rv).iter().filter_map(|e| filter.line(e)));
+            // A resourceVersion ahead of the server: changes after it only.
+            seen = seen.max(rv);
+        }
         Ok(WatchStart::Current) => {
             for o in store.list(r, ns, &filter.labels, &filter.fields) {
                 pending.push_back(event_line("ADDED", &o));
@@ -483,8 +536,20 @@ fn watch(shared: Arc<Shared>, r: &'static Resource, ns: Option<&str>, query: &Qu
     }
     drop(store);
     let done = pending.front().is_some_and(|l| l.starts_with("{\"type\":\"ERROR\""));
-    let state =
-        WatchState { pending, rx, filter, deadline: tokio::time::Instant::now() + Duration::from_secs(timeout), done };
+    let now = tokio::time::Instant::now();
+    let bookmarks =
+        query.flag("allowWatchBookmarks").then(|| (shared.bookmark_interval, now + shared.bookmark_interval));
+    let state = WatchState {
+        pending,
+        rx,
+        filter,
+        deadline: now + Duration::from_secs(timeout),
+        done,
+        seen,
+        bookmarks,
+        kind: r.kind,
+        api_version: r.api_version,
+    };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(line) = st.pending.pop_front() {
@@ -493,17 +558,28 @@ fn watch(shared: Arc<Shared>, r: &'static Resource, ns: Option<&str>, query: &Qu
             if st.done {
                 return None;
             }
-            match tokio::time::timeout_at(st.deadline, st.rx.recv()).await {
+            let wake = st.bookmarks.map_or(st.deadline, |(_, at)| at.min(st.deadline));
+            match tokio::time::timeout_at(wake, st.rx.recv()).await {
+                Err(_) if wake < st.deadline => {
+                    if let Some((every, at)) = st.bookmarks.as_mut() {
+                        *at += *every;
+                    }
+                    let bookmark = json!({"kind": st.kind, "apiVersion": st.api_version,
+                        "metadata": {"resourceVersion": st.seen.to_string()}});
+                    st.pending.push_back(event_line("BOOKMARK", &bookmark));
+                }
                 Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
                     st.done = true;
                     st.pending.push_back(expired("the watch fell too far behind".into()));
                 }
-                Ok(Ok(ev)) => {
+                Ok(Ok(ev)) if ev.rv > st.seen => {
+                    st.seen = ev.rv;
                     if let Some(line) = st.filter.line(&ev) {
                         st.pending.push_back(line);
                     }
                 }
+                Ok(Ok(_)) => {}
             }
         }
     });

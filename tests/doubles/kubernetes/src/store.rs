@@ -271,10 +271,8 @@ pub fn validate(r: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
         }
     }
     match r.plural {
-        "pods" => {
-            if obj.pointer("/spec/containers").and_then(Value::as_array).is_none_or(Vec::is_empty) {
-                causes.push(("spec.containers".into(), "Required value".into()));
-            }
+        "pods" if obj.pointer("/spec/containers").and_then(Value::as_array).is_none_or(Vec::is_empty) => {
+            causes.push(("spec.containers".into(), "Required value".into()));
         }
         "endpoints" => {
             for (i, s) in obj.get("subsets").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -343,8 +341,16 @@ fn stamp(
     uid: impl FnOnce() -> String,
 ) {
     let Value::Object(o) = obj else { return };
-    o.insert("kind".into(), json!(r.kind));
-    o.insert("apiVersion".into(), json!(r.api_version));
+    // `kind` and `apiVersion` first, as the API server writes them.
+    let mut ordered = Map::new();
+    ordered.insert("kind".into(), json!(r.kind));
+    ordered.insert("apiVersion".into(), json!(r.api_version));
+    for (k, v) in std::mem::take(o) {
+        if k != "kind" && k != "apiVersion" {
+            ordered.insert(k, v);
+        }
+    }
+    *o = ordered;
     let meta = o.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
@@ -670,7 +676,8 @@ mod tests {
         );
         // The same name in another namespace is another object.
         assert!(s.create(r, "other", json!({"metadata": {"name": "a"}}), false).is_ok());
-        let cases: Vec<(Value, Result<(), (u16, &str)>)> = vec![
+        type Want = Result<(), (u16, &'static str)>;
+        let cases: Vec<(Value, Want)> = vec![
             (json!({"metadata": {"name": "a", "resourceVersion": "999"}}), Err((409, "Conflict"))),
             (json!({"metadata": {"name": "a", "resourceVersion": rv1, "annotations": {"x": "2"}}}), Ok(())),
             (json!({"metadata": {"name": "a", "resourceVersion": rv1}}), Err((409, "Conflict"))),

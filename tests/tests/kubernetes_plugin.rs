@@ -311,3 +311,35 @@ fn pod_role_labels_change_after_a_switchover() {
         cluster.nodes.iter().map(|n| (n.name.clone(), role_of(&raw, &n.name))).collect::<Vec<_>>()
     );
 }
+
+/// Over HTTPS (the double's CA named in the kubeconfig; rustls with ring)
+/// and with `bypass_api_service` (the API servers found through
+/// `default/kubernetes`, reached by address and checked against the
+/// configured server's name), the plugin works as over plain HTTP.
+#[test]
+fn tls_and_bypass_api_service() {
+    use palisade_tests::kubernetes::{KubernetesServer, CONTEXT};
+    use palisade_tests::plugins::PluginCluster;
+    let server = KubernetesServer::start_tls("k8s-tls");
+    let plugin = PluginCluster::open("kubernetes");
+    for bypass in [false, true] {
+        let section = json!({
+            "namespace": NAMESPACE,
+            "kubeconfig": server.kubeconfig().display().to_string(),
+            "context": CONTEXT,
+            "labels": {"application": "patroni"},
+            "bypass_api_service": bypass,
+        });
+        let mut params = plugin.params_with("n1", None, section.to_string());
+        params.scope = format!("tls-{bypass}");
+        let n1 = plugin.dcs_with(params.clone());
+        params.name = "n2".into();
+        let n2 = plugin.dcs_with(params);
+        n1.get_cluster().unwrap_or_else(|e| panic!("bypass_api_service {bypass}: {e}"));
+        assert!(n1.attempt_to_acquire_leader().unwrap(), "bypass_api_service {bypass}");
+        assert!(n1.set_config_value("{}", None).unwrap());
+        let s = n2.get_cluster().unwrap();
+        assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("n1"), "bypass_api_service {bypass}");
+        assert_eq!(s.config.map(|c| c.value).as_deref(), Some("{}"));
+    }
+}

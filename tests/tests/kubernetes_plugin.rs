@@ -256,19 +256,9 @@ fn a_down_api_server_is_a_dcs_error_naming_it() {
     assert!(started.elapsed() < f.timing().retry_timeout + Duration::from_secs(5));
 }
 
-/// A raw client of the double a cluster runs on, from the kubeconfig its
-/// daemons get (the server's address and bearer token).
+/// A raw client of the double a cluster runs on.
 fn raw_of(cluster: &palisade_tests::cluster::Cluster) -> palisade_tests::kubernetes::RawKube {
-    let path = cluster.dcs_env().into_iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| v).unwrap();
-    let text = std::fs::read_to_string(path).unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().trim_matches('"').to_string()))
-            .unwrap_or_else(|| panic!("no {name} in the kubeconfig:\n{text}"))
-    };
-    let server = field("server:");
-    let port = server.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
-    palisade_tests::kubernetes::RawKube { port, token: field("token:") }
+    palisade_tests::kubernetes::RawKube::of(cluster.dcs.as_ref())
 }
 
 fn role_of(raw: &palisade_tests::kubernetes::RawKube, pod: &str) -> Option<String> {

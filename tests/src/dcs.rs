@@ -150,11 +150,42 @@ pub const CONSUL: DcsBackend = DcsBackend {
             ConsulDcs::start_with(label, crate::consul_plugin::test_options())
                 .with_section_extra("  register_service: true\n"),
         )
+/// Kubernetes (`dcs-kubernetes`) in Patroni's default mode (ConfigMaps), on
+/// the Kubernetes API test double (not a real API server).
+pub const KUBERNETES: DcsBackend = DcsBackend {
+    name: "kubernetes",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::ConfigMaps, false))
+    },
+};
+
+/// Kubernetes with `use_endpoints: true`, on the test double.
+pub const KUBERNETES_ENDPOINTS: DcsBackend = DcsBackend {
+    name: "kubernetes-endpoints",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::Endpoints, false))
+    },
+};
+
+/// Kubernetes with Palisade's `leader_lease: true` (the lock on a
+/// coordination.k8s.io/v1 Lease), on the test double. Patroni has no such
+/// mode: no mixed clusters on it.
+pub const KUBERNETES_LEASE: DcsBackend = DcsBackend {
+    name: "kubernetes-lease",
+    plugin_file: "libpalisade_dcs_kubernetes.so",
+    patroni_extra: "kubernetes",
+    start: |label| {
+        Box::new(crate::kubernetes_plugin::KubernetesTestDcs::start(label, crate::kubernetes::Mode::ConfigMaps, true))
     },
 };
 
 /// Every enrolled backend, the default first.
-pub const BACKENDS: &[DcsBackend] = &[ETCD3, ETCD, ZOOKEEPER, EXHIBITOR, CONSUL];
+pub const BACKENDS: &[DcsBackend] =
+    &[ETCD3, ETCD, ZOOKEEPER, EXHIBITOR, CONSUL, KUBERNETES, KUBERNETES_ENDPOINTS, KUBERNETES_LEASE];
 
 /// The backend called `name`.
 pub fn backend(name: &str) -> Option<DcsBackend> {

@@ -22,6 +22,7 @@ pub mod etcd3;
 pub mod exhibitor;
 pub mod http;
 pub mod kubernetes;
+pub mod kubernetes_plugin;
 pub mod memory;
 pub mod patroni;
 pub mod plugins;

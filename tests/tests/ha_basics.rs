@@ -30,6 +30,9 @@ on!(etcd3 = palisade_tests::dcs::ETCD3);
 on!(etcd = palisade_tests::dcs::ETCD);
 on!(zookeeper = palisade_tests::dcs::ZOOKEEPER);
 on!(consul = palisade_tests::dcs::CONSUL);
+on!(kubernetes = palisade_tests::dcs::KUBERNETES);
+on!(kubernetes_endpoints = palisade_tests::dcs::KUBERNETES_ENDPOINTS);
+on!(kubernetes_lease = palisade_tests::dcs::KUBERNETES_LEASE);
 
 /// ERROR lines these scenarios may legitimately log.
 const EXPECTED_ERRORS: &[&str] = &["Error communicating with DCS", "failed to update leader lock", "Request failed to"];

@@ -227,6 +227,13 @@ fn kubernetes(ck: &mut Checker, sec: &Sec) {
     for k in ["bypass_api_service", "use_endpoints"] {
         ck.boolean(sec, k);
     }
+    // `leader_lease` (a Palisade extension) puts the lock on a Lease; the
+    // Endpoints mode keeps it on the Endpoints.
+    let lease = ck.boolean(sec, "leader_lease").unwrap_or(false);
+    let endpoints = sec.get("use_endpoints").is_some_and(palisade_pycompat::py::truthy);
+    if lease && endpoints {
+        ck.error(sec.path("leader_lease"), "cannot be combined with use_endpoints");
+    }
     strings_of(
         ck,
         sec,
@@ -239,6 +246,8 @@ fn kubernetes(ck: &mut Checker, sec: &Sec) {
             "standby_leader_label_value",
             "tmp_role_label",
             "cacert",
+            "context",
+            "kubeconfig",
         ],
     );
     if let Some(ip) = ck.string(sec, "pod_ip") {

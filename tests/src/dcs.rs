@@ -150,6 +150,9 @@ pub const CONSUL: DcsBackend = DcsBackend {
             ConsulDcs::start_with(label, crate::consul_plugin::test_options())
                 .with_section_extra("  register_service: true\n"),
         )
+    },
+};
+
 /// Kubernetes (`dcs-kubernetes`) in Patroni's default mode (ConfigMaps), on
 /// the Kubernetes API test double (not a real API server).
 pub const KUBERNETES: DcsBackend = DcsBackend {

@@ -29,6 +29,8 @@ mod memory {
 /// The Consul plugin on the Consul test double (not a real agent).
 mod consul {
     palisade_tests::dcs_conformance_tests!(|| palisade_tests::consul_plugin::ConsulFixture::start("conformance"));
+}
+
 /// The Kubernetes plugin on the Kubernetes API test double, in each mode.
 /// Five checks of the shared suite are about stores that keep each key as
 /// one value of any shape and size (byte-exact values, 256 KiB values,

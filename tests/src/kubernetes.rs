@@ -565,22 +565,3 @@ impl RawKube {
         RawKube::from_kubeconfig(std::path::Path::new(&path))
     }
 }
-
-/// Kubernetes in Patroni's default mode (ConfigMaps), on the double. Not
-/// in [`crate::dcs::BACKENDS`] until the `dcs-kubernetes` plugin exists;
-/// clusters whose nodes are all Patroni run on it already.
-pub const KUBERNETES: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
-    name: "kubernetes",
-    plugin_file: "libpalisade_dcs_kubernetes.so",
-    patroni_extra: "kubernetes",
-    start: |label| Box::new(KubernetesDcs::start(label, Mode::ConfigMaps)),
-};
-
-/// Kubernetes with `use_endpoints: true`, on the double (its own name,
-/// so that both modes can be enrolled; the section is `kubernetes`).
-pub const KUBERNETES_ENDPOINTS: crate::dcs::DcsBackend = crate::dcs::DcsBackend {
-    name: "kubernetes_endpoints",
-    plugin_file: "libpalisade_dcs_kubernetes.so",
-    patroni_extra: "kubernetes",
-    start: |label| Box::new(KubernetesDcs::start(label, Mode::Endpoints)),
-};

@@ -16,9 +16,7 @@ use palisade_tests::cluster::{Cluster, ClusterSpec, Engine};
 use palisade_tests::ctl::run_with;
 use palisade_tests::dcs::{DcsBackend, TestDcs};
 use palisade_tests::http;
-use palisade_tests::kubernetes::{
-    KubernetesDcs, KubernetesServer, Mode, RawKube, KUBERNETES, KUBERNETES_ENDPOINTS, NAMESPACE,
-};
+use palisade_tests::kubernetes::{KubernetesDcs, KubernetesServer, Mode, RawKube, NAMESPACE};
 use serde_json::{json, Value};
 
 const MERGE: &str = "application/merge-patch+json";
@@ -625,20 +623,20 @@ fn two_patroni_nodes_switch_over_and_fail_over(dcs: DcsBackend) {
 
 #[test]
 fn one_patroni_node_on_configmaps() {
-    one_patroni_node_bootstraps(KUBERNETES, Mode::ConfigMaps);
+    one_patroni_node_bootstraps(palisade_tests::dcs::KUBERNETES, Mode::ConfigMaps);
 }
 
 #[test]
 fn one_patroni_node_on_endpoints() {
-    one_patroni_node_bootstraps(KUBERNETES_ENDPOINTS, Mode::Endpoints);
+    one_patroni_node_bootstraps(palisade_tests::dcs::KUBERNETES_ENDPOINTS, Mode::Endpoints);
 }
 
 #[test]
 fn two_patroni_nodes_on_configmaps() {
-    two_patroni_nodes_switch_over_and_fail_over(KUBERNETES);
+    two_patroni_nodes_switch_over_and_fail_over(palisade_tests::dcs::KUBERNETES);
 }
 
 #[test]
 fn two_patroni_nodes_on_endpoints() {
-    two_patroni_nodes_switch_over_and_fail_over(KUBERNETES_ENDPOINTS);
+    two_patroni_nodes_switch_over_and_fail_over(palisade_tests::dcs::KUBERNETES_ENDPOINTS);
 }

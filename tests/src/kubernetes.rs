@@ -159,11 +159,13 @@ impl KubernetesServer {
         let name = format!("k8s-{}", self.label);
         self.process.start(ProcessGuard::spawn(&name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", bin.display())));
         let port = self.port;
-        // Over TLS an open port has to do.
+        // Over TLS an open port has to do, once the kubeconfig is written
+        // (the double binds first, then makes its certificates).
         let tls = self.tls();
+        let kubeconfig = self.kubeconfig();
         let up = || {
             if tls {
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                kubeconfig.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()
             } else {
                 http::get(port, "/healthz").is_ok_and(|r| r.status == 200)
             }

@@ -2,8 +2,9 @@
 //! agent): what the conformance suite does not cover. Patroni's session
 //! (TTL `ttl / 2`, lock delay, `delete`, no checks), keys without the
 //! leading slash, a session Consul forgot, the agent's `session_ttl_min`,
-//! ACL tokens, https with a client certificate, an unreachable agent, and
-//! `register_service` following a switchover in the catalogue.
+//! ACL tokens, https with a client certificate, an unreachable agent,
+//! `dc`/`checks`/`consistency`, and `register_service` following a
+//! switchover in the catalogue.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -204,4 +205,35 @@ fn https_with_a_client_certificate() {
     let err = n4.get_cluster().expect_err("the agent's CA is not trusted");
     assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{}", err.message);
     assert!(err.message.contains(&url), "the error names the agent: {}", err.message);
+}
+
+/// `dc` names the datacenter every request goes to (the double is `dc1`;
+/// another one is a DCS error naming it), `checks` the health checks the
+/// session depends on, and `consistency` the read mode: each reaches the
+/// agent as Consul's API takes it.
+#[test]
+fn dc_checks_and_consistency_reach_the_agent() {
+    let f = ConsulFixture::start("consul-dc-checks");
+    let host = f.consul().host_port();
+    let section = format!(r#"{{"host":"{host}","dc":"dc1","checks":["serfHealth"],"consistency":"consistent"}}"#);
+    let n1 = f.dcs_with(f.params_with("n1", None, section));
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    let raw = f.raw();
+    let session = raw.get("service/demo/leader").and_then(|kv| kv.session).expect("held by a session");
+    let info = raw.session_info(&session).expect("the session exists");
+    let checks: Vec<String> = ["Checks", "NodeChecks"]
+        .iter()
+        .filter_map(|k| info.get(*k).and_then(|v| v.as_array()).cloned())
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    assert!(checks.contains(&"serfHealth".to_string()), "the session depends on serfHealth: {info}");
+    let s = n1.get_cluster().unwrap();
+    assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("n1"));
+
+    let elsewhere = f.dcs_with(f.params_with("n2", None, format!(r#"{{"host":"{host}","dc":"mars"}}"#)));
+    let err = elsewhere.get_cluster().expect_err("no such datacenter");
+    assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{err}");
+    assert!(err.message.contains("No path to datacenter"), "{}", err.message);
 }

@@ -153,6 +153,12 @@ fn load_config(settings: &Settings) -> PluginResult<Config> {
         let mut c = sdk::runtime()
             .block_on(Config::from_custom_kubeconfig(kubeconfig, &options))
             .map_err(|e| cfg_err(format!("kubeconfig: {e}")))?;
+        if let Some(proxy) = &c.proxy_url {
+            // The client stack is built here without a proxy connector.
+            tracing::warn!(
+                "kubeconfig: the cluster's proxy-url {proxy} is not used: palisade connects to the API server directly"
+            );
+        }
         if let Some(ca) = &settings.cacert {
             c.root_cert = Some(read_certs(ca)?);
         }

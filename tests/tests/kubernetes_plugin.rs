@@ -333,3 +333,64 @@ fn tls_and_bypass_api_service() {
         assert_eq!(s.config.map(|c| c.value).as_deref(), Some("{}"));
     }
 }
+
+/// Inside a Pod (`KUBERNETES_SERVICE_HOST`/`PORT` set and the service
+/// account's token, CA and namespace under
+/// `/var/run/secrets/kubernetes.io/serviceaccount`, made here in a private
+/// mount namespace) the plugin needs no kubeconfig: palisadectl reads the
+/// cluster a kubeconfig client wrote. Without those files it says why it
+/// has no configuration.
+#[test]
+fn in_cluster_configuration_inside_a_pod() {
+    use palisade_tests::kubernetes::{KubernetesServer, CONTEXT};
+    use palisade_tests::plugins::PluginCluster;
+    let server = KubernetesServer::start_tls("k8s-incluster");
+    let plugin = PluginCluster::open("kubernetes");
+    let labels = json!({"application": "patroni"});
+    let section = json!({"namespace": NAMESPACE, "kubeconfig": server.kubeconfig().display().to_string(),
+                         "context": CONTEXT, "labels": labels});
+    let mut params = plugin.params_with("n1", None, section.to_string());
+    params.scope = "pod".into();
+    let n1 = plugin.dcs_with(params);
+    assert!(n1.set_config_value(r#"{"ttl":17,"loop_wait":3}"#, None).unwrap());
+
+    let dir = server.kubeconfig().with_file_name("pod");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), server.token()).unwrap();
+    std::fs::copy(server.ca(), dir.join("ca.crt")).unwrap();
+    std::fs::write(dir.join("namespace"), NAMESPACE).unwrap();
+    let config = dir.join("palisade.yml");
+    std::fs::write(
+        &config,
+        format!("scope: pod\nkubernetes:\n  namespace: {NAMESPACE}\n  labels:\n    application: patroni\n"),
+    )
+    .unwrap();
+    let ctl = palisade_test_support::target_dir().join("palisadectl");
+    let run = |with_secrets: bool| {
+        let secrets = "/run/secrets/kubernetes.io/serviceaccount";
+        let setup = if with_secrets {
+            format!("mkdir -p {secrets} && cp {d}/token {d}/ca.crt {d}/namespace {secrets}/ && ", d = dir.display())
+        } else {
+            String::new()
+        };
+        let script =
+            format!("mount -t tmpfs tmpfs /run && {setup}exec {} -c {} show-config", ctl.display(), config.display());
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", server.port().to_string())
+            .env("PALISADE_PLUGIN_DIR", palisade_test_support::target_dir())
+            .env("HOME", &dir)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run unshare");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(true);
+    assert!(ok && text.contains("ttl: 17") && text.contains("loop_wait: 3"), "{text}");
+    let (ok, text) = run(false);
+    assert!(!ok && text.contains("not running in a Pod"), "{text}");
+}

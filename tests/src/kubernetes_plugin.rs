@@ -307,6 +307,21 @@ impl std::ops::Deref for KubernetesFixture {
 }
 
 impl DcsFixture for KubernetesFixture {
+    /// Patroni keeps the failover, sync and status state as annotations;
+    /// with the Lease lock the leader is the Lease's holder (where an empty
+    /// holder means none).
+    fn structured_keys(&self) -> &'static [&'static str] {
+        match self.keys.mode {
+            PluginMode::Lease => &["leader", "failover", "sync", "status"],
+            _ => &["failover", "sync", "status"],
+        }
+    }
+
+    /// An object's annotations are limited to 256 KiB in all.
+    fn huge_value_size(&self) -> usize {
+        100 * 1024
+    }
+
     fn new_dcs(&self, member: &str) -> Box<dyn Dcs> {
         let dcs = self.dcs_with(self.params_in(&self.cluster.scope, member, None));
         self.made.lock().unwrap_or_else(|p| p.into_inner()).push((address(&*dcs), member.to_string()));

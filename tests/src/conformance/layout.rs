@@ -4,7 +4,7 @@
 
 use super::race::sync_cleared;
 use super::values::PATRONI_KEYS;
-use super::{ok, snapshot, DcsFixture};
+use super::{assert_stored, ok, snapshot, DcsFixture};
 
 const SYSID: &str = "7334206418375720421";
 const CONFIG: &str = r#"{"ttl":30,"loop_wait":10,"retry_timeout":10,"maximum_lag_on_failover":1048576,"postgresql":{"use_pg_rewind":true,"use_slots":true,"parameters":{"wal_level":"replica","hot_standby":"on"}},"synchronous_mode":false}"#;
@@ -44,23 +44,24 @@ pub fn byte_layout_is_patronis(f: &dyn DcsFixture) {
     assert!(ok("set_config_value", n1.set_config_value(CONFIG, None)));
     assert_eq!(raw(f, "config").as_deref(), Some(CONFIG));
     assert!(ok("set_failover_value", n1.set_failover_value(FAILOVER, None)));
-    assert_eq!(raw(f, "failover").as_deref(), Some(FAILOVER));
+    assert_stored(f, "failover", raw(f, "failover").as_deref(), Some(FAILOVER));
     assert!(ok("set_sync_state_value", n1.set_sync_state_value(SYNC, None)).is_some());
-    assert_eq!(raw(f, "sync").as_deref(), Some(SYNC));
+    assert_stored(f, "sync", raw(f, "sync").as_deref(), Some(SYNC));
     assert!(ok("set_history_value", n1.set_history_value(HISTORY)));
     assert_eq!(raw(f, "history").as_deref(), Some(HISTORY));
     assert!(ok("write_status", n1.write_status(STATUS)));
-    assert_eq!(raw(f, "status").as_deref(), Some(STATUS));
+    assert_stored(f, "status", raw(f, "status").as_deref(), Some(STATUS));
     assert!(ok("write_failsafe", n1.write_failsafe(FAILSAFE)));
     assert_eq!(raw(f, "failsafe").as_deref(), Some(FAILSAFE));
     // The same bytes through the plugin.
     let s = snapshot(&*n2);
     assert_eq!(s.initialize.as_deref(), Some(SYSID));
     assert_eq!(s.config.map(|v| v.value).as_deref(), Some(CONFIG));
-    assert_eq!(s.failover.map(|v| v.value).as_deref(), Some(FAILOVER));
-    assert_eq!(s.sync.map(|v| v.value).as_deref(), Some(SYNC));
+    assert_stored(f, "failover", s.failover.map(|v| v.value).as_deref(), Some(FAILOVER));
+    assert_stored(f, "sync", s.sync.map(|v| v.value).as_deref(), Some(SYNC));
     assert_eq!(s.history.map(|v| v.value).as_deref(), Some(HISTORY));
-    assert_eq!((s.status.as_deref(), s.failsafe.as_deref()), (Some(STATUS), Some(FAILSAFE)));
+    assert_stored(f, "status", s.status.as_deref(), Some(STATUS));
+    assert_eq!(s.failsafe.as_deref(), Some(FAILSAFE));
     // Changing hands and clearing.
     assert!(ok("take_leader", n2.take_leader()));
     assert_eq!(raw(f, "leader").as_deref(), Some("pg-2.dc1"));
@@ -110,10 +111,10 @@ pub fn values_written_by_patroni_are_read(f: &dyn DcsFixture) {
     let members: Vec<(&str, &str)> = s.members.iter().map(|m| (m.name.as_str(), m.value.as_str())).collect();
     assert_eq!(members, [("pg-1.dc1", MEMBER1), ("pg-10.dc1", "{}"), ("pg-2.dc1", MEMBER2)], "sorted by name");
     assert_eq!(s.config.as_ref().map(|v| v.value.as_str()), Some(CONFIG));
-    assert_eq!(s.failover.as_ref().map(|v| v.value.as_str()), Some(FAILOVER));
-    assert_eq!(s.sync.as_ref().map(|v| v.value.as_str()), Some(SYNC));
+    assert_stored(f, "failover", s.failover.as_ref().map(|v| v.value.as_str()), Some(FAILOVER));
+    assert_stored(f, "sync", s.sync.as_ref().map(|v| v.value.as_str()), Some(SYNC));
     assert_eq!(s.history.as_ref().map(|v| v.value.as_str()), Some(HISTORY));
-    assert_eq!(s.status.as_deref(), Some(STATUS));
+    assert_stored(f, "status", s.status.as_deref(), Some(STATUS));
     assert_eq!(s.failsafe.as_deref(), Some(FAILSAFE));
     assert_eq!(s.leader_optime.as_deref(), Some("50332160"));
     for v in [&s.config, &s.failover, &s.sync, &s.history].into_iter().flatten() {

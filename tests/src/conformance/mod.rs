@@ -75,6 +75,20 @@ pub trait DcsFixture: Sync {
     fn stop_renewing(&self, dcs: Box<dyn Dcs>) -> Option<Box<dyn Dcs>> {
         Some(dcs)
     }
+    /// The keys this store keeps as fields of an object rather than as one
+    /// value, as Patroni keeps them there too (on Kubernetes `failover`,
+    /// `sync` and `status` are annotations): such a key holds what Patroni's
+    /// schema has, comes back as the same JSON (not the same bytes) and
+    /// cannot hold garbage. None (the default) for stores of plain values.
+    fn structured_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The size of the huge values `huge_values_round_trip` writes: 256 KiB
+    /// by default; Kubernetes allows 256 KiB of annotations per object in
+    /// all, so its fixture asks for less.
+    fn huge_value_size(&self) -> usize {
+        256 * 1024
+    }
 }
 
 /// How many clients race in the compare-and-set checks.
@@ -85,6 +99,19 @@ pub const MEMBER_JSON: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres
 
 pub(crate) fn snapshot(dcs: &dyn Dcs) -> DcsSnapshot {
     dcs.get_cluster().unwrap_or_else(|e| panic!("get_cluster: {e}"))
+}
+
+/// `got` is `want` at `key`: the same bytes, or for a key the fixture
+/// keeps as fields ([`DcsFixture::structured_keys`]) the same JSON.
+pub(crate) fn assert_stored(f: &dyn DcsFixture, key: &str, got: Option<&str>, want: Option<&str>) {
+    if f.structured_keys().contains(&key) {
+        let json = |v: Option<&str>| {
+            v.map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap_or_else(|_| serde_json::Value::from(t)))
+        };
+        assert_eq!(json(got), json(want), "{key}: the same JSON");
+    } else {
+        assert_eq!(got, want, "{key}: the same bytes");
+    }
 }
 
 pub(crate) fn ok<T>(what: &str, r: palisade_plugin_api::PluginResult<T>) -> T {

@@ -425,9 +425,19 @@ impl ServerProcess {
 
     /// Wait until `up()` says the server answers (or the process died);
     /// whether it is alive and answers.
+    ///
+    /// `up` is not asked again once it said yes: a ZooKeeper that answered
+    /// `ruok` may fail the next one while it loads its database.
     pub fn wait_up(&mut self, timeout: Duration, up: impl Fn() -> bool) -> bool {
-        let ready = wait_until(timeout, || !self.is_running() || up());
-        ready && self.is_running() && up()
+        let mut answered = false;
+        wait_until(timeout, || {
+            if !self.is_running() {
+                return true;
+            }
+            answered = up();
+            answered
+        });
+        answered && self.is_running()
     }
 
     /// SIGTERM, then SIGKILL after 10 s.

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_plugin_api::{PluginError, PluginResult};
+use palisade_plugin_api::PluginResult;
+use palisade_plugin_http::describe;
 use reqwest::Method;
 
 use crate::api::{self, Answer, Failure};
@@ -79,60 +80,15 @@ pub(crate) struct Client {
     dc: Option<String>,
 }
 
-fn read_file(key: &str, path: &std::path::Path) -> PluginResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| PluginError::config(format!("consul.{key}: cannot read '{}': {e}", path.display())))
-}
-
-/// The error and its causes on one line (reqwest's own message is terse).
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 fn build_http(settings: &Settings) -> PluginResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        // Patroni's client (urllib3 PoolManager) ignores HTTP(S)_PROXY.
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_keepalive(Duration::from_secs(5))
-        .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &settings.cacert {
-        let certs = reqwest::Certificate::from_pem_bundle(&read_file("cacert", ca)?)
-            .map_err(|e| PluginError::config(format!("consul.cacert: '{}': {}", ca.display(), describe(&e))))?;
-        if certs.is_empty() {
-            return Err(PluginError::config(format!("consul.cacert: '{}' holds no certificate", ca.display())));
-        }
-        b = b.tls_built_in_root_certs(false);
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if let Some(cert) = &settings.cert {
-        let mut pem = read_file("cert", cert)?;
-        if let Some(key) = &settings.key {
-            pem.push(b'\n');
-            pem.extend(read_file("key", key)?);
-        }
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            PluginError::config(format!("consul.cert: '{}' (with consul.key): {}", cert.display(), describe(&e)))
-        })?;
-        b = b.identity(identity);
-    }
-    if !settings.verify {
-        // Patroni: cert_reqs=CERT_NONE when verify is false and no cacert.
-        b = b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
-    }
-    b.build().map_err(|e| PluginError::config(format!("consul: cannot build the HTTP client: {}", describe(&e))))
+    // Patroni: cert_reqs=CERT_NONE when verify is false.
+    let tls = palisade_plugin_http::Tls {
+        cacert: settings.cacert.as_deref(),
+        cert: settings.cert.as_deref(),
+        key: settings.key.as_deref(),
+        verify: settings.verify,
+    };
+    palisade_plugin_http::client("consul", &tls)
 }
 
 impl Client {

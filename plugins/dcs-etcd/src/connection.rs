@@ -12,7 +12,8 @@ use palisade_etcd_common::budget::{Budget, FIRST_DELAY, MAX_DELAY};
 use palisade_etcd_common::config::{Settings, Source, TlsFiles};
 use palisade_etcd_common::endpoints::Protocol;
 use palisade_etcd_common::srv;
-use palisade_plugin_api::{PluginError, PluginResult};
+use palisade_plugin_api::PluginResult;
+use palisade_plugin_http::describe;
 use reqwest::Method;
 
 use crate::api::{self, Answer, Failure};
@@ -58,56 +59,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read_file(key: &str, path: &std::path::Path) -> PluginResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| PluginError::config(format!("etcd.{key}: cannot read '{}': {e}", path.display())))
-}
-
-/// The error and its causes on one line (reqwest's own message is terse).
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 fn build_client(tls: &TlsFiles) -> PluginResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        // Patroni's client ignores the HTTP(S)_PROXY variables.
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_keepalive(Duration::from_secs(5))
-        .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &tls.cacert {
-        let certs = reqwest::Certificate::from_pem_bundle(&read_file("cacert", ca)?)
-            .map_err(|e| PluginError::config(format!("etcd.cacert: '{}': {}", ca.display(), describe(&e))))?;
-        if certs.is_empty() {
-            return Err(PluginError::config(format!("etcd.cacert: '{}' holds no certificate", ca.display())));
-        }
-        b = b.tls_built_in_root_certs(false);
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if let Some(cert) = &tls.cert {
-        let mut pem = read_file("cert", cert)?;
-        if let Some(key) = &tls.key {
-            pem.push(b'\n');
-            pem.extend(read_file("key", key)?);
-        }
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            PluginError::config(format!("etcd.cert: '{}' (with etcd.key): {}", cert.display(), describe(&e)))
-        })?;
-        b = b.identity(identity);
-    }
-    b.build().map_err(|e| PluginError::config(format!("etcd: cannot build the HTTP client: {}", describe(&e))))
+    let files = palisade_plugin_http::Tls {
+        cacert: tls.cacert.as_deref(),
+        cert: tls.cert.as_deref(),
+        key: tls.key.as_deref(),
+        verify: true,
+    };
+    palisade_plugin_http::client("etcd", &files)
 }
 
 impl Connection {

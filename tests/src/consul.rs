@@ -6,7 +6,7 @@
 //! API to check what a plugin (or Patroni) wrote and to write behind its
 //! back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -45,6 +45,19 @@ pub struct ConsulTls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub verify_incoming: bool,
+}
+
+impl ConsulTls {
+    /// A CA `ca` in `dir`, the agent's certificate signed by it (client
+    /// certificates required), and a client certificate and key signed by
+    /// it too: the agent's TLS and the client's files.
+    pub fn with_client_cert(dir: &Path) -> (Self, PathBuf, PathBuf) {
+        palisade_test_support::certs::ca(dir, "ca");
+        let (cert_file, key_file) = palisade_test_support::certs::leaf(dir, "ca", "consul");
+        let (client_cert, client_key) = palisade_test_support::certs::leaf(dir, "ca", "client");
+        let tls = ConsulTls { ca_file: dir.join("ca.crt"), cert_file, key_file, verify_incoming: true };
+        (tls, client_cert, client_key)
+    }
 }
 
 pub struct ConsulServer {

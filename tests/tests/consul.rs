@@ -176,11 +176,8 @@ fn register_service_tags_follow_a_switchover() {
 fn https_with_a_client_certificate() {
     let staging = palisade_test_support::Staging::new("consul-plugin-tls");
     let dir = staging.path();
-    palisade_test_support::certs::ca(dir, "ca");
-    let (cert, key) = palisade_test_support::certs::leaf(dir, "ca", "consul");
-    let (client_cert, client_key) = palisade_test_support::certs::leaf(dir, "ca", "client");
-    let ca = dir.join("ca.crt");
-    let tls = ConsulTls { ca_file: ca.clone(), cert_file: cert, key_file: key, verify_incoming: true };
+    let (tls, client_cert, client_key) = ConsulTls::with_client_cert(dir);
+    let ca = tls.ca_file.clone();
     let f = ConsulFixture::start_with("consul-plugin-tls", ConsulOptions { tls: Some(tls), ..test_options() });
     let url = f.consul().https_url();
     let section = |extra: &str| format!(r#"{{"url":"{url}"{extra}}}"#);

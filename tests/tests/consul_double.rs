@@ -351,11 +351,8 @@ fn state_survives_kill_9_and_a_frozen_agent_answers_nothing() {
 fn https_with_client_certificates() {
     let staging = palisade_test_support::Staging::new("consul-tls-certs");
     let dir = staging.path();
-    palisade_test_support::certs::ca(dir, "ca");
-    let (cert, key) = palisade_test_support::certs::leaf(dir, "ca", "consul");
-    let (client_cert, client_key) = palisade_test_support::certs::leaf(dir, "ca", "client");
-    let ca = dir.join("ca.crt");
-    let tls = ConsulTls { ca_file: ca.clone(), cert_file: cert, key_file: key, verify_incoming: true };
+    let (tls, client_cert, client_key) = ConsulTls::with_client_cert(dir);
+    let ca = tls.ca_file.clone();
     let server = ConsulServer::start_with("tls", ConsulOptions { tls: Some(tls), ..Default::default() });
     server.raw().put("k", "over-tls");
     let curl = |extra: &[&str]| {

@@ -73,25 +73,11 @@ pub(crate) fn classify(answer: Answer) -> Result<Answer, Failure> {
     }
 }
 
-/// Percent-encode everything but RFC 3986's unreserved characters.
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `/v1/kv/<key>` for a key as [`palisade_plugin_api::sdk::dcs::Keys`]
 /// gives it (`/service/demo/leader`): Consul's KV paths have no leading
 /// slash; each segment is encoded, a trailing slash kept.
 pub(crate) fn kv_path(key: &str) -> String {
-    let segments: Vec<String> = key.trim_start_matches('/').split('/').map(encode).collect();
-    format!("/v1/kv/{}", segments.join("/"))
+    format!("/v1/kv/{}", palisade_plugin_http::key_path(key))
 }
 
 /// `?a=b&c=d`, encoded; empty without parameters.
@@ -99,8 +85,7 @@ pub(crate) fn query(pairs: &[(&str, String)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
-    let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-    format!("?{}", joined.join("&"))
+    format!("?{}", palisade_plugin_http::form(pairs))
 }
 
 /// A Go duration in seconds (`15s`, `2.5s`), as Consul reads `ttl`,

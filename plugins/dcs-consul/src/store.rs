@@ -185,7 +185,7 @@ impl Consul {
             }
         }
         if let Some(id) = s.id.clone() {
-            let req = Request::new(Method::PUT, format!("/v1/session/renew/{}", api::encode(&id)));
+            let req = Request::new(Method::PUT, format!("/v1/session/renew/{}", palisade_plugin_http::encode(&id)));
             let answer = self.client.call(budget, &req).await.result?;
             if answer.status == 404 {
                 tracing::warn!("Consul no longer knows our session {id} (invalidated); creating a new one");
@@ -343,7 +343,7 @@ impl Consul {
             }
             Action::Deregister(id) => {
                 tracing::info!("Deregister service {id}");
-                let path: Vec<String> = id.split('/').map(api::encode).collect();
+                let path: Vec<String> = id.split('/').map(palisade_plugin_http::encode).collect();
                 let req = Request::new(Method::PUT, format!("/v1/agent/service/deregister/{}", path.join("/")));
                 self.client.call(budget, &req).await.result
             }

@@ -2,6 +2,7 @@
 //! bodies, the answers (nodes and `X-Etcd-Index`), and what an error code
 //! means for the caller.
 
+pub(crate) use palisade_plugin_http::form;
 use serde_json::Value;
 
 /// etcd v2 error codes the plugin acts on.
@@ -166,28 +167,9 @@ pub(crate) fn parse_answer(status: u16, etcd_index: Option<&str>, body: &str) ->
     })
 }
 
-/// Percent-encode everything but RFC 3986's unreserved characters.
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `/v2/keys/<key>` with every segment of `key` encoded.
 pub(crate) fn key_path(key: &str) -> String {
-    let segments: Vec<String> = key.trim_start_matches('/').split('/').map(encode).collect();
-    format!("/v2/keys/{}", segments.join("/"))
-}
-
-/// `name=value&...`, encoded: a form body or a query string.
-pub(crate) fn form(pairs: &[(&str, String)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    format!("/v2/keys/{}", palisade_plugin_http::key_path(key))
 }
 
 /// `path?query`, or `path` when there are no parameters.
@@ -232,7 +214,7 @@ mod tests {
         assert_eq!(form(&[("value", String::new())]), "value=");
         assert_eq!(with_query("/v2/keys/a".into(), &[]), "/v2/keys/a");
         assert_eq!(with_query("/v2/keys/a".into(), &[("recursive", "true".into())]), "/v2/keys/a?recursive=true");
-        assert_eq!(encode("\u{0}\u{1}😀"), "%00%01%F0%9F%98%80");
+        assert_eq!(palisade_plugin_http::encode("\u{0}\u{1}😀"), "%00%01%F0%9F%98%80");
     }
 
     #[test]

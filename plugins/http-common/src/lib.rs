@@ -24,6 +24,31 @@ pub struct Tls<'a> {
     pub verify: bool,
 }
 
+/// Percent-encode everything but RFC 3986's unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A store key (`/service/demo/members/n1`) as a URL path below the
+/// store's prefix: without the leading slash, each segment encoded, a
+/// trailing slash kept.
+pub fn key_path(key: &str) -> String {
+    key.trim_start_matches('/').split('/').map(encode).collect::<Vec<_>>().join("/")
+}
+
+/// `name=value&...`, encoded: a form body or a query string.
+pub fn form(pairs: &[(&str, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
 /// The error and its causes on one line (reqwest's own message is terse).
 pub fn describe(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -84,6 +109,19 @@ pub fn client(section: &str, tls: &Tls) -> PluginResult<reqwest::Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding() {
+        let cases =
+            [("plain-._~Az09", "plain-._~Az09"), ("a b/c?d", "a%20b%2Fc%3Fd"), ("\u{0}\u{1}😀", "%00%01%F0%9F%98%80")];
+        for (raw, want) in cases {
+            assert_eq!(encode(raw), want);
+        }
+        assert_eq!(key_path("/service/demo/members/n 1"), "service/demo/members/n%201");
+        assert_eq!(key_path("/service/demo/"), "service/demo/");
+        assert_eq!(form(&[("a", "1".into()), ("b c", "&".into())]), "a=1&b%20c=%26");
+        assert_eq!(form(&[]), "");
+    }
 
     #[test]
     fn errors_name_the_sections_key() {

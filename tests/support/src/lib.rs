@@ -176,13 +176,25 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago and that this
-/// process has not handed out before.
+/// process has not handed out before, picked at random below the
+/// ephemeral range.
 pub fn free_port() -> u16 {
     static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
+    // Below the kernel's ephemeral range, which outgoing connections take
+    // their local ports from: a port picked there can be held by some
+    // client socket by the time a server (a restarted PostgreSQL) binds it.
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral_low.max(10001));
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
-        if used.lock().unwrap().insert(port) {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && used.lock().unwrap().insert(port) {
             return port;
         }
     }
@@ -455,10 +467,26 @@ impl ServerProcess {
         }
     }
 
-    /// SIGSTOP: the sockets stay open, nothing answers.
+    /// SIGSTOP: the sockets stay open, nothing answers. Returns once the
+    /// kernel says the process is stopped: the signal is delivered
+    /// asynchronously, and a server still running a moment after `kill`
+    /// returned would answer a request sent right away.
     pub fn freeze(&self) {
         if let Some(p) = &self.0 {
             p.signal(Signal::SIGSTOP);
+            // Every thread's state (after the command name in parentheses
+            // in its `stat`) is `T` once the whole process has stopped.
+            let tasks = format!("/proc/{}/task", p.pid());
+            let stopped = || {
+                let Ok(dir) = std::fs::read_dir(&tasks) else { return true };
+                dir.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                        .unwrap_or(true)
+                })
+            };
+            wait_until(Duration::from_secs(5), stopped);
         }
     }
 

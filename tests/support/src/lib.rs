@@ -194,10 +194,40 @@ pub fn free_port() -> u16 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
         let port = low + (h.finish() % u64::from(high - low)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && used.lock().unwrap().insert(port) {
+        if used.lock().unwrap().contains(&port) || !reserve_port(port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.lock().unwrap().insert(port);
             return port;
         }
     }
+}
+
+/// Reserves `port` for this test process until it exits, against every
+/// other test process on the machine: a lock file per port, held with
+/// `flock`. A bind check alone is not enough: a test that kills a server
+/// frees its port for a moment, and another test picking a port then would
+/// take it from under the restart (a node once found a stranger's cluster
+/// on its own port).
+fn reserve_port(port: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    static HELD: OnceLock<Mutex<Vec<fs::File>>> = OnceLock::new();
+    let dir = Path::new("/tmp/palisade-test-ports");
+    if fs::create_dir_all(dir).is_err() {
+        return true;
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1777));
+    let Ok(file) = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string()))
+    else {
+        return true;
+    };
+    // SAFETY: flock on a file descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if locked {
+        HELD.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap().push(file);
+    }
+    locked
 }
 
 /// A directory outside `/root` (mode 700 here) that the test user can read

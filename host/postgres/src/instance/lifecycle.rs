@@ -12,7 +12,7 @@ use crate::binaries::{
 };
 use crate::conf::{remove_recovery_files, restore_configuration_files, save_configuration_files};
 use crate::controldata::{ClusterState, ControlData};
-use crate::process::{read_postmaster_opts, spawn_postmaster, SpawnArgs, StopMode};
+use crate::process::{read_postmaster_opts, spawn_postmaster, PidFile, SpawnArgs, StopMode};
 use palisade_pycompat::patroni::parse_bool;
 
 /// How a start ended.
@@ -142,11 +142,16 @@ impl Postgres {
         let args = self.local_connection().isready_args();
         let bins = self.binaries();
         loop {
-            if self.is_running().is_none() {
+            let Some(pid) = self.is_running() else {
                 return Ok(StartOutcome::Failed { reason: "postmaster is not running".into() });
-            }
+            };
             match pg_isready(&bins, &args).await? {
-                IsReady::Accepting => break,
+                // Only our own postmaster's answer counts: until it has
+                // bound its sockets and says so in postmaster.pid, whatever
+                // answers on the address is someone else (a server that
+                // took the port while ours was down; ours is about to fail).
+                IsReady::Accepting if self.pidfile_says_ready(pid) => break,
+                IsReady::Accepting => {}
                 IsReady::Unknown => {
                     tracing::warn!("Unknown status returned from pg_isready");
                     tracing::warn!("Can't determine PostgreSQL startup status, assuming running");
@@ -163,6 +168,16 @@ impl Postgres {
             self.save_configuration_files()?;
         }
         Ok(StartOutcome::Running)
+    }
+
+    /// `postmaster.pid` names `pid` and says it accepts connections
+    /// (`ready`, or `standby` for a hot standby). Without a status line
+    /// (a server older than PostgreSQL 10) the pid alone decides.
+    fn pidfile_says_ready(&self, pid: i32) -> bool {
+        match PidFile::read(&self.paths().data_dir) {
+            Ok(Some(file)) => file.pid == pid && file.status.as_deref().is_none_or(|s| s == "ready" || s == "standby"),
+            _ => false,
+        }
     }
 
     /// `pg_isready` on the local connection address.
@@ -504,6 +519,11 @@ fn cleanup_archive_status(data_dir: &std::path::Path) {
     }
 }
 
+/// `file` names `pid` and says it accepts connections.
+fn says_ready(file: &PidFile, pid: i32) -> bool {
+    file.pid == pid && file.status.as_deref().is_none_or(|s| s == "ready" || s == "standby")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +540,27 @@ mod tests {
         assert!(is_wal_name("000000010000000000000003"));
         assert!(is_wal_name("000000010000000000000003.partial"));
         assert!(!is_wal_name("00000002.history"));
+    }
+
+    #[test]
+    fn only_our_ready_postmaster_counts() {
+        let file = |pid: i32, status: Option<&str>| {
+            let mut text = format!("{pid}\n/data\n1700000000\n5432\n/run\n127.0.0.1\n  5432001      0\n");
+            if let Some(s) = status {
+                text.push_str(&format!("{s:<8}\n"));
+            }
+            PidFile::parse(&text).unwrap()
+        };
+        for (pid, status, want) in [
+            (10, Some("ready"), true),
+            (10, Some("standby"), true),
+            (10, Some("starting"), false),
+            (10, Some("stopping"), false),
+            (11, Some("ready"), false),
+            (10, None, true),
+            (11, None, false),
+        ] {
+            assert_eq!(says_ready(&file(pid, status), 10), want, "{pid} {status:?}");
+        }
     }
 }

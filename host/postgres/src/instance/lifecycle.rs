@@ -174,10 +174,7 @@ impl Postgres {
     /// (`ready`, or `standby` for a hot standby). Without a status line
     /// (a server older than PostgreSQL 10) the pid alone decides.
     fn pidfile_says_ready(&self, pid: i32) -> bool {
-        match PidFile::read(&self.paths().data_dir) {
-            Ok(Some(file)) => file.pid == pid && file.status.as_deref().is_none_or(|s| s == "ready" || s == "standby"),
-            _ => false,
-        }
+        PidFile::read(&self.paths().data_dir).ok().flatten().is_some_and(|file| says_ready(&file, pid))
     }
 
     /// `pg_isready` on the local connection address.

@@ -504,15 +504,141 @@ pub type FfiCallbackBox = FfiCallback_TO<'static, RBox<()>>;
 // MPP
 // ---------------------------------------------------------------------------
 
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppLocal {
+    pub conn: RVec<Tuple2<RString, RString>>,
+    pub database: RString,
+    pub conn_url: RString,
+}
+
+impl From<MppLocal> for FfiMppLocal {
+    fn from(l: MppLocal) -> Self {
+        Self {
+            conn: l.conn.into_iter().map(|(k, v)| Tuple2(k.into(), v.into())).collect(),
+            database: l.database.into(),
+            conn_url: l.conn_url.into(),
+        }
+    }
+}
+
+impl From<FfiMppLocal> for MppLocal {
+    fn from(l: FfiMppLocal) -> Self {
+        Self {
+            conn: l.conn.into_iter().map(|Tuple2(k, v)| (k.into(), v.into())).collect(),
+            database: l.database.into(),
+            conn_url: l.conn_url.into(),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppMember {
+    pub name: RString,
+    pub conn_url: ROption<RString>,
+    pub role: ROption<RString>,
+    pub state: ROption<RString>,
+    pub noloadbalance: bool,
+}
+
+impl From<MppMember> for FfiMppMember {
+    fn from(m: MppMember) -> Self {
+        Self {
+            name: m.name.into(),
+            conn_url: opt_in(m.conn_url),
+            role: opt_in(m.role),
+            state: opt_in(m.state),
+            noloadbalance: m.noloadbalance,
+        }
+    }
+}
+
+impl From<FfiMppMember> for MppMember {
+    fn from(m: FfiMppMember) -> Self {
+        Self {
+            name: m.name.into(),
+            conn_url: opt_out(m.conn_url),
+            role: opt_out(m.role),
+            state: opt_out(m.state),
+            noloadbalance: m.noloadbalance,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppCluster {
+    pub group: i32,
+    pub leader: ROption<RString>,
+    pub members: RVec<FfiMppMember>,
+}
+
+impl From<MppCluster> for FfiMppCluster {
+    fn from(c: MppCluster) -> Self {
+        Self {
+            group: c.group,
+            leader: opt_in(c.leader),
+            members: c.members.into_iter().map(FfiMppMember::from).collect(),
+        }
+    }
+}
+
+impl From<FfiMppCluster> for MppCluster {
+    fn from(c: FfiMppCluster) -> Self {
+        Self {
+            group: c.group,
+            leader: opt_out(c.leader),
+            members: c.members.into_iter().map(MppMember::from).collect(),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppSlot {
+    pub name: RString,
+    pub slot_type: RString,
+    pub database: RString,
+    pub plugin: RString,
+}
+
+impl From<MppSlot> for FfiMppSlot {
+    fn from(s: MppSlot) -> Self {
+        Self {
+            name: s.name.into(),
+            slot_type: s.slot_type.into(),
+            database: s.database.into(),
+            plugin: s.plugin.into(),
+        }
+    }
+}
+
+impl From<FfiMppSlot> for MppSlot {
+    fn from(s: FfiMppSlot) -> Self {
+        Self {
+            name: s.name.into(),
+            slot_type: s.slot_type.into(),
+            database: s.database.into(),
+            plugin: s.plugin.into(),
+        }
+    }
+}
+
+/// The mirror of [`Mpp`]; see there for what each method promises.
 #[sabi_trait]
 pub trait FfiMpp: Send + Sync {
     fn group(&self) -> i32;
     fn coordinator_group(&self) -> i32;
+    fn set_local(&self, local: FfiMppLocal) -> FfiResult<FfiUnit>;
     fn adjust_parameters(&self, parameters_json: RStr<'_>) -> FfiResult<RString>;
-    fn bootstrap(&self, conninfo: RStr<'_>) -> FfiResult<FfiUnit>;
-    fn handle_event(&self, event_json: RStr<'_>) -> FfiResult<RString>;
+    fn bootstrap(&self) -> FfiResult<FfiUnit>;
+    fn sync_meta_data(&self, clusters: RVec<FfiMppCluster>) -> FfiResult<FfiUnit>;
+    fn handle_event(&self, clusters: RVec<FfiMppCluster>, event_json: RStr<'_>) -> FfiResult<FfiUnit>;
+    fn on_demote(&self);
+    fn schedule_cache_rebuild(&self);
     #[sabi(last_prefix_field)]
-    fn sync_meta_data(&self, clusters_json: RStr<'_>) -> FfiResult<FfiUnit>;
+    fn ignore_replication_slot(&self, slot: FfiMppSlot, is_primary: bool) -> bool;
 }
 
 pub type FfiMppBox = FfiMpp_TO<'static, RBox<()>>;

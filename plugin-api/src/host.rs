@@ -350,16 +350,32 @@ impl Mpp for LoadedMpp {
     fn coordinator_group(&self) -> i32 {
         self.0.coordinator_group()
     }
+    fn set_local(&self, local: &MppLocal) -> PluginResult<()> {
+        from_ffi(self.0.set_local(local.clone().into()))
+    }
     fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String> {
         from_ffi(self.0.adjust_parameters(RStr::from_str(parameters_json)))
     }
-    fn bootstrap(&self, conninfo: &str) -> PluginResult<()> {
-        from_ffi(self.0.bootstrap(RStr::from_str(conninfo)))
+    fn bootstrap(&self) -> PluginResult<()> {
+        from_ffi(self.0.bootstrap())
     }
-    fn handle_event(&self, event_json: &str) -> PluginResult<String> {
-        from_ffi(self.0.handle_event(RStr::from_str(event_json)))
+    fn sync_meta_data(&self, clusters: &[MppCluster]) -> PluginResult<()> {
+        from_ffi(self.0.sync_meta_data(mpp_clusters(clusters)))
     }
-    fn sync_meta_data(&self, clusters_json: &str) -> PluginResult<()> {
-        from_ffi(self.0.sync_meta_data(RStr::from_str(clusters_json)))
+    fn handle_event(&self, clusters: &[MppCluster], event_json: &str) -> PluginResult<()> {
+        from_ffi(self.0.handle_event(mpp_clusters(clusters), RStr::from_str(event_json)))
     }
+    fn on_demote(&self) {
+        self.0.on_demote()
+    }
+    fn schedule_cache_rebuild(&self) {
+        self.0.schedule_cache_rebuild()
+    }
+    fn ignore_replication_slot(&self, slot: &MppSlot, is_primary: bool) -> bool {
+        self.0.ignore_replication_slot(slot.clone().into(), is_primary)
+    }
+}
+
+fn mpp_clusters(clusters: &[MppCluster]) -> abi_stable::std_types::RVec<FfiMppCluster> {
+    clusters.iter().cloned().map(FfiMppCluster::from).collect()
 }

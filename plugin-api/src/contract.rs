@@ -5,6 +5,7 @@
 //! the host's job, so that garbage written by somebody else is handled in one
 //! place, the same way for every store.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -253,6 +254,16 @@ pub trait Dcs: Send + Sync {
     /// `leader_version` (or, with `None`, for any change worth a new cycle).
     /// Returns `true` when it woke up early because of a change.
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool>;
+    /// One consistent read of every Citus group under the scope
+    /// (`/<namespace>/<scope>/<group>/...`), whatever this node's own group:
+    /// group number -> that group's snapshot, as Patroni's
+    /// `_mpp_cluster_loader`. A group is present when at least one of its
+    /// keys exists; directories that are not a group number (`0` or digits
+    /// without a leading zero, Patroni's `group_re`) and keys directly under
+    /// the scope are skipped. The Citus coordinator and palisadectl use it.
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        Err(PluginError::other("this DCS plugin cannot read every Citus group (get_mpp_groups)"))
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 #![allow(non_camel_case_types, non_local_definitions)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use abi_stable::{
@@ -315,6 +316,24 @@ impl From<FfiSnapshot> for DcsSnapshot {
     }
 }
 
+/// One Citus group's snapshot ([`Dcs::get_mpp_groups`]; never changes).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct FfiGroupSnapshot {
+    pub group: i32,
+    pub snapshot: FfiSnapshot,
+}
+
+/// Every group's snapshot as it crosses the boundary (sorted by group).
+pub(crate) fn groups_to_ffi(groups: BTreeMap<i32, DcsSnapshot>) -> RVec<FfiGroupSnapshot> {
+    groups.into_iter().map(|(group, s)| FfiGroupSnapshot { group, snapshot: s.into() }).collect()
+}
+
+/// Back to the map; a group a plugin sent twice keeps its last snapshot.
+pub(crate) fn groups_from_ffi(groups: RVec<FfiGroupSnapshot>) -> BTreeMap<i32, DcsSnapshot> {
+    groups.into_iter().map(|g| (g.group, g.snapshot.into())).collect()
+}
+
 /// Wrapper so that `ROption<RString>` can be produced by [`to_ffi`].
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Debug)]
@@ -371,6 +390,16 @@ pub trait FfiDcs: Send + Sync {
     fn set_timing(&self, timing: FfiDcsTiming) -> FfiResult<FfiUnit>;
     #[sabi(last_prefix_field)]
     fn watch(&self, leader_version: ROption<RStr<'_>>, timeout_ms: u64) -> FfiResult<bool>;
+    /// Appended after the first release (see `FfiReplica::archive_commands`
+    /// for what that means for older plugins and hosts): every Citus group
+    /// under the scope, sorted by group number. The default body answers
+    /// with an error should a vtable without the entry ever be reached.
+    fn get_mpp_groups(&self) -> FfiResult<RVec<FfiGroupSnapshot>> {
+        RResult::RErr(FfiError {
+            kind: ErrorKind::Other.code(),
+            message: "the DCS plugin was built before get_mpp_groups existed; rebuild it".into(),
+        })
+    }
 }
 
 pub type FfiDcsBox = FfiDcs_TO<'static, RBox<()>>;

@@ -6,12 +6,13 @@
 //! module per interface type, so a second plugin would silently come back
 //! as the first.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
-use abi_stable::std_types::{ROption, RStr};
+use abi_stable::std_types::{ROption, RResult, RStr};
 
 use crate::contract::*;
 use crate::ffi::*;
@@ -313,6 +314,12 @@ impl Dcs for LoadedDcs {
     }
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
         from_ffi(self.0.watch(ropt(leader_version), timeout.as_millis() as u64))
+    }
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        match self.0.get_mpp_groups() {
+            RResult::ROk(groups) => Ok(groups_from_ffi(groups)),
+            RResult::RErr(e) => Err(e.into()),
+        }
     }
 }
 

@@ -41,7 +41,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 
 use crate::contract::*;
 use crate::ffi::*;
@@ -275,6 +275,12 @@ impl<T: Dcs> FfiDcs for DcsAdapter<T> {
     }
     fn watch(&self, leader_version: ROption<RStr<'_>>, timeout_ms: u64) -> FfiResult<bool> {
         to_ffi(guard(|| self.0.watch(opt_str(&leader_version), Duration::from_millis(timeout_ms))))
+    }
+    fn get_mpp_groups(&self) -> FfiResult<RVec<FfiGroupSnapshot>> {
+        match guard(|| self.0.get_mpp_groups()) {
+            Ok(groups) => RResult::ROk(groups_to_ffi(groups)),
+            Err(e) => RResult::RErr(e.into()),
+        }
     }
 }
 

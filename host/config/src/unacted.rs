@@ -37,11 +37,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
                       does not keep this node from becoming the leader)",
     },
     Unacted {
-        key: "citus",
-        consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
-                      and registers nothing with a coordinator",
-    },
-    Unacted {
         key: "restapi.server_tokens",
         consequence: "the Server header of REST API responses is always palisade's own",
     },
@@ -64,16 +59,6 @@ impl std::fmt::Display for NotActedOn {
 
 fn row(key: &str) -> &'static Unacted {
     NOT_ACTED_ON.iter().find(|u| u.key == key).unwrap_or(&NOT_ACTED_ON[0])
-}
-
-fn non_empty(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-        Some(_) => true,
-    }
 }
 
 fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
@@ -100,9 +85,6 @@ pub fn not_acted_on(local: &LocalConfig, _global: &GlobalConfig) -> Vec<NotActed
     }
     if raw.contains_key("watchdog") && local.watchdog.mode != "off" {
         add("watchdog", format!("watchdog.mode ({})", local.watchdog.mode));
-    }
-    if local.citus.is_some() || non_empty(raw.get("citus")) {
-        add("citus", "citus".into());
     }
     if get(raw, "restapi.server_tokens").is_some_and(|v| !v.is_null()) {
         add("restapi.server_tokens", "restapi.server_tokens".into());
@@ -166,7 +148,8 @@ mod tests {
             ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
             ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &[]),
-            ("citus: {group: 0, database: citus}\n", json!({}), &["citus"]),
+            // Acted on: the MPP plugin (Citus).
+            ("citus: {group: 0, database: citus}\n", json!({}), &[]),
             // Acted on: the JSON log layout, its static fields, file modes.
             ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &[]),
             ("log: {type: json, format: [message, levelname]}\n", json!({}), &[]),

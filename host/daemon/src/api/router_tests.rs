@@ -96,6 +96,7 @@ fn fixture(config: Option<Value>) -> Fixture {
         config_path: Some(path),
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
+        mpp: None,
     });
     let app = router(ApiState::new(board, Some(Arc::clone(&shared))));
     Fixture { app, dcs, shared, events: rx, _dir: tempdir::Dir(dir) }

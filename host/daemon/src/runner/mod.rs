@@ -225,6 +225,9 @@ pub struct Shared {
     pub env: std::collections::BTreeMap<String, String>,
     /// A restart scheduled through the REST API.
     pub scheduled_restart: Mutex<Option<palisade_ha::ScheduledRestart>>,
+    /// The MPP integration (Citus), when the configuration has a `citus`
+    /// section (see `crate::mpp`).
+    pub mpp: Option<Arc<crate::mpp::MppHost>>,
 }
 
 impl Shared {
@@ -339,6 +342,9 @@ pub struct Runner {
     last_failsafe: Option<Map<String, Value>>,
     /// `log.deduplicate_heartbeat_logs`: the last heartbeat line logged.
     heartbeat: crate::logging::heartbeat::HeartbeatFilter,
+    /// The postmaster and primary-ness the MPP coordinator saw last (a
+    /// change makes the plugin read its metadata again).
+    mpp_seen: Option<(Option<i32>, bool)>,
 }
 
 impl Runner {
@@ -359,6 +365,7 @@ impl Runner {
             divergence: None,
             last_failsafe: None,
             heartbeat: Default::default(),
+            mpp_seen: None,
         }
     }
 
@@ -467,6 +474,7 @@ impl Runner {
                 self.config_version = None;
                 self.parameters_pending = true;
                 self.shared.pg.update(&new).await;
+                crate::mpp::refresh_local(&self.shared);
                 let running = self.shared.tracked().state == State::Running;
                 let fired = running && self.apply_pending_parameters().await;
                 tracing::info!("Reloaded configuration");
@@ -497,6 +505,9 @@ impl Runner {
         }
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
         let released = sync::leave_sync_standbys(&self.shared).await;
+        if leader.is_some() {
+            crate::mpp::notify_coordinator(&self.shared, crate::mpp::WorkerEvent::BeforeDemote).await;
+        }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
         let stopped = match actions::primary_stop_timeout(&self.shared) {
             Some(timeout) => self.shared.pg.stop_within(crate::pg::StopMode::Fast, timeout).await,

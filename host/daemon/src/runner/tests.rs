@@ -108,6 +108,7 @@ fn node_with(
         config_path: Some(path),
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
+        mpp: None,
     });
     Node { runner: Runner::new(shared, rx), pg, _dir: TempDir(dir) }
 }

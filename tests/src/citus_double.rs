@@ -1,0 +1,154 @@
+//! The Citus TEST DOUBLE and how tests install it.
+//!
+//! No Citus package exists on these machines. `tests/doubles/citus` holds a
+//! SQL-only PostgreSQL extension named `citus` that stands in for the parts
+//! of Citus Patroni's Citus handler touches (see its README.md and
+//! docs/testing-doubles.md). It is a test double, not Citus.
+//!
+//! PostgreSQL 15 has no `extension_control_path`: it finds its `share/`
+//! and `lib/` directories relative to its own executable. So the double is
+//! installed into a temporary PostgreSQL tree that belongs to the test
+//! ([`CitusDoubleTree`]):
+//!
+//! - `<tmp>/lib/postgresql/15/bin`: hard links (or copies) of the real
+//!   binaries (symbolic links would not do: PostgreSQL resolves them and
+//!   would find the real tree again);
+//! - `<tmp>/share/postgresql/15`: symbolic links to every entry of the real
+//!   share directory, except `extension/`, a directory of links to the
+//!   real extension files plus the double's `citus.control` and
+//!   `citus--<version>.sql`;
+//! - `<tmp>/lib/postgresql/15/lib`: links to every entry of the real
+//!   `pkglibdir`, plus `citus.so`, because Patroni puts `citus` first in
+//!   `shared_preload_libraries` and PostgreSQL refuses to start without
+//!   that library. It is a copy of contrib's `tablefunc.so`, which is inert
+//!   when preloaded: it has no `_PG_init` (nor `_PG_fini`), so loading it
+//!   runs nothing and installs no hook; its C functions are reachable only
+//!   through `CREATE FUNCTION`, which nothing here runs against `citus.so`.
+//!
+//! `postgresql.bin_dir` set to [`CitusDoubleTree::bin_dir`] makes a node
+//! run this tree. `citus.local_hostname` and the other `citus.*` settings
+//! Patroni writes are accepted by PostgreSQL as placeholders of an unknown
+//! prefix.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use palisade_test_support::{pg_bin_dir, Staging};
+
+/// The double's extension version (`default_version` in citus.control).
+pub const DOUBLE_VERSION: &str = "12.1-1";
+
+/// The inert contrib library copied as `citus.so` (see the module docs).
+pub const INERT_LIBRARY: &str = "tablefunc.so";
+
+/// A temporary PostgreSQL 15 tree with the Citus test double installed,
+/// removed on drop with its staging directory.
+pub struct CitusDoubleTree {
+    staging: Staging,
+    bin_dir: PathBuf,
+}
+
+impl CitusDoubleTree {
+    /// Build the tree from the real PostgreSQL binaries ([`pg_bin_dir`]).
+    pub fn install() -> Self {
+        let staging = Staging::new("citus-double");
+        let root = staging.path().join("pg");
+        let real_bin = pg_bin_dir();
+        let share = pg_config(&real_bin, "--sharedir");
+        let pkglib = pg_config(&real_bin, "--pkglibdir");
+
+        let bin_dir = root.join("lib/postgresql/15/bin");
+        fs::create_dir_all(&bin_dir).unwrap();
+        for entry in read_dir(&real_bin) {
+            let target = bin_dir.join(entry.file_name().unwrap());
+            if fs::hard_link(&entry, &target).is_err() {
+                fs::copy(&entry, &target).unwrap_or_else(|e| panic!("copy {}: {e}", entry.display()));
+            }
+        }
+
+        let share_dir = root.join("share/postgresql/15");
+        fs::create_dir_all(&share_dir).unwrap();
+        for entry in read_dir(&share) {
+            let name = entry.file_name().unwrap();
+            if name != "extension" {
+                symlink(&entry, share_dir.join(name)).unwrap();
+            }
+        }
+        let extension = share_dir.join("extension");
+        fs::create_dir_all(&extension).unwrap();
+        for entry in read_dir(&share.join("extension")) {
+            let name = entry.file_name().unwrap();
+            if !name.to_string_lossy().starts_with("citus") {
+                symlink(&entry, extension.join(name)).unwrap();
+            }
+        }
+        let double = double_dir();
+        for file in ["citus.control".to_string(), format!("citus--{DOUBLE_VERSION}.sql")] {
+            fs::copy(double.join(&file), extension.join(&file))
+                .unwrap_or_else(|e| panic!("copy the citus test double's {file}: {e}"));
+        }
+
+        let lib_dir = root.join("lib/postgresql/15/lib");
+        fs::create_dir_all(&lib_dir).unwrap();
+        for entry in read_dir(&pkglib) {
+            let name = entry.file_name().unwrap();
+            if name != "citus.so" {
+                symlink(&entry, lib_dir.join(name)).unwrap();
+            }
+        }
+        fs::copy(pkglib.join(INERT_LIBRARY), lib_dir.join("citus.so"))
+            .unwrap_or_else(|e| panic!("copy {INERT_LIBRARY} as the double's citus.so: {e}"));
+
+        open_to_everyone(&root);
+        Self { staging, bin_dir }
+    }
+
+    /// The directory for `postgresql.bin_dir`.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The tree's root (for messages).
+    pub fn root(&self) -> PathBuf {
+        self.staging.path().join("pg")
+    }
+}
+
+/// `tests/doubles/citus`, where the double's files are kept.
+pub fn double_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("doubles/citus")
+}
+
+fn pg_config(bin: &Path, flag: &str) -> PathBuf {
+    let out = Command::new(bin.join("pg_config")).arg(flag).output().expect("run pg_config");
+    assert!(out.status.success(), "pg_config {flag} failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Directories 755 and files readable by the test user that runs PostgreSQL.
+fn open_to_everyone(dir: &Path) {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            open_to_everyone(&path);
+        } else if meta.is_file() && meta.permissions().mode() & 0o444 != 0o444 {
+            // Hard links share the real binary's inode: leave those alone.
+            if meta.permissions().mode() & 0o111 == 0 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+}

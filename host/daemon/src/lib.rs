@@ -221,7 +221,12 @@ async fn run(
         mpp,
     });
 
-    mpp::refresh_local(&shared);
+    if shared.mpp.is_some() {
+        // The plugin knows the local connection now: the parameters it
+        // adjusts (`citus.local_hostname`) are computed again with it.
+        mpp::refresh_local(&shared);
+        shared.pg.update(&shared.config()).await;
+    }
     let weak = Arc::downgrade(&shared);
     shared.peers.follow(move || {
         let shared = weak.upgrade()?;

@@ -474,7 +474,12 @@ impl Runner {
                 self.config_version = None;
                 self.parameters_pending = true;
                 self.shared.pg.update(&new).await;
-                crate::mpp::refresh_local(&self.shared);
+                if self.shared.mpp.is_some() {
+                    // The MPP plugin learns the new local connection, and
+                    // the parameters it adjusts follow it.
+                    crate::mpp::refresh_local(&self.shared);
+                    self.shared.pg.update(&new).await;
+                }
                 let running = self.shared.tracked().state == State::Running;
                 let fired = running && self.apply_pending_parameters().await;
                 tracing::info!("Reloaded configuration");

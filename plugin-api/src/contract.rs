@@ -261,9 +261,7 @@ pub trait Dcs: Send + Sync {
     /// keys exists; directories that are not a group number (`0` or digits
     /// without a leading zero, Patroni's `group_re`) and keys directly under
     /// the scope are skipped. The Citus coordinator and palisadectl use it.
-    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
-        Err(PluginError::other("this DCS plugin cannot read every Citus group (get_mpp_groups)"))
-    }
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>>;
 }
 
 // ---------------------------------------------------------------------------

@@ -72,7 +72,9 @@ fn registered_primary(coordinator_port: u16, group: usize) -> Option<String> {
     psql_db(
         coordinator_port,
         CITUS_DB,
-        &format!("SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid = {group} AND noderole = 'primary'"),
+        &format!(
+            "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid = {group} AND noderole = 'primary'"
+        ),
     )
     .ok()
     .filter(|s| !s.is_empty())
@@ -195,11 +197,8 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
     // Some writes before the switchover.
     std::thread::sleep(Duration::from_secs(2));
     c.mark("worker switchover");
-    let resp = c.node(&w1).call(
-        "POST",
-        "/switchover",
-        Some(&format!(r#"{{"leader": "{w1}", "candidate": "{candidate}"}}"#)),
-    );
+    let resp =
+        c.node(&w1).call("POST", "/switchover", Some(&format!(r#"{{"leader": "{w1}", "candidate": "{candidate}"}}"#)));
     assert_eq!(resp.status, 200, "switchover: {}", resp.body);
     let new_w1 = wait_group_primary(&c, 1, Some(&w1), Duration::from_secs(60));
     assert_eq!(new_w1, candidate);

@@ -8,6 +8,8 @@
 //! - `pg_dist_node` on the coordinator's primary names each worker group's
 //!   primary, at start, after a switchover and after a kill -9 failover of
 //!   a worker's primary;
+//! - a worker switchover goes on while the coordinator is down, and the
+//!   coordinator's `pg_dist_node` catches up once it runs again;
 //! - during the worker switchover, a client running "distributed
 //!   transactions" through the coordinator (the double's
 //!   `citus_test_double_distributed_write`) sees no error, only waits: the
@@ -240,4 +242,23 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
     wait_registered(&c, &coordinator, 2, &new_w2, Duration::from_secs(60));
     // Group 1 is still registered where it is.
     assert_eq!(registered_primary(coord_port, 1), Some(address(&c, &new_w1)));
+
+    // --- a worker switchover while the coordinator is down: the worker
+    // goes on without it (its events fail or find no coordinator leader),
+    // and the coordinator catches up once it runs again.
+    c.mark("coordinator down");
+    let coordinator_replica =
+        c.nodes.iter().map(|n| n.name.clone()).find(|n| group_of(c.index(n)) == 0 && *n != coordinator).unwrap();
+    c.kill9(&coordinator, true);
+    c.kill9(&coordinator_replica, true);
+    let resp =
+        c.node(&new_w1).call("POST", "/switchover", Some(&format!(r#"{{"leader": "{new_w1}", "candidate": "{w1}"}}"#)));
+    assert_eq!(resp.status, 200, "switchover with the coordinator down: {}", resp.body);
+    assert_eq!(wait_group_primary(&c, 1, Some(&new_w1), Duration::from_secs(60)), w1);
+    c.mark("coordinator back");
+    c.start_node(c.index(&coordinator));
+    c.start_node(c.index(&coordinator_replica));
+    let coordinator = wait_group_primary(&c, 0, None, Duration::from_secs(120));
+    wait_registered(&c, &coordinator, 1, &w1, Duration::from_secs(60));
+    wait_registered(&c, &coordinator, 2, &new_w2, Duration::from_secs(60));
 }

@@ -30,6 +30,8 @@
 //! Patroni writes are accepted by PostgreSQL as placeholders of an unknown
 //! prefix.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};

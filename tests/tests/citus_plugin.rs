@@ -7,6 +7,8 @@
 //! every group as the DCS would show them, and the events worker primaries
 //! would send, and checks `pg_dist_node` and the calls the double recorded.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
@@ -299,7 +301,7 @@ fn switchover_makes_distributed_transactions_wait() {
         recorded_calls(&coordinator, "citus").into_iter().filter(|c| c.starts_with("citus_update_node|")).collect();
     assert!(!updates.is_empty() && updates.iter().all(|c| c.contains(r#""lock_cooldown": 10000"#)), "{updates:#?}");
     assert!(
-        updates.iter().any(|c| c.contains(&format!(r#""new_node_name": "127.0.0.1-demoted""#))),
+        updates.iter().any(|c| c.contains(r#""new_node_name": "127.0.0.1-demoted""#)),
         "the primary's row was paused first: {updates:#?}"
     );
 }

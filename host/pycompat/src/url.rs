@@ -60,10 +60,13 @@ fn netloc(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `.hostname` and `.port`, or Python's `ValueError` text.
+    type Parsed = Result<(Option<String>, Option<u16>), String>;
+
     #[test]
     fn as_python_reads_conn_urls() {
         let ok = |h: Option<&str>, p: Option<u16>| Ok((h.map(String::from), p));
-        let cases: [(&str, Result<(Option<String>, Option<u16>), String>); 11] = [
+        let cases: [(&str, Parsed); 11] = [
             ("postgres://10.0.0.1:5432/postgres", ok(Some("10.0.0.1"), Some(5432))),
             ("postgres://Host.Example:6000/db", ok(Some("host.example"), Some(6000))),
             ("postgres://host/db", ok(Some("host"), None)),

@@ -305,3 +305,81 @@ fn switchover_makes_distributed_transactions_wait() {
         "the primary's row was paused first: {updates:#?}"
     );
 }
+
+/// A `before_demote` that no `after_promote` follows (the worker's
+/// switchover failed): the row stays paused while the event's `timeout`
+/// runs, and afterwards the next `sync_meta_data` puts the primary back
+/// and commits, so the waiting transaction goes on.
+#[test]
+fn paused_group_resumes_after_the_timeout() {
+    become_subreaper();
+    let tree = CitusDoubleTree::install();
+    let staging = Staging::new("citus-timeout");
+    let plugin = load(0, "citus");
+    let settings = citus_settings(plugin.as_ref());
+    let coordinator = DoubleServer::start(&tree, &staging, "c1", &settings);
+    let w1a = DoubleServer::start(&tree, &staging, "w1a", &settings);
+    plugin.set_local(&local(&coordinator)).unwrap();
+    plugin.bootstrap().unwrap();
+    coordinator.sql("citus", "CREATE EXTENSION dblink").unwrap();
+    w1a.sql("postgres", "CREATE TABLE t (i int)").unwrap();
+
+    let clusters = vec![
+        MppCluster {
+            group: 0,
+            leader: Some("c1".into()),
+            members: vec![member("c1", &coordinator, "primary", "running")],
+        },
+        MppCluster { group: 1, leader: Some("w1a".into()), members: vec![member("w1a", &w1a, "primary", "running")] },
+    ];
+    let want = rows(&[(0, &coordinator, "primary"), (1, &w1a, "primary")]);
+    let synced = wait_until(Duration::from_secs(20), || {
+        plugin.sync_meta_data(&clusters).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        pg_dist_node(&coordinator) == want
+    });
+    assert!(synced, "pg_dist_node: {}", pg_dist_node(&coordinator));
+
+    let event = json!({"type": "before_demote", "group": 1, "leader": "w1a", "timeout": 10, "cooldown": 5});
+    plugin.handle_event(&clusters, &event.to_string()).unwrap();
+    let held = || {
+        coordinator
+            .sql(
+                "citus",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted",
+            )
+            .unwrap()
+            == "1"
+    };
+    // The DCS still shows w1a as the running primary; within the timeout
+    // sync_meta_data does not undo the pause.
+    plugin.sync_meta_data(&clusters).unwrap();
+    assert!(held(), "the metadata lock is held while the event's timeout runs");
+
+    let port = coordinator.port;
+    let client = thread::spawn(move || {
+        Command::new(pg_bin_dir().join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &port.to_string(), "-d", "citus", "-c"])
+            .arg("SELECT pg_catalog.citus_test_double_distributed_write(1, 'INSERT INTO t VALUES (7)', 'user=postgres dbname=postgres')")
+            .output()
+            .expect("run psql")
+    });
+    let resumed = wait_until(Duration::from_secs(60), || {
+        plugin.sync_meta_data(&clusters).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        !held()
+    });
+    assert!(resumed, "the lock is released once the timeout has passed");
+    let out = client.join().unwrap();
+    assert!(out.status.success(), "the waiting transaction failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(w1a.sql("postgres", "SELECT string_agg(i::text, ',') FROM t").unwrap(), "7");
+    assert_eq!(pg_dist_node(&coordinator), want);
+    let updates: Vec<String> =
+        recorded_calls(&coordinator, "citus").into_iter().filter(|c| c.starts_with("citus_update_node|")).collect();
+    assert_eq!(updates.len(), 2, "paused, then resumed: {updates:#?}");
+    // The pause carries the event's cooldown; the resume comes from
+    // sync_meta_data, with Patroni's default.
+    assert!(updates[0].contains(r#""lock_cooldown": 5000"#) && updates[0].contains("-demoted"), "{updates:#?}");
+    assert!(updates[1].contains(r#""lock_cooldown": 10000"#), "{updates:#?}");
+}

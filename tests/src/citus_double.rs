@@ -252,3 +252,15 @@ pub fn recorded_calls(server: &DoubleServer, db: &str) -> Vec<String> {
         .map(|s| s.lines().map(String::from).collect())
         .unwrap_or_default()
 }
+
+/// The statement of "a distributed transaction through the coordinator"
+/// (the double's `citus_test_double_distributed_write`): wait on the
+/// metadata lock of `group`'s primary row, then run `command` on the
+/// primary `pg_dist_node` names, connecting with `conninfo` added to its
+/// host and port (for instance `user=postgres dbname=postgres`). Run it in
+/// the coordinator's `citus.database`, where `CREATE EXTENSION dblink` must
+/// have been run. It answers the `host:port` the command ran on.
+pub fn distributed_write_sql(group: i32, command: &str, conninfo: &str) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!("SELECT pg_catalog.citus_test_double_distributed_write({group}, {}, {})", quote(command), quote(conninfo))
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use palisade_plugin_api::host::open;
 use palisade_plugin_api::{Mpp, MppCluster, MppLocal, MppMember, PluginKind, PluginParams};
 use palisade_test_support::{become_subreaper, pg_bin_dir, wait_until, Staging};
-use palisade_tests::citus_double::{recorded_calls, CitusDoubleTree, DoubleServer};
+use palisade_tests::citus_double::{distributed_write_sql, recorded_calls, CitusDoubleTree, DoubleServer};
 use palisade_tests::plugins::plugin_file;
 use serde_json::{json, Value};
 
@@ -227,11 +227,8 @@ fn switchover_makes_distributed_transactions_wait() {
     });
     assert!(synced, "pg_dist_node: {}", pg_dist_node(&coordinator));
 
-    let write = |i: u32| {
-        format!(
-            "SELECT pg_catalog.citus_test_double_distributed_write(1, 'INSERT INTO t VALUES ({i})', 'user=postgres dbname=postgres')"
-        )
-    };
+    let write =
+        |i: u32| distributed_write_sql(1, &format!("INSERT INTO t VALUES ({i})"), "user=postgres dbname=postgres");
     // Outside a switchover a distributed transaction runs on the primary.
     assert_eq!(coordinator.sql("citus", &write(0)).unwrap(), format!("127.0.0.1:{}", w1a.port));
 
@@ -361,7 +358,7 @@ fn paused_group_resumes_after_the_timeout() {
         Command::new(pg_bin_dir().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
             .args(["-p", &port.to_string(), "-d", "citus", "-c"])
-            .arg("SELECT pg_catalog.citus_test_double_distributed_write(1, 'INSERT INTO t VALUES (7)', 'user=postgres dbname=postgres')")
+            .arg(distributed_write_sql(1, "INSERT INTO t VALUES (7)", "user=postgres dbname=postgres"))
             .output()
             .expect("run psql")
     });

@@ -30,12 +30,17 @@
 //! Patroni writes are accepted by PostgreSQL as placeholders of an unknown
 //! prefix.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use palisade_test_support::{pg_bin_dir, Staging};
+use palisade_test_support::{
+    chown_to_test_user, command_as_test_user, free_port, pg_bin_dir, wait_until, ProcessGuard, Staging,
+};
 
 /// The double's extension version (`default_version` in citus.control).
 pub const DOUBLE_VERSION: &str = "12.1-1";
@@ -151,4 +156,111 @@ fn open_to_everyone(dir: &Path) {
             }
         }
     }
+}
+
+/// A standalone PostgreSQL server run from a [`CitusDoubleTree`] as the
+/// test user, for tests of the plugin without daemons: `127.0.0.1:port`
+/// and a Unix socket in `socket_dir`, trust authentication for
+/// `postgres`. Stopped (fast shutdown) on drop.
+pub struct DoubleServer {
+    pub name: String,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub data_dir: PathBuf,
+    process: Option<ProcessGuard>,
+}
+
+impl DoubleServer {
+    /// initdb into `<staging>/<name>` and start with the `settings`
+    /// (`name = value` lines for postgresql.conf, values quoted as needed).
+    pub fn start(tree: &CitusDoubleTree, staging: &Staging, name: &str, settings: &[(String, String)]) -> Self {
+        let data_dir = staging.dir(&format!("{name}-data"), 0o700);
+        let socket_dir = staging.dir(&format!("{name}-run"), 0o755);
+        let status = command_as_test_user(tree.bin_dir().join("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+            .arg(&data_dir)
+            .current_dir("/")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb for {name}");
+        let port = free_port();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+            socket_dir.display()
+        );
+        for (k, v) in settings {
+            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        }
+        let mut file = fs::OpenOptions::new().append(true).open(data_dir.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+        let log = fs::File::create(staging.path().join(format!("{name}.log"))).unwrap();
+        chown_to_test_user(&staging.path().join(format!("{name}.log")));
+        let mut cmd = command_as_test_user(tree.bin_dir().join("postgres"));
+        cmd.arg("-D").arg(&data_dir).current_dir("/").stdout(log.try_clone().unwrap()).stderr(log);
+        let process = ProcessGuard::spawn(name, cmd).expect("start postgres");
+        let server = Self { name: name.to_string(), port, socket_dir, data_dir, process: Some(process) };
+        let up = wait_until(Duration::from_secs(30), || server.sql("postgres", "SELECT 1").is_ok());
+        assert!(
+            up,
+            "{name} did not start: {}",
+            fs::read_to_string(staging.path().join(format!("{name}.log"))).unwrap_or_default()
+        );
+        server
+    }
+
+    /// `postgres://127.0.0.1:<port>/postgres`, a member's `conn_url`.
+    pub fn conn_url(&self) -> String {
+        format!("postgres://127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Run SQL with psql in `db` as `postgres`; rows as `|`-separated lines.
+    pub fn sql(&self, db: &str, query: &str) -> Result<String, String> {
+        let out = Command::new(pg_bin_dir().join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", query])
+            .env("PGCONNECT_TIMEOUT", "3")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Stop the server now (fast shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal(nix::sys::signal::Signal::SIGINT);
+            p.wait_exit(Duration::from_secs(30));
+        }
+    }
+}
+
+impl Drop for DoubleServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The calls the double recorded, as `func|args` lines in call order.
+pub fn recorded_calls(server: &DoubleServer, db: &str) -> Vec<String> {
+    server
+        .sql(db, "SELECT func || '|' || args::text FROM pg_catalog.citus_test_double_calls ORDER BY id")
+        .map(|s| s.lines().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The statement of "a distributed transaction through the coordinator"
+/// (the double's `citus_test_double_distributed_write`): wait on the
+/// metadata lock of `group`'s primary row, then run `command` on the
+/// primary `pg_dist_node` names, connecting with `conninfo` added to its
+/// host and port (for instance `user=postgres dbname=postgres`). Run it in
+/// the coordinator's `citus.database`, where `CREATE EXTENSION dblink` must
+/// have been run. It answers the `host:port` the command ran on.
+pub fn distributed_write_sql(group: i32, command: &str, conninfo: &str) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!("SELECT pg_catalog.citus_test_double_distributed_write({group}, {}, {})", quote(command), quote(conninfo))
 }

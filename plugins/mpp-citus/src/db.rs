@@ -151,14 +151,15 @@ pub fn bootstrap(settings: &Settings, local: &MppLocal) -> PluginResult<()> {
     let options = "-c synchronous_commit=local -c statement_timeout=0";
     let mut current: Option<(String, Client)> = None;
     for (db, sql) in steps {
-        if current.as_ref().is_none_or(|(d, _)| *d != db) {
-            let client = connect(&config(local, &db, options)?)
-                .map_err(|e| PluginError::other(format!("citus bootstrap: connect to database {db}: {e}")))?;
-            current = Some((db.clone(), client));
-        }
-        let Some((_, client)) = &current else { unreachable!("connected above") };
+        let client = match current.take() {
+            Some((d, c)) if d == db => c,
+            _ => connect(&config(local, &db, options)?)
+                .map_err(|e| PluginError::other(format!("citus bootstrap: connect to database {db}: {e}")))?,
+        };
         tracing::debug!("citus bootstrap: {sql}");
-        if let Err(e) = query(client, &sql) {
+        let result = query(&client, &sql);
+        current = Some((db, client));
+        if let Err(e) = result {
             let duplicate_database = e.code().is_some_and(|c| c.code() == "42P04");
             if sql.starts_with("CREATE DATABASE") && duplicate_database {
                 tracing::debug!("citus bootstrap: database {} exists already", settings.database);

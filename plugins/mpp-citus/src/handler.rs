@@ -410,7 +410,7 @@ impl WorkerEvent {
             .ok_or_else(|| bad("timeout", format!("expected a number of seconds, found {timeout_value}")))?;
         let cooldown_value = field("cooldown")?;
         let cooldown = match cooldown_value {
-            Value::Number(n) if n.as_i64().is_some_and(|c| c >= 0 && c < i64::MAX / 1000) => {
+            Value::Number(n) if n.as_i64().is_some_and(|c| (0..i64::MAX / 1000).contains(&c)) => {
                 let ms = n.as_i64().unwrap_or(0) * 1000;
                 if ms == 0 {
                     DEFAULT_COOLDOWN.to_string()

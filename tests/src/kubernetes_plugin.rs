@@ -328,6 +328,13 @@ impl DcsFixture for KubernetesFixture {
         dcs
     }
 
+    /// The member's Pod carries the group label, as an operator puts it.
+    fn new_dcs_in_group(&self, member: &str, group: i32) -> Box<dyn Dcs> {
+        let dcs = self.dcs_with(self.params_in(&self.cluster.scope, member, Some(group)));
+        self.made.lock().unwrap_or_else(|p| p.into_inner()).push((address(&*dcs), member.to_string()));
+        dcs
+    }
+
     fn timing(&self) -> DcsTiming {
         self.timing
     }

@@ -547,7 +547,10 @@ impl Kubernetes {
             };
             let mut observed = lock(&self.group_observed);
             let snapshot = snapshot::build(&read, observed.entry(group).or_default(), std::time::Instant::now());
-            groups.insert(group, snapshot);
+            // Only Pods without a member in them yet: no key of the group exists.
+            if snapshot != DcsSnapshot::default() {
+                groups.insert(group, snapshot);
+            }
         }
         Ok(groups)
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_test_support::{target_dir, wait_for};
-use palisade_tests::citus_double::CitusDoubleTree;
+use palisade_tests::citus_double::{distributed_write_sql, CitusDoubleTree};
 use palisade_tests::cluster::{Cluster, ClusterSpec, SUPERUSER_PASSWORD};
 
 /// `citus.database` of every node: not `postgres`, so the plugin creates it.
@@ -116,14 +116,12 @@ fn start_client(coordinator_port: u16, stop: Arc<AtomicBool>) -> std::thread::Jo
         while !stop.load(Ordering::Relaxed) {
             id += 1;
             let started = Instant::now();
-            let result = psql_db(
-                coordinator_port,
-                CITUS_DB,
-                &format!(
-                    "SELECT citus_test_double_distributed_write(1, 'INSERT INTO dist_t VALUES ({id})', \
-                     'user=postgres password={SUPERUSER_PASSWORD} dbname=postgres')"
-                ),
+            let statement = distributed_write_sql(
+                1,
+                &format!("INSERT INTO dist_t VALUES ({id})"),
+                &format!("user=postgres password={SUPERUSER_PASSWORD} dbname=postgres"),
             );
+            let result = psql_db(coordinator_port, CITUS_DB, &statement);
             done.push(Write { id, took: started.elapsed(), result });
         }
         done

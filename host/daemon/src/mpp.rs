@@ -267,13 +267,29 @@ pub fn mpp_clusters(clusters: &BTreeMap<i32, Cluster>) -> Vec<MppCluster> {
 /// On a worker group's primary: tell the coordinator's leader about
 /// `event` (`POST /citus`), as Patroni's `notify_mpp_coordinator`. The
 /// call waits up to our ttl for `before_demote` (the coordinator answers
-/// once it holds the metadata lock) and two seconds otherwise, with no
-/// retry. A coordinator that is down or has no leader is logged and
-/// skipped: the coordinator's own cycle brings `pg_dist_node` in line
-/// with the DCS later.
+/// once it holds the metadata lock), but never past the end of our leader
+/// lease (the loop renews nothing meanwhile: a primary must not outlive
+/// its lock waiting for the coordinator), and two seconds otherwise, with
+/// no retry. A coordinator that is down or has no leader is logged and
+/// skipped: the coordinator's own cycle brings `pg_dist_node` in line with
+/// the DCS later.
 pub async fn notify_coordinator(shared: &Shared, event: WorkerEvent) {
     if let Some(mpp) = shared.mpp.as_deref().filter(|m| m.is_worker()) {
-        send_event(mpp, &shared.dcs, &shared.peers, &shared.config(), event).await;
+        let cfg = shared.config();
+        let lease_left = shared.tracked().leader_until.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let timeout = event_timeout(event, cfg.global.ttl, lease_left);
+        send_event(mpp, &shared.dcs, &shared.peers, &cfg, event, timeout).await;
+    }
+}
+
+/// How long a worker waits for the coordinator's answer to `event`: `ttl`
+/// for `before_demote`, cut to what is left of our lease when we hold
+/// one; two seconds for the others.
+fn event_timeout(event: WorkerEvent, ttl: Duration, lease_left: Option<Duration>) -> Duration {
+    match (event, lease_left) {
+        (WorkerEvent::BeforeDemote, Some(left)) => ttl.min(left).max(Duration::from_millis(100)),
+        (WorkerEvent::BeforeDemote, None) => ttl,
+        _ => Duration::from_secs(2),
     }
 }
 
@@ -282,7 +298,8 @@ pub async fn notify_coordinator(shared: &Shared, event: WorkerEvent) {
 pub fn notify_coordinator_later(shared: &Shared, event: WorkerEvent) {
     if let Some(mpp) = shared.mpp.clone().filter(|m| m.is_worker()) {
         let (dcs, peers, cfg) = (shared.dcs.clone(), shared.peers.clone(), shared.config());
-        tokio::spawn(async move { send_event(&mpp, &dcs, &peers, &cfg, event).await });
+        let timeout = event_timeout(event, cfg.global.ttl, None);
+        tokio::spawn(async move { send_event(&mpp, &dcs, &peers, &cfg, event, timeout).await });
     }
 }
 
@@ -297,7 +314,14 @@ pub async fn before_demote(shared: &Shared) {
     }
 }
 
-async fn send_event(mpp: &MppHost, dcs: &DcsClient, peers: &PeerClient, cfg: &RuntimeConfig, event: WorkerEvent) {
+async fn send_event(
+    mpp: &MppHost,
+    dcs: &DcsClient,
+    peers: &PeerClient,
+    cfg: &RuntimeConfig,
+    event: WorkerEvent,
+    timeout: Duration,
+) {
     let coordinator = match dcs.get_mpp_groups().await {
         Ok(mut groups) => groups.remove(&mpp.coordinator_group),
         Err(e) => {
@@ -313,7 +337,6 @@ async fn send_event(mpp: &MppHost, dcs: &DcsClient, peers: &PeerClient, cfg: &Ru
         return;
     };
     let body = mpp.event_body(event, &cfg.local.name, cfg.global.ttl, cfg.global.retry_timeout);
-    let timeout = if event == WorkerEvent::BeforeDemote { cfg.global.ttl } else { Duration::from_secs(2) };
     if let Err(e) = peers.post(api_url, "citus", &body, timeout).await {
         tracing::warn!("Request to Citus coordinator leader {} {api_url} failed: {e}", leader.name);
     }
@@ -383,6 +406,24 @@ mod tests {
         ];
         for (state, role, notify) in steps {
             assert_eq!(m.member_written(state, role), notify, "{state:?} {role:?}");
+        }
+    }
+
+    /// Patroni's timeouts, except that `before_demote` never waits past the
+    /// end of our lease.
+    #[test]
+    fn event_timeouts() {
+        let s = Duration::from_secs;
+        let cases = [
+            (WorkerEvent::BeforeDemote, s(30), None, s(30)),
+            (WorkerEvent::BeforeDemote, s(30), Some(s(28)), s(28)),
+            (WorkerEvent::BeforeDemote, s(30), Some(s(40)), s(30)),
+            (WorkerEvent::BeforeDemote, s(30), Some(s(0)), Duration::from_millis(100)),
+            (WorkerEvent::BeforePromote, s(30), Some(s(28)), s(2)),
+            (WorkerEvent::AfterPromote, s(30), None, s(2)),
+        ];
+        for (event, ttl, left, want) in cases {
+            assert_eq!(event_timeout(event, ttl, left), want, "{event:?} {left:?}");
         }
     }
 

@@ -523,11 +523,18 @@ impl Worker {
             let mut st = lock(&self.shared.state);
             (std::mem::take(&mut st.reset_connection), st.local.clone(), st.in_flight.is_some())
         };
+        // A new connection (new settings, or after a demotion) cannot carry
+        // on an open transaction.
+        let reset_open = reset && in_flight && self.client.take().is_some();
         if reset {
             self.client = None;
         }
         tracing::debug!("query({sql})");
-        let result = self.run_query(sql, local, in_flight);
+        let result = if reset_open {
+            Err("the connection settings changed while a transaction was open".to_string())
+        } else {
+            self.run_query(sql, local, in_flight)
+        };
         if let Err(e) = &result {
             tracing::error!("Exception when executing query \"{sql}\": {e}");
             self.client = None;

@@ -67,7 +67,7 @@ LANGUAGE sql AS $$ INSERT INTO pg_catalog.citus_test_double_calls (func, args) V
 CREATE FUNCTION pg_catalog.citus_add_node(nodename text, nodeport integer, groupid integer DEFAULT -1,
                                           noderole pg_catalog.noderole DEFAULT 'primary',
                                           nodecluster name DEFAULT 'default')
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql STRICT AS $$
 DECLARE
     found integer;
     gid integer := groupid;
@@ -109,7 +109,7 @@ END $$;
 -- true; the double only records force and lock_cooldown.
 CREATE FUNCTION pg_catalog.citus_update_node(node_id integer, new_node_name text, new_node_port integer,
                                              force boolean DEFAULT false, lock_cooldown integer DEFAULT 10000)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql STRICT AS $$
 BEGIN
     PERFORM pg_catalog.citus_test_double_record('citus_update_node',
         jsonb_build_object('node_id', node_id, 'new_node_name', new_node_name, 'new_node_port', new_node_port,
@@ -128,7 +128,7 @@ END $$;
 
 -- citus_remove_node: drop a node's row.
 CREATE FUNCTION pg_catalog.citus_remove_node(nodename text, nodeport integer)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql STRICT AS $$
 BEGIN
     PERFORM pg_catalog.citus_test_double_record('citus_remove_node',
         jsonb_build_object('nodename', nodename, 'nodeport', nodeport));
@@ -144,7 +144,7 @@ CREATE FUNCTION pg_catalog.citus_set_coordinator_host(host text,
                                                       port integer DEFAULT current_setting('port')::integer,
                                                       node_role pg_catalog.noderole DEFAULT 'primary',
                                                       node_cluster name DEFAULT 'default')
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql STRICT AS $$
 BEGIN
     PERFORM pg_catalog.citus_test_double_record('citus_set_coordinator_host',
         jsonb_build_object('host', host, 'port', port, 'node_role', node_role, 'node_cluster', node_cluster));
@@ -156,6 +156,12 @@ BEGIN
         VALUES (0, host, port, node_role, node_cluster, true, true, false);
     END IF;
 END $$;
+
+-- Like Citus: the metadata functions are STRICT and for superusers only.
+REVOKE ALL ON FUNCTION pg_catalog.citus_add_node(text, integer, integer, pg_catalog.noderole, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pg_catalog.citus_update_node(integer, text, integer, boolean, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pg_catalog.citus_remove_node(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pg_catalog.citus_set_coordinator_host(text, integer, pg_catalog.noderole, name) FROM PUBLIC;
 
 -- The test double's "distributed transaction through the coordinator":
 -- take the metadata lock of the group's primary row in shared mode (so it

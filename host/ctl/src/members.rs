@@ -39,6 +39,7 @@ pub struct Clusters {
 
 impl Clusters {
     /// A cluster that is not Citus.
+    #[cfg(test)]
     pub fn plain(cluster: Cluster) -> Self {
         Self { citus: false, group: None, by_group: BTreeMap::from([(0, cluster)]) }
     }
@@ -426,6 +427,50 @@ mod tests {
         assert_eq!(out, want, "\n{out}");
         let tsv = output_members(&Clusters::plain(c.clone()), "demo", false, Format::Tsv);
         assert!(tsv.contains("demo\tnode3\t127.0.0.1:5434\tReplica\trunning\t1\tunknown\t\tunknown\t\t*\tmax_connections: 100->200\t{nofailover: true}\n"), "{tsv}");
+    }
+
+    #[test]
+    fn every_citus_group_in_one_table() {
+        let group = |leader: &str, replica: &str, port: u16| {
+            cluster(
+                &[
+                    (leader, member(port, "primary", "running", json!({}))),
+                    (replica, member(port + 1, "replica", "running", json!({}))),
+                ],
+                Some(leader),
+            )
+        };
+        let mut paused = group("w1", "w1b", 5442);
+        paused.config = Some(palisade_model::values::ClusterConfig::from_value("1", r#"{"pause": true}"#).unwrap());
+        let all = Clusters {
+            citus: true,
+            group: None,
+            by_group: BTreeMap::from([(2, group("w2", "w2b", 5452)), (0, group("c", "c2", 5432)), (1, paused)]),
+        };
+        let out = output_members(&all, "demo", false, Format::Pretty);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("+ Citus cluster: demo -"), "{out}");
+        assert!(lines[1].starts_with("| Group | Member |"), "{out}");
+        let rows: Vec<(&str, &str)> = lines[3..9]
+            .iter()
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1], cells[2])
+            })
+            .collect();
+        assert_eq!(rows, [("0", "c"), ("0", "c2"), ("1", "w1"), ("1", "w1b"), ("2", "w2"), ("2", "w2b")]);
+        assert!(out.ends_with("Citus group: 1\n Maintenance mode: on\n"), "{out}");
+        let names = |c: &Clusters, r| all_members(c, r).into_iter().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(&all, CtlRole::Leader), ["c", "w1", "w2"]);
+
+        let one = Clusters { citus: true, group: Some(1), by_group: BTreeMap::from([(1, all.by_group[&1].clone())]) };
+        let out = output_members(&one, "demo", false, Format::Tsv);
+        assert!(out.starts_with("Cluster\tGroup\tMember\t"), "{out}");
+        assert!(out.contains("demo\t1\tw1b\t"), "{out}");
+        assert_eq!(names(&one, CtlRole::Replica), ["w1b"]);
+        let pretty = output_members(&one, "demo", false, Format::Pretty);
+        assert!(pretty.starts_with("+ Citus cluster: demo (group: 1, 7311) "), "{pretty}");
+        assert!(!pretty.contains("Group") && !pretty.contains("Citus group:"), "{pretty}");
     }
 
     #[test]

@@ -809,17 +809,24 @@ mod tests {
         }
     }
 
-    /// A plugin without a server, for the pure parts (labels, bodies).
+    /// A plugin without a server, for the pure parts (labels, bodies). The
+    /// kubeconfig is written once: tests run on parallel threads, and one
+    /// rewriting it while another reads it made the read fail.
     fn offline(section: &str) -> Option<Kubernetes> {
-        let dir = std::env::temp_dir().join(format!("palisade-k8s-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let kubeconfig = dir.join("config");
-        std::fs::write(
-            &kubeconfig,
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\nusers:\n- name: t\n  user: {}\n",
-        )
-        .ok()?;
-        std::env::set_var("KUBECONFIG", &kubeconfig);
+        static KUBECONFIG: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+        let kubeconfig = KUBECONFIG.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("palisade-k8s-unit-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            let kubeconfig = dir.join("config");
+            std::fs::write(
+                &kubeconfig,
+                "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\nusers:\n- name: t\n  user: {}\n",
+            )
+            .ok()?;
+            std::env::set_var("KUBECONFIG", &kubeconfig);
+            Some(kubeconfig)
+        });
+        kubeconfig.as_ref()?;
         let params = DcsParams {
             scope: "demo".into(),
             namespace: "/service/".into(),

@@ -31,6 +31,7 @@ mod restart;
 mod rewind;
 pub mod slots;
 pub mod sync;
+mod watchdog;
 
 pub use decide::decide;
 pub use failsafe::{
@@ -50,6 +51,10 @@ pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use quorum::{resolve_quorum, QuorumError, QuorumInput, QuorumPlan, QuorumStandbyNames, QuorumStep, QuorumSyncKey};
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
+pub use watchdog::{
+    activation, keepalive_before_renewal, should_open, watchdog_is_healthy, Activation, Probe, WatchdogMode,
+    WatchdogState, WatchdogTiming,
+};
 pub use slots::{Existing, LeaderSlot, SlotAction, SlotConfig, SlotInput, SlotPlan, SlotRole};
 
 #[cfg(test)]

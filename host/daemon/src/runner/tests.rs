@@ -108,6 +108,15 @@ fn node_with(
         config_path: Some(path),
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
+        watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
+            crate::watchdog::WatchdogSettings {
+                mode: palisade_ha::WatchdogMode::Off,
+                timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
+                driver: "default".into(),
+                device: "/dev/watchdog".into(),
+            },
+            Box::new(crate::watchdog::device::NullDevice),
+        )),
     });
     Node { runner: Runner::new(shared, rx), pg, _dir: TempDir(dir) }
 }

@@ -102,7 +102,11 @@ impl WatchdogDevice {
             if f(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "watchdog device {}: not {what} within {timeout:?}: {s:?}", self.path.display());
+            assert!(
+                Instant::now() < deadline,
+                "watchdog device {}: not {what} within {timeout:?}: {s:?}",
+                self.path.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -137,7 +137,10 @@ fn a_node_whose_required_watchdog_fails_never_leads() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        cluster.node("node3").log_after("the leader dies").contains("Not promoting self because watchdog could not be activated"),
+        cluster
+            .node("node3")
+            .log_after("the leader dies")
+            .contains("Not promoting self because watchdog could not be activated"),
         "{}",
         cluster.node("node3").log()
     );

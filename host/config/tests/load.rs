@@ -639,7 +639,8 @@ fn zookeeper_verify_false_is_a_warning() {
 #[test]
 fn watchdog_section() {
     // (section, mode, margin seconds, half ttl, driver, a warning naming this key)
-    let cases: &[(&str, &str, u64, bool, &str, Option<&str>)] = &[
+    type Case<'a> = (&'a str, &'a str, u64, bool, &'a str, Option<&'a str>);
+    let cases: &[Case] = &[
         ("", "automatic", 5, false, "default", None),
         ("watchdog:\n  mode: require\n", "required", 5, false, "default", None),
         ("watchdog:\n  mode: auto\n  safety_margin: -1\n", "automatic", 0, true, "default", None),

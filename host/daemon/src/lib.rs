@@ -182,14 +182,14 @@ async fn run(
         tracing::error!("not starting: {e}");
         return ExitCode::FAILURE;
     }
-    let watchdog = match watchdog::Watchdog::new(watchdog::WatchdogSettings::new(&config.local.watchdog, &config.global))
-    {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let watchdog =
+        match watchdog::Watchdog::new(watchdog::WatchdogSettings::new(&config.local.watchdog, &config.global)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let restapi = config.local.restapi.clone();
     let mut initial = status::NodeStatus::new(&config.local.scope, &config.local.name);
     initial.ttl = config.global.ttl;

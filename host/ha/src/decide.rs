@@ -86,8 +86,7 @@ impl<'a> Ctx<'a> {
     /// Activate the watchdog unless it is active or off (Patroni's
     /// `not watchdog.is_running and not watchdog.activate()`, inverted).
     fn watchdog_activated(&self) -> Q<bool> {
-        if self.i.local.watchdog != crate::WatchdogState::Off && self.i.local.watchdog != crate::WatchdogState::Active
-        {
+        if self.i.local.watchdog != crate::WatchdogState::Off && self.i.local.watchdog != crate::WatchdogState::Active {
             return self.i.answers.watchdog_activated.ok_or(Ask::ActivateWatchdog);
         }
         Ok(true)

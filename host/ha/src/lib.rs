@@ -51,11 +51,11 @@ pub use output::{Action, Ask, Decision, DemoteMode, Level, StartAs, Step};
 pub use quorum::{resolve_quorum, QuorumError, QuorumInput, QuorumPlan, QuorumStandbyNames, QuorumStep, QuorumSyncKey};
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
+pub use slots::{Existing, LeaderSlot, SlotAction, SlotConfig, SlotInput, SlotPlan, SlotRole};
 pub use watchdog::{
     activation, keepalive_before_renewal, should_open, watchdog_is_healthy, Activation, Probe, WatchdogMode,
     WatchdogState, WatchdogTiming,
 };
-pub use slots::{Existing, LeaderSlot, SlotAction, SlotConfig, SlotInput, SlotPlan, SlotRole};
 
 #[cfg(test)]
 mod tests;

@@ -283,10 +283,12 @@ mod tests {
     #[test]
     fn activation_verdicts() {
         use WatchdogMode::*;
-        let opened = |actual, can_be_disabled| Probe::Opened { device: "dev".into(), actual_timeout: actual, can_be_disabled };
+        let opened =
+            |actual, can_be_disabled| Probe::Opened { device: "dev".into(), actual_timeout: actual, can_be_disabled };
         let failed = Probe::Failed { device: "dev".into(), error: "boom".into() };
         // (mode, timing, probe) -> (ok, keep_open, the last line logged)
-        let cases: Vec<(WatchdogMode, WatchdogTiming, Probe, bool, bool, Option<&str>)> = vec![
+        type Case = (WatchdogMode, WatchdogTiming, Probe, bool, bool, Option<&'static str>);
+        let cases: Vec<Case> = vec![
             (Automatic, t(30, 10, 5), opened(25, true), true, true, Some("dev activated with 25 second timeout, timing slack 15 seconds")),
             (Required, t(30, 10, 5), opened(25, true), true, true, Some("dev activated with 25 second timeout, timing slack 15 seconds")),
             (Required, t(5, 1, 2), opened(3, true), true, true, Some("dev activated with 3 second timeout, timing slack 2 seconds")),
@@ -311,7 +313,10 @@ mod tests {
         assert!(a.log.iter().any(|(l, s)| *l == Level::Warn
             && s == "Watchdog timeout 60 seconds does not ensure safe termination within 25 seconds"));
         let a = activation(Automatic, &t(30, 10, 5), &opened(25, false));
-        assert!(a.log.iter().any(|(l, s)| *l == Level::Warn && s.starts_with("Watchdog implementation can't be disabled")));
+        assert!(a
+            .log
+            .iter()
+            .any(|(l, s)| *l == Level::Warn && s.starts_with("Watchdog implementation can't be disabled")));
     }
 
     #[test]

@@ -120,7 +120,8 @@ impl LinuxDevice {
         if let Some(s) = &self.support {
             return Ok(s.clone());
         }
-        let fd = self.fd().map_err(|e| WatchdogError(format!("Could not get information about watchdog device: {e}")))?;
+        let fd =
+            self.fd().map_err(|e| WatchdogError(format!("Could not get information about watchdog device: {e}")))?;
         let mut info = WatchdogInfo { options: 0, firmware_version: 0, identity: [0; 32] };
         // SAFETY: `fd` is an open descriptor we own and `info` is a
         // `struct watchdog_info` the kernel fills in.
@@ -231,11 +232,8 @@ impl Device for LinuxDevice {
     }
 
     fn describe(&mut self) -> String {
-        let at = if self.path != Path::new(DEFAULT_DEVICE) {
-            format!(" at {}", self.path.display())
-        } else {
-            String::new()
-        };
+        let at =
+            if self.path != Path::new(DEFAULT_DEVICE) { format!(" at {}", self.path.display()) } else { String::new() };
         let (version, identity) = match self.file.is_some().then(|| self.support()) {
             Some(Ok((_, version, identity))) => (version, identity),
             _ => (0, "Linux watchdog device".to_string()),

@@ -70,6 +70,9 @@ pub struct Watchdog {
     /// When the leader lease last renewed ends, counted from when the
     /// renewal was sent.
     lease_end: Option<Instant>,
+    /// The timing whose lack of slack was last reported: said once, not
+    /// at every activation (a leader in mode `automatic` tries each cycle).
+    slack_reported: Option<WatchdogTiming>,
 }
 
 impl Watchdog {
@@ -85,7 +88,14 @@ impl Watchdog {
 
     /// The watchdog with a given device (tests).
     pub fn with_device(settings: WatchdogSettings, device: Box<dyn Device>) -> Self {
-        Self { active_config: settings.clone(), config: settings, device, active: false, lease_end: None }
+        Self {
+            active_config: settings.clone(),
+            config: settings,
+            device,
+            active: false,
+            lease_end: None,
+            slack_reported: None,
+        }
     }
 
     /// New settings (each cycle, each reload). A device in use keeps its
@@ -122,7 +132,10 @@ impl Watchdog {
         self.active_config = self.config.clone();
         let timing = self.config.timing;
         if let Some((level, line)) = palisade_ha::should_open(&timing) {
-            log(level, &line);
+            if self.slack_reported != Some(timing) {
+                log(level, &line);
+                self.slack_reported = Some(timing);
+            }
             self.device = Box::new(NullDevice);
         }
         let probe = if self.device.is_null() {

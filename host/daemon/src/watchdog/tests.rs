@@ -141,6 +141,13 @@ fn a_timing_without_slack_opens_nothing() {
     assert!(!wd.is_healthy());
     assert!(!wd.activate());
     assert!(calls(&log).is_empty());
+    // Mode automatic goes on without a device, every time it is asked.
+    let (mock, log) = Mock::new(false);
+    let mut wd = Watchdog::with_device(settings(WatchdogMode::Automatic, 5, 1, 5), Box::new(mock));
+    assert!(wd.is_healthy());
+    assert!(wd.activate() && wd.activate());
+    assert!(calls(&log).is_empty());
+    assert_eq!(wd.state(), WatchdogState::Inactive { healthy: true });
 }
 
 #[test]

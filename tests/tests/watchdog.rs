@@ -124,9 +124,12 @@ fn a_node_whose_required_watchdog_fails_never_leads() {
 
     cluster.mark("the leader dies");
     cluster.kill9("node1", true);
-    // Neither replica may become the primary: watch for four times the ttl.
+    // Neither replica may take the lock or become the primary: watch for
+    // four times the ttl.
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
+        let leader = cluster.leader();
+        assert!(leader.as_deref().is_none_or(|l| l == "node1"), "{leader:?} took the lock:\n{}", cluster.logs());
         for n in ["node2", "node3"] {
             let in_recovery = cluster.node(n).sql("SELECT pg_is_in_recovery()");
             assert_ne!(in_recovery.as_deref(), Ok("f"), "{n} became a primary:\n{}", cluster.logs());

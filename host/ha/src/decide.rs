@@ -545,6 +545,16 @@ impl<'a> Ctx<'a> {
     fn unhealthy_cluster(&mut self) -> Q<Decision> {
         let c = self.i.cluster;
         if self.is_healthiest_node()? {
+            // Unlike Patroni, a node arms its watchdog before it takes the
+            // lock, not after: one whose required watchdog cannot be armed
+            // never holds the lock, even for a cycle. A device armed for a
+            // race that is then lost is closed at the end of the cycle.
+            if !self.paused() && !self.i.settings.standby_cluster && !self.watchdog_activated()? {
+                return self.follow(
+                    "demoting self because watchdog could not be activated",
+                    "Not promoting self because watchdog could not be activated",
+                );
+            }
             if self.acquire_lock()? {
                 if let Some(f) = &c.failover {
                     if self.paused() && f.leader.is_some() && f.candidate.is_some() {

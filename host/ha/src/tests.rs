@@ -861,13 +861,24 @@ fn cases() -> Vec<Case> {
         },
         {
             let mut c = case(
-                "a required watchdog that cannot be activated: the key is released, no promotion",
+                "a required watchdog that cannot be activated: the lock is not taken",
                 three(None),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+                "Not promoting self because watchdog could not be activated",
+                vec![],
+            );
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "a leader that cannot activate its required watchdog releases the lock",
+                three(Some("n2")),
                 Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
                 "Not promoting self because watchdog could not be activated",
                 vec![Action::ReleaseLeaderKey],
             );
-            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
             c.world.watchdog = false;
             c
         },
@@ -947,6 +958,26 @@ fn a_watchdog_race_loser_logs_why() {
     c.world.peers = vec![peer("n1", true, 900, json!({}))];
     let (d, asked) = simulate(&c, NOW);
     assert!(d.log.contains(&(Level::Warn, "Watchdog device is not usable".into())), "{:?}", d.log);
+    assert!(!asked.contains(&Ask::AcquireLock), "{asked:?}");
+}
+
+#[test]
+fn the_watchdog_is_armed_before_the_lock_is_taken() {
+    let mut c = case(
+        "",
+        cluster(None, vec![member("n1", "replica", 900, json!({}))]),
+        Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+        "",
+        vec![],
+    );
+    c.world.peers = vec![peer("n1", true, 900, json!({}))];
+    let (d, asked) = simulate(&c, NOW);
+    assert_eq!(d.actions, vec![Action::Promote]);
+    let arm = asked.iter().position(|a| *a == Ask::ActivateWatchdog);
+    let lock = asked.iter().position(|a| *a == Ask::AcquireLock);
+    assert!(arm.is_some() && arm < lock, "{asked:?}");
+    c.world.watchdog = false;
+    let (_, asked) = simulate(&c, NOW);
     assert!(!asked.contains(&Ask::AcquireLock), "{asked:?}");
 }
 

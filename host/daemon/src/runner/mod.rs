@@ -416,6 +416,11 @@ impl Runner {
             let outcome = self.cycle().await;
             if let Some(message) = outcome.fatal {
                 tracing::error!("{message}");
+                if self.shared.with_watchdog(|w| w.is_running()) {
+                    // PostgreSQL is left as it is: an armed device stays
+                    // armed and fences it unless a new daemon feeds it.
+                    tracing::warn!("exiting with the watchdog armed: it fires unless the daemon is started again");
+                }
                 return std::process::ExitCode::FAILURE;
             }
             let loop_wait = self.shared.config().global.loop_wait;

@@ -232,3 +232,46 @@ fn a_hung_leader_is_fenced_by_its_watchdog_before_its_lease_runs_out() {
         expires.duration_since(fired_wall).unwrap_or_default().as_secs_f64()
     );
 }
+
+#[test]
+fn a_switchover_disarms_the_old_leader_and_arms_the_new_one() {
+    let spec = ClusterSpec {
+        nodes: 2,
+        ttl: 5,
+        loop_wait: 1,
+        node_extra: |i| {
+            format!(
+                "watchdog:\n  mode: required\n  driver: testing\n  device: watchdog.node{}.fifo\n  safety_margin: 2\n",
+                i + 1
+            )
+        },
+        ..ClusterSpec::default()
+    };
+    let mut cluster = Cluster::prepare("wd-switch", spec);
+    let devices: Vec<WatchdogDevice> =
+        (1..=2).map(|i| WatchdogDevice::start(&cluster.dir().join(format!("watchdog.node{i}.fifo")))).collect();
+    cluster.start_node(0);
+    cluster.wait_for_leader(Duration::from_secs(60));
+    cluster.start_node(1);
+    cluster.wait_streaming("node1", 1, Duration::from_secs(90));
+    devices[0].wait("fed on the leader", Duration::from_secs(20), |s| s.armed && s.pings.len() >= 2);
+    let s = devices[1].state();
+    assert_eq!((s.opened, s.pings.len()), (0, 0), "a replica's device is left alone: {s:?}");
+
+    let running = wait_until(Duration::from_secs(30), || {
+        cluster.node("node2").get("/patroni").is_ok_and(|r| r.json()["state"] == "running")
+    });
+    assert!(running, "node2 does not say it runs");
+    let r = cluster.node("node1").call("POST", "/switchover", Some(r#"{"leader": "node1", "candidate": "node2"}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    cluster.wait_for_new_leader("node1", Duration::from_secs(60));
+    let old = devices[0].wait("closed on demotion", Duration::from_secs(20), |s| s.magic_closes >= 1 && !s.armed);
+    let new = devices[1].wait("fed on the new leader", Duration::from_secs(20), |s| s.armed && s.pings.len() >= 2);
+    assert_eq!(new.timeouts.first(), Some(&3));
+    // The old leader's device stays closed while it follows.
+    let pings = old.pings.len();
+    std::thread::sleep(Duration::from_secs(3));
+    let s = devices[0].state();
+    assert_eq!((s.pings.len(), s.armed), (pings, false), "{s:?}");
+    assert!(devices.iter().all(|d| d.state().fired.is_none()), "a device fired during a switchover");
+}

@@ -22,14 +22,26 @@ struct Out {
 }
 
 fn run(program: &Path, config: &Path, args: &[&str]) -> Out {
+    run_input(program, config, args, "")
+}
+
+/// `run` with `input` on standard input (answers to prompts).
+fn run_input(program: &Path, config: &Path, args: &[&str], input: &str) -> Out {
     let mut cmd = Command::new(program);
     cmd.arg("-c").arg(config).args(args);
     cmd.env("NO_COLOR", "1").env("PALISADE_PLUGIN_DIR", target_dir()).env_remove("DCS_URL");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI")) {
         cmd.env_remove(k);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let _ = writer.join();
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -249,6 +261,20 @@ fn list_and_actions_match_patronictl_on_every_group() {
         |v: &[String]| v.iter().map(|r| r.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
     assert_eq!(heads(&ours), ["w1a POST /restart", "w2b POST /restart"]);
     assert_eq!(heads(&theirs), heads(&ours));
+
+    // Without --group and --force, switchover shows every group and asks
+    // for one (again after an answer that is not a number), then for the
+    // rest within that group.
+    let args = ["switchover", "demo"];
+    let input = "x\n2\n\nw2b\nnow\nn\n";
+    let (p, q) =
+        (run_input(&tools.patronictl, &citus, &args, input), run_input(&tools.palisadectl, &citus, &args, input));
+    let asked = |o: &Out| o.stdout.split("When should").next().unwrap_or_default().to_string();
+    assert_eq!(asked(&p), asked(&q), "\n--- patronictl\n{}--- palisadectl\n{}", p.stdout, q.stdout);
+    assert!(asked(&q).contains("Citus group: Error: 'x' is not a valid integer.\nCitus group: "), "{}", q.stdout);
+    assert!(asked(&q).contains("Primary [w2a]: Candidate ['w2b'] []: "), "{}", q.stdout);
+    assert_eq!((p.code, p.stderr.lines().last()), (q.code, q.stderr.lines().last()));
+    assert_eq!(q.stderr.lines().last(), Some("Error: Aborting switchover"));
 
     // A switchover within group 2 goes to that group's leader.
     let args = ["switchover", "--group", "2", "--candidate", "w2b", "--force"];

@@ -1,9 +1,16 @@
 //! palisadectl on a Citus cluster, next to real patronictl (Patroni 4.1):
-//! three groups of one scope written straight into a real etcd (no
-//! daemons, no Citus), read by both tools through `--group` and without
-//! it. What they print must be the same byte for byte; what they write
-//! (the failover key of a switchover falling back to the DCS) must land in
-//! the same group with the same value.
+//! three groups of one scope written straight into the store (no daemons,
+//! no Citus), read by both tools through `--group` and without it. What
+//! they print must be the same byte for byte; what they write (the failover
+//! key of a switchover falling back to the DCS) must land in the same group
+//! with the same value; what they ask the members' REST APIs (doubles here)
+//! must be the same requests to the same members.
+//!
+//! It runs once per DCS whose test adapter writes group keys by path
+//! (etcd3, the etcd v2 API, ZooKeeper, Consul): each plugin's
+//! `get_mpp_groups` is compared with Patroni's own reading of every group
+//! of that store. Kubernetes keeps groups as labelled objects; its plugin's
+//! groups are checked by the DCS conformance suite.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -13,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use palisade_test_support::{free_port, target_dir, Staging};
-use palisade_tests::etcd::{EtcdServer, RawClient};
+use palisade_tests::dcs::{DcsBackend, TestDcs};
 
 struct Out {
     code: i32,
@@ -127,12 +134,21 @@ fn api(name: &'static str, seen: Arc<Mutex<Vec<String>>>) -> u16 {
     port
 }
 
+/// The lines of an action's report, sorted: patronictl acts on members in
+/// the order its DCS module lists them (etcd's v2 API and ZooKeeper do not
+/// sort), palisadectl in name order.
+fn lines(text: &str) -> Vec<&str> {
+    let mut l: Vec<&str> = text.lines().collect();
+    l.sort_unstable();
+    l
+}
+
 const REPLICA: &str = r#","replication_state":"streaming","receive_lsn":50331968,"replay_lsn":50331648"#;
 
 /// Groups 0, 1 and 2 of scope `demo`, two members each; group 1 is paused.
 /// Group 0's REST APIs are down (a port nobody listens on, so actions fall
 /// back to the DCS); the others' are doubles recording into `seen`.
-fn write_cluster(raw: &RawClient, seen: &Arc<Mutex<Vec<String>>>) {
+fn write_cluster(raw: &dyn TestDcs, seen: &Arc<Mutex<Vec<String>>>) {
     let closed = free_port();
     let groups: [(i32, &'static str, &'static str, u16); 3] =
         [(0, "c1", "c2", 5432), (1, "w1a", "w1b", 5442), (2, "w2a", "w2b", 5452)];
@@ -151,15 +167,19 @@ fn write_cluster(raw: &RawClient, seen: &Arc<Mutex<Vec<String>>>) {
     raw.put("/service/demo/leader", b"stray");
 }
 
-#[test]
-fn list_and_actions_match_patronictl_on_every_group() {
+palisade_tests::dcs_tests!(etcd3 = palisade_tests::dcs::ETCD3; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(etcd = palisade_tests::dcs::ETCD; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(zookeeper = palisade_tests::dcs::ZOOKEEPER; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(consul = palisade_tests::dcs::CONSUL; list_and_actions_match_patronictl_on_every_group);
+
+fn list_and_actions_match_patronictl_on_every_group(backend: DcsBackend) {
     let tools = Tools::new();
-    let etcd = EtcdServer::start("ctl-citus");
-    let raw = etcd.raw();
+    let store = (backend.start)("ctl-citus");
+    let raw = store.as_ref();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    write_cluster(&raw, &seen);
+    write_cluster(raw, &seen);
     let staging = Staging::new("ctl-citus");
-    let base = format!("scope: demo\nname: ctl\netcd3:\n  hosts: {}\n", etcd.host_port());
+    let base = format!("scope: demo\nname: ctl\n{}", store.yaml_section());
     // A worker's configuration: without --group every group is shown anyway.
     let citus = staging.write("citus.yml", &format!("{base}citus:\n  group: 1\n  database: citus\n"), 0o644);
     let plain = staging.write("plain.yml", &base, 0o644);
@@ -206,7 +226,7 @@ fn list_and_actions_match_patronictl_on_every_group() {
 
     // A failover within group 0, whose members' APIs are down: both tools
     // fall back to writing that group's failover key.
-    let failover_of = |g: i32| raw.get(&format!("/service/demo/{g}/failover")).map(|kv| kv.value);
+    let failover_of = |g: i32| raw.get(&format!("/service/demo/{g}/failover"));
     let args = ["failover", "--group", "0", "--candidate", "c2", "--force"];
     let theirs = run(&tools.patronictl, &citus, &args);
     assert_eq!(theirs.code, 0, "{}", theirs.stderr);
@@ -235,7 +255,7 @@ fn list_and_actions_match_patronictl_on_every_group() {
     ] {
         let (p, theirs) = requests(&tools.patronictl, args);
         let (q, ours) = requests(&tools.palisadectl, args);
-        assert_eq!((p.code, &p.stdout), (q.code, &q.stdout), "{args:?}\n{}\n{}", p.stderr, q.stderr);
+        assert_eq!((p.code, lines(&p.stdout)), (q.code, lines(&q.stdout)), "{args:?}\n{}\n{}", p.stderr, q.stderr);
         let group = args[args.iter().position(|a| *a == "--group").unwrap() + 1];
         assert!(!ours.is_empty(), "{args:?}: some request");
         let names: Vec<&str> = ours.iter().map(|r| r.split(' ').next().unwrap()).collect();
@@ -256,7 +276,7 @@ fn list_and_actions_match_patronictl_on_every_group() {
     let args = ["restart", "demo", "w1a", "w2b", "--force"];
     let (p, theirs) = requests(&tools.patronictl, &args);
     let (q, ours) = requests(&tools.palisadectl, &args);
-    assert_eq!((p.code, &p.stdout), (q.code, &q.stdout), "{}\n{}", p.stderr, q.stderr);
+    assert_eq!((p.code, lines(&p.stdout)), (q.code, lines(&q.stdout)), "{}\n{}", p.stderr, q.stderr);
     let heads =
         |v: &[String]| v.iter().map(|r| r.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
     assert_eq!(heads(&ours), ["w1a POST /restart", "w2b POST /restart"]);

@@ -555,7 +555,7 @@ impl Worker {
         if self.client.is_none() {
             let local = local.ok_or("the host has not given the local connection yet")?;
             let options = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0";
-            let config = db::config(&local, &self.database, options).map_err(|e| e.message)?;
+            let config = db::config(&local, &self.database, options, "Patroni citus").map_err(|e| e.message)?;
             self.client = Some(db::connect(&config)?);
         }
         let client = self.client.as_ref().ok_or("not connected")?;

@@ -60,7 +60,7 @@ impl palisade_plugin_api::Mpp for Citus {
     fn set_local(&self, local: &MppLocal) -> PluginResult<()> {
         db::url_address(&local.conn_url).map_err(|e| PluginError::config(format!("conn_url: {e}")))?;
         // Checks the settings (port, sslmode) once, here.
-        db::config(local, &self.settings.database, "")?;
+        db::config(local, &self.settings.database, "", "Patroni citus")?;
         self.handler.set_local(local.clone());
         Ok(())
     }

@@ -381,11 +381,14 @@ fn paused_group_resumes_after_the_timeout() {
     assert!(updates[1].contains(r#""lock_cooldown": 10000"#), "{updates:#?}");
 }
 
+/// A member in a scenario step: name, address, role, state.
+type StepMember = (&'static str, &'static str, &'static str, &'static str);
+
 /// One scenario step: the clusters of every group as the DCS shows them
 /// (`group -> (leader, [(name, address, role, state)])`), and either a
 /// `sync_meta_data` or an event.
 struct Step {
-    clusters: Vec<(i32, &'static str, Vec<(&'static str, &'static str, &'static str, &'static str)>)>,
+    clusters: Vec<(i32, &'static str, Vec<StepMember>)>,
     event: Option<Value>,
 }
 

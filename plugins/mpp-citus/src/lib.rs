@@ -8,7 +8,7 @@
 //!   group's primary and secondaries, with exactly the statements Patroni
 //!   runs ([`dist`]), from a background thread that keeps a transaction
 //!   (and so Citus's metadata lock) open from a worker's `before_demote`
-//!   to its `after_promote` ([`handler`]).
+//!   to its `after_promote` ([`handler`], [`worker`]).
 //!
 //! Like every plugin it is built against `palisade-plugin-api` only and must
 //! never depend on a host crate. It owns its tokio runtime (the SDK's) for
@@ -21,6 +21,7 @@ mod gucs;
 mod handler;
 mod settings;
 mod sql;
+mod worker;
 
 use palisade_plugin_api::sdk::settings::kind;
 use palisade_plugin_api::{MppCluster, MppLocal, MppSlot, PluginError, PluginParams, PluginResult};

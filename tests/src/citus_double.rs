@@ -231,17 +231,7 @@ impl DoubleServer {
 
     /// Run SQL with psql in `db` as `postgres`; rows as `|`-separated lines.
     pub fn sql(&self, db: &str, query: &str) -> Result<String, String> {
-        let out = Command::new(pg_bin_dir().join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", query])
-            .env("PGCONNECT_TIMEOUT", "3")
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        crate::cluster::psql_in(self.port, db, &[], query)
     }
 
     /// Stop the server now (fast shutdown).

@@ -206,8 +206,15 @@ pub fn psql(port: u16, query: &str) -> Result<String, String> {
 
 /// `psql` with more environment (libpq's `PGSSLMODE`...).
 pub fn psql_with(port: u16, env: &[(String, String)], query: &str) -> Result<String, String> {
+    psql_in(port, "postgres", env, query)
+}
+
+/// `psql` in database `db` as the superuser, with more environment; the
+/// rows as `|`-separated lines.
+pub fn psql_in(port: u16, db: &str, env: &[(String, String)], query: &str) -> Result<String, String> {
     let out = Command::new(pg_bin_dir().join("psql"))
-        .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "postgres", "-d", db])
         .arg("-c")
         .arg(query)
         .env("PGPASSWORD", SUPERUSER_PASSWORD)

@@ -18,7 +18,6 @@
 //!   `-demoted` row update).
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,19 +37,7 @@ fn group_of(i: usize) -> usize {
 
 /// psql as the superuser against `127.0.0.1:port`, database `db`.
 fn psql_db(port: u16, db: &str, query: &str) -> Result<String, String> {
-    let out = Command::new(palisade_test_support::pg_bin_dir().join("psql"))
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", "postgres", "-d", db, "-c", query])
-        .env("PGPASSWORD", SUPERUSER_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "3")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    palisade_tests::cluster::psql_in(port, db, &[], query)
 }
 
 /// The leader key of `group`.

@@ -5,6 +5,7 @@
 //! the host's job, so that garbage written by somebody else is handled in one
 //! place, the same way for every store.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -253,6 +254,14 @@ pub trait Dcs: Send + Sync {
     /// `leader_version` (or, with `None`, for any change worth a new cycle).
     /// Returns `true` when it woke up early because of a change.
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool>;
+    /// One consistent read of every Citus group under the scope
+    /// (`/<namespace>/<scope>/<group>/...`), whatever this node's own group:
+    /// group number -> that group's snapshot, as Patroni's
+    /// `_mpp_cluster_loader`. A group is present when at least one of its
+    /// keys exists; directories that are not a group number (`0` or digits
+    /// without a leading zero, Patroni's `group_re`) and keys directly under
+    /// the scope are skipped. The Citus coordinator and palisadectl use it.
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>>;
 }
 
 // ---------------------------------------------------------------------------
@@ -344,20 +353,139 @@ pub trait Callback: Send + Sync {
 // MPP (Citus)
 // ---------------------------------------------------------------------------
 
+/// How an MPP plugin reaches the local PostgreSQL server, and what this
+/// member publishes. The host hands it over with [`Mpp::set_local`] before
+/// any call that touches the database, and again whenever it changes
+/// (a configuration reload).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MppLocal {
+    /// libpq keyword/value pairs that reach the local server as the
+    /// superuser, exactly as the host's own connection does (`host` (a
+    /// socket directory or an address), `port`, `user`, `password`,
+    /// `sslmode`, `sslcert`, `sslkey`, `sslrootcert`...), without `dbname`
+    /// and `options`: the plugin sets those itself, as Patroni does.
+    pub conn: Vec<(String, String)>,
+    /// `postgresql.database`: the database the host itself connects to
+    /// (Patroni's `postgres` by default).
+    pub database: String,
+    /// This member's `conn_url`, as published in its member key
+    /// (`postgres://host:port/dbname`); the coordinator registers itself
+    /// in the metadata with its host and port.
+    pub conn_url: String,
+}
+
+/// One member of one group's cluster, as read from the DCS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MppMember {
+    pub name: String,
+    /// The member's `conn_url`, when it publishes one.
+    pub conn_url: Option<String>,
+    /// The member's `role` (`primary`, `master`, `replica`...), as stored.
+    pub role: Option<String>,
+    /// The member's `state` (`running`, `stopped`...), as stored.
+    pub state: Option<String>,
+    /// The member's `noloadbalance` tag, read with Python's truth value.
+    pub noloadbalance: bool,
+}
+
+/// One group's cluster (group 0 is the coordinator's), as read from the DCS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MppCluster {
+    pub group: i32,
+    /// The name in the group's leader key, if there is one.
+    pub leader: Option<String>,
+    pub members: Vec<MppMember>,
+}
+
+/// A replication slot the host found on the local server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MppSlot {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    /// The slot's database (logical slots), empty otherwise.
+    pub database: String,
+    /// The slot's output plugin (logical slots), empty otherwise.
+    pub plugin: String,
+}
+
+/// Patroni's MPP handler (`AbstractMPPHandler`), as a plugin implements it.
+///
+/// The host keeps one instance per daemon, whatever the role of the local
+/// server. Every call is blocking and returns promptly, except
+/// [`Mpp::handle_event`] for `before_demote` (see there). A plugin keeps its
+/// own connection to the local server and works through the metadata in
+/// the background, as Patroni's handler thread does; it must never panic
+/// across the boundary.
+///
+/// Who calls what, as Patroni does:
+/// - every node: `adjust_parameters` whenever the host writes
+///   postgresql.conf; `bootstrap` after a new cluster was created with
+///   initdb; `schedule_cache_rebuild` when PostgreSQL was started or
+///   promoted; `ignore_replication_slot` when the host is about to drop
+///   slots it does not know;
+/// - the coordinator's primary: `sync_meta_data` every HA cycle (after
+///   its leader lock was renewed), `handle_event` for each `POST /citus`
+///   (only while it holds the leader lock), `on_demote` before its
+///   PostgreSQL is stopped or demoted;
+/// - a worker's primary: no call; the host sends the events itself (see
+///   [`Mpp::handle_event`] for the body), to the coordinator leader's
+///   `POST /citus`: `before_demote` before a graceful stop or demotion
+///   (waiting up to `ttl` for the answer), `before_promote` before
+///   promoting, `after_promote` once promoted (2 s timeout each).
 pub trait Mpp: Send + Sync {
-    /// This node's group (0 is the coordinator).
+    /// This node's group (`citus.group`; 0 is the coordinator).
     fn group(&self) -> i32;
+    /// The coordinator's group (0 for Citus).
     fn coordinator_group(&self) -> i32;
-    /// Adjust the PostgreSQL parameters the host is about to write (a JSON
-    /// object in, a JSON object out), e.g. to preload the extension.
+    /// How to reach the local server as the superuser, and this member's
+    /// `conn_url`. Called before any other call that needs the database,
+    /// and again when those settings change. An invalid value (an
+    /// unparsable `conn_url`) is a [`ErrorKind::Config`] error.
+    fn set_local(&self, local: &MppLocal) -> PluginResult<()>;
+    /// Adjust the PostgreSQL parameters the host is about to write: a JSON
+    /// object of every parameter with the value the host will write (with
+    /// `max_connections` and `max_prepared_transactions` as numbers) in, the
+    /// same object with the plugin's changes out (Citus: `citus` first in
+    /// `shared_preload_libraries`, `max_prepared_transactions`,
+    /// `wal_level`, `citus.local_hostname`). Works before `set_local` too
+    /// (then `citus.local_hostname` is `localhost`).
     fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String>;
-    /// Run after a new cluster was bootstrapped; `conninfo` reaches the local
-    /// server as the superuser.
-    fn bootstrap(&self, conninfo: &str) -> PluginResult<()>;
-    /// An event from a worker's leader (`POST /mpp` on the coordinator); the
-    /// result is the JSON answer.
-    fn handle_event(&self, event_json: &str) -> PluginResult<String>;
-    /// On the coordinator's primary: bring the metadata in line with the
-    /// clusters of every group (JSON).
-    fn sync_meta_data(&self, clusters_json: &str) -> PluginResult<()>;
+    /// A new cluster was bootstrapped with initdb and its PostgreSQL is
+    /// running: create the MPP database and extension (Citus: `CREATE
+    /// DATABASE` when `citus.database` is not `postgresql.database`,
+    /// `CREATE EXTENSION citus`, the superuser's credentials in
+    /// `pg_dist_authinfo`, and on the coordinator its own address). An
+    /// error fails the bootstrap, as in Patroni.
+    fn bootstrap(&self) -> PluginResult<()>;
+    /// On the coordinator's primary, every HA cycle: bring the metadata
+    /// (`pg_dist_node`) in line with the clusters of every group
+    /// (`clusters` holds the coordinator's own group 0 and each worker
+    /// group). Queues the work and returns; the plugin does it in the
+    /// background. Does nothing on any other node.
+    fn sync_meta_data(&self, clusters: &[MppCluster]) -> PluginResult<()>;
+    /// An event a worker group's primary sent to `POST /citus` on the
+    /// coordinator's primary: the request body as received, Patroni's
+    /// `{"type": "before_demote"|"before_promote"|"after_promote",
+    /// "group": <int>, "leader": <member name>, "timeout": <ttl, s>,
+    /// "cooldown": <retry_timeout, s>}`, and the clusters of every group as
+    /// the host just read them. An event that does not match the DCS (the
+    /// group's leader is somebody else) is logged and dropped. For
+    /// `before_demote` the call blocks until the worker's metadata row is
+    /// updated in an open transaction, which holds the metadata lock (at most
+    /// `timeout` seconds); new distributed transactions then wait until the
+    /// `after_promote` of that group commits it, or until `timeout`
+    /// seconds passed and it is rolled back. An invalid body is a
+    /// [`ErrorKind::Config`] error naming the key.
+    fn handle_event(&self, clusters: &[MppCluster], event_json: &str) -> PluginResult<()>;
+    /// The coordinator's primary is being stopped or demoted: forget the
+    /// cached metadata, queued work and any open transaction.
+    fn on_demote(&self);
+    /// The local server was started or promoted: read the metadata from
+    /// the database again before acting on it.
+    fn schedule_cache_rebuild(&self);
+    /// Whether the host must keep `slot`, a replication slot it did not
+    /// create, on a server whose role is `is_primary` (Citus: its own shard
+    /// move and split slots in `citus.database`).
+    fn ignore_replication_slot(&self, slot: &MppSlot, is_primary: bool) -> bool;
 }

@@ -10,6 +10,7 @@
 
 #![allow(non_camel_case_types, non_local_definitions)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use abi_stable::{
@@ -315,6 +316,24 @@ impl From<FfiSnapshot> for DcsSnapshot {
     }
 }
 
+/// One Citus group's snapshot ([`Dcs::get_mpp_groups`]; never changes).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct FfiGroupSnapshot {
+    pub group: i32,
+    pub snapshot: FfiSnapshot,
+}
+
+/// Every group's snapshot as it crosses the boundary (sorted by group).
+pub(crate) fn groups_to_ffi(groups: BTreeMap<i32, DcsSnapshot>) -> RVec<FfiGroupSnapshot> {
+    groups.into_iter().map(|(group, s)| FfiGroupSnapshot { group, snapshot: s.into() }).collect()
+}
+
+/// Back to the map; a group a plugin sent twice keeps its last snapshot.
+pub(crate) fn groups_from_ffi(groups: RVec<FfiGroupSnapshot>) -> BTreeMap<i32, DcsSnapshot> {
+    groups.into_iter().map(|g| (g.group, g.snapshot.into())).collect()
+}
+
 /// Wrapper so that `ROption<RString>` can be produced by [`to_ffi`].
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Debug)]
@@ -371,6 +390,16 @@ pub trait FfiDcs: Send + Sync {
     fn set_timing(&self, timing: FfiDcsTiming) -> FfiResult<FfiUnit>;
     #[sabi(last_prefix_field)]
     fn watch(&self, leader_version: ROption<RStr<'_>>, timeout_ms: u64) -> FfiResult<bool>;
+    /// Appended after the first release (see `FfiReplica::archive_commands`
+    /// for what that means for older plugins and hosts): every Citus group
+    /// under the scope, sorted by group number. The default body answers
+    /// with an error should a vtable without the entry ever be reached.
+    fn get_mpp_groups(&self) -> FfiResult<RVec<FfiGroupSnapshot>> {
+        RResult::RErr(FfiError {
+            kind: ErrorKind::Other.code(),
+            message: "the DCS plugin was built before get_mpp_groups existed; rebuild it".into(),
+        })
+    }
 }
 
 pub type FfiDcsBox = FfiDcs_TO<'static, RBox<()>>;
@@ -504,15 +533,141 @@ pub type FfiCallbackBox = FfiCallback_TO<'static, RBox<()>>;
 // MPP
 // ---------------------------------------------------------------------------
 
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppLocal {
+    pub conn: RVec<Tuple2<RString, RString>>,
+    pub database: RString,
+    pub conn_url: RString,
+}
+
+impl From<MppLocal> for FfiMppLocal {
+    fn from(l: MppLocal) -> Self {
+        Self {
+            conn: l.conn.into_iter().map(|(k, v)| Tuple2(k.into(), v.into())).collect(),
+            database: l.database.into(),
+            conn_url: l.conn_url.into(),
+        }
+    }
+}
+
+impl From<FfiMppLocal> for MppLocal {
+    fn from(l: FfiMppLocal) -> Self {
+        Self {
+            conn: l.conn.into_iter().map(|Tuple2(k, v)| (k.into(), v.into())).collect(),
+            database: l.database.into(),
+            conn_url: l.conn_url.into(),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppMember {
+    pub name: RString,
+    pub conn_url: ROption<RString>,
+    pub role: ROption<RString>,
+    pub state: ROption<RString>,
+    pub noloadbalance: bool,
+}
+
+impl From<MppMember> for FfiMppMember {
+    fn from(m: MppMember) -> Self {
+        Self {
+            name: m.name.into(),
+            conn_url: opt_in(m.conn_url),
+            role: opt_in(m.role),
+            state: opt_in(m.state),
+            noloadbalance: m.noloadbalance,
+        }
+    }
+}
+
+impl From<FfiMppMember> for MppMember {
+    fn from(m: FfiMppMember) -> Self {
+        Self {
+            name: m.name.into(),
+            conn_url: opt_out(m.conn_url),
+            role: opt_out(m.role),
+            state: opt_out(m.state),
+            noloadbalance: m.noloadbalance,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppCluster {
+    pub group: i32,
+    pub leader: ROption<RString>,
+    pub members: RVec<FfiMppMember>,
+}
+
+impl From<MppCluster> for FfiMppCluster {
+    fn from(c: MppCluster) -> Self {
+        Self {
+            group: c.group,
+            leader: opt_in(c.leader),
+            members: c.members.into_iter().map(FfiMppMember::from).collect(),
+        }
+    }
+}
+
+impl From<FfiMppCluster> for MppCluster {
+    fn from(c: FfiMppCluster) -> Self {
+        Self {
+            group: c.group,
+            leader: opt_out(c.leader),
+            members: c.members.into_iter().map(MppMember::from).collect(),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiMppSlot {
+    pub name: RString,
+    pub slot_type: RString,
+    pub database: RString,
+    pub plugin: RString,
+}
+
+impl From<MppSlot> for FfiMppSlot {
+    fn from(s: MppSlot) -> Self {
+        Self {
+            name: s.name.into(),
+            slot_type: s.slot_type.into(),
+            database: s.database.into(),
+            plugin: s.plugin.into(),
+        }
+    }
+}
+
+impl From<FfiMppSlot> for MppSlot {
+    fn from(s: FfiMppSlot) -> Self {
+        Self {
+            name: s.name.into(),
+            slot_type: s.slot_type.into(),
+            database: s.database.into(),
+            plugin: s.plugin.into(),
+        }
+    }
+}
+
+/// The mirror of [`Mpp`]; see there for what each method promises.
 #[sabi_trait]
 pub trait FfiMpp: Send + Sync {
     fn group(&self) -> i32;
     fn coordinator_group(&self) -> i32;
+    fn set_local(&self, local: FfiMppLocal) -> FfiResult<FfiUnit>;
     fn adjust_parameters(&self, parameters_json: RStr<'_>) -> FfiResult<RString>;
-    fn bootstrap(&self, conninfo: RStr<'_>) -> FfiResult<FfiUnit>;
-    fn handle_event(&self, event_json: RStr<'_>) -> FfiResult<RString>;
+    fn bootstrap(&self) -> FfiResult<FfiUnit>;
+    fn sync_meta_data(&self, clusters: RVec<FfiMppCluster>) -> FfiResult<FfiUnit>;
+    fn handle_event(&self, clusters: RVec<FfiMppCluster>, event_json: RStr<'_>) -> FfiResult<FfiUnit>;
+    fn on_demote(&self);
+    fn schedule_cache_rebuild(&self);
     #[sabi(last_prefix_field)]
-    fn sync_meta_data(&self, clusters_json: RStr<'_>) -> FfiResult<FfiUnit>;
+    fn ignore_replication_slot(&self, slot: FfiMppSlot, is_primary: bool) -> bool;
 }
 
 pub type FfiMppBox = FfiMpp_TO<'static, RBox<()>>;

@@ -6,12 +6,13 @@
 //! module per interface type, so a second plugin would silently come back
 //! as the first.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
-use abi_stable::std_types::{ROption, RStr};
+use abi_stable::std_types::{ROption, RResult, RStr};
 
 use crate::contract::*;
 use crate::ffi::*;
@@ -314,6 +315,12 @@ impl Dcs for LoadedDcs {
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
         from_ffi(self.0.watch(ropt(leader_version), timeout.as_millis() as u64))
     }
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        match self.0.get_mpp_groups() {
+            RResult::ROk(groups) => Ok(groups_from_ffi(groups)),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
 }
 
 struct LoadedReplica(FfiReplicaBox);
@@ -350,16 +357,32 @@ impl Mpp for LoadedMpp {
     fn coordinator_group(&self) -> i32 {
         self.0.coordinator_group()
     }
+    fn set_local(&self, local: &MppLocal) -> PluginResult<()> {
+        from_ffi(self.0.set_local(local.clone().into()))
+    }
     fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String> {
         from_ffi(self.0.adjust_parameters(RStr::from_str(parameters_json)))
     }
-    fn bootstrap(&self, conninfo: &str) -> PluginResult<()> {
-        from_ffi(self.0.bootstrap(RStr::from_str(conninfo)))
+    fn bootstrap(&self) -> PluginResult<()> {
+        from_ffi(self.0.bootstrap())
     }
-    fn handle_event(&self, event_json: &str) -> PluginResult<String> {
-        from_ffi(self.0.handle_event(RStr::from_str(event_json)))
+    fn sync_meta_data(&self, clusters: &[MppCluster]) -> PluginResult<()> {
+        from_ffi(self.0.sync_meta_data(mpp_clusters(clusters)))
     }
-    fn sync_meta_data(&self, clusters_json: &str) -> PluginResult<()> {
-        from_ffi(self.0.sync_meta_data(RStr::from_str(clusters_json)))
+    fn handle_event(&self, clusters: &[MppCluster], event_json: &str) -> PluginResult<()> {
+        from_ffi(self.0.handle_event(mpp_clusters(clusters), RStr::from_str(event_json)))
     }
+    fn on_demote(&self) {
+        self.0.on_demote()
+    }
+    fn schedule_cache_rebuild(&self) {
+        self.0.schedule_cache_rebuild()
+    }
+    fn ignore_replication_slot(&self, slot: &MppSlot, is_primary: bool) -> bool {
+        self.0.ignore_replication_slot(slot.clone().into(), is_primary)
+    }
+}
+
+fn mpp_clusters(clusters: &[MppCluster]) -> abi_stable::std_types::RVec<FfiMppCluster> {
+    clusters.iter().cloned().map(FfiMppCluster::from).collect()
 }

@@ -148,6 +148,10 @@ fn a_panicking_plugin_returns_errors_and_logs_with_its_name() {
     }
     let err = dcs.watch(None, Duration::from_millis(1)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Panic);
+    // The method appended after the first release is guarded the same way.
+    let err = dcs.get_mpp_groups().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Panic);
+    assert!(err.message.contains("get_mpp_groups exploded on purpose"), "{err}");
     let lines = capture.0.lock().unwrap().clone();
     assert!(lines.iter().any(|l| l == "INFO [panicky] constructed for scope demo"), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("WARN [panicky] this plugin panics on every call")), "{lines:?}");

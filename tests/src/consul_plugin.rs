@@ -87,6 +87,10 @@ impl DcsFixture for ConsulFixture {
         self.dcs_with(self.params(member, None))
     }
 
+    fn new_dcs_in_group(&self, member: &str, group: i32) -> Box<dyn Dcs> {
+        self.dcs_with(self.params(member, Some(group)))
+    }
+
     fn timing(&self) -> DcsTiming {
         self.timing
     }

@@ -26,6 +26,10 @@ impl DcsFixture for MemoryFixture {
         Box::new(self.store.client(member, test_timing()))
     }
 
+    fn new_dcs_in_group(&self, member: &str, group: i32) -> Box<dyn Dcs> {
+        Box::new(self.store.client_in(Some(group), member, test_timing()))
+    }
+
     fn timing(&self) -> DcsTiming {
         test_timing()
     }

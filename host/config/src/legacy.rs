@@ -50,13 +50,18 @@ pub fn normalize(config: &mut Map<String, Value>, warnings: &mut Vec<ConfigWarni
         normalize_authentication(pg, warnings);
     }
 
-    // Citus clusters bootstrap in quorum synchronous mode unless told otherwise.
+    // Citus clusters bootstrap in quorum synchronous mode unless told
+    // otherwise. As Patroni (`setdefault` on `bootstrap` and `bootstrap.dcs`),
+    // a missing `bootstrap` or `bootstrap.dcs` is created for it, so a
+    // Citus node without a `bootstrap` section can still initialise its group.
     let citus_valid = config.get("citus").is_some_and(|c| {
         c.get("group").is_some_and(|g| g.is_i64() || g.is_u64()) && c.get("database").is_some_and(Value::is_string)
     });
     if citus_valid {
-        if let Some(bootstrap) = config.get_mut("bootstrap").and_then(Value::as_object_mut) {
-            if let Some(dcs) = bootstrap.get_mut("dcs").and_then(Value::as_object_mut) {
+        let bootstrap = config.entry("bootstrap").or_insert_with(|| Value::Object(Map::new()));
+        if let Some(bootstrap) = bootstrap.as_object_mut() {
+            let dcs = bootstrap.entry("dcs").or_insert_with(|| Value::Object(Map::new()));
+            if let Some(dcs) = dcs.as_object_mut() {
                 dcs.entry("synchronous_mode").or_insert_with(|| Value::String("quorum".into()));
             }
         }
@@ -164,6 +169,18 @@ mod tests {
                 json!({"citus": {"group": 0, "database": "c"}, "bootstrap": {"dcs": {"synchronous_mode": false}}}),
                 json!({"citus": {"group": 0, "database": "c"}, "bootstrap": {"dcs": {"synchronous_mode": false}}}),
             ),
+            // Patroni creates what is missing.
+            (
+                json!({"citus": {"group": 1, "database": "c"}}),
+                json!({"citus": {"group": 1, "database": "c"}, "bootstrap": {"dcs": {"synchronous_mode": "quorum"}}}),
+            ),
+            (
+                json!({"citus": {"group": 1, "database": "c"}, "bootstrap": {"method": "initdb"}}),
+                json!({"citus": {"group": 1, "database": "c"},
+                    "bootstrap": {"method": "initdb", "dcs": {"synchronous_mode": "quorum"}}}),
+            ),
+            // An invalid citus section is no Citus cluster.
+            (json!({"citus": {"group": "x", "database": "c"}}), json!({"citus": {"group": "x", "database": "c"}})),
         ];
         for (input, expected) in cases {
             let (got, warnings) = normalized(input.clone());

@@ -2,10 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `citus` believes the
-//! coordinator learns about this node; until palisade registers it, it
-//! must say so. The daemon logs every entry it
-//! finds at WARNING when it starts, on every reload and whenever the
+//! Nothing may be silently ignored. A user who sets
+//! `postgresql.database` believes the daemon connects there; until it
+//! does, palisade must say so. The daemon logs every entry it finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
 
@@ -32,11 +31,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
                       database 'postgres'",
     },
     Unacted {
-        key: "citus",
-        consequence: "the Citus integration is not built: the node runs as a member of a plain PostgreSQL cluster \
-                      and registers nothing with a coordinator",
-    },
-    Unacted {
         key: "restapi.server_tokens",
         consequence: "the Server header of REST API responses is always palisade's own",
     },
@@ -61,16 +55,6 @@ fn row(key: &str) -> &'static Unacted {
     NOT_ACTED_ON.iter().find(|u| u.key == key).unwrap_or(&NOT_ACTED_ON[0])
 }
 
-fn non_empty(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-        Some(_) => true,
-    }
-}
-
 fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut v = map.get(parts.next()?)?;
@@ -92,9 +76,6 @@ pub fn not_acted_on(local: &LocalConfig, _global: &GlobalConfig) -> Vec<NotActed
 
     if get(raw, "postgresql.database").is_some_and(|v| v.as_str() != Some("postgres")) {
         add("postgresql.database", "postgresql.database".into());
-    }
-    if local.citus.is_some() || non_empty(raw.get("citus")) {
-        add("citus", "citus".into());
     }
     if get(raw, "restapi.server_tokens").is_some_and(|v| !v.is_null()) {
         add("restapi.server_tokens", "restapi.server_tokens".into());
@@ -159,7 +140,8 @@ mod tests {
             ("watchdog: {mode: automatic}\n", json!({}), &[]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
             ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &[]),
-            ("citus: {group: 0, database: citus}\n", json!({}), &["citus"]),
+            // Acted on: the MPP plugin (Citus).
+            ("citus: {group: 0, database: citus}\n", json!({}), &[]),
             // Acted on: the JSON log layout, its static fields, file modes.
             ("log: {static_fields: {app: x}, mode: 0600}\n", json!({}), &[]),
             ("log: {type: json, format: [message, levelname]}\n", json!({}), &[]),

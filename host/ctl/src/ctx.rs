@@ -12,6 +12,8 @@ use palisade_config::{DcsSection, LocalConfig};
 use palisade_model::{Cluster, Member};
 use palisade_plugin_host::dcs::DcsClient;
 use palisade_plugin_host::plugins;
+
+use crate::members::Clusters;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
@@ -102,7 +104,10 @@ pub struct Ctx {
     env: BTreeMap<String, String>,
     http: reqwest::Client,
     auth: Option<(String, String)>,
-    dcs: Mutex<HashMap<String, DcsClient>>,
+    dcs: Mutex<HashMap<(String, Option<i32>), DcsClient>>,
+    /// The Citus group the command works on (`--group`, or the
+    /// configuration's for the commands that default to it).
+    group: Option<i32>,
 }
 
 impl Ctx {
@@ -160,7 +165,25 @@ impl Ctx {
             .as_ref()
             .or(base.restapi.authentication.as_ref())
             .map(|a| (a.username.clone(), a.password.clone()));
-        Ok(Self { base, env, http, auth, dcs: Mutex::new(HashMap::new()) })
+        Ok(Self { base, env, http, auth, dcs: Mutex::new(HashMap::new()), group: None })
+    }
+
+    /// Set the command's Citus group: `--group`, else, for the commands
+    /// patronictl defaults it for (`default_from_config`), the
+    /// configuration's `citus.group`.
+    pub fn set_group(&mut self, group: Option<i64>, default_from_config: bool) -> Result<()> {
+        let group = match group {
+            Some(g) => Some(i32::try_from(g).map_err(|_| CtlError(format!("--group: {g} is out of range")))?),
+            None if default_from_config => self.base.citus.as_ref().map(|c| c.group),
+            None => None,
+        };
+        self.group = group;
+        Ok(())
+    }
+
+    /// The command's Citus group, if any.
+    pub fn group(&self) -> Option<i32> {
+        self.group
     }
 
     /// The cluster named on the command line, else the configuration's scope.
@@ -177,16 +200,28 @@ impl Ctx {
         Some(self.base.scope.as_str()).filter(|s| !s.is_empty())
     }
 
-    /// The DCS of cluster `scope` (opened once).
+    /// The DCS of cluster `scope` for the command's group (opened once).
     pub async fn dcs(&self, scope: &str) -> Result<DcsClient> {
+        self.dcs_in(scope, self.group).await
+    }
+
+    /// The DCS of Citus group `group` of cluster `scope` (with `None`, of
+    /// the configuration's group, if any), opened once.
+    pub async fn dcs_in(&self, scope: &str, group: Option<i32>) -> Result<DcsClient> {
         let mut cache = self.dcs.lock().await;
-        if let Some(d) = cache.get(scope) {
+        let key = (scope.to_string(), group);
+        if let Some(d) = cache.get(&key) {
             return Ok(d.clone());
         }
         let mut config = self.base.clone();
         config.scope = scope.to_string();
         if config.name.is_empty() {
             config.name = scope.to_string();
+        }
+        if let Some(g) = group {
+            // As patronictl: the group's keys, whatever the configuration says.
+            let database = config.citus.as_ref().map_or_else(|| "postgres".to_string(), |c| c.database.clone());
+            config.citus = Some(palisade_config::CitusConfig { group: g, database });
         }
         let dir =
             plugins::plugin_dir(config.plugin_dir.as_deref(), self.env.get("PALISADE_PLUGIN_DIR").map(String::as_str));
@@ -199,14 +234,39 @@ impl Ctx {
             ))
         })?;
         let client = DcsClient::new(Arc::clone(&dcs), Duration::from_secs(10));
-        cache.insert(scope.to_string(), client.clone());
+        cache.insert(key, client.clone());
         Ok(client)
     }
 
-    /// A fresh read of cluster `scope`.
+    /// A fresh read of cluster `scope`: of the command's group, or on a
+    /// Citus cluster without a group, of every group.
+    pub async fn clusters(&self, scope: &str) -> Result<Clusters> {
+        self.clusters_in(scope, self.group).await
+    }
+
+    /// A fresh read of cluster `scope` as patronictl's `get_dcs(scope,
+    /// group).get_cluster()` reads it: on a Citus cluster without a group,
+    /// every group at once (the coordinator is group 0, empty when it has
+    /// no keys yet).
+    pub async fn clusters_in(&self, scope: &str, group: Option<i32>) -> Result<Clusters> {
+        // patronictl's `is_citus_cluster()`: a `citus` section, or a group.
+        let citus = self.base.citus.is_some() || group.is_some();
+        let dcs = self.dcs_in(scope, group).await?;
+        let failed = |e| CtlError(format!("cannot read cluster {scope} from the DCS: {e}"));
+        let by_group = if citus && group.is_none() {
+            let mut all = dcs.get_mpp_groups().await.map_err(failed)?;
+            all.entry(0).or_default();
+            all
+        } else {
+            BTreeMap::from([(group.unwrap_or(0), dcs.get_cluster().await.map_err(failed)?)])
+        };
+        Ok(Clusters { citus, group, by_group })
+    }
+
+    /// A fresh read of cluster `scope`: the command's group, or the
+    /// coordinator.
     pub async fn cluster(&self, scope: &str) -> Result<Cluster> {
-        let dcs = self.dcs(scope).await?;
-        dcs.get_cluster().await.map_err(|e| CtlError(format!("cannot read cluster {scope} from the DCS: {e}")))
+        Ok(self.clusters(scope).await?.into_main())
     }
 
     /// `method /endpoint` on `member`'s REST API; the status and the body.

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod hooks;
 pub mod logging;
+pub mod mpp;
 pub mod peers;
 pub mod pg;
 pub mod runner;
@@ -157,9 +158,16 @@ async fn run(
     // A standby cluster's own replica methods (known at start from the
     // cached or bootstrap dynamic configuration) are loaded too.
     let standby_methods = config.global.standby_cluster_config().map(|s| s.replica_methods()).unwrap_or_default();
-    let loaded = match plugins::load_with(&config.local, &dir, timing, &standby_methods) {
-        Ok(p) => p,
-        Err(problems) => {
+    // The MPP plugin (with a `citus` section) is loaded next to the others;
+    // every problem of both is reported.
+    let loaded = match (
+        plugins::load_with(&config.local, &dir, timing, &standby_methods),
+        plugins::load_mpp(&config.local, &dir),
+    ) {
+        (Ok(p), Ok(mpp)) => (p, mpp),
+        (loaded, mpp) => {
+            let problems: Vec<_> =
+                loaded.err().unwrap_or_default().into_iter().chain(mpp.err().unwrap_or_default()).collect();
             for p in &problems {
                 tracing::error!("plugin: {p}");
             }
@@ -167,6 +175,7 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
+    let (loaded, mpp) = loaded;
     tracing::info!("using DCS plugin '{}' from {}", loaded.dcs_name, dir.display());
 
     // Members ask each other as Patroni's daemon does: `insecure` (see
@@ -198,7 +207,13 @@ async fn run(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let listen = config.local.restapi.listen.clone();
     let offers = palisade_plugin_host::plugins::ArchiveOffers::of(&loaded.replicas);
-    let pg: Arc<dyn pg::LocalPostgres> = Arc::new(pg::LocalPg::new(&config).with_archive_offers(offers));
+    let mpp = mpp.map(|m| Arc::new(mpp::MppHost::new(m)));
+    if let Some(m) = &mpp {
+        let role = if m.is_coordinator() { "coordinator" } else { "worker" };
+        tracing::info!("Citus {role}: group {}", m.group());
+    }
+    let pg: Arc<dyn pg::LocalPostgres> =
+        Arc::new(pg::LocalPg::with_mpp(&config, mpp.clone()).with_archive_offers(offers));
     let shared = Arc::new(runner::Shared {
         dcs: dcs::DcsClient::new(loaded.dcs, config.global.retry_timeout),
         config: RwLock::new(config),
@@ -213,9 +228,16 @@ async fn run(
         config_path: path,
         env,
         scheduled_restart: Mutex::new(None),
+        mpp,
         watchdog: Mutex::new(watchdog),
     });
 
+    if shared.mpp.is_some() {
+        // The plugin knows the local connection now: the parameters it
+        // adjusts (`citus.local_hostname`) are computed again with it.
+        mpp::refresh_local(&shared);
+        shared.pg.update(&shared.config()).await;
+    }
     let weak = Arc::downgrade(&shared);
     shared.peers.follow(move || {
         let shared = weak.upgrade()?;

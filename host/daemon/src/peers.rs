@@ -120,6 +120,30 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// `POST <api_url's base>/<path>` with a JSON `body`, waiting at most
+    /// `timeout`, without retry (Patroni's `request(..., retries=0)`).
+    /// The answer's status and text, or why there was none; an answer
+    /// other than 200 is an error too.
+    pub async fn post(
+        &self,
+        api_url: &str,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let url = endpoint_url(api_url, path).ok_or_else(|| format!("{api_url} is not a usable API URL"))?;
+        let response = self.http().post(url).json(body).timeout(timeout).send().await.map_err(|e| chain(&e))?;
+        let code = response.status().as_u16();
+        let text = response.text().await.map_err(|e| chain(&e))?;
+        if code == 200 {
+            Ok(text)
+        } else {
+            Err(format!("status {code}: {text}"))
+        }
+    }
+}
+
 /// Patroni's `Member.get_endpoint_url`: the API URL's scheme and host with
 /// `path` instead of its own path.
 pub fn endpoint_url(api_url: &str, path: &str) -> Option<reqwest::Url> {

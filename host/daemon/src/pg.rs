@@ -95,12 +95,19 @@ impl Observed {
     }
 }
 
-fn settings(config: &RuntimeConfig) -> PgSettings {
+/// What PostgreSQL control gets of the configuration; with an MPP
+/// integration, its parameters as the plugin adjusted them (Patroni's
+/// `adjust_postgres_gucs`, before postgresql.conf is written).
+fn settings(config: &RuntimeConfig, mpp: Option<&crate::mpp::MppHost>) -> PgSettings {
+    let mut effective = config.effective.clone();
+    if let Some(mpp) = mpp {
+        mpp.adjust(&mut effective.parameters);
+    }
     PgSettings {
         name: config.local.name.clone(),
         scope: config.local.scope.clone(),
         local: config.local.postgresql.clone(),
-        effective: config.effective.clone(),
+        effective,
     }
 }
 
@@ -228,6 +235,10 @@ pub trait LocalPostgres: Send + Sync {
     async fn can_rewind(&self) -> bool;
     /// `backup_label` is in the data directory.
     fn has_backup_label(&self) -> bool;
+    /// libpq keyword/value pairs that reach the local server as the
+    /// superuser (password and TLS settings included, no `dbname`), for
+    /// plugins that connect themselves.
+    fn superuser_conn_params(&self) -> Vec<(String, String)>;
     /// pg_rewind from the leader `leader` (Patroni's `Rewind.execute`).
     async fn rewind_from(&self, leader: &Member) -> palisade_postgres::RewindOutcome;
     /// As the primary: a checkpoint ran on the current timeline.
@@ -364,6 +375,11 @@ impl LocalPostgres for LocalPg {
     fn has_backup_label(&self) -> bool {
         self.pg.has_backup_label()
     }
+    fn superuser_conn_params(&self) -> Vec<(String, String)> {
+        let mut params = self.pg.local_connection().conn_params();
+        params.remove("dbname");
+        params.into_iter().collect()
+    }
     async fn rewind_from(&self, leader: &Member) -> palisade_postgres::RewindOutcome {
         let Some((host, port)) = leader.host_port() else {
             tracing::warn!("Can not use {} for rewind: it has no usable conn_url", leader.name);
@@ -478,6 +494,8 @@ pub struct LocalPg {
     /// The archive commands the loaded replica plugins offer a standby
     /// cluster (asked once, at load).
     archive_offers: palisade_plugin_host::plugins::ArchiveOffers,
+    /// The MPP integration that adjusts the parameters.
+    mpp: Option<Arc<crate::mpp::MppHost>>,
 }
 
 /// Consecutive failures of the status query on a running postmaster, so
@@ -518,11 +536,17 @@ impl QueryFailures {
 
 impl LocalPg {
     pub fn new(config: &RuntimeConfig) -> Self {
+        Self::with_mpp(config, None)
+    }
+
+    /// Control of the local PostgreSQL whose parameters `mpp` adjusts.
+    pub fn with_mpp(config: &RuntimeConfig, mpp: Option<Arc<crate::mpp::MppHost>>) -> Self {
         Self {
-            pg: Arc::new(Postgres::new(settings(config))),
+            pg: Arc::new(Postgres::new(settings(config, mpp.as_deref()))),
             failures: Arc::default(),
             standby: Arc::new(std::sync::RwLock::new(config.global.standby_cluster_config())),
             archive_offers: Default::default(),
+            mpp,
         }
     }
 
@@ -542,7 +566,7 @@ impl LocalPg {
     /// Take a new configuration (reload, dynamic change). Nothing is written.
     pub async fn update(&self, config: &RuntimeConfig) {
         *self.standby.write().unwrap_or_else(|p| p.into_inner()) = config.global.standby_cluster_config();
-        self.pg.update_settings(settings(config)).await;
+        self.pg.update_settings(settings(config, self.mpp.as_deref())).await;
     }
 
     fn standby(&self) -> Option<palisade_config::StandbyCluster> {

@@ -129,3 +129,33 @@ fn validate_config_lists_settings_not_acted_on() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !text.contains("not acted on"), "{text}");
 }
+
+/// A Citus node whose MPP plugin is not installed does not start, and says
+/// which file it lacks, next to every other missing plugin.
+#[test]
+fn a_citus_node_without_its_plugin_does_not_start() {
+    if !palisade_test_support::is_root() {
+        return; // palisade must run as the test user: only meaningful as root; CI runs as root
+    }
+    let staging = Staging::new("cli-citus-plugin");
+    let bin = staging.install(&target_dir().join("palisade"), "palisade");
+    let plugins = staging.dir("plugins", 0o755);
+    let config = staging.write(
+        "citus.yml",
+        "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:9\n\
+         etcd3:\n  hosts: 127.0.0.1:9\ncitus:\n  group: 1\n  database: citus\n\
+         postgresql:\n  listen: 127.0.0.1:9\n  data_dir: /tmp/palisade-cli-citus-never\n  authentication:\n    \
+         superuser:\n      username: postgres\n    replication:\n      username: replicator\n",
+        0o644,
+    );
+    let out = palisade_test_support::command_as_test_user(&bin)
+        .arg(&config)
+        .env("PALISADE_PLUGIN_DIR", &plugins)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("libpalisade_mpp_citus.so"), "the MPP plugin file is named:\n{err}");
+    assert!(err.contains("libpalisade_dcs_etcd3.so"), "every problem is reported:\n{err}");
+    assert!(err.contains("not starting: 3 plugin problem(s)"), "the DCS, basebackup and citus plugins:\n{err}");
+}

@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use palisade_plugin_api::{
-    Dcs, DcsSnapshot, DcsTiming, LeaderKey, MemberKey, PluginError, PluginResult, VersionedValue,
-};
+use palisade_plugin_api::sdk::dcs::{assemble, assemble_groups, names, Keys, Stored};
+use palisade_plugin_api::{Dcs, DcsSnapshot, DcsTiming, LeaderKey, PluginError, PluginResult};
 
 use crate::clock::{Clock, SystemClock};
 
-const LEADER: &str = "leader";
-const MEMBERS: &str = "members/";
+const LEADER: &str = names::LEADER;
 
 /// How often a waiting watch looks again (leases may have expired on the
 /// clock meanwhile, which nothing signals).
@@ -98,47 +96,34 @@ impl State {
         false
     }
 
-    fn versioned(&self, key: &str) -> Option<VersionedValue> {
-        self.keys.get(key).map(|e| VersionedValue { value: e.text(), version: e.revision.to_string() })
-    }
-
     fn version_of(&self, key: &str) -> Option<String> {
         self.keys.get(key).map(|e| e.revision.to_string())
     }
 
-    fn snapshot(&self) -> DcsSnapshot {
-        let value = |key: &str| self.text(key);
-        let session = |e: &Entry| e.lease.map(|l| l.to_string()).unwrap_or_default();
-        DcsSnapshot {
-            initialize: value("initialize"),
-            config: self.versioned("config"),
-            leader: self.keys.get(LEADER).map(|e| LeaderKey {
-                name: e.text(),
+    /// Every key as a DCS plugin hands it to `sdk::dcs`: under
+    /// [`root`]'s scope, with its revision and lease.
+    fn stored(&self) -> Vec<Stored> {
+        let root = root();
+        self.keys
+            .iter()
+            .map(|(k, e)| Stored {
+                key: format!("{}{k}", root.scope_prefix()),
+                value: e.text(),
                 version: e.revision.to_string(),
-                session: session(e),
-            }),
-            members: self
-                .keys
-                .range(MEMBERS.to_string()..)
-                .take_while(|(k, _)| k.starts_with(MEMBERS))
-                .map(|(k, e)| MemberKey {
-                    name: k[MEMBERS.len()..].to_string(),
-                    value: e.text(),
-                    version: e.revision.to_string(),
-                    session: session(e),
-                })
-                .collect(),
-            failover: self.versioned("failover"),
-            sync: self.versioned("sync"),
-            history: self.versioned("history"),
-            status: value("status"),
-            failsafe: value("failsafe"),
-            leader_optime: value("optime/leader"),
-        }
+                session: e.lease.map(|l| l.to_string()).unwrap_or_default(),
+            })
+            .collect()
     }
 }
 
-/// The store: every key of one cluster, shared by its clients.
+/// Where the store's keys sit for `sdk::dcs`: the store holds one scope,
+/// its keys relative to it (`leader`, `1/leader`...).
+fn root() -> Keys {
+    Keys::new("/", "memory", None)
+}
+
+/// The store: every key of one cluster (every Citus group of it), shared
+/// by its clients.
 pub struct MemoryStore {
     state: Mutex<State>,
     changed: Condvar,
@@ -170,9 +155,17 @@ impl MemoryStore {
 
     /// A client of this store as member `name`.
     pub fn client(self: &Arc<Self>, name: &str, timing: DcsTiming) -> MemoryDcs {
+        self.client_in(None, name, timing)
+    }
+
+    /// A client of Citus group `group` (its keys under `<group>/`), or of
+    /// the whole store with `None`, as member `name`.
+    pub fn client_in(self: &Arc<Self>, group: Option<i32>, name: &str, timing: DcsTiming) -> MemoryDcs {
         MemoryDcs {
             store: Arc::clone(self),
             name: name.to_string(),
+            group,
+            prefix: group.map(|g| format!("{g}/")).unwrap_or_default(),
             timing: Mutex::new(timing),
             lease: Mutex::new(None),
         }
@@ -191,7 +184,8 @@ impl MemoryStore {
         state
     }
 
-    /// Write `value` at `key` (`leader`, `members/<name>`, `config`...)
+    /// Write `value` at `key` (`leader`, `members/<name>`, `config`...;
+    /// `<group>/leader`... for a Citus group)
     /// behind the clients' backs, without a lease, byte for byte (the
     /// clients read bytes that are not UTF-8 with the replacement
     /// character, as plugins do).
@@ -252,12 +246,20 @@ impl MemoryStore {
 pub struct MemoryDcs {
     store: Arc<MemoryStore>,
     name: String,
+    group: Option<i32>,
+    /// `<group>/` for a client of a Citus group, empty otherwise.
+    prefix: String,
     timing: Mutex<DcsTiming>,
     /// The lease our leader and member keys are bound to.
     lease: Mutex<Option<u64>>,
 }
 
 impl MemoryDcs {
+    /// The store's key for the cluster's key `name`.
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
     fn timing(&self) -> DcsTiming {
         *self.timing.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -317,7 +319,9 @@ impl MemoryDcs {
     }
 
     /// Compare-and-set `key` on `version` (no version: a plain write).
-    fn cas(&self, key: &str, value: &str, version: Option<&str>) -> PluginResult<bool> {
+    fn cas(&self, name: &str, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        let key = self.key(name);
+        let key = key.as_str();
         self.write(|s| {
             if version.is_some_and(|v| s.version_of(key).as_deref() != Some(v)) {
                 return false;
@@ -330,60 +334,73 @@ impl MemoryDcs {
 
 impl Dcs for MemoryDcs {
     fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
-        Ok(self.state()?.snapshot())
+        let keys = match self.group {
+            Some(g) => root().group(g),
+            None => root(),
+        };
+        Ok(assemble(&keys, &self.state()?.stored()))
     }
 
     fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
+        let leader = self.key(LEADER);
+        let leader = leader.as_str();
         self.write(|s| {
-            if s.keys.contains_key(LEADER) {
+            if s.keys.contains_key(leader) {
                 return false;
             }
             let lease = self.keep_alive(s);
-            s.put(LEADER, self.name.as_bytes(), Some(lease));
+            s.put(leader, self.name.as_bytes(), Some(lease));
             true
         })
     }
 
     fn update_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        let leader = self.key(LEADER);
+        let leader = leader.as_str();
         self.write(|s| {
             // As the etcd3 plugin: ours (or gone) is renewed on our lease;
             // somebody else's is left alone.
-            if s.keys.contains_key(LEADER) && !s.holds(LEADER, &self.name) {
+            if s.keys.contains_key(leader) && !s.holds(leader, &self.name) {
                 return false;
             }
             let lease = self.keep_alive(s);
-            if s.keys.get(LEADER).is_none_or(|e| e.lease != Some(lease)) {
-                s.put(LEADER, self.name.as_bytes(), Some(lease));
+            if s.keys.get(leader).is_none_or(|e| e.lease != Some(lease)) {
+                s.put(leader, self.name.as_bytes(), Some(lease));
             }
             true
         })
     }
 
     fn take_leader(&self) -> PluginResult<bool> {
+        let leader = self.key(LEADER);
+        let leader = leader.as_str();
         self.write(|s| {
             let lease = self.keep_alive(s);
-            s.put(LEADER, self.name.as_bytes(), Some(lease));
+            s.put(leader, self.name.as_bytes(), Some(lease));
             true
         })
     }
 
     fn delete_leader(&self, _leader: Option<&LeaderKey>) -> PluginResult<bool> {
-        self.write(|s| s.holds(LEADER, &self.name) && s.delete(LEADER))
+        let leader = self.key(LEADER);
+        self.write(|s| s.holds(&leader, &self.name) && s.delete(&leader))
     }
 
     fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
+        let key = self.key(names::INITIALIZE);
         self.write(|s| {
-            if create_new && s.keys.contains_key("initialize") {
+            if create_new && s.keys.contains_key(&key) {
                 return false;
             }
-            s.put("initialize", sysid.as_bytes(), None);
+            s.put(&key, sysid.as_bytes(), None);
             true
         })
     }
 
     fn cancel_initialization(&self) -> PluginResult<bool> {
+        let key = self.key(names::INITIALIZE);
         self.write(|s| {
-            s.delete("initialize");
+            s.delete(&key);
             true
         })
     }
@@ -391,7 +408,7 @@ impl Dcs for MemoryDcs {
     fn touch_member(&self, data: &str) -> PluginResult<bool> {
         self.write(|s| {
             let lease = self.keep_alive(s);
-            let key = format!("{MEMBERS}{}", self.name);
+            let key = self.key(&format!("{}{}", names::MEMBERS, self.name));
             if s.keys.get(&key).is_none_or(|e| e.value != data.as_bytes() || e.lease != Some(lease)) {
                 s.put(&key, data.as_bytes(), Some(lease));
             }
@@ -409,23 +426,25 @@ impl Dcs for MemoryDcs {
 
     fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>> {
         let mut new = None;
+        let key = self.key(names::SYNC);
         self.write(|s| {
-            if version.is_some_and(|v| s.version_of("sync").as_deref() != Some(v)) {
+            if version.is_some_and(|v| s.version_of(&key).as_deref() != Some(v)) {
                 return false;
             }
-            s.put("sync", value.as_bytes(), None);
-            new = s.version_of("sync");
+            s.put(&key, value.as_bytes(), None);
+            new = s.version_of(&key);
             true
         })?;
         Ok(new)
     }
 
     fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
+        let key = self.key(names::SYNC);
         self.write(|s| {
-            if version.is_some_and(|v| s.version_of("sync").as_deref() != Some(v)) {
+            if version.is_some_and(|v| s.version_of(&key).as_deref() != Some(v)) {
                 return false;
             }
-            s.delete("sync");
+            s.delete(&key);
             true
         })
     }
@@ -443,8 +462,10 @@ impl Dcs for MemoryDcs {
     }
 
     fn delete_cluster(&self) -> PluginResult<bool> {
+        // Without a group the whole scope goes, every group's keys with
+        // it, as Patroni deletes the scope's directory.
         self.write(|s| {
-            s.keys.clear();
+            s.keys.retain(|k, _| !k.starts_with(&self.prefix));
             s.revision += 1;
             true
         })
@@ -459,10 +480,11 @@ impl Dcs for MemoryDcs {
     /// expire on the store's clock while it waits.
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
         let deadline = Instant::now() + timeout;
+        let leader = self.key(LEADER);
         let mut state = self.state()?;
         let baseline = match leader_version {
             Some(v) => Some(v.to_string()),
-            None => state.version_of(LEADER),
+            None => state.version_of(&leader),
         };
         loop {
             if state.reachable != Reachable::Up {
@@ -471,7 +493,7 @@ impl Dcs for MemoryDcs {
                 std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                 return Ok(false);
             }
-            if state.version_of(LEADER) != baseline {
+            if state.version_of(&leader) != baseline {
                 return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -483,6 +505,10 @@ impl Dcs for MemoryDcs {
                 self.store.changed.notify_all();
             }
         }
+    }
+
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        Ok(assemble_groups(&root(), &self.state()?.stored()))
     }
 }
 
@@ -562,5 +588,26 @@ mod tests {
         assert!(started.elapsed() >= timing().retry_timeout);
         store.come_back();
         assert_eq!(a.get_cluster().unwrap().config.map(|c| c.value).as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn citus_groups_live_side_by_side() {
+        let store = MemoryStore::new();
+        let c = store.client_in(Some(0), "c1", timing());
+        let w = store.client_in(Some(2), "w1", timing());
+        assert!(c.attempt_to_acquire_leader().unwrap());
+        assert!(w.attempt_to_acquire_leader().unwrap(), "each group has its own leader key");
+        assert!(w.touch_member("{}").unwrap());
+        assert_eq!(store.value("0/leader").as_deref(), Some("c1"));
+        assert_eq!(store.value("2/members/w1").as_deref(), Some("{}"));
+        let s = w.get_cluster().unwrap();
+        assert_eq!(s.leader.map(|l| l.name).as_deref(), Some("w1"));
+        assert_eq!(s.members.len(), 1);
+        assert!(c.get_cluster().unwrap().members.is_empty(), "a group sees only its own keys");
+        let groups = c.get_mpp_groups().unwrap();
+        assert_eq!(groups.keys().copied().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(groups[&2].members[0].name, "w1");
+        assert!(w.delete_cluster().unwrap());
+        assert_eq!(c.get_mpp_groups().unwrap().keys().copied().collect::<Vec<_>>(), [0], "only group 2 went");
     }
 }

@@ -2,12 +2,12 @@
 //! thread with a deadline, and the raw snapshot becomes a model `Cluster`
 //! (see [`crate::snapshot`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_model::{Cluster, Leader};
-use palisade_plugin_api::{Dcs, DcsTiming, ErrorKind, PluginError, PluginResult};
+use palisade_plugin_api::{Dcs, DcsSnapshot, DcsTiming, ErrorKind, PluginError, PluginResult};
 
 use crate::snapshot::{cluster_from_snapshot, leader_key};
 
@@ -74,6 +74,19 @@ impl DcsClient {
     /// and left out.
     pub async fn get_cluster(&self) -> Result<Cluster, DcsError> {
         let snapshot = self.call("get_cluster", |d| d.get_cluster()).await?;
+        Ok(self.to_cluster(snapshot))
+    }
+
+    /// Read every Citus group under the scope at once, whatever this
+    /// node's own group (Patroni's `_get_mpp_cluster`): group number ->
+    /// that group's cluster, sorted by group. Bad values are logged (once)
+    /// and left out, as in [`DcsClient::get_cluster`].
+    pub async fn get_mpp_groups(&self) -> Result<BTreeMap<i32, Cluster>, DcsError> {
+        let groups = self.call("get_mpp_groups", |d| d.get_mpp_groups()).await?;
+        Ok(groups.into_iter().map(|(group, snapshot)| (group, self.to_cluster(snapshot))).collect())
+    }
+
+    fn to_cluster(&self, snapshot: DcsSnapshot) -> Cluster {
         let raw: Vec<(String, String)> =
             snapshot.members.iter().map(|m| (format!("members/{}", m.name), m.value.clone())).collect();
         let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
@@ -95,7 +108,7 @@ impl DcsClient {
                 }
             }
         }
-        Ok(cluster)
+        cluster
     }
 
     pub async fn attempt_to_acquire_leader(&self) -> Result<bool, DcsError> {

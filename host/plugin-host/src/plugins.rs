@@ -14,7 +14,7 @@ use std::time::Duration;
 use palisade_config::LocalConfig;
 use palisade_plugin_api::host::{self, OpenedPlugin};
 use palisade_plugin_api::{
-    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, PluginKind, PluginParams, ReplicaMethod,
+    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, Mpp, PluginKind, PluginParams, ReplicaMethod,
 };
 use palisade_pycompat::py::truthy;
 use serde_json::{Map, Value};
@@ -290,6 +290,28 @@ pub fn load_with(
     }
 }
 
+/// The MPP plugin the configuration asks for: `mpp-citus`
+/// (`libpalisade_mpp_citus.so`) when there is a valid `citus` section,
+/// created with that section (`{"group": <int>, "database": <str>}`);
+/// `Ok(None)` without one. The plugin checks the section again and names
+/// the key it does not accept.
+pub fn load_mpp(config: &LocalConfig, dir: &Path) -> Result<Option<Box<dyn Mpp>>, Vec<LoadProblem>> {
+    let Some(citus) = &config.citus else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let Some(p) = open(dir, PluginKind::Mpp, "citus", &mut problems) else {
+        return Err(problems);
+    };
+    let section = serde_json::json!({"group": citus.group, "database": citus.database});
+    let params =
+        PluginParams { scope: config.scope.clone(), name: config.name.clone(), config_json: section.to_string() };
+    match p.new_mpp(params) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => Err(vec![LoadProblem(format!("{}: {e}", p.path().display()))]),
+    }
+}
+
 /// The DCS timing from durations in seconds.
 pub fn timing(ttl: Duration, loop_wait: Duration, retry_timeout: Duration) -> DcsTiming {
     DcsTiming { ttl, loop_wait, retry_timeout }
@@ -305,6 +327,7 @@ mod tests {
         assert_eq!(file_name(PluginKind::Dcs, "etcd3"), "libpalisade_dcs_etcd3.so");
         assert_eq!(file_name(PluginKind::Replica, "wal-g"), "libpalisade_replica_wal_g.so");
         assert_eq!(file_name(PluginKind::Callback, "script"), "libpalisade_callback_script.so");
+        assert_eq!(file_name(PluginKind::Mpp, "citus"), "libpalisade_mpp_citus.so");
     }
 
     /// Which plugin runs each `create_replica_methods` entry, as Patroni

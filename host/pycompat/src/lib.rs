@@ -17,7 +17,8 @@
 //! - [`yaml`]: PyYAML's implicit resolvers (which plain scalars are
 //!   booleans, integers, floats, nulls, timestamps) and its int/float
 //!   constructors;
-//! - [`json`]: `json.dumps` text.
+//! - [`json`]: `json.dumps` text;
+//! - [`url`]: `urlparse(url).hostname` and `.port` (members' `conn_url`).
 //!
 //! Differential tests (`tests/differential.rs`) compare each function with
 //! the real Python on thousands of generated inputs.
@@ -30,4 +31,5 @@ pub mod patroni;
 mod printable;
 pub mod py;
 pub mod shlex;
+pub mod url;
 pub mod yaml;

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use palisade_pycompat::{json, patroni, py, shlex, yaml};
+use palisade_pycompat::{json, patroni, py, shlex, url, yaml};
 use palisade_test_support::python::{case_count, patroni_python, run_lines, Rng};
 use serde_json::{json, Value};
 
@@ -360,4 +360,20 @@ fn json_dumps() {
     let inputs: Vec<Value> = (0..case_count(CASES)).map(|_| random_value(&mut rng, 3)).collect();
     let answers = python_answers("r = [json.dumps(x), json.dumps(x, separators=(',', ':'))]", &inputs);
     check("json.dumps", &inputs, &answers, |x| json!([json::dumps(x), json::dumps_compact(x)]));
+}
+
+#[test]
+fn urlparse_hostname_and_port() {
+    let mut rng = Rng::new(9);
+    let alphabet = ['a', 'H', '1', '0', '5', ':', '/', '@', '[', ']', '%', '.', '?', '#', ' ', '+', '\t'];
+    let words =
+        ["postgres://", "//", "postgres:", "x+y.z://", "[::1]", ":5432", ":99999", "h@", "/db", "[FE80::1%Eth0]"];
+    let inputs: Vec<Value> =
+        (0..case_count(CASES)).map(|_| Value::String(random_string(&mut rng, &alphabet, &words, 6))).collect();
+    let answers =
+        python_answers("from urllib.parse import urlparse\nu = urlparse(x)\nr = [u.hostname, u.port]", &inputs);
+    check("urlparse", &inputs, &answers, |x| match url::hostname_port(x.as_str().unwrap()) {
+        Ok((host, port)) => json!([host, port]),
+        Err(e) => json!({"error": e}),
+    });
 }

@@ -9,6 +9,8 @@
 //! here; garbage written by someone else comes back exactly as stored, and
 //! the host decides what to make of it.
 
+use std::collections::BTreeMap;
+
 use crate::contract::{DcsSnapshot, LeaderKey, MemberKey, VersionedValue};
 
 /// The names of a cluster's keys, relative to [`Keys::prefix`].
@@ -31,6 +33,8 @@ pub mod names {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
+    /// `/<namespace>/<scope>/`, where the Citus group directories live.
+    scope_prefix: String,
 }
 
 impl Keys {
@@ -44,11 +48,35 @@ impl Keys {
                 base.push(c);
             }
         }
+        let scope_prefix = format!("{base}/");
         let prefix = match group {
-            Some(g) => format!("{base}/{g}/"),
-            None => format!("{base}/"),
+            Some(g) => format!("{scope_prefix}{g}/"),
+            None => scope_prefix.clone(),
         };
-        Self { prefix }
+        Self { prefix, scope_prefix }
+    }
+
+    /// The keys of Citus group `group` of the same scope.
+    pub fn group(&self, group: i32) -> Self {
+        Self { prefix: format!("{}{group}/", self.scope_prefix), scope_prefix: self.scope_prefix.clone() }
+    }
+
+    /// `/<namespace>/<scope>/` whatever the group: every group's keys start
+    /// with it (it ends with `/`).
+    pub fn scope_prefix(&self) -> &str {
+        &self.scope_prefix
+    }
+
+    /// The scope's directory without the trailing `/` (a ZooKeeper path).
+    pub fn scope_base(&self) -> &str {
+        self.scope_prefix.strip_suffix('/').unwrap_or(&self.scope_prefix)
+    }
+
+    /// The group a key under the scope belongs to, and the key's name in
+    /// that group: `/service/demo/2/leader` -> `(2, "leader")`.
+    pub fn group_of<'a>(&self, key: &'a str) -> Option<(i32, &'a str)> {
+        let (group, rest) = key.strip_prefix(self.scope_prefix.as_str())?.split_once('/')?;
+        Some((parse_group(group)?, rest))
     }
 
     /// Every key of the cluster starts with this (it ends with `/`).
@@ -73,6 +101,17 @@ impl Keys {
     pub fn relative<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.prefix.as_str())
     }
+}
+
+/// A Citus group directory's name as a group number, by Patroni's rule
+/// (`group_re`: `0`, or digits without a leading zero); anything else, or a
+/// number beyond `i32`, is not a group.
+pub fn parse_group(name: &str) -> Option<i32> {
+    let digits = !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (name.len() > 1 && name.starts_with('0')) {
+        return None;
+    }
+    name.parse().ok()
 }
 
 /// One key as a store holds it.
@@ -125,6 +164,21 @@ pub fn assemble<'a>(keys: &Keys, found: impl IntoIterator<Item = &'a Stored>) ->
     }
     s.members.sort_by(|a, b| a.name.cmp(&b.name));
     s
+}
+
+/// Build every group's snapshot from one read of everything under the
+/// scope (`keys` may be any group's: only its scope counts). A group is
+/// present when at least one of its keys was found; keys directly under the
+/// scope and directories that are not group numbers are skipped, as
+/// Patroni's `_mpp_cluster_loader` skips them.
+pub fn assemble_groups<'a>(keys: &Keys, found: impl IntoIterator<Item = &'a Stored>) -> BTreeMap<i32, DcsSnapshot> {
+    let mut by_group: BTreeMap<i32, Vec<&Stored>> = BTreeMap::new();
+    for n in found {
+        if let Some((group, _)) = keys.group_of(&n.key) {
+            by_group.entry(group).or_default().push(n);
+        }
+    }
+    by_group.into_iter().map(|(group, nodes)| (group, assemble(&keys.group(group), nodes))).collect()
 }
 
 #[cfg(test)]
@@ -208,5 +262,58 @@ mod tests {
         let found = [stored("/service/demo/leader", "n0", "1", ""), stored("/service/demo/1/leader", "n1", "3", "")];
         let s = assemble(&keys, &found);
         assert_eq!(s.leader, Some(LeaderKey { name: "n1".into(), version: "3".into(), session: String::new() }));
+    }
+
+    #[test]
+    fn group_names_follow_patroni() {
+        let cases: &[(&str, Option<i32>)] = &[
+            ("0", Some(0)),
+            ("1", Some(1)),
+            ("12", Some(12)),
+            ("2147483647", Some(i32::MAX)),
+            ("2147483648", None),
+            ("01", None),
+            ("00", None),
+            ("", None),
+            ("-1", None),
+            ("+1", None),
+            ("1a", None),
+            ("members", None),
+        ];
+        for (name, group) in cases {
+            assert_eq!(parse_group(name), *group, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn every_group_from_one_read() {
+        // Any group's keys will do: only the scope counts.
+        let keys = Keys::new("/service/", "demo", Some(1));
+        assert_eq!(keys.scope_prefix(), "/service/demo/");
+        assert_eq!(keys.scope_base(), "/service/demo");
+        assert_eq!(keys.group(3).prefix(), "/service/demo/3/");
+        assert_eq!(keys.group_of("/service/demo/3/members/a"), Some((3, "members/a")));
+        assert_eq!(keys.group_of("/service/demo/leader"), None);
+        assert_eq!(keys.group_of("/service/demo2/0/leader"), None);
+        let found = [
+            stored("/service/demo/0/leader", "c1", "1", "s"),
+            stored("/service/demo/0/members/c1", "{}", "2", "s"),
+            stored("/service/demo/2/members/w2", "{}", "3", ""),
+            stored("/service/demo/2/config", "{}", "4", ""),
+            stored("/service/demo/1/initialize", "42", "5", ""),
+            stored("/service/demo/leader", "no group", "6", ""),
+            stored("/service/demo/01/leader", "not a group", "7", ""),
+            stored("/service/demo/x/leader", "not a group", "8", ""),
+            stored("/service/demo2/0/leader", "other scope", "9", ""),
+        ];
+        let groups = assemble_groups(&keys, &found);
+        assert_eq!(groups.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(groups[&0].leader.as_ref().map(|l| l.name.as_str()), Some("c1"));
+        assert_eq!(groups[&0].members.len(), 1);
+        assert_eq!(groups[&1].initialize.as_deref(), Some("42"));
+        assert_eq!(groups[&2].members[0].name, "w2");
+        assert_eq!(groups[&2].config.as_ref().map(|c| c.version.as_str()), Some("4"));
+        assert!(groups[&2].leader.is_none());
+        assert!(assemble_groups(&keys, &[]).is_empty());
     }
 }

@@ -41,7 +41,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RStr, RString};
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 
 use crate::contract::*;
 use crate::ffi::*;
@@ -276,6 +276,12 @@ impl<T: Dcs> FfiDcs for DcsAdapter<T> {
     fn watch(&self, leader_version: ROption<RStr<'_>>, timeout_ms: u64) -> FfiResult<bool> {
         to_ffi(guard(|| self.0.watch(opt_str(&leader_version), Duration::from_millis(timeout_ms))))
     }
+    fn get_mpp_groups(&self) -> FfiResult<RVec<FfiGroupSnapshot>> {
+        match guard(|| self.0.get_mpp_groups()) {
+            Ok(groups) => RResult::ROk(groups_to_ffi(groups)),
+            Err(e) => RResult::RErr(e.into()),
+        }
+    }
 }
 
 struct ReplicaAdapter<T>(T);
@@ -314,17 +320,35 @@ impl<T: Mpp> FfiMpp for MppAdapter<T> {
     fn coordinator_group(&self) -> i32 {
         guard(|| Ok(self.0.coordinator_group())).unwrap_or(0)
     }
+    fn set_local(&self, local: FfiMppLocal) -> FfiResult<FfiUnit> {
+        let local: MppLocal = local.into();
+        to_ffi(guard(|| self.0.set_local(&local)))
+    }
     fn adjust_parameters(&self, parameters_json: RStr<'_>) -> FfiResult<RString> {
         to_ffi(guard(|| self.0.adjust_parameters(parameters_json.as_str())))
     }
-    fn bootstrap(&self, conninfo: RStr<'_>) -> FfiResult<FfiUnit> {
-        to_ffi(guard(|| self.0.bootstrap(conninfo.as_str())))
+    fn bootstrap(&self) -> FfiResult<FfiUnit> {
+        to_ffi(guard(|| self.0.bootstrap()))
     }
-    fn handle_event(&self, event_json: RStr<'_>) -> FfiResult<RString> {
-        to_ffi(guard(|| self.0.handle_event(event_json.as_str())))
+    fn sync_meta_data(&self, clusters: RVec<FfiMppCluster>) -> FfiResult<FfiUnit> {
+        let clusters: Vec<MppCluster> = clusters.into_iter().map(Into::into).collect();
+        to_ffi(guard(|| self.0.sync_meta_data(&clusters)))
     }
-    fn sync_meta_data(&self, clusters_json: RStr<'_>) -> FfiResult<FfiUnit> {
-        to_ffi(guard(|| self.0.sync_meta_data(clusters_json.as_str())))
+    fn handle_event(&self, clusters: RVec<FfiMppCluster>, event_json: RStr<'_>) -> FfiResult<FfiUnit> {
+        let clusters: Vec<MppCluster> = clusters.into_iter().map(Into::into).collect();
+        to_ffi(guard(|| self.0.handle_event(&clusters, event_json.as_str())))
+    }
+    fn on_demote(&self) {
+        guard_unit(|| self.0.on_demote())
+    }
+    fn schedule_cache_rebuild(&self) {
+        guard_unit(|| self.0.schedule_cache_rebuild())
+    }
+    fn ignore_replication_slot(&self, slot: FfiMppSlot, is_primary: bool) -> bool {
+        let slot: MppSlot = slot.into();
+        // A plugin that fails here keeps the slot: dropping a slot the MPP
+        // needs is the worse mistake.
+        guard(|| Ok(self.0.ignore_replication_slot(&slot, is_primary))).unwrap_or(true)
     }
 }
 

@@ -11,6 +11,7 @@
 //!   when Consul no longer knows it;
 //! - `watch` is a blocking query on the leader key from its version.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -82,9 +83,9 @@ fn parse_version(what: &str, version: &str) -> Option<u64> {
     parsed
 }
 
-/// The snapshot of `keys` from the entries of one recursive read.
-pub(crate) fn build(keys: &Keys, entries: &[Entry]) -> DcsSnapshot {
-    let stored: Vec<Stored> = entries
+/// The entries of one recursive read as the SDK takes them.
+fn stored(entries: &[Entry]) -> Vec<Stored> {
+    entries
         .iter()
         .map(|e| Stored {
             key: format!("/{}", e.key),
@@ -92,8 +93,12 @@ pub(crate) fn build(keys: &Keys, entries: &[Entry]) -> DcsSnapshot {
             version: e.modify_index.to_string(),
             session: e.session.clone().unwrap_or_default(),
         })
-        .collect();
-    dcs::assemble(keys, &stored)
+        .collect()
+}
+
+/// The snapshot of `keys` from the entries of one recursive read.
+pub(crate) fn build(keys: &Keys, entries: &[Entry]) -> DcsSnapshot {
+    dcs::assemble(keys, &stored(entries))
 }
 
 impl Consul {
@@ -307,6 +312,16 @@ impl Consul {
         Ok(snapshot)
     }
 
+    /// One recursive read of the whole scope, split by Citus group
+    /// (Patroni's `_mpp_cluster_loader`), with the configured consistency.
+    async fn read_groups(&self, budget: &Budget) -> Result<BTreeMap<i32, DcsSnapshot>, Failure> {
+        let path = api::kv_path(self.keys.scope_prefix());
+        let req = self.read(Request::new(Method::GET, path).param("recurse", "1"), self.consistency);
+        let answer: Answer = self.client.call(budget, &req).await.result?;
+        let entries = api::parse_entries(&answer)?;
+        Ok(dcs::assemble_groups(&self.keys, &stored(&entries)))
+    }
+
     /// `register_service`: bring the agent's service in line with the
     /// member data `data`. Failures are logged, never fatal (as Patroni).
     async fn update_service(&self, data: &str, budget: &Budget) {
@@ -369,6 +384,10 @@ impl Consul {
 impl Dcs for Consul {
     fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
         self.run("get_cluster", self.read_cluster(&self.budget()))
+    }
+
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        self.run("get_mpp_groups", self.read_groups(&self.budget()))
     }
 
     fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {

@@ -3,6 +3,7 @@
 //! versions are `modifiedIndex`, compare-and-set is `prevIndex`,
 //! `prevValue` or `prevExist`, the leader and member keys carry `ttl`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -49,10 +50,10 @@ fn parse_version(what: &str, version: &str) -> Option<u64> {
     parsed
 }
 
-/// The snapshot of `keys` from the leaves of one recursive read.
-pub(crate) fn build(keys: &Keys, root: Option<&api::Node>, etcd_index: u64) -> (DcsSnapshot, Memo) {
+/// The leaves of one recursive read as the SDK takes them.
+fn stored(root: Option<&api::Node>) -> Vec<Stored> {
     let leaves = root.map(api::Node::leaves).unwrap_or_default();
-    let stored: Vec<Stored> = leaves
+    leaves
         .iter()
         .map(|n| Stored {
             key: n.key.clone(),
@@ -61,12 +62,17 @@ pub(crate) fn build(keys: &Keys, root: Option<&api::Node>, etcd_index: u64) -> (
             // No sessions in v2: the TTL left is what the key hangs on.
             session: n.ttl.map(|t| t.to_string()).unwrap_or_default(),
         })
-        .collect();
+        .collect()
+}
+
+/// The snapshot of `keys` from the leaves of one recursive read.
+pub(crate) fn build(keys: &Keys, root: Option<&api::Node>, etcd_index: u64) -> (DcsSnapshot, Memo) {
+    let stored = stored(root);
     let snapshot = dcs::assemble(keys, &stored);
-    let leader = leaves
+    let leader = stored
         .iter()
         .find(|n| keys.relative(&n.key) == Some(names::LEADER))
-        .map(|n| (n.value.clone().unwrap_or_default(), n.modified_index));
+        .and_then(|n| n.version.parse().ok().map(|index| (n.value.clone(), index)));
     (snapshot, Memo { etcd_index, leader })
 }
 
@@ -208,7 +214,24 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// One recursive read of the whole scope, split by Citus group.
+    async fn read_groups(&self, budget: &Budget) -> Result<BTreeMap<i32, DcsSnapshot>, Failure> {
+        let path = api::with_query(api::key_path(self.keys.scope_base()), &[("recursive", "true".into())]);
+        let reply = self.conn.call(budget, &Request { method: Method::GET, path, form: None }).await;
+        match reply.result {
+            Ok(a) => Ok(dcs::assemble_groups(&self.keys, &stored(a.node.as_ref()))),
+            Err(Failure::Api(e)) if e.code == code::KEY_NOT_FOUND => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Dcs for Etcd {
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        self.run("get_mpp_groups", self.read_groups(&self.budget()))
+    }
+
     fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
         self.run("get_cluster", async {
             let (snapshot, memo) = self.read_cluster(&self.budget()).await?;

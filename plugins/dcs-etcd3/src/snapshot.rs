@@ -2,6 +2,8 @@
 //! (by the SDK's `dcs::assemble`): values exactly as stored, mod revisions
 //! as versions, lease ids as sessions; plus the [`Memo`] of what was seen.
 
+use std::collections::BTreeMap;
+
 use palisade_plugin_api::sdk::dcs::{self, Stored};
 use palisade_plugin_api::DcsSnapshot;
 
@@ -62,6 +64,12 @@ impl Node {
             session: session(self.lease),
         }
     }
+}
+
+/// Every Citus group's snapshot from one range read of the whole scope.
+pub(crate) fn build_groups(keys: &Keys, nodes: &[Node]) -> BTreeMap<i32, DcsSnapshot> {
+    let stored: Vec<Stored> = nodes.iter().map(Node::stored).collect();
+    dcs::assemble_groups(keys, &stored)
 }
 
 /// Build the snapshot of `keys` from the nodes of one range read taken at

@@ -1,6 +1,7 @@
 //! [`Etcd3`]: the DCS contract on etcd v3, operation by operation as
 //! Patroni's etcd3 module does it (see `docs/plugins/dcs-etcd3.md`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -394,5 +395,22 @@ impl Dcs for Etcd3 {
 
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
         self.run("watch", self.wait_for_change(leader_version, timeout))
+    }
+
+    /// One range read of the whole scope, split by group (Patroni's
+    /// `_mpp_cluster_loader`). It leaves the memo of our own group alone.
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        self.run("get_mpp_groups", async {
+            let prefix = self.keys.scope_prefix().to_string();
+            let resp = self
+                .conn
+                .call(&self.budget(), |mut c| {
+                    let prefix = prefix.clone();
+                    async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+                })
+                .await?;
+            let nodes: Vec<Node> = resp.kvs().iter().map(Node::from_kv).collect();
+            Ok(snapshot::build_groups(&self.keys, &nodes))
+        })
     }
 }

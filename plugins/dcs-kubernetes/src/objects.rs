@@ -15,7 +15,17 @@ impl Kubernetes {
         budget: &Budget,
         ar: &ApiResource,
     ) -> Result<(Vec<DynamicObject>, Option<String>), Failure> {
-        let lp = ListParams::default().labels(&self.settings.label_selector());
+        self.list_selected(budget, ar, &self.settings.label_selector()).await
+    }
+
+    /// The objects of `ar` matching the label `selector`.
+    pub(crate) async fn list_selected(
+        &self,
+        budget: &Budget,
+        ar: &ApiResource,
+        selector: &str,
+    ) -> Result<(Vec<DynamicObject>, Option<String>), Failure> {
+        let lp = ListParams::default().labels(selector);
         let ns = self.conn.namespace.clone();
         let list = self
             .conn

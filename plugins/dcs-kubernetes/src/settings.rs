@@ -30,6 +30,9 @@ pub(crate) struct Settings {
     /// `labels` plus `<scope_label>: <scope>` (plus the Citus group label):
     /// set on every object we create, and the selector of every list.
     pub labels: BTreeMap<String, String>,
+    /// The selector of every Citus group of the scope: `labels` without the
+    /// group label (Patroni's `_label_selector`, made before it adds it).
+    pub scope_selector: String,
     pub role_label: String,
     pub leader_label_value: String,
     pub follower_label_value: String,
@@ -162,6 +165,10 @@ fn retriable(map: &Map<String, Value>) -> Vec<u16> {
     codes
 }
 
+fn selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
 impl Settings {
     /// Read the section. `scope` and `group` complete the labels.
     pub(crate) fn parse(json: &str, scope: &str, group: Option<i32>) -> PluginResult<Self> {
@@ -179,6 +186,7 @@ impl Settings {
         let mut labels_ = labels(map, "labels")?;
         let scope_label = nonempty(map, "scope_label")?.unwrap_or_else(|| "cluster-name".into());
         labels_.insert(scope_label, scope.to_string());
+        let scope_selector = selector(&labels_);
         if let Some(g) = group {
             labels_.insert(crate::names::CITUS_GROUP_LABEL.to_string(), g.to_string());
         }
@@ -194,6 +202,7 @@ impl Settings {
         let settings = Settings {
             namespace: nonempty(map, "namespace")?.unwrap_or_else(|| "default".into()),
             labels: labels_,
+            scope_selector,
             role_label: nonempty(map, "role_label")?.unwrap_or_else(|| "role".into()),
             leader_label_value: nonempty(map, "leader_label_value")?.unwrap_or_else(|| "primary".into()),
             follower_label_value: nonempty(map, "follower_label_value")?.unwrap_or_else(|| "replica".into()),
@@ -222,7 +231,7 @@ impl Settings {
 
     /// `k1=v1,k2=v2`: the selector of every list and of delete_cluster.
     pub(crate) fn label_selector(&self) -> String {
-        self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        selector(&self.labels)
     }
 }
 
@@ -273,6 +282,7 @@ mod tests {
         assert_eq!(s.kubeconfig, Some(PathBuf::from("/k/config")));
         let citus = Settings::parse(r#"{"labels":{}}"#, "demo", Some(2)).unwrap();
         assert_eq!(citus.label_selector(), "citus-group=2,cluster-name=demo");
+        assert_eq!(citus.scope_selector, "cluster-name=demo", "every group of the scope");
     }
 
     #[test]

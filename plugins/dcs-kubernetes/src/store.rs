@@ -2,6 +2,7 @@
 //! operation as Patroni's kubernetes module does it (see
 //! `docs/plugins/dcs-kubernetes.md`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -9,12 +10,13 @@ use std::sync::{Mutex, MutexGuard};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Service};
 use kube::api::{ApiResource, DynamicObject};
+use palisade_plugin_api::sdk::dcs;
 use palisade_plugin_api::{sdk, Dcs, DcsParams, DcsSnapshot, DcsTiming, LeaderKey, PluginError, PluginResult};
 use serde_json::{json, Value};
 
 use crate::annotations::{self, Changes};
 use crate::connection::{Budget, Connection, Failure};
-use crate::names::{self, Names};
+use crate::names::{self, Names, CITUS_GROUP_LABEL};
 use crate::settings::Settings;
 use crate::snapshot::{self, Observed, Read};
 
@@ -47,6 +49,11 @@ pub struct Kubernetes {
     pub(crate) leases: ApiResource,
     timing: Mutex<DcsTiming>,
     pub(crate) memo: Mutex<Memo>,
+    /// The scope, for the object names of every Citus group.
+    scope: String,
+    /// Each Citus group's leader record as `get_mpp_groups` last saw it
+    /// change (the lock expires on the reader's side).
+    group_observed: Mutex<BTreeMap<i32, Observed>>,
     pub(crate) do_not_watch: AtomicBool,
     pub(crate) should_create_config_service: AtomicBool,
 }
@@ -110,6 +117,8 @@ impl Kubernetes {
             leases: ApiResource::erase::<Lease>(&()),
             timing: Mutex::new(params.timing),
             memo: Mutex::new(Memo::default()),
+            scope: params.scope,
+            group_observed: Mutex::new(BTreeMap::new()),
             do_not_watch: AtomicBool::new(false),
         })
     }
@@ -501,6 +510,51 @@ impl Kubernetes {
         Ok(snapshot)
     }
 
+    /// Every Citus group of the scope: the objects of the whole scope,
+    /// sorted by their group label (Patroni's `_mpp_cluster_loader`), each
+    /// group read as `read_cluster` reads ours. The leader of each group
+    /// expires on this reader's side as ours does, with its own record.
+    async fn read_groups(&self) -> Result<BTreeMap<i32, DcsSnapshot>, Failure> {
+        let budget = self.budget();
+        let selector = &self.settings.scope_selector;
+        let (kinds, _) = self.list_selected(&budget, &self.kind, selector).await?;
+        let (pods, _) = self.list_selected(&budget, &self.pods, selector).await?;
+        let group_of = |o: &DynamicObject| {
+            o.metadata.labels.as_ref().and_then(|l| l.get(CITUS_GROUP_LABEL)).and_then(|g| dcs::parse_group(g))
+        };
+        let mut by_group: BTreeMap<i32, (Vec<DynamicObject>, Vec<DynamicObject>)> = BTreeMap::new();
+        for k in kinds {
+            if let Some(g) = group_of(&k) {
+                by_group.entry(g).or_default().0.push(k);
+            }
+        }
+        for p in pods {
+            if let Some(g) = group_of(&p) {
+                by_group.entry(g).or_default().1.push(p);
+            }
+        }
+        let mut groups = BTreeMap::new();
+        for (group, (kinds, pods)) in by_group {
+            let names = Names::new(&self.scope, Some(group), self.settings.use_endpoints);
+            let lease = if self.lease_mode() { self.get(&budget, &self.leases, &names.lease()).await? } else { None };
+            let read = Read {
+                names: &names,
+                kinds: &kinds,
+                pods: &pods,
+                lease: lease.as_ref(),
+                lease_mode: self.lease_mode(),
+                ttl: self.ttl(),
+            };
+            let mut observed = lock(&self.group_observed);
+            let snapshot = snapshot::build(&read, observed.entry(group).or_default(), std::time::Instant::now());
+            // Only Pods without a member in them yet: no key of the group exists.
+            if snapshot != DcsSnapshot::default() {
+                groups.insert(group, snapshot);
+            }
+        }
+        Ok(groups)
+    }
+
     /// The role labels Patroni puts on our Pod for this member state.
     pub(crate) fn pod_labels(&self, data: &serde_json::Map<String, Value>, is_leader: bool) -> Changes {
         let role = data.get("role").and_then(Value::as_str).unwrap_or("");
@@ -606,6 +660,10 @@ impl Kubernetes {
 impl Dcs for Kubernetes {
     fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
         self.run("get_cluster", self.read_cluster())
+    }
+
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        self.run("get_mpp_groups", self.read_groups())
     }
 
     fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
@@ -751,17 +809,24 @@ mod tests {
         }
     }
 
-    /// A plugin without a server, for the pure parts (labels, bodies).
+    /// A plugin without a server, for the pure parts (labels, bodies). The
+    /// kubeconfig is written once: tests run on parallel threads, and one
+    /// rewriting it while another reads it made the read fail.
     fn offline(section: &str) -> Option<Kubernetes> {
-        let dir = std::env::temp_dir().join(format!("palisade-k8s-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let kubeconfig = dir.join("config");
-        std::fs::write(
-            &kubeconfig,
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\nusers:\n- name: t\n  user: {}\n",
-        )
-        .ok()?;
-        std::env::set_var("KUBECONFIG", &kubeconfig);
+        static KUBECONFIG: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+        let kubeconfig = KUBECONFIG.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("palisade-k8s-unit-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            let kubeconfig = dir.join("config");
+            std::fs::write(
+                &kubeconfig,
+                "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\nusers:\n- name: t\n  user: {}\n",
+            )
+            .ok()?;
+            std::env::set_var("KUBECONFIG", &kubeconfig);
+            Some(kubeconfig)
+        });
+        kubeconfig.as_ref()?;
         let params = DcsParams {
             scope: "demo".into(),
             namespace: "/service/".into(),

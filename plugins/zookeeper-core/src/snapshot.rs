@@ -3,7 +3,10 @@
 //! stored (invalid UTF-8 replaced), data versions as versions, ephemeral
 //! owners (session ids) as sessions.
 
-use palisade_plugin_api::sdk::dcs::{names, Keys, Stored};
+use std::collections::BTreeMap;
+
+use palisade_plugin_api::sdk::dcs::{self, names, Keys, Stored};
+use palisade_plugin_api::DcsSnapshot;
 use zookeeper_client as zk;
 
 /// The version the host sees for a znode: its data version, except for
@@ -87,6 +90,24 @@ pub(crate) async fn read(c: zk::Client, keys: &Keys) -> Result<Vec<Stored>, zk::
         }
     }
     Ok(out)
+}
+
+/// Every Citus group under the scope, one [`read`] per group znode (as
+/// Patroni's ZooKeeper does it: the groups are the scope's children whose
+/// name is a group number). A group without any key is left out.
+pub(crate) async fn read_groups(c: zk::Client, keys: &Keys) -> Result<BTreeMap<i32, DcsSnapshot>, zk::Error> {
+    let mut groups = BTreeMap::new();
+    for child in children(&c, keys.scope_base()).await? {
+        let Some(group) = dcs::parse_group(&child) else {
+            continue;
+        };
+        let group_keys = keys.group(group);
+        let stored = read(c.clone(), &group_keys).await?;
+        if !stored.is_empty() {
+            groups.insert(group, dcs::assemble(&group_keys, &stored));
+        }
+    }
+    Ok(groups)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! operation as Patroni's zookeeper module does it (see
 //! `docs/plugins/dcs-zookeeper.md` for where Palisade differs).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -317,6 +318,11 @@ impl Dcs for ZooKeeper {
             let stored = inner.call(&inner.budget(), |c| snapshot::read(c, &inner.keys)).await?;
             Ok(palisade_plugin_api::sdk::dcs::assemble(&inner.keys, &stored))
         })
+    }
+
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        let inner = &self.inner;
+        self.run("get_mpp_groups", inner.call(&inner.budget(), |c| snapshot::read_groups(c, &inner.keys)))
     }
 
     fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {

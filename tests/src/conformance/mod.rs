@@ -10,6 +10,7 @@
 //! Checks never assert on speed beyond generous bounds that correctness
 //! needs ("the watch woke long before its 10 s timeout").
 
+mod groups;
 mod layout;
 mod lock;
 mod outage;
@@ -18,6 +19,7 @@ mod scale;
 mod values;
 mod watch;
 
+pub use groups::*;
 pub use layout::*;
 pub use lock::*;
 pub use outage::*;
@@ -38,6 +40,9 @@ pub trait DcsFixture: Sync {
     /// The factory: a new client of the cluster under test, as member
     /// `member`, with [`DcsFixture::timing`].
     fn new_dcs(&self, member: &str) -> Box<dyn Dcs>;
+    /// A client of Citus group `group` of the same cluster (its keys under
+    /// `<group>/`, Patroni's layout with `citus.group`), as member `member`.
+    fn new_dcs_in_group(&self, member: &str, group: i32) -> Box<dyn Dcs>;
     /// The timing the clients were made with (short ttl: a few seconds).
     fn timing(&self) -> DcsTiming;
     /// Write `value` at the cluster's key `key` (`leader`,
@@ -204,6 +209,8 @@ macro_rules! dcs_conformance_tests {
             watch_times_out_without_a_change,
             store_down_gives_dcs_errors_then_recovers,
             frozen_store_gives_dcs_errors_then_recovers,
+            every_group_is_read_at_once,
+            groups_are_apart_and_their_versions_work,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {

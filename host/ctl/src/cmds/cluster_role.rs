@@ -49,7 +49,8 @@ pub(super) async fn change_cluster_role(
     let demote = standby.is_some();
     let action = if demote { "demot" } else { "promot" };
     let target = if demote { "standby_leader" } else { "primary" };
-    let cluster = ctx.cluster(&name).await?;
+    let clusters = ctx.clusters(&name).await?;
+    let cluster = clusters.main();
     let Some(leader) = cluster.leader_member().cloned() else {
         return err(format!("Cluster has no leader, {action}ion is not possible"));
     };
@@ -57,7 +58,7 @@ pub(super) async fn change_cluster_role(
         return err("Cluster is already in the required state");
     }
     println!("Current cluster topology");
-    print!("{}", output_members(&cluster, &name, false, Format::Pretty));
+    print!("{}", output_members(&clusters, &name, false, Format::Pretty));
     if !force && !confirm(&format!("Are you sure you want to {action}e {name} cluster?"))? {
         return err(format!("Aborted cluster {action}ion"));
     }
@@ -71,7 +72,8 @@ pub(super) async fn change_cluster_role(
     }
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let c = ctx.cluster(&name).await?;
+        let all = ctx.clusters(&name).await?;
+        let c = all.main();
         let now = Local::now().format("%Y-%m-%d %H:%M:%S");
         let role = c.leader_member().and_then(|m| m.role().map(String::from));
         let state = c.leader_member().map(|m| m.state().to_string());
@@ -82,7 +84,7 @@ pub(super) async fn change_cluster_role(
             && (!demote || old_state.as_deref() == Some("running"))
         {
             println!("{now} cluster is successfully {action}ed");
-            print!("{}", output_members(&c, &name, false, Format::Pretty));
+            print!("{}", output_members(&all, &name, false, Format::Pretty));
             return Ok(());
         }
         let mut parts = vec![

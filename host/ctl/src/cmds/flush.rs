@@ -11,9 +11,10 @@ pub(super) async fn flush(ctx: &Ctx, name: &str, mut rest: Vec<String>, role: Ct
     if target != "restart" && target != "switchover" {
         return err(format!("Invalid value for 'TARGET': '{target}' is not one of 'restart', 'switchover'."));
     }
-    let cluster = ctx.cluster(name).await?;
+    let clusters = ctx.clusters(name).await?;
+    let cluster = clusters.main();
     if target == "restart" {
-        for m in get_members(&cluster, name, &rest, role, force, "flush", true)? {
+        for m in get_members(&clusters, name, &rest, role, force, "flush", true)? {
             if m.data.get("scheduled_restart").is_some_and(truthy) {
                 let (status, text) = ctx.request(&m, "delete", "restart", None).await?;
                 check_response(status, &text, &m.name, "flush scheduled restart", false);
@@ -27,7 +28,7 @@ pub(super) async fn flush(ctx: &Ctx, name: &str, mut rest: Vec<String>, role: Ct
         println!("No pending scheduled switchover");
         return Ok(());
     };
-    for m in all_members_leader_first(&cluster) {
+    for m in all_members_leader_first(cluster) {
         match ctx.request(&m, "delete", "switchover", None).await {
             Ok((status @ (200 | 404), text)) => {
                 println!("{}: {text}", if status == 200 { "Success" } else { "Failed" });

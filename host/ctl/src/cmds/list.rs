@@ -32,8 +32,8 @@ pub(super) async fn list(
             println!("{}", timestamp(0));
         }
         for name in &names {
-            let cluster = ctx.cluster(name).await?;
-            print!("{}", colour_leader(&output_members(&cluster, name, extended, fmt)));
+            let clusters = ctx.clusters(name).await?;
+            print!("{}", colour_leader(&output_members(&clusters, name, extended, fmt)));
         }
         Ok(())
     })

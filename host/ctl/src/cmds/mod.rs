@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let explicit = cli.config_file.is_some();
     let path = cli.config_file.clone().unwrap_or_else(|| crate::ctx::default_config_path(&env));
     let named = cluster_arg(&cli.command);
-    let ctx = match Ctx::new(Some(&path), explicit, cli.dcs_url.as_deref(), cli.insecure, named.as_deref()) {
+    let mut ctx = match Ctx::new(Some(&path), explicit, cli.dcs_url.as_deref(), cli.insecure, named.as_deref()) {
         // Without a configuration (or only --dcs-url) patronictl still
         // answers a list that names no cluster.
         Err(e) if named.is_none() && crate::ctx::is_empty_config(&e) && is_listing(&cli.command) => {
@@ -41,6 +41,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         other => other?,
     };
+    let (group, default_from_config) = group_arg(&cli.command);
+    ctx.set_group(group, default_from_config)?;
     match cli.command {
         Command::List { cluster_names, extended, ts, fmt, watch, .. } => {
             list::list(&ctx, cluster_names, extended, ts, fmt, &watch).await
@@ -135,6 +137,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::PromoteCluster { cluster_name, force } => {
             cluster_role::change_cluster_role(&ctx, cluster_name, force, None).await
         }
+    }
+}
+
+/// The command's `--group`, and whether patronictl defaults it to the
+/// configuration's `citus.group` (`option_default_citus_group`: pause,
+/// resume, edit-config, show-config, history).
+fn group_arg(c: &Command) -> (Option<i64>, bool) {
+    match c {
+        Command::Pause { group, .. }
+        | Command::Resume { group, .. }
+        | Command::EditConfig { group, .. }
+        | Command::ShowConfig { group, .. }
+        | Command::History { group, .. } => (*group, true),
+        Command::List { group, .. }
+        | Command::Topology { group, .. }
+        | Command::Switchover { group, .. }
+        | Command::Failover { group, .. }
+        | Command::Restart { group, .. }
+        | Command::Reload { group, .. }
+        | Command::Reinit { group, .. }
+        | Command::Remove { group, .. }
+        | Command::Query { group, .. }
+        | Command::Dsn { group, .. }
+        | Command::Flush { group, .. }
+        | Command::Version { group, .. } => (*group, false),
+        Command::DemoteCluster { .. } | Command::PromoteCluster { .. } => (None, false),
     }
 }
 

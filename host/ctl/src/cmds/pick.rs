@@ -2,22 +2,23 @@
 //! and `get_any_member` do, and the confirmations and answers around it.
 
 use chrono::{DateTime, FixedOffset};
-use palisade_model::{Cluster, Member};
+use palisade_model::Member;
 
 use super::ui::{confirm, iso, prompt};
 use crate::ctx::{err, Result};
-use crate::members::{all_members, output_members};
+use crate::members::{all_members, output_members, Clusters};
 use crate::table::Format;
 use crate::CtlRole;
 
-pub(super) fn any_member(cluster: &Cluster, role: Option<CtlRole>, member: Option<&str>) -> Result<Option<Member>> {
+/// Across every group read (patronictl's `get_any_member`).
+pub(super) fn any_member(clusters: &Clusters, role: Option<CtlRole>, member: Option<&str>) -> Result<Option<Member>> {
     let role = match (role, member) {
         (Some(_), Some(_)) => return err("--role and --member are mutually exclusive options"),
         (_, Some(_)) => CtlRole::Any,
         (Some(r), None) => r,
         (None, None) => CtlRole::Leader,
     };
-    Ok(all_members(cluster, role).into_iter().find(|m| member.is_none_or(|n| m.name == n)))
+    Ok(all_members(clusters, role).into_iter().find(|m| member.is_none_or(|n| m.name == n)))
 }
 
 pub(super) fn role_repr(role: CtlRole) -> &'static str {
@@ -31,10 +32,10 @@ pub(super) fn role_repr(role: CtlRole) -> &'static str {
     }
 }
 
-/// patronictl's `get_members`.
+/// patronictl's `get_members`, across every group read.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn get_members(
-    cluster: &Cluster,
+    clusters: &Clusters,
     name: &str,
     member_names: &[String],
     role: CtlRole,
@@ -42,13 +43,13 @@ pub(super) fn get_members(
     action: &str,
     ask: bool,
 ) -> Result<Vec<Member>> {
-    let members = all_members(cluster, role);
+    let members = all_members(clusters, role);
     let candidates: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     // patronictl's role always has a value here, so the table is always shown.
     if member_names.is_empty() && candidates.is_empty() {
         return err(format!("{name} cluster doesn't have any members"));
     }
-    print!("{}", output_members(cluster, name, false, Format::Pretty));
+    print!("{}", output_members(clusters, name, false, Format::Pretty));
     let mut names: Vec<String> = if member_names.is_empty() {
         if action == "reinitialize" {
             Vec::new()

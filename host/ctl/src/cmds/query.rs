@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use palisade_model::Cluster;
 use serde_json::{json, Value};
 
 use super::pick::{any_member, role_repr};
 use super::ui::{read_password, timestamp, watching};
 use crate::ctx::{err, CtlError, Ctx, Result};
+use crate::members::Clusters;
 use crate::table::{self, Format};
 use crate::{pyvalue, CtlRole, Watch};
 
@@ -33,7 +33,7 @@ pub(super) async fn query(ctx: &Ctx, name: Option<String>, q: QueryArgs, w: &Wat
     };
     let password = if q.password { Some(read_password("Password: ")?) } else { std::env::var("PGPASSWORD").ok() };
     let name = ctx.scope(name.as_deref())?;
-    let cluster = ctx.cluster(&name).await?;
+    let cluster = ctx.clusters(&name).await?;
     watching(w, false, || async {
         let (rows, header) = query_member(&cluster, &q, &sql, password.as_deref()).await?;
         let columns = header.unwrap_or_default();
@@ -48,7 +48,7 @@ pub(super) async fn query(ctx: &Ctx, name: Option<String>, q: QueryArgs, w: &Wat
 /// psycopg2 returns the last statement's result and patronictl prints its
 /// values as Python does; so do we.
 async fn query_member(
-    cluster: &Cluster,
+    cluster: &Clusters,
     q: &QueryArgs,
     sql: &str,
     password: Option<&str>,
@@ -171,7 +171,7 @@ fn current_user() -> String {
 }
 
 pub(super) async fn dsn(ctx: &Ctx, name: Option<String>, role: Option<CtlRole>, member: Option<String>) -> Result<()> {
-    let cluster = ctx.cluster(&ctx.scope(name.as_deref())?).await?;
+    let cluster = ctx.clusters(&ctx.scope(name.as_deref())?).await?;
     let m = any_member(&cluster, role, member.as_deref())?.ok_or(CtlError("Can not find a suitable member".into()))?;
     let (host, port) = m.host_port().ok_or(CtlError(format!("member {} has no conn_url", m.name)))?;
     println!("host={host} port={port}");

@@ -6,8 +6,12 @@ use crate::members::output_members;
 use crate::table::Format;
 
 pub(super) async fn remove(ctx: &Ctx, name: &str, fmt: Format) -> Result<()> {
-    let cluster = ctx.cluster(name).await?;
-    print!("{}", output_members(&cluster, name, false, fmt));
+    let clusters = ctx.clusters(name).await?;
+    if clusters.all_groups() {
+        return err("For Citus clusters the --group must me specified");
+    }
+    print!("{}", output_members(&clusters, name, false, fmt));
+    let cluster = clusters.main();
     if prompt("Please confirm the cluster name to remove", None)? != name {
         return err("Cluster names specified do not match");
     }

@@ -24,8 +24,9 @@ pub(super) async fn restart(
     timeout: Option<String>,
     force: bool,
 ) -> Result<()> {
-    let cluster = ctx.cluster(name).await?;
-    let mut members = get_members(&cluster, name, &member_names, role, force, "restart", false)?;
+    let clusters = ctx.clusters(name).await?;
+    let cluster = clusters.main();
+    let mut members = get_members(&clusters, name, &member_names, role, force, "restart", false)?;
     let mut scheduled = scheduled;
     if scheduled.is_none() && !force {
         let next_hour = (Local::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
@@ -80,8 +81,9 @@ pub(super) async fn restart(
 }
 
 pub(super) async fn reload(ctx: &Ctx, name: &str, member_names: Vec<String>, role: CtlRole, force: bool) -> Result<()> {
-    let cluster = ctx.cluster(name).await?;
-    let members = get_members(&cluster, name, &member_names, role, force, "reload", true)?;
+    let clusters = ctx.clusters(name).await?;
+    let cluster = clusters.main();
+    let members = get_members(&clusters, name, &member_names, role, force, "reload", true)?;
     let loop_wait = palisade_config::GlobalConfig::from_dynamic(cluster.config_data()).0.loop_wait.as_secs();
     for m in &members {
         match ctx.request(m, "post", "reload", None).await {
@@ -105,8 +107,8 @@ pub(super) async fn reinit(
     from_leader: bool,
     wait: bool,
 ) -> Result<()> {
-    let cluster = ctx.cluster(name).await?;
-    let members = get_members(&cluster, name, &member_names, CtlRole::Replica, force, "reinitialize", true)?;
+    let clusters = ctx.clusters(name).await?;
+    let members = get_members(&clusters, name, &member_names, CtlRole::Replica, force, "reinitialize", true)?;
     let mut waiting = Vec::new();
     for m in &members {
         let mut body = json!({"force": force, "from_leader": from_leader});

@@ -19,9 +19,22 @@ pub(super) async fn failover_or_switchover(
     leader: Option<String>,
     scheduled: Option<String>,
 ) -> Result<()> {
-    let cluster = ctx.cluster(name).await?;
+    let clusters = ctx.clusters(name).await?;
     println!("Current cluster topology");
-    print!("{}", output_members(&cluster, name, false, Format::Pretty));
+    print!("{}", output_members(&clusters, name, false, Format::Pretty));
+    // On a Citus cluster the action is within one group: --group, or asked for.
+    let mut group = ctx.group();
+    let clusters = if clusters.all_groups() {
+        if force {
+            return err("For Citus clusters the --group must me specified");
+        }
+        let g = ask_group()?;
+        group = Some(g);
+        ctx.clusters_in(name, group).await?
+    } else {
+        clusters
+    };
+    let cluster = clusters.main().clone();
     let config = palisade_config::GlobalConfig::from_dynamic(cluster.config_data()).0;
     let cluster_leader = cluster.leader_name().map(String::from);
     let mut leader = leader;
@@ -130,13 +143,25 @@ pub(super) async fn failover_or_switchover(
             eprintln!("{e}");
             println!("{} Could not {action} using Patroni api, falling back to DCS", timestamp(6));
             let value = Failover::to_json(leader.as_deref(), candidate.as_deref(), scheduled_at.as_ref());
-            let dcs = ctx.dcs(name).await?;
+            let dcs = ctx.dcs_in(name, group).await?;
             dcs.set_failover_value(value, None)
                 .await
                 .map_err(|e| CtlError(format!("cannot write the failover key: {e}")))?;
         }
     }
-    let cluster = ctx.cluster(name).await?;
-    print!("{}", output_members(&cluster, name, false, Format::Pretty));
+    let clusters = ctx.clusters_in(name, group).await?;
+    print!("{}", output_members(&clusters, name, false, Format::Pretty));
     Ok(())
+}
+
+/// click's `prompt('Citus group', type=int)`: asked again until the answer
+/// is an integer.
+fn ask_group() -> Result<i32> {
+    loop {
+        let answer = prompt("Citus group", None)?;
+        match palisade_pycompat::py::strip(&answer).parse::<i32>() {
+            Ok(g) => return Ok(g),
+            Err(_) => println!("Error: '{answer}' is not a valid integer."),
+        }
+    }
 }

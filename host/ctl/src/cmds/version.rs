@@ -22,7 +22,7 @@ pub(super) async fn version(ctx: &Ctx, name: Option<String>, member_names: Vec<S
     );
     let Some(name) = name else { return Ok(()) };
     println!();
-    let cluster = ctx.cluster(&name).await?;
+    let cluster = ctx.clusters(&name).await?;
     for m in all_members(&cluster, CtlRole::Any) {
         if m.api_url().is_none() || (!member_names.is_empty() && !member_names.contains(&m.name)) {
             continue;

@@ -538,12 +538,45 @@ pub fn failsafe_refusal(s: &crate::status::NodeStatus, caller: &str) -> Option<S
     }
 }
 
-/// `POST /mpp` (and the older `/citus`): an event from a worker group. The
-/// body is checked; the event is for the MPP integration of a coordinator.
-pub async fn mpp(headers: HeaderMap, body: Bytes) -> Response {
-    match read_json(&headers, &body, false) {
-        Ok(_) => reply::text(200, "OK"),
-        Err(r) => r,
+/// `POST /mpp` (and the older `/citus`): an event from a worker group's
+/// primary (Patroni's `do_POST_mpp`). On the coordinator's leader the
+/// event goes to the MPP plugin with every group's cluster read afresh;
+/// a `before_demote` is answered once the coordinator holds the worker's
+/// metadata lock. Any other node answers `200 OK` and does nothing, as
+/// Patroni's. Unlike Patroni, which drops the connection when the DCS
+/// cannot be read or the body lacks a key, the answer is 503 or 400 with
+/// the reason.
+pub async fn mpp(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let event = match read_json(&headers, &body, false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(shared) = st.shared.as_ref() else {
+        return reply::text(200, "OK");
+    };
+    let Some(mpp) = shared.mpp.as_deref().filter(|m| m.is_coordinator()) else {
+        return reply::text(200, "OK");
+    };
+    if !shared.tracked().is_leader() {
+        return reply::text(200, "OK");
+    }
+    let groups = match shared.dcs.get_mpp_groups().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("POST /citus: cannot read the Citus groups: {e}");
+            return reply::text(503, format!("cannot read the Citus groups: {e}"));
+        }
+    };
+    match mpp.handle_event(&event, &groups).await {
+        Ok(()) => reply::text(200, "OK"),
+        Err(e) if e.is_invalid_input() => {
+            tracing::warn!("POST /citus: {e}");
+            bad_request(400, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!("POST /citus: {e}");
+            reply::text(503, e.to_string())
+        }
     }
 }
 

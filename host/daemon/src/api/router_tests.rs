@@ -49,6 +49,12 @@ fn member(name: &str) -> String {
 }
 
 fn fixture(config: Option<Value>) -> Fixture {
+    fixture_in(config, None)
+}
+
+/// With `group`, a node of that Citus group: a `citus` section, and its
+/// keys under `<group>/`.
+fn fixture_in(config: Option<Value>, group: Option<i32>) -> Fixture {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("palisade-router-{}-{n}", std::process::id()));
@@ -59,16 +65,17 @@ fn fixture(config: Option<Value>) -> Fixture {
          postgresql: {{listen: 127.0.0.1:5432, data_dir: {}, authentication: \
          {{superuser: {{username: postgres, password: x}}, replication: {{username: rep, password: y}}}}}}\n",
         dir.join("data").display()
-    );
+    ) + &group.map(|g| format!("citus: {{group: {g}, database: citus}}\n")).unwrap_or_default();
     std::fs::write(&path, yaml).unwrap();
     let local = palisade_config::load(Some(&path), &BTreeMap::new()).unwrap().config;
     let dcs = MemoryStore::new();
-    dcs.write_raw("leader", b"a");
+    let prefix = group.map(|g| format!("{g}/")).unwrap_or_default();
+    dcs.write_raw(&format!("{prefix}leader"), b"a");
     for name in ["a", "b"] {
-        dcs.write_raw(&format!("members/{name}"), member(name).as_bytes());
+        dcs.write_raw(&format!("{prefix}members/{name}"), member(name).as_bytes());
     }
     if let Some(c) = config {
-        dcs.write_raw("config", c.to_string().as_bytes());
+        dcs.write_raw(&format!("{prefix}config"), c.to_string().as_bytes());
     }
     let runtime = RuntimeConfig::new(local.clone(), serde_json::Map::new(), false);
     let mut status = NodeStatus::new("demo", "a");
@@ -81,7 +88,7 @@ fn fixture(config: Option<Value>) -> Fixture {
         loop_wait: Duration::from_secs(10),
         retry_timeout: Duration::from_secs(2),
     };
-    let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::new(dcs.client("a", timing));
+    let inner: Arc<dyn palisade_plugin_api::Dcs> = Arc::new(dcs.client_in(group, "a", timing));
     let shared = Arc::new(Shared {
         dcs: palisade_plugin_host::dcs::DcsClient::new(inner, Duration::from_secs(2)),
         pg: Arc::new(crate::pg::LocalPg::new(&runtime)),
@@ -96,6 +103,7 @@ fn fixture(config: Option<Value>) -> Fixture {
         config_path: Some(path),
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
+        mpp: None,
         watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
             crate::watchdog::WatchdogSettings {
                 mode: palisade_ha::WatchdogMode::Off,
@@ -209,6 +217,54 @@ async fn switchovers_are_checked_written_and_cancelled() {
     assert_eq!(f.dcs.value("failover").as_deref(), Some("{}"));
     let (code, body) = send(&f.app, "DELETE", "/switchover", None).await;
     assert_eq!((code.as_u16(), body.as_str()), (404, "no switchover is scheduled"));
+}
+
+/// On a Citus node `/cluster` keeps Patroni's body for its own group and
+/// adds `group` and `groups` (every group, from one read); `/metrics`
+/// labels every sample with the group.
+#[tokio::test]
+async fn a_citus_node_shows_every_group() {
+    let f = fixture_in(Some(json!({"ttl": 30, "pause": true})), Some(1));
+    f.dcs.write_raw("0/leader", b"c1");
+    f.dcs.write_raw("0/members/c1", member("c1").as_bytes());
+    f.dcs.write_raw("2/members/w2", member("w2").as_bytes());
+    f.dcs.write_raw("leader", b"not a group");
+    let (code, body) = send(&f.app, "GET", "/cluster", None).await;
+    assert_eq!(code, 200, "{body}");
+    let c: Value = serde_json::from_str(&body).unwrap();
+    let names = |v: &Value| -> Vec<String> {
+        v["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&c), ["a", "b"], "the node's own group, as Patroni shows it");
+    assert_eq!((c["scope"].clone(), c["group"].clone(), c["pause"].clone()), (json!("demo"), json!(1), json!(true)));
+    let groups = c["groups"].as_object().unwrap();
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["0", "1", "2"]);
+    assert_eq!(names(&groups["0"]), ["c1"]);
+    assert_eq!(groups["0"]["members"][0]["role"], "leader");
+    assert_eq!(
+        groups["1"],
+        json!(c
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !["scope", "group", "groups"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<serde_json::Map<_, _>>())
+    );
+    assert_eq!(names(&groups["2"]), ["w2"]);
+    assert_eq!(groups["2"]["members"][0]["role"], "replica", "group 2 has no leader");
+
+    let (code, metrics) = send(&f.app, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    assert!(metrics.contains("patroni_primary{scope=\"demo\",name=\"a\",group=\"1\"} "), "{metrics}");
+
+    // Without Citus, no group anywhere.
+    let plain = fixture(None);
+    let (_, body) = send(&plain.app, "GET", "/cluster", None).await;
+    let c: Value = serde_json::from_str(&body).unwrap();
+    assert!(c.get("group").is_none() && c.get("groups").is_none(), "{c}");
+    let (_, metrics) = send(&plain.app, "GET", "/metrics", None).await;
+    assert!(!metrics.contains("group="));
 }
 
 #[tokio::test]

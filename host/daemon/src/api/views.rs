@@ -34,15 +34,43 @@ async fn cached_cluster(st: &ApiState) -> Result<Cluster, Response> {
     }
 }
 
-/// `GET /cluster`.
+/// This node's Citus group, when the `citus` section is set.
+fn citus_group(st: &ApiState) -> Option<i32> {
+    st.shared.as_ref().and_then(|sh| sh.config().local.citus.map(|c| c.group))
+}
+
+fn view(cluster: &Cluster) -> Map<String, Value> {
+    let modes = ViewModes::from_config(&cluster.config.as_ref().map(|c| c.data.clone()).unwrap_or_default());
+    cluster_as_json(cluster, modes)
+}
+
+/// `GET /cluster`. On a Citus node (Palisade's addition, see
+/// docs/differences-from-patroni.md) the body is the same for the node's
+/// own group, plus `group` (that group's number) and `groups`: every
+/// group of the scope, by number, each in the same shape, from one read.
 pub async fn cluster(State(st): State<ApiState>) -> Response {
+    let scope = json!(st.status.get().scope);
+    if let (Some(group), Some(shared)) = (citus_group(&st), &st.shared) {
+        let groups = match shared.dcs.get_mpp_groups().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("REST API: cannot read the Citus groups from the DCS: {e}");
+                return reply::text(503, format!("DCS is not accessible: {e}"));
+            }
+        };
+        let mut body = groups.get(&group).map(view).unwrap_or_else(|| view(&Cluster::default()));
+        body.insert("scope".into(), scope);
+        body.insert("group".into(), json!(group));
+        let all: Map<String, Value> = groups.iter().map(|(g, c)| (g.to_string(), Value::Object(view(c)))).collect();
+        body.insert("groups".into(), Value::Object(all));
+        return reply::json(200, Value::Object(body));
+    }
     let cluster = match fresh_cluster(&st).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let modes = ViewModes::from_config(&cluster.config.as_ref().map(|c| c.data.clone()).unwrap_or_default());
-    let mut body = cluster_as_json(&cluster, modes);
-    body.insert("scope".into(), json!(st.status.get().scope));
+    let mut body = view(&cluster);
+    body.insert("scope".into(), scope);
     reply::json(200, Value::Object(body))
 }
 
@@ -84,6 +112,7 @@ pub async fn metrics(State(st): State<ApiState>) -> Response {
     let text = render_metrics(&MetricsInput {
         scope: &s.scope,
         name: &s.name,
+        group: citus_group(&st),
         pg: &pg,
         pending_restart: !s.pending_restart_reason.is_empty(),
         failsafe_enabled,
@@ -100,6 +129,9 @@ pub async fn metrics(State(st): State<ApiState>) -> Response {
 pub struct MetricsInput<'a> {
     pub scope: &'a str,
     pub name: &'a str,
+    /// The Citus group, labelled `group` on every metric (Palisade's
+    /// addition; Patroni labels only scope and name).
+    pub group: Option<i32>,
     /// The `GET /patroni` JSON.
     pub pg: &'a Map<String, Value>,
     pub pending_restart: bool,
@@ -163,7 +195,10 @@ fn epoch(v: Option<&Value>) -> String {
 /// The metrics text.
 pub fn render_metrics(m: &MetricsInput<'_>) -> String {
     let pg = m.pg;
-    let labels = format!("{{scope=\"{}\",name=\"{}\"}}", m.scope, m.name);
+    let labels = match m.group {
+        Some(g) => format!("{{scope=\"{}\",name=\"{}\",group=\"{g}\"}}", m.scope, m.name),
+        None => format!("{{scope=\"{}\",name=\"{}\"}}", m.scope, m.name),
+    };
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -372,6 +407,7 @@ mod tests {
         MetricsInput {
             scope: "demo",
             name: "node1",
+            group: None,
             pg,
             pending_restart: false,
             failsafe_enabled: false,
@@ -429,6 +465,20 @@ mod tests {
             let text = render_metrics(&input(map));
             assert_eq!(value(&text, name), *want, "{name} for {pg}");
         }
+    }
+
+    #[test]
+    fn a_citus_node_labels_every_metric_with_its_group() {
+        let pg = json!({"state": "running", "role": "primary", "server_version": 150000});
+        let map = pg.as_object().unwrap();
+        let text = render_metrics(&MetricsInput { group: Some(2), ..input(map) });
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 26);
+        for l in &samples {
+            assert!(l.contains("{scope=\"demo\",name=\"node1\",group=\"2\"} "), "{l}");
+        }
+        let plain = render_metrics(&input(map));
+        assert!(!plain.contains("group="), "no group label without Citus");
     }
 
     #[test]

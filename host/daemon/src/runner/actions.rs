@@ -405,6 +405,12 @@ impl Runner {
             DemoteMode::DemoteCluster => self.shared.pg.archive_command().await,
             _ => None,
         };
+        // A graceful demotion of a worker group's primary: the coordinator
+        // holds the group's metadata lock before we stop, so distributed
+        // transactions wait instead of failing (Patroni's before_shutdown).
+        if mode == DemoteMode::Graceful {
+            crate::mpp::before_demote(&self.shared).await;
+        }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
         let stopped = match primary_stop_timeout(&self.shared).filter(|_| archive_command.is_none()) {
             Some(timeout) => self.shared.pg.stop_within(stop, timeout).await,

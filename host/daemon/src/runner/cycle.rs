@@ -158,6 +158,7 @@ impl Runner {
         // this cycle acted: look again when an action touched PostgreSQL.
         let observed = if decision.actions.iter().any(touches_postgres) { self.observe().await } else { observed };
         self.ensure_checkpoint_after_promote(&observed).await;
+        self.mpp_cycle(&observed).await;
         self.publish_status(&observed);
         if self.shared.tracked().is_leader() {
             // The DCS answered and we lead: failsafe mode is over.
@@ -590,6 +591,34 @@ impl Runner {
             Ok(true) => self.last_failsafe = serde_json::from_str(&value).ok(),
             Ok(false) => {}
             Err(e) => tracing::warn!("could not write the failsafe key: {e}"),
+        }
+    }
+
+    /// The MPP coordinator's part of a cycle. When PostgreSQL was
+    /// (re)started or promoted, the plugin reads its metadata again
+    /// (Patroni's `schedule_cache_rebuild`); as the primary holding the
+    /// lock, the metadata is brought in line with every group's cluster
+    /// (Patroni's `sync_meta_data`, each heartbeat of the leader).
+    async fn mpp_cycle(&mut self, observed: &Observed) {
+        let Some(mpp) = self.shared.mpp.clone().filter(|m| m.is_coordinator()) else {
+            return;
+        };
+        let seen = (observed.postmaster_pid, observed.pg.is_primary());
+        if self.mpp_seen != Some(seen) {
+            self.mpp_seen = Some(seen);
+            mpp.schedule_cache_rebuild();
+        }
+        if !observed.pg.is_primary() || !self.shared.tracked().is_leader() || self.task.is_some() {
+            return;
+        }
+        let deadline = self.shared.config().global.retry_timeout;
+        match self.shared.dcs.get_mpp_groups().await {
+            Ok(groups) => {
+                if let Err(e) = mpp.sync_meta_data(&groups, deadline).await {
+                    tracing::error!("{e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the Citus groups to sync the metadata: {e}"),
         }
     }
 }

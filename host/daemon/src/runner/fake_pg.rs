@@ -348,6 +348,9 @@ impl LocalPostgres for FakePg {
     fn has_backup_label(&self) -> bool {
         false
     }
+    fn superuser_conn_params(&self) -> Vec<(String, String)> {
+        vec![("host".into(), "fake".into()), ("port".into(), "5432".into()), ("user".into(), "postgres".into())]
+    }
     async fn rewind_from(&self, _leader: &Member) -> palisade_postgres::RewindOutcome {
         palisade_postgres::RewindOutcome::NotNow
     }

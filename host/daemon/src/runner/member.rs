@@ -7,7 +7,7 @@ use palisade_model::{Cluster, MemberRecord, State, PATRONI_COMPAT_VERSION};
 use super::{Runner, RuntimeConfig};
 use crate::pg::Observed;
 
-pub(super) fn postgres_url(address: &HostPort) -> String {
+pub(crate) fn postgres_url(address: &HostPort) -> String {
     format!("postgres://{}/postgres", format_host_port(address.host(), address.port))
 }
 
@@ -91,7 +91,14 @@ pub(super) async fn touch_member_of(shared: &super::Shared) -> bool {
             record.pause = Some(true);
         }
         match shared.dcs.touch_member(record.to_json()).await {
-            Ok(ok) => ok,
+            Ok(ok) => {
+                // A worker group's new primary, once it runs as one, tells
+                // the coordinator (Patroni's touch_member).
+                if ok && shared.mpp.as_deref().is_some_and(|m| m.member_written(tracked.state, tracked.role)) {
+                    crate::mpp::notify_coordinator_later(shared, crate::mpp::WorkerEvent::AfterPromote);
+                }
+                ok
+            }
             Err(e) => {
                 tracing::warn!("could not update the member key: {e}");
                 false

@@ -225,6 +225,9 @@ pub struct Shared {
     pub env: std::collections::BTreeMap<String, String>,
     /// A restart scheduled through the REST API.
     pub scheduled_restart: Mutex<Option<palisade_ha::ScheduledRestart>>,
+    /// The MPP integration (Citus), when the configuration has a `citus`
+    /// section (see `crate::mpp`).
+    pub mpp: Option<Arc<crate::mpp::MppHost>>,
     /// The watchdog: only the loop's own task arms, feeds and disarms it.
     pub watchdog: Mutex<crate::watchdog::Watchdog>,
 }
@@ -379,6 +382,9 @@ pub struct Runner {
     last_failsafe: Option<Map<String, Value>>,
     /// `log.deduplicate_heartbeat_logs`: the last heartbeat line logged.
     heartbeat: crate::logging::heartbeat::HeartbeatFilter,
+    /// The postmaster and primary-ness the MPP coordinator saw last (a
+    /// change makes the plugin read its metadata again).
+    mpp_seen: Option<(Option<i32>, bool)>,
 }
 
 impl Runner {
@@ -399,6 +405,7 @@ impl Runner {
             divergence: None,
             last_failsafe: None,
             heartbeat: Default::default(),
+            mpp_seen: None,
         }
     }
 
@@ -512,6 +519,12 @@ impl Runner {
                 self.config_version = None;
                 self.parameters_pending = true;
                 self.shared.pg.update(&new).await;
+                if self.shared.mpp.is_some() {
+                    // The MPP plugin learns the new local connection, and
+                    // the parameters it adjusts follow it.
+                    crate::mpp::refresh_local(&self.shared);
+                    self.shared.pg.update(&new).await;
+                }
                 let running = self.shared.tracked().state == State::Running;
                 let fired = running && self.apply_pending_parameters().await;
                 tracing::info!("Reloaded configuration");
@@ -543,6 +556,9 @@ impl Runner {
         }
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
         let released = sync::leave_sync_standbys(&self.shared).await;
+        if leader.is_some() {
+            crate::mpp::notify_coordinator(&self.shared, crate::mpp::WorkerEvent::BeforeDemote).await;
+        }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
         // The loop stops feeding the device now: close it as the stop
         // begins (Patroni closes it once the postmaster took the signal).

@@ -150,13 +150,27 @@ impl Runner {
             self.slot_memory.retain.clear();
             self.slot_memory.retain_seeded = false;
         }
-        let existing = match self.shared.pg.replication_slots().await {
+        let mut existing = match self.shared.pg.replication_slots().await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!("cannot list the replication slots: {e}");
                 return;
             }
         };
+        // Slots the MPP plugin made for itself (Citus shard moves and
+        // splits) are left alone, as Patroni's `ignore_replication_slot`.
+        if let Some(mpp) = self.shared.mpp.as_deref() {
+            let primary = observed.pg.is_primary();
+            existing.retain(|e| {
+                let slot = palisade_plugin_api::MppSlot {
+                    name: e.name.clone(),
+                    slot_type: e.slot_type.clone(),
+                    database: e.database.clone().unwrap_or_default(),
+                    plugin: e.plugin.clone().unwrap_or_default(),
+                };
+                !mpp.ignore_replication_slot(&slot, primary)
+            });
+        }
         let recopy = self.slot_memory.recopy.clone();
         let plan = decide_slots::plan(&SlotInput {
             cluster,

@@ -45,13 +45,20 @@ pub async fn post_bootstrap(shared: Arc<Shared>) -> bool {
     let Some(bootstrap) = cfg.local.bootstrap.clone() else {
         return false;
     };
-    match shared.pg.post_bootstrap(&bootstrap).await {
-        Ok(()) => true,
-        Err(e) => {
+    if let Err(e) = shared.pg.post_bootstrap(&bootstrap).await {
+        tracing::error!("post_bootstrap failed: {e}");
+        return false;
+    }
+    // After initdb (not a custom bootstrap, as Patroni), the MPP plugin
+    // creates its database and extension; its failure fails the bootstrap.
+    if let Some(mpp) = shared.mpp.as_deref().filter(|_| bootstrap.method == "initdb") {
+        let deadline = std::time::Duration::from_secs(600);
+        if let Err(e) = mpp.bootstrap(deadline).await {
             tracing::error!("post_bootstrap failed: {e}");
-            false
+            return false;
         }
     }
+    true
 }
 
 /// The replica methods that clone the remote primary of a standby
@@ -261,6 +268,12 @@ pub async fn restart(
         t.set_state(State::Restarting);
         t.start_timeout = timeout;
     });
+    // A worker group's leader tells the coordinator around the restart, as
+    // around a switchover (Patroni's restart with the lock).
+    let has_lock = shared.tracked().is_leader();
+    if has_lock {
+        crate::mpp::notify_coordinator(&shared, crate::mpp::WorkerEvent::BeforeDemote).await;
+    }
     let answer = |ok: bool, text: &str| (ok, text.to_string());
     let outcome = match shared.pg.stop(crate::pg::StopMode::Fast).await {
         Err(e) => {
@@ -281,6 +294,9 @@ pub async fn restart(
                         t.following_remote = role == Role::StandbyLeader;
                     });
                     shared.callback("on_restart");
+                    if has_lock {
+                        crate::mpp::notify_coordinator(&shared, crate::mpp::WorkerEvent::AfterPromote).await;
+                    }
                     answer(true, "restarted successfully")
                 }
                 Ok(false) => {
@@ -503,6 +519,9 @@ pub async fn promote(shared: Arc<Shared>) -> bool {
             }
         }
     }
+    // A worker group's new primary tells the coordinator first (Patroni's
+    // `before_promote`), which then holds the group's metadata lock.
+    crate::mpp::notify_coordinator(&shared, crate::mpp::WorkerEvent::BeforePromote).await;
     // Once pg_ctl promote went through, while recovery ends: on_role_change
     // (Patroni's `promoted` role is passed as `primary`).
     let signalled = {

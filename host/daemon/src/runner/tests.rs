@@ -119,6 +119,7 @@ fn node_on(
         config_path: Some(path),
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
+        mpp: None,
         watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
             crate::watchdog::WatchdogSettings {
                 mode: palisade_ha::WatchdogMode::Off,
@@ -813,6 +814,75 @@ async fn a_reload_with_a_bad_log_format_changes_nothing() {
     assert_eq!(local.log.format, "%(levelname)s %(message)s");
 }
 
+/// An MPP plugin that records what the host calls (group `group`).
+struct RecordingMpp {
+    group: i32,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl palisade_plugin_api::Mpp for RecordingMpp {
+    fn group(&self) -> i32 {
+        self.group
+    }
+    fn coordinator_group(&self) -> i32 {
+        0
+    }
+    fn set_local(&self, _: &palisade_plugin_api::MppLocal) -> palisade_plugin_api::PluginResult<()> {
+        Ok(())
+    }
+    fn adjust_parameters(&self, parameters_json: &str) -> palisade_plugin_api::PluginResult<String> {
+        Ok(parameters_json.to_string())
+    }
+    fn bootstrap(&self) -> palisade_plugin_api::PluginResult<()> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push("bootstrap".into());
+        Ok(())
+    }
+    fn sync_meta_data(&self, clusters: &[palisade_plugin_api::MppCluster]) -> palisade_plugin_api::PluginResult<()> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(format!("sync_meta_data {}", clusters.len()));
+        Ok(())
+    }
+    fn handle_event(&self, _: &[palisade_plugin_api::MppCluster], _: &str) -> palisade_plugin_api::PluginResult<()> {
+        Ok(())
+    }
+    fn on_demote(&self) {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push("on_demote".into());
+    }
+    fn schedule_cache_rebuild(&self) {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push("schedule_cache_rebuild".into());
+    }
+    fn ignore_replication_slot(&self, slot: &palisade_plugin_api::MppSlot, _: bool) -> bool {
+        slot.name.starts_with("citus_")
+    }
+}
+
+/// The coordinator's first node: the plugin bootstraps after initdb, reads
+/// its metadata again once PostgreSQL runs as a primary, and is asked to
+/// sync the metadata on every cycle as the leader; its own slots are kept.
+#[tokio::test]
+async fn the_coordinator_calls_the_mpp_plugin_where_patroni_does() {
+    let store = MemoryStore::new();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut n1 = node("n1", &store, true);
+    let plugin = RecordingMpp { group: 0, calls: Arc::clone(&calls) };
+    Arc::get_mut(&mut n1.runner.shared).expect("not shared yet").mpp =
+        Some(Arc::new(crate::mpp::MppHost::new(Box::new(plugin))));
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    n1.pg.add_slot("citus_shard_move_slot_1_2_3");
+    n1.pg.add_slot("stranger");
+    n1.cycle().await;
+    n1.cycle().await;
+    let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let first = |what: &str| calls.iter().position(|c| c.starts_with(what));
+    let bootstrap = first("bootstrap").expect("bootstrap called");
+    let rebuild = first("schedule_cache_rebuild").expect("schedule_cache_rebuild called");
+    let sync = first("sync_meta_data").expect("sync_meta_data called");
+    assert!(bootstrap < sync && rebuild < sync, "{calls:?}");
+    assert!(calls.iter().filter(|c| c.starts_with("sync_meta_data")).count() >= 2, "once per cycle: {calls:?}");
+    let slots = n1.pg.state().slots;
+    assert!(slots.contains_key("citus_shard_move_slot_1_2_3"), "the plugin's slot is kept: {slots:?}");
+    assert!(!slots.contains_key("stranger"), "an unknown slot is dropped: {slots:?}");
+}
+
 /// What the watchdog device and the DCS were asked, in order.
 type Journal = Arc<Mutex<Vec<String>>>;
 
@@ -893,6 +963,11 @@ impl Dcs for NotingDcs {
     }
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> palisade_plugin_api::PluginResult<bool> {
         self.inner.watch(leader_version, timeout)
+    }
+    fn get_mpp_groups(
+        &self,
+    ) -> palisade_plugin_api::PluginResult<std::collections::BTreeMap<i32, palisade_plugin_api::DcsSnapshot>> {
+        self.inner.get_mpp_groups()
     }
 }
 

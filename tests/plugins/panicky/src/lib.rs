@@ -72,6 +72,9 @@ impl Dcs for Panicky {
     fn watch(&self, _: Option<&str>, _: Duration) -> PluginResult<bool> {
         panic!("watch exploded on purpose")
     }
+    fn get_mpp_groups(&self) -> PluginResult<std::collections::BTreeMap<i32, DcsSnapshot>> {
+        panic!("get_mpp_groups exploded on purpose")
+    }
 }
 
 palisade_plugin_api::export_plugin!(dcs, "panicky", Panicky::new);

@@ -473,7 +473,7 @@ mod tests {
         let map = pg.as_object().unwrap();
         let text = render_metrics(&MetricsInput { group: Some(2), ..input(map) });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 26);
+        assert_eq!(samples.len(), 28);
         for l in &samples {
             assert!(l.contains("{scope=\"demo\",name=\"node1\",group=\"2\"} "), "{l}");
         }

@@ -245,3 +245,17 @@ fn linux_device_errors_name_the_problem() {
     dev.close().unwrap();
     let _ = std::fs::remove_file(&file);
 }
+
+/// The ioctl request codes are `<linux/watchdog.h>`'s (x86_64 values, as
+/// the C header computes them).
+#[test]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn ioctl_request_codes_match_linux() {
+    let info = std::mem::size_of::<device::WatchdogInfo>();
+    let int = std::mem::size_of::<libc::c_int>();
+    assert_eq!(info, 40);
+    assert_eq!(nix::request_code_read!(b'W', 0, info) as u64, 0x8028_5700, "WDIOC_GETSUPPORT");
+    assert_eq!(nix::request_code_read!(b'W', 5, int) as u64, 0x8004_5705, "WDIOC_KEEPALIVE");
+    assert_eq!(nix::request_code_readwrite!(b'W', 6, int) as u64, 0xC004_5706, "WDIOC_SETTIMEOUT");
+    assert_eq!(nix::request_code_read!(b'W', 7, int) as u64, 0x8004_5707, "WDIOC_GETTIMEOUT");
+}

@@ -16,6 +16,10 @@
 //!   coordinator held the worker's metadata lock between the worker's
 //!   `before_demote` and `after_promote` (the double recorded the
 //!   `-demoted` row update).
+//!
+//! A second, smaller cluster mixes Patroni 4.1 and palisade nodes (both
+//! groups of two, one node of each kind) and shows that their `POST /citus`
+//! events work both ways.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};

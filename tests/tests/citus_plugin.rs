@@ -380,3 +380,252 @@ fn paused_group_resumes_after_the_timeout() {
     assert!(updates[0].contains(r#""lock_cooldown": 5000"#) && updates[0].contains("-demoted"), "{updates:#?}");
     assert!(updates[1].contains(r#""lock_cooldown": 10000"#), "{updates:#?}");
 }
+
+/// A member in a scenario step: name, address, role, state.
+type StepMember = (&'static str, &'static str, &'static str, &'static str);
+
+/// One scenario step: the clusters of every group as the DCS shows them
+/// (`group -> (leader, [(name, address, role, state)])`), and either a
+/// `sync_meta_data` or an event.
+struct Step {
+    clusters: Vec<(i32, &'static str, Vec<StepMember>)>,
+    event: Option<Value>,
+}
+
+fn scenario() -> Vec<Step> {
+    let coordinator = (0, "c1", vec![("c1", "10.0.0.1", "primary", "running")]);
+    let event =
+        |kind: &str, leader: &str| json!({"type": kind, "group": 1, "leader": leader, "timeout": 30, "cooldown": 7});
+    vec![
+        // Two worker groups appear.
+        Step {
+            clusters: vec![
+                coordinator.clone(),
+                (
+                    1,
+                    "w1a",
+                    vec![("w1a", "10.0.0.11", "primary", "running"), ("w1b", "10.0.0.12", "replica", "running")],
+                ),
+                (2, "w2a", vec![("w2a", "10.0.0.21", "primary", "running")]),
+            ],
+            event: None,
+        },
+        // A switchover of group 1 from w1a to w1b.
+        Step {
+            clusters: vec![
+                coordinator.clone(),
+                (
+                    1,
+                    "w1a",
+                    vec![("w1a", "10.0.0.11", "primary", "running"), ("w1b", "10.0.0.12", "replica", "running")],
+                ),
+            ],
+            event: Some(event("before_demote", "w1a")),
+        },
+        Step {
+            clusters: vec![
+                coordinator.clone(),
+                (
+                    1,
+                    "w1b",
+                    vec![("w1a", "10.0.0.11", "primary", "stopped"), ("w1b", "10.0.0.12", "replica", "running")],
+                ),
+            ],
+            event: Some(event("before_promote", "w1b")),
+        },
+        Step {
+            clusters: vec![
+                coordinator.clone(),
+                (
+                    1,
+                    "w1b",
+                    vec![("w1a", "10.0.0.11", "replica", "running"), ("w1b", "10.0.0.12", "primary", "running")],
+                ),
+            ],
+            event: Some(event("after_promote", "w1b")),
+        },
+        // A new replica in group 1, a failover of group 2 to a node never registered.
+        Step {
+            clusters: vec![
+                coordinator.clone(),
+                (
+                    1,
+                    "w1b",
+                    vec![
+                        ("w1a", "10.0.0.11", "replica", "running"),
+                        ("w1b", "10.0.0.12", "primary", "running"),
+                        ("w1c", "10.0.0.13", "replica", "running"),
+                    ],
+                ),
+                (2, "w2b", vec![("w2b", "10.0.0.22", "primary", "running")]),
+            ],
+            event: None,
+        },
+    ]
+}
+
+fn step_json(step: &Step) -> Value {
+    let clusters: Vec<Value> = step
+        .clusters
+        .iter()
+        .map(|(group, leader, members)| {
+            let members: Vec<Value> =
+                members.iter().map(|(name, host, role, state)| json!([name, host, role, state])).collect();
+            json!({"group": group, "leader": leader, "members": members})
+        })
+        .collect();
+    json!({"clusters": clusters, "event": step.event})
+}
+
+fn mpp_clusters(step: &Step) -> Vec<MppCluster> {
+    step.clusters
+        .iter()
+        .map(|(group, leader, members)| MppCluster {
+            group: *group,
+            leader: Some(leader.to_string()),
+            members: members
+                .iter()
+                .map(|(name, host, role, state)| MppMember {
+                    name: name.to_string(),
+                    conn_url: Some(format!("postgres://{host}:5432/postgres")),
+                    role: Some(role.to_string()),
+                    state: Some(state.to_string()),
+                    noloadbalance: false,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Patroni 4.1's own `CitusHandler` (from the test virtualenv, with its
+/// own connection pool) runs the scenario against one coordinator; it
+/// waits after each step until the handler's queue is empty.
+const PATRONI_SCENARIO: &str = r#"
+import json, sys, time
+from patroni.dcs import Cluster, Leader, Member, Status, SyncState
+from patroni.postgresql.connection import ConnectionPool
+from patroni.postgresql.mpp.citus import CitusHandler
+
+setup = json.loads(sys.stdin.readline())
+
+class Config:
+    superuser = {'username': 'postgres'}
+
+class Postgresql:
+    name = 'c1'
+    database = 'postgres'
+    connection_string = 'postgres://10.0.0.1:5432/postgres'
+    config = Config()
+    def __init__(self):
+        self.connection_pool = ConnectionPool()
+        self.connection_pool.conn_kwargs = {'host': setup['host'], 'port': setup['port'], 'user': 'postgres',
+                                            'dbname': 'postgres'}
+    def is_primary(self):
+        return True
+
+def cluster_of(c):
+    members = [Member.from_node(1, n, None, json.dumps({'conn_url': 'postgres://%s:5432/postgres' % h,
+                                                       'role': r, 'state': s}))
+               for n, h, r, s in c['members']]
+    leader = next((m for m in members if m.name == c['leader']), None)
+    return Cluster(None, None, Leader(1, None, leader) if leader else None, Status.empty(), members, None,
+                   SyncState.empty(), None, None, {})
+
+def coordinator_view(step):
+    groups = {c['group']: cluster_of(c) for c in step['clusters']}
+    own = groups.pop(0)
+    return Cluster(*own[:-1], groups)
+
+def settle(h):
+    for _ in range(600):
+        with h._condition:
+            if not h._tasks:
+                return
+        time.sleep(0.05)
+    raise Exception('the handler did not settle')
+
+pg = Postgresql()
+h = CitusHandler(pg, {'group': 0, 'database': 'citus'})
+h.bootstrap()
+print('bootstrapped', flush=True)
+for line in sys.stdin:
+    step = json.loads(line)
+    view = coordinator_view(step)
+    if step['event'] is None:
+        h.sync_meta_data(view)
+    else:
+        h.handle_event(view, step['event'])
+    settle(h)
+    print('done', flush=True)
+"#;
+
+/// The plugin runs the same calls as Patroni's own Citus handler: the same
+/// scenario (two worker groups, a switchover of group 1 with its events,
+/// a new replica, a failover of group 2) against two coordinators running
+/// the test double, one driven by Patroni 4.1's `CitusHandler`, one by
+/// the plugin; the calls each double recorded (function and arguments, in
+/// order) are the same.
+#[test]
+fn the_plugin_makes_the_calls_patronis_handler_makes() {
+    use palisade_test_support::python::{patroni_python, run_lines};
+
+    become_subreaper();
+    let tree = CitusDoubleTree::install();
+    let staging = Staging::new("citus-vs-patroni");
+    let plugin = load(0, "citus");
+    let settings = citus_settings(plugin.as_ref());
+    let theirs = DoubleServer::start(&tree, &staging, "patroni", &settings);
+    let ours = DoubleServer::start(&tree, &staging, "palisade", &settings);
+
+    let steps = scenario();
+    let mut inputs = vec![json!({"host": theirs.socket_dir.display().to_string(), "port": theirs.port}).to_string()];
+    inputs.extend(steps.iter().map(|s| step_json(s).to_string()));
+    // The first line is the setup (Patroni bootstraps), then one per step.
+    let answers = run_lines(&patroni_python(), PATRONI_SCENARIO, &inputs[..]);
+    assert_eq!(answers[0], "bootstrapped");
+    assert!(answers[1..].iter().all(|a| a == "done"), "{answers:?}");
+
+    let mut mine = local(&ours);
+    mine.conn_url = "postgres://10.0.0.1:5432/postgres".into();
+    plugin.set_local(&mine).unwrap();
+    plugin.bootstrap().unwrap();
+    let activity = |pattern: &str| {
+        ours.sql(
+            "citus",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'Patroni citus' AND query LIKE '{pattern}'"
+            ),
+        )
+        .is_ok_and(|n| n == "1")
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let clusters = mpp_clusters(step);
+        match &step.event {
+            None => plugin.sync_meta_data(&clusters).unwrap(),
+            Some(event) => plugin.handle_event(&clusters, &event.to_string()).unwrap(),
+        }
+        // Wait until the step's work is visible: its last statement on the
+        // plugin's connection, or the committed rows.
+        let settled = wait_until(Duration::from_secs(30), || match i {
+            0 => pg_dist_node(&ours).lines().count() == 4,
+            1 => activity("%citus_update_node%10.0.0.11-demoted%"),
+            2 => activity("%citus_update_node(2, %10.0.0.12%, 5432, true, 7000)"),
+            3 => pg_dist_node(&ours).contains("1|5432|primary|10.0.0.12"),
+            _ => pg_dist_node(&ours).contains("10.0.0.13") && pg_dist_node(&ours).contains("10.0.0.22"),
+        });
+        assert!(settled, "step {i}: pg_dist_node {}", pg_dist_node(&ours));
+    }
+
+    let calls = |server: &DoubleServer| -> Vec<String> {
+        server
+            .sql("citus", "SELECT func || ' ' || args::text FROM pg_catalog.citus_test_double_calls ORDER BY id")
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let (patroni_calls, our_calls) = (calls(&theirs), calls(&ours));
+    assert!(patroni_calls.len() >= 6, "Patroni's handler made its calls: {patroni_calls:#?}");
+    assert_eq!(our_calls, patroni_calls, "the plugin's calls differ from Patroni's");
+    assert_eq!(pg_dist_node(&ours), pg_dist_node(&theirs));
+}

@@ -42,9 +42,12 @@ pub fn url_address(conn_url: &str) -> Result<(String, u16), String> {
 
 /// The connection settings: the host's superuser settings with `dbname`
 /// and `options` replaced.
-pub fn config(local: &MppLocal, dbname: &str, options: &str) -> PluginResult<Config> {
+/// `application_name` is Patroni's for the same connection (`Patroni
+/// citus` for the metadata connection, `Patroni` at bootstrap), so that
+/// monitoring sees what it sees with Patroni.
+pub fn config(local: &MppLocal, dbname: &str, options: &str, application_name: &str) -> PluginResult<Config> {
     let mut c = Config::new();
-    c.dbname(dbname).options(options).connect_timeout(CONNECT_TIMEOUT);
+    c.dbname(dbname).options(options).connect_timeout(CONNECT_TIMEOUT).application_name(application_name);
     let unix = local_host(local).is_some_and(|h| h.starts_with('/'));
     for (key, value) in &local.conn {
         match key.as_str() {
@@ -60,9 +63,6 @@ pub fn config(local: &MppLocal, dbname: &str, options: &str) -> PluginResult<Con
             }
             "password" => {
                 c.password(value.as_bytes());
-            }
-            "application_name" => {
-                c.application_name(value);
             }
             "connect_timeout" => {
                 if let Ok(s) = value.parse::<u64>() {
@@ -153,7 +153,7 @@ pub fn bootstrap(settings: &Settings, local: &MppLocal) -> PluginResult<()> {
     for (db, sql) in steps {
         let client = match current.take() {
             Some((d, c)) if d == db => c,
-            _ => connect(&config(local, &db, options)?)
+            _ => connect(&config(local, &db, options, "Patroni")?)
                 .map_err(|e| PluginError::other(format!("citus bootstrap: connect to database {db}: {e}")))?,
         };
         tracing::debug!("citus bootstrap: {sql}");
@@ -222,8 +222,8 @@ mod tests {
     #[test]
     fn tls_on_tcp_is_refused_by_name() {
         let l = local(&[("host", "127.0.0.1"), ("sslmode", "require")], "postgres", "");
-        assert!(config(&l, "citus", "").unwrap_err().message.starts_with("sslmode:"));
+        assert!(config(&l, "citus", "", "Patroni citus").unwrap_err().message.starts_with("sslmode:"));
         let unix = local(&[("host", "/tmp"), ("sslmode", "require")], "postgres", "");
-        assert!(config(&unix, "citus", "").is_ok());
+        assert!(config(&unix, "citus", "", "Patroni citus").is_ok());
     }
 }

@@ -5,7 +5,8 @@
 //! them on its own connection, in a transaction that stays open from a
 //! worker's `before_demote` to its `after_promote` (or until the event's
 //! `timeout` has passed), so that the metadata lock `citus_update_node`
-//! takes makes new distributed transactions wait meanwhile.
+//! takes makes new distributed transactions wait meanwhile (the thread is
+//! in [`crate::worker`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -16,18 +17,18 @@ use palisade_plugin_api::sdk::pycompat::py::float_repr;
 use palisade_plugin_api::sdk::settings::{error, kind};
 use palisade_plugin_api::{MppCluster, MppLocal, MppMember, PluginError, PluginResult};
 use serde_json::Value;
-use tokio_postgres::Client;
 
-use crate::db::{self, url_address, Row};
-use crate::dist::{statement, Group, Node, Role};
+use crate::db::url_address;
+use crate::dist::{Group, Node, Role};
 use crate::settings::{Settings, COORDINATOR_GROUP};
+use crate::worker::Worker;
 
 /// `citus_update_node`'s `lock_cooldown` (ms) when the event gives none.
 const DEFAULT_COOLDOWN: &str = "10000";
 
 /// What made a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     BeforeDemote,
     BeforePromote,
     AfterPromote,
@@ -46,13 +47,13 @@ impl Event {
 
 /// Set once a task was processed (or dropped), for the caller waiting on it.
 #[derive(Default)]
-struct Done {
+pub(crate) struct Done {
     flag: Mutex<bool>,
     cond: Condvar,
 }
 
 impl Done {
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         *lock(&self.flag) = true;
         self.cond.notify_all();
     }
@@ -66,22 +67,22 @@ impl Done {
 
 /// A wanted state of one group's rows (Patroni's `PgDistTask`).
 #[derive(Clone)]
-struct Task {
-    id: u64,
-    group: Group,
-    event: Event,
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) group: Group,
+    pub(crate) event: Event,
     /// From an event: how long a transaction it opens may stay open.
     /// `None` for tasks made by `sync_meta_data`.
-    timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     /// `lock_cooldown` for `citus_update_node`, as SQL text (ms).
-    cooldown: String,
+    pub(crate) cooldown: String,
     /// When an open transaction may be rolled back.
-    deadline: Option<Instant>,
-    done: Arc<Done>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) done: Arc<Done>,
 }
 
 impl Task {
-    fn new(group: Group, event: Event, timeout: Option<f64>, cooldown: Option<String>) -> Self {
+    pub(crate) fn new(group: Group, event: Event, timeout: Option<f64>, cooldown: Option<String>) -> Self {
         Self {
             id: 0,
             group,
@@ -94,35 +95,35 @@ impl Task {
     }
 
     /// Patroni's `PgDistTask.__eq__`: same event, same rows and roles.
-    fn same(&self, other: &Task) -> bool {
+    pub(crate) fn same(&self, other: &Task) -> bool {
         self.event == other.event && self.group.equals(&other.group)
     }
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// What `pg_dist_node` holds, by group, as last read or written.
-    cache: BTreeMap<i32, Task>,
-    tasks: Vec<Task>,
+    pub(crate) cache: BTreeMap<i32, Task>,
+    pub(crate) tasks: Vec<Task>,
     /// The task whose transaction is open.
-    in_flight: Option<Task>,
+    pub(crate) in_flight: Option<Task>,
     /// `pg_dist_node` must be read again before it is acted on.
-    schedule_load: bool,
+    pub(crate) schedule_load: bool,
     /// `sync_meta_data` was called once: the thread may start.
-    ready: bool,
+    pub(crate) ready: bool,
     /// Drop the connection before its next use (after a demotion).
-    reset_connection: bool,
-    local: Option<MppLocal>,
-    next_id: u64,
-    stop: bool,
+    pub(crate) reset_connection: bool,
+    pub(crate) local: Option<MppLocal>,
+    pub(crate) next_id: u64,
+    pub(crate) stop: bool,
 }
 
-struct Shared {
-    state: Mutex<State>,
-    cond: Condvar,
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) cond: Condvar,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -434,283 +435,6 @@ impl WorkerEvent {
 
 fn kind_of(map: &serde_json::Map<String, Value>, key: &str) -> &'static str {
     map.get(key).map_or("nothing", kind)
-}
-
-/// The thread that owns the connection and works through the tasks.
-struct Worker {
-    shared: Arc<Shared>,
-    database: String,
-    client: Option<Client>,
-}
-
-enum Next {
-    Wait(Option<Duration>),
-    Rollback,
-    Work,
-}
-
-impl Worker {
-    fn run(mut self) {
-        {
-            let mut st = lock(&self.shared.state);
-            while !st.ready && !st.stop {
-                st = self.shared.cond.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-        loop {
-            let next = {
-                let st = lock(&self.shared.state);
-                if st.stop {
-                    return;
-                }
-                // Patroni's run(): no wait when the cache must be read or
-                // tasks wait (and no transaction is open); with a
-                // transaction open and tasks queued, wait until its deadline.
-                let timeout: Option<f64> = if st.schedule_load {
-                    Some(-1.0)
-                } else if let Some(f) = &st.in_flight {
-                    if st.tasks.is_empty() {
-                        None
-                    } else {
-                        Some(f.deadline.map_or(-1.0, |d| {
-                            let now = Instant::now();
-                            if d > now {
-                                (d - now).as_secs_f64()
-                            } else {
-                                -1.0
-                            }
-                        }))
-                    }
-                } else if st.tasks.is_empty() {
-                    None
-                } else {
-                    Some(-1.0)
-                };
-                match timeout {
-                    None => Next::Wait(None),
-                    Some(t) if t > 0.0 => Next::Wait(Some(Duration::from_secs_f64(t))),
-                    Some(_) if st.in_flight.is_some() => Next::Rollback,
-                    Some(_) => Next::Work,
-                }
-            };
-            match next {
-                Next::Wait(timeout) => {
-                    let st = lock(&self.shared.state);
-                    // A poisoned lock is taken over by the next `lock`.
-                    match timeout {
-                        Some(t) => drop(self.shared.cond.wait_timeout(st, t)),
-                        None => drop(self.shared.cond.wait(st)),
-                    }
-                }
-                Next::Rollback => {
-                    let describe =
-                        lock(&self.shared.state).in_flight.as_ref().map(|f| format!("{:?}", f.group.nodes()));
-                    tracing::warn!("Rolling back transaction. Last known status: {}", describe.unwrap_or_default());
-                    let _ = self.query("ROLLBACK");
-                    lock(&self.shared.state).in_flight = None;
-                }
-                Next::Work => {}
-            }
-            self.process_tasks();
-        }
-    }
-
-    /// Run one statement on the connection (connecting first if needed).
-    /// On error the connection is closed, any open transaction is
-    /// forgotten and the metadata is read again before the next step.
-    fn query(&mut self, sql: &str) -> Result<Vec<Row>, String> {
-        let (reset, local, in_flight) = {
-            let mut st = lock(&self.shared.state);
-            (std::mem::take(&mut st.reset_connection), st.local.clone(), st.in_flight.is_some())
-        };
-        // A new connection (new settings, or after a demotion) cannot carry
-        // on an open transaction.
-        let reset_open = reset && in_flight && self.client.take().is_some();
-        if reset {
-            self.client = None;
-        }
-        tracing::debug!("query({sql})");
-        let result = if reset_open {
-            Err("the connection settings changed while a transaction was open".to_string())
-        } else {
-            self.run_query(sql, local, in_flight)
-        };
-        if let Err(e) = &result {
-            tracing::error!("Exception when executing query \"{sql}\": {e}");
-            self.client = None;
-            let mut st = lock(&self.shared.state);
-            st.in_flight = None;
-            st.schedule_load = true;
-        }
-        result
-    }
-
-    fn run_query(&mut self, sql: &str, local: Option<MppLocal>, in_flight: bool) -> Result<Vec<Row>, String> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
-            self.client = None;
-            if in_flight {
-                return Err("the connection was lost while a transaction was open".into());
-            }
-        }
-        if self.client.is_none() {
-            let local = local.ok_or("the host has not given the local connection yet")?;
-            let options = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0";
-            let config = db::config(&local, &self.database, options).map_err(|e| e.message)?;
-            self.client = Some(db::connect(&config)?);
-        }
-        let client = self.client.as_ref().ok_or("not connected")?;
-        db::query(client, sql).map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
-    }
-
-    /// Read `pg_dist_node` into the cache when asked to.
-    fn load_pg_dist_group(&mut self) -> bool {
-        {
-            let mut st = lock(&self.shared.state);
-            if !st.schedule_load {
-                return true;
-            }
-            st.schedule_load = false;
-        }
-        let Ok(rows) = self.query("SELECT groupid, nodename, nodeport, noderole, nodeid FROM pg_catalog.pg_dist_node")
-        else {
-            return false;
-        };
-        let mut cache: BTreeMap<i32, Task> = BTreeMap::new();
-        for row in rows {
-            let Some((groupid, node)) = row_node(&row) else {
-                tracing::warn!("ignoring a pg_dist_node row that cannot be read: {row:?}");
-                continue;
-            };
-            cache
-                .entry(groupid)
-                .or_insert_with(|| Task::new(Group::new(groupid), Event::AfterPromote, None, None))
-                .group
-                .add(node);
-        }
-        lock(&self.shared.state).cache = cache;
-        true
-    }
-
-    /// Patroni's `pick_task`: the open transaction's group first, then the
-    /// coordinator's group, then the oldest; tasks that match the cache are
-    /// dropped.
-    fn pick_task(&self) -> Option<Task> {
-        let mut st = lock(&self.shared.state);
-        if let Some(f) = &st.in_flight {
-            let g = f.group.groupid;
-            return st.tasks.iter().find(|t| t.group.groupid == g).cloned();
-        }
-        loop {
-            let i = st.tasks.iter().position(|t| t.group.groupid == COORDINATOR_GROUP).or(if st.tasks.is_empty() {
-                None
-            } else {
-                Some(0)
-            })?;
-            let task = &st.tasks[i];
-            if st.cache.get(&task.group.groupid).is_some_and(|c| task.same(c)) {
-                let t = st.tasks.remove(i);
-                t.done.set();
-                continue;
-            }
-            return Some(task.clone());
-        }
-    }
-
-    fn process_tasks(&mut self) {
-        loop {
-            let open = lock(&self.shared.state).in_flight.is_some();
-            if !open && !self.load_pg_dist_group() {
-                break;
-            }
-            let Some(mut task) = self.pick_task() else { break };
-            let update_cache = match self.process_task(&mut task) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tracing::error!("Exception when working with pg_dist_node: {e}");
-                    None
-                }
-            };
-            {
-                let mut st = lock(&self.shared.state);
-                if !st.tasks.is_empty() {
-                    if update_cache == Some(true) {
-                        st.cache.insert(task.group.groupid, task.clone());
-                    }
-                    st.in_flight = if update_cache == Some(false) { Some(task.clone()) } else { None };
-                    if let Some(i) = st.tasks.iter().position(|t| t.id == task.id) {
-                        st.tasks.remove(i);
-                    }
-                }
-            }
-            task.done.set();
-        }
-    }
-
-    /// Patroni's `process_task`. `Ok(true)`: the rows are written (the
-    /// cache takes the task); `Ok(false)`: a transaction was opened and
-    /// stays open.
-    fn process_task(&mut self, task: &mut Task) -> Result<bool, String> {
-        let open = lock(&self.shared.state).in_flight.is_some();
-        if task.event == Event::AfterPromote {
-            self.update_group(task, open)?;
-            if open {
-                self.query("COMMIT")?;
-            }
-            task.group.failover = false;
-            Ok(true)
-        } else {
-            if let Some(t) = task.timeout.filter(|t| *t > 0.0) {
-                task.deadline = Some(Instant::now() + Duration::from_secs_f64(t.min(1e6)));
-            }
-            if !open {
-                self.query("BEGIN")?;
-            }
-            self.update_group(task, true)?;
-            Ok(false)
-        }
-    }
-
-    fn update_group(&mut self, task: &mut Task, transaction: bool) -> Result<(), String> {
-        let current = {
-            let st = lock(&self.shared.state);
-            st.in_flight.clone().or_else(|| st.cache.get(&task.group.groupid).cloned())
-        }
-        .unwrap_or_else(|| Task::new(Group::new(task.group.groupid), Event::AfterPromote, None, None));
-        let steps = task.group.transition(&current.group);
-        if steps.is_empty() {
-            return Ok(());
-        }
-        let wrap = !transaction && steps.len() > 1;
-        if wrap {
-            self.query("BEGIN")?;
-        }
-        for node in &steps {
-            let Some(sql) = statement(task.group.groupid, node, &task.cooldown) else { continue };
-            let rows = self.query(&sql)?;
-            if node.nodeid.is_none() && node.role != Role::Removed {
-                let id = rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()).and_then(|v| v.parse().ok());
-                match id {
-                    Some(id) => task.group.set_nodeid(node, id),
-                    None => return Err(format!("citus_add_node gave no node id: {rows:?}")),
-                }
-            }
-        }
-        if wrap {
-            task.group.failover = false;
-            self.query("COMMIT")?;
-        }
-        Ok(())
-    }
-}
-
-/// `(groupid, node)` from a `pg_dist_node` row.
-fn row_node(row: &Row) -> Option<(i32, Node)> {
-    let text = |i: usize| row.get(i).and_then(|v| v.as_deref());
-    let groupid = text(0)?.parse().ok()?;
-    let port = text(2)?.parse().ok()?;
-    let mut node = Node::new(text(1)?, port, Role::from_noderole(text(3)?));
-    node.nodeid = Some(text(4)?.parse().ok()?);
-    Some((groupid, node))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!   group's primary and secondaries, with exactly the statements Patroni
 //!   runs ([`dist`]), from a background thread that keeps a transaction
 //!   (and so Citus's metadata lock) open from a worker's `before_demote`
-//!   to its `after_promote` ([`handler`]).
+//!   to its `after_promote` ([`handler`], [`worker`]).
 //!
 //! Like every plugin it is built against `palisade-plugin-api` only and must
 //! never depend on a host crate. It owns its tokio runtime (the SDK's) for
@@ -21,6 +21,7 @@ mod gucs;
 mod handler;
 mod settings;
 mod sql;
+mod worker;
 
 use palisade_plugin_api::sdk::settings::kind;
 use palisade_plugin_api::{MppCluster, MppLocal, MppSlot, PluginError, PluginParams, PluginResult};
@@ -60,7 +61,7 @@ impl palisade_plugin_api::Mpp for Citus {
     fn set_local(&self, local: &MppLocal) -> PluginResult<()> {
         db::url_address(&local.conn_url).map_err(|e| PluginError::config(format!("conn_url: {e}")))?;
         // Checks the settings (port, sslmode) once, here.
-        db::config(local, &self.settings.database, "")?;
+        db::config(local, &self.settings.database, "", "Patroni citus")?;
         self.handler.set_local(local.clone());
         Ok(())
     }

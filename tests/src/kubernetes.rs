@@ -390,9 +390,37 @@ impl KubernetesDcs {
         l
     }
 
+    /// The labels of the objects and pods of Citus group `group` of a
+    /// cluster (`citus-group` added, as Patroni labels them).
+    pub fn group_labels(scope: &str, group: Option<i32>) -> BTreeMap<String, String> {
+        let mut l = Self::labels(scope);
+        if let Some(g) = group {
+            l.insert("citus-group".into(), g.to_string());
+        }
+        l
+    }
+
+    /// A key below the scope split into its Citus group (a leading group
+    /// number directory) and the key within the group.
+    pub fn group_of(rest: &str) -> (Option<i32>, &str) {
+        match rest.split_once('/') {
+            Some((g, key)) => match palisade_plugin_api::sdk::dcs::parse_group(g) {
+                Some(group) => (Some(group), key),
+                None => (None, rest),
+            },
+            None => (None, rest),
+        }
+    }
+
     /// Where key `rest` of `scope` lives: (plural, object name, annotation;
-    /// `None`: the whole annotation map as JSON).
+    /// `None`: the whole annotation map as JSON). A key of a Citus group
+    /// (`1/leader`) lives in the group's objects (`<scope>-1-leader`).
     fn locate(&self, scope: &str, rest: &str) -> Option<(&'static str, String, Option<&'static str>)> {
+        let (group, rest) = Self::group_of(rest);
+        let scope = &match group {
+            Some(g) => format!("{scope}-{g}"),
+            None => scope.to_string(),
+        };
         let leader = match self.mode {
             Mode::ConfigMaps => format!("{scope}-leader"),
             Mode::Endpoints => scope.to_string(),
@@ -424,7 +452,7 @@ impl KubernetesDcs {
         let ann = obj.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
         match annotation {
             Some(a) => ann.get(a).and_then(Value::as_str).map(|s| s.as_bytes().to_vec()),
-            None if rest == "status" => {
+            None if Self::group_of(rest).1 == "status" => {
                 let optime = ann.get("optime").and_then(Value::as_str)?.parse::<u64>().ok()?;
                 let mut status = json!({"optime": optime});
                 for k in ["slots", "retain_slots"] {
@@ -513,7 +541,8 @@ impl TestDcs for KubernetesDcs {
             let r = self.raw.patch(plural, NAMESPACE, &name, "application/merge-patch+json", &patch);
             assert_eq!(r.status, 200, "patch {plural}/{name}: {}", r.body);
         } else {
-            let obj = json!({"metadata": {"name": name, "labels": Self::labels(scope), "annotations": annotations}});
+            let labels = Self::group_labels(scope, Self::group_of(rest).0);
+            let obj = json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}});
             let r = self.raw.create(plural, NAMESPACE, &obj);
             assert_eq!(r.status, 201, "create {plural}/{name}: {}", r.body);
         }

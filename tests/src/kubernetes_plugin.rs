@@ -456,12 +456,21 @@ impl TestDcs for KubernetesTestDcs {
         out
     }
 
+    /// Keys of a Citus group (`/service/demo/1/leader`) go to the group's
+    /// objects and labelled pods.
     fn put(&self, key: &str, value: &[u8]) {
-        match split(key) {
-            Some((scope, "leader")) if self.lease => self.keys(scope).write("leader", value),
-            Some((scope, rest)) if rest.starts_with("members/") => {
+        let Some((scope, rest)) = split(key) else {
+            return self.inner.put(key, value);
+        };
+        let (group, rest) = KubernetesDcs::group_of(rest);
+        match rest {
+            "leader" if self.lease => {
+                let scope = group.map_or_else(|| scope.to_string(), |g| format!("{scope}-{g}"));
+                self.keys(&scope).write("leader", value)
+            }
+            _ if rest.starts_with("members/") => {
                 let name = &rest["members/".len()..];
-                self.inner.raw().create_pod(NAMESPACE, name, &labels(scope));
+                self.inner.raw().create_pod(NAMESPACE, name, &KubernetesDcs::group_labels(scope, group));
                 self.inner.put(key, value);
             }
             _ => self.inner.put(key, value),

@@ -1,9 +1,16 @@
 //! palisadectl on a Citus cluster, next to real patronictl (Patroni 4.1):
-//! three groups of one scope written straight into a real etcd (no
-//! daemons, no Citus), read by both tools through `--group` and without
-//! it. What they print must be the same byte for byte; what they write
-//! (the failover key of a switchover falling back to the DCS) must land in
-//! the same group with the same value.
+//! three groups of one scope written straight into the store (no daemons,
+//! no Citus), read by both tools through `--group` and without it. What
+//! they print must be the same byte for byte; what they write (the failover
+//! key of a switchover falling back to the DCS) must land in the same group
+//! with the same value; what they ask the members' REST APIs (doubles here)
+//! must be the same requests to the same members.
+//!
+//! It runs once per DCS (etcd3, the etcd v2 API, ZooKeeper, Consul and
+//! Kubernetes with ConfigMaps and with Endpoints, where a group's keys are
+//! labelled objects and Pods; not with Palisade's Lease lock, which Patroni
+//! cannot read): each plugin's `get_mpp_groups` is compared with Patroni's
+//! own reading of every group of that store.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -13,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use palisade_test_support::{free_port, target_dir, Staging};
-use palisade_tests::etcd::{EtcdServer, RawClient};
+use palisade_tests::dcs::{DcsBackend, TestDcs};
 
 struct Out {
     code: i32,
@@ -21,15 +28,31 @@ struct Out {
     stderr: String,
 }
 
+/// Environment every command gets (the store's: `KUBECONFIG`...).
+static ENV: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 fn run(program: &Path, config: &Path, args: &[&str]) -> Out {
+    run_input(program, config, args, "")
+}
+
+/// `run` with `input` on standard input (answers to prompts).
+fn run_input(program: &Path, config: &Path, args: &[&str], input: &str) -> Out {
     let mut cmd = Command::new(program);
     cmd.arg("-c").arg(config).args(args);
+    cmd.envs(ENV.lock().unwrap().iter().cloned());
     cmd.env("NO_COLOR", "1").env("PALISADE_PLUGIN_DIR", target_dir()).env_remove("DCS_URL");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI")) {
         cmd.env_remove(k);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let _ = writer.join();
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -115,12 +138,21 @@ fn api(name: &'static str, seen: Arc<Mutex<Vec<String>>>) -> u16 {
     port
 }
 
+/// The lines of an action's report, sorted: patronictl acts on members in
+/// the order its DCS module lists them (etcd's v2 API and ZooKeeper do not
+/// sort), palisadectl in name order.
+fn lines(text: &str) -> Vec<&str> {
+    let mut l: Vec<&str> = text.lines().collect();
+    l.sort_unstable();
+    l
+}
+
 const REPLICA: &str = r#","replication_state":"streaming","receive_lsn":50331968,"replay_lsn":50331648"#;
 
 /// Groups 0, 1 and 2 of scope `demo`, two members each; group 1 is paused.
 /// Group 0's REST APIs are down (a port nobody listens on, so actions fall
 /// back to the DCS); the others' are doubles recording into `seen`.
-fn write_cluster(raw: &RawClient, seen: &Arc<Mutex<Vec<String>>>) {
+fn write_cluster(raw: &dyn TestDcs, seen: &Arc<Mutex<Vec<String>>>) {
     let closed = free_port();
     let groups: [(i32, &'static str, &'static str, u16); 3] =
         [(0, "c1", "c2", 5432), (1, "w1a", "w1b", 5442), (2, "w2a", "w2b", 5452)];
@@ -139,15 +171,22 @@ fn write_cluster(raw: &RawClient, seen: &Arc<Mutex<Vec<String>>>) {
     raw.put("/service/demo/leader", b"stray");
 }
 
-#[test]
-fn list_and_actions_match_patronictl_on_every_group() {
+palisade_tests::dcs_tests!(etcd3 = palisade_tests::dcs::ETCD3; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(etcd = palisade_tests::dcs::ETCD; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(zookeeper = palisade_tests::dcs::ZOOKEEPER; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(consul = palisade_tests::dcs::CONSUL; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(kubernetes = palisade_tests::dcs::KUBERNETES; list_and_actions_match_patronictl_on_every_group);
+palisade_tests::dcs_tests!(kubernetes_endpoints = palisade_tests::dcs::KUBERNETES_ENDPOINTS; list_and_actions_match_patronictl_on_every_group);
+
+fn list_and_actions_match_patronictl_on_every_group(backend: DcsBackend) {
     let tools = Tools::new();
-    let etcd = EtcdServer::start("ctl-citus");
-    let raw = etcd.raw();
+    let store = (backend.start)("ctl-citus");
+    *ENV.lock().unwrap() = store.node_env();
+    let raw = store.as_ref();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    write_cluster(&raw, &seen);
+    write_cluster(raw, &seen);
     let staging = Staging::new("ctl-citus");
-    let base = format!("scope: demo\nname: ctl\netcd3:\n  hosts: {}\n", etcd.host_port());
+    let base = format!("scope: demo\nname: ctl\n{}", store.yaml_section());
     // A worker's configuration: without --group every group is shown anyway.
     let citus = staging.write("citus.yml", &format!("{base}citus:\n  group: 1\n  database: citus\n"), 0o644);
     let plain = staging.write("plain.yml", &base, 0o644);
@@ -194,12 +233,14 @@ fn list_and_actions_match_patronictl_on_every_group() {
 
     // A failover within group 0, whose members' APIs are down: both tools
     // fall back to writing that group's failover key.
-    let failover_of = |g: i32| raw.get(&format!("/service/demo/{g}/failover")).map(|kv| kv.value);
+    let failover_of = |g: i32| raw.get(&format!("/service/demo/{g}/failover"));
     let args = ["failover", "--group", "0", "--candidate", "c2", "--force"];
     let theirs = run(&tools.patronictl, &citus, &args);
     assert_eq!(theirs.code, 0, "{}", theirs.stderr);
     let theirs = failover_of(0).expect("patronictl wrote group 0's failover key");
-    raw.put("/service/demo/0/failover", b"");
+    // Something else in between, so that palisadectl's write must replace it.
+    raw.put("/service/demo/0/failover", br#"{"member":"reset"}"#);
+    assert_ne!(failover_of(0).as_deref(), Some(&theirs[..]));
     let ours = run(&tools.palisadectl, &citus, &args);
     assert_eq!(ours.code, 0, "{}", ours.stderr);
     assert!(ours.stdout.contains("falling back to DCS"), "{}", ours.stdout);
@@ -223,7 +264,7 @@ fn list_and_actions_match_patronictl_on_every_group() {
     ] {
         let (p, theirs) = requests(&tools.patronictl, args);
         let (q, ours) = requests(&tools.palisadectl, args);
-        assert_eq!((p.code, &p.stdout), (q.code, &q.stdout), "{args:?}\n{}\n{}", p.stderr, q.stderr);
+        assert_eq!((p.code, lines(&p.stdout)), (q.code, lines(&q.stdout)), "{args:?}\n{}\n{}", p.stderr, q.stderr);
         let group = args[args.iter().position(|a| *a == "--group").unwrap() + 1];
         assert!(!ours.is_empty(), "{args:?}: some request");
         let names: Vec<&str> = ours.iter().map(|r| r.split(' ').next().unwrap()).collect();
@@ -244,11 +285,25 @@ fn list_and_actions_match_patronictl_on_every_group() {
     let args = ["restart", "demo", "w1a", "w2b", "--force"];
     let (p, theirs) = requests(&tools.patronictl, &args);
     let (q, ours) = requests(&tools.palisadectl, &args);
-    assert_eq!((p.code, &p.stdout), (q.code, &q.stdout), "{}\n{}", p.stderr, q.stderr);
+    assert_eq!((p.code, lines(&p.stdout)), (q.code, lines(&q.stdout)), "{}\n{}", p.stderr, q.stderr);
     let heads =
         |v: &[String]| v.iter().map(|r| r.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
     assert_eq!(heads(&ours), ["w1a POST /restart", "w2b POST /restart"]);
     assert_eq!(heads(&theirs), heads(&ours));
+
+    // Without --group and --force, switchover shows every group and asks
+    // for one (again after an answer that is not a number), then for the
+    // rest within that group.
+    let args = ["switchover", "demo"];
+    let input = "x\n2\n\nw2b\nnow\nn\n";
+    let (p, q) =
+        (run_input(&tools.patronictl, &citus, &args, input), run_input(&tools.palisadectl, &citus, &args, input));
+    let asked = |o: &Out| o.stdout.split("When should").next().unwrap_or_default().to_string();
+    assert_eq!(asked(&p), asked(&q), "\n--- patronictl\n{}--- palisadectl\n{}", p.stdout, q.stdout);
+    assert!(asked(&q).contains("Citus group: Error: 'x' is not a valid integer.\nCitus group: "), "{}", q.stdout);
+    assert!(asked(&q).contains("Primary [w2a]: Candidate ['w2b'] []: "), "{}", q.stdout);
+    assert_eq!((p.code, p.stderr.lines().last()), (q.code, q.stderr.lines().last()));
+    assert_eq!(q.stderr.lines().last(), Some("Error: Aborting switchover"));
 
     // A switchover within group 2 goes to that group's leader.
     let args = ["switchover", "--group", "2", "--candidate", "w2b", "--force"];

@@ -167,6 +167,8 @@ pub struct DoubleServer {
     pub port: u16,
     pub socket_dir: PathBuf,
     pub data_dir: PathBuf,
+    bin_dir: PathBuf,
+    log: PathBuf,
     process: Option<ProcessGuard>,
 }
 
@@ -195,19 +197,31 @@ impl DoubleServer {
         }
         let mut file = fs::OpenOptions::new().append(true).open(data_dir.join("postgresql.conf")).unwrap();
         std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
-        let log = fs::File::create(staging.path().join(format!("{name}.log"))).unwrap();
-        chown_to_test_user(&staging.path().join(format!("{name}.log")));
-        let mut cmd = command_as_test_user(tree.bin_dir().join("postgres"));
-        cmd.arg("-D").arg(&data_dir).current_dir("/").stdout(log.try_clone().unwrap()).stderr(log);
-        let process = ProcessGuard::spawn(name, cmd).expect("start postgres");
-        let server = Self { name: name.to_string(), port, socket_dir, data_dir, process: Some(process) };
-        let up = wait_until(Duration::from_secs(30), || server.sql("postgres", "SELECT 1").is_ok());
-        assert!(
-            up,
-            "{name} did not start: {}",
-            fs::read_to_string(staging.path().join(format!("{name}.log"))).unwrap_or_default()
-        );
+        let log = staging.path().join(format!("{name}.log"));
+        let mut server = Self {
+            name: name.to_string(),
+            port,
+            socket_dir,
+            data_dir,
+            bin_dir: tree.bin_dir().to_path_buf(),
+            log,
+            process: None,
+        };
+        server.start_again();
         server
+    }
+
+    /// Start the server again after [`DoubleServer::stop`] (same port and
+    /// data), and wait until it answers.
+    pub fn start_again(&mut self) {
+        assert!(self.process.is_none(), "{} is running", self.name);
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        chown_to_test_user(&self.log);
+        let mut cmd = command_as_test_user(self.bin_dir.join("postgres"));
+        cmd.arg("-D").arg(&self.data_dir).current_dir("/").stdout(log.try_clone().unwrap()).stderr(log);
+        self.process = Some(ProcessGuard::spawn(&self.name, cmd).expect("start postgres"));
+        let up = wait_until(Duration::from_secs(30), || self.sql("postgres", "SELECT 1").is_ok());
+        assert!(up, "{} did not start: {}", self.name, fs::read_to_string(&self.log).unwrap_or_default());
     }
 
     /// `postgres://127.0.0.1:<port>/postgres`, a member's `conn_url`.

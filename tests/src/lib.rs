@@ -27,4 +27,5 @@ pub mod kubernetes_plugin;
 pub mod memory;
 pub mod patroni;
 pub mod plugins;
+pub mod watchdog;
 pub mod zookeeper;

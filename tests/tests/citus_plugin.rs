@@ -629,3 +629,53 @@ fn the_plugin_makes_the_calls_patronis_handler_makes() {
     assert_eq!(our_calls, patroni_calls, "the plugin's calls differ from Patroni's");
     assert_eq!(pg_dist_node(&ours), pg_dist_node(&theirs));
 }
+
+/// The coordinator's PostgreSQL goes away and comes back: the plugin's
+/// statements fail meanwhile (logged, as Patroni logs them), and once the
+/// server answers again the plugin reconnects, reads `pg_dist_node` again
+/// and brings it in line with what the DCS says by then.
+#[test]
+fn the_plugin_reconnects_after_the_coordinator_restarts() {
+    become_subreaper();
+    let tree = CitusDoubleTree::install();
+    let staging = Staging::new("citus-restart");
+    let plugin = load(0, "citus");
+    let settings = citus_settings(plugin.as_ref());
+    let mut coordinator = DoubleServer::start(&tree, &staging, "c1", &settings);
+    let w1a = DoubleServer::start(&tree, &staging, "w1a", &settings);
+    let w1b = DoubleServer::start(&tree, &staging, "w1b", &settings);
+    plugin.set_local(&local(&coordinator)).unwrap();
+    plugin.bootstrap().unwrap();
+    let coordinator_cluster = MppCluster {
+        group: 0,
+        leader: Some("c1".into()),
+        members: vec![member("c1", &coordinator, "primary", "running")],
+    };
+    let group1 = |leader: &str, primary: &DoubleServer| MppCluster {
+        group: 1,
+        leader: Some(leader.into()),
+        members: vec![member(leader, primary, "primary", "running")],
+    };
+    fn sync_until(plugin: &dyn Mpp, coordinator: &DoubleServer, clusters: &[MppCluster], want: &str) -> bool {
+        wait_until(Duration::from_secs(30), || {
+            plugin.sync_meta_data(clusters).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            coordinator.sql("citus", "SELECT 1").is_ok() && pg_dist_node(coordinator) == want
+        })
+    }
+    let before = [coordinator_cluster.clone(), group1("w1a", &w1a)];
+    let want = rows(&[(0, &coordinator, "primary"), (1, &w1a, "primary")]);
+    assert!(sync_until(plugin.as_ref(), &coordinator, &before, &want), "pg_dist_node: {}", pg_dist_node(&coordinator));
+
+    coordinator.stop();
+    // Group 1 fails over while the coordinator's server is down.
+    let after = [coordinator_cluster.clone(), group1("w1b", &w1b)];
+    for _ in 0..3 {
+        plugin.sync_meta_data(&after).unwrap();
+        thread::sleep(Duration::from_millis(100));
+    }
+    coordinator.start_again();
+    plugin.schedule_cache_rebuild();
+    let want = rows(&[(0, &coordinator, "primary"), (1, &w1b, "primary")]);
+    assert!(sync_until(plugin.as_ref(), &coordinator, &after, &want), "pg_dist_node: {}", pg_dist_node(&coordinator));
+}

@@ -457,11 +457,19 @@ fn watchdog(ck: &mut Checker, root: &Sec) -> Option<WatchdogConfig> {
         ck.warn(sec.path("safety_margin"), limits::clamped_message(safety_margin));
     }
     let driver = ck.string(&sec, "driver").filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+    if mode != "off" && driver != "default" && driver != "testing" {
+        // Patroni falls back to its null watchdog for a driver it does not know.
+        ck.warn(
+            sec.path("driver"),
+            format!("unknown watchdog driver {driver:?} (known: default, testing): no watchdog device is used"),
+        );
+    }
     Some(WatchdogConfig {
         mode,
         device: PathBuf::from(device),
-        // -1 means "as late as possible" (at the TTL); it is kept as zero here.
         safety_margin: limits::seconds(safety_margin.max(0).unsigned_abs()).0,
+        // -1: the device fires after half the ttl (Patroni's `ttl // 2`).
+        safety_margin_half_ttl: safety_margin == -1,
         driver,
     })
 }

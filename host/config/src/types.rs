@@ -303,8 +303,14 @@ pub struct WatchdogConfig {
     /// `off`, `automatic` (default) or `required`.
     pub mode: String,
     pub device: PathBuf,
+    /// Seconds between the device firing and the leader key expiring
+    /// (zero when `safety_margin_half_ttl`).
     pub safety_margin: Duration,
-    /// palisade's own test driver: a FIFO instead of /dev/watchdog.
+    /// `safety_margin: -1`: as Patroni, the device fires after half the ttl.
+    pub safety_margin_half_ttl: bool,
+    /// `default` (Linux `/dev/watchdog`) or `testing` (Patroni's test
+    /// driver: the timeout goes to the device as text, for a FIFO read by
+    /// a test harness). Any other name: no device is used (warned).
     pub driver: String,
 }
 

@@ -2,10 +2,9 @@
 //! act on yet: one table, [`NOT_ACTED_ON`], and the check that finds them
 //! in a configuration.
 //!
-//! Nothing may be silently ignored. A user who sets `watchdog.mode:
-//! required` believes a primary whose daemon hangs is fenced; until
-//! palisade opens the device, it must say so. The daemon logs every entry it
-//! finds at WARNING when it starts, on every reload and whenever the
+//! Nothing may be silently ignored. A user who sets
+//! `postgresql.database` believes the daemon connects there; until it
+//! does, palisade must say so. The daemon logs every entry it finds at WARNING when it starts, on every reload and whenever the
 //! dynamic configuration changes; `palisade --validate-config` lists them.
 //! When a feature lands, its rows leave this table in the same commit.
 
@@ -30,11 +29,6 @@ pub static NOT_ACTED_ON: &[Unacted] = &[
         key: "postgresql.database",
         consequence: "the daemon (status queries, slots, logical slot copies from the leader) always connects to \
                       database 'postgres'",
-    },
-    Unacted {
-        key: "watchdog",
-        consequence: "no watchdog device is opened: a primary whose daemon hangs is not fenced (mode 'required' \
-                      does not keep this node from becoming the leader)",
     },
     Unacted {
         key: "restapi.server_tokens",
@@ -82,9 +76,6 @@ pub fn not_acted_on(local: &LocalConfig, _global: &GlobalConfig) -> Vec<NotActed
 
     if get(raw, "postgresql.database").is_some_and(|v| v.as_str() != Some("postgres")) {
         add("postgresql.database", "postgresql.database".into());
-    }
-    if raw.contains_key("watchdog") && local.watchdog.mode != "off" {
-        add("watchdog", format!("watchdog.mode ({})", local.watchdog.mode));
     }
     if get(raw, "restapi.server_tokens").is_some_and(|v| !v.is_null()) {
         add("restapi.server_tokens", "restapi.server_tokens".into());
@@ -144,8 +135,9 @@ mod tests {
                 json!({}),
                 &[],
             ),
-            ("watchdog: {mode: required}\n", json!({}), &["watchdog.mode (required)"]),
-            ("watchdog: {mode: automatic}\n", json!({}), &["watchdog.mode (automatic)"]),
+            // Acted on: the watchdog.
+            ("watchdog: {mode: required}\n", json!({}), &[]),
+            ("watchdog: {mode: automatic}\n", json!({}), &[]),
             ("watchdog: {mode: 'off'}\n", json!({}), &[]),
             ("tags: {nosync: true, sync_priority: 2}\n", json!({}), &[]),
             // Acted on: the MPP plugin (Citus).

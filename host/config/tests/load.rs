@@ -633,3 +633,34 @@ fn zookeeper_verify_false_is_a_warning() {
         assert_eq!(warned, warns, "{extra}: {:?}", loaded.warnings);
     }
 }
+
+/// The `watchdog` section: Patroni's spellings of the mode, -1 as half the
+/// ttl, and a warning naming the key for a driver nobody knows.
+#[test]
+fn watchdog_section() {
+    // (section, mode, margin seconds, half ttl, driver, a warning naming this key)
+    type Case<'a> = (&'a str, &'a str, u64, bool, &'a str, Option<&'a str>);
+    let cases: &[Case] = &[
+        ("", "automatic", 5, false, "default", None),
+        ("watchdog:\n  mode: require\n", "required", 5, false, "default", None),
+        ("watchdog:\n  mode: auto\n  safety_margin: -1\n", "automatic", 0, true, "default", None),
+        ("watchdog:\n  mode: required\n  safety_margin: 2\n  driver: testing\n", "required", 2, false, "testing", None),
+        ("watchdog:\n  mode: disabled\n  driver: mine\n", "off", 5, false, "mine", None),
+        ("watchdog:\n  mode: required\n  driver: mine\n", "required", 5, false, "mine", Some("watchdog.driver")),
+        ("watchdog:\n  mode: sometimes\n", "off", 5, false, "default", Some("watchdog.mode")),
+    ];
+    for (section, mode, margin, half, driver, warning) in cases {
+        let loaded = load_text(&format!("{MINIMAL}{section}")).unwrap_or_else(|e| panic!("{section}: {e:?}"));
+        let w = &loaded.config.watchdog;
+        assert_eq!(
+            (w.mode.as_str(), w.safety_margin.as_secs(), w.safety_margin_half_ttl, w.driver.as_str()),
+            (*mode, *margin, *half, *driver),
+            "{section}"
+        );
+        let warned: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        match warning {
+            Some(key) => assert!(warned.iter().any(|l| l.starts_with(key)), "{section}: {warned:?}"),
+            None => assert!(!warned.iter().any(|l| l.contains("watchdog")), "{section}: {warned:?}"),
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub mod runner;
 pub mod standby;
 pub mod status;
 pub mod tls;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -190,9 +191,18 @@ async fn run(
         tracing::error!("not starting: {e}");
         return ExitCode::FAILURE;
     }
+    let watchdog =
+        match watchdog::Watchdog::new(watchdog::WatchdogSettings::new(&config.local.watchdog, &config.global)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let restapi = config.local.restapi.clone();
     let mut initial = status::NodeStatus::new(&config.local.scope, &config.local.name);
     initial.ttl = config.global.ttl;
+    initial.watchdog_failed = !watchdog.is_healthy();
     let board = status::StatusBoard::new(initial);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let listen = config.local.restapi.listen.clone();
@@ -219,6 +229,7 @@ async fn run(
         env,
         scheduled_restart: Mutex::new(None),
         mpp,
+        watchdog: Mutex::new(watchdog),
     });
 
     if shared.mpp.is_some() {

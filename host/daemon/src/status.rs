@@ -55,6 +55,8 @@ pub struct NodeStatus {
     pub standby_cluster: bool,
     pub scheduled_restart: Option<Map<String, Value>>,
     pub watchdog_failed: bool,
+    /// A watchdog device is open and kept alive.
+    pub watchdog_running: bool,
     /// When the HA loop last finished a cycle (for `/liveness`).
     pub last_cycle_at: Option<std::time::Instant>,
     pub ttl: std::time::Duration,
@@ -121,6 +123,7 @@ impl NodeStatus {
             standby_cluster: false,
             scheduled_restart: None,
             watchdog_failed: false,
+            watchdog_running: false,
             last_cycle_at: None,
             ttl: std::time::Duration::from_secs(30),
             maximum_lag_on_failover: 1_048_576,

@@ -105,20 +105,22 @@ fn validate_config_lists_settings_not_acted_on() {
     let file = staging.write(
         "unacted.yml",
         &format!(
-            "{base}bootstrap:\n  dcs:\n    synchronous_mode: on\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5432\n\
-             watchdog:\n  mode: required\n"
+            "{}bootstrap:\n  dcs:\n    synchronous_mode: on\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5432\n\
+             watchdog:\n  mode: required\n",
+            base.replace("restapi:\n", "restapi:\n  server_tokens: minimal\n")
         ),
         0o644,
     );
     let out = palisade().arg("--validate-config").arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "accepted, with warnings:\n{text}");
-    let key = "watchdog.mode (required)";
+    let key = "restapi.server_tokens";
     assert!(
         text.lines().any(|l| l.starts_with(&format!("warning: {key}: not acted on yet: "))),
         "{key} is not listed as not acted on:\n{text}"
     );
-    // `synchronous_mode: on` and `standby_cluster` are acted on.
+    // `synchronous_mode: on`, `standby_cluster` and the watchdog are acted on.
+    assert!(!text.contains("warning: watchdog"), "{text}");
     assert!(!text.contains("warning: synchronous_mode"), "{text}");
     assert!(!text.contains("warning: standby_cluster"), "{text}");
 

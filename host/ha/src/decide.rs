@@ -83,6 +83,15 @@ impl<'a> Ctx<'a> {
         self.i.answers.sync_prepromote.ok_or(Ask::SyncPrepromote)
     }
 
+    /// Activate the watchdog unless it is active or off (Patroni's
+    /// `not watchdog.is_running and not watchdog.activate()`, inverted).
+    fn watchdog_activated(&self) -> Q<bool> {
+        if self.i.local.watchdog != crate::WatchdogState::Off && self.i.local.watchdog != crate::WatchdogState::Active {
+            return self.i.answers.watchdog_activated.ok_or(Ask::ActivateWatchdog);
+        }
+        Ok(true)
+    }
+
     pub fn my_position(&self) -> Q<(u64, Option<u32>)> {
         self.i.answers.my_position.ok_or(Ask::MyPosition)
     }
@@ -255,6 +264,11 @@ impl<'a> Ctx<'a> {
         let l = self.i.local;
         match l.finished {
             Some((Task::PostBootstrap, true)) => {
+                if !self.watchdog_activated()? {
+                    self.error("Cancelling bootstrap because watchdog activation failed");
+                    return Ok(Decision::new("removing initialize key after failed attempt to bootstrap the cluster")
+                        .with(Action::CancelBootstrap));
+                }
                 return Ok(Decision::new("initialized a new cluster")
                     .with(Action::CompleteBootstrap)
                     .with(Action::CallbackOnStart));
@@ -531,6 +545,16 @@ impl<'a> Ctx<'a> {
     fn unhealthy_cluster(&mut self) -> Q<Decision> {
         let c = self.i.cluster;
         if self.is_healthiest_node()? {
+            // Unlike Patroni, a node arms its watchdog before it takes the
+            // lock, not after: one whose required watchdog cannot be armed
+            // never holds the lock, even for a cycle. A device armed for a
+            // race that is then lost is closed at the end of the cycle.
+            if !self.paused() && !self.i.settings.standby_cluster && !self.watchdog_activated()? {
+                return self.follow(
+                    "demoting self because watchdog could not be activated",
+                    "Not promoting self because watchdog could not be activated",
+                );
+            }
             if self.acquire_lock()? {
                 if let Some(f) = &c.failover {
                     if self.paused() && f.leader.is_some() && f.candidate.is_some() {
@@ -578,6 +602,14 @@ impl<'a> Ctx<'a> {
     /// We hold the lock: make sure PostgreSQL is the primary.
     fn enforce_primary_role(&mut self, message: &str, promote_message: &str) -> Q<Decision> {
         let l = self.i.local;
+        if !self.paused() && !self.watchdog_activated()? {
+            if l.pg.is_primary() {
+                return Ok(Decision::new("Demoting self because watchdog could not be activated")
+                    .with(Action::Demote(DemoteMode::Immediate)));
+            }
+            return Ok(Decision::new("Not promoting self because watchdog could not be activated")
+                .with(Action::ReleaseLeaderKey));
+        }
         if !self.paused() && l.finished == Some((Task::Promote, false)) {
             self.warn("Releasing the leader key voluntarily because the pre-promote script failed");
             return Ok(Decision::new("Promotion cancelled because the pre-promote script failed")

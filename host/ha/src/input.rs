@@ -225,6 +225,8 @@ pub struct Local {
     pub server_version: Option<u32>,
     /// PostgreSQL flags a setting as waiting for a restart.
     pub pending_restart: bool,
+    /// This node's watchdog.
+    pub watchdog: crate::WatchdogState,
 }
 
 impl Default for Local {
@@ -250,6 +252,7 @@ impl Default for Local {
             postmaster_start_time: None,
             server_version: None,
             pending_restart: false,
+            watchdog: crate::WatchdogState::Off,
         }
     }
 }
@@ -339,6 +342,8 @@ pub struct Answers {
     pub sync_prepromote: Option<bool>,
     /// Whether each member called with `POST /failsafe` accepted.
     pub failsafe: Option<BTreeMap<String, bool>>,
+    /// Whether activating the watchdog worked (or was not required).
+    pub watchdog_activated: Option<bool>,
 }
 
 /// Everything one decision is made from.

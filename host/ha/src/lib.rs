@@ -31,6 +31,7 @@ mod restart;
 mod rewind;
 pub mod slots;
 pub mod sync;
+mod watchdog;
 
 pub use decide::decide;
 pub use failsafe::{
@@ -51,6 +52,10 @@ pub use quorum::{resolve_quorum, QuorumError, QuorumInput, QuorumPlan, QuorumSta
 pub use race::failover_candidates;
 pub use restart::{postgres_version_to_int, restart_refusal, RestartFilter, ScheduledRestart};
 pub use slots::{Existing, LeaderSlot, SlotAction, SlotConfig, SlotInput, SlotPlan, SlotRole};
+pub use watchdog::{
+    activation, keepalive_before_renewal, should_open, watchdog_is_healthy, Activation, Probe, WatchdogMode,
+    WatchdogState, WatchdogTiming,
+};
 
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,8 @@ pub enum Ask {
     SyncPrepromote,
     /// Call `POST /failsafe` on these members (name, API URL), all at once.
     Failsafe(Vec<(String, String)>),
+    /// Activate the watchdog (`false`: mode `required` and it could not be).
+    ActivateWatchdog,
 }
 
 /// Something the daemon must do.

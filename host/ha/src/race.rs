@@ -181,6 +181,10 @@ impl Ctx<'_> {
             }
             return Ok(self.manual_failover_no_leader()?.unwrap_or(false));
         }
+        if !l.watchdog.is_healthy() {
+            self.warn("Watchdog device is not usable");
+            return Ok(false);
+        }
         // Race among the members we know now, those of the last snapshot
         // that had a leader (their keys may have expired with the leader's)
         // and, in failsafe mode, those of the `failsafe` key.

@@ -122,6 +122,8 @@ struct World {
     peers: Vec<PeerStatus>,
     my_position: (u64, Option<u32>),
     sync_prepromote: bool,
+    /// Activating the watchdog works.
+    watchdog: bool,
 }
 
 impl Default for World {
@@ -133,6 +135,7 @@ impl Default for World {
             peers: Vec::new(),
             my_position: (1000, Some(1)),
             sync_prepromote: true,
+            watchdog: true,
         }
     }
 }
@@ -198,6 +201,7 @@ fn simulate(input_parts: &Case, now: f64) -> (Decision, Vec<Ask>) {
                     Ask::Initialize => answers.initialize = Some(w.initialize),
                     Ask::MyPosition => answers.my_position = Some(w.my_position),
                     Ask::SyncPrepromote => answers.sync_prepromote = Some(w.sync_prepromote),
+                    Ask::ActivateWatchdog => answers.watchdog_activated = Some(w.watchdog),
                     Ask::Failsafe(members) => {
                         answers.failsafe = Some(members.iter().map(|(n, _)| (n.clone(), true)).collect());
                     }
@@ -843,7 +847,138 @@ fn cases() -> Vec<Case> {
             "no action. I am (n2), a secondary, and following a leader (n1)",
             vec![Action::CallbackOnStart],
         ),
+        // --- the watchdog ---
+        {
+            let mut c = case(
+                "the race winner activates its watchdog and promotes",
+                three(None),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+                "promoted self to leader by acquiring session lock",
+                vec![Action::Promote],
+            );
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "a required watchdog that cannot be activated: the lock is not taken",
+                three(None),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+                "Not promoting self because watchdog could not be activated",
+                vec![],
+            );
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "a leader that cannot activate its required watchdog releases the lock",
+                three(Some("n2")),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+                "Not promoting self because watchdog could not be activated",
+                vec![Action::ReleaseLeaderKey],
+            );
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "a primary whose required watchdog cannot be activated demotes",
+                three(Some("n2")),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_primary() },
+                "Demoting self because watchdog could not be activated",
+                vec![Action::Demote(DemoteMode::Immediate)],
+            );
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "an active watchdog is not activated again",
+                three(Some("n2")),
+                Local { watchdog: WatchdogState::Active, ..running_primary() },
+                "no action. I am (n2), the leader with the lock",
+                vec![Action::SyncReplication, Action::UpdateHistory],
+            );
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "paused: the watchdog is not activated",
+                three(Some("n2")),
+                Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_primary() },
+                "PAUSE: no action. I am (n2), the leader with the lock",
+                vec![Action::SyncReplication, Action::UpdateHistory],
+            );
+            c.settings.paused = true;
+            c.world.watchdog = false;
+            c
+        },
+        {
+            let mut c = case(
+                "an unusable required watchdog keeps the node out of the race",
+                three(None),
+                Local { watchdog: WatchdogState::Inactive { healthy: false }, ..running_replica(1000) },
+                "following a different leader because i am not the healthiest node",
+                vec![],
+            );
+            c.world.peers = vec![peer("n1", true, 900, json!({})), peer("n3", true, 900, json!({}))];
+            c
+        },
+        {
+            let mut c = case(
+                "a failed watchdog activation cancels the bootstrap",
+                cluster(None, vec![]),
+                Local {
+                    bootstrapping: true,
+                    finished: Some((Task::PostBootstrap, true)),
+                    watchdog: WatchdogState::Inactive { healthy: true },
+                    ..running_primary()
+                },
+                "removing initialize key after failed attempt to bootstrap the cluster",
+                vec![Action::CancelBootstrap],
+            );
+            c.world.watchdog = false;
+            c
+        },
     ]
+}
+
+#[test]
+fn a_watchdog_race_loser_logs_why() {
+    let mut c = case(
+        "",
+        cluster(None, vec![member("n1", "replica", 900, json!({}))]),
+        Local { watchdog: WatchdogState::Inactive { healthy: false }, ..running_replica(1000) },
+        "",
+        vec![],
+    );
+    c.world.peers = vec![peer("n1", true, 900, json!({}))];
+    let (d, asked) = simulate(&c, NOW);
+    assert!(d.log.contains(&(Level::Warn, "Watchdog device is not usable".into())), "{:?}", d.log);
+    assert!(!asked.contains(&Ask::AcquireLock), "{asked:?}");
+}
+
+#[test]
+fn the_watchdog_is_armed_before_the_lock_is_taken() {
+    let mut c = case(
+        "",
+        cluster(None, vec![member("n1", "replica", 900, json!({}))]),
+        Local { watchdog: WatchdogState::Inactive { healthy: true }, ..running_replica(1000) },
+        "",
+        vec![],
+    );
+    c.world.peers = vec![peer("n1", true, 900, json!({}))];
+    let (d, asked) = simulate(&c, NOW);
+    assert_eq!(d.actions, vec![Action::Promote]);
+    let arm = asked.iter().position(|a| *a == Ask::ActivateWatchdog);
+    let lock = asked.iter().position(|a| *a == Ask::AcquireLock);
+    assert!(arm.is_some() && arm < lock, "{asked:?}");
+    c.world.watchdog = false;
+    let (_, asked) = simulate(&c, NOW);
+    assert!(!asked.contains(&Ask::AcquireLock), "{asked:?}");
 }
 
 #[test]

@@ -143,7 +143,8 @@ impl Handler {
             cond: Condvar::new(),
         });
         if settings.is_coordinator() {
-            let worker = Worker { shared: shared.clone(), database: settings.database.clone(), client: None };
+            let worker =
+                Worker { shared: shared.clone(), database: settings.database.clone(), client: None, failed: false };
             thread::Builder::new()
                 .name("citus-metadata".into())
                 .spawn(move || worker.run())

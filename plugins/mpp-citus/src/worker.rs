@@ -22,7 +22,14 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) database: String,
     pub(crate) client: Option<Client>,
+    /// A statement failed: pause before the next attempt.
+    pub(crate) failed: bool,
 }
+
+/// How long the thread pauses after a failed statement before it tries
+/// again (unless new work arrives first). Patroni retries at once, which
+/// spins while the server is down.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 enum Next {
     Wait(Option<Duration>),
@@ -39,6 +46,13 @@ impl Worker {
             }
         }
         loop {
+            if std::mem::take(&mut self.failed) {
+                let st = lock(&self.shared.state);
+                if st.stop {
+                    return;
+                }
+                drop(self.shared.cond.wait_timeout(st, RETRY_PAUSE));
+            }
             let next = {
                 let st = lock(&self.shared.state);
                 if st.stop {
@@ -119,6 +133,7 @@ impl Worker {
         if let Err(e) = &result {
             tracing::error!("Exception when executing query \"{sql}\": {e}");
             self.client = None;
+            self.failed = true;
             let mut st = lock(&self.shared.state);
             st.in_flight = None;
             st.schedule_load = true;

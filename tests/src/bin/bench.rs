@@ -34,6 +34,19 @@
 //! went to pg_rewind itself (its command to its exit) and to crash
 //! recovery in single-user mode.
 //!
+//! `fast-failover` (not part of `all`) times the failover of palisade's
+//! recommended fast configuration (ttl 5, loop_wait 1, retry_timeout 2,
+//! `watchdog: required` with a 3 s timeout through the `testing` driver,
+//! each node's device read by the harness) next to Patroni at its
+//! minimum ttl (20, loop_wait 1, retry_timeout 3, the same watchdog with
+//! its default safety margin) when `--patroni` is given, on the first DCS
+//! backend: kill -9 of the leader's daemon and postmaster to the first
+//! write the new primary commits, and the time from the lease's expiry
+//! (the leader key seen gone, polled every 5 ms) to that write. `--ttl`
+//! and `--loop-wait` change palisade's settings (to check that the race
+//! starts on the watch event, not at the next loop: with a long
+//! `loop_wait`, expiry to first write stays well under it).
+//!
 //! `--dcs etcd3,etcd,zookeeper` names the DCS backends to run on (see
 //! `palisade_tests::dcs`; default: every enrolled backend whose plugin is
 //! built). `failover` and `rss` run once per backend, with the same `ttl`,
@@ -81,7 +94,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all] [--runs N] [--inserts N] \
          [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV] [--dcs NAME[,NAME...]]\n       \
-         bench replica-create [--runs N] [--rows N]"
+         bench replica-create [--runs N] [--rows N]\n       \
+         bench fast-failover [--runs N] [--ttl S] [--loop-wait S] [--patroni VENV] [--dcs NAME]"
     );
     std::process::exit(2)
 }
@@ -279,6 +293,132 @@ fn failover_in(
     }
     show(&format!("{name} on {} {what} (kill -9 to first write on the new leader)", dcs.name), &times);
     times
+}
+
+/// Poll `f` every `every` until it holds or `timeout` passes.
+fn poll(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
+/// The fast-failover settings: (label, ttl, loop_wait, retry_timeout,
+/// each node's `watchdog` section).
+type FastSettings = (&'static str, u32, u32, u32, fn(usize) -> String);
+
+fn watchdog_section(i: usize, safety_margin: u32) -> String {
+    format!(
+        "watchdog:\n  mode: required\n  driver: testing\n  device: watchdog.node{}.fifo\n  safety_margin: {safety_margin}\n",
+        i + 1
+    )
+}
+
+/// Fast failover made safe by the watchdog, next to Patroni at its minimum.
+fn fast_failover(o: &Options) {
+    // palisade's ttl and loop_wait are the defaults of this command unless given.
+    let explicit = |flag: &str| std::env::args().any(|a| a == flag);
+    let ttl = if explicit("--ttl") { o.ttl } else { 5 };
+    let loop_wait = if explicit("--loop-wait") { o.loop_wait } else { 1 };
+    let mut settings: Vec<(Engine, FastSettings)> =
+        vec![(Engine::Palisade, ("palisade", ttl, loop_wait, 2, |i| watchdog_section(i, 2)))];
+    if let Some(venv) = &o.patroni {
+        settings.push((Engine::Patroni { venv: venv.clone() }, ("patroni", 20, 1, 3, |i| watchdog_section(i, 5))));
+    }
+    let mut rows = Vec::new();
+    for (engine, s) in &settings {
+        let (kill, expiry) = fast_failover_in(o, engine, *s);
+        rows.push((s, kill, expiry));
+    }
+    println!("== fast failover, side by side (kill -9 of the leader's daemon and postmaster; watchdog required, testing driver)");
+    for ((name, ttl, loop_wait, retry, _), kill, expiry) in rows {
+        let label = format!("{name} ttl {ttl} loop_wait {loop_wait} retry_timeout {retry}");
+        show(&format!("  {label:<46} kill -9 to first write"), &kill);
+        show(&format!("  {label:<46} lease expiry to first write"), &expiry);
+    }
+}
+
+fn fast_failover_in(o: &Options, engine: &Engine, s: FastSettings) -> (Vec<Duration>, Vec<Duration>) {
+    let (name, ttl, loop_wait, retry_timeout, node_extra) = s;
+    let dcs = o.dcs[0];
+    println!(
+        "== {name} on {}: fast failover (ttl {ttl} s, loop_wait {loop_wait} s, retry_timeout {retry_timeout} s, \
+         watchdog required)",
+        dcs.name
+    );
+    let spec = ClusterSpec {
+        engine: engine.clone(),
+        dcs,
+        ttl,
+        loop_wait,
+        retry_timeout,
+        node_extra,
+        allowed_errors: vec![""],
+        ..ClusterSpec::default()
+    };
+    let mut c = Cluster::prepare("bench-fast", spec);
+    // Each node's watchdog device, read before its daemon opens it.
+    let devices: Vec<palisade_tests::watchdog::WatchdogDevice> = (0..c.nodes.len())
+        .map(|i| palisade_tests::watchdog::WatchdogDevice::start(&c.dir().join(format!("watchdog.node{}.fifo", i + 1))))
+        .collect();
+    c.start_node(0);
+    c.wait_for_leader(Duration::from_secs(90));
+    for i in 1..c.nodes.len() {
+        c.start_node(i);
+    }
+    let (mut kill, mut expiry) = (Vec::new(), Vec::new());
+    for run in 0..o.runs {
+        let old = c.wait_for_leader(Duration::from_secs(60));
+        c.wait_streaming(&old, 2, Duration::from_secs(120));
+        let device = &devices[c.index(&old)];
+        if !wait_until(Duration::from_secs(30), || device.state().armed && !device.state().pings.is_empty()) {
+            println!("  run {}: {old}'s watchdog is not armed; stopping here", run + 1);
+            break;
+        }
+        // One client for the whole poll (etcd's raw client connects once).
+        let raw = c.dcs.etcd().map(|e| e.raw());
+        let key = c.key("leader");
+        let holder = |c: &Cluster| match &raw {
+            Some(r) => r.get(&key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+            None => c.leader(),
+        };
+        let t0 = Instant::now();
+        c.kill9(&old, true);
+        // The lease runs out: the key is gone (or already names another member).
+        let gone = poll(Duration::from_secs(u64::from(ttl) * 3), Duration::from_millis(5), || {
+            holder(&c).as_deref() != Some(old.as_str())
+        });
+        let expired = Instant::now();
+        let new = palisade_test_support::wait_for("a new leader", Duration::from_secs(120), || {
+            c.leader().filter(|l| *l != old)
+        });
+        let port = c.node(&new).pg_port;
+        let wrote = poll(Duration::from_secs(120), Duration::from_millis(10), || {
+            psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
+        });
+        assert!(wrote, "{new} accepts no write");
+        let took = t0.elapsed();
+        let after_expiry = (t0 + took).saturating_duration_since(expired);
+        println!(
+            "  run {}: {old} killed, lease gone after {:.2} s, {new} accepted a write after {:.2} s ({:.2} s after the lease expired)",
+            run + 1,
+            expired.duration_since(t0).as_secs_f64(),
+            took.as_secs_f64(),
+            after_expiry.as_secs_f64()
+        );
+        kill.push(took);
+        if gone {
+            expiry.push(after_expiry);
+        }
+        let i = c.index(&old);
+        c.start_node(i);
+        c.wait_streaming(&new, 2, Duration::from_secs(120));
+    }
+    (kill, expiry)
 }
 
 /// The replication modes compared, as `bootstrap.dcs` lines and as a
@@ -674,6 +814,7 @@ fn main() {
         "sync-failover" => sync_failover(&o),
         "replica-create" => replica_create(&o),
         "rewind" => rewind(&o),
+        "fast-failover" => fast_failover(&o),
         "all" => {
             rss(&o);
             rest(&o);

@@ -118,6 +118,7 @@ pub async fn metrics(State(st): State<ApiState>) -> Response {
         failsafe_enabled,
         failsafe_member,
         failover_priority: failover_priority(&s.tags),
+        watchdog_running: s.watchdog_running,
     });
     let mut r = reply::text(200, text);
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -137,6 +138,8 @@ pub struct MetricsInput<'a> {
     pub failsafe_enabled: bool,
     pub failsafe_member: bool,
     pub failover_priority: i64,
+    /// A watchdog device is open and kept alive.
+    pub watchdog_running: bool,
 }
 
 /// 0 with `nofailover`, else the `failover_priority` tag (default 1).
@@ -363,6 +366,17 @@ pub fn render_metrics(m: &MetricsInput<'_>) -> String {
     let _ = writeln!(out, "# HELP patroni_failover_priority Failover priority of this node.");
     let _ = writeln!(out, "# TYPE patroni_failover_priority gauge");
     let _ = writeln!(out, "patroni_failover_priority{labels} {}", m.failover_priority);
+    // Palisade's own: Patroni's metrics say nothing of the watchdog.
+    let _ = writeln!(out, "# HELP palisade_watchdog_running Value is 1 if a watchdog device is armed, 0 otherwise.");
+    let _ = writeln!(out, "# TYPE palisade_watchdog_running gauge");
+    let _ = writeln!(out, "palisade_watchdog_running{labels} {}", u8::from(m.watchdog_running));
+    let _ = writeln!(
+        out,
+        "# HELP palisade_watchdog_failed Value is 1 if the watchdog is required but not usable, 0 otherwise."
+    );
+    let _ = writeln!(out, "# TYPE palisade_watchdog_failed gauge");
+    let failed = pg.get("watchdog_failed").and_then(Value::as_bool).unwrap_or(false);
+    let _ = writeln!(out, "palisade_watchdog_failed{labels} {}", u8::from(failed));
     out
 }
 
@@ -399,6 +413,7 @@ mod tests {
             failsafe_enabled: false,
             failsafe_member: false,
             failover_priority: 1,
+            watchdog_running: false,
         }
     }
 
@@ -441,6 +456,9 @@ mod tests {
             (&stopped, "patroni_postgres_state", "12"),
             (&stopped, "patroni_postgres_streaming", "absent"),
             (&stopped, "patroni_postgres_server_version", "0"),
+            (&stopped, "palisade_watchdog_failed", "0"),
+            (&stopped, "palisade_watchdog_running", "0"),
+            (&json!({"state": "running", "watchdog_failed": true}), "palisade_watchdog_failed", "1"),
         ];
         for (pg, name, want) in cases {
             let map = pg.as_object().unwrap();
@@ -469,7 +487,7 @@ mod tests {
         let text = render_metrics(&input(pg.as_object().unwrap()));
         let names: Vec<&str> =
             text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('{').next()).collect();
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.len(), 28);
         for n in names {
             assert!(text.contains(&format!("# HELP {n} ")), "{n}");
             assert!(text.contains(&format!("# TYPE {n} ")), "{n}");

@@ -64,10 +64,12 @@ impl Runner {
                 if let Err(e) = shared.dcs.set_config_value(dynamic, None).await {
                     tracing::error!("could not write the configuration key: {e}");
                 }
+                let sent = std::time::Instant::now();
                 match shared.dcs.take_leader().await {
                     Ok(true) => {
                         let ttl = shared.config().global.ttl;
                         shared.with_tracked(|t| t.leader_until = Some(crate::instant_after(ttl)));
+                        shared.with_watchdog(|w| w.lease_renewed(sent, ttl));
                     }
                     Ok(false) => tracing::error!("could not take the leader key after bootstrap"),
                     Err(e) => tracing::error!("could not take the leader key after bootstrap: {e}"),

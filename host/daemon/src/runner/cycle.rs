@@ -57,6 +57,11 @@ impl Runner {
         let now = crate::now();
         self.dcs_last_seen = now as i64;
         self.apply_dynamic_config(&cluster).await;
+        self.shared.refresh_watchdog();
+        if self.shared.config().global.pause {
+            // Patroni closes the device as soon as it sees the pause.
+            self.shared.disarm_watchdog_unless_leading();
+        }
         if cluster.leader.is_some() {
             self.old_members.clone_from(&cluster.members);
             self.old_leader = cluster.leader_name().map(String::from);
@@ -117,6 +122,7 @@ impl Runner {
             postmaster_start_time: observed.snapshot.as_ref().and_then(|s| s.postmaster_start_time.clone()),
             server_version: observed.snapshot.as_ref().and_then(|s| s.server_version),
             pending_restart: !observed.pending_restart_reason.is_empty(),
+            watchdog: self.shared.with_watchdog(|w| w.state()),
         };
         let scheduled_restart = self.shared.scheduled_restart();
         let mut answers = Answers::default();
@@ -145,6 +151,7 @@ impl Runner {
         };
         log_decision(&decision, &mut self.heartbeat, &self.shared.config().local.log);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
+        self.shared.disarm_watchdog_unless_leading();
         self.previous_wal_position = observed.wal_position();
 
         // The API must serve what the node is now, not what it was before
@@ -206,6 +213,11 @@ impl Runner {
         };
         log_decision(&decision, &mut self.heartbeat, &self.shared.config().local.log);
         let fatal = self.execute(&decision.actions, &cluster, &observed).await;
+        if decision.actions.contains(&palisade_ha::Action::FailsafeActive) {
+            // Still the leader, by failsafe mode: the device is fed as
+            // after a renewal (Patroni does the same).
+            self.shared.with_watchdog(|w| w.keepalive());
+        }
         let offline = palisade_ha::Offline {
             me: &cfg.local.name,
             local: &local,
@@ -225,6 +237,7 @@ impl Runner {
                 self.shared.status.update(|s| s.failsafe.reset());
             }
         }
+        self.shared.disarm_watchdog_unless_leading();
         self.publish_status(&observed);
         CycleOutcome { wake_at: None, fatal }
     }
@@ -441,10 +454,31 @@ impl Runner {
         let cfg = self.shared.config();
         match ask {
             Ask::UpdateLock { update_status } => {
+                // The watchdog is fed before the renewal is sent when its
+                // new deadline falls within the lease we hold: it then fires
+                // before any lease runs out, however the renewal goes.
+                let sent = std::time::Instant::now();
+                let before = self.shared.with_watchdog(|w| {
+                    let before = w.keepalive_before_renewal(sent);
+                    if before {
+                        w.keepalive();
+                    }
+                    before
+                });
                 let result = self.shared.dcs.update_leader(cluster.leader.as_ref()).await;
                 let ok = *result.as_ref().unwrap_or(&false);
                 let ttl = cfg.global.ttl;
                 self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
+                self.shared.with_watchdog(|w| {
+                    if ok {
+                        w.lease_renewed(sent, ttl);
+                        if !before {
+                            w.keepalive();
+                        }
+                    } else {
+                        w.lease_lost();
+                    }
+                });
                 answers.update_lock = Some(ok);
                 if let Err(e) = result {
                     tracing::error!("failed to update leader lock: {e}");
@@ -458,10 +492,14 @@ impl Runner {
                 }
             }
             Ask::AcquireLock => {
+                let sent = std::time::Instant::now();
                 let result = self.shared.dcs.attempt_to_acquire_leader().await;
                 let ok = *result.as_ref().unwrap_or(&false);
                 let ttl = cfg.global.ttl;
                 self.shared.with_tracked(|t| t.leader_until = ok.then(|| crate::instant_after(ttl)));
+                if ok {
+                    self.shared.with_watchdog(|w| w.lease_renewed(sent, ttl));
+                }
                 answers.acquire_lock = Some(ok);
                 if let Err(e) = result {
                     tracing::error!("failed to acquire the leader lock: {e}");
@@ -501,6 +539,7 @@ impl Runner {
             Ask::MyPosition => {
                 answers.my_position = Some(self.shared.pg.position().await.unwrap_or((0, None)));
             }
+            Ask::ActivateWatchdog => answers.watchdog_activated = Some(self.shared.with_watchdog(|w| w.activate())),
             Ask::SyncPrepromote => answers.sync_prepromote = Some(self.sync_prepromote(cluster).await),
             Ask::Failsafe(members) => {
                 let body = self.failsafe_body(cluster, observed).await;

@@ -228,6 +228,8 @@ pub struct Shared {
     /// The MPP integration (Citus), when the configuration has a `citus`
     /// section (see `crate::mpp`).
     pub mpp: Option<Arc<crate::mpp::MppHost>>,
+    /// The watchdog: only the loop's own task arms, feeds and disarms it.
+    pub watchdog: Mutex<crate::watchdog::Watchdog>,
 }
 
 impl Shared {
@@ -247,6 +249,44 @@ impl Shared {
     /// one Patroni fires at that moment (see [`Shared::callback`]).
     pub fn set_role(&self, role: Role) -> Role {
         self.with_tracked(|t| std::mem::replace(&mut t.role, role))
+    }
+
+    pub fn with_watchdog<T>(&self, f: impl FnOnce(&mut crate::watchdog::Watchdog) -> T) -> T {
+        f(&mut self.watchdog.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Bring the watchdog's settings up to date with the configuration in
+    /// force and publish whether it is healthy (`/patroni`'s
+    /// `watchdog_failed`).
+    pub fn refresh_watchdog(&self) {
+        let cfg = self.config();
+        let settings = crate::watchdog::WatchdogSettings::new(&cfg.local.watchdog, &cfg.global);
+        let (failed, running) = self.with_watchdog(|w| {
+            w.reload(settings);
+            (!w.is_healthy(), w.is_running())
+        });
+        self.status.update(|s| {
+            s.watchdog_failed = failed;
+            s.watchdog_running = running;
+        });
+    }
+
+    /// Close the watchdog when this node does not lead (any more) or the
+    /// cluster is paused (Patroni disables it on demotion, on pause and
+    /// when PostgreSQL will not run as the primary).
+    pub fn disarm_watchdog_unless_leading(&self) {
+        let paused = self.config().global.pause;
+        let leading = self.tracked().is_leader();
+        let running = self.with_watchdog(|w| {
+            if w.is_active() && (paused || !leading) {
+                w.disable();
+            }
+            if !leading {
+                w.lease_lost();
+            }
+            w.is_running()
+        });
+        self.status.update(|s| s.watchdog_running = running);
     }
 
     pub fn scheduled_restart(&self) -> Option<palisade_ha::ScheduledRestart> {
@@ -383,6 +423,11 @@ impl Runner {
             let outcome = self.cycle().await;
             if let Some(message) = outcome.fatal {
                 tracing::error!("{message}");
+                if self.shared.with_watchdog(|w| w.is_running()) {
+                    // PostgreSQL is left as it is: an armed device stays
+                    // armed and fences it unless a new daemon feeds it.
+                    tracing::warn!("exiting with the watchdog armed: it fires unless the daemon is started again");
+                }
                 return std::process::ExitCode::FAILURE;
             }
             let loop_wait = self.shared.config().global.loop_wait;
@@ -506,6 +551,7 @@ impl Runner {
         let cfg = self.shared.config();
         if cfg.global.pause {
             tracing::info!("Leader key is not deleted and PostgreSQL is not stopped due to paused state");
+            self.shared.with_watchdog(|w| w.disable());
             return std::process::ExitCode::SUCCESS;
         }
         let leader = self.cluster.as_ref().and_then(|c| c.leader.clone()).filter(|l| l.name == cfg.local.name);
@@ -514,6 +560,9 @@ impl Runner {
             crate::mpp::notify_coordinator(&self.shared, crate::mpp::WorkerEvent::BeforeDemote).await;
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
+        // The loop stops feeding the device now: close it as the stop
+        // begins (Patroni closes it once the postmaster took the signal).
+        self.shared.with_watchdog(|w| w.disable());
         let stopped = match actions::primary_stop_timeout(&self.shared) {
             Some(timeout) => self.shared.pg.stop_within(crate::pg::StopMode::Fast, timeout).await,
             None => self.shared.pg.stop_signalled(crate::pg::StopMode::Fast).await,

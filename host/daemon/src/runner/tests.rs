@@ -58,6 +58,17 @@ fn node_with(
     bootstrap: bool,
     callback: Option<Arc<dyn palisade_plugin_api::Callback>>,
 ) -> Node {
+    node_on(name, store, bootstrap, callback, |dcs| dcs)
+}
+
+/// [`node_with`] whose DCS client is wrapped by `wrap`.
+fn node_on(
+    name: &str,
+    store: &Arc<MemoryStore>,
+    bootstrap: bool,
+    callback: Option<Arc<dyn palisade_plugin_api::Callback>>,
+    wrap: impl FnOnce(Arc<dyn Dcs>) -> Arc<dyn Dcs>,
+) -> Node {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("palisade-runner-{}-{n}", std::process::id()));
@@ -93,7 +104,7 @@ fn node_with(
         }]
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let dcs: Arc<dyn Dcs> = Arc::new(store.client(name, timing()));
+    let dcs: Arc<dyn Dcs> = wrap(Arc::new(store.client(name, timing())));
     let shared = Arc::new(Shared {
         dcs: DcsClient::new(dcs, timing().retry_timeout),
         pg: Arc::clone(&pg) as Arc<dyn crate::pg::LocalPostgres>,
@@ -109,6 +120,15 @@ fn node_with(
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
         mpp: None,
+        watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
+            crate::watchdog::WatchdogSettings {
+                mode: palisade_ha::WatchdogMode::Off,
+                timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
+                driver: "default".into(),
+                device: "/dev/watchdog".into(),
+            },
+            Box::new(crate::watchdog::device::NullDevice),
+        )),
     });
     Node { runner: Runner::new(shared, rx), pg, _dir: TempDir(dir) }
 }
@@ -861,4 +881,201 @@ async fn the_coordinator_calls_the_mpp_plugin_where_patroni_does() {
     let slots = n1.pg.state().slots;
     assert!(slots.contains_key("citus_shard_move_slot_1_2_3"), "the plugin's slot is kept: {slots:?}");
     assert!(!slots.contains_key("stranger"), "an unknown slot is dropped: {slots:?}");
+}
+
+/// What the watchdog device and the DCS were asked, in order.
+type Journal = Arc<Mutex<Vec<String>>>;
+
+fn note(journal: &Journal, what: &str) {
+    journal.lock().unwrap_or_else(|p| p.into_inner()).push(what.to_string());
+}
+
+/// A DCS that notes each lock renewal in the journal, then renews.
+struct NotingDcs {
+    inner: Arc<dyn Dcs>,
+    journal: Journal,
+}
+
+impl Dcs for NotingDcs {
+    fn get_cluster(&self) -> palisade_plugin_api::PluginResult<palisade_plugin_api::DcsSnapshot> {
+        self.inner.get_cluster()
+    }
+    fn attempt_to_acquire_leader(&self) -> palisade_plugin_api::PluginResult<bool> {
+        note(&self.journal, "acquire");
+        self.inner.attempt_to_acquire_leader()
+    }
+    fn update_leader(
+        &self,
+        leader: Option<&palisade_plugin_api::LeaderKey>,
+    ) -> palisade_plugin_api::PluginResult<bool> {
+        note(&self.journal, "renew");
+        self.inner.update_leader(leader)
+    }
+    fn take_leader(&self) -> palisade_plugin_api::PluginResult<bool> {
+        note(&self.journal, "take");
+        self.inner.take_leader()
+    }
+    fn delete_leader(
+        &self,
+        leader: Option<&palisade_plugin_api::LeaderKey>,
+    ) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.delete_leader(leader)
+    }
+    fn initialize(&self, create_new: bool, sysid: &str) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.initialize(create_new, sysid)
+    }
+    fn cancel_initialization(&self) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.cancel_initialization()
+    }
+    fn touch_member(&self, data: &str) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.touch_member(data)
+    }
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.set_config_value(value, version)
+    }
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.set_failover_value(value, version)
+    }
+    fn set_sync_state_value(
+        &self,
+        value: &str,
+        version: Option<&str>,
+    ) -> palisade_plugin_api::PluginResult<Option<String>> {
+        self.inner.set_sync_state_value(value, version)
+    }
+    fn delete_sync_state(&self, version: Option<&str>) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.delete_sync_state(version)
+    }
+    fn set_history_value(&self, value: &str) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.set_history_value(value)
+    }
+    fn write_status(&self, value: &str) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.write_status(value)
+    }
+    fn write_failsafe(&self, value: &str) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.write_failsafe(value)
+    }
+    fn delete_cluster(&self) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.delete_cluster()
+    }
+    fn set_timing(&self, timing: DcsTiming) -> palisade_plugin_api::PluginResult<()> {
+        self.inner.set_timing(timing)
+    }
+    fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> palisade_plugin_api::PluginResult<bool> {
+        self.inner.watch(leader_version, timeout)
+    }
+    fn get_mpp_groups(
+        &self,
+    ) -> palisade_plugin_api::PluginResult<std::collections::BTreeMap<i32, palisade_plugin_api::DcsSnapshot>> {
+        self.inner.get_mpp_groups()
+    }
+}
+
+/// A watchdog device that notes what it is asked in the journal.
+struct NotingDevice {
+    journal: Journal,
+    open: bool,
+}
+
+impl crate::watchdog::device::Device for NotingDevice {
+    fn open(&mut self) -> Result<(), crate::watchdog::device::WatchdogError> {
+        note(&self.journal, "open");
+        self.open = true;
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), crate::watchdog::device::WatchdogError> {
+        if self.open {
+            note(&self.journal, "close");
+        }
+        self.open = false;
+        Ok(())
+    }
+    fn keepalive(&mut self) -> Result<(), crate::watchdog::device::WatchdogError> {
+        note(&self.journal, "ping");
+        Ok(())
+    }
+    fn has_set_timeout(&mut self) -> bool {
+        false
+    }
+    fn set_timeout(&mut self, _: i64) -> Result<(), crate::watchdog::device::WatchdogError> {
+        Ok(())
+    }
+    fn get_timeout(&mut self) -> Result<i64, crate::watchdog::device::WatchdogError> {
+        Ok(20)
+    }
+    fn can_be_disabled(&mut self) -> bool {
+        true
+    }
+    fn is_running(&self) -> bool {
+        self.open
+    }
+    fn is_healthy(&self) -> bool {
+        true
+    }
+    fn describe(&mut self) -> String {
+        "noting device".into()
+    }
+}
+
+/// n1 bootstraps with a watchdog (ttl 30, loop_wait 10, `safety_margin`)
+/// whose device and DCS calls go to one journal; a few cycles as leader.
+async fn leader_journal(safety_margin: i64) -> Vec<String> {
+    let store = MemoryStore::new();
+    let journal: Journal = Arc::default();
+    let j = Arc::clone(&journal);
+    let mut n1 = node_on("n1", &store, true, None, move |inner| Arc::new(NotingDcs { inner, journal: j }));
+    let settings = crate::watchdog::WatchdogSettings {
+        mode: palisade_ha::WatchdogMode::Required,
+        timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin },
+        driver: "testing".into(),
+        device: "/nowhere".into(),
+    };
+    let device = NotingDevice { journal: Arc::clone(&journal), open: false };
+    {
+        // The configuration says the same, or the first cycle would
+        // replace the device with the configured one.
+        let mut config = n1.runner.shared.config.write().unwrap_or_else(|p| p.into_inner());
+        let w = &mut config.local.watchdog;
+        w.mode = "required".into();
+        w.driver = "testing".into();
+        w.device = "/nowhere".into();
+        w.safety_margin = Duration::from_secs(safety_margin.unsigned_abs());
+    }
+    n1.runner.shared.with_watchdog(|w| *w = crate::watchdog::Watchdog::with_device(settings, Box::new(device)));
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    for _ in 0..3 {
+        n1.cycle().await;
+    }
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    journal
+}
+
+/// The device is armed before the leader key is taken after a bootstrap,
+/// and fed before each renewal while the new deadline (now + 25 s) falls
+/// inside the lease held (the cycles here follow each other at once).
+#[tokio::test]
+async fn the_watchdog_is_armed_before_the_lock_and_fed_before_each_renewal() {
+    let journal = leader_journal(5).await;
+    let open = journal.iter().position(|e| e == "open").expect("the device was opened");
+    let take = journal.iter().position(|e| e == "take").expect("the key was taken");
+    assert!(open < take, "{journal:?}");
+    let renewals: Vec<usize> = journal.iter().enumerate().filter(|(_, e)| *e == "renew").map(|(i, _)| i).collect();
+    assert!(renewals.len() >= 3, "{journal:?}");
+    for i in renewals {
+        assert_eq!(journal[i - 1], "ping", "renewal {i} not preceded by a keepalive: {journal:?}");
+    }
+    assert!(!journal.contains(&"close".to_string()), "{journal:?}");
+}
+
+/// With no safety margin the device's deadline would outlive the lease
+/// held, so it is fed after each successful renewal, as Patroni does.
+#[tokio::test]
+async fn without_a_margin_the_watchdog_is_fed_after_the_renewal() {
+    let journal = leader_journal(0).await;
+    let take = journal.iter().position(|e| e == "take").expect("the key was taken");
+    let after: Vec<&str> = journal[take + 1..].iter().map(String::as_str).collect();
+    assert!(after.len() >= 6, "{journal:?}");
+    for pair in after.chunks(2) {
+        assert_eq!(pair, ["renew", "ping"], "{journal:?}");
+    }
 }

@@ -16,6 +16,10 @@
 //!   coordinator held the worker's metadata lock between the worker's
 //!   `before_demote` and `after_promote` (the double recorded the
 //!   `-demoted` row update).
+//!
+//! A second, smaller cluster mixes Patroni 4.1 and palisade nodes (both
+//! groups of two, one node of each kind) and shows that their `POST /citus`
+//! events work both ways.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,10 +119,57 @@ fn start_client(coordinator_port: u16, stop: Arc<AtomicBool>) -> std::thread::Jo
     })
 }
 
-#[test]
-fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clients_wait() {
+/// A cluster of `spec` whose nodes all run the PostgreSQL tree with the
+/// double, with the MPP plugin installed next to the other plugins.
+fn prepare(label: &str, spec: ClusterSpec, tree: &CitusDoubleTree) -> Cluster {
     let plugin = target_dir().join(MPP_PLUGIN);
     assert!(plugin.exists(), "{} is missing: run `cargo build -p palisade-mpp-citus` first", plugin.display());
+    let c = Cluster::prepare(label, spec);
+    let real_bin = palisade_test_support::pg_bin_dir();
+    for n in &c.nodes {
+        let text = std::fs::read_to_string(&n.config).unwrap();
+        let text = text.replace(
+            &format!("bin_dir: {}\n", real_bin.display()),
+            &format!("bin_dir: {}\n", tree.bin_dir().display()),
+        );
+        assert!(text.contains(&tree.bin_dir().display().to_string()), "bin_dir not replaced in {}", n.config.display());
+        std::fs::write(&n.config, text).unwrap();
+    }
+    std::fs::copy(&plugin, c.bin().join("../lib/palisade/plugins").join(MPP_PLUGIN)).unwrap();
+    c
+}
+
+/// How many times the coordinator moved a primary row to `<host>-demoted`
+/// (a worker's `before_demote` that paused its group), as the double
+/// recorded it on the coordinator's primary `port`.
+fn demoted_updates(port: u16) -> usize {
+    psql_db(
+        port,
+        CITUS_DB,
+        "SELECT count(*) FROM citus_test_double_calls WHERE func = 'citus_update_node' \
+         AND args->>'new_node_name' LIKE '%-demoted'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+/// Switch `group` over from `leader` to `candidate`, once the group's
+/// `sync` key names the candidate (quorum synchronous mode, the Citus
+/// default, accepts no other candidate).
+fn switchover(c: &Cluster, group: usize, leader: &str, candidate: &str) {
+    wait_for(&format!("{candidate} in the sync key of group {group}"), Duration::from_secs(60), || {
+        let sync = c.read_json(&format!("{group}/sync"))?;
+        let standbys = sync["sync_standby"].as_str()?.to_string();
+        (sync["leader"] == leader && standbys.split(',').any(|s| s == candidate)).then_some(())
+    });
+    let body = format!(r#"{{"leader": "{leader}", "candidate": "{candidate}"}}"#);
+    let resp = c.node(leader).call("POST", "/switchover", Some(&body));
+    assert_eq!(resp.status, 200, "switchover {leader} -> {candidate}: {}", resp.body);
+}
+
+#[test]
+fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clients_wait() {
     let tree = CitusDoubleTree::install();
     let spec = ClusterSpec {
         nodes: 6,
@@ -133,22 +184,7 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
         allowed_errors: vec!["Exception when working with pg_dist_node", "Exception when executing query"],
         ..ClusterSpec::default()
     };
-    let mut c = Cluster::prepare("citus", spec);
-    // Every node runs the PostgreSQL tree with the double, and the MPP
-    // plugin is installed next to the others.
-    let real_bin = palisade_test_support::pg_bin_dir();
-    for n in &c.nodes {
-        let text = std::fs::read_to_string(&n.config).unwrap();
-        let text = text.replace(
-            &format!("bin_dir: {}\n", real_bin.display()),
-            &format!("bin_dir: {}\n", tree.bin_dir().display()),
-        );
-        assert!(text.contains(&tree.bin_dir().display().to_string()), "bin_dir not replaced in {}", n.config.display());
-        std::fs::write(&n.config, text).unwrap();
-    }
-    let plugins = c.bin().join("../lib/palisade/plugins");
-    std::fs::copy(&plugin, plugins.join(MPP_PLUGIN)).unwrap();
-
+    let mut c = prepare("citus", spec, &tree);
     // Each group bootstraps on its own (its own initialize key).
     for i in [0, 2, 4] {
         c.start_node(i);
@@ -184,9 +220,7 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
     // Some writes before the switchover.
     std::thread::sleep(Duration::from_secs(2));
     c.mark("worker switchover");
-    let resp =
-        c.node(&w1).call("POST", "/switchover", Some(&format!(r#"{{"leader": "{w1}", "candidate": "{candidate}"}}"#)));
-    assert_eq!(resp.status, 200, "switchover: {}", resp.body);
+    switchover(&c, 1, &w1, &candidate);
     let new_w1 = wait_group_primary(&c, 1, Some(&w1), Duration::from_secs(60));
     assert_eq!(new_w1, candidate);
     wait_registered(&c, &coordinator, 1, &new_w1, Duration::from_secs(30));
@@ -208,14 +242,11 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
     // The coordinator held the metadata lock: the double recorded the
     // primary row moved to `<host>-demoted` (before_demote), then to the
     // new primary, in the transaction the waiting writes queued behind.
-    let demoted = psql_db(
-        coord_port,
-        CITUS_DB,
-        "SELECT count(*) FROM citus_test_double_calls WHERE func = 'citus_update_node' \
-         AND args->>'new_node_name' LIKE '%-demoted'",
-    )
-    .unwrap();
-    assert_ne!(demoted, "0", "no citus_update_node to a -demoted name: the switchover did not pause clients");
+    assert_ne!(
+        demoted_updates(coord_port),
+        0,
+        "no citus_update_node to a -demoted name: the switchover did not pause clients"
+    );
     let longest = writes.iter().map(|w| w.took).max().unwrap_or_default();
     eprintln!("{} writes through the coordinator during the switchover, the longest waited {longest:?}", writes.len());
 
@@ -236,9 +267,7 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
         c.nodes.iter().map(|n| n.name.clone()).find(|n| group_of(c.index(n)) == 0 && *n != coordinator).unwrap();
     c.kill9(&coordinator, true);
     c.kill9(&coordinator_replica, true);
-    let resp =
-        c.node(&new_w1).call("POST", "/switchover", Some(&format!(r#"{{"leader": "{new_w1}", "candidate": "{w1}"}}"#)));
-    assert_eq!(resp.status, 200, "switchover with the coordinator down: {}", resp.body);
+    switchover(&c, 1, &new_w1, &w1);
     assert_eq!(wait_group_primary(&c, 1, Some(&new_w1), Duration::from_secs(60)), w1);
     c.mark("coordinator back");
     c.start_node(c.index(&coordinator));
@@ -246,4 +275,57 @@ fn citus_groups_keep_pg_dist_node_current_and_worker_switchover_only_makes_clien
     let coordinator = wait_group_primary(&c, 0, None, Duration::from_secs(120));
     wait_registered(&c, &coordinator, 1, &w1, Duration::from_secs(60));
     wait_registered(&c, &coordinator, 2, &new_w2, Duration::from_secs(60));
+}
+
+/// Patroni 4.1 and palisade nodes in one Citus cluster speak the same
+/// `POST /citus`: a Patroni worker's switchover pauses its group on a
+/// palisade coordinator, and a palisade worker's on a Patroni coordinator;
+/// each coordinator keeps `pg_dist_node` naming the worker's primary.
+/// node1 (palisade) and node2 (Patroni) form the coordinator group, node3
+/// (Patroni) and node4 (palisade) worker group 1.
+#[test]
+fn patroni_and_palisade_nodes_share_a_citus_cluster() {
+    let tree = CitusDoubleTree::install();
+    let spec = ClusterSpec {
+        nodes: 4,
+        node_extra: |i| format!("citus:\n  group: {}\n  database: {CITUS_DB}\n", group_of(i)),
+        allowed_errors: vec!["Exception when working with pg_dist_node", "Exception when executing query"],
+        ..ClusterSpec::default().with_patroni_node2()
+    };
+    let spec = ClusterSpec { patroni_nodes: vec![1, 2], ..spec };
+    let mut c = prepare("citus-mixed", spec, &tree);
+    c.start_node(0);
+    c.start_node(2);
+    assert_eq!(wait_group_primary(&c, 0, None, Duration::from_secs(120)), "node1");
+    assert_eq!(wait_group_primary(&c, 1, None, Duration::from_secs(120)), "node3");
+    c.start_node(1);
+    c.start_node(3);
+    c.wait_streaming("node1", 1, Duration::from_secs(120));
+    c.wait_streaming("node3", 1, Duration::from_secs(120));
+    // palisade's coordinator registers Patroni's worker primary.
+    wait_registered(&c, "node1", 1, "node3", Duration::from_secs(60));
+
+    // A Patroni worker switches over through a palisade coordinator.
+    let before = demoted_updates(c.node("node1").pg_port);
+    switchover(&c, 1, "node3", "node4");
+    assert_eq!(wait_group_primary(&c, 1, Some("node3"), Duration::from_secs(90)), "node4");
+    wait_registered(&c, "node1", 1, "node4", Duration::from_secs(60));
+    assert!(
+        demoted_updates(c.node("node1").pg_port) > before,
+        "Patroni's before_demote did not pause the group on the palisade coordinator"
+    );
+
+    // The coordinator moves to Patroni; a palisade worker switches over
+    // through it.
+    switchover(&c, 0, "node1", "node2");
+    assert_eq!(wait_group_primary(&c, 0, Some("node1"), Duration::from_secs(90)), "node2");
+    wait_registered(&c, "node2", 1, "node4", Duration::from_secs(60));
+    let before = demoted_updates(c.node("node2").pg_port);
+    switchover(&c, 1, "node4", "node3");
+    assert_eq!(wait_group_primary(&c, 1, Some("node4"), Duration::from_secs(90)), "node3");
+    wait_registered(&c, "node2", 1, "node3", Duration::from_secs(60));
+    assert!(
+        demoted_updates(c.node("node2").pg_port) > before,
+        "palisade's before_demote did not pause the group on the Patroni coordinator"
+    );
 }

@@ -268,8 +268,9 @@ pub fn mpp_clusters(clusters: &BTreeMap<i32, Cluster>) -> Vec<MppCluster> {
 /// `event` (`POST /citus`), as Patroni's `notify_mpp_coordinator`. The
 /// call waits up to our ttl for `before_demote` (the coordinator answers
 /// once it holds the metadata lock), but never past the end of our leader
-/// lease (the loop renews nothing meanwhile: a primary must not outlive
-/// its lock waiting for the coordinator), and two seconds otherwise, with
+/// lease nor past the moment a running watchdog would fire (the loop
+/// renews and feeds nothing meanwhile: a primary must not outlive its lock
+/// waiting for the coordinator), and two seconds otherwise, with
 /// no retry. A coordinator that is down or has no leader is logged and
 /// skipped: the coordinator's own cycle brings `pg_dist_node` in line with
 /// the DCS later.
@@ -277,8 +278,21 @@ pub async fn notify_coordinator(shared: &Shared, event: WorkerEvent) {
     if let Some(mpp) = shared.mpp.as_deref().filter(|m| m.is_worker()) {
         let cfg = shared.config();
         let lease_left = shared.tracked().leader_until.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        // A running watchdog fires `ttl - timeout` before the lease ends
+        // (it was fed with the last renewal): the wait ends before that.
+        let margin = shared.with_watchdog(|w| watchdog_margin(w.is_running(), w.timeout(), cfg.global.ttl));
+        let lease_left = lease_left.map(|l| l.saturating_sub(margin));
         let timeout = event_timeout(event, cfg.global.ttl, lease_left);
         send_event(mpp, &shared.dcs, &shared.peers, &cfg, event, timeout).await;
+    }
+}
+
+/// How long before the end of the lease a watchdog fed at the last renewal
+/// fires: `ttl` minus its timeout (in seconds) when it runs, else nothing.
+fn watchdog_margin(running: bool, timeout_secs: i64, ttl: Duration) -> Duration {
+    match u64::try_from(timeout_secs) {
+        Ok(t) if running => ttl.saturating_sub(Duration::from_secs(t)),
+        _ => Duration::ZERO,
     }
 }
 
@@ -425,6 +439,15 @@ mod tests {
         for (event, ttl, left, want) in cases {
             assert_eq!(event_timeout(event, ttl, left), want, "{event:?} {left:?}");
         }
+    }
+
+    #[test]
+    fn the_watchdog_shortens_the_wait_by_its_margin() {
+        let s = Duration::from_secs;
+        assert_eq!(watchdog_margin(true, 25, s(30)), s(5));
+        assert_eq!(watchdog_margin(false, 25, s(30)), Duration::ZERO);
+        assert_eq!(watchdog_margin(true, -1, s(30)), Duration::ZERO);
+        assert_eq!(watchdog_margin(true, 40, s(30)), Duration::ZERO);
     }
 
     #[test]

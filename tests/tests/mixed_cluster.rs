@@ -222,9 +222,13 @@ fn patroni_and_palisade_nodes_share_a_cluster(dcs: DcsBackend) {
     };
     let same = palisade_test_support::wait_until(Duration::from_secs(20), || keys("node2") == keys("node3"));
     assert!(same, "GET /patroni keys: Patroni {:?} palisade {:?}", keys("node2"), keys("node3"));
-    // palisade also exports the three metrics newer Patroni releases added.
+    // palisade also exports the three metrics newer Patroni releases added,
+    // and its own `palisade_*` ones (the watchdog's state).
     let newer = ["patroni_failsafe_mode_enabled", "patroni_failsafe_member", "patroni_failover_priority"];
-    let ours: Vec<String> = metric_names("node3").into_iter().filter(|n| !newer.contains(&n.as_str())).collect();
+    let ours: Vec<String> = metric_names("node3")
+        .into_iter()
+        .filter(|n| !newer.contains(&n.as_str()) && !n.starts_with("palisade_"))
+        .collect();
     assert_eq!(metric_names("node2"), ours);
 
     // The palisade leader stops cleanly: a node of either kind takes over.

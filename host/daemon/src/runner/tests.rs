@@ -19,6 +19,8 @@ use super::fake_pg::{FakePg, FakeReplicaMethod, SYSID};
 use super::{Runner, RuntimeConfig, Shared, Tracked};
 use crate::status::{NodeStatus, StatusBoard};
 
+mod fuzz;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn timing() -> DcsTiming {

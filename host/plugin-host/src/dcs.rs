@@ -11,6 +11,10 @@ use palisade_plugin_api::{Dcs, DcsSnapshot, DcsTiming, ErrorKind, PluginError, P
 
 use crate::snapshot::{cluster_from_snapshot, leader_key};
 
+/// How many reported garbage values [`DcsClient`] remembers: a value that
+/// keeps changing must not grow the set without end.
+const REPORTED_LIMIT: usize = 1024;
+
 /// Why a DCS call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DcsError {
@@ -27,9 +31,10 @@ pub enum DcsError {
 pub struct DcsClient {
     inner: Arc<dyn Dcs>,
     deadline: Arc<Mutex<Duration>>,
-    /// Garbage values already reported (key and value), so that a bad key
-    /// is logged once, not every cycle.
-    reported: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Garbage values already reported (key, value and problem), so that a
+    /// bad key is logged once, not every cycle. Bounded: forgotten (and so
+    /// logged again) past [`REPORTED_LIMIT`] entries.
+    reported: Arc<Mutex<HashSet<(String, String, String)>>>,
 }
 
 impl DcsClient {
@@ -92,6 +97,9 @@ impl DcsClient {
         let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
         let history_raw = snapshot.history.as_ref().map(|c| c.value.clone());
         let failsafe_raw = snapshot.failsafe.clone();
+        let sync_raw = snapshot.sync.as_ref().map(|c| c.value.clone());
+        let failover_raw = snapshot.failover.as_ref().map(|c| c.value.clone());
+        let optime_raw = snapshot.leader_optime.clone();
         let (cluster, problems) = cluster_from_snapshot(snapshot);
         if !problems.is_empty() {
             let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,10 +108,19 @@ impl DcsClient {
                     "config" => config_raw.clone(),
                     "history" => history_raw.clone(),
                     "failsafe" => failsafe_raw.clone(),
+                    "sync" => sync_raw.clone(),
+                    "failover" => failover_raw.clone(),
+                    "optime/leader" => optime_raw.clone(),
+                    // The leader rewrites `status` every cycle: one message
+                    // per distinct problem, not per value.
+                    "status" => Some(p.problem.clone()),
                     key => raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
                 }
                 .unwrap_or_default();
-                if reported.insert((p.key.clone(), value)) {
+                if reported.len() >= REPORTED_LIMIT {
+                    reported.clear();
+                }
+                if reported.insert((p.key.clone(), value, p.problem.clone())) {
                     tracing::warn!("{p}");
                 }
             }

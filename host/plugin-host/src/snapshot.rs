@@ -3,7 +3,7 @@
 //! model `Leader` becomes the plugin's `LeaderKey` for compare-and-set.
 //! The model never sees plugin-api types.
 
-use palisade_model::{Cluster, ClusterConfig, Failover, Leader, Member, Status, SyncState, TimelineHistory};
+use palisade_model::{json_kind, Cluster, ClusterConfig, Failover, Leader, Member, Status, SyncState, TimelineHistory};
 use palisade_plugin_api::{DcsSnapshot, LeaderKey};
 use serde_json::{Map, Value};
 
@@ -57,12 +57,38 @@ pub fn cluster_from_snapshot(s: DcsSnapshot) -> (Cluster, Vec<SnapshotProblem>) 
             problems.extend(found.into_iter().map(|problem| SnapshotProblem { key: "status".into(), problem }));
             status
         }
-        (None, Some(v)) => Status::from_value(&v),
+        (None, Some(v)) => {
+            if serde_json::from_str::<Value>(&v).ok().as_ref().and_then(palisade_model::parse_int).is_none() {
+                problems.push(SnapshotProblem {
+                    key: "optime/leader".into(),
+                    problem: "expected a WAL position (a number); read as 0".into(),
+                });
+            }
+            Status::from_value(&v)
+        }
         (None, None) => Status::default(),
     };
 
-    let failover = s.failover.and_then(|f| Failover::from_value(&f.version, &f.value));
-    let sync = s.sync.map(|v| SyncState::from_value(&v.version, &v.value)).unwrap_or_default();
+    let failover = s.failover.and_then(|f| {
+        // Text that is not JSON is Patroni's legacy `leader:member` form.
+        match serde_json::from_str::<Value>(&f.value) {
+            Ok(Value::Object(_) | Value::Null) | Err(_) => {}
+            Ok(other) => problems.push(SnapshotProblem {
+                key: "failover".into(),
+                problem: format!("expected a JSON object, found {}", json_kind(&other)),
+            }),
+        }
+        Failover::from_value(&f.version, &f.value)
+    });
+    let sync = s
+        .sync
+        .map(|v| {
+            problems.extend(
+                sync_problems(&v.value).into_iter().map(|problem| SnapshotProblem { key: "sync".into(), problem }),
+            );
+            SyncState::from_value(&v.version, &v.value)
+        })
+        .unwrap_or_default();
     let history = s.history.map(|h| {
         let parsed = TimelineHistory::from_value(&h.version, &h.value);
         if !parsed.valid {
@@ -81,6 +107,34 @@ pub fn cluster_from_snapshot(s: DcsSnapshot) -> (Cluster, Vec<SnapshotProblem>) 
     let cluster =
         Cluster { initialize: s.initialize, config, leader, status, members, failover, sync, history, failsafe };
     (cluster, problems)
+}
+
+/// What of a `sync` value cannot be read (the value then counts as no
+/// synchronous state, or the field as absent, as in Patroni).
+fn sync_problems(value: &str) -> Vec<String> {
+    let map = match serde_json::from_str::<Value>(value) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => return vec![format!("expected a JSON object, found {}", json_kind(&other))],
+        Err(e) => return vec![format!("invalid JSON: {e}")],
+    };
+    let mut problems = Vec::new();
+    match map.get("leader") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(other) => problems.push(format!("leader: expected a member name, found {}", json_kind(other))),
+    }
+    match map.get("sync_standby") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(other) => problems.push(format!(
+            "sync_standby: expected comma-separated member names, found {}; read as none",
+            json_kind(other)
+        )),
+    }
+    match map.get("quorum") {
+        None | Some(Value::Null) => {}
+        Some(q) if palisade_model::parse_int(q).is_some_and(|n| u32::try_from(n).is_ok()) => {}
+        Some(q) => problems.push(format!("quorum: {q} is not a count; read as 0")),
+    }
+    problems
 }
 
 /// A model leader back in the plugin's form, for compare-and-set calls.
@@ -123,7 +177,7 @@ mod tests {
         };
         let (cluster, problems) = cluster_from_snapshot(snapshot);
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, vec!["members/n1", "config", "failsafe"]);
+        assert_eq!(keys, vec!["members/n1", "config", "failover", "sync", "failsafe"]);
         assert_eq!(cluster.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), vec!["n2", "n3"]);
         assert_eq!(cluster.config.as_ref().map(|c| c.version.as_str()), Some("4"));
         assert!(cluster.config_data().is_empty());
@@ -134,5 +188,30 @@ mod tests {
         assert_eq!(cluster.status.last_lsn, 777);
         assert_eq!(cluster.clone_member("n1", 0).map(|m| m.name.as_str()), Some("n3"));
         assert_eq!(cluster.clone_member("n3", 0).map(|m| m.name.as_str()), Some("n2"));
+    }
+
+    #[test]
+    fn unreadable_sync_fields_and_legacy_optime_are_reported() {
+        let snapshot = DcsSnapshot {
+            sync: Some(VersionedValue {
+                value: r#"{"leader":"n1","sync_standby":["n2"],"quorum":"many"}"#.into(),
+                version: "3".into(),
+            }),
+            leader_optime: Some("NaN".into()),
+            ..Default::default()
+        };
+        let (cluster, problems) = cluster_from_snapshot(snapshot);
+        let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "ignoring the value of DCS key 'optime/leader': expected a WAL position (a number); read as 0",
+                "ignoring the value of DCS key 'sync': sync_standby: expected comma-separated member names, found \
+                 an array; read as none",
+                "ignoring the value of DCS key 'sync': quorum: \"many\" is not a count; read as 0",
+            ]
+        );
+        assert_eq!(cluster.sync.leader.as_deref(), Some("n1"));
+        assert_eq!((cluster.sync.quorum, cluster.status.last_lsn), (0, 0));
     }
 }

@@ -17,8 +17,8 @@
 //! The runner half feeds such snapshots (and plugin errors, huge member
 //! lists) to a real [`super::Runner`] through a DCS wrapper.
 //!
-//! `PALISADE_FUZZ_CASES` (default 3000 for the pure half, a tenth for the
-//! runner) and `PALISADE_FUZZ_SEED` (default a fixed seed) make a longer
+//! `PALISADE_FUZZ_CASES` (default 3000 for the pure half; the runner
+//! half runs one round of two cycles per 150 cases) and `PALISADE_FUZZ_SEED` (default a fixed seed) make a longer
 //! or different run; a failing case prints its seed, which reproduces it
 //! alone with `PALISADE_FUZZ_CASES=1 PALISADE_FUZZ_SEED=<seed>`.
 
@@ -154,9 +154,29 @@ fn json(rng: &mut Rng, depth: usize) -> String {
         format!("[{}]", items.join(","))
     } else {
         const FIELDS: &[&str] = &[
-            "role", "state", "conn_url", "api_url", "xlog_location", "timeline", "tags", "ttl", "loop_wait",
-            "leader", "member", "sync_standby", "quorum", "optime", "slots", "retain_slots", "postgresql",
-            "synchronous_mode", "failsafe_mode", "scheduled_at", "candidate", "nofailover", "",
+            "role",
+            "state",
+            "conn_url",
+            "api_url",
+            "xlog_location",
+            "timeline",
+            "tags",
+            "ttl",
+            "loop_wait",
+            "leader",
+            "member",
+            "sync_standby",
+            "quorum",
+            "optime",
+            "slots",
+            "retain_slots",
+            "postgresql",
+            "synchronous_mode",
+            "failsafe_mode",
+            "scheduled_at",
+            "candidate",
+            "nofailover",
+            "",
         ];
         let items: Vec<String> =
             (0..n).map(|_| format!("{}:{}", json_string(*rng.pick(FIELDS)), json(rng, depth - 1))).collect();
@@ -432,6 +452,30 @@ fn known_key(key: &str) -> bool {
     KINDS.iter().any(|(rel, _)| *rel == key) || key.strip_prefix("members/").is_some_and(|n| !n.contains('/'))
 }
 
+/// The keys of `s` whose value is not even of the right JSON type: each
+/// must be reported.
+fn must_report(s: &DcsSnapshot) -> Vec<&'static str> {
+    let parsed = |v: &str| serde_json::from_str::<Value>(v).ok();
+    let not_object = |v: Option<&str>| v.is_some_and(|v| !parsed(v).is_some_and(|v| v.is_object()));
+    let mut keys = Vec::new();
+    if not_object(s.config.as_ref().map(|c| c.value.as_str())) {
+        keys.push("config");
+    }
+    if not_object(s.sync.as_ref().map(|c| c.value.as_str())) {
+        keys.push("sync");
+    }
+    if not_object(s.failsafe.as_deref()) {
+        keys.push("failsafe");
+    }
+    if s.history.as_ref().is_some_and(|h| !parsed(&h.value).is_some_and(|v| v.is_array())) {
+        keys.push("history");
+    }
+    if s.status.as_ref().is_some_and(|v| parsed(v).is_none()) {
+        keys.push("status");
+    }
+    keys
+}
+
 /// One case: a generated store read through snapshot, config and decision.
 fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
     let mut rng = Rng::new(seed);
@@ -441,7 +485,11 @@ fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
     let snapshot: DcsSnapshot = assemble(&keys, &found);
     let mut problems = 0;
     for s in std::iter::once(snapshot).chain(groups.into_values()) {
+        let must_report = must_report(&s);
         let (cluster, found_problems) = cluster_from_snapshot(s);
+        for key in must_report {
+            assert!(found_problems.iter().any(|p| p.key == key), "the bad '{key}' value is not reported");
+        }
         for p in &found_problems {
             assert!(known_key(&p.key), "a problem names an unknown key: {p}");
             assert!(!p.problem.is_empty(), "a problem without a reason: {p:?}");
@@ -486,9 +534,7 @@ fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
                     Ask::UpdateLock { .. } => answers.update_lock = Some(rng.chance(2)),
                     Ask::AcquireLock => answers.acquire_lock = Some(rng.chance(2)),
                     Ask::Initialize => answers.initialize = Some(rng.chance(2)),
-                    Ask::MyPosition => {
-                        answers.my_position = Some((rng.next() % 200_000, rng.chance(2).then_some(1)))
-                    }
+                    Ask::MyPosition => answers.my_position = Some((rng.next() % 200_000, rng.chance(2).then_some(1))),
                     Ask::SyncPrepromote => answers.sync_prepromote = Some(rng.chance(2)),
                     Ask::ActivateWatchdog => answers.watchdog_activated = Some(rng.chance(2)),
                     Ask::Failsafe(members) => {
@@ -545,4 +591,240 @@ fn generated_dcs_values_are_reported_and_skipped_and_decisions_are_made() {
     let reported = run_seeds("DCS values", n, |seed| one_case(seed, &base));
     // The generator does make garbage (a test that cannot fail is no test).
     assert!(n < 100 || reported > n / 10, "only {reported} problems in {n} cases");
+}
+
+// --- Plugin results: a DCS plugin whose answers are garbage ---
+
+use palisade_plugin_api::{ErrorKind, LeaderKey, MemberKey, PluginError, PluginResult, VersionedValue};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A DCS plugin that, while `on`, returns generated garbage: snapshots
+/// with fuzzed values in every key kind, huge member lists, and errors
+/// (of every kind) on any call. Off, it is the store's own client.
+struct GarbageDcs {
+    inner: Arc<dyn Dcs>,
+    rng: Mutex<Rng>,
+    on: Arc<AtomicBool>,
+    /// Snapshots that were altered.
+    altered: Arc<AtomicUsize>,
+}
+
+impl GarbageDcs {
+    fn rng(&self) -> std::sync::MutexGuard<'_, Rng> {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An error for one call in six while on.
+    fn fail(&self, call: &str) -> PluginResult<()> {
+        if !self.on.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut rng = self.rng();
+        if !rng.chance(6) {
+            return Ok(());
+        }
+        let kind = *rng.pick(&[
+            ErrorKind::DcsUnavailable,
+            ErrorKind::Config,
+            ErrorKind::Panic,
+            ErrorKind::Timeout,
+            ErrorKind::Other,
+        ]);
+        let message =
+            if rng.chance(2) { bytes(&mut rng) } else { format!("{call} failed: {}", "x".repeat(rng.below(100_000))) };
+        Err(PluginError::new(kind, message))
+    }
+
+    fn mangle(&self, s: &mut DcsSnapshot) {
+        let mut rng = self.rng();
+        let rng = &mut *rng;
+        let versioned = |kind: &str, rng: &mut Rng| {
+            Some(VersionedValue { value: value(kind, rng), version: rng.below(1000).to_string() })
+        };
+        for _ in 0..1 + rng.below(3) {
+            match rng.below(11) {
+                0 => s.config = versioned("config", rng),
+                1 => s.sync = versioned("sync", rng),
+                2 => s.failover = versioned("failover", rng),
+                3 => s.history = versioned("history", rng),
+                4 => s.status = Some(value("status", rng)),
+                5 => s.failsafe = Some(value("failsafe", rng)),
+                6 => s.initialize = Some(value("initialize", rng)),
+                7 => s.leader_optime = Some(value("optime", rng)),
+                8 => {
+                    s.leader = Some(LeaderKey {
+                        name: value("leader", rng),
+                        version: bytes(rng),
+                        session: rng.below(3).to_string(),
+                    })
+                }
+                9 => {
+                    // A huge member list.
+                    let n = 500 + rng.below(2500);
+                    for i in 0..n {
+                        let v = if i % 10 == 0 { value("member", rng) } else { valid("member", rng) };
+                        s.members.push(MemberKey {
+                            name: format!("m{i}"),
+                            value: v,
+                            version: "1".into(),
+                            session: String::new(),
+                        });
+                    }
+                }
+                _ => {
+                    for m in s.members.iter_mut() {
+                        if rng.chance(2) {
+                            m.value = value("member", rng);
+                        }
+                    }
+                }
+            }
+        }
+        self.altered.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Dcs for GarbageDcs {
+    fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
+        self.fail("get_cluster")?;
+        let mut s = self.inner.get_cluster()?;
+        if self.on.load(Ordering::SeqCst) {
+            self.mangle(&mut s);
+        }
+        Ok(s)
+    }
+    fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
+        self.fail("attempt_to_acquire_leader")?;
+        self.inner.attempt_to_acquire_leader()
+    }
+    fn update_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        self.fail("update_leader")?;
+        self.inner.update_leader(leader)
+    }
+    fn take_leader(&self) -> PluginResult<bool> {
+        self.fail("take_leader")?;
+        self.inner.take_leader()
+    }
+    fn delete_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
+        self.fail("delete_leader")?;
+        self.inner.delete_leader(leader)
+    }
+    fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
+        self.fail("initialize")?;
+        self.inner.initialize(create_new, sysid)
+    }
+    fn cancel_initialization(&self) -> PluginResult<bool> {
+        self.fail("cancel_initialization")?;
+        self.inner.cancel_initialization()
+    }
+    fn touch_member(&self, data: &str) -> PluginResult<bool> {
+        self.fail("touch_member")?;
+        self.inner.touch_member(data)
+    }
+    fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        self.fail("set_config_value")?;
+        self.inner.set_config_value(value, version)
+    }
+    fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
+        self.fail("set_failover_value")?;
+        self.inner.set_failover_value(value, version)
+    }
+    fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>> {
+        self.fail("set_sync_state_value")?;
+        self.inner.set_sync_state_value(value, version)
+    }
+    fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
+        self.fail("delete_sync_state")?;
+        self.inner.delete_sync_state(version)
+    }
+    fn set_history_value(&self, value: &str) -> PluginResult<bool> {
+        self.fail("set_history_value")?;
+        self.inner.set_history_value(value)
+    }
+    fn write_status(&self, value: &str) -> PluginResult<bool> {
+        self.fail("write_status")?;
+        self.inner.write_status(value)
+    }
+    fn write_failsafe(&self, value: &str) -> PluginResult<bool> {
+        self.fail("write_failsafe")?;
+        self.inner.write_failsafe(value)
+    }
+    fn delete_cluster(&self) -> PluginResult<bool> {
+        self.fail("delete_cluster")?;
+        self.inner.delete_cluster()
+    }
+    fn set_timing(&self, timing: DcsTiming) -> PluginResult<()> {
+        self.fail("set_timing")?;
+        self.inner.set_timing(timing)
+    }
+    fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
+        self.fail("watch")?;
+        self.inner.watch(leader_version, timeout)
+    }
+    fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
+        self.fail("get_mpp_groups")?;
+        self.inner.get_mpp_groups()
+    }
+}
+
+/// A primary and a replica whose DCS plugin answers garbage for a while:
+/// every cycle ends (no panic, a fatal stop only with a message), and once
+/// the plugin answers sanely again the cluster is as it was: n1 leads and
+/// n2 follows it.
+#[tokio::test]
+async fn garbage_from_the_dcs_plugin_is_logged_and_the_loop_carries_on() {
+    let rounds = (cases(3000) / 150).max(1);
+    let first = first_seed();
+    let store = MemoryStore::new();
+    let on = Arc::new(AtomicBool::new(false));
+    let altered = Arc::new(AtomicUsize::new(0));
+    let wrap = |seed: u64| {
+        let on = Arc::clone(&on);
+        let altered = Arc::clone(&altered);
+        move |inner: Arc<dyn Dcs>| -> Arc<dyn Dcs> {
+            Arc::new(GarbageDcs { inner, rng: Mutex::new(Rng::new(seed)), on, altered })
+        }
+    };
+    let mut n1 = node_on("n1", &store, true, None, wrap(first));
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    let mut n2 = node_on("n2", &store, false, None, wrap(first.wrapping_add(1)));
+    n2.cycle_until("n2 follows n1", 6, |n| n.pg.state().following.as_deref() == Some("n1")).await;
+
+    // Invalid UTF-8 in the store itself, read as plugins read it.
+    store.write_raw("members/zz", b"{\"role\":\"\xff\xfe\",\"state\":\x80}");
+    on.store(true, Ordering::SeqCst);
+    let mut fatal = 0;
+    for round in 0..rounds {
+        for node in [&mut n1, &mut n2] {
+            let started = Instant::now();
+            let outcome = node.runner.cycle().await;
+            node.settle().await;
+            if std::env::var("PALISADE_FUZZ_VERBOSE").is_ok() {
+                eprintln!("round {round}: {:?} fatal {:?}", started.elapsed(), outcome.fatal);
+            }
+            if let Some(message) = outcome.fatal {
+                assert!(!message.trim().is_empty(), "round {round} (seed {first}): a fatal stop without a message");
+                fatal += 1;
+            }
+        }
+    }
+    on.store(false, Ordering::SeqCst);
+    let healed = |n1: &Node, n2: &Node| {
+        store.value("leader").as_deref() == Some("n1")
+            && is_primary(n1)
+            && n2.pg.state().following.as_deref() == Some("n1")
+    };
+    for _ in 0..20 {
+        if healed(&n1, &n2) {
+            break;
+        }
+        for node in [&mut n1, &mut n2] {
+            let _ = node.runner.cycle().await;
+            node.settle().await;
+        }
+    }
+    assert!(healed(&n1, &n2), "seed {first}: not healed after the garbage: {:?} / {:?}", n1.pg.state(), n2.pg.state());
+    let altered = altered.load(Ordering::SeqCst);
+    assert!(rounds < 10 || altered > rounds, "only {altered} snapshots altered in {rounds} rounds");
+    eprintln!("plugin results: {rounds} rounds from seed {first}, {altered} garbage snapshots, {fatal} fatal stops");
 }

@@ -133,11 +133,11 @@ fn json_string(s: &str) -> String {
 fn scalar(rng: &mut Rng) -> String {
     match rng.below(7) {
         0 => rng.pick(NASTY_NUMBERS).to_string(),
-        1 => json_string(*rng.pick(NASTY_STRINGS)),
+        1 => json_string(rng.pick::<&str>(NASTY_STRINGS)),
         2 => rng.pick(&["true", "false", "null"]).to_string(),
         3 => (rng.next() as i64).to_string(),
         4 => format!("{}", rng.next() % 100),
-        5 => json_string(&rng.pick(NASTY_NUMBERS).to_string()),
+        5 => json_string(rng.pick::<&str>(NASTY_NUMBERS)),
         _ => format!("\"{}\"", rng.pick(&["\\ud800", "\\udc00x", "\\u0000", "\\uFFFF"])),
     }
 }
@@ -179,7 +179,7 @@ fn json(rng: &mut Rng, depth: usize) -> String {
             "",
         ];
         let items: Vec<String> =
-            (0..n).map(|_| format!("{}:{}", json_string(*rng.pick(FIELDS)), json(rng, depth - 1))).collect();
+            (0..n).map(|_| format!("{}:{}", json_string(rng.pick::<&str>(FIELDS)), json(rng, depth - 1))).collect();
         format!("{{{}}}", items.join(","))
     }
 }
@@ -794,6 +794,7 @@ async fn garbage_from_the_dcs_plugin_is_logged_and_the_loop_carries_on() {
     store.write_raw("members/zz", b"{\"role\":\"\xff\xfe\",\"state\":\x80}");
     on.store(true, Ordering::SeqCst);
     let mut fatal = 0;
+    let mut fatal_kinds: Vec<String> = Vec::new();
     for round in 0..rounds {
         for node in [&mut n1, &mut n2] {
             let started = Instant::now();
@@ -805,6 +806,10 @@ async fn garbage_from_the_dcs_plugin_is_logged_and_the_loop_carries_on() {
             if let Some(message) = outcome.fatal {
                 assert!(!message.trim().is_empty(), "round {round} (seed {first}): a fatal stop without a message");
                 fatal += 1;
+                let short: String = message.chars().take(60).collect();
+                if !fatal_kinds.contains(&short) {
+                    fatal_kinds.push(short);
+                }
             }
         }
     }
@@ -826,5 +831,8 @@ async fn garbage_from_the_dcs_plugin_is_logged_and_the_loop_carries_on() {
     assert!(healed(&n1, &n2), "seed {first}: not healed after the garbage: {:?} / {:?}", n1.pg.state(), n2.pg.state());
     let altered = altered.load(Ordering::SeqCst);
     assert!(rounds < 10 || altered > rounds, "only {altered} snapshots altered in {rounds} rounds");
-    eprintln!("plugin results: {rounds} rounds from seed {first}, {altered} garbage snapshots, {fatal} fatal stops");
+    eprintln!(
+        "plugin results: {rounds} rounds from seed {first}, {altered} garbage snapshots, {fatal} fatal stops \
+         {fatal_kinds:?}"
+    );
 }

@@ -11,6 +11,7 @@
 //!   cannot be read are reported by key and skipped),
 //! - the dynamic configuration in force ([`RuntimeConfig::new`] from the
 //!   `config` key) and its HA settings,
+//! - the `GET /cluster` view and the failsafe topology built from it,
 //! - [`palisade_ha::decide`] for several local states, answering its
 //!   questions with random answers and fuzzed `GET /patroni` bodies.
 //!
@@ -503,6 +504,15 @@ fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
         let settings = runtime.settings();
         let _ = cluster.timeline();
         let _ = cluster.leader_member();
+        // What GET /cluster and `palisadectl list` serve from it, and the
+        // failsafe pieces built from the members and the `failsafe` key.
+        let view =
+            palisade_model::cluster_as_json(&cluster, palisade_model::ViewModes::from_config(cluster.config_data()));
+        assert!(serde_json::to_string(&view).is_ok());
+        let _ = palisade_ha::failsafe_topology(&cluster, "n2", "http://127.0.0.1:8009/patroni");
+        if let Some(key) = &cluster.failsafe {
+            let _ = palisade_ha::failsafe_members(key);
+        }
         let me = Me {
             name: rng.pick(&["n1", "n2", "n3", "n4"]).to_string(),
             tags: Map::new(),

@@ -66,11 +66,11 @@ impl<'a> Sec<'a> {
 
 impl Checker {
     pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError { path: path.into(), message: message.into() });
+        self.errors.push(ConfigError { path: printable(path.into()), message: message.into() });
     }
 
     pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(ConfigWarning { path: path.into(), message: message.into() });
+        self.warnings.push(ConfigWarning { path: printable(path.into()), message: message.into() });
     }
 
     pub fn expected(&mut self, path: impl Into<String>, what: &str, found: &Value) {
@@ -304,6 +304,16 @@ fn show_range(r: &RangeInclusive<i64>) -> String {
     }
 }
 
+/// A key path as shown to the user: control characters in a key (a NUL, a
+/// newline, an escape sequence) are written escaped (`\u{0}`, `\n`,
+/// `\u{1b}`), so that a message cannot hide or rewrite what it names.
+fn printable(path: String) -> String {
+    if !path.chars().any(char::is_control) {
+        return path;
+    }
+    path.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +362,14 @@ mod tests {
         assert_eq!(ck.errors.len(), 1);
         assert_eq!(ck.errors[0].message, "99 is out of range 0..10");
         assert_eq!(ck.warnings.len(), 1);
+    }
+
+    #[test]
+    fn control_characters_in_a_path_are_escaped() {
+        let mut ck = Checker::default();
+        ck.warn("postgresql.\0x\n", "m");
+        ck.error("a\u{1b}[2J", "m");
+        assert_eq!(ck.warnings[0].path, "postgresql.\\u{0}x\\n");
+        assert_eq!(ck.errors[0].path, "a\\u{1b}[2J");
     }
 }

@@ -90,6 +90,7 @@ pub fn from_env(env: &BTreeMap<String, String>, warnings: &mut Vec<ConfigWarning
         vars: env.iter().filter(|(k, _)| k.starts_with(PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect(),
         out: Map::new(),
         warnings,
+        renamed: BTreeMap::new(),
     };
     b.build();
     b.out
@@ -98,6 +99,9 @@ pub fn from_env(env: &BTreeMap<String, String>, warnings: &mut Vec<ConfigWarning
 struct Builder<'w> {
     vars: BTreeMap<String, String>,
     out: Map<String, Value>,
+    /// New variable name -> the old spelling it was taken from (warnings
+    /// name the variable the user set).
+    renamed: BTreeMap<String, String>,
     warnings: &'w mut Vec<ConfigWarning>,
 }
 
@@ -127,7 +131,9 @@ impl Builder<'_> {
     }
 
     fn warn(&mut self, var: &str, message: String) {
-        self.warnings.push(ConfigWarning { path: format!("{PREFIX}{}", var.to_uppercase()), message });
+        let name = format!("{PREFIX}{}", var.to_uppercase());
+        let path = self.renamed.get(&name).cloned().unwrap_or(name);
+        self.warnings.push(ConfigWarning { path, message });
     }
 
     fn build(&mut self) {
@@ -139,7 +145,11 @@ impl Builder<'_> {
         // Old spellings of the log variables, used when the new one is not set.
         for (name, old) in [("level", "loglevel"), ("format", "logformat"), ("dateformat", "log_datefmt")] {
             if let Some(v) = self.pop_nonempty(old) {
-                self.vars.entry(format!("{PREFIX}LOG_{}", name.to_uppercase())).or_insert(v);
+                let new = format!("{PREFIX}LOG_{}", name.to_uppercase());
+                if !self.vars.contains_key(&new) {
+                    self.vars.insert(new.clone(), v);
+                    self.renamed.insert(new, format!("{PREFIX}{}", old.to_uppercase()));
+                }
             }
         }
         self.section_values();
@@ -611,5 +621,12 @@ mod tests {
         assert_eq!(v, json!({}));
         let paths: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, ["PATRONI_LOG_FILE_NUM", "PATRONI_ETCD3_PORT"]);
+    }
+
+    #[test]
+    fn a_warning_names_the_old_spelling_that_was_set() {
+        let (_, w) = build(&[("PATRONI_LOGFORMAT", "[unclosed")]);
+        let paths: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(paths, ["PATRONI_LOGFORMAT"]);
     }
 }

@@ -29,8 +29,10 @@ use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Tag};
 const MAX_NODES: usize = 2_000_000;
 
 /// Upper bound on nesting, so that dropping or walking a value cannot
-/// overflow the stack.
-const MAX_DEPTH: usize = 256;
+/// overflow the stack, and so that anything loaded can be written as JSON
+/// (the DCS `config` key, `patroni.dynamic.json`) and read back: serde_json
+/// refuses more than 128 levels.
+const MAX_DEPTH: usize = 100;
 
 /// Parses one YAML document. An empty document is `Value::Null`.
 pub fn parse(text: &str) -> Result<Value, String> {
@@ -120,10 +122,13 @@ impl Composer {
                 _ => {}
             }
             if self.stack.len() > MAX_DEPTH {
-                return Err(format!("document nested too deeply (more than {MAX_DEPTH} levels)"));
+                return Err(format!("document nested too deeply (more than {MAX_DEPTH} levels) at {}", at()));
             }
             if self.nodes > MAX_NODES {
-                return Err(format!("document too large (more than {MAX_NODES} nodes after alias expansion)"));
+                return Err(format!(
+                    "document too large (more than {MAX_NODES} nodes after alias expansion) at {}",
+                    at()
+                ));
             }
         }
         Ok(self.root.unwrap_or(Value::Null))

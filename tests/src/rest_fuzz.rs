@@ -354,11 +354,12 @@ pub fn stalled_head(port: u16, limit: Duration) -> Option<Duration> {
 
 /// A sender that sends a whole head announcing a body, then nothing: how
 /// long until the server answers or closes (`None`: not within `limit`).
-pub fn stalled_body(port: u16, limit: Duration) -> Option<Duration> {
+pub fn stalled_body(port: u16, auth: &str, limit: Duration) -> Option<Duration> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(limit)).ok()?;
     let started = Instant::now();
-    s.write_all(b"PATCH /config HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{").ok()?;
+    let head = format!("PATCH /config HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 10\r\n\r\n{{");
+    s.write_all(head.as_bytes()).ok()?;
     let mut got = Vec::new();
     match s.read_to_end(&mut got) {
         Ok(_) => Some(started.elapsed()),
@@ -401,7 +402,8 @@ pub fn run(port: u16, n: u64, seed: u64, auth: &str) -> Figures {
     let mut rng = Rng(seed);
     let mut f = Figures::default();
     let stalled = std::thread::spawn(move || stalled_head(port, Duration::from_secs(120)));
-    let stalled_b = std::thread::spawn(move || stalled_body(port, Duration::from_secs(120)));
+    let auth_b = auth.to_string();
+    let stalled_b = std::thread::spawn(move || stalled_body(port, &auth_b, Duration::from_secs(120)));
     for i in 0..n {
         let case = generate(&mut rng, port, auth);
         *f.by_delivery.entry(format!("{:?}", case.delivery)).or_default() += 1;

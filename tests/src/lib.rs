@@ -27,5 +27,6 @@ pub mod kubernetes_plugin;
 pub mod memory;
 pub mod patroni;
 pub mod plugins;
+pub mod rest_fuzz;
 pub mod watchdog;
 pub mod zookeeper;

@@ -85,6 +85,12 @@ struct Options {
     seconds: u64,
     patroni: Option<std::path::PathBuf>,
     rows: u64,
+    /// `rest-fuzz`: how many requests, the seed, and a running daemon's
+    /// API port (else the bench starts a cluster).
+    requests: u64,
+    seed: u64,
+    port: Option<u16>,
+    auth: String,
     /// The DCS backends to run on, the first for the measurements that
     /// do not compare backends.
     dcs: Vec<DcsBackend>,
@@ -95,7 +101,8 @@ fn usage() -> ! {
         "usage: bench [failover|switchover|rest|rss|commit-latency|sync-failover|rewind|all] [--runs N] [--inserts N] \
          [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV] [--dcs NAME[,NAME...]]\n       \
          bench replica-create [--runs N] [--rows N]\n       \
-         bench fast-failover [--runs N] [--ttl S] [--loop-wait S] [--patroni VENV] [--dcs NAME]"
+         bench fast-failover [--runs N] [--ttl S] [--loop-wait S] [--patroni VENV] [--dcs NAME]\n       \
+         bench rest-fuzz [--requests N] [--seed S] [--port P --auth USER:PASSWORD] [--patroni VENV] [--dcs NAME]"
     );
     std::process::exit(2)
 }
@@ -111,6 +118,10 @@ fn parse() -> Options {
         seconds: 5,
         patroni: None,
         rows: 1_000_000,
+        requests: 100_000,
+        seed: 12,
+        port: None,
+        auth: "fuzz:fuzz".into(),
         dcs: Vec::new(),
     };
     let mut dcs_names: Option<String> = None;
@@ -130,6 +141,10 @@ fn parse() -> Options {
             "--retry-timeout" => o.retry_timeout = num("--retry-timeout") as u32,
             "--seconds" => o.seconds = num("--seconds"),
             "--rows" => o.rows = num("--rows").max(1),
+            "--requests" => o.requests = num("--requests"),
+            "--seed" => o.seed = num("--seed"),
+            "--port" => o.port = Some(num("--port") as u16),
+            "--auth" => o.auth = args.next().unwrap_or_else(|| usage()),
             "--patroni" => o.patroni = Some(args.next().map(Into::into).unwrap_or_else(|| usage())),
             "--dcs" => dcs_names = Some(args.next().unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
@@ -659,6 +674,56 @@ fn rest(o: &Options) {
     }
 }
 
+/// The live REST API fuzzer (see `palisade_tests::rest_fuzz`): `--requests`
+/// generated requests with `--seed` to the leader of a 2-node cluster the
+/// bench starts (its API with `restapi.authentication` fuzz:fuzz), or to
+/// the daemon on `--port` (authenticated with `--auth`).
+fn rest_fuzz(o: &Options) {
+    let report = |name: &str, port: u16, auth: &str| {
+        let auth = palisade_tests::rest_fuzz::basic_auth(auth);
+        let started = Instant::now();
+        let f = palisade_tests::rest_fuzz::run(port, o.requests, o.seed, &auth);
+        let took = started.elapsed().as_secs_f64();
+        println!("== {name}: REST fuzz, seed {}, {} requests in {took:.1} s", o.seed, f.sent);
+        println!("  by delivery: {:?}", f.by_delivery);
+        println!("  answers by code: {:?}", f.codes);
+        println!(
+            "  closed without an answer: {}; stuck (no answer or close within {} s): {}; connection failures: {}",
+            f.closed_without_answer,
+            palisade_tests::rest_fuzz::STUCK.as_secs(),
+            f.stuck,
+            f.failed
+        );
+        println!(
+            "  5xx Patroni does not define: {}; 4xx from an endpoint with an empty body: {}; \
+             HTTP-level refusals (400/431 before any handler, no body): {}",
+            f.unexpected_5xx, f.empty_4xx, f.http_level_4xx
+        );
+        println!("  /liveness checks: {} ({} not 200)", f.liveness_checks, f.liveness_failures);
+        match f.stalled_head_closed_after {
+            Some(d) => println!("  a sender stalled mid-head was cut off after {:.1} s", d.as_secs_f64()),
+            None => println!("  a sender stalled mid-head was NOT cut off within 120 s"),
+        }
+        match f.stalled_body_closed_after {
+            Some(d) => println!("  a sender stalled before its body was answered after {:.1} s", d.as_secs_f64()),
+            None => println!("  a sender stalled before its body was NOT answered within 120 s"),
+        }
+        for finding in f.findings.iter().take(20) {
+            println!("  finding: {finding}");
+        }
+    };
+    if let Some(port) = o.port {
+        report("the daemon on --port", port, &o.auth);
+        return;
+    }
+    for (name, engine) in engines(o) {
+        let extra = "  authentication:\n    username: fuzz\n    password: fuzz\n".to_string();
+        let c = Cluster::start("bench-fuzz", ClusterSpec { nodes: 2, restapi_extra: extra, ..spec(o, &engine) });
+        let leader = c.wait_for_leader(Duration::from_secs(60));
+        report(name, c.node(&leader).api_port, "fuzz:fuzz");
+    }
+}
+
 /// User plus system CPU time of `pid` (and its threads), from /proc.
 fn cpu_seconds(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -815,6 +880,7 @@ fn main() {
         "replica-create" => replica_create(&o),
         "rewind" => rewind(&o),
         "fast-failover" => fast_failover(&o),
+        "rest-fuzz" => rest_fuzz(&o),
         "all" => {
             rss(&o);
             rest(&o);

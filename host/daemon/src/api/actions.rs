@@ -260,7 +260,7 @@ pub async fn cancel_switchover(State(st): State<ApiState>) -> Response {
                     let _ = shared.events.send(Event::Wake);
                     reply::text(200, "scheduled switchover deleted")
                 }
-                _ => reply::code_only(409),
+                _ => reply::text(409, "the scheduled switchover changed or could not be deleted; retry"),
             }
         }
         _ => reply::text(404, "no switchover is scheduled"),
@@ -440,7 +440,8 @@ pub async fn patch_config_handler(State(st): State<ApiState>, headers: HeaderMap
         }
         match shared.dcs.set_config_value(Value::Object(data.clone()).to_string(), Some(config.version)).await {
             Ok(true) => {}
-            _ => return reply::code_only(409),
+            // Patroni sends its stock 409 page; say what happened.
+            _ => return reply::text(409, "the configuration changed meanwhile or could not be written; retry"),
         }
     }
     let _ = shared.events.send(Event::Wake);

@@ -8,6 +8,8 @@
 // best, and a response is built once per request, so its size is moot.
 #[allow(clippy::result_large_err)]
 pub mod actions;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod health;
 #[allow(clippy::result_large_err)]
 pub mod reply;
@@ -125,7 +127,10 @@ pub fn router(state: ApiState) -> Router {
     }
     // As in Patroni, a GET, HEAD or OPTIONS of any other path is a health
     // check judged by the words in the path (`/master`, `/replica/x`...).
-    r = r.fallback(fallback);
+    // A method an endpoint does not serve is answered the same way (axum's
+    // 405 is no answer Patroni gives: GET of `/switchover` is a health
+    // check there, `DELETE /patroni` a 501).
+    r = r.fallback(fallback).method_not_allowed_fallback(fallback);
     r.layer(axum::middleware::from_fn_with_state(state.clone(), security::guard)).with_state(state)
 }
 

@@ -19,11 +19,11 @@ use super::{router, ApiState};
 use crate::runner::{Event, RuntimeConfig, Shared, Tracked};
 use crate::status::{NodeStatus, StatusBoard};
 
-struct Fixture {
-    app: axum::Router,
-    dcs: Arc<MemoryStore>,
-    shared: Arc<Shared>,
-    events: mpsc::UnboundedReceiver<Event>,
+pub(super) struct Fixture {
+    pub(super) app: axum::Router,
+    pub(super) dcs: Arc<MemoryStore>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) events: mpsc::UnboundedReceiver<Event>,
     _dir: tempdir::Dir,
 }
 
@@ -55,13 +55,18 @@ fn fixture(config: Option<Value>) -> Fixture {
 /// With `group`, a node of that Citus group: a `citus` section, and its
 /// keys under `<group>/`.
 fn fixture_in(config: Option<Value>, group: Option<i32>) -> Fixture {
+    fixture_with(config, group, "{listen: 127.0.0.1:8008}")
+}
+
+/// With `restapi` as the `restapi` section (YAML flow style).
+pub(super) fn fixture_with(config: Option<Value>, group: Option<i32>, restapi: &str) -> Fixture {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("palisade-router-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("palisade.yml");
     let yaml = format!(
-        "scope: demo\nname: a\nrestapi: {{listen: 127.0.0.1:8008}}\netcd3: {{hosts: 127.0.0.1:2379}}\n\
+        "scope: demo\nname: a\nrestapi: {restapi}\netcd3: {{hosts: 127.0.0.1:2379}}\n\
          postgresql: {{listen: 127.0.0.1:5432, data_dir: {}, authentication: \
          {{superuser: {{username: postgres, password: x}}, replication: {{username: rep, password: y}}}}}}\n",
         dir.join("data").display()

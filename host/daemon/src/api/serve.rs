@@ -129,8 +129,63 @@ fn service(
     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(info);
         let app = app.clone();
-        async move { app.oneshot(req.map(axum::body::Body::new)).await }
+        async move { app.oneshot(req.map(|b| axum::body::Body::new(IdleBody::new(b)))).await }
     })
+}
+
+/// A request body that fails when its sender stays silent for
+/// `HEADER_TIMEOUT` (a body announced and never sent, found by the REST
+/// fuzzer), so that the handler answers 400 and the connection ends
+/// instead of waiting forever.
+struct IdleBody<B> {
+    inner: B,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleBody<B> {
+    fn new(inner: B) -> Self {
+        Self { inner, idle: Box::pin(tokio::time::sleep(HEADER_TIMEOUT)) }
+    }
+}
+
+impl<B> hyper::body::Body for IdleBody<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + HEADER_TIMEOUT;
+                self.idle.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "the client sent nothing of the body for {} s",
+                    HEADER_TIMEOUT.as_secs()
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Bind `addr` with `restapi.request_queue_size` as the backlog and serve

@@ -20,27 +20,7 @@ use std::time::{Duration, Instant};
 /// silent sender 30 s (request head, or body), plus a margin.
 pub const STUCK: Duration = Duration::from_secs(40);
 
-/// SplitMix64: small, fast, and the same sequence everywhere.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-}
+pub use palisade_test_support::python::Rng;
 
 const METHODS: &[&str] =
     &["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE", "PURGE", "get", "G\tET"];
@@ -169,7 +149,7 @@ pub fn generate(rng: &mut Rng, port: u16, auth: &str) -> Case {
     let mut path = rng.pick(PATHS).to_string();
     match rng.below(8) {
         0 => path.push('/'),
-        1 => path.push_str(rng.pick(&["/x", "/%ff", "/..", "//", "/a%00b"])),
+        1 => path.push_str(rng.pick::<&str>(&["/x", "/%ff", "/..", "//", "/a%00b"])),
         2 => path.push_str(&"/a".repeat(rng.below(5000))),
         _ => {}
     }
@@ -399,7 +379,7 @@ pub fn liveness(port: u16) -> Option<u16> {
 
 /// Send `n` generated requests to the API on `port`.
 pub fn run(port: u16, n: u64, seed: u64, auth: &str) -> Figures {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut f = Figures::default();
     let stalled = std::thread::spawn(move || stalled_head(port, Duration::from_secs(120)));
     let auth_b = auth.to_string();

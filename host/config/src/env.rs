@@ -36,7 +36,7 @@ pub const AUTH_ALLOWED_PARAMETERS: [&str; 12] = [
 
 /// Suffixes of `PATRONI_<SECTION>_<SUFFIX>` taken for any section name
 /// (this is how `PATRONI_ETCD3_HOSTS`, `PATRONI_KUBERNETES_LABELS`... work).
-const GENERIC_SUFFIXES: [&str; 43] = [
+pub const GENERIC_SUFFIXES: [&str; 43] = [
     "HOST",
     "HOSTS",
     "PORT",

@@ -137,7 +137,9 @@ pub fn case_count(default: usize) -> usize {
     std::env::var("PALISADE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A small deterministic generator (SplitMix64) for test inputs.
+/// A small deterministic generator (SplitMix64) for test inputs: the one
+/// the differential tests and every fuzzer use.
+#[derive(Clone)]
 pub struct Rng(u64);
 
 impl Rng {
@@ -161,6 +163,11 @@ impl Rng {
     /// True with probability `1 / n`.
     pub fn one_in(&mut self, n: usize) -> bool {
         self.below(n) == 0
+    }
+
+    /// True with probability `percent`%.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -43,36 +43,7 @@ pub fn settings(default_cases: u64) -> Settings {
     }
 }
 
-/// splitmix64: small, fast and good enough to pick mutations.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// True with probability `percent`%.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+pub use palisade_test_support::python::Rng;
 
 /// A valid local configuration using every section (etcd3 DCS).
 pub const FULL: &str = include_str!("../fixtures/full.yml");
@@ -275,51 +246,8 @@ const ENV_VALUES: [&str; 40] = [
 
 const DCS_SECTIONS: [&str; 8] = ["ETCD", "ETCD3", "CONSUL", "ZOOKEEPER", "EXHIBITOR", "KUBERNETES", "RAFT", "CITUS"];
 
-const GENERIC_SUFFIXES: [&str; 43] = [
-    "HOST",
-    "HOSTS",
-    "PORT",
-    "USE_PROXIES",
-    "PROTOCOL",
-    "SRV",
-    "SRV_SUFFIX",
-    "URL",
-    "PROXY",
-    "CACERT",
-    "CERT",
-    "KEY",
-    "VERIFY",
-    "TOKEN",
-    "CHECKS",
-    "DC",
-    "CONSISTENCY",
-    "REGISTER_SERVICE",
-    "SERVICE_CHECK_INTERVAL",
-    "SERVICE_CHECK_TLS_SERVER_NAME",
-    "SERVICE_TAGS",
-    "NAMESPACE",
-    "CONTEXT",
-    "USE_ENDPOINTS",
-    "SCOPE_LABEL",
-    "ROLE_LABEL",
-    "POD_IP",
-    "PORTS",
-    "LABELS",
-    "BYPASS_API_SERVICE",
-    "RETRIABLE_HTTP_CODES",
-    "KEY_PASSWORD",
-    "USE_SSL",
-    "SET_ACLS",
-    "GROUP",
-    "DATABASE",
-    "LEADER_LABEL_VALUE",
-    "FOLLOWER_LABEL_VALUE",
-    "STANDBY_LEADER_LABEL_VALUE",
-    "TMP_ROLE_LABEL",
-    "AUTH_DATA",
-    "BOOTSTRAP_LABELS",
-    "SCHEME",
-];
+// The loader's own list: a suffix it learns is fuzzed without a change here.
+use palisade_config::env::GENERIC_SUFFIXES;
 
 /// Every variable name the loader reads, without the `PATRONI_` prefix.
 pub fn env_names() -> Vec<String> {

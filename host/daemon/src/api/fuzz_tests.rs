@@ -33,28 +33,7 @@ use tower::ServiceExt;
 use super::router_tests::{fixture_with, Fixture};
 use crate::runner::Event;
 
-/// SplitMix64: small, fast, and the same sequence everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
+use palisade_test_support::python::Rng;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
@@ -535,7 +514,7 @@ fn check(case: &Case, code: u16, body: &[u8], events: usize, changed: bool) -> R
 async fn generated_requests_to_every_endpoint() {
     let cases = env_u64("PALISADE_FUZZ_REST_CASES", 3000);
     let seed = env_u64("PALISADE_FUZZ_REST_SEED", 0x5eed_0012);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let config = || Some(json!({"ttl": 30, "loop_wait": 10, "failsafe_mode": true}));
     let mut open = fixture_with(config(), None, "{listen: 127.0.0.1:8008}");
     let mut guarded =

@@ -34,35 +34,7 @@ use serde_json::Map;
 use super::*;
 
 /// SplitMix64: tiny, deterministic, good enough to pick shapes.
-#[derive(Clone)]
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// 0..n (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use palisade_test_support::python::Rng;
 
 /// Numbers and strings that parsers trip on.
 const NASTY_NUMBERS: &[&str] = &[
@@ -136,8 +108,8 @@ fn scalar(rng: &mut Rng) -> String {
         0 => rng.pick(NASTY_NUMBERS).to_string(),
         1 => json_string(rng.pick::<&str>(NASTY_STRINGS)),
         2 => rng.pick(&["true", "false", "null"]).to_string(),
-        3 => (rng.next() as i64).to_string(),
-        4 => format!("{}", rng.next() % 100),
+        3 => (rng.next_u64() as i64).to_string(),
+        4 => format!("{}", rng.next_u64() % 100),
         5 => json_string(rng.pick::<&str>(NASTY_NUMBERS)),
         _ => format!("\"{}\"", rng.pick(&["\\ud800", "\\udc00x", "\\u0000", "\\uFFFF"])),
     }
@@ -146,11 +118,11 @@ fn scalar(rng: &mut Rng) -> String {
 /// Random JSON text of depth at most `depth` (shallow: the deep cases are
 /// made separately, as text).
 fn json(rng: &mut Rng, depth: usize) -> String {
-    if depth == 0 || rng.chance(3) {
+    if depth == 0 || rng.one_in(3) {
         return scalar(rng);
     }
     let n = rng.below(4);
-    if rng.chance(2) {
+    if rng.one_in(2) {
         let items: Vec<String> = (0..n).map(|_| json(rng, depth - 1)).collect();
         format!("[{}]", items.join(","))
     } else {
@@ -188,7 +160,7 @@ fn json(rng: &mut Rng, depth: usize) -> String {
 /// Arrays or objects nested `depth` deep, as text.
 fn deep(rng: &mut Rng) -> String {
     let depth = 50 + rng.below(5000);
-    if rng.chance(2) {
+    if rng.one_in(2) {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))
     } else {
         format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
@@ -198,7 +170,7 @@ fn deep(rng: &mut Rng) -> String {
 /// Random bytes read the way plugins read them.
 fn bytes(rng: &mut Rng) -> String {
     let n = rng.below(64);
-    let raw: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    let raw: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
     String::from_utf8_lossy(&raw).into_owned()
 }
 
@@ -211,16 +183,16 @@ fn valid(kind: &str, rng: &mut Rng) -> String {
             "api_url": format!("http://127.0.0.1:8008/patroni"),
             "state": "running",
             "role": rng.pick(&["primary", "replica", "standby_leader"]),
-            "xlog_location": rng.next() % 100_000,
+            "xlog_location": rng.next_u64() % 100_000,
             "timeline": 1 + rng.below(3),
-            "tags": {"nofailover": rng.chance(4), "clonefrom": rng.chance(2)},
+            "tags": {"nofailover": rng.one_in(4), "clonefrom": rng.one_in(2)},
             "version": "4.0.0",
         })
         .to_string(),
         "config" => serde_json::json!({
             "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1_048_576,
             "synchronous_mode": rng.pick(&["on", "quorum", "off"]), "synchronous_node_count": 1,
-            "failsafe_mode": rng.chance(2), "check_timeline": true,
+            "failsafe_mode": rng.one_in(2), "check_timeline": true,
             "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100, "wal_level": "replica"}},
             "slots": {"s1": {"type": "physical"}, "l1": {"type": "logical", "database": "d", "plugin": "p"}},
             "standby_cluster": null,
@@ -231,7 +203,7 @@ fn valid(kind: &str, rng: &mut Rng) -> String {
             "scheduled_at": "2026-01-01T00:00:00+00:00"})
         .to_string(),
         "history" => "[[1,25165984,\"no recovery target specified\",\"2026-01-01T00:00:00+00:00\",\"n1\"]]".into(),
-        "status" => serde_json::json!({"optime": rng.next() % 1_000_000, "slots": {"n2": 1000},
+        "status" => serde_json::json!({"optime": rng.next_u64() % 1_000_000, "slots": {"n2": 1000},
             "retain_slots": ["n2"]})
         .to_string(),
         "failsafe" => serde_json::json!({"n1": "http://127.0.0.1:8008/patroni",
@@ -239,7 +211,7 @@ fn valid(kind: &str, rng: &mut Rng) -> String {
         .to_string(),
         "leader" => name,
         "initialize" => SYSID.to_string(),
-        _ => (rng.next() % 1_000_000).to_string(),
+        _ => (rng.next_u64() % 1_000_000).to_string(),
     }
 }
 
@@ -296,7 +268,7 @@ fn mutate_value(v: &mut Value, rng: &mut Rng, depth: usize) {
         }
         Value::Array(items) if !items.is_empty() => {
             let i = rng.below(items.len());
-            if depth > 0 && rng.chance(2) {
+            if depth > 0 && rng.one_in(2) {
                 mutate_value(&mut items[i], rng, depth - 1);
             } else {
                 items[i] = serde_json::from_str(&json(rng, 2)).unwrap_or(Value::Null);
@@ -312,7 +284,7 @@ pub(super) fn value(kind: &str, rng: &mut Rng) -> String {
         0 => bytes(rng),
         1 => json(rng, 4),
         2 => scalar(rng),
-        3 if rng.chance(4) => deep(rng),
+        3 if rng.one_in(4) => deep(rng),
         4..=6 => mutate(&valid(kind, rng), rng),
         _ => valid(kind, rng),
     }
@@ -335,23 +307,23 @@ const KINDS: &[(&str, &str)] = &[
 /// Citus groups and other places, which must be skipped).
 fn stored_keys(rng: &mut Rng) -> Vec<Stored> {
     let mut found = Vec::new();
-    let prefix = if rng.chance(5) { format!("/service/demo/{}/", rng.below(3)) } else { "/service/demo/".into() };
+    let prefix = if rng.one_in(5) { format!("/service/demo/{}/", rng.below(3)) } else { "/service/demo/".into() };
     let mut put = |key: String, value: String, rng: &mut Rng| {
         found.push(Stored {
             key,
             value,
-            version: if rng.chance(10) { bytes(rng) } else { rng.below(1000).to_string() },
-            session: if rng.chance(10) { String::new() } else { rng.below(5).to_string() },
+            version: if rng.one_in(10) { bytes(rng) } else { rng.below(1000).to_string() },
+            session: if rng.one_in(10) { String::new() } else { rng.below(5).to_string() },
         })
     };
     for (rel, kind) in KINDS {
-        if !rng.chance(4) {
+        if !rng.one_in(4) {
             let v = value(kind, rng);
             put(format!("{prefix}{rel}"), v, rng);
         }
     }
     for _ in 0..rng.below(6) {
-        let name = if rng.chance(5) { bytes(rng) } else { rng.pick(NAMES).to_string() };
+        let name = if rng.one_in(5) { bytes(rng) } else { rng.pick(NAMES).to_string() };
         let v = value("member", rng);
         put(format!("{prefix}members/{name}"), v, rng);
     }
@@ -369,7 +341,7 @@ fn stored_keys(rng: &mut Rng) -> Vec<Stored> {
 /// The local states a decision is made in.
 fn local(rng: &mut Rng) -> Local {
     let initialized = DataDir::Initialized { sysid: Some(SYSID.into()) };
-    let wal = rng.next() % 200_000;
+    let wal = rng.next_u64() % 200_000;
     match rng.below(5) {
         0 => Local::default(),
         1 => Local {
@@ -411,12 +383,12 @@ fn local(rng: &mut Rng) -> Local {
 
 /// A fuzzed `GET /patroni` answer.
 fn peer(name: &str, rng: &mut Rng) -> PeerStatus {
-    if rng.chance(4) {
+    if rng.one_in(4) {
         return PeerStatus::unreachable(name);
     }
-    let body = if rng.chance(2) {
+    let body = if rng.one_in(2) {
         mutate(
-            &serde_json::json!({"role": "replica", "timeline": 1, "xlog": {"received_location": rng.next() % 200_000,
+            &serde_json::json!({"role": "replica", "timeline": 1, "xlog": {"received_location": rng.next_u64() % 200_000,
                 "replayed_location": 5}, "tags": {}})
             .to_string(),
             rng,
@@ -516,8 +488,8 @@ fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
         let me = Me {
             name: rng.pick(&["n1", "n2", "n3", "n4"]).to_string(),
             tags: Map::new(),
-            can_bootstrap: rng.chance(2),
-            can_clone_without_leader: rng.chance(4),
+            can_bootstrap: rng.one_in(2),
+            can_clone_without_leader: rng.one_in(4),
         };
         let local = local(&mut rng);
         let mut answers = Answers::default();
@@ -541,14 +513,16 @@ fn one_case(seed: u64, base: &palisade_config::LocalConfig) -> usize {
                     break;
                 }
                 Step::Ask(ask) => match ask {
-                    Ask::UpdateLock { .. } => answers.update_lock = Some(rng.chance(2)),
-                    Ask::AcquireLock => answers.acquire_lock = Some(rng.chance(2)),
-                    Ask::Initialize => answers.initialize = Some(rng.chance(2)),
-                    Ask::MyPosition => answers.my_position = Some((rng.next() % 200_000, rng.chance(2).then_some(1))),
-                    Ask::SyncPrepromote => answers.sync_prepromote = Some(rng.chance(2)),
-                    Ask::ActivateWatchdog => answers.watchdog_activated = Some(rng.chance(2)),
+                    Ask::UpdateLock { .. } => answers.update_lock = Some(rng.one_in(2)),
+                    Ask::AcquireLock => answers.acquire_lock = Some(rng.one_in(2)),
+                    Ask::Initialize => answers.initialize = Some(rng.one_in(2)),
+                    Ask::MyPosition => {
+                        answers.my_position = Some((rng.next_u64() % 200_000, rng.one_in(2).then_some(1)))
+                    }
+                    Ask::SyncPrepromote => answers.sync_prepromote = Some(rng.one_in(2)),
+                    Ask::ActivateWatchdog => answers.watchdog_activated = Some(rng.one_in(2)),
                     Ask::Failsafe(members) => {
-                        answers.failsafe = Some(members.iter().map(|(n, _)| (n.clone(), rng.chance(2))).collect())
+                        answers.failsafe = Some(members.iter().map(|(n, _)| (n.clone(), rng.one_in(2))).collect())
                     }
                     Ask::PeerStatuses(names) => {
                         for n in names {
@@ -630,7 +604,7 @@ impl GarbageDcs {
             return Ok(());
         }
         let mut rng = self.rng();
-        if !rng.chance(6) {
+        if !rng.one_in(6) {
             return Ok(());
         }
         let kind = *rng.pick(&[
@@ -641,7 +615,7 @@ impl GarbageDcs {
             ErrorKind::Other,
         ]);
         let message =
-            if rng.chance(2) { bytes(&mut rng) } else { format!("{call} failed: {}", "x".repeat(rng.below(100_000))) };
+            if rng.one_in(2) { bytes(&mut rng) } else { format!("{call} failed: {}", "x".repeat(rng.below(100_000))) };
         Err(PluginError::new(kind, message))
     }
 
@@ -683,7 +657,7 @@ impl GarbageDcs {
                 }
                 _ => {
                     for m in s.members.iter_mut() {
-                        if rng.chance(2) {
+                        if rng.one_in(2) {
                             m.value = value("member", rng);
                         }
                     }

@@ -32,6 +32,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{Pid, User};
 
 pub mod python;
+pub mod rest_inputs;
 
 /// The unprivileged user servers run as (`PALISADE_TEST_USER`, default `palisade`).
 pub fn test_user() -> String {

@@ -48,23 +48,10 @@ pub use palisade_test_support::python::Rng;
 /// A valid local configuration using every section (etcd3 DCS).
 pub const FULL: &str = include_str!("../fixtures/full.yml");
 
-/// The smallest valid local configuration.
-pub const MINIMAL: &str = "\
-scope: s
-name: n1
-restapi:
-  listen: 127.0.0.1:8008
-etcd3:
-  hosts: 127.0.0.1:2379
-postgresql:
-  listen: 127.0.0.1:5432
-  data_dir: /tmp/pgdata
-  authentication:
-    superuser:
-      username: postgres
-    replication:
-      username: replicator
-";
+#[path = "../common/mod.rs"]
+mod common;
+/// The smallest valid local configuration (the one every config test uses).
+pub use common::MINIMAL;
 
 /// The same minimal configuration as `PATRONI_*` variables.
 pub const MINIMAL_ENV: [(&str, &str); 8] = [

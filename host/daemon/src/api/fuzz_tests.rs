@@ -42,43 +42,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// `u:p` in base64: the credentials of the fixture with authentication.
 const GOOD_AUTH: &str = "Basic dTpw";
 
-const METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE", "PURGE", "get"];
-
-const PATHS: &[&str] = &[
-    "/patroni",
-    "/liveness",
-    "/readiness",
-    "/cluster",
-    "/history",
-    "/config",
-    "/failsafe",
-    "/metrics",
-    "/switchover",
-    "/failover",
-    "/restart",
-    "/reload",
-    "/reinitialize",
-    "/mpp",
-    "/citus",
-    "/",
-    "/health",
-    "/primary",
-    "/master",
-    "/leader",
-    "/replica",
-    "/read-write",
-    "/read-only",
-    "/standby-leader",
-    "/standby_leader",
-    "/sync",
-    "/synchronous",
-    "/async",
-    "/asynchronous",
-    "/read-only-sync",
-    "/quorum",
-    "/read-only-quorum",
-    "/nothing",
-];
+use palisade_test_support::rest_inputs::{BODY_KEYS as KEYS, METHODS, PATHS};
 
 /// A valid body for `path`, as a JSON text.
 fn valid_body(rng: &mut Rng, path: &str) -> String {
@@ -140,35 +104,6 @@ fn wild(rng: &mut Rng, depth: usize) -> String {
         _ => format!("{{\"{}\": {}}}", rng.pick(KEYS), wild(rng, depth - 1)),
     }
 }
-
-/// The body fields of every endpoint.
-const KEYS: &[&str] = &[
-    "leader",
-    "candidate",
-    "member",
-    "scheduled_at",
-    "schedule",
-    "role",
-    "restart_pending",
-    "timeout",
-    "postgres_version",
-    "force",
-    "from_leader",
-    "ttl",
-    "loop_wait",
-    "retry_timeout",
-    "postgresql",
-    "parameters",
-    "pause",
-    "name",
-    "api_url",
-    "conn_url",
-    "slots",
-    "type",
-    "group",
-    "cooldown",
-    "",
-];
 
 /// A body for `path`: valid, or one of many wrong forms.
 fn body_for(rng: &mut Rng, path: &str) -> Vec<u8> {

@@ -179,6 +179,8 @@ fn logical_slot_is_copied_and_survives_failover() {
     // Patroni's ERROR line too.
     allowed.push("physical slot on the primary: cannot connect to PostgreSQL");
     allowed.push("physical slot on the primary: query failed: connection closed");
+    // A backend whose postmaster was killed ends the query itself.
+    allowed.push("physical slot on the primary: query failed: db error: FATAL: terminating connection due to unexpected postmaster exit");
     let spec = ClusterSpec {
         wal_level: "logical",
         extra_dcs:

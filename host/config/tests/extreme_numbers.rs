@@ -165,20 +165,11 @@ fn extreme_numbers_in_the_environment() {
     ];
     for var in vars {
         for value in values {
-            let env_only: BTreeMap<String, String> = [
-                ("PATRONI_SCOPE", "s"),
-                ("PATRONI_NAME", "n1"),
-                ("PATRONI_RESTAPI_LISTEN", "127.0.0.1:8008"),
-                ("PATRONI_ETCD3_HOSTS", "127.0.0.1:2379"),
-                ("PATRONI_POSTGRESQL_LISTEN", "127.0.0.1:5432"),
-                ("PATRONI_POSTGRESQL_DATA_DIR", "/tmp/pgdata"),
-                ("PATRONI_SUPERUSER_USERNAME", "postgres"),
-                ("PATRONI_REPLICATION_USERNAME", "replicator"),
-                (var, value),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            let env_only: BTreeMap<String, String> = common::MINIMAL_ENV
+                .into_iter()
+                .chain([(var, value)])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let what = format!("{var}={value}");
             match std::panic::catch_unwind(|| load(None, &env_only)) {
                 Err(_) => panic!("{what}: load panicked"),

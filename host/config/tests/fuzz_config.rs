@@ -132,10 +132,7 @@ fn generated_configurations_load_without_panic_and_errors_name_their_key() {
     let dir = std::env::temp_dir().join(format!("palisade-fuzz-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("palisade.yml");
-    let range = match settings.only {
-        Some(i) => i..i + 1,
-        None => 0..settings.cases,
-    };
+    let range = settings.indices();
     let (mut loaded_ok, mut refused, mut panics) = (0u64, 0u64, 0u64);
     let mut distinct: BTreeSet<String> = BTreeSet::new();
     let mut failures: Vec<String> = Vec::new();

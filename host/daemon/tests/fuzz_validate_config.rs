@@ -17,10 +17,7 @@ fn validate_config_checks_of_generated_configurations_never_panic() {
     let dir = std::env::temp_dir().join(format!("palisade-fuzz-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("palisade.yml");
-    let range = match settings.only {
-        Some(i) => i..i + 1,
-        None => 0..settings.cases,
-    };
+    let range = settings.indices();
     let mut failures = Vec::new();
     let (mut checked, mut reported) = (0u64, 0u64);
     for index in range {
@@ -83,10 +80,7 @@ fn validate_config_binary_on_generated_files() {
     let dir = std::env::temp_dir().join(format!("palisade-fuzz-validate-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("palisade.yml");
-    let range = match settings.only {
-        Some(i) => i..i + 1,
-        None => 0..settings.cases,
-    };
+    let range = settings.indices();
     let mut failures = Vec::new();
     let mut run = 0u64;
     for index in range {

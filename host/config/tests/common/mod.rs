@@ -17,3 +17,17 @@ postgresql:
     replication:
       username: replicator
 ";
+
+/// The same minimal configuration as `PATRONI_*` variables.
+// Not every test file that includes this module uses it.
+#[allow(dead_code)]
+pub const MINIMAL_ENV: [(&str, &str); 8] = [
+    ("PATRONI_SCOPE", "s"),
+    ("PATRONI_NAME", "n1"),
+    ("PATRONI_RESTAPI_LISTEN", "127.0.0.1:8008"),
+    ("PATRONI_ETCD3_HOSTS", "127.0.0.1:2379"),
+    ("PATRONI_POSTGRESQL_LISTEN", "127.0.0.1:5432"),
+    ("PATRONI_POSTGRESQL_DATA_DIR", "/tmp/pgdata"),
+    ("PATRONI_SUPERUSER_USERNAME", "postgres"),
+    ("PATRONI_REPLICATION_USERNAME", "replicator"),
+];

@@ -26,6 +26,16 @@ pub struct Settings {
     pub only: Option<u64>,
 }
 
+impl Settings {
+    /// The case numbers to run: the one `PALISADE_FUZZ_CASE` names, or all.
+    pub fn indices(&self) -> std::ops::Range<u64> {
+        match self.only {
+            Some(i) => i..i + 1,
+            None => 0..self.cases,
+        }
+    }
+}
+
 fn parse_u64(text: &str) -> Option<u64> {
     let t = text.trim();
     match t.strip_prefix("0x") {
@@ -51,19 +61,7 @@ pub const FULL: &str = include_str!("../fixtures/full.yml");
 #[path = "../common/mod.rs"]
 mod common;
 /// The smallest valid local configuration (the one every config test uses).
-pub use common::MINIMAL;
-
-/// The same minimal configuration as `PATRONI_*` variables.
-pub const MINIMAL_ENV: [(&str, &str); 8] = [
-    ("PATRONI_SCOPE", "s"),
-    ("PATRONI_NAME", "n1"),
-    ("PATRONI_RESTAPI_LISTEN", "127.0.0.1:8008"),
-    ("PATRONI_ETCD3_HOSTS", "127.0.0.1:2379"),
-    ("PATRONI_POSTGRESQL_LISTEN", "127.0.0.1:5432"),
-    ("PATRONI_POSTGRESQL_DATA_DIR", "/tmp/pgdata"),
-    ("PATRONI_SUPERUSER_USERNAME", "postgres"),
-    ("PATRONI_REPLICATION_USERNAME", "replicator"),
-];
+pub use common::{MINIMAL, MINIMAL_ENV};
 
 /// Top-level keys of Patroni's configuration (what an error path may start with).
 pub const TOP_LEVEL: [&str; 25] = [

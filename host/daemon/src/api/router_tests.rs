@@ -109,15 +109,7 @@ pub(super) fn fixture_with(config: Option<Value>, group: Option<i32>, restapi: &
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
         mpp: None,
-        watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
-            crate::watchdog::WatchdogSettings {
-                mode: palisade_ha::WatchdogMode::Off,
-                timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
-                driver: "default".into(),
-                device: "/dev/watchdog".into(),
-            },
-            Box::new(crate::watchdog::device::NullDevice),
-        )),
+        watchdog: Mutex::new(crate::watchdog::Watchdog::off()),
     });
     let app = router(ApiState::new(board, Some(Arc::clone(&shared))));
     Fixture { app, dcs, shared, events: rx, _dir: tempdir::Dir(dir) }

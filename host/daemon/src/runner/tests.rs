@@ -122,15 +122,7 @@ fn node_on(
         env: BTreeMap::new(),
         scheduled_restart: Mutex::new(None),
         mpp: None,
-        watchdog: Mutex::new(crate::watchdog::Watchdog::with_device(
-            crate::watchdog::WatchdogSettings {
-                mode: palisade_ha::WatchdogMode::Off,
-                timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
-                driver: "default".into(),
-                device: "/dev/watchdog".into(),
-            },
-            Box::new(crate::watchdog::device::NullDevice),
-        )),
+        watchdog: Mutex::new(crate::watchdog::Watchdog::off()),
     });
     Node { runner: Runner::new(shared, rx), pg, _dir: TempDir(dir) }
 }

@@ -86,6 +86,20 @@ impl Watchdog {
         Ok(Self::with_device(settings, device))
     }
 
+    /// A watchdog switched off, on the null device (tests of other parts).
+    #[cfg(test)]
+    pub(crate) fn off() -> Self {
+        Self::with_device(
+            WatchdogSettings {
+                mode: WatchdogMode::Off,
+                timing: WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
+                driver: "default".into(),
+                device: "/dev/watchdog".into(),
+            },
+            Box::new(NullDevice),
+        )
+    }
+
     /// The watchdog with a given device (tests).
     pub fn with_device(settings: WatchdogSettings, device: Box<dyn Device>) -> Self {
         Self {

@@ -8,7 +8,9 @@ set -euo pipefail
 USER_NAME="${PALISADE_TEST_USER:-palisade}"
 # What this script installs. protoc needs libprotobuf-dev for the .proto
 # files etcd-client's protos import (google/protobuf/descriptor.proto).
-ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev)
+# chromium and its WebDriver run the status page's browser test
+# (tests/tests/status_page.rs).
+ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev chromium chromium-driver)
 # On the base image already; installed here only if missing.
 BASE=(postgresql-15 python3-venv curl openssl)
 PACKAGES=("${ADDED[@]}" "${BASE[@]}")

@@ -52,9 +52,7 @@ fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<ht
         }
         raw.extend_from_slice(&buf[..n]);
         let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-        let length = http::parse(&raw[..end + 4])?
-            .header("content-length")
-            .and_then(|v| v.parse::<usize>().ok());
+        let length = http::parse(&raw[..end + 4])?.header("content-length").and_then(|v| v.parse::<usize>().ok());
         if length.is_some_and(|l| raw.len() >= end + 4 + l) {
             break;
         }

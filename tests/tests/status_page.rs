@@ -1,8 +1,9 @@
 //! The status page (`GET /ui`) in headless Chromium against a live 3-node
 //! cluster whose REST API asks for credentials: the members with their
-//! roles, read-only without credentials (the API refuses an action sent
-//! without them), a switchover from the page after palisadectl's
-//! confirmation, and the new leader shown without a reload. A screenshot
+//! roles and tags, read-only without credentials (the API refuses an
+//! action sent without them), a switchover from the page after
+//! palisadectl's confirmation and the new leader shown without a reload,
+//! pause and resume, and a restart of the node that serves the page. A screenshot
 //! is saved as `$CARGO_TARGET_DIR/debug/status-page.png` (docs/status-page.png
 //! is one of these).
 #![allow(clippy::unwrap_used)]
@@ -21,7 +22,9 @@ const PASSWORD: &str = "s3cret";
 /// `(member, role)` of every row of the members table.
 fn rows(browser: &Browser) -> Vec<(String, String)> {
     let v = browser
-        .execute("return [...document.querySelectorAll('#members tbody tr')].map(r => [r.dataset.member, r.dataset.role]);")
+        .execute(
+            "return [...document.querySelectorAll('#members tbody tr')].map(r => [r.dataset.member, r.dataset.role]);",
+        )
         .unwrap();
     v.as_array()
         .unwrap()
@@ -33,6 +36,22 @@ fn rows(browser: &Browser) -> Vec<(String, String)> {
 fn text(browser: &Browser, selector: &str) -> String {
     let script = format!("const e = document.querySelector({}); return e ? e.textContent : null;", json!(selector));
     browser.execute(&script).unwrap().as_str().unwrap_or("").to_string()
+}
+
+/// Click `selector` (later, so that the dialog it opens does not block the
+/// script), check the confirmation's question and accept it.
+fn confirm_action(browser: &Browser, selector: &str, question: &str) {
+    let click = format!("setTimeout(() => document.querySelector({}).click(), 0); return null;", json!(selector));
+    browser.execute(&click).unwrap();
+    let asked = wait_for("a confirmation", Duration::from_secs(10), || browser.dialog_text());
+    assert_eq!(asked, question);
+    browser.accept_dialog();
+}
+
+/// Wait until the page's log shows `line`.
+fn wait_logged(browser: &Browser, line: &str) {
+    let shown = wait_until(Duration::from_secs(90), || text(browser, "#log").contains(line));
+    assert!(shown, "{line:?} not in the page's log: {}", text(browser, "#log"));
 }
 
 /// The roles as they should be shown with `leader` leading.
@@ -50,7 +69,13 @@ fn status_page_in_a_browser() {
             loop_wait: 1,
             retry_timeout: 3,
             restapi_extra: format!("  authentication:\n    username: {USER}\n    password: {PASSWORD}\n"),
-            node_extra: |i| if i == 2 { "tags:\n  clonefrom: true\n  failover_priority: 2\n".into() } else { String::new() },
+            node_extra: |i| {
+                if i == 2 {
+                    "tags:\n  clonefrom: true\n  failover_priority: 2\n".into()
+                } else {
+                    String::new()
+                }
+            },
             ..ClusterSpec::default()
         },
     );
@@ -74,7 +99,7 @@ fn status_page_in_a_browser() {
     assert_eq!(page.status, 200);
     assert_eq!(http::get(port, "/").unwrap().json()["role"], json!("primary"));
 
-    let browser = Browser::start(cluster.dir(), 1280, 1000);
+    let browser = Browser::start(cluster.dir(), 1280, 1100);
     browser.navigate(&format!("http://127.0.0.1:{port}/ui"));
 
     // Three members with their roles, this node and its leader named.
@@ -90,7 +115,8 @@ fn status_page_in_a_browser() {
 
     // Read-only without credentials: every action is disabled, clicking
     // one asks nothing, and the API refuses the request without them.
-    let disabled = browser.execute("return [...document.querySelectorAll('button[data-action]')].map(b => b.disabled);");
+    let disabled =
+        browser.execute("return [...document.querySelectorAll('button[data-action]')].map(b => b.disabled);");
     let disabled = disabled.unwrap();
     assert!(
         disabled.as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|d| *d == json!(true))),
@@ -121,13 +147,9 @@ fn status_page_in_a_browser() {
     // A switchover from the page: palisadectl's question, then the new
     // leader appears in the same page (the marker survives: no reload).
     browser.execute("window.__noReload = 42; return null;").unwrap();
-    browser.execute("setTimeout(() => document.querySelector('#switchover').click(), 0); return null;").unwrap();
-    let question = wait_for("the switchover's confirmation", Duration::from_secs(10), || browser.dialog_text());
-    assert_eq!(
-        question,
-        format!("Are you sure you want to switchover cluster {}, demoting current leader {leader}?", cluster.scope)
-    );
-    browser.accept_dialog();
+    let question =
+        format!("Are you sure you want to switchover cluster {}, demoting current leader {leader}?", cluster.scope);
+    confirm_action(&browser, "#switchover", &question);
     let new_leader = cluster.wait_for_new_leader(&leader, Duration::from_secs(60));
     let shown = wait_until(Duration::from_secs(60), || rows(&browser) == expected(&names, &new_leader));
     assert!(shown, "rows {:?}, expected {:?}", rows(&browser), expected(&names, &new_leader));
@@ -139,20 +161,58 @@ fn status_page_in_a_browser() {
     });
     assert!(logged.contains(&format!("\"{new_leader}\"")), "{logged}");
     let event = text(&browser, "#ev-switchover");
-    assert!(event.contains(&format!("{leader} → {new_leader}")) || event.contains("requested from this page"), "{event}");
+    assert!(event.contains(&format!("switchover: {leader} → {new_leader} (")), "{event}");
     // The history line of the new timeline, as /history has it.
     let history = wait_for("the leader history in the page", Duration::from_secs(30), || {
-        let who = browser.execute("return [...document.querySelectorAll('#history tbody td.who')].map(t => t.textContent);");
+        let who =
+            browser.execute("return [...document.querySelectorAll('#history tbody td.who')].map(t => t.textContent);");
         who.ok().filter(|w| w.as_array().is_some_and(|a| !a.is_empty()))
     });
     let stored = http::get(port, "/history").unwrap().json();
-    let stored_who: Vec<Value> = stored.as_array().unwrap().iter().rev().map(|l| json!(l[4].as_str().unwrap_or(""))).collect();
+    let stored_who: Vec<Value> =
+        stored.as_array().unwrap().iter().rev().map(|l| json!(l[4].as_str().unwrap_or(""))).collect();
     assert_eq!(history, Value::Array(stored_who), "history newest first, as stored");
-    assert!(text(&browser, "#ev-leader").contains(&format!("new leader {new_leader}")), "{}", text(&browser, "#ev-leader"));
+    assert!(
+        text(&browser, "#ev-leader").contains(&format!("new leader {new_leader}")),
+        "{}",
+        text(&browser, "#ev-leader")
+    );
 
-    // The old leader streams again before the picture is taken.
+    // Pause and resume, as palisadectl does them (PATCH /config), each
+    // after its question; the badge follows the DCS.
+    let scope = &cluster.scope;
+    confirm_action(&browser, "#pause", &format!("Are you sure you want to pause cluster {scope}?"));
+    wait_logged(&browser, "Success: cluster management is paused");
+    assert!(wait_until(Duration::from_secs(30), || text(&browser, "#paused") == "paused (maintenance mode)"));
+    assert_eq!(http::get(port, "/config").unwrap().json()["pause"], json!(true));
+    assert_eq!(text(&browser, "#pause"), "Resume");
+    confirm_action(&browser, "#pause", &format!("Are you sure you want to resume cluster {scope}?"));
+    wait_logged(&browser, "Success: cluster management is resumed");
+    assert!(wait_until(Duration::from_secs(30), || text(&browser, "#paused") == "managed"));
+    assert_eq!(http::get(port, "/config").unwrap().json().get("pause"), None);
+
+    // Restart of the node that serves the page (now a replica).
+    let started = http::get(port, "/patroni").unwrap().json()["postmaster_start_time"].clone();
+    let restart = format!("button.restart[data-member=\"{leader}\"]");
+    confirm_action(&browser, &restart, &format!("Are you sure you want to restart members {leader}?"));
+    wait_logged(&browser, &format!("Success: restart on member {leader}"));
+    assert_ne!(http::get(port, "/patroni").unwrap().json()["postmaster_start_time"], started);
+    assert!(
+        text(&browser, "#ev-restart").contains(&format!("restart of {leader}")),
+        "{}",
+        text(&browser, "#ev-restart")
+    );
+    assert_eq!(browser.execute("return window.__noReload;").unwrap(), json!(42), "the page was reloaded");
+
+    // Every member streams again before the picture is taken.
     cluster.wait_streaming(&new_leader, 2, Duration::from_secs(60));
-    assert!(wait_until(Duration::from_secs(30), || text(&browser, "#members").contains("streaming")));
+    let settled = wait_until(Duration::from_secs(30), || {
+        let states = browser
+            .execute("return [...document.querySelectorAll('#members td.state')].map(t => t.textContent).join(',');");
+        states.ok().and_then(|s| s.as_str().map(|s| s.matches("streaming").count() == 2 && s.contains("running")))
+            == Some(true)
+    });
+    assert!(settled, "the page shows {}", text(&browser, "#members"));
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let path = target_dir().join("status-page.png");

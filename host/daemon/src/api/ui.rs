@@ -50,8 +50,9 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         let mut parts = range.split(';').map(str::trim);
         let kind = parts.next().unwrap_or("");
         let zero = parts.any(|p| {
-            p.split_once('=')
-                .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
         });
         kind.eq_ignore_ascii_case("text/html") && !zero
     })

@@ -73,8 +73,9 @@ fn value(r: Result<http::Response, String>, what: &str) -> Result<Value, String>
 
 impl Browser {
     /// Start chromedriver on a free port and open a headless session with
-    /// a fresh profile under `dir`. The window is `width` x `height`.
-    pub fn start(dir: &Path, width: u32, height: u32) -> Browser {
+    /// a fresh profile under `dir`. The window is `width` x `height`;
+    /// `extra`: more Chromium switches.
+    pub fn start(dir: &Path, width: u32, height: u32, extra: &[&str]) -> Browser {
         assert!(
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
             "{CHROMIUM} or {CHROMEDRIVER} is missing: run scripts/setup.sh"
@@ -90,7 +91,7 @@ impl Browser {
             request(port, "GET", "/status", None).is_ok_and(|r| r.json()["value"]["ready"] == json!(true))
         });
         assert!(ready, "chromedriver did not start on port {port}");
-        let args = [
+        let mut args = vec![
             "--headless".to_string(),
             // Tests run as root: Chromium refuses to start sandboxed.
             "--no-sandbox".into(),
@@ -104,6 +105,7 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.display()),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},

@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-use palisade_test_support::{target_dir, wait_for, wait_until};
+use palisade_test_support::certs::{ca, leaf};
+use palisade_test_support::{target_dir, wait_for, wait_until, Staging};
 use palisade_tests::browser::Browser;
 use palisade_tests::cluster::{Cluster, ClusterSpec};
 use palisade_tests::http;
@@ -99,7 +100,7 @@ fn status_page_in_a_browser() {
     assert_eq!(page.status, 200);
     assert_eq!(http::get(port, "/").unwrap().json()["role"], json!("primary"));
 
-    let browser = Browser::start(cluster.dir(), 1280, 1100);
+    let browser = Browser::start(cluster.dir(), 1280, 1100, &[]);
     browser.navigate(&format!("http://127.0.0.1:{port}/ui"));
 
     // Three members with their roles, this node and its leader named.
@@ -218,4 +219,56 @@ fn status_page_in_a_browser() {
     let path = target_dir().join("status-page.png");
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot: {}", path.display());
+}
+
+/// The page over the API's TLS: served over https, it reads the API over
+/// the same connection's origin and sends an action with its credentials
+/// there; without them the API refuses it.
+#[test]
+fn status_page_over_tls() {
+    let certs = Staging::new("statuspage-certs");
+    ca(certs.path(), "ca");
+    let (crt, key) = leaf(certs.path(), "ca", "server");
+    let restapi = format!(
+        "  certfile: {}\n  keyfile: {}\n  authentication:\n    username: {USER}\n    password: {PASSWORD}\n",
+        crt.display(),
+        key.display()
+    );
+    let cluster = Cluster::start(
+        "statuspage-tls",
+        ClusterSpec {
+            nodes: 1,
+            ttl: 10,
+            loop_wait: 1,
+            retry_timeout: 3,
+            restapi_extra: restapi,
+            ..ClusterSpec::default()
+        },
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(60));
+    let port = cluster.node(&leader).api_port;
+    // The test's CA is in no trust store Chromium reads.
+    let browser = Browser::start(cluster.dir(), 1024, 768, &["--ignore-certificate-errors"]);
+    browser.navigate(&format!("https://127.0.0.1:{port}/ui"));
+    let shown = wait_until(Duration::from_secs(30), || rows(&browser) == vec![(leader.clone(), "leader".to_string())]);
+    assert!(shown, "rows {:?}", rows(&browser));
+    assert_eq!(browser.execute("return location.protocol;").unwrap(), json!("https:"));
+
+    let refused = browser
+        .execute_async(
+            "fetch('/config', {method: 'PATCH', credentials: 'omit', headers: {'Content-Type': 'application/json'}, \
+             body: '{\"pause\": true}'}).then(r => done(r.status), e => done(String(e)));",
+        )
+        .unwrap();
+    assert_eq!(refused, json!(401), "an action without credentials");
+    let unlock = format!(
+        "document.querySelector('#user').value = {}; document.querySelector('#password').value = {}; \
+         document.querySelector('#unlock').click(); return null;",
+        json!(USER),
+        json!(PASSWORD)
+    );
+    browser.execute(&unlock).unwrap();
+    confirm_action(&browser, "#pause", &format!("Are you sure you want to pause cluster {}?", cluster.scope));
+    wait_logged(&browser, "Success: cluster management is paused");
+    assert!(wait_until(Duration::from_secs(30), || text(&browser, "#paused") == "paused (maintenance mode)"));
 }

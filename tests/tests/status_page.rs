@@ -3,7 +3,8 @@
 //! roles and tags, read-only without credentials (the API refuses an
 //! action sent without them), a switchover from the page after
 //! palisadectl's confirmation and the new leader shown without a reload,
-//! pause and resume, and a restart of the node that serves the page. A screenshot
+//! pause and resume, a restart of the node that serves the page, and a
+//! failover (kill -9 of the leader) named as one. A screenshot
 //! is saved as `$CARGO_TARGET_DIR/debug/status-page.png` (docs/status-page.png
 //! is one of these).
 #![allow(clippy::unwrap_used)]
@@ -62,7 +63,7 @@ fn expected(names: &[String], leader: &str) -> Vec<(String, String)> {
 
 #[test]
 fn status_page_in_a_browser() {
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::start(
         "statuspage",
         ClusterSpec {
             nodes: 3,
@@ -70,9 +71,11 @@ fn status_page_in_a_browser() {
             loop_wait: 1,
             retry_timeout: 3,
             restapi_extra: format!("  authentication:\n    username: {USER}\n    password: {PASSWORD}\n"),
+            // node2 never leads: the switchover goes to node3, the failover
+            // back to node1, and node2 keeps its tags in the picture.
             node_extra: |i| {
-                if i == 2 {
-                    "tags:\n  clonefrom: true\n  failover_priority: 2\n".into()
+                if i == 1 {
+                    "tags:\n  clonefrom: true\n  nofailover: true\n".into()
                 } else {
                     String::new()
                 }
@@ -110,8 +113,13 @@ fn status_page_in_a_browser() {
     assert_eq!(text(&browser, "#self"), leader);
     assert_eq!(text(&browser, "#scope"), cluster.scope);
     assert_eq!(text(&browser, "#paused"), "managed");
-    let tags = browser.execute("return document.querySelector('tr[data-member=\"node3\"] td.tags').textContent;");
-    assert_eq!(tags.unwrap(), json!("clonefrom: truefailover_priority: 2"), "node3's tags");
+    let tags = browser.execute("return document.querySelector('tr[data-member=\"node2\"] td.tags').textContent;");
+    assert_eq!(tags.unwrap(), json!("clonefrom: truenofailover: true"), "node2's tags");
+    // Candidates for a switchover: neither the leader nor a nofailover member.
+    let options = browser.execute("return [...document.querySelectorAll('#candidate option')].map(o => o.value);");
+    let mut candidates = vec![String::new()];
+    candidates.extend(names.iter().filter(|n| **n != leader && *n != "node2").cloned());
+    assert_eq!(options.unwrap(), json!(candidates));
     assert!(text(&browser, "#ev-leader").contains("none recorded"), "{}", text(&browser, "#ev-leader"));
 
     // Read-only without credentials: every action is disabled, clicking
@@ -205,12 +213,39 @@ fn status_page_in_a_browser() {
     );
     assert_eq!(browser.execute("return window.__noReload;").unwrap(), json!(42), "the page was reloaded");
 
-    // Every member streams again before the picture is taken.
+    // A failover: the leader is killed (daemon and PostgreSQL); the page,
+    // served by a replica, names it a failover once its member key is gone.
     cluster.wait_streaming(&new_leader, 2, Duration::from_secs(60));
+    cluster.allow_errors(&["Error communicating with DCS", "failed to update leader lock", "Request failed to"]);
+    cluster.kill9(&new_leader, true);
+    let third = cluster.wait_for_new_leader(&new_leader, Duration::from_secs(90));
+    let survivors: Vec<String> = names.iter().filter(|n| **n != new_leader).cloned().collect();
+    let shown = wait_until(Duration::from_secs(60), || rows(&browser) == expected(&survivors, &third));
+    assert!(shown, "rows {:?}, expected {:?}", rows(&browser), expected(&survivors, &third));
+    let event = text(&browser, "#ev-failover");
+    assert!(event.contains(&format!("failover: {new_leader} → {third} (seen by this page)")), "{event}");
+    assert!(
+        text(&browser, "#ev-switchover").contains(&format!("switchover: {leader} → {new_leader}")),
+        "the last switchover is still shown"
+    );
+    assert_eq!(browser.execute("return window.__noReload;").unwrap(), json!(42), "the page was reloaded");
+    // The history gains the failover's line (newest first).
+    let two = wait_until(Duration::from_secs(60), || {
+        let who =
+            browser.execute("return [...document.querySelectorAll('#history tbody td.who')].map(t => t.textContent);");
+        who.ok() == Some(json!([third, new_leader]))
+    });
+    assert!(two, "history in the page: {}", text(&browser, "#history"));
+
+    // Every member streams again before the picture is taken.
+    let replicas = survivors.len() - 1;
+    cluster.wait_streaming(&third, replicas, Duration::from_secs(60));
     let settled = wait_until(Duration::from_secs(30), || {
         let states = browser
             .execute("return [...document.querySelectorAll('#members td.state')].map(t => t.textContent).join(',');");
-        states.ok().and_then(|s| s.as_str().map(|s| s.matches("streaming").count() == 2 && s.contains("running")))
+        states
+            .ok()
+            .and_then(|s| s.as_str().map(|s| s.matches("streaming").count() == replicas && s.contains("running")))
             == Some(true)
     });
     assert!(settled, "the page shows {}", text(&browser, "#members"));

@@ -5,7 +5,9 @@
 //! `/history`, `/config` and `/patroni` from the same origin, so the API's
 //! TLS applies; it sends credentials (basic auth) only with the actions
 //! (switchover, restart of this node, pause/resume), which the API checks
-//! as it checks any unsafe request.
+//! as it checks any unsafe request. Member names, tags and every other
+//! value read from the DCS (written by others) reach the page as text
+//! nodes, never as HTML.
 //!
 //! `GET /` is Patroni's primary health check (HAProxy's default probe).
 //! The page is served there only to clients that list `text/html` in
@@ -138,6 +140,10 @@ mod tests {
         // No script, style or font from anywhere else.
         for needle in ["src=\"http", "href=\"http", "@import", "url(", "<link"] {
             assert!(!PAGE.contains(needle), "the page loads {needle}");
+        }
+        // Values from the DCS are never parsed as HTML.
+        for needle in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"] {
+            assert!(!PAGE.contains(needle), "the page uses {needle}");
         }
         // Every path it fetches is one the API serves.
         for path in ["\"/cluster\"", "\"/history\"", "\"/config\"", "\"/patroni\"", "\"/switchover\"", "\"/restart\""] {

@@ -193,19 +193,27 @@ fn status_page_in_a_browser() {
     confirm_action(&browser, "#pause", &format!("Are you sure you want to pause cluster {scope}?"));
     wait_logged(&browser, "Success: cluster management is paused");
     assert!(wait_until(Duration::from_secs(30), || text(&browser, "#paused") == "paused (maintenance mode)"));
-    assert_eq!(http::get(port, "/config").unwrap().json()["pause"], json!(true));
+    // GET /config answers from the loop's last read of the DCS.
+    let pause = |port| http::get(port, "/config").ok().map(|r| r.json().get("pause").cloned());
+    assert!(wait_until(Duration::from_secs(30), || pause(port) == Some(Some(json!(true)))), "{:?}", pause(port));
     assert_eq!(text(&browser, "#pause"), "Resume");
     confirm_action(&browser, "#pause", &format!("Are you sure you want to resume cluster {scope}?"));
     wait_logged(&browser, "Success: cluster management is resumed");
     assert!(wait_until(Duration::from_secs(30), || text(&browser, "#paused") == "managed"));
-    assert_eq!(http::get(port, "/config").unwrap().json().get("pause"), None);
+    assert!(wait_until(Duration::from_secs(30), || pause(port) == Some(None)), "{:?}", pause(port));
 
     // Restart of the node that serves the page (now a replica).
     let started = http::get(port, "/patroni").unwrap().json()["postmaster_start_time"].clone();
     let restart = format!("button.restart[data-member=\"{leader}\"]");
     confirm_action(&browser, &restart, &format!("Are you sure you want to restart members {leader}?"));
     wait_logged(&browser, &format!("Success: restart on member {leader}"));
-    assert_ne!(http::get(port, "/patroni").unwrap().json()["postmaster_start_time"], started);
+    let restarted = wait_until(Duration::from_secs(30), || {
+        http::get(port, "/patroni").is_ok_and(|r| {
+            let now = &r.json()["postmaster_start_time"];
+            now.is_string() && *now != started
+        })
+    });
+    assert!(restarted, "PostgreSQL on {leader} did not restart");
     assert!(
         text(&browser, "#ev-restart").contains(&format!("restart of {leader}")),
         "{}",

@@ -267,7 +267,8 @@ pub fn healthy(round: &Round) -> Result<String, String> {
         many => why.push(format!("{} primaries: {}", many.len(), many.join(", "))),
     }
     for n in &round.nodes {
-        let primary = primaries.len() == 1 && primaries[0] == n.node;
+        // A second primary is already named above.
+        let primary = primaries.contains(&n.node.as_str());
         if !primary {
             match n.in_recovery {
                 Some(true) => {

@@ -3,7 +3,10 @@
 //! A plugin lives in one file named `libpalisade_<kind>_<name>.so` in the
 //! plugin directory: `plugin_dir` from the configuration, else the
 //! `PALISADE_PLUGIN_DIR` environment variable, else
-//! `../lib/palisade/plugins` next to the binary. Every file is opened on
+//! `../lib/palisade/plugins` next to the binary when that directory exists,
+//! else `/usr/lib/palisade/plugins` (where the packages put them) when that
+//! one exists, else `../lib/palisade/plugins` next to the binary (named in
+//! the errors). Every file is opened on
 //! its own and checked (see `palisade_plugin_api::host`); every problem is
 //! collected, so one run of the daemon reports all of them.
 
@@ -29,8 +32,18 @@ pub fn plugin_dir(configured: Option<&Path>, env: Option<&str>) -> PathBuf {
     }
     let exe = std::env::current_exe().ok();
     let bin_dir = exe.as_deref().and_then(Path::parent).unwrap_or_else(|| Path::new("."));
-    bin_dir.join("../lib/palisade/plugins")
+    let next_to_binary = bin_dir.join("../lib/palisade/plugins");
+    let system = Path::new(SYSTEM_PLUGIN_DIR);
+    if !next_to_binary.is_dir() && system.is_dir() {
+        return system.to_path_buf();
+    }
+    next_to_binary
 }
+
+/// Where the Debian packages install plugins. `/usr/bin/palisade` finds
+/// it as `../lib/palisade/plugins`; a binary elsewhere (say
+/// `/usr/local/bin`) without a plugin directory of its own falls back to it.
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/palisade/plugins";
 
 /// `libpalisade_<kind>_<name>.so`.
 pub fn file_name(kind: PluginKind, name: &str) -> String {
@@ -310,6 +323,116 @@ pub fn load_mpp(config: &LocalConfig, dir: &Path) -> Result<Option<Box<dyn Mpp>>
         Ok(m) => Ok(Some(m)),
         Err(e) => Err(vec![LoadProblem(format!("{}: {e}", p.path().display()))]),
     }
+}
+
+/// The Debian package that ships plugin `name` of `kind`
+/// (`palisade-dcs-etcd3`, `palisade-callback-script`...).
+pub fn package_name(kind: PluginKind, name: &str) -> String {
+    format!("palisade-{}-{}", kind.as_str(), name.replace('_', "-"))
+}
+
+/// One file of the plugin directory, as `palisade --list-plugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub file: PathBuf,
+    /// The kind and name the file name says (`libpalisade_<kind>_<name>.so`).
+    pub kind: PluginKind,
+    pub name: String,
+    /// What the plugin says about itself, or why it cannot be loaded.
+    pub loaded: Result<palisade_plugin_api::PluginInfo, String>,
+}
+
+/// Every `libpalisade_<kind>_<name>.so` in `dir`, sorted by file name, each
+/// opened and checked as the daemon would open it. Files that do not look
+/// like plugins are skipped; a missing directory is an empty list.
+pub fn installed(dir: &Path) -> std::io::Result<Vec<Installed>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let Some((kind, name)) = file.file_name().and_then(|f| f.to_str()).and_then(parse_file_name) else {
+            continue;
+        };
+        // The name in the file has `_` for `-`: check the kind here and
+        // compare the name loosely, so that `wal-g` in `..._wal_g.so` fits.
+        let loaded = host::open(&file, kind, None).map_err(|e| e.to_string()).and_then(|p| {
+            let info = p.info().clone();
+            if info.name.replace('-', "_") == name {
+                Ok(info)
+            } else {
+                Err(format!(
+                    "{}: the file should hold plugin '{name}' but holds plugin '{}'",
+                    file.display(),
+                    info.name
+                ))
+            }
+        });
+        out.push(Installed { file, kind, name, loaded });
+    }
+    Ok(out)
+}
+
+/// `libpalisade_<kind>_<name>.so` -> (kind, name as written in the file).
+fn parse_file_name(file: &str) -> Option<(PluginKind, String)> {
+    let stem = file.strip_prefix("libpalisade_")?.strip_suffix(".so")?;
+    PluginKind::ALL.into_iter().find_map(|kind| {
+        let name = stem.strip_prefix(kind.as_str())?.strip_prefix('_')?;
+        (!name.is_empty()).then(|| (kind, name.to_string()))
+    })
+}
+
+/// A plugin a configuration needs, and the setting that needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needed {
+    pub kind: PluginKind,
+    pub name: String,
+    /// The configuration key that asks for it (`etcd3`,
+    /// `postgresql.create_replica_methods`...).
+    pub because: String,
+}
+
+/// Every plugin `config` makes the daemon load, in load order, with the
+/// same choices as [`load_with`] and [`load_mpp`] (`also`: a standby
+/// cluster's `create_replica_methods`). Without a DCS section nothing
+/// names the DCS plugin: [`load`] reports that on its own.
+pub fn needed(config: &LocalConfig, dir: &Path, also: &[String]) -> Vec<Needed> {
+    let mut out = Vec::new();
+    if let Some(section) = &config.dcs {
+        out.push(Needed { kind: PluginKind::Dcs, name: section.kind.clone(), because: section.kind.clone() });
+    }
+    let own = &config.postgresql.create_replica_methods;
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, key) in own
+        .iter()
+        .map(|m| (m, "postgresql.create_replica_methods"))
+        .chain(also.iter().map(|m| (m, "standby_cluster.create_replica_methods")))
+    {
+        if !seen.insert(method.as_str()) {
+            continue;
+        }
+        let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
+        let name = replica_plugin_for(dir, method, &mut section);
+        let because = if name == *method { key.to_string() } else { format!("{key}: {method}") };
+        if !out.iter().any(|n: &Needed| n.kind == PluginKind::Replica && n.name == name) {
+            out.push(Needed { kind: PluginKind::Replica, name, because });
+        }
+    }
+    if !config.postgresql.callbacks.is_empty() {
+        out.push(Needed {
+            kind: PluginKind::Callback,
+            name: "script".into(),
+            because: "postgresql.callbacks".into(),
+        });
+    }
+    if config.citus.is_some() {
+        out.push(Needed { kind: PluginKind::Mpp, name: "citus".into(), because: "citus".into() });
+    }
+    out
 }
 
 /// The DCS timing from durations in seconds.

@@ -179,9 +179,11 @@ fn packages_install_run_a_cluster_and_purge_cleanly() {
     }
 
     // The man pages render (`man -l`), and document the options.
-    for (page, needle) in
-        [("palisade.1.gz", "--list-plugins"), ("palisadectl.1.gz", "switchover"), ("palisadectl-list.1.gz", "--extended")]
-    {
+    for (page, needle) in [
+        ("palisade.1.gz", "--list-plugins"),
+        ("palisadectl.1.gz", "switchover"),
+        ("palisadectl-list.1.gz", "--extended"),
+    ] {
         let text = run(Command::new("man")
             .arg("-l")
             .arg(Path::new("/usr/share/man/man1").join(page))
@@ -247,7 +249,11 @@ fn packages_install_run_a_cluster_and_purge_cleanly() {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         assert_eq!(exe, Path::new("/usr/bin/palisade"), "{}", n.name);
         let log = n.log();
-        assert!(log.contains("from /usr/bin/../lib/palisade/plugins"), "{}: plugins not from the packages:\n{log}", n.name);
+        assert!(
+            log.contains("from /usr/bin/../lib/palisade/plugins"),
+            "{}: plugins not from the packages:\n{log}",
+            n.name
+        );
         assert!(!log.contains(&build.display().to_string()), "{}: the build directory is used:\n{log}", n.name);
         // The configuration needs nothing that is not installed.
         let needs = run(Command::new("/usr/bin/palisade").arg("--list-plugins").arg(&n.config));
@@ -283,7 +289,8 @@ fn unit_parses(text: &str) -> bool {
             section = true;
             true
         } else {
-            section && l.split_once('=').is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()))
+            section
+                && l.split_once('=').is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()))
         }
     })
 }

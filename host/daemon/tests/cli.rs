@@ -223,7 +223,8 @@ fn list_plugins_shows_what_is_installed_and_what_is_missing() {
 
     // `plugin_dir` in the configuration wins over the environment.
     let elsewhere = staging.write("elsewhere.yml", &format!("{base}plugin_dir: {}\n", dir.display()), 0o644);
-    let out = palisade().arg("--list-plugins").arg(&elsewhere).env("PALISADE_PLUGIN_DIR", "/nonexistent").output().unwrap();
+    let out =
+        palisade().arg("--list-plugins").arg(&elsewhere).env("PALISADE_PLUGIN_DIR", "/nonexistent").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains(&format!("plugin directory: {}", dir.display())), "{text}");
 }

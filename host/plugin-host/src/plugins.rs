@@ -423,11 +423,7 @@ pub fn needed(config: &LocalConfig, dir: &Path, also: &[String]) -> Vec<Needed> 
         }
     }
     if !config.postgresql.callbacks.is_empty() {
-        out.push(Needed {
-            kind: PluginKind::Callback,
-            name: "script".into(),
-            because: "postgresql.callbacks".into(),
-        });
+        out.push(Needed { kind: PluginKind::Callback, name: "script".into(), because: "postgresql.callbacks".into() });
     }
     if config.citus.is_some() {
         out.push(Needed { kind: PluginKind::Mpp, name: "citus".into(), because: "citus".into() });

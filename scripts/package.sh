@@ -69,7 +69,9 @@ if [ "$BUILD" = 1 ]; then
 fi
 
 need() {
-    [ -f "$1" ] || { echo "scripts/package.sh: $1 is missing: build it (cargo build ${PROFILE/debug/} -p $2), or drop --no-build" >&2; exit 1; }
+    local flag=""
+    [ "$PROFILE" = release ] && flag=" --release"
+    [ -f "$1" ] || { echo "scripts/package.sh: $1 is missing: build it (cargo build$flag -p $2), or drop --no-build" >&2; exit 1; }
 }
 need "$BIN/palisade" palisade-daemon
 need "$BIN/palisadectl" palisade-ctl
@@ -185,7 +187,8 @@ for p in "${PLUGINS[@]}"; do
     install_file "$lib" "$D/usr/lib/palisade/plugins/$file" 0644
     install -D -m 0644 "$ROOT/docs/plugins/$doc.md" "$D/usr/share/doc/$crate/README.md"
     copyright "$D" "$crate"
-    summary="$(sed -n 's/^description = "\(.*\)"/\1/p' "$ROOT/$(dirname "$(grep -l "^name = \"$crate\"" "$ROOT"/plugins/*/Cargo.toml "$ROOT"/callbacks/*/Cargo.toml)")/Cargo.toml" | head -n1)"
+    manifest="$(grep -l "^name = \"$crate\"" "$ROOT"/plugins/*/Cargo.toml "$ROOT"/callbacks/*/Cargo.toml | head -n1)"
+    summary="$(sed -n 's/^description = "\(.*\)"/\1/p' "$manifest" | head -n1)"
     mkdir -p "$D/DEBIAN"
     cat >"$D/DEBIAN/control" <<EOF
 Package: $crate
@@ -198,10 +201,11 @@ Enhances: palisade
 Section: database
 Priority: optional
 Description: palisade $kind plugin '$name'
- ${summary:-The $name $kind plugin of palisade.}
+$(echo "${summary:-The $name $kind plugin of palisade.}" | fold -s -w 72 | sed 's/ *$//; s/^/ /')
  .
- Installs $file in /usr/lib/palisade/plugins, where palisade looks for
- plugins by default. It speaks palisade's plugin API version $API.
+ Installs $file
+ in /usr/lib/palisade/plugins, where palisade looks for plugins by
+ default. It speaks palisade's plugin API version $API.
 EOF
     finish "$D" "$crate"
 done

@@ -42,7 +42,9 @@ const PACKAGES: &[&str] = &[
 const MARKER: &str = "/var/lib/palisade-packages-test.installed";
 
 /// Holds the lock file (flock) for the whole test.
-struct Lock(std::fs::File);
+struct Lock {
+    _file: std::fs::File,
+}
 
 impl Lock {
     fn take() -> Self {
@@ -62,7 +64,7 @@ impl Lock {
         // SAFETY: flock on a descriptor this function owns.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-        Lock(file)
+        Lock { _file: file }
     }
 }
 

@@ -32,8 +32,12 @@ pub fn plugin_dir(configured: Option<&Path>, env: Option<&str>) -> PathBuf {
     }
     let exe = std::env::current_exe().ok();
     let bin_dir = exe.as_deref().and_then(Path::parent).unwrap_or_else(|| Path::new("."));
-    let next_to_binary = bin_dir.join("../lib/palisade/plugins");
-    let system = Path::new(SYSTEM_PLUGIN_DIR);
+    default_dir(bin_dir.join("../lib/palisade/plugins"), Path::new(SYSTEM_PLUGIN_DIR))
+}
+
+/// `next_to_binary` when it is a directory, else `system` when that is one,
+/// else `next_to_binary` (for the error messages).
+fn default_dir(next_to_binary: PathBuf, system: &Path) -> PathBuf {
     if !next_to_binary.is_dir() && system.is_dir() {
         return system.to_path_buf();
     }
@@ -557,7 +561,39 @@ mod tests {
     fn plugin_dir_precedence() {
         assert_eq!(plugin_dir(Some(Path::new("/a")), Some("/b")), PathBuf::from("/a"));
         assert_eq!(plugin_dir(None, Some("/b")), PathBuf::from("/b"));
-        assert!(plugin_dir(None, None).ends_with("../lib/palisade/plugins"));
-        assert!(plugin_dir(None, Some("")).ends_with("../lib/palisade/plugins"));
+        // Without either: next to the binary, or the packages' directory
+        // (when installed on this machine and there is none next to it).
+        for default in [plugin_dir(None, None), plugin_dir(None, Some(""))] {
+            assert!(
+                default.ends_with("../lib/palisade/plugins") || default == Path::new(SYSTEM_PLUGIN_DIR),
+                "{}",
+                default.display()
+            );
+        }
+    }
+
+    #[test]
+    fn plugin_file_names_and_packages() {
+        assert_eq!(parse_file_name("libpalisade_dcs_etcd3.so"), Some((PluginKind::Dcs, "etcd3".into())));
+        assert_eq!(parse_file_name("libpalisade_replica_wal_g.so"), Some((PluginKind::Replica, "wal_g".into())));
+        assert_eq!(parse_file_name("libpalisade_mpp_citus.so"), Some((PluginKind::Mpp, "citus".into())));
+        for bad in ["libpalisade_dcs_.so", "libpalisade_other_x.so", "libpalisade_dcs_etcd3.so.1", "README"] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(package_name(PluginKind::Dcs, "etcd3"), "palisade-dcs-etcd3");
+        assert_eq!(package_name(PluginKind::Callback, "script"), "palisade-callback-script");
+    }
+
+    #[test]
+    fn the_directory_next_to_the_binary_wins_over_the_packages_one() {
+        let base = std::env::temp_dir().join(format!("palisade-default-dir-{}", std::process::id()));
+        let (next, system) = (base.join("next"), base.join("system"));
+        let missing = base.join("missing");
+        std::fs::create_dir_all(&next).expect("temp dir");
+        std::fs::create_dir_all(&system).expect("temp dir");
+        assert_eq!(default_dir(next.clone(), &system), next);
+        assert_eq!(default_dir(missing.clone(), &system), system);
+        assert_eq!(default_dir(missing.clone(), &base.join("also-missing")), missing);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -88,6 +88,21 @@ pub fn list_plugins(config: Option<&Path>, env: &BTreeMap<String, String>) -> Re
         let Needed { kind, name, because } = need;
         let _ = writeln!(text, "  {kind} {name} (for {because}): {state}");
     }
+    // A method of a plugin Palisade ships, without a `command` and without
+    // its plugin, runs its name as the command (as Patroni does): legal,
+    // but likely not what was meant.
+    let methods = local.postgresql.create_replica_methods.iter().chain(&also);
+    for method in methods.filter(|m| plugins::OWN_REPLICA_PLUGINS.contains(&m.as_str())) {
+        let has_command = local.postgresql.replica_method_sections.get(method).and_then(|s| s.get("command"));
+        if has_command.is_none() && needed.iter().any(|n| n.because.ends_with(&format!(": {method}"))) {
+            let _ = writeln!(
+                text,
+                "  note: replica method '{method}' has no command and its plugin is not installed: '{method}' \
+                 itself is run as the command, as Patroni does (install the {} package for the plugin)",
+                plugins::package_name(palisade_plugin_api::PluginKind::Replica, method)
+            );
+        }
+    }
     if problems == 0 {
         let _ = writeln!(text, "{path}: every plugin it needs is installed");
     } else {

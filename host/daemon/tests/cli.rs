@@ -204,7 +204,8 @@ fn list_plugins_shows_what_is_installed_and_what_is_missing() {
     // A ZooKeeper section, callbacks and a Citus section need plugins that
     // are missing (or unusable): each is named with its package.
     let zk = base.replace("etcd3:", "zookeeper:")
-        + "  callbacks:\n    on_start: /bin/true\ncitus:\n  group: 0\n  database: citus\n";
+        + "  callbacks:\n    on_start: /bin/true\n  create_replica_methods:\n    - basebackup\n    - walg\n\
+           citus:\n  group: 0\n  database: citus\n";
     let bad = staging.write("bad.yml", &zk, 0o644);
     let out = palisade().arg("--list-plugins").arg(&bad).env("PALISADE_PLUGIN_DIR", &dir).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -216,7 +217,10 @@ fn list_plugins_shows_what_is_installed_and_what_is_missing() {
         "palisade-mpp-citus package",
         "callback script (for postgresql.callbacks): UNUSABLE",
         "replica basebackup (for postgresql.create_replica_methods): installed",
-        "3 needed plugin(s) missing or unusable",
+        "replica command (for postgresql.create_replica_methods: walg): MISSING",
+        "note: replica method 'walg' has no command and its plugin is not installed",
+        "install the palisade-replica-walg package",
+        "4 needed plugin(s) missing or unusable",
     ] {
         assert!(text.contains(needle), "no '{needle}' in:\n{text}");
     }

@@ -219,7 +219,7 @@ fn replica_plugin_for(dir: &Path, method: &str, section: &mut Value) -> String {
 /// Replica plugins Palisade ships besides basebackup and command: a
 /// `create_replica_methods` entry of that name without a `command` reads
 /// its section as the plugin's settings.
-const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
+pub const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
 
 /// Load every plugin the configuration needs, or report every problem.
 pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {

@@ -11,8 +11,9 @@ USER_NAME="${PALISADE_TEST_USER:-palisade}"
 # chromium and its WebDriver run the status page's browser test
 # (tests/tests/status_page.rs).
 ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev chromium chromium-driver)
-# On the base image already; installed here only if missing.
-BASE=(postgresql-15 python3-venv curl openssl)
+# On the base image already; installed here only if missing (man-db: the
+# packages test renders the generated man pages with `man -l`).
+BASE=(postgresql-15 python3-venv curl openssl man-db)
 PACKAGES=("${ADDED[@]}" "${BASE[@]}")
 
 # scripts/fresh-machine-check.sh purges what this script adds.

@@ -3,4 +3,5 @@
 //! proves, from those records alone, that no two primaries accepted writes
 //! and that no acknowledged write was lost.
 
+pub mod check;
 pub mod record;

@@ -29,6 +29,8 @@ mod check;
 mod dcs;
 pub mod dynamic;
 pub mod effective;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod env;
 mod hooks;
 pub mod legacy;

@@ -16,6 +16,8 @@
 //! (palisadectl included): it is the only one with an HTTP server.
 
 pub mod api;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hooks;
 pub mod logging;
 pub mod mpp;

@@ -27,9 +27,11 @@ pub fn check_shlex(line: &str) {
 /// PyYAML's resolver and constructors on a plain scalar: no panic, and a
 /// scalar as a YAML reader hands it over (no line break, no blank at
 /// either end) resolved as a boolean, float or (not too long) integer is
-/// read by its constructor. (PyYAML's `$` also matches before a final
-/// line break, so `"no\n"` resolves as a boolean it cannot construct; a
-/// reader never hands such a plain scalar over.)
+/// read by its constructor, unless Python's constructor raises too: an
+/// integer with no digit after its `0x` or `0b` (`0x_`: `int('', 16)`).
+/// (PyYAML's `$` also matches
+/// before a final line break, so `"no\n"` resolves as a boolean it cannot
+/// construct; a reader never hands such a plain scalar over.)
 pub fn check_yaml_scalar(text: &str) {
     let tag = yaml::resolve(text);
     let _ = tag.name();
@@ -37,11 +39,12 @@ pub fn check_yaml_scalar(text: &str) {
     if text.contains(['\n', '\r']) || text.trim() != text {
         return;
     }
+    let cleaned = text.trim_start_matches(['-', '+']).replace('_', "");
     match tag {
         yaml::Tag::Bool => assert!(b.is_some(), "{text:?} resolves to bool but construct_bool refuses it"),
         yaml::Tag::Float => assert!(f.is_some(), "{text:?} resolves to float but construct_float refuses it"),
         // An integer past i128 is refused by design.
-        yaml::Tag::Int if text.len() <= 30 => {
+        yaml::Tag::Int if text.len() <= 30 && !matches!(cleaned.as_str(), "0x" | "0b") => {
             assert!(i.is_some(), "{text:?} resolves to int but construct_int refuses it")
         }
         _ => {}
@@ -109,13 +112,96 @@ mod tests {
 
     /// Pieces the parsers treat specially.
     const PIECES: &[&str] = &[
-        "'", "\"", "\\", " ", "\t", "\n", "\r", "''", "\"\"", "#", "$", "`", "0x", "0X", "0b", "0o", "0", "00", "017",
-        "1", "9", "12", "_", "-", "+", ".", "e", "E", "e+", "e-", "inf", ".inf", ".NaN", "nan", ":", "60", "59:",
-        "1_000", "yes", "No", "ON", "off", "y", "~", "null", "true", "False", "kB", "MB", "GB", "TB", "ms", "s",
-        "min", "h", "d", "8kB", "B", "[", "]", "[::1]", "@", "/", "//", "postgres://", "http://", "%", "%25", "é",
-        "\u{0}", "\u{85}", "\u{a0}", "\u{2028}", "\u{3000}", "\u{1f600}", "\u{ffff}", "\u{10ffff}",
-        "99999999999999999999999999999999999999999", "1e309", "2026-01-01", "2026-01-01T00:00:00Z", "=", ",", "!",
-        "&", "*", "?", "|", ">", "<<",
+        "'",
+        "\"",
+        "\\",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "''",
+        "\"\"",
+        "#",
+        "$",
+        "`",
+        "0x",
+        "0X",
+        "0b",
+        "0o",
+        "0",
+        "00",
+        "017",
+        "1",
+        "9",
+        "12",
+        "_",
+        "-",
+        "+",
+        ".",
+        "e",
+        "E",
+        "e+",
+        "e-",
+        "inf",
+        ".inf",
+        ".NaN",
+        "nan",
+        ":",
+        "60",
+        "59:",
+        "1_000",
+        "yes",
+        "No",
+        "ON",
+        "off",
+        "y",
+        "~",
+        "null",
+        "true",
+        "False",
+        "kB",
+        "MB",
+        "GB",
+        "TB",
+        "ms",
+        "s",
+        "min",
+        "h",
+        "d",
+        "8kB",
+        "B",
+        "[",
+        "]",
+        "[::1]",
+        "@",
+        "/",
+        "//",
+        "postgres://",
+        "http://",
+        "%",
+        "%25",
+        "é",
+        "\u{0}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{3000}",
+        "\u{1f600}",
+        "\u{ffff}",
+        "\u{10ffff}",
+        "99999999999999999999999999999999999999999",
+        "1e309",
+        "2026-01-01",
+        "2026-01-01T00:00:00Z",
+        "=",
+        ",",
+        "!",
+        "&",
+        "*",
+        "?",
+        "|",
+        ">",
+        "<<",
     ];
 
     fn text(rng: &mut Rng) -> String {
@@ -153,6 +239,20 @@ mod tests {
             );
         }
         eprintln!("{what}: {cases} cases from seed {seed:#x}");
+    }
+
+    /// Found by the cargo fuzz target `pycompat_yaml`: PyYAML resolves
+    /// `0x_` as an integer, then cannot construct it (`int('', 16)`
+    /// raises); neither do we, and the check knows it.
+    #[test]
+    fn scalars_pyyaml_resolves_but_cannot_construct() {
+        assert_eq!(crate::yaml::resolve("0x_"), crate::yaml::Tag::Int);
+        assert_eq!(crate::yaml::construct_int("0x_"), None);
+        assert_eq!(crate::yaml::resolve("-0b__"), crate::yaml::Tag::Int);
+        assert_eq!(crate::yaml::construct_int("-0b__"), None);
+        for text in ["0x_", "-0b__", "._", "0_", "1_._"] {
+            super::check_yaml_scalar(text);
+        }
     }
 
     #[test]

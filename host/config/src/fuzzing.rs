@@ -215,7 +215,8 @@ pub fn check_located(e: &ConfigError, file: Option<&Path>, env: &BTreeMap<String
     if e.message.trim().is_empty() {
         return Err(format!("empty message at '{}'", e.path));
     }
-    if e.message.contains("please report this") {
+    // The loader's own words only: a value quoted in a message may say anything.
+    if e.message == crate::UNSPECIFIC {
         return Err(format!("unspecific error: {e}"));
     }
     if e.path.is_empty() {

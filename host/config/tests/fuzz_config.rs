@@ -117,3 +117,19 @@ fn the_generator_is_deterministic() {
     assert_eq!(digest(1), digest(1));
     assert_ne!(digest(1), digest(2));
 }
+
+/// Found by the cargo fuzz targets `config_file` and `config_env`: a value
+/// holding the words of the loader's "no specific problem" error, quoted
+/// in the message about it, was taken for that error by the check. Only
+/// the loader's own message is unspecific.
+#[test]
+fn a_value_quoting_the_unspecific_error_is_not_taken_for_it() {
+    let mut env: std::collections::BTreeMap<String, String> =
+        fuzz_gen::MINIMAL_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.insert("PATRONI_ETCD_PORT".into(), "*please report this".into());
+    let outcome = palisade_config::fuzzing::check_case(None, &env);
+    assert!(outcome.messages.iter().any(|m| m.contains("please report this")), "{:?}", outcome.messages);
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    let unspecific = palisade_config::ConfigError { path: String::new(), message: palisade_config::UNSPECIFIC.into() };
+    assert!(palisade_config::fuzzing::check_located(&unspecific, None, &env).is_err());
+}

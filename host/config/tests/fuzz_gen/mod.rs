@@ -202,7 +202,6 @@ const ENV_VALUES: [&str; 40] = [
     "%(nosuch)s",
 ];
 
-
 /// One generated input.
 pub struct Case {
     /// What was done, for the failure message.

@@ -489,8 +489,7 @@ pub fn stored_from_bytes(data: &[u8]) -> (Vec<Stored>, u64) {
         } else if which % 2 == 0 {
             format!("{prefix}members/{}", String::from_utf8_lossy(&part[1..part.len().min(4)]))
         } else {
-            ["/service/other/leader", "/service/demo/members/a/b", "/service/demo/nonsense", "/service/demo"]
-                [which % 4]
+            ["/service/other/leader", "/service/demo/members/a/b", "/service/demo/nonsense", "/service/demo"][which % 4]
                 .to_string()
         };
         found.push(Stored {
@@ -595,4 +594,3 @@ pub fn check_read(found: &[Stored], rng: &mut Rng, base: &palisade_config::Local
     }
     problems
 }
-

@@ -175,10 +175,39 @@ pub fn check(case: &Case, now: DateTime<Utc>) {
 /// Pieces of query strings: the parameters the health checks read, with
 /// right and wrong values, and broken percent-encoding.
 const QUERY_PIECES: &[&str] = &[
-    "lag=", "lag=1", "lag=10MB", "lag=1 kB", "lag=-1", "lag=1e3", "lag=99999999999999999999TB", "lag=1.5GB",
-    "tag_nofailover=true", "tag_x=", "tag_=1", "tag_clonefrom=%FF", "replication_state=streaming",
-    "replication_state=", "mode=apply", "mode=write", "mode=", "mode=%00", "=", "&", "&&", "a", "%", "%2", "%zz",
-    "%ff%fe", "+", "%20", "lag", "lag=1&lag=2", "replication_state=in%20archive%20recovery", "é=é", "\u{1f600}",
+    "lag=",
+    "lag=1",
+    "lag=10MB",
+    "lag=1 kB",
+    "lag=-1",
+    "lag=1e3",
+    "lag=99999999999999999999TB",
+    "lag=1.5GB",
+    "tag_nofailover=true",
+    "tag_x=",
+    "tag_=1",
+    "tag_clonefrom=%FF",
+    "replication_state=streaming",
+    "replication_state=",
+    "mode=apply",
+    "mode=write",
+    "mode=",
+    "mode=%00",
+    "=",
+    "&",
+    "&&",
+    "a",
+    "%",
+    "%2",
+    "%zz",
+    "%ff%fe",
+    "+",
+    "%20",
+    "lag",
+    "lag=1&lag=2",
+    "replication_state=in%20archive%20recovery",
+    "é=é",
+    "\u{1f600}",
 ];
 
 /// A generated case: a query string of pieces, and a body for an endpoint
@@ -203,10 +232,23 @@ pub fn generate(rng: &mut Rng) -> Case {
                         0 => dcs::json(rng, 3),
                         1 => dcs::scalar(rng),
                         _ => serde_json::Value::String(
-                            rng.pick(&["n1", "n2", "n3", "n4", "primary", "replica", "2099-01-01T00:00:00+00:00",
-                                "2020-01-01T00:00:00Z", "2099-01-01 00:00", "true", "off", "http://h:1/patroni",
-                                "postgres://h:5432/p", ""])
-                                .to_string(),
+                            rng.pick(&[
+                                "n1",
+                                "n2",
+                                "n3",
+                                "n4",
+                                "primary",
+                                "replica",
+                                "2099-01-01T00:00:00+00:00",
+                                "2020-01-01T00:00:00Z",
+                                "2099-01-01 00:00",
+                                "true",
+                                "off",
+                                "http://h:1/patroni",
+                                "postgres://h:5432/p",
+                                "",
+                            ])
+                            .to_string(),
                         )
                         .to_string(),
                     };

@@ -23,7 +23,6 @@ use palisade_plugin_api::DcsSnapshot;
 use super::*;
 use crate::fuzzing::dcs::{bytes, cases, first_seed, local_config, one_case, valid, value, Rng};
 
-
 /// Run `case` for `n` seeds from the first; a panic names its seed.
 pub(super) fn run_seeds(what: &str, n: usize, mut case: impl FnMut(u64) -> usize) -> usize {
     let first = first_seed();

@@ -30,6 +30,8 @@ mod dcs;
 pub mod dynamic;
 pub mod effective;
 pub mod env;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod hooks;
 pub mod legacy;
 pub mod limits;
@@ -101,13 +103,14 @@ fn load_for(
     warnings.append(&mut ck.warnings);
     match built {
         Some(config) if ck.errors.is_empty() => Ok(Loaded { config, warnings }),
-        _ if ck.errors.is_empty() => Err(vec![ConfigError {
-            path: String::new(),
-            message: "the configuration could not be read (no specific problem was found; please report this)".into(),
-        }]),
+        _ if ck.errors.is_empty() => Err(vec![ConfigError { path: String::new(), message: UNSPECIFIC.into() }]),
         _ => Err(ck.errors),
     }
 }
+
+/// The error of a configuration refused without a specific problem (a bug:
+/// every refusal should say what is wrong, which the fuzzers check).
+pub const UNSPECIFIC: &str = "the configuration could not be read (no specific problem was found; please report this)";
 
 /// `palisade --validate-config FILE`: the warnings when the file is valid,
 /// every error otherwise.

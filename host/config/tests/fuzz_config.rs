@@ -5,9 +5,11 @@
 //! configuration from `bootstrap.dcs`, the settings not acted on, the merge
 //! into PostgreSQL's settings, the cache JSON).
 //!
-//! What is checked for every case (see docs/reliability.md):
-//! - nothing panics;
-//! - every error and warning says where the problem is ([`check_located`]).
+//! What is checked for every case (see docs/reliability.md): nothing
+//! panics, and [`palisade_config::fuzzing::check_case`] (every error and
+//! warning says where the problem is; what loads is used without a
+//! problem), the check the cargo fuzz targets `config_file` and
+//! `config_env` (fuzz/) make too.
 //!
 //! `PALISADE_FUZZ_CASES=100000 PALISADE_FUZZ_SEED=7 cargo test -p
 //! palisade-config --test fuzz_config -- --nocapture` runs longer;
@@ -15,98 +17,11 @@
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-
-use palisade_config::{ConfigError, GlobalConfig, Loaded};
 
 mod fuzz_gen;
-use fuzz_gen::{Case, TOP_LEVEL};
 
 /// Cases run by default (a few seconds in a debug build).
 const DEFAULT_CASES: u64 = 1500;
-
-/// Where an error or warning must say the problem is:
-/// - a non-empty `path`: a dotted key path whose first part is a top-level
-///   key of Patroni's configuration (`postgresql.authentication.superuser`,
-///   `bootstrap.dcs.ttl`, `tags.nofailover`...), or the `PATRONI_*`
-///   variable that was set (`PATRONI_LOG_FILE_NUM`, `PATRONI_CONFIGURATION`);
-///   without control characters, and a non-empty message;
-/// - an empty `path` only for a problem of the file as a whole: the message
-///   starts with the file's path, and a YAML syntax error (`invalid YAML`)
-///   gives its `line L column C`; or a problem of the configuration as a
-///   whole that names the top-level keys concerned: the empty
-///   configuration, no DCS section, several DCS sections (each named).
-fn check_located(e: &ConfigError, case: &Case, file: &Path) -> Result<(), String> {
-    if e.message.trim().is_empty() {
-        return Err(format!("empty message at '{}'", e.path));
-    }
-    if e.message.contains("please report this") {
-        return Err(format!("unspecific error: {e}"));
-    }
-    if e.path.is_empty() {
-        if e.message.starts_with("the configuration is empty") || e.message.starts_with("no DCS configured: add one") {
-            return Ok(());
-        }
-        if let Some(list) = e.message.strip_prefix("several DCS sections configured (") {
-            let named = list.split(')').next().unwrap_or("");
-            if named.split(", ").count() >= 2 && named.split(", ").all(|s| TOP_LEVEL.contains(&s)) {
-                return Ok(());
-            }
-            return Err(format!("DCS sections not named: {e}"));
-        }
-        let shown = file.display().to_string();
-        if case.file.is_none() || !e.message.starts_with(&shown) {
-            return Err(format!("error without a key path or file: {e}"));
-        }
-        if e.message.contains("invalid YAML") && !has_line(&e.message) {
-            return Err(format!("YAML error without a line: {e}"));
-        }
-        return Ok(());
-    }
-    if e.path.chars().any(char::is_control) {
-        return Err(format!("control characters in the path: {:?}", e.path));
-    }
-    if e.path.starts_with("PATRONI_") {
-        if !case.env.contains_key(&e.path) {
-            return Err(format!("names a variable that is not set: {e}"));
-        }
-        if e.path == "PATRONI_CONFIGURATION" && e.message.contains("invalid YAML") && !has_line(&e.message) {
-            return Err(format!("YAML error without a line: {e}"));
-        }
-        return Ok(());
-    }
-    let first = e.path.split(['.', '[']).next().unwrap_or("");
-    if !TOP_LEVEL.contains(&first) {
-        return Err(format!("path does not start with a configuration section: {e}"));
-    }
-    Ok(())
-}
-
-fn has_line(message: &str) -> bool {
-    message.contains("line ") || message.contains("at line")
-}
-
-/// What the daemon does with a configuration that loaded.
-fn use_loaded(loaded: &Loaded) -> Vec<ConfigError> {
-    let mut issues = Vec::new();
-    let dynamic = palisade_config::dynamic_from_bootstrap(&loaded.config);
-    let (global, mut warnings) = GlobalConfig::from_dynamic(&dynamic);
-    // These name paths inside the dynamic configuration (`ttl`,
-    // `postgresql.parameters...`), not local paths: only check they have one.
-    for w in warnings.drain(..) {
-        if w.path.is_empty() || w.message.is_empty() {
-            issues.push(ConfigError { path: "bootstrap.dcs".into(), message: format!("unlocated warning: {w}") });
-        }
-    }
-    let _ = palisade_config::not_acted_on(&loaded.config, &global);
-    let _ = palisade_config::effective_postgresql(&loaded.config, &global);
-    let _ = palisade_config::paths_to_check(&loaded.config);
-    let json = palisade_config::to_cache_json(&dynamic);
-    if palisade_config::from_cache_json(&json).is_err() {
-        issues.push(ConfigError { path: "bootstrap.dcs".into(), message: "the cache JSON does not read back".into() });
-    }
-    issues
-}
 
 fn normalise(message: &str) -> String {
     let mut out = String::new();
@@ -149,40 +64,21 @@ fn generated_configurations_load_without_panic_and_errors_name_their_key() {
             std::fs::write(&file, bytes).expect("write the case");
         }
         let path = case.file.as_ref().map(|_| file.as_path());
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let result = palisade_config::load(path, &case.env);
-            let used = result.as_ref().ok().map(use_loaded).unwrap_or_default();
-            let for_ctl = palisade_config::load_for_ctl(path, &case.env);
-            (result, used, for_ctl)
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| palisade_config::fuzzing::check_case(path, &case.env)));
         let mut problems = Vec::new();
         match outcome {
             Err(_) => {
                 panics += 1;
                 problems.push("panicked".to_string());
             }
-            Ok((result, used, for_ctl)) => {
-                let (errors, warnings) = match &result {
-                    Ok(l) => {
-                        loaded_ok += 1;
-                        (Vec::new(), l.warnings.clone())
-                    }
-                    Err(e) => {
-                        refused += 1;
-                        (e.clone(), Vec::new())
-                    }
-                };
-                let ctl = match for_ctl {
-                    Ok(l) => l.warnings,
-                    Err(e) => e,
-                };
-                for e in errors.iter().chain(&warnings).chain(&ctl) {
-                    distinct.insert(normalise(&e.message));
-                    if let Err(p) = check_located(e, &case, &file) {
-                        problems.push(p);
-                    }
+            Ok(outcome) => {
+                if outcome.loaded {
+                    loaded_ok += 1;
+                } else {
+                    refused += 1;
                 }
-                problems.extend(used.iter().map(ToString::to_string));
+                distinct.extend(outcome.messages.iter().map(|m| normalise(m)));
+                problems.extend(outcome.problems);
             }
         }
         if !problems.is_empty() && failures.len() < 20 {
@@ -220,4 +116,20 @@ fn the_generator_is_deterministic() {
     };
     assert_eq!(digest(1), digest(1));
     assert_ne!(digest(1), digest(2));
+}
+
+/// Found by the cargo fuzz targets `config_file` and `config_env`: a value
+/// holding the words of the loader's "no specific problem" error, quoted
+/// in the message about it, was taken for that error by the check. Only
+/// the loader's own message is unspecific.
+#[test]
+fn a_value_quoting_the_unspecific_error_is_not_taken_for_it() {
+    let mut env: std::collections::BTreeMap<String, String> =
+        fuzz_gen::MINIMAL_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.insert("PATRONI_ETCD_PORT".into(), "*please report this".into());
+    let outcome = palisade_config::fuzzing::check_case(None, &env);
+    assert!(outcome.messages.iter().any(|m| m.contains("please report this")), "{:?}", outcome.messages);
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    let unspecific = palisade_config::ConfigError { path: String::new(), message: palisade_config::UNSPECIFIC.into() };
+    assert!(palisade_config::fuzzing::check_located(&unspecific, None, &env).is_err());
 }

@@ -17,6 +17,8 @@
 
 pub mod api;
 pub mod cli;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hooks;
 pub mod inventory;
 pub mod logging;

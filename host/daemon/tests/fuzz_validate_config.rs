@@ -46,7 +46,7 @@ fn validate_config_checks_of_generated_configurations_never_panic() {
                 }
                 for p in problems {
                     let first = p.split(['.', ':', ' ']).next().unwrap_or("");
-                    if !fuzz_gen::TOP_LEVEL.contains(&first) {
+                    if !palisade_config::fuzzing::TOP_LEVEL.contains(&first) {
                         bad.push(format!("problem without its key: {p}"));
                     }
                 }

@@ -26,6 +26,8 @@
 //! Architecture invariant: a leaf crate. It depends on no other palisade
 //! crate (only serde_json) and does no IO; only its tests run Python.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod json;
 pub mod patroni;
 mod printable;

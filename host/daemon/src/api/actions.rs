@@ -395,16 +395,7 @@ pub async fn reload(State(st): State<ApiState>) -> Response {
 pub async fn reinitialize(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let shared = or_answer!(daemon(&st));
     let body = or_answer!(read_json(&headers, &body, true));
-    let mut flags = [false, false];
-    for (i, key) in ["force", "from_leader"].iter().enumerate() {
-        match body.get(*key) {
-            None | Some(Value::Null) => {}
-            Some(v) => match palisade_model::parse_bool(v) {
-                Some(b) => flags[i] = b,
-                None => return bad_request(400, format!("'{key}' must be a boolean, not {}", reply::kind(v))),
-            },
-        }
-    }
+    let flags = or_answer!(reinitialize_flags(&body));
     let (tx, rx) = tokio::sync::oneshot::channel();
     if shared.events.send(Event::Reinitialize { force: flags[0], from_leader: flags[1], reply: tx }).is_err() {
         return reply::text(503, "the HA loop is not running");
@@ -416,9 +407,25 @@ pub async fn reinitialize(State(st): State<ApiState>, headers: HeaderMap, body: 
     }
 }
 
+/// `force` and `from_leader` of a `POST /reinitialize` body, or 400
+/// naming the field that is not a boolean.
+pub(crate) fn reinitialize_flags(body: &Map<String, Value>) -> Result<[bool; 2], Response> {
+    let mut flags = [false, false];
+    for (i, key) in ["force", "from_leader"].iter().enumerate() {
+        match body.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(v) => match palisade_model::parse_bool(v) {
+                Some(b) => flags[i] = b,
+                None => return Err(bad_request(400, format!("'{key}' must be a boolean, not {}", reply::kind(v)))),
+            },
+        }
+    }
+    Ok(flags)
+}
+
 /// Refuse a new dynamic configuration that has errors its old one did not
 /// have (so that somebody else's old mistake does not block every change).
-fn config_errors(old: &Map<String, Value>, new: &Map<String, Value>) -> Option<Response> {
+pub(crate) fn config_errors(old: &Map<String, Value>, new: &Map<String, Value>) -> Option<Response> {
     let before: Vec<String> = GlobalConfig::errors(old).iter().map(ToString::to_string).collect();
     let fresh: Vec<String> =
         GlobalConfig::errors(new).iter().map(ToString::to_string).filter(|e| !before.contains(e)).collect();
@@ -516,7 +523,7 @@ pub async fn failsafe_heartbeat(State(st): State<ApiState>, headers: HeaderMap, 
 
 /// The leader described by a `POST /failsafe` body (`name`, `conn_url`,
 /// `api_url`, as Patroni sends them), or 400 naming the field.
-fn failsafe_leader(body: &Map<String, Value>) -> Result<palisade_ha::FailsafeLeader, Response> {
+pub(crate) fn failsafe_leader(body: &Map<String, Value>) -> Result<palisade_ha::FailsafeLeader, Response> {
     let field = |key: &str| match opt_str(body, key)? {
         Some(v) => Ok(v),
         None => Err(reply::bad_request(400, format!("'{key}' is required"))),

@@ -19,8 +19,8 @@ use super::RuntimeConfig;
 use crate::pg::{AdvanceFailure, Applied, DropOutcome, LocalPostgres, Observed, PgFailure, StopMode};
 use crate::status::PgSnapshot;
 
-/// The system identifier every fake cluster has.
-pub const SYSID: &str = "7000000000000000001";
+/// The system identifier every fake cluster has (the DCS fuzzers' too).
+pub use crate::fuzzing::dcs::SYSID;
 
 #[derive(Clone, Debug, Default)]
 pub struct FakeState {

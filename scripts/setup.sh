@@ -10,7 +10,7 @@ USER_NAME="${PALISADE_TEST_USER:-palisade}"
 # files etcd-client's protos import (google/protobuf/descriptor.proto).
 ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev)
 # On the base image already; installed here only if missing.
-BASE=(postgresql-15 python3-venv curl openssl)
+BASE=(postgresql-15 python3-venv curl openssl iproute2)
 PACKAGES=("${ADDED[@]}" "${BASE[@]}")
 
 # scripts/fresh-machine-check.sh purges what this script adds.

@@ -379,7 +379,11 @@ impl Campaign {
                 }
                 pause(*restart_after);
                 let r = self.start_daemon(i);
-                format!("kill -9 daemon and postmaster {who}, daemon restarted after {}{}", secs(restart_after), err_note(r))
+                format!(
+                    "kill -9 daemon and postmaster {who}, daemon restarted after {}{}",
+                    secs(restart_after),
+                    err_note(r)
+                )
             }
             (Kind::StopDaemon { hold }, Some(i)) => {
                 self.nodes[i].signal_daemon(Signal::SIGSTOP);

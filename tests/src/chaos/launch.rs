@@ -82,7 +82,8 @@ impl Node {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .current_dir(workdir);
-        let guard = ProcessGuard::spawn(&self.name, cmd).map_err(|e| format!("{}: start the daemon: {e}", self.name))?;
+        let guard =
+            ProcessGuard::spawn(&self.name, cmd).map_err(|e| format!("{}: start the daemon: {e}", self.name))?;
         self.daemon = Some(guard);
         Ok(())
     }

@@ -1,39 +1,19 @@
 //! The faults a campaign injects, drawn from its seed.
 //!
-//! Every fault is drawn with the same number of draws from a SplitMix64
-//! generator, whatever the cluster's state, so one seed always gives the
-//! same sequence of faults (the same kinds, targets, durations and pauses).
+//! Every fault is drawn with the same number of draws from the tests'
+//! seeded SplitMix64 generator (`palisade_test_support::python::Rng`),
+//! whatever the cluster's state, so one seed always gives the same
+//! sequence of faults (the same kinds, targets, durations and pauses).
 //! A fault aims at a role (the primary, or the first or second replica by
 //! name), which is resolved against the cluster when it is injected.
 
 use std::time::Duration;
 
-/// SplitMix64: small, seedable, good enough to pick faults.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub use palisade_test_support::python::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// A duration between `low` and `high` milliseconds.
-    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.below(high.saturating_sub(low) + 1))
-    }
+/// A duration between `low` and `high` milliseconds.
+fn millis(rng: &mut Rng, low: u64, high: u64) -> Duration {
+    Duration::from_millis(low + rng.below((high.saturating_sub(low) + 1) as usize) as u64)
 }
 
 /// Which node a fault hits.
@@ -110,18 +90,19 @@ pub fn draw(rng: &mut Rng, ttl: u64) -> Plan {
     let t = ttl * 1000;
     let (kind_draw, aim_draw, hold_draw, pause_draw, value_draw) =
         (rng.below(20), rng.below(4), rng.next_u64(), rng.next_u64(), rng.next_u64());
+    let (kind_draw, aim_draw) = (kind_draw as u64, aim_draw as u64);
     let mut hold = Rng::new(hold_draw);
     let kind = match kind_draw {
-        0 | 1 => Kind::KillDaemon { restart_after: hold.millis(500, 5_000) },
+        0 | 1 => Kind::KillDaemon { restart_after: millis(&mut hold, 500, 5_000) },
         2 | 3 => Kind::KillPostmaster,
-        4 | 5 => Kind::KillBoth { restart_after: hold.millis(500, 5_000) },
+        4 | 5 => Kind::KillBoth { restart_after: millis(&mut hold, 500, 5_000) },
         // Shorter than ttl, then longer.
-        6 => Kind::StopDaemon { hold: hold.millis(t / 5, t * 7 / 10) },
-        7 | 8 => Kind::StopDaemon { hold: hold.millis(t * 13 / 10, t * 5 / 2) },
-        9 => Kind::StopPostmaster { hold: hold.millis(1_000, t) },
-        10 => Kind::DcsStop { hold: hold.millis(2_000, t * 3 / 2) },
-        11 => Kind::DcsFreeze { hold: hold.millis(2_000, t * 3 / 2) },
-        12..=14 => Kind::Partition { hold: hold.millis(t / 2, t * 3) },
+        6 => Kind::StopDaemon { hold: millis(&mut hold, t / 5, t * 7 / 10) },
+        7 | 8 => Kind::StopDaemon { hold: millis(&mut hold, t * 13 / 10, t * 5 / 2) },
+        9 => Kind::StopPostmaster { hold: millis(&mut hold, 1_000, t) },
+        10 => Kind::DcsStop { hold: millis(&mut hold, 2_000, t * 3 / 2) },
+        11 => Kind::DcsFreeze { hold: millis(&mut hold, 2_000, t * 3 / 2) },
+        12..=14 => Kind::Partition { hold: millis(&mut hold, t / 2, t * 3) },
         15 | 16 => Kind::Switchover,
         17 => Kind::Restart,
         18 => Kind::SetTtl(TTLS[(value_draw % TTLS.len() as u64) as usize]),
@@ -129,7 +110,7 @@ pub fn draw(rng: &mut Rng, ttl: u64) -> Plan {
     };
     let aim = if aim_draw < 2 { Aim::Primary } else { Aim::Replica((aim_draw - 2) as usize) };
     let aim = if matches!(kind, Kind::Switchover) { Aim::Primary } else { aim };
-    Plan { kind, aim, pause_after: Rng::new(pause_draw).millis(1_000, 4_000) }
+    Plan { kind, aim, pause_after: millis(&mut Rng::new(pause_draw), 1_000, 4_000) }
 }
 
 #[cfg(test)]
@@ -161,5 +142,20 @@ mod tests {
             }
             assert!(p.pause_after >= Duration::from_secs(1) && p.pause_after <= Duration::from_secs(4));
         }
+    }
+
+    #[test]
+    fn the_ci_seed_draws_every_kind_of_fault_in_twenty() {
+        let mut rng = Rng::new(118490);
+        let mut ttl = 10;
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let plan = draw(&mut rng, ttl);
+            if let Kind::SetTtl(t) = plan.kind {
+                ttl = t;
+            }
+            kinds.insert(format!("{:?}", plan.kind).split([' ', '(', '{']).next().unwrap_or("").to_string());
+        }
+        assert_eq!(kinds.len(), 12, "{kinds:?}");
     }
 }

@@ -262,11 +262,11 @@ impl Campaign {
         let target = palisade_test_support::target_dir();
         if !backend.is_built(&target) || !target.join("palisade").exists() {
             return Err(format!(
-                "{} needs the daemon and {} in {}: cargo build -p palisade-daemon -p palisade-dcs-{}",
+                "{} needs the daemon and {} in {} (or PALISADE_BUILD_DIR): {}",
                 backend.name,
                 backend.plugin_file,
                 target.display(),
-                backend.name
+                build_command(backend.name)
             ));
         }
         let net = Net::create(3)?;
@@ -442,7 +442,8 @@ impl Campaign {
                         *loop_wait = *v;
                     }
                 }
-                format!("config key rewritten: {key} {v} (PATCH /config: {})", answer_note(answer))
+                let status = answer.map_or_else(|e| format!("no answer ({e})"), |r| r.status.to_string());
+                format!("config key rewritten: {key} {v} (PATCH /config: {status})")
             }
             (_, None) => unreachable!("every fault with a target has one"),
         };
@@ -485,6 +486,16 @@ impl Campaign {
             })
             .collect()
     }
+}
+
+/// The build a campaign on `dcs` needs: the daemon, the DCS plugin, the
+/// plugins every node stages, and this binary.
+pub fn build_command(dcs: &str) -> String {
+    format!(
+        "cargo build -p palisade-daemon -p palisade-dcs-{dcs} -p palisade-replica-basebackup \
+         -p palisade-replica-command -p palisade-replica-pgbackrest -p palisade-replica-walg \
+         -p palisade-callback-script -p palisade-tests --bin palisade-chaos"
+    )
 }
 
 fn err_note(r: Result<(), String>) -> String {
@@ -598,8 +609,9 @@ fn campaign_notes(
         (None, None) => String::new(),
     };
     s.push_str(&format!(
-        "Reproduce (as root, after `cargo build -p palisade-daemon -p palisade-dcs-{dcs} -p palisade-tests --bin palisade-chaos`):\n\n\
+        "Reproduce (as root, after `{build}`):\n\n\
          ```sh\ntarget/debug/palisade-chaos --seed {seed} --dcs {dcs} {limit} --ttl {ttl} --loop-wait {lw} --retry-timeout {rt}{mode}\n```\n\n",
+        build = build_command(opts.dcs.name),
         seed = opts.seed,
         dcs = opts.dcs.name,
         ttl = opts.cluster.ttl,

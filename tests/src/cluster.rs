@@ -768,6 +768,9 @@ impl Drop for Cluster {
             }
         }
         if !unexpected.is_empty() {
+            // The lines first: CI keeps the head and the tail of a long
+            // output and may cut the logs in between.
+            eprintln!("unexpected ERROR lines:\n{}", unexpected.join("\n"));
             eprintln!("cluster logs ({}):\n{}", self.staging.path().display(), self.logs());
             panic!(
                 "unexpected ERROR lines (allow them with ClusterSpec::allowed_errors or Cluster::allow_errors):\n{}",

@@ -8,9 +8,13 @@ set -euo pipefail
 USER_NAME="${PALISADE_TEST_USER:-palisade}"
 # What this script installs. protoc needs libprotobuf-dev for the .proto
 # files etcd-client's protos import (google/protobuf/descriptor.proto).
-ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev)
-# On the base image already; installed here only if missing.
-BASE=(postgresql-15 python3-venv curl openssl iproute2)
+# chromium and its WebDriver run the status page's browser test
+# (tests/tests/status_page.rs).
+ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev chromium chromium-driver)
+# On the base image already; installed here only if missing (man-db: the
+# packages test renders the generated man pages with `man -l`; iproute2:
+# the fault campaign makes network namespaces with `ip`).
+BASE=(postgresql-15 python3-venv curl openssl man-db iproute2)
 PACKAGES=("${ADDED[@]}" "${BASE[@]}")
 
 # scripts/fresh-machine-check.sh purges what this script adds.

@@ -82,6 +82,10 @@ pub struct ClusterSpec {
     pub psql_env: Vec<(String, String)>,
     /// `wal_level` of the dynamic configuration (`logical` for logical slots).
     pub wal_level: &'static str,
+    /// Run `palisade` (and `palisadectl`) from this directory, with the
+    /// plugins it finds by default, instead of staging the build
+    /// directory's: `/usr/bin` once the Debian packages are installed.
+    pub installed_bin_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterSpec {
@@ -106,6 +110,7 @@ impl Default for ClusterSpec {
             pg_hba: None,
             psql_env: Vec::new(),
             wal_level: "replica",
+            installed_bin_dir: None,
         }
     }
 }
@@ -346,7 +351,9 @@ impl Cluster {
         // whenever it is built).
         let all_patroni = matches!(spec.engine, Engine::Patroni { .. })
             || (spec.patroni_venv.is_some() && (0..spec.nodes).all(|i| spec.patroni_nodes.contains(&i)));
-        let bin = if all_patroni && !spec.dcs.is_built(&target_dir()) {
+        let bin = if let Some(installed) = &spec.installed_bin_dir {
+            installed.clone()
+        } else if all_patroni && !spec.dcs.is_built(&target_dir()) {
             stage_binaries_for_patroni(&staging)
         } else {
             stage_binaries(&staging, &spec.dcs)

@@ -9,6 +9,7 @@
 
 pub use palisade_test_support::certs;
 pub mod backup;
+pub mod browser;
 pub mod chaos;
 pub mod citus_double;
 pub mod cluster;

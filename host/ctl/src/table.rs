@@ -5,24 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::yaml;
 
-/// The output formats of `--format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Pretty,
-    Tsv,
-    Json,
-    Yaml,
-    Yml,
-    /// `topology` (internal: `palisadectl topology`).
-    #[value(skip)]
-    Topology,
-}
-
-impl Format {
-    pub fn is_pretty(self) -> bool {
-        matches!(self, Self::Pretty | Self::Topology)
-    }
-}
+pub use palisade_ctl::cli::Format;
 
 /// Python's `str()` of a cell.
 pub fn py_str(v: &Value) -> String {

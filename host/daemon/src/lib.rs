@@ -16,7 +16,9 @@
 //! (palisadectl included): it is the only one with an HTTP server.
 
 pub mod api;
+pub mod cli;
 pub mod hooks;
+pub mod inventory;
 pub mod logging;
 pub mod mpp;
 pub mod peers;

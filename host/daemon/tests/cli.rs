@@ -159,3 +159,76 @@ fn a_citus_node_without_its_plugin_does_not_start() {
     assert!(err.contains("libpalisade_dcs_etcd3.so"), "every problem is reported:\n{err}");
     assert!(err.contains("not starting: 3 plugin problem(s)"), "the DCS, basebackup and citus plugins:\n{err}");
 }
+
+/// `--list-plugins` lists the plugin directory (kind, name, API version,
+/// file; a file that is not a plugin is named as unusable) and, with a
+/// configuration, what it needs that is missing, with the package to
+/// install; the exit status says whether anything needed is missing.
+#[test]
+fn list_plugins_shows_what_is_installed_and_what_is_missing() {
+    let staging = Staging::new("cli-list-plugins");
+    let dir = staging.dir("plugins", 0o755);
+    for plugin in ["libpalisade_dcs_etcd3.so", "libpalisade_replica_basebackup.so"] {
+        let built = target_dir().join(plugin);
+        assert!(built.exists(), "{} is missing: run `cargo build --workspace` first", built.display());
+        staging.install(&built, &format!("plugins/{plugin}"));
+    }
+    staging.write("plugins/libpalisade_callback_script.so", "not a library\n", 0o644);
+    staging.write("plugins/README", "not a plugin file name: skipped\n", 0o644);
+
+    let out = palisade().arg("--list-plugins").env("PALISADE_PLUGIN_DIR", &dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = |kind: &str, name: &str| {
+        text.lines().find(|l| l.split_whitespace().take(2).eq([kind, name])).map(str::to_string)
+    };
+    let api = palisade_plugin_api::API_VERSION.to_string();
+    let etcd3 = row("dcs", "etcd3").unwrap_or_else(|| panic!("no etcd3 row:\n{text}"));
+    assert_eq!(etcd3.split_whitespace().nth(2), Some(api.as_str()), "{etcd3}");
+    assert!(etcd3.ends_with(&dir.join("libpalisade_dcs_etcd3.so").display().to_string()), "{etcd3}");
+    assert!(row("replica", "basebackup").is_some(), "{text}");
+    let script = row("callback", "script").unwrap_or_else(|| panic!("no script row:\n{text}"));
+    assert!(script.contains("UNUSABLE") && script.contains("not a palisade plugin"), "{script}");
+    assert!(!text.contains("README"), "{text}");
+
+    // Everything this configuration needs is there.
+    let base = "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:8008\netcd3:\n  hosts: 127.0.0.1:2379\n\
+                postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /tmp/x\n  authentication:\n    superuser:\n      \
+                username: postgres\n    replication:\n      username: replicator\n";
+    let good = staging.write("good.yml", base, 0o644);
+    let out = palisade().arg("--list-plugins").arg(&good).env("PALISADE_PLUGIN_DIR", &dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("every plugin it needs is installed"), "{text}");
+
+    // A ZooKeeper section, callbacks and a Citus section need plugins that
+    // are missing (or unusable): each is named with its package.
+    let zk = base.replace("etcd3:", "zookeeper:")
+        + "  callbacks:\n    on_start: /bin/true\n  create_replica_methods:\n    - basebackup\n    - walg\n\
+           citus:\n  group: 0\n  database: citus\n";
+    let bad = staging.write("bad.yml", &zk, 0o644);
+    let out = palisade().arg("--list-plugins").arg(&bad).env("PALISADE_PLUGIN_DIR", &dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for needle in [
+        "dcs zookeeper (for zookeeper): MISSING",
+        "palisade-dcs-zookeeper package",
+        "mpp citus (for citus): MISSING",
+        "palisade-mpp-citus package",
+        "callback script (for postgresql.callbacks): UNUSABLE",
+        "replica basebackup (for postgresql.create_replica_methods): installed",
+        "replica command (for postgresql.create_replica_methods: walg): MISSING",
+        "note: replica method 'walg' has no command and its plugin is not installed",
+        "install the palisade-replica-walg package",
+        "4 needed plugin(s) missing or unusable",
+    ] {
+        assert!(text.contains(needle), "no '{needle}' in:\n{text}");
+    }
+
+    // `plugin_dir` in the configuration wins over the environment.
+    let elsewhere = staging.write("elsewhere.yml", &format!("{base}plugin_dir: {}\n", dir.display()), 0o644);
+    let out =
+        palisade().arg("--list-plugins").arg(&elsewhere).env("PALISADE_PLUGIN_DIR", "/nonexistent").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&format!("plugin directory: {}", dir.display())), "{text}");
+}

@@ -3,7 +3,10 @@
 //! A plugin lives in one file named `libpalisade_<kind>_<name>.so` in the
 //! plugin directory: `plugin_dir` from the configuration, else the
 //! `PALISADE_PLUGIN_DIR` environment variable, else
-//! `../lib/palisade/plugins` next to the binary. Every file is opened on
+//! `../lib/palisade/plugins` next to the binary when that directory exists,
+//! else `/usr/lib/palisade/plugins` (where the packages put them) when that
+//! one exists, else `../lib/palisade/plugins` next to the binary (named in
+//! the errors). Every file is opened on
 //! its own and checked (see `palisade_plugin_api::host`); every problem is
 //! collected, so one run of the daemon reports all of them.
 
@@ -29,8 +32,22 @@ pub fn plugin_dir(configured: Option<&Path>, env: Option<&str>) -> PathBuf {
     }
     let exe = std::env::current_exe().ok();
     let bin_dir = exe.as_deref().and_then(Path::parent).unwrap_or_else(|| Path::new("."));
-    bin_dir.join("../lib/palisade/plugins")
+    default_dir(bin_dir.join("../lib/palisade/plugins"), Path::new(SYSTEM_PLUGIN_DIR))
 }
+
+/// `next_to_binary` when it is a directory, else `system` when that is one,
+/// else `next_to_binary` (for the error messages).
+fn default_dir(next_to_binary: PathBuf, system: &Path) -> PathBuf {
+    if !next_to_binary.is_dir() && system.is_dir() {
+        return system.to_path_buf();
+    }
+    next_to_binary
+}
+
+/// Where the Debian packages install plugins. `/usr/bin/palisade` finds
+/// it as `../lib/palisade/plugins`; a binary elsewhere (say
+/// `/usr/local/bin`) without a plugin directory of its own falls back to it.
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/palisade/plugins";
 
 /// `libpalisade_<kind>_<name>.so`.
 pub fn file_name(kind: PluginKind, name: &str) -> String {
@@ -202,7 +219,7 @@ fn replica_plugin_for(dir: &Path, method: &str, section: &mut Value) -> String {
 /// Replica plugins Palisade ships besides basebackup and command: a
 /// `create_replica_methods` entry of that name without a `command` reads
 /// its section as the plugin's settings.
-const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
+pub const OWN_REPLICA_PLUGINS: [&str; 2] = ["pgbackrest", "walg"];
 
 /// Load every plugin the configuration needs, or report every problem.
 pub fn load(config: &LocalConfig, dir: &Path, timing: DcsTiming) -> Result<Plugins, Vec<LoadProblem>> {
@@ -310,6 +327,112 @@ pub fn load_mpp(config: &LocalConfig, dir: &Path) -> Result<Option<Box<dyn Mpp>>
         Ok(m) => Ok(Some(m)),
         Err(e) => Err(vec![LoadProblem(format!("{}: {e}", p.path().display()))]),
     }
+}
+
+/// The Debian package that ships plugin `name` of `kind`
+/// (`palisade-dcs-etcd3`, `palisade-callback-script`...).
+pub fn package_name(kind: PluginKind, name: &str) -> String {
+    format!("palisade-{}-{}", kind.as_str(), name.replace('_', "-"))
+}
+
+/// One file of the plugin directory, as `palisade --list-plugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub file: PathBuf,
+    /// The kind and name the file name says (`libpalisade_<kind>_<name>.so`).
+    pub kind: PluginKind,
+    pub name: String,
+    /// What the plugin says about itself, or why it cannot be loaded.
+    pub loaded: Result<palisade_plugin_api::PluginInfo, String>,
+}
+
+/// Every `libpalisade_<kind>_<name>.so` in `dir`, sorted by file name, each
+/// opened and checked as the daemon would open it. Files that do not look
+/// like plugins are skipped; a missing directory is an empty list.
+pub fn installed(dir: &Path) -> std::io::Result<Vec<Installed>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let Some((kind, name)) = file.file_name().and_then(|f| f.to_str()).and_then(parse_file_name) else {
+            continue;
+        };
+        // The name in the file has `_` for `-`: check the kind here and
+        // compare the name loosely, so that `wal-g` in `..._wal_g.so` fits.
+        let loaded = host::open(&file, kind, None).map_err(|e| e.to_string()).and_then(|p| {
+            let info = p.info().clone();
+            if info.name.replace('-', "_") == name {
+                Ok(info)
+            } else {
+                Err(format!(
+                    "{}: the file should hold plugin '{name}' but holds plugin '{}'",
+                    file.display(),
+                    info.name
+                ))
+            }
+        });
+        out.push(Installed { file, kind, name, loaded });
+    }
+    Ok(out)
+}
+
+/// `libpalisade_<kind>_<name>.so` -> (kind, name as written in the file).
+fn parse_file_name(file: &str) -> Option<(PluginKind, String)> {
+    let stem = file.strip_prefix("libpalisade_")?.strip_suffix(".so")?;
+    PluginKind::ALL.into_iter().find_map(|kind| {
+        let name = stem.strip_prefix(kind.as_str())?.strip_prefix('_')?;
+        (!name.is_empty()).then(|| (kind, name.to_string()))
+    })
+}
+
+/// A plugin a configuration needs, and the setting that needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needed {
+    pub kind: PluginKind,
+    pub name: String,
+    /// The configuration key that asks for it (`etcd3`,
+    /// `postgresql.create_replica_methods`...).
+    pub because: String,
+}
+
+/// Every plugin `config` makes the daemon load, in load order, with the
+/// same choices as [`load_with`] and [`load_mpp`] (`also`: a standby
+/// cluster's `create_replica_methods`). Without a DCS section nothing
+/// names the DCS plugin: [`load`] reports that on its own.
+pub fn needed(config: &LocalConfig, dir: &Path, also: &[String]) -> Vec<Needed> {
+    let mut out = Vec::new();
+    if let Some(section) = &config.dcs {
+        out.push(Needed { kind: PluginKind::Dcs, name: section.kind.clone(), because: section.kind.clone() });
+    }
+    let own = &config.postgresql.create_replica_methods;
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, key) in own
+        .iter()
+        .map(|m| (m, "postgresql.create_replica_methods"))
+        .chain(also.iter().map(|m| (m, "standby_cluster.create_replica_methods")))
+    {
+        if !seen.insert(method.as_str()) {
+            continue;
+        }
+        let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
+        let name = replica_plugin_for(dir, method, &mut section);
+        let because = if name == *method { key.to_string() } else { format!("{key}: {method}") };
+        if !out.iter().any(|n: &Needed| n.kind == PluginKind::Replica && n.name == name) {
+            out.push(Needed { kind: PluginKind::Replica, name, because });
+        }
+    }
+    if !config.postgresql.callbacks.is_empty() {
+        out.push(Needed { kind: PluginKind::Callback, name: "script".into(), because: "postgresql.callbacks".into() });
+    }
+    if config.citus.is_some() {
+        out.push(Needed { kind: PluginKind::Mpp, name: "citus".into(), because: "citus".into() });
+    }
+    out
 }
 
 /// The DCS timing from durations in seconds.
@@ -438,7 +561,39 @@ mod tests {
     fn plugin_dir_precedence() {
         assert_eq!(plugin_dir(Some(Path::new("/a")), Some("/b")), PathBuf::from("/a"));
         assert_eq!(plugin_dir(None, Some("/b")), PathBuf::from("/b"));
-        assert!(plugin_dir(None, None).ends_with("../lib/palisade/plugins"));
-        assert!(plugin_dir(None, Some("")).ends_with("../lib/palisade/plugins"));
+        // Without either: next to the binary, or the packages' directory
+        // (when installed on this machine and there is none next to it).
+        for default in [plugin_dir(None, None), plugin_dir(None, Some(""))] {
+            assert!(
+                default.ends_with("../lib/palisade/plugins") || default == Path::new(SYSTEM_PLUGIN_DIR),
+                "{}",
+                default.display()
+            );
+        }
+    }
+
+    #[test]
+    fn plugin_file_names_and_packages() {
+        assert_eq!(parse_file_name("libpalisade_dcs_etcd3.so"), Some((PluginKind::Dcs, "etcd3".into())));
+        assert_eq!(parse_file_name("libpalisade_replica_wal_g.so"), Some((PluginKind::Replica, "wal_g".into())));
+        assert_eq!(parse_file_name("libpalisade_mpp_citus.so"), Some((PluginKind::Mpp, "citus".into())));
+        for bad in ["libpalisade_dcs_.so", "libpalisade_other_x.so", "libpalisade_dcs_etcd3.so.1", "README"] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(package_name(PluginKind::Dcs, "etcd3"), "palisade-dcs-etcd3");
+        assert_eq!(package_name(PluginKind::Callback, "script"), "palisade-callback-script");
+    }
+
+    #[test]
+    fn the_directory_next_to_the_binary_wins_over_the_packages_one() {
+        let base = std::env::temp_dir().join(format!("palisade-default-dir-{}", std::process::id()));
+        let (next, system) = (base.join("next"), base.join("system"));
+        let missing = base.join("missing");
+        std::fs::create_dir_all(&next).expect("temp dir");
+        std::fs::create_dir_all(&system).expect("temp dir");
+        assert_eq!(default_dir(next.clone(), &system), next);
+        assert_eq!(default_dir(missing.clone(), &system), system);
+        assert_eq!(default_dir(missing.clone(), &base.join("also-missing")), missing);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

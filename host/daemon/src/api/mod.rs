@@ -18,6 +18,7 @@ mod router_tests;
 pub mod security;
 pub mod serve;
 pub mod status_json;
+pub mod ui;
 #[allow(clippy::result_large_err)]
 pub mod views;
 
@@ -121,8 +122,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/reload", post(actions::reload))
         .route("/reinitialize", post(actions::reinitialize))
         .route("/mpp", post(actions::mpp))
-        .route("/citus", post(actions::mpp));
-    for path in health::HEALTH_PATHS {
+        .route("/citus", post(actions::mpp))
+        .route("/ui", get(ui::ui))
+        // `/` stays Patroni's health check; browsers get the status page.
+        .route("/", get(ui::root).head(health_code_only).options(health_code_only));
+    for path in health::HEALTH_PATHS.iter().filter(|p| **p != "/") {
         r = r.route(path, get(health_get).head(health_code_only).options(health_code_only));
     }
     // As in Patroni, a GET, HEAD or OPTIONS of any other path is a health

@@ -12,8 +12,9 @@ USER_NAME="${PALISADE_TEST_USER:-palisade}"
 # (tests/tests/status_page.rs).
 ADDED=(etcd-server etcd-client zookeeper pgbackrest haproxy protobuf-compiler libprotobuf-dev chromium chromium-driver)
 # On the base image already; installed here only if missing (man-db: the
-# packages test renders the generated man pages with `man -l`).
-BASE=(postgresql-15 python3-venv curl openssl man-db)
+# packages test renders the generated man pages with `man -l`; iproute2:
+# the fault campaign makes network namespaces with `ip`).
+BASE=(postgresql-15 python3-venv curl openssl man-db iproute2)
 PACKAGES=("${ADDED[@]}" "${BASE[@]}")
 
 # scripts/fresh-machine-check.sh purges what this script adds.

@@ -73,6 +73,16 @@ pub trait TestDcs: Send + Sync {
     /// Make what member `name` of cluster `scope` needs in the store before
     /// its daemon starts (on Kubernetes: its pod). Nothing by default.
     fn prepare_member(&self, _scope: &str, _name: &str) {}
+
+    /// The daemons reach the store only at `host`, through relays on the
+    /// store's own ports (the fault campaign's network namespaces): make
+    /// the addresses the store hands out to its clients name `host`, and
+    /// return the ports to relay that [`TestDcs::yaml_section`] does not
+    /// show as `127.0.0.1:<port>`. Nothing by default (the section names
+    /// every server).
+    fn serve_through(&self, _host: std::net::Ipv4Addr) -> Vec<u16> {
+        Vec::new()
+    }
 }
 
 /// One DCS backend the cluster tests can run on.
@@ -389,6 +399,18 @@ impl TestDcs for ZooKeeperDcs {
         raw.as_ref()
             .unwrap_or_else(|| panic!("ZooKeeper at {} does not answer", self.server.host_port()))
             .put(key, value);
+    }
+
+    /// Exhibitor: the endpoint lists `host` as the ZooKeeper server, and
+    /// both the endpoint's and ZooKeeper's ports are to be relayed.
+    fn serve_through(&self, host: std::net::Ipv4Addr) -> Vec<u16> {
+        match &self.endpoint {
+            Some(e) => {
+                e.set_list(ServerList { servers: vec![host.to_string()], port: self.server.port() });
+                vec![e.port(), self.server.port()]
+            }
+            None => Vec::new(),
+        }
     }
 
     fn stop(&mut self) {

@@ -3,7 +3,8 @@
 //! fault campaign").
 //!
 //! ```text
-//! palisade-chaos [--seed N] [--faults N] [--minutes M] [--dcs etcd3|etcd|zookeeper|consul]
+//! palisade-chaos [--seed N] [--faults N] [--minutes M]
+//!                [--dcs etcd3|etcd|zookeeper|exhibitor|consul|kubernetes|kubernetes-endpoints|kubernetes-lease]
 //!                [--ttl S] [--loop-wait S] [--retry-timeout S] [--async] [--report FILE] [--quiet]
 //! ```
 //!

@@ -140,6 +140,11 @@ fn rewrite_dcs_section(section: &str, bridge: std::net::Ipv4Addr) -> (String, Ve
         rest = after;
     }
     let mut out = section.replace("127.0.0.1:", &format!("{bridge}:"));
+    // Exhibitor's section names its hosts without a port (the endpoint's
+    // port is a setting of its own, relayed through `serve_through`).
+    if out.starts_with("exhibitor:") {
+        out = out.replace("'127.0.0.1'", &format!("'{bridge}'"));
+    }
     // The etcd plugins would otherwise learn etcd's members from etcd
     // itself, which advertises 127.0.0.1: inside a namespace, that is the
     // namespace's own loopback.
@@ -147,6 +152,30 @@ fn rewrite_dcs_section(section: &str, bridge: std::net::Ipv4Addr) -> (String, Ve
         out.push_str("  use_proxies: true\n");
     }
     (out, ports)
+}
+
+/// The environment of the daemons: a `KUBECONFIG` naming the API server
+/// on `127.0.0.1` is copied into the campaign's files with the relay's
+/// address instead (its ports added to `ports`), since the Kubernetes
+/// plugin finds the API server there (`bypass_api_service` is off).
+fn node_env(
+    dcs: &dyn TestDcs,
+    staging: &Staging,
+    bridge: std::net::Ipv4Addr,
+    ports: &mut Vec<u16>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut env = dcs.node_env();
+    for (key, value) in env.iter_mut().filter(|(k, _)| k == "KUBECONFIG") {
+        let text = std::fs::read_to_string(&*value).map_err(|e| format!("{key} {value}: {e}"))?;
+        let (text, more) = rewrite_dcs_section(&text, bridge);
+        for p in more {
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        *value = staging.write("kubeconfig", &text, 0o644).display().to_string();
+    }
+    Ok(env)
 }
 
 /// Run SQL on node `ip` as the superuser (over its control link).
@@ -252,13 +281,6 @@ impl Campaign {
 
     fn start(opts: &Options) -> Result<Campaign, String> {
         let backend = opts.dcs;
-        if matches!(backend.name, "exhibitor") || backend.name.starts_with("kubernetes") {
-            return Err(format!(
-                "--dcs {}: not supported by the campaign: its clients discover the servers' 127.0.0.1 \
-                 addresses, which a node's namespace cannot reach (supported: etcd3, etcd, zookeeper, consul)",
-                backend.name
-            ));
-        }
         let target = palisade_test_support::target_dir();
         if !backend.is_built(&target) || !target.join("palisade").exists() {
             return Err(format!(
@@ -273,7 +295,13 @@ impl Campaign {
         let staging = Staging::new("chaos");
         let bin = crate::cluster::stage_binaries(&staging, &backend);
         let dcs = (backend.start)(&format!("chaos{}", net.octet));
-        let (section, ports) = rewrite_dcs_section(&dcs.yaml_section(), net.bridge_ip());
+        let (section, mut ports) = rewrite_dcs_section(&dcs.yaml_section(), net.bridge_ip());
+        for p in dcs.serve_through(net.bridge_ip()) {
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let env = node_env(dcs.as_ref(), &staging, net.bridge_ip(), &mut ports)?;
         let mut relays = Vec::new();
         for p in ports {
             relays.push(Relay::start(SocketAddr::from((net.bridge_ip(), p)), SocketAddr::from(([127, 0, 0, 1], p)))?);
@@ -288,7 +316,8 @@ impl Campaign {
                 net.namespace(i),
                 net.cluster_ip(i),
                 net.control_ip(i),
-                &section,
+                // Kubernetes: each pod's IP is its node's cluster-link address.
+                &section.replace("pod_ip: 127.0.0.1", &format!("pod_ip: {}", net.cluster_ip(i))),
                 &opts.cluster,
             );
             dcs.prepare_member(&scope, &node.name);
@@ -298,7 +327,6 @@ impl Campaign {
         let targets: Vec<Target> =
             nodes.iter().map(|n| Target { name: n.name.clone(), control_ip: n.control_ip, api: n.api() }).collect();
         let clients = Clients::start(clock, targets);
-        let env = dcs.node_env();
         Ok(Campaign {
             clients,
             nodes,
@@ -491,8 +519,16 @@ impl Campaign {
 /// The build a campaign on `dcs` needs: the daemon, the DCS plugin, the
 /// plugins every node stages, and this binary.
 pub fn build_command(dcs: &str) -> String {
+    // `kubernetes-endpoints` and `kubernetes-lease` are modes of one plugin,
+    // which runs on the Kubernetes test double; Consul runs on its double.
+    let plugin = dcs.split('-').next().unwrap_or(dcs);
+    let double = match plugin {
+        "kubernetes" => " -p kubernetes-test-double",
+        "consul" => " -p consul-test-double",
+        _ => "",
+    };
     format!(
-        "cargo build -p palisade-daemon -p palisade-dcs-{dcs} -p palisade-replica-basebackup \
+        "cargo build -p palisade-daemon -p palisade-dcs-{plugin}{double} -p palisade-replica-basebackup \
          -p palisade-replica-command -p palisade-replica-pgbackrest -p palisade-replica-walg \
          -p palisade-callback-script -p palisade-tests --bin palisade-chaos"
     )
@@ -637,4 +673,56 @@ fn campaign_notes(
         s.push_str(&format!("  - `{p}`\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dcs_sections_and_kubeconfigs_name_the_relay() {
+        let bridge = std::net::Ipv4Addr::new(10, 97, 0, 1);
+        // (section, rewritten, ports found)
+        let cases: &[(&str, &str, &[u16])] = &[
+            ("etcd3:\n  hosts: 127.0.0.1:2379\n", "etcd3:\n  hosts: 10.97.0.1:2379\n  use_proxies: true\n", &[2379]),
+            ("zookeeper:\n  hosts: ['127.0.0.1:2181']\n", "zookeeper:\n  hosts: ['10.97.0.1:2181']\n", &[2181]),
+            // The endpoint's port is relayed through `serve_through`.
+            (
+                "exhibitor:\n  hosts: ['127.0.0.1']\n  port: 8181\n  poll_interval: 2\n",
+                "exhibitor:\n  hosts: ['10.97.0.1']\n  port: 8181\n  poll_interval: 2\n",
+                &[],
+            ),
+            // A kubeconfig.
+            (
+                "clusters:\n- name: k\n  cluster:\n    server: http://127.0.0.1:28775\n",
+                "clusters:\n- name: k\n  cluster:\n    server: http://10.97.0.1:28775\n",
+                &[28775],
+            ),
+            // Kubernetes' section: `pod_ip` is set per node by the campaign.
+            ("kubernetes:\n  pod_ip: 127.0.0.1\n", "kubernetes:\n  pod_ip: 127.0.0.1\n", &[]),
+        ];
+        for (section, want, want_ports) in cases {
+            let (got, ports) = rewrite_dcs_section(section, bridge);
+            assert_eq!(&got, want, "{section}");
+            assert_eq!(&ports, want_ports, "{section}");
+        }
+    }
+
+    #[test]
+    fn build_commands_name_the_plugin_and_its_double() {
+        for (dcs, plugin, double) in [
+            ("etcd3", "palisade-dcs-etcd3 ", None),
+            ("exhibitor", "palisade-dcs-exhibitor ", None),
+            ("consul", "palisade-dcs-consul ", Some("consul-test-double")),
+            ("kubernetes", "palisade-dcs-kubernetes ", Some("kubernetes-test-double")),
+            ("kubernetes-endpoints", "palisade-dcs-kubernetes ", Some("kubernetes-test-double")),
+        ] {
+            let cmd = build_command(dcs);
+            assert!(cmd.contains(plugin), "{dcs}: {cmd}");
+            assert_eq!(cmd.contains("test-double"), double.is_some(), "{dcs}: {cmd}");
+            if let Some(d) = double {
+                assert!(cmd.contains(d), "{dcs}: {cmd}");
+            }
+        }
+    }
 }

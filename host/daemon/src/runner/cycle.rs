@@ -165,6 +165,7 @@ impl Runner {
             self.shared.status.update(|s| s.failsafe.reset());
         }
         self.touch_member().await;
+        self.watch_for_streaming(&observed);
         self.sync_slots(&cluster, &observed).await;
         CycleOutcome { wake_at: decision.wake_at, fatal }
     }

@@ -385,6 +385,9 @@ pub struct Runner {
     /// The postmaster and primary-ness the MPP coordinator saw last (a
     /// change makes the plugin read its metadata again).
     mpp_seen: Option<(Option<i32>, bool)>,
+    /// After a role change: waits for the WAL receiver to stream, then
+    /// wakes the loop to publish it (see `member::StreamWatch`).
+    stream_watch: member::StreamWatch,
 }
 
 impl Runner {
@@ -406,6 +409,7 @@ impl Runner {
             last_failsafe: None,
             heartbeat: Default::default(),
             mpp_seen: None,
+            stream_watch: member::StreamWatch::default(),
         }
     }
 

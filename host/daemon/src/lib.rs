@@ -18,6 +18,7 @@
 pub mod api;
 pub mod hooks;
 pub mod logging;
+pub mod memory;
 pub mod mpp;
 pub mod peers;
 pub mod pg;

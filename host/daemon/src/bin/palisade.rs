@@ -22,6 +22,7 @@ fn usage() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    palisade_daemon::memory::limit_arenas();
     let mut validate = false;
     let mut path: Option<PathBuf> = None;
     for arg in std::env::args_os().skip(1) {

@@ -388,7 +388,15 @@ pub struct Runner {
     /// After a role change: waits for the WAL receiver to stream, then
     /// wakes the loop to publish it (see `member::StreamWatch`).
     stream_watch: member::StreamWatch,
+    /// When to give unused code pages and free heap back next (see
+    /// `crate::memory`), and the pause before the one after.
+    next_trim: (Instant, std::time::Duration),
 }
+
+/// The first trim once start-up is over; the pause doubles after each
+/// trim up to a minute (a bootstrap or a clone runs more new code early).
+const FIRST_TRIM: std::time::Duration = std::time::Duration::from_secs(5);
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Runner {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
@@ -410,6 +418,7 @@ impl Runner {
             heartbeat: Default::default(),
             mpp_seen: None,
             stream_watch: member::StreamWatch::default(),
+            next_trim: (Instant::now() + FIRST_TRIM, FIRST_TRIM),
         }
     }
 
@@ -433,6 +442,11 @@ impl Runner {
                     tracing::warn!("exiting with the watchdog armed: it fires unless the daemon is started again");
                 }
                 return std::process::ExitCode::FAILURE;
+            }
+            if Instant::now() >= self.next_trim.0 {
+                crate::memory::trim();
+                let pause = (self.next_trim.1 * 2).min(TRIM_EVERY);
+                self.next_trim = (Instant::now() + pause, pause);
             }
             let loop_wait = self.shared.config().global.loop_wait;
             let mut nap = loop_wait.saturating_sub(started.elapsed());

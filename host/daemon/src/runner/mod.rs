@@ -388,6 +388,8 @@ pub struct Runner {
     /// After a role change: waits for the WAL receiver to stream, then
     /// wakes the loop to publish it (see `member::StreamWatch`).
     stream_watch: member::StreamWatch,
+    /// This node held the leader key at the end of the last cycle.
+    was_leader: bool,
     /// When to give unused code pages and free heap back next (see
     /// `crate::memory`), and the pause before the one after.
     next_trim: (Instant, std::time::Duration),
@@ -418,6 +420,7 @@ impl Runner {
             heartbeat: Default::default(),
             mpp_seen: None,
             stream_watch: member::StreamWatch::default(),
+            was_leader: false,
             next_trim: (Instant::now() + FIRST_TRIM, FIRST_TRIM),
         }
     }

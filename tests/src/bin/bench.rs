@@ -694,6 +694,9 @@ fn rest(o: &Options) {
     }
 }
 
+/// How one line of the `gaps` table shows a daemon's figures.
+type GapsCell = Box<dyn Fn(&Gaps) -> String>;
+
 /// One daemon's figures for `gaps`.
 #[derive(Default)]
 struct Gaps {
@@ -733,7 +736,12 @@ fn cluster_view(c: &Cluster) -> Option<(Option<String>, Vec<String>)> {
 
 /// Poll `/cluster` (every 20 ms) until its leader runs and `count` others
 /// stream; the times since `t0` at which each was first seen.
-fn watch_cluster(c: &Cluster, t0: Instant, count: usize, must_stream: Option<&str>) -> (Option<Duration>, Option<Duration>) {
+fn watch_cluster(
+    c: &Cluster,
+    t0: Instant,
+    count: usize,
+    must_stream: Option<&str>,
+) -> (Option<Duration>, Option<Duration>) {
     let (mut leader_at, mut streaming_at) = (None, None);
     let deadline = t0 + Duration::from_secs(120);
     while Instant::now() < deadline && streaming_at.is_none() {
@@ -869,8 +877,8 @@ fn gaps(o: &Options) {
     };
     let med = |d: &[Duration]| median(d.to_vec());
     let max = |d: &[Duration]| d.iter().max().copied().unwrap_or_default();
-    let outliers = |d: &[Duration]| format!("{}/{}", d.iter().filter(|d| d.as_secs_f64() >= 5.0).count(), d.len());
-    let lines: Vec<(&str, Box<dyn Fn(&Gaps) -> String>)> = vec![
+    let outliers = |d: &[Duration]| format!("{}/{}", d.iter().filter(|d| d.as_secs_f64() >= 10.0).count(), d.len());
+    let lines: Vec<(&str, GapsCell)> = vec![
         ("GET /patroni, 1 client (req/s)", Box::new(|g| format!("{:.0}", g.patroni_1))),
         ("GET /patroni, 16 clients (req/s)", Box::new(|g| format!("{:.0}", g.patroni_16))),
         ("GET /metrics, 16 clients (req/s)", Box::new(|g| format!("{:.0}", g.metrics_16))),
@@ -879,12 +887,12 @@ fn gaps(o: &Options) {
         ("bootstrap to leader running, max", Box::new(move |g| f(&g.boot_leader, max))),
         ("bootstrap to all streaming, median", Box::new(move |g| f(&g.boot_streaming, med))),
         ("bootstrap to all streaming, max", Box::new(move |g| f(&g.boot_streaming, max))),
-        ("bootstraps over 5 s", Box::new(move |g| outliers(&g.boot_streaming))),
+        ("bootstraps taking 10 s or more", Box::new(move |g| outliers(&g.boot_streaming))),
         ("switchover to first write, median", Box::new(move |g| f(&g.switch_write, med))),
         ("switchover to first write, max", Box::new(move |g| f(&g.switch_write, max))),
         ("switchover to old primary streaming, median", Box::new(move |g| f(&g.switch_streaming, med))),
         ("switchover to old primary streaming, max", Box::new(move |g| f(&g.switch_streaming, max))),
-        ("switchovers over 5 s", Box::new(move |g| outliers(&g.switch_streaming))),
+        ("switchovers taking 10 s or more", Box::new(move |g| outliers(&g.switch_streaming))),
         ("lease expiry to first write, median", Box::new(move |g| f(&g.expiry_write, med))),
         ("lease expiry to first write, max", Box::new(move |g| f(&g.expiry_write, max))),
         (

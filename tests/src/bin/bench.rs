@@ -604,32 +604,40 @@ fn switchover_with(o: &Options, name: &str, engine: &Engine) {
     let c = Cluster::start("bench-switchover", spec(o, engine));
     let mut times = Vec::new();
     for run in 0..o.runs {
-        let old = c.wait_for_leader(Duration::from_secs(60));
-        if !wait_until(Duration::from_secs(90), || c.streaming_from(&old).len() >= 2) {
-            // The old leader did not rejoin: report the runs made so far.
-            println!("  run {}: the replicas of {old} are not all streaming after 90 s; stopping here", run + 1);
+        let Some((old, t0)) = switch_over(&c, &format!("run {}", run + 1)) else {
             break;
-        }
-        let candidate = c.streaming_from(&old).into_iter().next().unwrap_or_default();
-        let body = format!("{{\"leader\": \"{old}\", \"candidate\": \"{candidate}\"}}");
-        let t0 = Instant::now();
-        let r = palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]);
-        match r {
-            Ok(r) if r.status == 200 => {}
-            Ok(r) => {
-                println!("  run {}: POST /switchover answered {}: {}", run + 1, r.status, r.body);
-                return;
-            }
-            Err(e) => {
-                println!("  run {}: POST /switchover failed: {e}", run + 1);
-                return;
-            }
-        }
+        };
         let (new, took) = leader_accepting_writes(&c, &old, t0);
         println!("  run {}: {old} -> {new}: first write after {:.2} s", run + 1, took.as_secs_f64());
         times.push(took);
     }
     show(&format!("{name} switchover"), &times);
+}
+
+/// Once both replicas of the leader stream, switch over to one of them:
+/// the old leader and when the request was sent, or `None` (said under
+/// `label`) when the replicas did not rejoin or the request failed.
+fn switch_over(c: &Cluster, label: &str) -> Option<(String, Instant)> {
+    let old = c.wait_for_leader(Duration::from_secs(60));
+    if !wait_until(Duration::from_secs(90), || c.streaming_from(&old).len() >= 2) {
+        // The old leader did not rejoin: report the runs made so far.
+        println!("  {label}: the replicas of {old} are not all streaming after 90 s; stopping here");
+        return None;
+    }
+    let candidate = c.streaming_from(&old).into_iter().next().unwrap_or_default();
+    let body = format!("{{\"leader\": \"{old}\", \"candidate\": \"{candidate}\"}}");
+    let t0 = Instant::now();
+    match palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]) {
+        Ok(r) if r.status == 200 => Some((old, t0)),
+        Ok(r) => {
+            println!("  {label}: POST /switchover answered {}: {}", r.status, r.body);
+            None
+        }
+        Err(e) => {
+            println!("  {label}: POST /switchover failed: {e}");
+            None
+        }
+    }
 }
 
 /// Health checks per second against `path` from `conns` clients, each
@@ -798,21 +806,9 @@ fn gaps_of(o: &Options, name: &str, engine: &Engine) -> Gaps {
     println!("  RSS: {:?} KiB", g.rss_kib);
 
     for run in 0..o.runs {
-        let old = c.wait_for_leader(Duration::from_secs(60));
-        if !wait_until(Duration::from_secs(90), || c.streaming_from(&old).len() >= 2) {
-            println!("  switchover {}: the replicas of {old} are not all streaming after 90 s; stopping here", run + 1);
+        let Some((old, t0)) = switch_over(&c, &format!("switchover {}", run + 1)) else {
             break;
-        }
-        let candidate = c.streaming_from(&old).into_iter().next().unwrap_or_default();
-        let body = format!("{{\"leader\": \"{old}\", \"candidate\": \"{candidate}\"}}");
-        let t0 = Instant::now();
-        match palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]) {
-            Ok(r) if r.status == 200 => {}
-            other => {
-                println!("  switchover {}: POST /switchover: {:?}", run + 1, other.map(|r| (r.status, r.body)));
-                break;
-            }
-        }
+        };
         let (new, took) = leader_accepting_writes(&c, &old, t0);
         let (_, streaming) = watch_cluster(&c, t0, 2, Some(&old));
         let shown = streaming.map_or_else(|| "never".into(), |d| format!("{:.2} s", d.as_secs_f64()));

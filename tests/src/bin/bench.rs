@@ -1049,8 +1049,26 @@ fn rewind_with(o: &Options, name: &str, engine: &Engine) {
 }
 
 fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// The `field` (KiB) of `/proc/<pid>/<file>`.
+fn proc_kib(pid: i32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Where a process's RSS goes: its own anonymous memory (heap, stacks),
+/// the pages of files it maps (code, shared with every process mapping
+/// them, kept in the page cache) and its proportional share (PSS).
+fn rss_parts(pid: i32) -> String {
+    let mib = |k: Option<u64>| k.map_or_else(|| "?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    format!(
+        "anonymous {} + files {} MiB, PSS {} MiB",
+        mib(proc_kib(pid, "status", "RssAnon:")),
+        mib(proc_kib(pid, "status", "RssFile:")),
+        mib(proc_kib(pid, "smaps_rollup", "Pss:"))
+    )
 }
 
 /// The daemons' memory with each chosen DCS plugin loaded, then side by side.
@@ -1088,9 +1106,10 @@ fn rss_with(o: &Options, name: &str, engine: &Engine, dcs: DcsBackend) -> Vec<u6
             (Some(k), Some(cpu)) => {
                 kib.push(k);
                 println!(
-                    "  {name} {} ({role}): {:.1} MiB RSS, {cpu:.2} s CPU since start",
+                    "  {name} {} ({role}): {:.1} MiB RSS ({}), {cpu:.2} s CPU since start",
                     c.nodes[i].name,
-                    k as f64 / 1024.0
+                    k as f64 / 1024.0,
+                    rss_parts(pid)
                 )
             }
             _ => println!("  {name} {} ({role}): cannot read /proc/{pid}", c.nodes[i].name),

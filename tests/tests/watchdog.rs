@@ -153,10 +153,15 @@ fn a_node_whose_required_watchdog_fails_never_leads() {
     assert!(cluster.leader().is_none_or(|l| l == "node1"), "leader: {:?}", cluster.leader());
 }
 
-/// The leader key's expiry as etcd's v2 store holds it (the last renewal
-/// plus ttl), `None` once the key is gone.
+/// The expiry of node1's leader key as etcd's v2 store holds it (the last
+/// renewal plus ttl), `None` once the key is gone or another member holds
+/// it (node2 races on the watch event, so the key may be absent for less
+/// time than one poll takes).
 fn leader_expiration(cluster: &Cluster, client: &palisade_tests::etcd::RawV2Client) -> Option<SystemTime> {
     let r = client.request("GET", &format!("/v2/keys{}", cluster.key("leader")), None);
+    if r.body["node"]["value"].as_str() != Some("node1") {
+        return None;
+    }
     let text = r.body["node"]["expiration"].as_str()?;
     let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
     Some(SystemTime::from(t.with_timezone(&chrono::Utc)))

@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod inventory;
 pub mod logging;
+pub mod memory;
 pub mod mpp;
 pub mod peers;
 pub mod pg;

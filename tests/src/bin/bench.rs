@@ -47,6 +47,18 @@
 //! starts on the watch event, not at the next loop: with a long
 //! `loop_wait`, expiry to first write stays well under it).
 //!
+//! `gaps` (not part of `all`) prints, in one run and next to Patroni's
+//! when `--patroni` is given, the figures issue 13 set targets for:
+//! `GET /patroni` requests/s with 1 and 16 clients, `GET /metrics` and
+//! `GET /primary` with 16 (a connection per request, `--seconds` each, on
+//! the leader), `--runs` cold bootstraps of 3 nodes started at once (to
+//! `/cluster` showing the leader running and every replica streaming),
+//! `--runs` switchovers (to the first write on the new leader, and to
+//! `/cluster` showing the old primary streaming), `--failovers` kill -9
+//! failovers (lease expiry, polled every 5 ms, to the first write) and
+//! the daemons' RSS. `--runs` defaults to 10 for `gaps`. The latest
+//! output is kept in docs/benchmarks.md.
+//!
 //! `--dcs etcd3,etcd,zookeeper` names the DCS backends to run on (see
 //! `palisade_tests::dcs`; default: every enrolled backend whose plugin is
 //! built). `failover` and `rss` run once per backend, with the same `ttl`,
@@ -94,6 +106,8 @@ struct Options {
     /// The DCS backends to run on, the first for the measurements that
     /// do not compare backends.
     dcs: Vec<DcsBackend>,
+    /// `gaps`: how many kill -9 failovers.
+    failovers: usize,
 }
 
 fn usage() -> ! {
@@ -102,6 +116,7 @@ fn usage() -> ! {
          [--ttl S] [--loop-wait S] [--retry-timeout S] [--seconds S] [--patroni VENV] [--dcs NAME[,NAME...]]\n       \
          bench replica-create [--runs N] [--rows N]\n       \
          bench fast-failover [--runs N] [--ttl S] [--loop-wait S] [--patroni VENV] [--dcs NAME]\n       \
+         bench gaps [--runs N] [--failovers N] [--seconds S] [--patroni VENV] [--dcs NAME]\n       \
          bench rest-fuzz [--requests N] [--seed S] [--port P --auth USER:PASSWORD] [--patroni VENV] [--dcs NAME]"
     );
     std::process::exit(2)
@@ -123,6 +138,7 @@ fn parse() -> Options {
         port: None,
         auth: "fuzz:fuzz".into(),
         dcs: Vec::new(),
+        failovers: 3,
     };
     let mut dcs_names: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -135,6 +151,7 @@ fn parse() -> Options {
         };
         match a.as_str() {
             "--runs" => o.runs = num("--runs") as usize,
+            "--failovers" => o.failovers = num("--failovers") as usize,
             "--inserts" => o.inserts = (num("--inserts") as usize).max(1),
             "--ttl" => o.ttl = num("--ttl") as u32,
             "--loop-wait" => o.loop_wait = num("--loop-wait") as u32,
@@ -153,6 +170,9 @@ fn parse() -> Options {
         }
     }
     o.dcs = choose_dcs(dcs_names.as_deref());
+    if o.what == "gaps" && !std::env::args().any(|a| a == "--runs") {
+        o.runs = 10;
+    }
     o
 }
 
@@ -584,32 +604,40 @@ fn switchover_with(o: &Options, name: &str, engine: &Engine) {
     let c = Cluster::start("bench-switchover", spec(o, engine));
     let mut times = Vec::new();
     for run in 0..o.runs {
-        let old = c.wait_for_leader(Duration::from_secs(60));
-        if !wait_until(Duration::from_secs(90), || c.streaming_from(&old).len() >= 2) {
-            // The old leader did not rejoin: report the runs made so far.
-            println!("  run {}: the replicas of {old} are not all streaming after 90 s; stopping here", run + 1);
+        let Some((old, t0)) = switch_over(&c, &format!("run {}", run + 1)) else {
             break;
-        }
-        let candidate = c.streaming_from(&old).into_iter().next().unwrap_or_default();
-        let body = format!("{{\"leader\": \"{old}\", \"candidate\": \"{candidate}\"}}");
-        let t0 = Instant::now();
-        let r = palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]);
-        match r {
-            Ok(r) if r.status == 200 => {}
-            Ok(r) => {
-                println!("  run {}: POST /switchover answered {}: {}", run + 1, r.status, r.body);
-                return;
-            }
-            Err(e) => {
-                println!("  run {}: POST /switchover failed: {e}", run + 1);
-                return;
-            }
-        }
+        };
         let (new, took) = leader_accepting_writes(&c, &old, t0);
         println!("  run {}: {old} -> {new}: first write after {:.2} s", run + 1, took.as_secs_f64());
         times.push(took);
     }
     show(&format!("{name} switchover"), &times);
+}
+
+/// Once both replicas of the leader stream, switch over to one of them:
+/// the old leader and when the request was sent, or `None` (said under
+/// `label`) when the replicas did not rejoin or the request failed.
+fn switch_over(c: &Cluster, label: &str) -> Option<(String, Instant)> {
+    let old = c.wait_for_leader(Duration::from_secs(60));
+    if !wait_until(Duration::from_secs(90), || c.streaming_from(&old).len() >= 2) {
+        // The old leader did not rejoin: report the runs made so far.
+        println!("  {label}: the replicas of {old} are not all streaming after 90 s; stopping here");
+        return None;
+    }
+    let candidate = c.streaming_from(&old).into_iter().next().unwrap_or_default();
+    let body = format!("{{\"leader\": \"{old}\", \"candidate\": \"{candidate}\"}}");
+    let t0 = Instant::now();
+    match palisade_tests::http::request(c.node(&old).api_port, "POST", "/switchover", Some(&body), &[]) {
+        Ok(r) if r.status == 200 => Some((old, t0)),
+        Ok(r) => {
+            println!("  {label}: POST /switchover answered {}: {}", r.status, r.body);
+            None
+        }
+        Err(e) => {
+            println!("  {label}: POST /switchover failed: {e}");
+            None
+        }
+    }
 }
 
 /// Health checks per second against `path` from `conns` clients, each
@@ -671,6 +699,213 @@ fn rest(o: &Options) {
                 println!("  {name} {path:<8} {conns:>2} client(s): {rate:.0} requests/s");
             }
         }
+    }
+}
+
+/// How one line of the `gaps` table shows a daemon's figures.
+type GapsCell = Box<dyn Fn(&Gaps) -> String>;
+
+/// One daemon's figures for `gaps`.
+#[derive(Default)]
+struct Gaps {
+    patroni_1: f64,
+    patroni_16: f64,
+    metrics_16: f64,
+    primary_16: f64,
+    /// Cold bootstraps: to the first leader running, to every member
+    /// streaming (both as `/cluster` shows them).
+    boot_leader: Vec<Duration>,
+    boot_streaming: Vec<Duration>,
+    /// Switchovers: to the first write on the new leader, to `/cluster`
+    /// showing every replica (the old primary among them) streaming.
+    switch_write: Vec<Duration>,
+    switch_streaming: Vec<Duration>,
+    /// kill -9 of the leader: lease expiry to the first write.
+    expiry_write: Vec<Duration>,
+    rss_kib: Vec<u64>,
+}
+
+/// `/cluster` as one of the nodes answers it: (leader running, the names
+/// of the members shown streaming).
+fn cluster_view(c: &Cluster) -> Option<(Option<String>, Vec<String>)> {
+    let body = c.nodes.iter().find_map(|n| n.get("/cluster").ok().filter(|r| r.status == 200))?.json();
+    let members = body["members"].as_array()?;
+    let leader = members
+        .iter()
+        .find(|m| m["role"] == "leader" && m["state"] == "running")
+        .and_then(|m| m["name"].as_str().map(String::from));
+    let streaming = members
+        .iter()
+        .filter(|m| m["role"] != "leader" && m["state"] == "streaming")
+        .filter_map(|m| m["name"].as_str().map(String::from))
+        .collect();
+    Some((leader, streaming))
+}
+
+/// Poll `/cluster` (every 20 ms) until its leader runs and `count` others
+/// stream; the times since `t0` at which each was first seen.
+fn watch_cluster(
+    c: &Cluster,
+    t0: Instant,
+    count: usize,
+    must_stream: Option<&str>,
+) -> (Option<Duration>, Option<Duration>) {
+    let (mut leader_at, mut streaming_at) = (None, None);
+    let deadline = t0 + Duration::from_secs(120);
+    while Instant::now() < deadline && streaming_at.is_none() {
+        if let Some((leader, streaming)) = cluster_view(c) {
+            if leader.is_some() && leader_at.is_none() {
+                leader_at = Some(t0.elapsed());
+            }
+            let named = must_stream.is_none_or(|m| streaming.iter().any(|s| s == m));
+            if leader.is_some() && streaming.len() >= count && named {
+                streaming_at = Some(t0.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (leader_at, streaming_at)
+}
+
+fn gaps_of(o: &Options, name: &str, engine: &Engine) -> Gaps {
+    let mut g = Gaps::default();
+    let failovers = o.failovers;
+    println!("== {name}: {} cold bootstraps of 3 nodes started at once (to /cluster showing them)", o.runs);
+    for run in 0..o.runs {
+        let mut c = Cluster::prepare("bench-boot", spec(o, engine));
+        let t0 = Instant::now();
+        for i in 0..c.nodes.len() {
+            c.start_node(i);
+        }
+        let (leader, streaming) = watch_cluster(&c, t0, 2, None);
+        let secs = |d: Option<Duration>| d.map_or_else(|| "never".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+        println!("  run {}: leader running after {}, all streaming after {}", run + 1, secs(leader), secs(streaming));
+        g.boot_leader.extend(leader);
+        g.boot_streaming.extend(streaming);
+    }
+
+    println!("== {name}: REST throughput, memory, {} switchovers and {failovers} failovers on one cluster", o.runs);
+    let mut c = Cluster::start("bench-gaps", spec(o, engine));
+    let leader = c.wait_for_leader(Duration::from_secs(60));
+    c.wait_streaming(&leader, 2, Duration::from_secs(120));
+    let port = c.node(&leader).api_port;
+    g.patroni_1 = hammer(port, "/patroni", 1, o.seconds);
+    g.patroni_16 = hammer(port, "/patroni", 16, o.seconds);
+    g.metrics_16 = hammer(port, "/metrics", 16, o.seconds);
+    g.primary_16 = hammer(port, "/primary", 16, o.seconds);
+    println!(
+        "  GET /patroni {:.0}/s (1 client), {:.0}/s (16); /metrics {:.0}/s (16); /primary {:.0}/s (16)",
+        g.patroni_1, g.patroni_16, g.metrics_16, g.primary_16
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    for n in &c.nodes {
+        if let Some(k) = n.daemon_pid().and_then(rss_kib) {
+            g.rss_kib.push(k);
+        }
+    }
+    println!("  RSS: {:?} KiB", g.rss_kib);
+
+    for run in 0..o.runs {
+        let Some((old, t0)) = switch_over(&c, &format!("switchover {}", run + 1)) else {
+            break;
+        };
+        let (new, took) = leader_accepting_writes(&c, &old, t0);
+        let (_, streaming) = watch_cluster(&c, t0, 2, Some(&old));
+        let shown = streaming.map_or_else(|| "never".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+        println!(
+            "  switchover {}: {old} -> {new}: first write after {:.2} s, /cluster shows {old} streaming after {shown}",
+            run + 1,
+            took.as_secs_f64()
+        );
+        g.switch_write.push(took);
+        g.switch_streaming.extend(streaming);
+    }
+
+    for run in 0..failovers {
+        let old = c.wait_for_leader(Duration::from_secs(60));
+        c.wait_streaming(&old, 2, Duration::from_secs(120));
+        let raw = c.dcs.etcd().map(|e| e.raw());
+        let key = c.key("leader");
+        let holder = |c: &Cluster| match &raw {
+            Some(r) => r.get(&key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+            None => c.leader(),
+        };
+        let t0 = Instant::now();
+        c.kill9(&old, true);
+        let gone = poll(Duration::from_secs(u64::from(o.ttl.max(20)) * 3), Duration::from_millis(5), || {
+            holder(&c).as_deref() != Some(old.as_str())
+        });
+        let expired = Instant::now();
+        let new = palisade_test_support::wait_for("a new leader", Duration::from_secs(120), || {
+            c.leader().filter(|l| *l != old)
+        });
+        let port = c.node(&new).pg_port;
+        let wrote = poll(Duration::from_secs(120), Duration::from_millis(5), || {
+            psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
+        });
+        let after = expired.elapsed();
+        println!(
+            "  failover {}: {old} killed, lease gone after {:.2} s, {new} wrote {:.2} s after the expiry",
+            run + 1,
+            expired.duration_since(t0).as_secs_f64(),
+            after.as_secs_f64()
+        );
+        if gone && wrote {
+            g.expiry_write.push(after);
+        }
+        let i = c.index(&old);
+        c.start_node(i);
+        c.wait_streaming(&new, 2, Duration::from_secs(120));
+    }
+    g
+}
+
+/// The gaps issue 13 names, palisade next to Patroni (see the module's
+/// documentation).
+fn gaps(o: &Options) {
+    let rows: Vec<(&str, Gaps)> = engines(o).into_iter().map(|(name, e)| (name, gaps_of(o, name, &e))).collect();
+    let f = |d: &[Duration], pick: fn(&[Duration]) -> Duration| {
+        if d.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2} s", pick(d).as_secs_f64())
+        }
+    };
+    let med = |d: &[Duration]| median(d.to_vec());
+    let max = |d: &[Duration]| d.iter().max().copied().unwrap_or_default();
+    let outliers = |d: &[Duration]| format!("{}/{}", d.iter().filter(|d| d.as_secs_f64() >= 10.0).count(), d.len());
+    let lines: Vec<(&str, GapsCell)> = vec![
+        ("GET /patroni, 1 client (req/s)", Box::new(|g| format!("{:.0}", g.patroni_1))),
+        ("GET /patroni, 16 clients (req/s)", Box::new(|g| format!("{:.0}", g.patroni_16))),
+        ("GET /metrics, 16 clients (req/s)", Box::new(|g| format!("{:.0}", g.metrics_16))),
+        ("GET /primary, 16 clients (req/s)", Box::new(|g| format!("{:.0}", g.primary_16))),
+        ("bootstrap to leader running, median", Box::new(move |g| f(&g.boot_leader, med))),
+        ("bootstrap to leader running, max", Box::new(move |g| f(&g.boot_leader, max))),
+        ("bootstrap to all streaming, median", Box::new(move |g| f(&g.boot_streaming, med))),
+        ("bootstrap to all streaming, max", Box::new(move |g| f(&g.boot_streaming, max))),
+        ("bootstraps taking 10 s or more", Box::new(move |g| outliers(&g.boot_streaming))),
+        ("switchover to first write, median", Box::new(move |g| f(&g.switch_write, med))),
+        ("switchover to first write, max", Box::new(move |g| f(&g.switch_write, max))),
+        ("switchover to old primary streaming, median", Box::new(move |g| f(&g.switch_streaming, med))),
+        ("switchover to old primary streaming, max", Box::new(move |g| f(&g.switch_streaming, max))),
+        ("switchovers taking 10 s or more", Box::new(move |g| outliers(&g.switch_streaming))),
+        ("lease expiry to first write, median", Box::new(move |g| f(&g.expiry_write, med))),
+        ("lease expiry to first write, max", Box::new(move |g| f(&g.expiry_write, max))),
+        (
+            "daemon RSS, max of 3 nodes (MiB)",
+            Box::new(|g| format!("{:.1}", g.rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0)),
+        ),
+    ];
+    println!(
+        "== gaps, side by side (3 nodes on {}, ttl {} s, loop_wait {} s, retry_timeout {} s; {} s per REST figure, \
+         a connection per request)",
+        o.dcs[0].name, o.ttl, o.loop_wait, o.retry_timeout, o.seconds
+    );
+    let header: Vec<String> = rows.iter().map(|(n, _)| format!("{n:>12}")).collect();
+    println!("  {:<46}{}", "", header.join(""));
+    for (label, value) in &lines {
+        let cells: Vec<String> = rows.iter().map(|(_, g)| format!("{:>12}", value(g))).collect();
+        println!("  {label:<46}{}", cells.join(""));
     }
 }
 
@@ -814,8 +1049,26 @@ fn rewind_with(o: &Options, name: &str, engine: &Engine) {
 }
 
 fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// The `field` (KiB) of `/proc/<pid>/<file>`.
+fn proc_kib(pid: i32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Where a process's RSS goes: its own anonymous memory (heap, stacks),
+/// the pages of files it maps (code, shared with every process mapping
+/// them, kept in the page cache) and its proportional share (PSS).
+fn rss_parts(pid: i32) -> String {
+    let mib = |k: Option<u64>| k.map_or_else(|| "?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    format!(
+        "anonymous {} + files {} MiB, PSS {} MiB",
+        mib(proc_kib(pid, "status", "RssAnon:")),
+        mib(proc_kib(pid, "status", "RssFile:")),
+        mib(proc_kib(pid, "smaps_rollup", "Pss:"))
+    )
 }
 
 /// The daemons' memory with each chosen DCS plugin loaded, then side by side.
@@ -853,9 +1106,10 @@ fn rss_with(o: &Options, name: &str, engine: &Engine, dcs: DcsBackend) -> Vec<u6
             (Some(k), Some(cpu)) => {
                 kib.push(k);
                 println!(
-                    "  {name} {} ({role}): {:.1} MiB RSS, {cpu:.2} s CPU since start",
+                    "  {name} {} ({role}): {:.1} MiB RSS ({}), {cpu:.2} s CPU since start",
                     c.nodes[i].name,
-                    k as f64 / 1024.0
+                    k as f64 / 1024.0,
+                    rss_parts(pid)
                 )
             }
             _ => println!("  {name} {} ({role}): cannot read /proc/{pid}", c.nodes[i].name),
@@ -881,6 +1135,7 @@ fn main() {
         "rewind" => rewind(&o),
         "fast-failover" => fast_failover(&o),
         "rest-fuzz" => rest_fuzz(&o),
+        "gaps" => gaps(&o),
         "all" => {
             rss(&o);
             rest(&o);

@@ -15,7 +15,7 @@ use palisade_test_support::{become_subreaper, is_root, pid_alive, signal, Stagin
 use super::check::{check, healthy, report, Verdicts};
 use super::clients::{http, Clients, Clock, Target};
 use super::faults::{draw, Aim, Kind, Rng, TTLS};
-use super::launch::{make_node, ClusterSettings, Node, PASSWORD, PG_PORT};
+use super::launch::{make_node, ClusterSettings, Node};
 use super::record::{Fault, FinalState, History, Millis, Settings};
 use super::topology::{Net, Relay};
 use crate::dcs::{DcsBackend, TestDcs};
@@ -182,13 +182,8 @@ fn node_env(
 fn sql(ip: std::net::Ipv4Addr, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let mut c = tokio_postgres::Config::new();
-        c.host(ip.to_string())
-            .port(PG_PORT)
-            .user("postgres")
-            .password(PASSWORD)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(3));
+        let mut c = super::clients::pg_config(ip);
+        c.connect_timeout(Duration::from_secs(3));
         let (client, conn) = c.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             let _ = conn.await;

@@ -70,7 +70,8 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-fn pg_config(ip: Ipv4Addr) -> tokio_postgres::Config {
+/// The superuser's connection to node `ip`'s PostgreSQL over its control link.
+pub(crate) fn pg_config(ip: Ipv4Addr) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
     c.host(ip.to_string())
         .port(PG_PORT)

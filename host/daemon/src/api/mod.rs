@@ -11,6 +11,7 @@ pub mod actions;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod health;
+pub mod live;
 #[allow(clippy::result_large_err)]
 pub mod reply;
 #[cfg(test)]
@@ -31,7 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::runner::Shared;
-use crate::status::StatusBoard;
+use crate::status::{NodeStatus, PgSnapshot, StatusBoard};
 
 /// What handlers read.
 #[derive(Clone)]
@@ -41,11 +42,13 @@ pub struct ApiState {
     pub shared: Option<Arc<Shared>>,
     /// The access rules in force (see `security`).
     security: security::Cache,
+    /// The live PostgreSQL status `/patroni` and `/metrics` share.
+    live: Arc<live::LiveStatus>,
 }
 
 impl ApiState {
     pub fn new(status: StatusBoard, shared: Option<Arc<Shared>>) -> Self {
-        Self { status, shared, security: security::Cache::default() }
+        Self { status, shared, security: security::Cache::default(), live: Arc::default() }
     }
 }
 
@@ -70,14 +73,24 @@ async fn health_code_only(State(st): State<ApiState>, uri: Uri, Query(q): Params
     StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE).into_response()
 }
 
+/// PostgreSQL's status read live for a request that arrived at `arrived`
+/// (one query shared by concurrent requests, see `live`), or `None`
+/// when PostgreSQL is not running or does not answer.
+async fn live_pg(st: &ApiState, s: &NodeStatus, arrived: std::time::Instant) -> Option<PgSnapshot> {
+    match &st.shared {
+        Some(shared) if s.pg.is_some() => {
+            st.live.get(arrived, live::Key::of(s), live::window_for(s), || shared.pg.snapshot_quick()).await
+        }
+        _ => None,
+    }
+}
+
 /// `GET /patroni`: the status with WAL positions read live (the leader
 /// race compares them), falling back to the cached ones.
 async fn patroni(State(st): State<ApiState>) -> Response {
+    let arrived = std::time::Instant::now();
     let s = st.status.get();
-    let live = match &st.shared {
-        Some(shared) if s.pg.is_some() => shared.pg.snapshot_quick().await,
-        _ => None,
-    };
+    let live = live_pg(&st, &s, arrived).await;
     json_response(200, serde_json::Value::Object(status_json::status_json(&s, live.as_ref())))
 }
 

@@ -101,11 +101,9 @@ pub async fn failsafe(State(st): State<ApiState>) -> Response {
 
 /// `GET /metrics`: Prometheus text with Patroni's names, help and labels.
 pub async fn metrics(State(st): State<ApiState>) -> Response {
+    let arrived = std::time::Instant::now();
     let s = st.status.get();
-    let live = match &st.shared {
-        Some(shared) if s.pg.is_some() => shared.pg.snapshot_quick().await,
-        _ => None,
-    };
+    let live = super::live_pg(&st, &s, arrived).await;
     let pg = super::status_json::status_json(&s, live.as_ref());
     let failsafe_enabled = st.shared.as_ref().is_some_and(|sh| sh.config().global.failsafe_mode);
     let failsafe_member = s.cluster.as_ref().and_then(|c| c.failsafe.as_ref()).is_some_and(|f| f.contains_key(&s.name));

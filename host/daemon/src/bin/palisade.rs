@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    palisade_daemon::memory::limit_arenas();
     use palisade_daemon::cli::{self, Invocation};
     let invocation = match cli::parse(std::env::args_os().skip(1)) {
         Ok(i) => i,

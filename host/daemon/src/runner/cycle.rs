@@ -165,7 +165,18 @@ impl Runner {
             self.shared.status.update(|s| s.failsafe.reset());
         }
         self.touch_member().await;
+        self.watch_for_streaming(&observed);
         self.sync_slots(&cluster, &observed).await;
+        // This cycle took the leader key (a bootstrap completed, a race
+        // won): its snapshot still had no leader, so what a leader does
+        // each cycle (the members' replication slots, the sync key) waits
+        // for the next one. Run it at once rather than after `loop_wait`:
+        // replicas cannot stream before their slots exist.
+        let leads = self.shared.tracked().is_leader();
+        if leads && !self.was_leader && cluster.leader_name() != Some(me_name.as_str()) {
+            let _ = self.shared.events.send(super::Event::Wake);
+        }
+        self.was_leader = leads;
         CycleOutcome { wake_at: decision.wake_at, fatal }
     }
 

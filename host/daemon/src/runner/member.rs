@@ -37,7 +37,89 @@ pub fn scheduled_restart_json(r: &palisade_ha::ScheduledRestart) -> serde_json::
     m
 }
 
+/// How long after a role change (or a new upstream) the loop looks for
+/// the WAL receiver to start streaming, and how often.
+const STREAM_WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+const STREAM_WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A replica that has just started following (a demoted primary, a new
+/// replica, a new upstream) publishes `replication_state: streaming` in
+/// its member key only when a cycle sees it. Rather than wait for the next
+/// `loop_wait`, a small task polls PostgreSQL (one cheap query every
+/// [`STREAM_WATCH_EVERY`]) for at most [`STREAM_WATCH_FOR`] after the
+/// change and wakes the loop as soon as the receiver streams.
+#[derive(Default)]
+pub(super) struct StreamWatch {
+    /// The role and upstream of the last cycle.
+    seen: Option<(palisade_model::Role, Option<String>)>,
+    /// Until when to look, after the last change.
+    until: Option<std::time::Instant>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StreamWatch {
+    /// What to do after a cycle that saw `role` following `upstream`, with
+    /// the WAL receiver `streaming` (`None`: PostgreSQL is not a running
+    /// replica), at `now`: `true` to start polling (no poll running,
+    /// within the watch after a change).
+    fn next(
+        &mut self,
+        role: palisade_model::Role,
+        upstream: Option<String>,
+        streaming: Option<bool>,
+        now: std::time::Instant,
+    ) -> bool {
+        let seen = Some((role, upstream));
+        if self.seen != seen {
+            self.seen = seen;
+            self.until = Some(now + STREAM_WATCH_FOR);
+        }
+        if streaming == Some(true) {
+            self.until = None;
+        }
+        if streaming != Some(false) || self.until.is_none_or(|u| now >= u) {
+            if let Some(t) = self.task.take() {
+                t.abort();
+            }
+            return false;
+        }
+        self.task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+}
+
 impl Runner {
+    /// Start polling for the WAL receiver after a role change (see
+    /// [`StreamWatch`]).
+    pub(super) fn watch_for_streaming(&mut self, observed: &Observed) {
+        let tracked = self.shared.tracked();
+        let upstream = tracked.following.clone().or_else(|| tracked.following_remote.then(String::new));
+        let streaming = observed
+            .snapshot
+            .as_ref()
+            .filter(|s| tracked.state == State::Running && upstream.is_some() && s.in_recovery)
+            .map(|s| s.replication_state.as_deref() == Some("streaming"));
+        let now = std::time::Instant::now();
+        if !self.stream_watch.next(tracked.role, upstream, streaming, now) {
+            return;
+        }
+        let Some(until) = self.stream_watch.until else { return };
+        let shared = std::sync::Arc::clone(&self.shared);
+        self.stream_watch.task = Some(tokio::spawn(async move {
+            while std::time::Instant::now() < until {
+                tokio::time::sleep(STREAM_WATCH_EVERY).await;
+                let streaming = shared
+                    .pg
+                    .snapshot_quick()
+                    .await
+                    .is_some_and(|s| s.replication_state.as_deref() == Some("streaming"));
+                if streaming {
+                    let _ = shared.events.send(super::Event::Wake);
+                    return;
+                }
+            }
+        }));
+    }
+
     /// Write our member key.
     pub(super) async fn touch_member(&mut self) {
         touch_member_of(&self.shared).await;
@@ -215,5 +297,40 @@ impl Runner {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_watch_tests {
+    use std::time::{Duration, Instant};
+
+    use palisade_model::Role;
+
+    use super::{StreamWatch, STREAM_WATCH_FOR};
+
+    #[tokio::test]
+    async fn polls_only_after_a_change_and_until_streaming() {
+        let mut w = StreamWatch::default();
+        let t0 = Instant::now();
+        let up = || Some("n1".to_string());
+        // A new replica of n1, not streaming yet: poll.
+        assert!(w.next(Role::Replica, up(), Some(false), t0));
+        w.task = Some(tokio::spawn(std::future::pending()));
+        // A poll runs: no second one.
+        assert!(!w.next(Role::Replica, up(), Some(false), t0 + Duration::from_secs(1)));
+        // Streaming: the poll stops and the watch ends.
+        assert!(!w.next(Role::Replica, up(), Some(true), t0 + Duration::from_secs(2)));
+        assert!(w.task.is_none());
+        // Not streaming again without a change (the leader went away): no poll.
+        assert!(!w.next(Role::Replica, up(), Some(false), t0 + Duration::from_secs(3)));
+        // A new upstream: poll again, until the watch runs out.
+        let t1 = t0 + Duration::from_secs(4);
+        assert!(w.next(Role::Replica, Some("n3".into()), Some(false), t1));
+        assert!(!w.next(Role::Replica, Some("n3".into()), Some(false), t1 + STREAM_WATCH_FOR));
+        // A demoted primary: still starting when the change is seen, then
+        // running and not streaming yet: poll.
+        assert!(!w.next(Role::Primary, None, None, t1));
+        assert!(!w.next(Role::Replica, up(), None, t1));
+        assert!(w.next(Role::Replica, up(), Some(false), t1 + Duration::from_secs(1)));
     }
 }

@@ -385,7 +385,20 @@ pub struct Runner {
     /// The postmaster and primary-ness the MPP coordinator saw last (a
     /// change makes the plugin read its metadata again).
     mpp_seen: Option<(Option<i32>, bool)>,
+    /// After a role change: waits for the WAL receiver to stream, then
+    /// wakes the loop to publish it (see `member::StreamWatch`).
+    stream_watch: member::StreamWatch,
+    /// This node held the leader key at the end of the last cycle.
+    was_leader: bool,
+    /// When to give unused code pages and free heap back next (see
+    /// `crate::memory`), and the pause before the one after.
+    next_trim: (Instant, std::time::Duration),
 }
+
+/// The first trim once start-up is over; the pause doubles after each
+/// trim up to a minute (a bootstrap or a clone runs more new code early).
+const FIRST_TRIM: std::time::Duration = std::time::Duration::from_secs(5);
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Runner {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
@@ -406,6 +419,9 @@ impl Runner {
             last_failsafe: None,
             heartbeat: Default::default(),
             mpp_seen: None,
+            stream_watch: member::StreamWatch::default(),
+            was_leader: false,
+            next_trim: (Instant::now() + FIRST_TRIM, FIRST_TRIM),
         }
     }
 
@@ -429,6 +445,11 @@ impl Runner {
                     tracing::warn!("exiting with the watchdog armed: it fires unless the daemon is started again");
                 }
                 return std::process::ExitCode::FAILURE;
+            }
+            if Instant::now() >= self.next_trim.0 {
+                crate::memory::trim();
+                let pause = (self.next_trim.1 * 2).min(TRIM_EVERY);
+                self.next_trim = (Instant::now() + pause, pause);
             }
             let loop_wait = self.shared.config().global.loop_wait;
             let mut nap = loop_wait.saturating_sub(started.elapsed());

@@ -190,6 +190,33 @@ async fn the_first_node_bootstraps_the_cluster() {
     assert_eq!(n1.pg.state().loaded.get("work_mem"), Some(&json!("4MB")));
 }
 
+/// The cycle that takes the leader key asks for the next cycle at once
+/// (what a leader does each cycle, the replicas' slots first, must not wait
+/// for `loop_wait`); the cycles after it do not.
+#[tokio::test]
+async fn taking_the_leader_key_runs_the_next_cycle_at_once() {
+    let store = MemoryStore::new();
+    let mut n1 = node("n1", &store, true);
+    let woke = |n: &mut Node| {
+        let mut wake = false;
+        while let Ok(event) = n.runner.rx.try_recv() {
+            wake |= matches!(event, super::Event::Wake);
+        }
+        wake
+    };
+    for _ in 0..6 {
+        let led = store.value("leader").as_deref() == Some("n1");
+        n1.cycle().await;
+        let leads = store.value("leader").as_deref() == Some("n1");
+        let wake = woke(&mut n1);
+        assert_eq!(wake, leads && !led, "leader before {led}, after {leads}");
+        if leads && led {
+            return;
+        }
+    }
+    panic!("n1 did not lead for two cycles in six");
+}
+
 #[tokio::test]
 async fn a_postmaster_that_dies_during_the_cycle_is_not_served_as_running() {
     let store = MemoryStore::new();

@@ -514,6 +514,8 @@ impl Campaign {
 /// The build a campaign on `dcs` needs: the daemon, the DCS plugin, the
 /// plugins every node stages, and this binary.
 pub fn build_command(dcs: &str) -> String {
+    // Two commands: `--bin` applies to every package named with `-p`, so
+    // one command would build the campaign alone and none of the plugins.
     // `kubernetes-endpoints` and `kubernetes-lease` are modes of one plugin,
     // which runs on the Kubernetes test double; Consul runs on its double.
     let plugin = dcs.split('-').next().unwrap_or(dcs);
@@ -525,7 +527,7 @@ pub fn build_command(dcs: &str) -> String {
     format!(
         "cargo build -p palisade-daemon -p palisade-dcs-{plugin}{double} -p palisade-replica-basebackup \
          -p palisade-replica-command -p palisade-replica-pgbackrest -p palisade-replica-walg \
-         -p palisade-callback-script -p palisade-tests --bin palisade-chaos"
+         -p palisade-callback-script && cargo build -p palisade-tests --bin palisade-chaos"
     )
 }
 
@@ -714,6 +716,9 @@ mod tests {
         ] {
             let cmd = build_command(dcs);
             assert!(cmd.contains(plugin), "{dcs}: {cmd}");
+            let (libraries, campaign) = cmd.split_once(" && ").expect("two commands");
+            assert!(!libraries.contains("--bin"), "{dcs}: {cmd}");
+            assert_eq!(campaign, "cargo build -p palisade-tests --bin palisade-chaos", "{dcs}");
             assert_eq!(cmd.contains("test-double"), double.is_some(), "{dcs}: {cmd}");
             if let Some(d) = double {
                 assert!(cmd.contains(d), "{dcs}: {cmd}");

@@ -414,29 +414,9 @@ fn fast_failover_in(o: &Options, engine: &Engine, s: FastSettings) -> (Vec<Durat
             println!("  run {}: {old}'s watchdog is not armed; stopping here", run + 1);
             break;
         }
-        // One client for the whole poll (etcd's raw client connects once).
-        let raw = c.dcs.etcd().map(|e| e.raw());
-        let key = c.key("leader");
-        let holder = |c: &Cluster| match &raw {
-            Some(r) => r.get(&key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
-            None => c.leader(),
-        };
-        let t0 = Instant::now();
-        c.kill9(&old, true);
-        // The lease runs out: the key is gone (or already names another member).
-        let gone = poll(Duration::from_secs(u64::from(ttl) * 3), Duration::from_millis(5), || {
-            holder(&c).as_deref() != Some(old.as_str())
-        });
-        let expired = Instant::now();
-        let new = palisade_test_support::wait_for("a new leader", Duration::from_secs(120), || {
-            c.leader().filter(|l| *l != old)
-        });
-        let port = c.node(&new).pg_port;
-        let wrote = poll(Duration::from_secs(120), Duration::from_millis(10), || {
-            psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
-        });
-        assert!(wrote, "{new} accepts no write");
-        let took = t0.elapsed();
+        let KillToWrite { new, t0, expired, gone, wrote } = kill_until_write(&mut c, &old, u64::from(ttl));
+        assert!(wrote.is_some(), "{new} accepts no write");
+        let took = wrote.unwrap_or_else(Instant::now).duration_since(t0);
         let after_expiry = (t0 + took).saturating_duration_since(expired);
         println!(
             "  run {}: {old} killed, lease gone after {:.2} s, {new} accepted a write after {:.2} s ({:.2} s after the lease expired)",
@@ -454,6 +434,45 @@ fn fast_failover_in(o: &Options, engine: &Engine, s: FastSettings) -> (Vec<Durat
         c.wait_streaming(&new, 2, Duration::from_secs(120));
     }
     (kill, expiry)
+}
+
+/// What [`kill_until_write`] saw.
+struct KillToWrite {
+    /// The member that took over.
+    new: String,
+    /// When the leader was killed.
+    t0: Instant,
+    /// When its key was seen gone (or naming another member).
+    expired: Instant,
+    /// Whether that happened within 3 × ttl.
+    gone: bool,
+    /// When the new leader committed its first write, if it did within 120 s.
+    wrote: Option<Instant>,
+}
+
+/// Kill -9 the leader `old` (daemon and postmaster), follow its key until
+/// the lease runs out (polled every 5 ms, for up to 3 × `ttl` s), then write
+/// on the new leader until a write commits.
+fn kill_until_write(c: &mut Cluster, old: &str, ttl: u64) -> KillToWrite {
+    // One client for the whole poll (etcd's raw client connects once).
+    let raw = c.dcs.etcd().map(|e| e.raw());
+    let key = c.key("leader");
+    let holder = |c: &Cluster| match &raw {
+        Some(r) => r.get(&key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+        None => c.leader(),
+    };
+    let t0 = Instant::now();
+    c.kill9(old, true);
+    let gone = poll(Duration::from_secs(ttl * 3), Duration::from_millis(5), || holder(c).as_deref() != Some(old));
+    let expired = Instant::now();
+    let new =
+        palisade_test_support::wait_for("a new leader", Duration::from_secs(120), || c.leader().filter(|l| l != old));
+    let port = c.node(&new).pg_port;
+    let wrote = poll(Duration::from_secs(120), Duration::from_millis(5), || {
+        psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
+    })
+    .then(Instant::now);
+    KillToWrite { new, t0, expired, gone, wrote }
 }
 
 /// The replication modes compared, as `bootstrap.dcs` lines and as a
@@ -824,33 +843,15 @@ fn gaps_of(o: &Options, name: &str, engine: &Engine) -> Gaps {
     for run in 0..failovers {
         let old = c.wait_for_leader(Duration::from_secs(60));
         c.wait_streaming(&old, 2, Duration::from_secs(120));
-        let raw = c.dcs.etcd().map(|e| e.raw());
-        let key = c.key("leader");
-        let holder = |c: &Cluster| match &raw {
-            Some(r) => r.get(&key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
-            None => c.leader(),
-        };
-        let t0 = Instant::now();
-        c.kill9(&old, true);
-        let gone = poll(Duration::from_secs(u64::from(o.ttl.max(20)) * 3), Duration::from_millis(5), || {
-            holder(&c).as_deref() != Some(old.as_str())
-        });
-        let expired = Instant::now();
-        let new = palisade_test_support::wait_for("a new leader", Duration::from_secs(120), || {
-            c.leader().filter(|l| *l != old)
-        });
-        let port = c.node(&new).pg_port;
-        let wrote = poll(Duration::from_secs(120), Duration::from_millis(5), || {
-            psql(port, "CREATE TABLE IF NOT EXISTS bench (id serial primary key, at timestamptz default now()); INSERT INTO bench DEFAULT VALUES").is_ok()
-        });
-        let after = expired.elapsed();
+        let KillToWrite { new, t0, expired, gone, wrote } = kill_until_write(&mut c, &old, u64::from(o.ttl.max(20)));
+        let after = wrote.unwrap_or_else(Instant::now).saturating_duration_since(expired);
         println!(
             "  failover {}: {old} killed, lease gone after {:.2} s, {new} wrote {:.2} s after the expiry",
             run + 1,
             expired.duration_since(t0).as_secs_f64(),
             after.as_secs_f64()
         );
-        if gone && wrote {
+        if gone && wrote.is_some() {
             g.expiry_write.push(after);
         }
         let i = c.index(&old);

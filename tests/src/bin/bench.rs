@@ -1072,6 +1072,29 @@ fn rss_parts(pid: i32) -> String {
     )
 }
 
+/// The RSS (KiB) of each file a process maps, and of its anonymous memory,
+/// largest first: `(KiB, name)` from `/proc/<pid>/smaps`.
+fn rss_by_mapping(pid: i32) -> Vec<(u64, String)> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return Vec::new() };
+    let mut by: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // address perms offset dev inode [path]
+            let path = f.nth(4).unwrap_or("[anonymous]");
+            name =
+                std::path::Path::new(path).file_name().map_or(path.to_string(), |n| n.to_string_lossy().into_owned());
+        } else if first == "Rss:" {
+            *by.entry(name.clone()).or_default() += f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    let mut v: Vec<(u64, String)> = by.into_iter().map(|(n, k)| (k, n)).filter(|(k, _)| *k > 0).collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v
+}
+
 /// The daemons' memory with each chosen DCS plugin loaded, then side by side.
 fn rss(o: &Options) {
     let mut rows = Vec::new();
@@ -1114,6 +1137,27 @@ fn rss_with(o: &Options, name: &str, engine: &Engine, dcs: DcsBackend) -> Vec<u6
                 )
             }
             _ => println!("  {name} {} ({role}): cannot read /proc/{pid}", c.nodes[i].name),
+        }
+        if i == 0 {
+            let parts: Vec<String> =
+                rss_by_mapping(pid).iter().take(8).map(|(k, n)| format!("{n} {:.2}", *k as f64 / 1024.0)).collect();
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+            println!("  {name} {} RSS by mapping (MiB): {}; {threads} threads", c.nodes[i].name, parts.join(", "));
+            if let Ok(dir) = std::env::var("BENCH_KEEP_SMAPS") {
+                let _ = std::fs::copy(format!("/proc/{pid}/smaps"), format!("{dir}/{name}-{}.smaps", dcs.name));
+                let mut threads = String::new();
+                for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+                    let p = t.path();
+                    let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+                    let sc = std::fs::read_to_string(p.join("syscall")).unwrap_or_default();
+                    threads.push_str(&format!("{} {}", comm.trim(), sc));
+                }
+                let _ = std::fs::write(format!("{dir}/{name}-{}.threads", dcs.name), threads);
+                let _ = std::fs::write(format!("{dir}/{name}-{}.pid", dcs.name), pid.to_string());
+                if let Some(s) = std::env::var("BENCH_HOLD_SECONDS").ok().and_then(|s| s.parse().ok()) {
+                    std::thread::sleep(Duration::from_secs(s));
+                }
+            }
         }
     }
     kib

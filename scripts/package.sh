@@ -58,14 +58,17 @@ PLUGINS=(
 )
 
 if [ "$BUILD" = 1 ]; then
-    crates=(-p palisade-daemon -p palisade-ctl -p palisade-docgen)
-    for p in "${PLUGINS[@]}"; do
-        read -r crate _ <<<"$p"
-        crates+=(-p "$crate")
-    done
     profile_flag=()
     [ "$PROFILE" = release ] && profile_flag=(--release)
-    (cd "$ROOT" && cargo build "${profile_flag[@]}" "${crates[@]}")
+    # One cargo run for the host and one per plugin: cargo unifies the
+    # features of everything one run builds, so a single run would give
+    # the daemon HTTP/2 and a process driver in every plugin (code that
+    # ends up resident in each daemon).
+    (cd "$ROOT" && cargo build "${profile_flag[@]}" -p palisade-daemon -p palisade-ctl -p palisade-docgen)
+    for p in "${PLUGINS[@]}"; do
+        read -r crate _ <<<"$p"
+        (cd "$ROOT" && cargo build "${profile_flag[@]}" -p "$crate")
+    done
 fi
 
 need() {

@@ -81,14 +81,21 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
     for w in check_connection_settings(&loaded.config) {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread runs the HA loop, the REST API and PostgreSQL's
+    // connections; plugin calls and other blocking work go to tokio's
+    // blocking pool. A second worker bought no throughput worth its
+    // memory (see docs/benchmarks.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(loaded.config, path.map(Path::to_path_buf), env))
+    // The daemon's state machine is on the heap: `run` boxes its large
+    // parts, so this frame stays small, and the runner gives back the
+    // stack below it after each cycle.
+    runtime.block_on(Box::pin(run(loaded.config, path.map(Path::to_path_buf), env)))
 }
 
 /// Check the files and directories a configuration names (missing ones
@@ -254,7 +261,7 @@ async fn run(
         tracing::error!("restapi.listen: cannot resolve '{}'", listen.host());
         return ExitCode::FAILURE;
     };
-    if let Err(e) = api::serve(addr, api::ApiState::new(board, Some(Arc::clone(&shared))), restapi).await {
+    if let Err(e) = Box::pin(api::serve(addr, api::ApiState::new(board, Some(Arc::clone(&shared))), restapi)).await {
         tracing::error!(
             "Couldn't start a service on '{}:{}', please check your `restapi.listen` configuration",
             listen.host(),
@@ -263,7 +270,9 @@ async fn run(
         tracing::error!("restapi.listen: cannot listen on {addr}: {e}");
         return ExitCode::FAILURE;
     }
-    runner::Runner::new(shared, rx).run().await
+    // Boxed, as the API's start above: this future stays small, and so
+    // does the main thread's frame that holds it (see `run_daemon`).
+    Box::pin(runner::Runner::new(shared, rx).run()).await
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //!   calls it a few times while start-up settles (configuration, plugin
 //!   loading, TLS set-up and bootstrap free what they used), then once a
 //!   minute.
+//! - `palisade_plugin_host::stack::release_unused`: give back the stack
+//!   pages deep calls touched, which the kernel would otherwise keep
+//!   resident for the thread's life: after each plugin call on tokio's
+//!   blocking threads, and after each HA cycle on the main thread.
 
 /// Two malloc arenas at most. Call first thing in `main`, before any thread
 /// starts.
@@ -19,7 +23,7 @@ pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -65,7 +65,11 @@ impl DcsClient {
         f: impl FnOnce(&dyn Dcs) -> PluginResult<T> + Send + 'static,
     ) -> Result<T, DcsError> {
         let inner = Arc::clone(&self.inner);
-        let job = tokio::task::spawn_blocking(move || f(inner.as_ref()));
+        let job = tokio::task::spawn_blocking(move || {
+            let out = f(inner.as_ref());
+            crate::stack::release_unused();
+            out
+        });
         match tokio::time::timeout(deadline, job).await {
             Err(_) => Err(DcsError::Timeout(what, deadline)),
             Ok(Err(join)) => Err(DcsError::Plugin(what, PluginError::new(ErrorKind::Panic, join.to_string()))),

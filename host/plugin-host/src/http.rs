@@ -139,7 +139,9 @@ impl ClientSettings {
         builder = match self.check {
             ServerCheck::Full => builder,
             ServerCheck::ChainOnly => builder.danger_accept_invalid_hostnames(true),
-            ServerCheck::Nothing => builder.danger_accept_invalid_certs(true),
+            // Nothing is verified: the system's roots (about 150
+            // certificates, parsed and kept in memory) would go unused.
+            ServerCheck::Nothing => builder.danger_accept_invalid_certs(true).tls_built_in_root_certs(false),
         };
         if let Some((ca, setting)) = &self.ca {
             // As urllib3's `ca_certs`: this bundle replaces the system's.

@@ -187,23 +187,56 @@ pub fn install_log_sink(sink: LogSink, plugin: &str) {
 // ---------------------------------------------------------------------------
 
 /// A tokio runtime owned by this plugin library (each library has its own
-/// copy of this static). Calls from the host block on it.
+/// copy of this static): one thread, "plugin-rt", runs its spawned tasks
+/// (connections, keep-alives, watches) and drives its IO and timers.
+/// Calls from the host block on it through [`PluginRuntime::block_on`].
 #[cfg(feature = "runtime")]
-pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("plugin-rt")
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            // Without a runtime the plugin cannot work at all; the panic is
-            // caught by `guard` and reported as an error of the call.
-            Err(e) => panic!("cannot start the plugin's tokio runtime: {e}"),
+pub fn runtime() -> &'static PluginRuntime {
+    static RT: OnceLock<PluginRuntime> = OnceLock::new();
+    static DRIVER: std::sync::Once = std::sync::Once::new();
+    let rt = RT.get_or_init(|| match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => PluginRuntime { rt },
+        // Without a runtime the plugin cannot work at all; the panic is
+        // caught by `guard` and reported as an error of the call.
+        Err(e) => panic!("cannot start the plugin's tokio runtime: {e}"),
+    });
+    DRIVER.call_once(|| {
+        // The thread holds the runtime's core for good: spawned tasks run
+        // there, and callers' futures are woken by its IO and timers.
+        let spawned = std::thread::Builder::new()
+            .name("plugin-rt".into())
+            .spawn(move || rt.rt.block_on(std::future::pending::<()>()));
+        if let Err(e) = spawned {
+            panic!("cannot start the plugin's runtime thread: {e}");
         }
-    })
+    });
+    rt
+}
+
+/// The plugin's runtime (see [`runtime`]). It dereferences to the tokio
+/// runtime for `spawn`, `enter` and `handle`.
+#[cfg(feature = "runtime")]
+pub struct PluginRuntime {
+    rt: tokio::runtime::Runtime,
+}
+
+#[cfg(feature = "runtime")]
+impl PluginRuntime {
+    /// Run `future` to completion on the calling thread, its IO and timers
+    /// driven by the runtime's thread. The future is moved to the heap for
+    /// the call: a client call's state can be tens of KiB, and on the
+    /// caller's stack those pages would stay resident after the call.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(Box::pin(future))
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl std::ops::Deref for PluginRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
 }
 
 // ---------------------------------------------------------------------------

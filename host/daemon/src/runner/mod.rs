@@ -446,6 +446,8 @@ impl Runner {
                 }
                 return std::process::ExitCode::FAILURE;
             }
+            // The cycle's calls went deep on this thread's stack.
+            palisade_plugin_host::stack::release_unused();
             if Instant::now() >= self.next_trim.0 {
                 crate::memory::trim();
                 let pause = (self.next_trim.1 * 2).min(TRIM_EVERY);

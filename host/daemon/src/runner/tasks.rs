@@ -138,7 +138,12 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
         };
         tracing::info!("trying to create a replica with method '{}'", method.method);
         let s = Arc::clone(&shared);
-        let result = tokio::task::spawn_blocking(move || s.replicas[i].plugin.create_replica(&request)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let out = s.replicas[i].plugin.create_replica(&request);
+            palisade_plugin_host::stack::release_unused();
+            out
+        })
+        .await;
         match result {
             Ok(Ok(())) => {
                 tracing::info!("replica created with method '{}'", method.method);
@@ -204,7 +209,12 @@ async fn clone_remote(shared: &Arc<Shared>, standby: &palisade_config::StandbyCl
         };
         tracing::info!("trying to create a replica with method '{}'", method.method);
         let s = Arc::clone(shared);
-        match tokio::task::spawn_blocking(move || s.replicas[i].plugin.create_replica(&request)).await {
+        let job = tokio::task::spawn_blocking(move || {
+            let out = s.replicas[i].plugin.create_replica(&request);
+            palisade_plugin_host::stack::release_unused();
+            out
+        });
+        match job.await {
             Ok(Ok(())) => {
                 tracing::info!("replica created with method '{}'", method.method);
                 return true;

@@ -308,7 +308,8 @@ mod tests {
         use Ev::*;
         // (what happens, at which second; the seconds at which it fires,
         // checked every 100 ms up to the last second given)
-        let cases: &[(&str, &[(u64, Ev)], u64, &[u64])] = &[
+        type Case<'a> = (&'a str, &'a [(u64, Ev)], u64, &'a [u64]);
+        let cases: &[Case] = &[
             ("never opened", &[], 30, &[]),
             ("fed every second, then not", &[(0, Open), (0, Timeout(5)), (1, Ping), (2, Ping), (3, Ping)], 10, &[8]),
             ("magic close stops it", &[(0, Open), (0, Timeout(5)), (1, Ping), (2, Magic), (2, Close)], 30, &[]),

@@ -775,18 +775,15 @@ fn campaign_notes(
     };
     s.push_str(&format!(
         "Reproduce (as root, after `{build}`):\n\n\
-         ```sh\ntarget/debug/palisade-chaos --seed {seed} --dcs {dcs} {limit} --ttl {ttl} --loop-wait {lw} --retry-timeout {rt}{mode}\n```\n\n",
+         ```sh\ntarget/debug/palisade-chaos --seed {seed} --dcs {dcs} {limit} --ttl {ttl} --loop-wait {lw} --retry-timeout {rt}{mode}{watchdog}\n```\n\n",
         build = build_command(opts.dcs.name),
         seed = opts.seed,
         dcs = opts.dcs.name,
         ttl = opts.cluster.ttl,
         lw = opts.cluster.loop_wait,
         rt = opts.cluster.retry_timeout,
-        mode = format!(
-            "{}{}",
-            if opts.cluster.strict { "" } else { " --async" },
-            if opts.cluster.watchdog { " --watchdog" } else { "" }
-        ),
+        mode = if opts.cluster.strict { "" } else { " --async" },
+        watchdog = if opts.cluster.watchdog { " --watchdog" } else { "" },
     ));
     s.push_str(&format!(
         "- ran for {:.1} min; heal bound {} s (3 x the largest ttl the campaign can set, plus {} s for the \

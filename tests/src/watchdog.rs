@@ -4,6 +4,22 @@
 //! when the device is armed and no keepalive came within the timeout, as a
 //! hardware watchdog would: it records the moment and runs the action the
 //! test gave it (kill the node's postmaster, like a reboot would).
+//!
+//! It keeps the timer as Linux's watchdog core does (`watchdog_dev.c`):
+//! - the first open starts the timer; an open while it runs (a writer that
+//!   died without the magic close, then a new one) does not feed it;
+//! - `Ctimeout=N` (the ioctl `WDIOC_SETTIMEOUT`) sets the timeout and
+//!   feeds it, as does each `1`;
+//! - `V` then a close stops it; a close without `V` (a writer killed with
+//!   SIGKILL: the kernel closes its descriptor) feeds it once and leaves it
+//!   running ("watchdog did not stop!"), so the machine is reset a timeout
+//!   later unless somebody opens the device again and feeds it;
+//! - firing resets the machine: the timer stops until the device is opened
+//!   again, so one device can fire once per "boot", any number of times.
+//!
+//! Patroni's own harness (`features/environment.py`, `WatchdogMonitor`)
+//! only notes that a keepalive came late; this one acts, so that a test
+//! sees what a real device does to a node.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -34,11 +50,77 @@ pub struct DeviceState {
     pub closes: u32,
     /// When the timer last started (open, timeout set, keepalive).
     pub last_reset: Option<Instant>,
-    /// When it fired (monotonic and wall clock), if it did.
+    /// When it first fired (monotonic and wall clock), if it did.
     pub fired: Option<(Instant, SystemTime)>,
+    /// Every time it fired, in order (the first is `fired`).
+    pub fires: Vec<(Instant, SystemTime)>,
 }
 
-type Action = Box<dyn FnOnce() + Send>;
+impl DeviceState {
+    /// A writer opened the device: the first open starts the timer, an
+    /// open while it runs leaves it as it is.
+    pub fn open(&mut self, now: Instant) {
+        self.connected = true;
+        self.opened += 1;
+        if !self.armed {
+            self.armed = true;
+            self.last_reset = Some(now);
+        }
+    }
+
+    /// The writer closed the device (`read` returned 0): stopped after a
+    /// magic close, else fed once and left running.
+    pub fn close(&mut self, now: Instant) {
+        self.connected = false;
+        self.closes += 1;
+        if self.armed {
+            self.last_reset = Some(now);
+        }
+    }
+
+    /// A keepalive (`1`).
+    pub fn keepalive(&mut self, now: Instant) {
+        self.pings.push(now);
+        self.last_reset = Some(now);
+    }
+
+    /// The magic close (`V`): the timer stops. (Linux stops it at the close
+    /// that follows; the drivers write `V` and close at once.)
+    pub fn magic_close(&mut self) {
+        self.magic_closes += 1;
+        self.armed = false;
+    }
+
+    /// `Ctimeout=N`: the new timeout, which also feeds the timer.
+    pub fn set_timeout(&mut self, timeout: i64, now: Instant) {
+        self.timeout = timeout;
+        self.timeouts.push(timeout);
+        self.last_reset = Some(now);
+    }
+
+    /// Whether the timer ran out at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.armed
+            && self.last_reset.is_some_and(|t| {
+                now.saturating_duration_since(t) > Duration::from_secs(self.timeout.max(0).unsigned_abs())
+            })
+    }
+
+    /// Fire: record it and reset "the machine" (the timer stops until the
+    /// device is opened again).
+    pub fn fire(&mut self, now: Instant, wall: SystemTime) {
+        self.fired.get_or_insert((now, wall));
+        self.fires.push((now, wall));
+        self.armed = false;
+    }
+}
+
+enum Action {
+    /// Run on the first fire only.
+    Once(Box<dyn FnOnce() + Send>),
+    /// Run on every fire.
+    Every(Arc<dyn Fn() + Send + Sync>),
+}
 
 /// A test watchdog device at a FIFO path.
 pub struct WatchdogDevice {
@@ -89,9 +171,16 @@ impl WatchdogDevice {
         s.closes = 0;
     }
 
-    /// What to do when the device fires (once).
+    /// What to do when the device fires next (once; later fires are only
+    /// recorded).
     pub fn on_fire(&self, action: impl FnOnce() + Send + 'static) {
-        *self.action.lock().unwrap() = Some(Box::new(action));
+        *self.action.lock().unwrap() = Some(Action::Once(Box::new(action)));
+    }
+
+    /// What to do every time the device fires (a reboot of the node, which
+    /// opens the device again when it is back).
+    pub fn on_every_fire(&self, action: impl Fn() + Send + Sync + 'static) {
+        *self.action.lock().unwrap() = Some(Action::Every(Arc::new(action)));
     }
 
     /// Wait until `f` holds for the state; the state then.
@@ -131,13 +220,7 @@ impl Drop for WatchdogDevice {
 fn read_loop(path: &Path, state: &Mutex<DeviceState>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         let Ok(mut f) = std::fs::File::open(path) else { return };
-        {
-            let mut s = state.lock().unwrap();
-            s.connected = true;
-            s.opened += 1;
-            s.armed = true;
-            s.last_reset = Some(Instant::now());
-        }
+        state.lock().unwrap().open(Instant::now());
         let mut byte = [0u8; 1];
         let mut command: Option<Vec<u8>> = None;
         loop {
@@ -145,17 +228,14 @@ fn read_loop(path: &Path, state: &Mutex<DeviceState>, stop: &AtomicBool) {
             let now = Instant::now();
             let mut s = state.lock().unwrap();
             if n == 0 {
-                s.connected = false;
-                s.closes += 1;
+                s.close(now);
                 break;
             }
             if let Some(cmd) = command.as_mut() {
                 if byte[0] == b'\n' {
                     let text = String::from_utf8_lossy(cmd).into_owned();
                     if let Some(t) = text.strip_prefix("timeout=").and_then(|t| t.parse().ok()) {
-                        s.timeout = t;
-                        s.timeouts.push(t);
-                        s.last_reset = Some(now);
+                        s.set_timeout(t, now);
                     }
                     command = None;
                 } else {
@@ -166,14 +246,8 @@ fn read_loop(path: &Path, state: &Mutex<DeviceState>, stop: &AtomicBool) {
             match byte[0] {
                 b'X' if stop.load(Ordering::SeqCst) => return,
                 b'C' => command = Some(Vec::new()),
-                b'1' => {
-                    s.pings.push(now);
-                    s.last_reset = Some(now);
-                }
-                b'V' => {
-                    s.magic_closes += 1;
-                    s.armed = false;
-                }
+                b'1' => s.keepalive(now),
+                b'V' => s.magic_close(),
                 _ => {}
             }
         }
@@ -185,18 +259,113 @@ fn timer_loop(state: &Mutex<DeviceState>, action: &Mutex<Option<Action>>, stop: 
         std::thread::sleep(Duration::from_millis(5));
         let fire = {
             let mut s = state.lock().unwrap();
-            let due = s.armed
-                && s.fired.is_none()
-                && s.last_reset.is_some_and(|t| t.elapsed() > Duration::from_secs(s.timeout.max(0).unsigned_abs()));
+            let now = Instant::now();
+            let due = s.due(now);
             if due {
-                s.fired = Some((Instant::now(), SystemTime::now()));
+                s.fire(now, SystemTime::now());
             }
             due
         };
         if fire {
-            if let Some(f) = action.lock().unwrap().take() {
+            let run: Option<Arc<dyn Fn() + Send + Sync>> = {
+                let mut slot = action.lock().unwrap();
+                match slot.take() {
+                    Some(Action::Once(f)) => {
+                        drop(slot);
+                        f();
+                        None
+                    }
+                    Some(Action::Every(f)) => {
+                        *slot = Some(Action::Every(Arc::clone(&f)));
+                        Some(f)
+                    }
+                    None => None,
+                }
+            };
+            if let Some(f) = run {
                 f();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One thing that happens to the device, at a second.
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        Open,
+        Close,
+        Ping,
+        Magic,
+        Timeout(i64),
+    }
+
+    #[test]
+    fn the_timer_runs_as_linux_keeps_it() {
+        use Ev::*;
+        // (what happens, at which second; the seconds at which it fires,
+        // checked every 100 ms up to the last second given)
+        type Case<'a> = (&'a str, &'a [(u64, Ev)], u64, &'a [u64]);
+        let cases: &[Case] = &[
+            ("never opened", &[], 30, &[]),
+            ("fed every second, then not", &[(0, Open), (0, Timeout(5)), (1, Ping), (2, Ping), (3, Ping)], 10, &[8]),
+            ("magic close stops it", &[(0, Open), (0, Timeout(5)), (1, Ping), (2, Magic), (2, Close)], 30, &[]),
+            // Killed: the kernel's close feeds it once and leaves it running.
+            ("closed without V fires a timeout later", &[(0, Open), (0, Timeout(5)), (3, Close)], 30, &[8]),
+            // The new writer's open does not feed it, its timeout does.
+            (
+                "reopened while running, fed in time",
+                &[(0, Open), (0, Timeout(5)), (3, Close), (7, Open), (7, Timeout(5)), (11, Ping)],
+                14,
+                &[],
+            ),
+            ("reopened while running, fed too late", &[(0, Open), (0, Timeout(5)), (3, Close), (7, Open)], 30, &[8]),
+            // After a fire (a reset) it waits for the next open, then fires
+            // again when nobody feeds it.
+            (
+                "fires again after the next boot",
+                &[(0, Open), (0, Timeout(5)), (1, Close), (10, Open), (10, Timeout(3))],
+                30,
+                &[6, 13],
+            ),
+            ("a fire with the writer still open does not repeat", &[(0, Open), (0, Timeout(2))], 30, &[2]),
+            (
+                "V then a new open starts it afresh",
+                &[(0, Open), (0, Timeout(5)), (1, Magic), (1, Close), (20, Open)],
+                30,
+                &[25],
+            ),
+        ];
+        let t0 = Instant::now();
+        for (name, events, until, want) in cases {
+            let mut s = DeviceState { timeout: 60, ..DeviceState::default() };
+            let mut fired = Vec::new();
+            let mut next = 0;
+            for tenth in 0..=until * 10 {
+                let now = t0 + Duration::from_millis(tenth * 100);
+                while next < events.len() && events[next].0 * 10 <= tenth {
+                    match events[next].1 {
+                        Open => s.open(now),
+                        Close => s.close(now),
+                        Ping => s.keepalive(now),
+                        Magic => s.magic_close(),
+                        Timeout(t) => s.set_timeout(t, now),
+                    }
+                    next += 1;
+                }
+                if s.due(now) {
+                    s.fire(now, SystemTime::now());
+                    fired.push(now.duration_since(t0));
+                }
+            }
+            // Fires as soon as the timeout has passed: within 100 ms after.
+            let got: Vec<u64> = fired.iter().map(|d| d.as_secs()).collect();
+            assert_eq!(&got, want, "{name}: fired at {fired:?}");
+            assert_eq!(s.fires.len(), want.len(), "{name}");
+            assert_eq!(s.fired.map(|f| f.0), s.fires.first().map(|f| f.0), "{name}");
         }
     }
 }

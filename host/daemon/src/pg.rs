@@ -223,6 +223,24 @@ pub trait LocalPostgres: Send + Sync {
     /// [`LocalPostgres::stop_signalled`], escalating after `timeout`
     /// (`primary_stop_timeout`).
     async fn stop_within(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)>;
+    /// Stop to demote: [`LocalPostgres::stop_within`] with `timeout`
+    /// (`None`: [`LocalPostgres::stop_signalled`]) that runs `on_safepoint`
+    /// once no client can write any more, before the postmaster may have
+    /// exited (Patroni's `on_safepoint`: the demotion closes the watchdog
+    /// there). This default, for doubles, runs it after the stop.
+    async fn stop_to_demote(
+        &self,
+        mode: StopMode,
+        timeout: Option<Duration>,
+        on_safepoint: Box<dyn FnOnce() + Send>,
+    ) -> Result<(bool, Option<u64>)> {
+        let stopped = match timeout {
+            Some(t) => self.stop_within(mode, t).await,
+            None => self.stop_signalled(mode).await,
+        };
+        on_safepoint();
+        stopped
+    }
     /// Crash recovery in single-user mode (Patroni's `ensure_clean_shutdown`).
     async fn crash_recovery(&self) -> Result<()>;
     /// `archive_command` when archiving is on (Patroni's
@@ -359,6 +377,14 @@ impl LocalPostgres for LocalPg {
     }
     async fn stop_within(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)> {
         LocalPg::stop_with_timeout(self, mode, timeout).await
+    }
+    async fn stop_to_demote(
+        &self,
+        mode: StopMode,
+        timeout: Option<Duration>,
+        on_safepoint: Box<dyn FnOnce() + Send>,
+    ) -> Result<(bool, Option<u64>)> {
+        LocalPg::stop_with_safepoint(self, mode, timeout.unwrap_or_else(|| self.timeout()), on_safepoint).await
     }
     async fn crash_recovery(&self) -> Result<()> {
         self.pg.crash_recovery().await.map(|_| ()).map_err(PgFailure::from)
@@ -706,11 +732,22 @@ impl LocalPg {
     /// [`LocalPg::stop_signalled`], escalating after `timeout`: immediate,
     /// then SIGKILL of the postmaster and its children.
     pub async fn stop_with_timeout(&self, mode: StopMode, timeout: Duration) -> Result<(bool, Option<u64>)> {
+        self.stop_with_safepoint(mode, timeout, Box::new(|| ())).await
+    }
+
+    /// [`LocalPg::stop_with_timeout`] that runs `on_safepoint` once no
+    /// client backend is left (see `Postgres::stop_with_safepoint`).
+    pub async fn stop_with_safepoint(
+        &self,
+        mode: StopMode,
+        timeout: Duration,
+        on_safepoint: Box<dyn FnOnce() + Send>,
+    ) -> Result<(bool, Option<u64>)> {
         let opts = match mode {
             StopMode::Immediate => StopOptions::immediate(Some(timeout)),
             _ => StopOptions { mode, timeout: Some(timeout), checkpoint: false },
         };
-        let outcome = self.pg.stop(opts).await?;
+        let outcome = self.pg.stop_with_safepoint(opts, on_safepoint).await?;
         if let Some(e) = outcome.escalated {
             tracing::warn!("PostgreSQL did not stop in {:?} with a {} stop: escalated ({e:?})", timeout, mode.as_str());
         }

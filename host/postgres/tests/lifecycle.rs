@@ -309,3 +309,59 @@ fn stop_escalates_and_crash_recovery_cleans_up() {
         assert_eq!(node.pg.start(Duration::from_secs(60)).await.unwrap(), StartOutcome::Running);
     });
 }
+
+#[test]
+fn the_safepoint_comes_when_the_clients_are_gone_not_when_the_postmaster_is() {
+    if !run_unprivileged("the_safepoint_comes_when_the_clients_are_gone_not_when_the_postmaster_is") {
+        return;
+    }
+    runtime().block_on(async {
+        let node = Node::new("n1");
+        node.bootstrap_primary().await;
+        // A shutdown that cannot finish (as one held by a WAL sender to a
+        // partitioned replica): the checkpointer is stopped.
+        let pid = node.pg.is_running().unwrap();
+        let checkpointer = children_named(pid, "checkpointer");
+        assert_eq!(checkpointer.len(), 1);
+        kill(Pid::from_raw(checkpointer[0]), Signal::SIGSTOP).unwrap();
+        let reached: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, bool)>>> = Default::default();
+        let log = std::sync::Arc::clone(&reached);
+        let opts = StopOptions { mode: StopMode::Fast, timeout: Some(Duration::from_secs(6)), checkpoint: false };
+        let out = node
+            .pg
+            .stop_with_safepoint(
+                opts,
+                Box::new(move || log.lock().unwrap().push((std::time::Instant::now(), pid_alive(pid)))),
+            )
+            .await
+            .unwrap();
+        let stopped = std::time::Instant::now();
+        assert_eq!(out.escalated, Some(Escalation::Immediate), "{out:?}");
+        let reached = reached.lock().unwrap().clone();
+        assert_eq!(reached.len(), 1, "the safepoint must be reached exactly once");
+        let (at, postmaster_alive) = reached[0];
+        assert!(postmaster_alive, "the safepoint came only once the postmaster was gone");
+        assert!(
+            stopped.duration_since(at) > Duration::from_secs(3),
+            "the safepoint came {:?} before the stop ended, not when the clients were gone",
+            stopped.duration_since(at)
+        );
+        assert!(wait_until(Duration::from_secs(10), || !pid_alive(pid) && !pid_alive(checkpointer[0])));
+
+        // Nothing running: the safepoint is reached at once.
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = std::sync::Arc::clone(&count);
+        let out = node
+            .pg
+            .stop_with_safepoint(
+                StopOptions::fast(None),
+                Box::new(move || {
+                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(!out.was_running);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    });
+}

@@ -5,8 +5,14 @@
 //! ```text
 //! palisade-chaos [--seed N] [--faults N] [--minutes M]
 //!                [--dcs etcd3|etcd|zookeeper|exhibitor|consul|kubernetes|kubernetes-endpoints|kubernetes-lease]
-//!                [--ttl S] [--loop-wait S] [--retry-timeout S] [--async] [--report FILE] [--quiet]
+//!                [--ttl S] [--loop-wait S] [--retry-timeout S] [--async] [--watchdog]
+//!                [--report FILE] [--quiet]
 //! ```
+//!
+//! `--watchdog` gives each daemon `watchdog: mode: required` on Patroni's
+//! `testing` driver and a test device per node that, when it fires, resets
+//! the node (its PostgreSQL and daemon killed with SIGKILL; the daemon is
+//! started again a few seconds later).
 //!
 //! Runs as root (it makes network namespaces). Prints the seed first and
 //! the Markdown report at the end; exits 0 when every verdict passed, 1
@@ -17,7 +23,7 @@ use std::path::PathBuf;
 use palisade_tests::chaos::{run, Options};
 
 const USAGE: &str = "usage: palisade-chaos [--seed N] [--faults N] [--minutes M] [--dcs NAME] [--ttl S] \
-                     [--loop-wait S] [--retry-timeout S] [--async] [--report FILE] [--quiet]";
+                     [--loop-wait S] [--retry-timeout S] [--async] [--watchdog] [--report FILE] [--quiet]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options { faults: None, ..Options::default() };
@@ -41,6 +47,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--loop-wait" => o.cluster.loop_wait = number("--loop-wait", value("--loop-wait")?)?,
             "--retry-timeout" => o.cluster.retry_timeout = number("--retry-timeout", value("--retry-timeout")?)?,
             "--async" => o.cluster.strict = false,
+            "--watchdog" => o.cluster.watchdog = true,
             "--report" => o.report = Some(PathBuf::from(value("--report")?)),
             "--quiet" => o.verbose = false,
             "-h" | "--help" => return Err(USAGE.to_string()),

@@ -7,18 +7,20 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use palisade_test_support::{become_subreaper, is_root, pid_alive, signal, Staging};
 
-use super::check::{check, healthy, report, Verdicts};
+use super::check::{check, heal_from, healthy, report, Verdicts};
 use super::clients::{http, Clients, Clock, Target};
 use super::faults::{draw, Aim, Kind, Rng, TTLS};
 use super::launch::{make_node, ClusterSettings, Node};
-use super::record::{Fault, FinalState, History, Millis, Settings};
+use super::record::{Fault, FinalState, Fire, History, Millis, Settings};
 use super::topology::{Net, Relay};
 use crate::dcs::{DcsBackend, TestDcs};
+use crate::watchdog::WatchdogDevice;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -43,7 +45,7 @@ impl Default for Options {
             dcs: crate::dcs::ETCD3,
             faults: Some(20),
             minutes: None,
-            cluster: ClusterSettings { ttl: 10, loop_wait: 1, retry_timeout: 3, strict: true },
+            cluster: ClusterSettings { ttl: 10, loop_wait: 1, retry_timeout: 3, strict: true, watchdog: false },
             report: None,
             verbose: true,
         }
@@ -69,6 +71,10 @@ pub const RECOVERY_ALLOWANCE: Duration = Duration::from_secs(30);
 /// next fault: a fault whose effect has not shown yet (a killed postmaster
 /// still seen running) must not pass for healed.
 pub const SETTLE: Duration = Duration::from_secs(3);
+/// With `--watchdog`, how long after a device fired (and the campaign
+/// killed its node, as a reset would) the node's daemon is started again:
+/// the machine's boot.
+pub const REBOOT_DELAY: Duration = Duration::from_secs(3);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -108,11 +114,20 @@ fn pause(d: Duration) {
 }
 
 /// Everything the campaign runs, dropped in this order: the clients, the
-/// nodes (daemons, then postmasters), the DCS relays, the DCS, the files,
-/// the network.
+/// nodes (daemons, then postmasters), the watchdog devices, the DCS relays,
+/// the DCS, the files, the network.
 struct Campaign {
     clients: Clients,
     nodes: Vec<Node>,
+    /// One per node with `--watchdog`.
+    _devices: Vec<WatchdogDevice>,
+    /// Fires reported by the devices' threads (node index, when), not yet
+    /// taken into `fires`.
+    fired: Arc<Mutex<Vec<(usize, Millis)>>>,
+    /// The fires so far, each with the fault it came with.
+    fires: Vec<Fire>,
+    /// The fault injected last (`None` before the first).
+    current_fault: Option<usize>,
     _relays: Vec<Relay>,
     dcs: Box<dyn TestDcs>,
     staging: Staging,
@@ -212,9 +227,70 @@ impl Campaign {
         self.log.push(line);
     }
 
+    /// Start node `i`'s daemon, unless it runs (a watchdog reset's boot
+    /// may have started it while a fault waited to).
     fn start_daemon(&mut self, i: usize) -> Result<(), String> {
+        if self.nodes[i].daemon_running() {
+            return Ok(());
+        }
         let (bin, dir, env) = (self.bin.clone(), self.staging.path().to_path_buf(), self.env.clone());
         self.nodes[i].start_daemon(&bin, &dir, &env)
+    }
+
+    /// Sleep `d`, checking for SIGINT/SIGTERM and booting the nodes a
+    /// watchdog reset, every 100 ms.
+    fn pause(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            self.tend_watchdogs();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            pause(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Take the devices' new fires into the record, and start the daemon of
+    /// each node reset [`REBOOT_DELAY`] ago again.
+    fn tend_watchdogs(&mut self) {
+        let new = std::mem::take(&mut *self.fired.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, at) in new {
+            let node = self.nodes[i].name.clone();
+            self.nodes[i].mark(&format!("watchdog fired: {node} reset (daemon and PostgreSQL killed)"));
+            let during = self.current_fault.map_or("before the first fault".to_string(), |f| format!("with fault {f}"));
+            self.say(format!("  watchdog fired on {node} at {:.1} s ({during}): reset", at as f64 / 1000.0));
+            self.fires.push(Fire { node, at, fault: self.current_fault, restarted: None });
+        }
+        let now = self.clock.now();
+        for k in 0..self.fires.len() {
+            let f = &self.fires[k];
+            if f.restarted.is_some() || now < f.at + REBOOT_DELAY.as_millis() as Millis {
+                continue;
+            }
+            let Some(i) = self.nodes.iter().position(|n| n.name == f.node) else { continue };
+            // The reset killed the daemon; wait until it is reaped as gone.
+            let r = self.start_daemon(i);
+            let now = self.clock.now();
+            self.fires[k].restarted = Some(now);
+            let node = self.nodes[i].name.clone();
+            self.say(format!("  {node} booted after the reset: daemon started{}", err_note(r)));
+        }
+    }
+
+    /// When the heal of the fault in progress is timed from: its end, or
+    /// the boot of a node its watchdog reset (see [`heal_from`]); a node
+    /// reset and not yet booted counts as from now.
+    fn heal_start(&self, ended: Millis) -> Millis {
+        let Some(index) = self.current_fault else { return ended };
+        let fault = Fault { index, description: String::new(), node: None, started: ended, ended };
+        let pending = self.fires.iter().any(|f| f.fault == Some(index) && f.restarted.is_none());
+        let from = heal_from(&fault, &self.fires);
+        if pending {
+            from.max(self.clock.now())
+        } else {
+            from
+        }
     }
 
     /// The index of the primary in the watcher's latest round (by
@@ -244,14 +320,26 @@ impl Campaign {
     /// Wait until the cluster has looked healthy for [`SETTLE`], at most
     /// `bound` from `since`; when it became healthy, or the last reason it
     /// was not.
+    ///
+    /// A watchdog fire of the fault in progress moves `since` to when its
+    /// node was booted again (the heal is timed from there, as the checker
+    /// does).
     fn wait_healthy(&mut self, since: Millis, bound: Duration) -> Result<Millis, String> {
-        let deadline = since + bound.as_millis() as Millis + SETTLE.as_millis() as Millis;
         let mut healthy_since: Option<Millis> = None;
         let mut seen = since;
         let mut last_problem = "no round of the watcher yet".to_string();
         loop {
+            self.tend_watchdogs();
+            let since = self.heal_start(since);
+            let deadline = since + bound.as_millis() as Millis + SETTLE.as_millis() as Millis;
+            if healthy_since.is_some_and(|h| h < since) {
+                healthy_since = None;
+            }
             for round in self.clients.rounds_since(seen) {
                 seen = round.at + 1;
+                if round.at < since {
+                    continue;
+                }
                 match healthy(&round) {
                     Ok(_) => {
                         healthy_since.get_or_insert(round.at);
@@ -322,9 +410,33 @@ impl Campaign {
         let targets: Vec<Target> =
             nodes.iter().map(|n| Target { name: n.name.clone(), control_ip: n.control_ip, api: n.api() }).collect();
         let clients = Clients::start(clock, targets);
+        let fired: Arc<Mutex<Vec<(usize, Millis)>>> = Arc::default();
+        let devices = if opts.cluster.watchdog {
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    // Read before the daemon opens it (the testing driver's
+                    // open fails when nobody reads).
+                    let device = WatchdogDevice::start(&node.watchdog_device);
+                    let (reset, fired) = (node.resetter(), Arc::clone(&fired));
+                    device.on_every_fire(move || {
+                        reset();
+                        fired.lock().unwrap_or_else(|p| p.into_inner()).push((i, clock.now()));
+                    });
+                    device
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Campaign {
             clients,
             nodes,
+            _devices: devices,
+            fired,
+            fires: Vec::new(),
+            current_fault: None,
             _relays: relays,
             dcs,
             staging,
@@ -352,7 +464,7 @@ impl Campaign {
             if t0.elapsed() > Duration::from_secs(120) {
                 return Err("node1 did not bootstrap a primary within 120 s".into());
             }
-            pause(Duration::from_millis(200));
+            self.pause(Duration::from_millis(200));
         }
         self.start_daemon(1)?;
         self.start_daemon(2)?;
@@ -379,11 +491,12 @@ impl Campaign {
             n.mark(&format!("fault {index}: {kind:?} {who}"));
         }
         let started = self.clock.now();
+        self.current_fault = Some(index);
         let secs = |d: &Duration| format!("{:.1} s", d.as_secs_f64());
         let description = match (kind, node) {
             (Kind::KillDaemon { restart_after }, Some(i)) => {
                 self.nodes[i].kill_daemon();
-                pause(*restart_after);
+                self.pause(*restart_after);
                 let r = self.start_daemon(i);
                 format!("kill -9 daemon {who}, restarted after {}{}", secs(restart_after), err_note(r))
             }
@@ -400,7 +513,7 @@ impl Campaign {
                 if let Some(pid) = pm {
                     signal(pid, Signal::SIGKILL);
                 }
-                pause(*restart_after);
+                self.pause(*restart_after);
                 let r = self.start_daemon(i);
                 format!(
                     "kill -9 daemon and postmaster {who}, daemon restarted after {}{}",
@@ -410,7 +523,7 @@ impl Campaign {
             }
             (Kind::StopDaemon { hold }, Some(i)) => {
                 self.nodes[i].signal_daemon(Signal::SIGSTOP);
-                pause(*hold);
+                self.pause(*hold);
                 self.nodes[i].signal_daemon(Signal::SIGCONT);
                 let than = if hold.as_secs() >= *ttl { "longer" } else { "shorter" };
                 format!("SIGSTOP daemon {who} for {} ({than} than ttl {ttl} s)", secs(hold))
@@ -418,7 +531,7 @@ impl Campaign {
             (Kind::StopPostmaster { hold }, Some(i)) => match self.nodes[i].postmaster_pid() {
                 Some(pid) => {
                     signal(pid, Signal::SIGSTOP);
-                    pause(*hold);
+                    self.pause(*hold);
                     if pid_alive(pid) {
                         signal(pid, Signal::SIGCONT);
                     }
@@ -428,19 +541,19 @@ impl Campaign {
             },
             (Kind::DcsStop { hold }, _) => {
                 self.dcs.stop();
-                pause(*hold);
+                self.pause(*hold);
                 self.dcs.start_again();
                 format!("DCS stopped for {}", secs(hold))
             }
             (Kind::DcsFreeze { hold }, _) => {
                 self.dcs.freeze();
-                pause(*hold);
+                self.pause(*hold);
                 self.dcs.thaw();
                 format!("DCS frozen for {}", secs(hold))
             }
             (Kind::Partition { hold }, Some(i)) => {
                 let r = self.net.partition(i);
-                pause(*hold);
+                self.pause(*hold);
                 let r2 = self.net.heal(i);
                 format!("partition {who} for {}{}{}", secs(hold), err_note(r), err_note(r2))
             }
@@ -553,13 +666,14 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
     catch_signals();
     let mut c = Campaign::start(opts)?;
     c.say(format!(
-        "seed {}, dcs {}, {} mode, ttl {} loop_wait {} retry_timeout {}",
+        "seed {}, dcs {}, {} mode, ttl {} loop_wait {} retry_timeout {}{}",
         opts.seed,
         opts.dcs.name,
         if opts.cluster.strict { "strict synchronous" } else { "asynchronous" },
         opts.cluster.ttl,
         opts.cluster.loop_wait,
-        opts.cluster.retry_timeout
+        opts.cluster.retry_timeout,
+        if opts.cluster.watchdog { ", watchdog required (a test device per node that resets it)" } else { "" }
     ));
     c.bootstrap()?;
     c.clients.start_writing();
@@ -581,22 +695,37 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
         let ended = fault.ended;
         c.say(format!("fault {index}: {} ({} writes so far)", fault.description, c.clients.write_count()));
         faults.push(fault);
-        match c.wait_healthy(ended, heal_bound) {
-            Ok(at) => c.say(format!("  healed after {:.1} s", at.saturating_sub(ended) as f64 / 1000.0)),
-            Err(why) => {
-                c.say(format!("  NOT healed within {} s: {why}; the campaign stops here", heal_bound.as_secs()));
-                gave_up = Some(index);
+        // Healed, then paused; a watchdog that fired in the pause resets a
+        // node, so wait for the heal again before the next fault.
+        loop {
+            let fires = c.fires.len();
+            match c.wait_healthy(ended, heal_bound) {
+                Ok(at) => {
+                    let from = c.heal_start(ended);
+                    c.say(format!("  healed after {:.1} s", at.saturating_sub(from) as f64 / 1000.0));
+                }
+                Err(why) => {
+                    c.say(format!("  NOT healed within {} s: {why}; the campaign stops here", heal_bound.as_secs()));
+                    gave_up = Some(index);
+                    break;
+                }
+            }
+            let fires = c.fires.len().max(fires);
+            c.pause(plan.pause_after);
+            if c.fires.len() == fires {
                 break;
             }
         }
-        pause(plan.pause_after);
+        if gave_up.is_some() {
+            break;
+        }
     }
     // The end: a few more writes on the healed cluster, then the state.
     if gave_up.is_none() {
-        pause(Duration::from_secs(2));
+        c.pause(Duration::from_secs(2));
     }
     c.clients.stop_writing();
-    pause(Duration::from_secs(1));
+    c.pause(Duration::from_secs(1));
     let final_state = c.final_state();
     let settings = Settings {
         seed: opts.seed,
@@ -604,11 +733,14 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
         strict: opts.cluster.strict,
         ttl,
         heal_bound: heal_bound.as_millis() as Millis,
+        watchdog: opts.cluster.watchdog,
     };
     c.clients.stop();
     let writes = std::mem::take(&mut *c.clients.writes.lock().unwrap_or_else(|p| p.into_inner()));
     let rounds = std::mem::take(&mut *c.clients.rounds.lock().unwrap_or_else(|p| p.into_inner()));
-    let history = History { settings, writes, rounds, faults, final_state };
+    c.tend_watchdogs();
+    let fires = c.fires.clone();
+    let history = History { settings, writes, rounds, faults, fires, final_state };
     let verdicts = check(&history);
     let mut text = report(&history, &verdicts);
     text.push_str(&campaign_notes(opts, &c, heal_bound, gave_up, began.elapsed(), loop_wait));
@@ -643,7 +775,7 @@ fn campaign_notes(
     };
     s.push_str(&format!(
         "Reproduce (as root, after `{build}`):\n\n\
-         ```sh\ntarget/debug/palisade-chaos --seed {seed} --dcs {dcs} {limit} --ttl {ttl} --loop-wait {lw} --retry-timeout {rt}{mode}\n```\n\n",
+         ```sh\ntarget/debug/palisade-chaos --seed {seed} --dcs {dcs} {limit} --ttl {ttl} --loop-wait {lw} --retry-timeout {rt}{mode}{watchdog}\n```\n\n",
         build = build_command(opts.dcs.name),
         seed = opts.seed,
         dcs = opts.dcs.name,
@@ -651,6 +783,7 @@ fn campaign_notes(
         lw = opts.cluster.loop_wait,
         rt = opts.cluster.retry_timeout,
         mode = if opts.cluster.strict { "" } else { " --async" },
+        watchdog = if opts.cluster.watchdog { " --watchdog" } else { "" },
     ));
     s.push_str(&format!(
         "- ran for {:.1} min; heal bound {} s (3 x the largest ttl the campaign can set, plus {} s for the \
@@ -661,6 +794,17 @@ fn campaign_notes(
         SETTLE.as_secs()
     ));
     s.push_str(&format!("- loop_wait at the end: {loop_wait} s\n"));
+    if opts.cluster.watchdog {
+        s.push_str(&format!(
+            "- watchdog: `mode: required`, `driver: testing`, `safety_margin: {}` (the device's timeout is ttl - {} s); \
+             a device that fires resets its node (its PostgreSQL and daemon killed with SIGKILL), which boots {} s \
+             later (its daemon started again); fires: {}\n",
+            super::launch::WATCHDOG_SAFETY_MARGIN,
+            super::launch::WATCHDOG_SAFETY_MARGIN,
+            REBOOT_DELAY.as_secs(),
+            c.fires.len()
+        ));
+    }
     if let Some(i) = gave_up {
         s.push_str(&format!("- **stopped after fault {i}: the cluster did not heal within the bound**\n"));
     }

@@ -49,11 +49,20 @@
 //! round at or after the moment it was undone came within the heal bound;
 //! the campaign healed when one did after the last fault, and the final
 //! state has exactly one primary.
+//!
+//! With a watchdog, a device that fires resets its node (the campaign kills
+//! its PostgreSQL and daemon and starts the daemon again a little later).
+//! A fire is not a fault the campaign chose, but it delays the heal of the
+//! fault it came with (the last one injected before it): that fault's heal
+//! is timed from when it was undone or from when the last of its fenced
+//! nodes was started again, whichever is later ([`heal_from`]). A fire
+//! changes nothing in the split-brain and lost-write rules: those read
+//! only the writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::record::{History, Millis, Round, Write};
+use super::record::{Fault, Fire, History, Millis, Round, Write};
 
 /// How far apart two readings of the campaign's clock must be before the
 /// checker treats them as ordered: one tick of the recorded clock, which
@@ -125,8 +134,9 @@ pub struct WalLoss {
 pub struct FaultHeal {
     /// The fault's `index`.
     pub index: usize,
-    /// From the fault's end to the first healthy round at or after it;
-    /// `None` when no later round was healthy.
+    /// From the fault's [`heal_from`] (its end, or a later restart of a
+    /// node its watchdog fenced) to the first healthy round at or after
+    /// it; `None` when no later round was healthy.
     pub time_to_heal: Option<Millis>,
     /// `time_to_heal` is within the heal bound.
     pub healed: bool,
@@ -135,7 +145,7 @@ pub struct FaultHeal {
 /// How the campaign ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinalHeal {
-    /// The end of the last fault (0 with no faults).
+    /// The latest [`heal_from`] of any fault (0 with no faults).
     pub after: Millis,
     /// From `after` to the first healthy round at or after it.
     pub time_to_heal: Option<Millis>,
@@ -221,11 +231,11 @@ pub fn check(history: &History) -> Verdicts {
         .faults
         .iter()
         .map(|fault| {
-            let time_to_heal = time_to_heal(&history.rounds, fault.ended);
+            let time_to_heal = time_to_heal(&history.rounds, heal_from(fault, &history.fires));
             FaultHeal { index: fault.index, time_to_heal, healed: time_to_heal.is_some_and(|t| t <= bound) }
         })
         .collect();
-    let after = history.faults.iter().map(|f| f.ended).max().unwrap_or(0);
+    let after = history.faults.iter().map(|f| heal_from(f, &history.fires)).max().unwrap_or(0);
     let final_time = time_to_heal(&history.rounds, after);
     let primary = history.final_state.primary.clone();
     Verdicts {
@@ -246,6 +256,17 @@ pub fn check(history: &History) -> Verdicts {
             primary,
         },
     }
+}
+
+/// When the heal of `fault` is timed from: when it was undone, or when the
+/// campaign started again a node whose watchdog fired with it (or the fire
+/// itself, for a node not started again), whichever is latest.
+pub fn heal_from(fault: &Fault, fires: &[Fire]) -> Millis {
+    fires
+        .iter()
+        .filter(|f| f.fault == Some(fault.index))
+        .map(|f| f.restarted.unwrap_or(f.at))
+        .fold(fault.ended, Millis::max)
 }
 
 /// Whether the cluster is healthy in `round`: the primary's name, or every
@@ -470,6 +491,24 @@ fn write_cell(w: &Write) -> String {
     format!("id {} on {}, timeline {}, [{} ms, {} ms], LSN {}", w.id, w.node, w.timeline, w.started, w.acked, w.lsn)
 }
 
+/// The watchdog fires that came with fault `index`, for the report:
+/// `node2 at 12.300 s, back at 15.301 s`, or `-`.
+fn fires_cell(fires: &[Fire], index: Option<usize>) -> String {
+    let cells: Vec<String> = fires
+        .iter()
+        .filter(|f| f.fault == index)
+        .map(|f| match f.restarted {
+            Some(r) => format!("{} at {}, back at {}", f.node, secs(f.at), secs(r)),
+            None => format!("{} at {}, not started again", f.node, secs(f.at)),
+        })
+        .collect();
+    if cells.is_empty() {
+        "-".to_string()
+    } else {
+        cells.join("; ")
+    }
+}
+
 /// The campaign's report in Markdown: the settings and margins, the faults
 /// with their time to heal, the verdicts, and PASS or FAIL. It depends only
 /// on `history` and `verdicts` (no current time), so a seed's committed
@@ -491,6 +530,13 @@ pub fn report(history: &History, verdicts: &Verdicts) -> String {
     let _ = writeln!(out, "| DCS | {} |", s.dcs);
     let mode = if s.strict { "strict synchronous (`synchronous_mode_strict`)" } else { "asynchronous" };
     let _ = writeln!(out, "| mode | {mode} |");
+    if s.watchdog {
+        let _ = writeln!(
+            out,
+            "| watchdog | `mode: required` on a test device per node that resets the node when it fires; fires: {} |",
+            history.fires.len()
+        );
+    }
     let _ = writeln!(out, "| ttl | {} s |", s.ttl);
     let _ = writeln!(out, "| heal bound | {} |", secs(s.heal_bound));
     let _ = writeln!(out, "| clock margin | {CLOCK_MARGIN} ms on each side of a write's window |");
@@ -501,22 +547,32 @@ pub fn report(history: &History, verdicts: &Verdicts) -> String {
     let _ = writeln!(out, "| writes acknowledged | {total} ({nodes}) |");
 
     let _ = writeln!(out, "\n## Faults\n");
-    let _ = writeln!(out, "| # | Fault | Node | Duration | Time to heal |\n|---|---|---|---|---|");
+    if s.watchdog {
+        let _ =
+            writeln!(out, "| # | Fault | Node | Duration | Watchdog fired | Time to heal |\n|---|---|---|---|---|---|");
+    } else {
+        let _ = writeln!(out, "| # | Fault | Node | Duration | Time to heal |\n|---|---|---|---|---|");
+    }
     for (fault, heal) in history.faults.iter().zip(&verdicts.heals) {
         let to_heal = match (heal.time_to_heal, heal.healed) {
             (Some(t), true) => secs(t),
             (Some(t), false) => format!("NOT HEALED ({} > bound)", secs(t)),
             (None, _) => "NOT HEALED".to_string(),
         };
+        let fired =
+            if s.watchdog { format!(" {} |", fires_cell(&history.fires, Some(fault.index))) } else { String::new() };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |{fired} {} |",
             fault.index,
             fault.description.replace('|', "\\|"),
             fault.node.as_deref().unwrap_or("-"),
             secs(fault.ended.saturating_sub(fault.started)),
             to_heal
         );
+    }
+    if history.fires.iter().any(|f| f.fault.is_none()) {
+        let _ = writeln!(out, "\nWatchdog fires before the first fault: {}", fires_cell(&history.fires, None));
     }
 
     let _ = writeln!(out, "\n## Verdicts\n");
@@ -635,7 +691,10 @@ says that timeline ended.
 - **Healing**: a watcher round is healthy when exactly one node is out of recovery with \
 role `primary`, every other node is in recovery with replication state `streaming`, and \
 every daemon's `/liveness` answered 200. A fault's time to heal runs from when it was \
-undone to the first healthy round at or after that; it must be within the heal bound. \
+undone (or, when a node's watchdog fired after it was injected, from when the campaign \
+started that node's daemon again, if later) to the first healthy round at or after that; \
+it must be within the heal bound. A watchdog fire resets its node: the campaign kills its \
+PostgreSQL and daemon with SIGKILL, as a reset would, and starts the daemon again. \
 After the last fault a healthy round must come within the bound, and the final state \
 must have exactly one primary."
     )
@@ -652,10 +711,11 @@ mod tests {
 
     fn history(strict: bool, writes: Vec<Write>, survived: &[u64]) -> History {
         History {
-            settings: Settings { seed: 7, dcs: "etcd3".into(), strict, ttl: 30, heal_bound: 90_000 },
+            settings: Settings { seed: 7, dcs: "etcd3".into(), strict, ttl: 30, heal_bound: 90_000, watchdog: false },
             writes,
             rounds: vec![Round { at: 0, nodes: healthy_nodes("node1") }],
             faults: Vec::new(),
+            fires: Vec::new(),
             final_state: FinalState {
                 primary: Some("node1".into()),
                 ids: survived.iter().copied().collect(),
@@ -1083,6 +1143,67 @@ mod tests {
         assert_eq!(v.final_heal.after, 6_000);
         assert_eq!(v.final_heal.time_to_heal, Some(1_500));
         assert!(v.passed());
+    }
+
+    fn fire(node: &str, at: Millis, fault: Option<usize>, restarted: Option<Millis>) -> Fire {
+        Fire { node: node.into(), at, fault, restarted }
+    }
+
+    #[test]
+    fn a_watchdog_fire_times_the_heal_of_its_fault_from_the_restart() {
+        // (name, fires, heal timed from) for fault 2, injected at 5 s and
+        // undone at 6 s.
+        let cases: Vec<(&str, Vec<Fire>, Millis)> = vec![
+            ("no fire", vec![], 6_000),
+            ("restarted after the fault was undone", vec![fire("node1", 5_500, Some(2), Some(8_000))], 8_000),
+            // A hang longer than ttl: fired and rebooted while still held.
+            ("restarted while the fault held", vec![fire("node1", 5_200, Some(2), Some(5_800))], 6_000),
+            ("fired, never started again", vec![fire("node1", 7_000, Some(2), None)], 7_000),
+            ("another fault's fire", vec![fire("node1", 4_000, Some(1), Some(9_000))], 6_000),
+            ("a fire before the first fault", vec![fire("node1", 100, None, Some(9_000))], 6_000),
+            (
+                "the latest of two",
+                vec![fire("node1", 5_500, Some(2), Some(8_000)), fire("node2", 9_000, Some(2), Some(12_000))],
+                12_000,
+            ),
+        ];
+        for (name, fires, want) in cases {
+            assert_eq!(heal_from(&fault(2, 5_000, 6_000), &fires), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn heal_and_final_heal_count_from_a_fenced_nodes_restart() {
+        let mut h = history(false, vec![], &[]);
+        h.settings.watchdog = true;
+        h.rounds = vec![
+            unhealthy(1_500),
+            // Healthy between the end of the fault and the fire: not yet
+            // the heal of a fault whose node is fenced later.
+            Round { at: 2_500, nodes: healthy_nodes("node1") },
+            unhealthy(4_000),
+            Round { at: 9_000, nodes: healthy_nodes("node2") },
+        ];
+        h.faults = vec![fault(1, 1_000, 2_000)];
+        h.fires = vec![fire("node1", 3_000, Some(1), Some(6_000))];
+        h.final_state.primary = Some("node2".into());
+        let v = check(&h);
+        assert_eq!(v.heals, vec![FaultHeal { index: 1, time_to_heal: Some(3_000), healed: true }]);
+        assert_eq!((v.final_heal.after, v.final_heal.time_to_heal), (6_000, Some(3_000)));
+        assert!(v.passed());
+        // Never healthy after the restart: not healed.
+        h.rounds.pop();
+        let v = check(&h);
+        assert_eq!(v.heals[0].time_to_heal, None);
+        assert!(!v.passed());
+        // The report names the fire with its fault.
+        let text = report(&h, &v);
+        assert!(text.contains("| watchdog | `mode: required`"), "{text}");
+        assert!(text.contains("| Watchdog fired | Time to heal |"), "{text}");
+        assert!(text.contains("| node1 at 3.000 s, back at 6.000 s | NOT HEALED |"), "{text}");
+        h.fires.push(fire("node3", 100, None, None));
+        let text = report(&h, &check(&h));
+        assert!(text.contains("Watchdog fires before the first fault: node3 at 0.100 s, not started again"), "{text}");
     }
 
     #[test]

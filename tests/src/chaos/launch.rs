@@ -7,6 +7,8 @@ use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -18,6 +20,13 @@ pub const PASSWORD: &str = "chaos-superuser-pw";
 pub const PG_PORT: u16 = 5432;
 /// The REST API's port in every namespace.
 pub const API_PORT: u16 = 8008;
+/// `watchdog.safety_margin` with `--watchdog`: the device's timeout is
+/// `ttl - 2` (8 s with ttl 10; 6 s with the smallest ttl a config fault
+/// sets, 8), so a leader whose loop stopped is reset 2 s before its leader
+/// key can expire, and a loop that waits `loop_wait` (at most 2 s) plus a
+/// DCS call cut at `retry_timeout` (3 s) still feeds it in time. Patroni's
+/// default, 5, would leave 3 s with ttl 8: less than such a cycle.
+pub const WATCHDOG_SAFETY_MARGIN: u64 = 2;
 
 /// The cluster settings the campaign starts with.
 #[derive(Clone, Debug)]
@@ -27,6 +36,9 @@ pub struct ClusterSettings {
     pub retry_timeout: u64,
     /// `synchronous_mode` and `synchronous_mode_strict`.
     pub strict: bool,
+    /// Each daemon runs with `watchdog: mode: required` on Patroni's
+    /// `testing` driver, writing to the FIFO [`Node::watchdog_device`].
+    pub watchdog: bool,
 }
 
 /// One member: its namespace, addresses, files and daemon.
@@ -39,7 +51,12 @@ pub struct Node {
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// The FIFO the node's watchdog writes to (with `--watchdog`).
+    pub watchdog_device: PathBuf,
     daemon: Option<ProcessGuard>,
+    /// The daemon's PID (0 when none runs), for a watchdog fire, which
+    /// comes on the device's thread.
+    daemon_pid: Arc<AtomicI32>,
 }
 
 impl Node {
@@ -57,6 +74,14 @@ impl Node {
 
     pub fn daemon_pid(&self) -> Option<i32> {
         self.daemon.as_ref().map(ProcessGuard::pid)
+    }
+
+    /// What a reset of this machine kills, for another thread:
+    /// `reset()` kills the node's daemon and PostgreSQL with SIGKILL (see
+    /// [`reset`]).
+    pub fn resetter(&self) -> impl Fn() + Send + Sync + 'static {
+        let (pid, data_dir) = (Arc::clone(&self.daemon_pid), self.data_dir.clone());
+        move || reset(pid.load(Ordering::SeqCst), &data_dir)
     }
 
     pub fn daemon_running(&mut self) -> bool {
@@ -84,12 +109,14 @@ impl Node {
             .current_dir(workdir);
         let guard =
             ProcessGuard::spawn(&self.name, cmd).map_err(|e| format!("{}: start the daemon: {e}", self.name))?;
+        self.daemon_pid.store(guard.pid(), Ordering::SeqCst);
         self.daemon = Some(guard);
         Ok(())
     }
 
     /// SIGKILL the daemon only (its PostgreSQL runs on).
     pub fn kill_daemon(&mut self) {
+        self.daemon_pid.store(0, Ordering::SeqCst);
         if let Some(mut p) = self.daemon.take() {
             p.kill9();
         }
@@ -128,6 +155,47 @@ impl Node {
     }
 }
 
+/// The children of `pid` (from `/proc/*/stat`).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|stat| {
+                // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+                let after = &stat[stat.rfind(')')? + 1..];
+                after.split_whitespace().nth(1)?.parse::<i32>().ok()
+            }) == Some(pid)
+        })
+        .collect()
+}
+
+/// What a hardware watchdog's reset does to a node, as far as the
+/// campaign can: every process of it dies at once, with nothing written
+/// after. The daemon (`daemon_pid`, 0 for none) is frozen, then PostgreSQL
+/// (the postmaster in `data_dir`'s `postmaster.pid`) is frozen and killed
+/// with its children (the backends, which could otherwise finish a COMMIT
+/// in flight), then the daemon's process group.
+pub fn reset(daemon_pid: i32, data_dir: &Path) {
+    if daemon_pid > 0 {
+        signal(daemon_pid, Signal::SIGSTOP);
+    }
+    let postmaster = std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0 && pid_alive(*pid));
+    if let Some(pm) = postmaster {
+        signal(pm, Signal::SIGSTOP);
+        for child in children(pm) {
+            signal(child, Signal::SIGKILL);
+        }
+        signal(pm, Signal::SIGKILL);
+    }
+    if daemon_pid > 0 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(daemon_pid), Signal::SIGKILL);
+        signal(daemon_pid, Signal::SIGKILL);
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.shut_down();
@@ -153,6 +221,15 @@ pub fn make_node(
     let data_dir = staging.path().join("data").join(&name);
     let log_path = staging.path().join(format!("{name}.log"));
     let sync = if s.strict { "on" } else { "off" };
+    let watchdog_device = staging.path().join(format!("watchdog.{name}.fifo"));
+    let watchdog = if s.watchdog {
+        format!(
+            "watchdog:\n  mode: required\n  driver: testing\n  device: {}\n  safety_margin: {WATCHDOG_SAFETY_MARGIN}\n",
+            watchdog_device.display()
+        )
+    } else {
+        String::new()
+    };
     let config = format!(
         "scope: {scope}\n\
          name: {name}\n\
@@ -171,7 +248,7 @@ pub fn make_node(
          password: chaos-replication-pw\n  parameters:\n    unix_socket_directories: '{run}'\n    \
          shared_buffers: 16MB\n  pg_hba:\n    - local all all trust\n    \
          - host replication replicator 10.0.0.0/8 scram-sha-256\n    - host all all 10.0.0.0/8 scram-sha-256\n    \
-         - host all all 127.0.0.1/32 scram-sha-256\n",
+         - host all all 127.0.0.1/32 scram-sha-256\n{watchdog}",
         ttl = s.ttl,
         loop_wait = s.loop_wait,
         retry = s.retry_timeout,
@@ -180,5 +257,17 @@ pub fn make_node(
         run = run.display(),
     );
     let config = staging.write(&format!("{name}.yml"), &config, 0o644);
-    Node { name, index: i, namespace, cluster_ip, control_ip, config, data_dir, log_path, daemon: None }
+    Node {
+        name,
+        index: i,
+        namespace,
+        cluster_ip,
+        control_ip,
+        config,
+        data_dir,
+        log_path,
+        watchdog_device,
+        daemon: None,
+        daemon_pid: Arc::new(AtomicI32::new(0)),
+    }
 }

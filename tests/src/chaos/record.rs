@@ -83,6 +83,25 @@ pub struct Fault {
     pub ended: Millis,
 }
 
+/// One fire of a node's watchdog device (a campaign with `--watchdog`):
+/// like a hardware watchdog resetting the machine, the campaign killed the
+/// node's PostgreSQL and daemon with SIGKILL, then started the daemon
+/// again, as the machine's boot would. Not a fault the campaign chose: it
+/// is what the daemon's watchdog did about one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fire {
+    /// The node whose device fired.
+    pub node: String,
+    /// When it fired (the node was killed right then).
+    pub at: Millis,
+    /// The fault injected last before it fired (`None` before the first):
+    /// the one whose heal it delays.
+    pub fault: Option<usize>,
+    /// When the campaign started the node's daemon again; `None` when the
+    /// campaign ended first.
+    pub restarted: Option<Millis>,
+}
+
 /// The cluster as the campaign left it, read after the last fault healed
 /// (or after the heal bound passed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,6 +128,9 @@ pub struct Settings {
     pub ttl: u64,
     /// After a fault is undone, the cluster must be healthy within this.
     pub heal_bound: Millis,
+    /// Each daemon ran with a watchdog (`mode: required`) on a test device
+    /// that resets the node when it fires.
+    pub watchdog: bool,
 }
 
 /// Everything one campaign recorded.
@@ -118,5 +140,7 @@ pub struct History {
     pub writes: Vec<Write>,
     pub rounds: Vec<Round>,
     pub faults: Vec<Fault>,
+    /// The watchdog fires, in order (empty without a watchdog).
+    pub fires: Vec<Fire>,
     pub final_state: FinalState,
 }

@@ -412,10 +412,14 @@ impl Runner {
             crate::mpp::before_demote(&self.shared).await;
         }
         self.shared.with_tracked(|t| t.set_state(State::Stopping));
-        let stopped = match primary_stop_timeout(&self.shared).filter(|_| archive_command.is_none()) {
-            Some(timeout) => self.shared.pg.stop_within(stop, timeout).await,
-            None => self.shared.pg.stop_signalled(stop).await,
-        };
+        // As in Patroni, the watchdog is closed as soon as PostgreSQL takes
+        // no more writes (its clients are gone), not when it has stopped: a
+        // shutdown can wait long for a WAL sender whose replica is cut off,
+        // and the device must not reset the machine meanwhile.
+        let shared = std::sync::Arc::clone(&self.shared);
+        let safepoint: Box<dyn FnOnce() + Send> = Box::new(move || shared.disarm_watchdog_at_safepoint());
+        let timeout = primary_stop_timeout(&self.shared).filter(|_| archive_command.is_none());
+        let stopped = self.shared.pg.stop_to_demote(stop, timeout, safepoint).await;
         let (signalled, last_lsn) = match stopped {
             Ok(stopped) => stopped,
             Err(e) => {

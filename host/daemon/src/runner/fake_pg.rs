@@ -222,6 +222,24 @@ impl LocalPostgres for FakePg {
         }))
     }
 
+    /// As a real stop: the safepoint (the clients gone) comes while the
+    /// server still shuts down, before it is seen stopped.
+    async fn stop_to_demote(
+        &self,
+        mode: StopMode,
+        _timeout: Option<Duration>,
+        on_safepoint: Box<dyn FnOnce() + Send>,
+    ) -> Result<(bool, Option<u64>), PgFailure> {
+        self.call(format!("stop {}", mode.as_str()));
+        on_safepoint();
+        Ok(self.with(|s| {
+            let was_running = s.running;
+            let was_primary = s.running && !s.in_recovery;
+            s.running = false;
+            (was_running, was_primary.then_some(s.wal))
+        }))
+    }
+
     async fn stop_signalled(&self, mode: StopMode) -> Result<(bool, Option<u64>), PgFailure> {
         self.call(format!("stop {}", mode.as_str()));
         Ok(self.with(|s| {

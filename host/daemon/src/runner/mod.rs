@@ -289,6 +289,19 @@ impl Shared {
         self.status.update(|s| s.watchdog_running = running);
     }
 
+    /// Close the watchdog during a demotion, once PostgreSQL takes no more
+    /// writes (Patroni's `on_safepoint=self.watchdog.disable`). Runs on the
+    /// loop's own task (inside the demotion's stop).
+    pub fn disarm_watchdog_at_safepoint(&self) {
+        let running = self.with_watchdog(|w| {
+            if w.is_active() {
+                w.disable();
+            }
+            w.is_running()
+        });
+        self.status.update(|s| s.watchdog_running = running);
+    }
+
     pub fn scheduled_restart(&self) -> Option<palisade_ha::ScheduledRestart> {
         self.scheduled_restart.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -992,10 +992,12 @@ impl Dcs for NotingDcs {
     }
 }
 
-/// A watchdog device that notes what it is asked in the journal.
+/// A watchdog device that notes what it is asked in the journal; with
+/// `pg`, a close also notes whether PostgreSQL was running then.
 struct NotingDevice {
     journal: Journal,
     open: bool,
+    pg: Option<Arc<FakePg>>,
 }
 
 impl crate::watchdog::device::Device for NotingDevice {
@@ -1007,6 +1009,10 @@ impl crate::watchdog::device::Device for NotingDevice {
     fn close(&mut self) -> Result<(), crate::watchdog::device::WatchdogError> {
         if self.open {
             note(&self.journal, "close");
+            if let Some(pg) = &self.pg {
+                let when = if pg.state().running { "while PostgreSQL runs" } else { "once PostgreSQL stopped" };
+                note(&self.journal, &format!("close {when}"));
+            }
         }
         self.open = false;
         Ok(())
@@ -1051,7 +1057,7 @@ async fn leader_journal(safety_margin: i64) -> Vec<String> {
         driver: "testing".into(),
         device: "/nowhere".into(),
     };
-    let device = NotingDevice { journal: Arc::clone(&journal), open: false };
+    let device = NotingDevice { journal: Arc::clone(&journal), open: false, pg: None };
     {
         // The configuration says the same, or the first cycle would
         // replace the device with the configured one.
@@ -1069,6 +1075,47 @@ async fn leader_journal(safety_margin: i64) -> Vec<String> {
     }
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     journal
+}
+
+/// A leader that loses its key demotes, and closes its watchdog once
+/// PostgreSQL takes no more writes, while it still shuts down (Patroni's
+/// safepoint), not once it has stopped: a shutdown can wait long for a WAL
+/// sender whose replica is cut off, and the device must not fire meanwhile.
+#[tokio::test]
+async fn a_demotion_closes_the_watchdog_at_the_safepoint_before_postgres_is_down() {
+    let store = MemoryStore::new();
+    let journal: Journal = Arc::default();
+    let mut n1 = node("n1", &store, true);
+    let settings = crate::watchdog::WatchdogSettings {
+        mode: palisade_ha::WatchdogMode::Required,
+        timing: palisade_ha::WatchdogTiming { ttl: 30, loop_wait: 10, safety_margin: 5 },
+        driver: "testing".into(),
+        device: "/nowhere".into(),
+    };
+    {
+        let mut config = n1.runner.shared.config.write().unwrap_or_else(|p| p.into_inner());
+        let w = &mut config.local.watchdog;
+        w.mode = "required".into();
+        w.driver = "testing".into();
+        w.device = "/nowhere".into();
+        w.safety_margin = Duration::from_secs(5);
+    }
+    let device = NotingDevice { journal: Arc::clone(&journal), open: false, pg: Some(Arc::clone(&n1.pg)) };
+    n1.runner.shared.with_watchdog(|w| *w = crate::watchdog::Watchdog::with_device(settings, Box::new(device)));
+    n1.cycle_until("n1 leads", 6, |_| store.value("leader").as_deref() == Some("n1")).await;
+    n1.cycle().await;
+    assert!(journal.lock().unwrap_or_else(|p| p.into_inner()).contains(&"open".to_string()));
+
+    let n2 = store.client("n2", timing());
+    let conn = json!({"conn_url": "postgres://n2:5432/postgres", "api_url": "http://127.0.0.1:9/patroni",
+                      "state": "running", "role": "primary", "version": "4.1.4"});
+    assert!(n2.touch_member(&conn.to_string()).expect("touch_member"));
+    assert!(n2.take_leader().expect("take_leader"));
+    n1.cycle_until("n1 stopped its primary", 4, |n| n.pg.state().calls.iter().any(|c| c.starts_with("stop"))).await;
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let closes: Vec<&String> = journal.iter().filter(|e| e.starts_with("close ")).collect();
+    assert_eq!(closes, ["close while PostgreSQL runs"], "{journal:?}");
+    assert!(!n1.runner.shared.with_watchdog(|w| w.is_running()));
 }
 
 /// The device is armed before the leader key is taken after a bootstrap,

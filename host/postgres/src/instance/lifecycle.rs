@@ -188,7 +188,30 @@ impl Postgres {
     /// Reports the final pg_control state and, for a clean primary
     /// shutdown, the shutdown checkpoint location.
     pub async fn stop(&self, opts: StopOptions) -> Result<StopOutcome, PgError> {
+        self.stop_with_safepoint(opts, Box::new(|| ())).await
+    }
+
+    /// [`Self::stop`] that runs `on_safepoint` as soon as no client can
+    /// write any more (Patroni's `on_safepoint`, where a demotion closes the
+    /// watchdog): once the stop signal was sent and every user backend has
+    /// exited ([`crate::process::Postmaster::user_backends`]), while the
+    /// postmaster may still wait for its WAL senders or checkpointer (a
+    /// shutdown that a network partition can hold for `wal_sender_timeout`).
+    /// It runs exactly once: at the latest when the postmaster is gone, or
+    /// at once when none was running.
+    pub async fn stop_with_safepoint(
+        &self,
+        opts: StopOptions,
+        on_safepoint: Box<dyn FnOnce() + Send>,
+    ) -> Result<StopOutcome, PgError> {
+        let mut on_safepoint = Some(on_safepoint);
+        let mut safepoint = move || {
+            if let Some(f) = on_safepoint.take() {
+                f();
+            }
+        };
         let Some(mut pm) = self.take_postmaster() else {
+            safepoint();
             return Ok(StopOutcome { was_running: false, escalated: None, state: None, shutdown_checkpoint: None });
         };
         if opts.checkpoint && opts.mode != StopMode::Immediate && self.is_ready().await.ok() == Some(IsReady::Accepting)
@@ -208,7 +231,12 @@ impl Postgres {
             self.put_postmaster(pm);
             return Err(e.into());
         }
-        if !pm.wait_exit(opts.timeout).await {
+        let signalled = Instant::now();
+        if wait_user_backends_gone(&mut pm, opts.timeout).await {
+            safepoint();
+        }
+        let left = opts.timeout.map(|t| t.saturating_sub(signalled.elapsed()));
+        if !pm.wait_exit(left).await {
             if opts.mode != StopMode::Immediate {
                 tracing::warn!("Timeout during postmaster stop, aborting Postgres.");
                 escalated = Some(Escalation::Immediate);
@@ -220,6 +248,7 @@ impl Postgres {
                 pm.kill_all().await;
             }
         }
+        safepoint();
         let (state, checkpoint) = match self.controldata().await {
             Ok(control) => {
                 let checkpoint = match shutdown_checkpoint(&self.binaries(), &self.paths().data_dir, &control).await {
@@ -519,6 +548,21 @@ fn cleanup_archive_status(data_dir: &std::path::Path) {
 /// `file` names `pid` and says it accepts connections.
 fn says_ready(file: &PidFile, pid: i32) -> bool {
     file.pid == pid && file.status.as_deref().is_none_or(|s| s == "ready" || s == "standby")
+}
+
+/// Wait until the postmaster has no user backend left or is gone (`true`),
+/// at most `timeout` (`false` then).
+async fn wait_user_backends_gone(pm: &mut crate::process::Postmaster, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        if !pm.is_running() || pm.user_backends().is_empty() {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[cfg(test)]

@@ -185,6 +185,16 @@ impl Postmaster {
         }
     }
 
+    /// Its children that serve clients (Patroni's user backends): every
+    /// child but the auxiliary processes and the WAL senders, which take no
+    /// writes ([`is_auxiliary`]).
+    pub fn user_backends(&self) -> Vec<i32> {
+        procfs::children(self.pid)
+            .into_iter()
+            .filter(|c| procfs::cmdline(*c).is_some_and(|title| !is_auxiliary(&title)))
+            .collect()
+    }
+
     /// The last resort (Patroni's `signal_kill`): stop the postmaster with
     /// SIGSTOP so it cannot start new processes, SIGKILL it and every
     /// child, and wait until they are gone.
@@ -370,9 +380,82 @@ pub(crate) fn parse_postmaster_opts(text: &str) -> std::collections::BTreeMap<St
         .collect()
 }
 
+/// Whether a postmaster child's title (`/proc/<pid>/cmdline`) names an
+/// auxiliary process or a WAL sender rather than a client's backend: the
+/// processes Patroni's `wait_for_user_backends_to_close` does not wait
+/// for, named as PostgreSQL 9.1 to 17 name them, after `postgres: ` and an
+/// optional `cluster_name: `.
+pub fn is_auxiliary(title: &str) -> bool {
+    const NAMES: [&str; 19] = [
+        "archiver",
+        "startup",
+        "autovacuum launcher",
+        "autovacuum worker",
+        "checkpointer",
+        "logger",
+        "stats collector",
+        "wal receiver",
+        "wal writer",
+        "writer",
+        "walreceiver",
+        "wal sender process",
+        "walsender",
+        "walwriter",
+        "background writer",
+        "logical replication launcher",
+        "logical replication worker",
+        "bgworker:",
+        "wal summarizer",
+    ];
+    let Some(rest) = title.strip_prefix("postgres:") else { return false };
+    let starts = |s: &str| {
+        let s = s.trim_start();
+        NAMES.iter().any(|n| s.strip_prefix(n).is_some_and(|after| after.is_empty() || after.starts_with(' ')))
+    };
+    // `postgres: checkpointer`, or with a cluster_name: `postgres: main: checkpointer`.
+    starts(rest) || rest.split_once(": ").is_some_and(|(_, after)| starts(after))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auxiliary_processes_and_user_backends_by_title() {
+        // (title, auxiliary)
+        let cases = [
+            ("postgres: checkpointer", true),
+            ("postgres: checkpointer ", true),
+            ("postgres: background writer", true),
+            ("postgres: walwriter", true),
+            ("postgres: wal writer process  ", true),
+            ("postgres: autovacuum launcher", true),
+            ("postgres: autovacuum worker postgres", true),
+            ("postgres: archiver last was 000000010000000000000003", true),
+            ("postgres: logical replication launcher", true),
+            ("postgres: startup recovering 000000020000000000000005", true),
+            ("postgres: walreceiver streaming 0/5000148", true),
+            ("postgres: walsender replicator 10.0.0.11(40000) streaming 0/5000148", true),
+            ("postgres: stats collector", true),
+            ("postgres: logger", true),
+            ("postgres: bgworker: pg_cron launcher", true),
+            ("postgres: main: checkpointer", true),
+            ("postgres: my cluster: walsender replicator 10.0.0.11(40000) idle", true),
+            // Client backends: `user database host activity`.
+            ("postgres: postgres postgres 10.0.0.1(5000) idle", false),
+            ("postgres: app shop [local] INSERT", false),
+            ("postgres: main: app shop 127.0.0.1(6000) idle in transaction", false),
+            // A user named like a process is still a user.
+            ("postgres: checkpointer2 db [local] idle", false),
+            ("postgres: writer_app db [local] idle", false),
+            // Not a PostgreSQL title.
+            ("/usr/lib/postgresql/15/bin/postgres -D /data", false),
+            ("", false),
+        ];
+        for (title, want) in cases {
+            assert_eq!(is_auxiliary(title), want, "{title:?}");
+        }
+    }
 
     #[test]
     fn postmaster_opts() {

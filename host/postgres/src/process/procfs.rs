@@ -60,6 +60,14 @@ pub(crate) fn cwd(pid: i32) -> std::io::Result<PathBuf> {
     fs::read_link(format!("/proc/{pid}/cwd"))
 }
 
+/// The command line of `pid`, its arguments joined by spaces (a
+/// PostgreSQL process shows its title there: `postgres: checkpointer`).
+pub(crate) fn cmdline(pid: i32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+    Some(text.trim_end().to_string())
+}
+
 /// Processes whose parent is `pid`.
 pub(crate) fn children(pid: i32) -> Vec<i32> {
     let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };

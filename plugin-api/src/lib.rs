@@ -24,6 +24,7 @@ pub mod contract;
 pub mod ffi;
 pub mod host;
 pub mod sdk;
+pub mod stack;
 
 pub use contract::*;
 

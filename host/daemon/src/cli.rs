@@ -24,6 +24,10 @@ pub enum Invocation {
     Validate(PathBuf),
     /// `--list-plugins [CONFIG]`.
     ListPlugins(Option<PathBuf>),
+    /// `--replica-worker`, alone: the daemon's own child that makes one
+    /// replica (`palisade_plugin_host::worker`). Internal: not in the
+    /// usage text or the man page.
+    ReplicaWorker,
     Version,
     Help,
 }
@@ -49,6 +53,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     let mut validate = false;
     let mut list = false;
     let mut path: Option<PathBuf> = None;
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.len() == 1 && args[0] == "--replica-worker" {
+        return Ok(Invocation::ReplicaWorker);
+    }
     for arg in args {
         match arg.to_str() {
             Some("--version") => return Ok(Invocation::Version),
@@ -121,6 +129,8 @@ mod tests {
         assert_eq!(p("a.yml --version"), Ok(Invocation::Version));
         assert_eq!(p("-h --bogus"), Ok(Invocation::Help));
         assert_eq!(p("--bogus"), Err("unknown option '--bogus'".into()));
+        assert_eq!(p("--replica-worker"), Ok(Invocation::ReplicaWorker));
+        assert_eq!(p("--replica-worker a.yml"), Err("unknown option '--replica-worker'".into()));
         assert_eq!(p("a b"), Err("only one configuration path may be given".into()));
         assert_eq!(p("--validate-config"), Err("--validate-config needs a configuration file".into()));
         assert!(p("--validate-config --list-plugins a").is_err());

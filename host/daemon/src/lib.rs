@@ -26,6 +26,7 @@ pub mod memory;
 pub mod mpp;
 pub mod peers;
 pub mod pg;
+pub mod probe;
 pub mod runner;
 pub mod standby;
 pub mod status;
@@ -85,6 +86,7 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
     // connections; plugin calls and other blocking work go to tokio's
     // blocking pool. A second worker bought no throughput worth its
     // memory (see docs/benchmarks.md).
+    let start = prepare(loaded.config, &env);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -95,7 +97,71 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
     // The daemon's state machine is on the heap: `run` boxes its large
     // parts, so this frame stays small, and the runner gives back the
     // stack below it after each cycle.
-    runtime.block_on(Box::pin(run(loaded.config, path.map(Path::to_path_buf), env)))
+    runtime.block_on(Box::pin(run(start, path.map(Path::to_path_buf), env)))
+}
+
+/// `palisade --replica-worker`: make the replica the daemon sends on
+/// stdin (see `palisade_plugin_host::worker`), its log on stderr.
+pub fn replica_worker() -> ExitCode {
+    use std::os::fd::AsFd;
+    logging::install_panic_hook();
+    let start_log = |level: &str| {
+        let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::INFO);
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_max_level(level)
+            .try_init();
+    };
+    // The result goes to the original stdout; whatever the plugin or its
+    // commands print goes to stderr, which the daemon logs.
+    let result = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("ERROR replica worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: dup2 only makes fd 1 a copy of fd 2.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        eprintln!("ERROR replica worker: cannot point stdout at stderr");
+        return ExitCode::FAILURE;
+    }
+    match palisade_plugin_host::worker::serve(std::io::stdin(), result, start_log) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR replica worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `run` starts from, worked out before the runtime exists.
+struct Start {
+    config: runner::RuntimeConfig,
+    dir: std::path::PathBuf,
+    timing: palisade_plugin_api::DcsTiming,
+    /// A standby cluster's own replica methods (known at start from the
+    /// cached or bootstrap dynamic configuration), loaded too.
+    standby_methods: Vec<String>,
+    /// The replica methods as a child process found them (`probe`), or
+    /// `None` to load them in this process.
+    probed: Option<probe::Probed>,
+}
+
+fn prepare(local: palisade_config::LocalConfig, env: &BTreeMap<String, String>) -> Start {
+    tracing::info!("palisade {VERSION} starting: scope {}, member {}", local.scope, local.name);
+    let dir = plugins::plugin_dir(local.plugin_dir.as_deref(), env.get("PALISADE_PLUGIN_DIR").map(String::as_str));
+    let dynamic = pg::load_dynamic_cache(&local.postgresql.data_dir)
+        .unwrap_or_else(|| palisade_config::dynamic_from_bootstrap(&local));
+    let config = runner::RuntimeConfig::new(local, dynamic, true);
+    let timing = plugins::timing(config.global.ttl, config.global.loop_wait, config.global.retry_timeout);
+    let standby_methods = config.global.standby_cluster_config().map(|s| s.replica_methods()).unwrap_or_default();
+    // Still one thread here: the child can be forked.
+    let probed = probe::replica_methods(&config.local, &dir, &standby_methods);
+    Start { config, dir, timing, standby_methods, probed }
 }
 
 /// Check the files and directories a configuration names (missing ones
@@ -156,26 +222,28 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     (host, port).to_socket_addrs().ok()?.next()
 }
 
-async fn run(
-    local: palisade_config::LocalConfig,
-    path: Option<std::path::PathBuf>,
-    env: BTreeMap<String, String>,
-) -> ExitCode {
-    tracing::info!("palisade {VERSION} starting: scope {}, member {}", local.scope, local.name);
-    let dir = plugins::plugin_dir(local.plugin_dir.as_deref(), env.get("PALISADE_PLUGIN_DIR").map(String::as_str));
-    let dynamic = pg::load_dynamic_cache(&local.postgresql.data_dir)
-        .unwrap_or_else(|| palisade_config::dynamic_from_bootstrap(&local));
-    let config = runner::RuntimeConfig::new(local, dynamic, true);
-    let timing = plugins::timing(config.global.ttl, config.global.loop_wait, config.global.retry_timeout);
-    // A standby cluster's own replica methods (known at start from the
-    // cached or bootstrap dynamic configuration) are loaded too.
-    let standby_methods = config.global.standby_cluster_config().map(|s| s.replica_methods()).unwrap_or_default();
+async fn run(start: Start, path: Option<std::path::PathBuf>, env: BTreeMap<String, String>) -> ExitCode {
+    let Start { config, dir, timing, standby_methods, probed } = start;
+    let (local, methods) = (&config.local, &standby_methods);
+    let opened = match probed {
+        None => plugins::load_with(local, &dir, timing, methods),
+        // Each replica is made by a child of this binary (see
+        // `palisade_plugin_host::worker`); /proc/self/exe is the binary
+        // this process runs, even once a package upgrade replaced the file.
+        Some(Ok(facts)) => {
+            let worker = Some(std::path::PathBuf::from("/proc/self/exe"));
+            plugins::load_with_probed(local, &dir, timing, methods, facts, worker)
+        }
+        // The others are loaded all the same, so that every problem is
+        // reported at once.
+        Some(Err(problems)) => match plugins::load_with_probed(local, &dir, timing, methods, Vec::new(), None) {
+            Ok(_) => Err(problems),
+            Err(more) => Err(more.into_iter().chain(problems).collect()),
+        },
+    };
     // The MPP plugin (with a `citus` section) is loaded next to the others;
     // every problem of both is reported.
-    let loaded = match (
-        plugins::load_with(&config.local, &dir, timing, &standby_methods),
-        plugins::load_mpp(&config.local, &dir),
-    ) {
+    let loaded = match (opened, plugins::load_mpp(&config.local, &dir)) {
         (Ok(p), Ok(mpp)) => (p, mpp),
         (loaded, mpp) => {
             let problems: Vec<_> =

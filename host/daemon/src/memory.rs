@@ -9,10 +9,9 @@
 //!   its own (up to eight per core), each keeping freed memory; two are
 //!   enough for a daemon whose threads mostly wait.
 //! - [`trim`]: give the heap's free memory back to the system. The runner
-//!   calls it a few times while start-up settles (configuration, plugin
-//!   loading, TLS set-up and bootstrap free what they used), then once a
-//!   minute.
-//! - `palisade_plugin_host::stack::release_unused`: give back the stack
+//!   calls it after each cycle (start-up, bootstraps and bursts of REST
+//!   requests free what they used).
+//! - `palisade_plugin_api::stack::release_unused`: give back the stack
 //!   pages deep calls touched, which the kernel would otherwise keep
 //!   resident for the thread's life: after each plugin call on tokio's
 //!   blocking threads, and after each HA cycle on the main thread.

@@ -130,7 +130,7 @@ impl MppHost {
         let plugin = Arc::clone(&self.plugin);
         let job = tokio::task::spawn_blocking(move || {
             let out = f(plugin.as_ref());
-            palisade_plugin_host::stack::release_unused();
+            palisade_plugin_api::stack::release_unused();
             out
         });
         match tokio::time::timeout(deadline, job).await {

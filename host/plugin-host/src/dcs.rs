@@ -67,7 +67,7 @@ impl DcsClient {
         let inner = Arc::clone(&self.inner);
         let job = tokio::task::spawn_blocking(move || {
             let out = f(inner.as_ref());
-            crate::stack::release_unused();
+            palisade_plugin_api::stack::release_unused();
             out
         });
         match tokio::time::timeout(deadline, job).await {

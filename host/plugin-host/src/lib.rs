@@ -23,4 +23,4 @@ pub mod dcs;
 pub mod http;
 pub mod plugins;
 pub mod snapshot;
-pub mod stack;
+pub mod worker;

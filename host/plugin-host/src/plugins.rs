@@ -11,13 +11,14 @@
 //! collected, so one run of the daemon reports all of them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use palisade_config::LocalConfig;
 use palisade_plugin_api::host::{self, OpenedPlugin};
 use palisade_plugin_api::{
-    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, Mpp, PluginKind, PluginParams, ReplicaMethod,
+    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, ErrorKind, Mpp, PluginError, PluginKind, PluginParams,
+    PluginResult, ReplicaMethod, ReplicaRequest,
 };
 use palisade_pycompat::py::truthy;
 use serde_json::{Map, Value};
@@ -236,16 +237,128 @@ pub fn load_with(
     timing: DcsTiming,
     also: &[String],
 ) -> Result<Plugins, Vec<LoadProblem>> {
-    let mut problems = Vec::new();
-    let dcs = open_dcs(config, dir, timing, &mut problems);
+    load_all(config, dir, timing, also, None)
+}
 
-    let mut replicas = Vec::new();
+/// [`load_with`], with the replica methods described by `probed` (what
+/// [`probe_replicas`] found for the same configuration, in another
+/// process) instead of loaded. With a `worker` program, each replica is
+/// made by `<worker> --replica-worker` (see [`crate::worker`]) and the
+/// methods' plugins never enter this process; without one, a method's
+/// plugin is loaded here when it first makes a replica.
+pub fn load_with_probed(
+    config: &LocalConfig,
+    dir: &Path,
+    timing: DcsTiming,
+    also: &[String],
+    probed: Vec<ReplicaFacts>,
+    worker: Option<PathBuf>,
+) -> Result<Plugins, Vec<LoadProblem>> {
+    load_all(config, dir, timing, also, Some((probed, worker)))
+}
+
+/// Open a replica method's plugin and create the method (the worker's and
+/// [`load_with_probed`]'s way in), or say what is wrong.
+pub fn open_replica(dir: &Path, plugin_name: &str, params: PluginParams) -> Result<Box<dyn ReplicaMethod>, String> {
+    let mut problems = Vec::new();
+    match open(dir, PluginKind::Replica, plugin_name, &mut problems) {
+        Some(p) => p.new_replica(params).map_err(|e| format!("{}: {e}", p.path().display())),
+        None => Err(problems.into_iter().map(|p| p.0).collect::<Vec<_>>().join("; ")),
+    }
+}
+
+/// What the daemon needs of a replica method besides making replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaFacts {
+    pub method: String,
+    pub without_leader: bool,
+    pub keep_data: bool,
+    pub archive: ArchiveCommands,
+}
+
+impl ReplicaFacts {
+    /// As JSON, to pass between processes.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "method": self.method,
+            "without_leader": self.without_leader,
+            "keep_data": self.keep_data,
+            "restore_command": self.archive.restore_command,
+            "archive_cleanup_command": self.archive.archive_cleanup_command,
+        })
+    }
+
+    /// The value [`ReplicaFacts::to_json`] made, or `None`.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let text = |k: &str| match v.get(k) {
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(Value::Null) => Some(None),
+            _ => None,
+        };
+        Some(Self {
+            method: v.get("method")?.as_str()?.to_string(),
+            without_leader: v.get("without_leader")?.as_bool()?,
+            keep_data: v.get("keep_data")?.as_bool()?,
+            archive: ArchiveCommands {
+                restore_command: text("restore_command")?,
+                archive_cleanup_command: text("archive_cleanup_command")?,
+            },
+        })
+    }
+}
+
+/// Load the replica methods' plugins as [`load_with`] does and report
+/// what the daemon needs of each, or every problem. The daemon runs this
+/// in a child process at start (`palisade_daemon::probe`), so that a
+/// problem stops it at start while the plugins' code stays out of it.
+pub fn probe_replicas(
+    config: &LocalConfig,
+    dir: &Path,
+    also: &[String],
+) -> Result<Vec<ReplicaFacts>, Vec<LoadProblem>> {
+    let mut problems = Vec::new();
+    let replicas = load_replicas(config, dir, also, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(replicas
+        .iter()
+        .map(|r| ReplicaFacts {
+            method: r.method.clone(),
+            without_leader: r.without_leader,
+            keep_data: r.keep_data,
+            archive: r.archive.clone(),
+        })
+        .collect())
+}
+
+/// The replica methods to load: `postgresql.create_replica_methods`, then
+/// those of `also` not among them, each once.
+fn replica_methods<'a>(config: &'a LocalConfig, also: &'a [String]) -> Vec<&'a String> {
     let own = &config.postgresql.create_replica_methods;
     let extra = also.iter().filter(|m| !own.contains(m));
     let mut seen = std::collections::BTreeSet::new();
-    for method in own.iter().chain(extra).filter(|m| seen.insert(m.as_str())) {
-        let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
-        let plugin_name = replica_plugin_for(dir, method, &mut section);
+    own.iter().chain(extra).filter(|m| seen.insert(m.as_str())).collect()
+}
+
+/// A method's plugin name, section and creation parameters.
+fn replica_source(config: &LocalConfig, dir: &Path, method: &str) -> (String, Value, PluginParams) {
+    let mut section = config.postgresql.replica_method_sections.get(method).cloned().unwrap_or(Value::Null);
+    let plugin_name = replica_plugin_for(dir, method, &mut section);
+    let params =
+        PluginParams { scope: config.scope.clone(), name: config.name.clone(), config_json: section.to_string() };
+    (plugin_name, section, params)
+}
+
+fn load_replicas(
+    config: &LocalConfig,
+    dir: &Path,
+    also: &[String],
+    problems: &mut Vec<LoadProblem>,
+) -> Vec<ReplicaPlugin> {
+    let mut replicas = Vec::new();
+    for method in replica_methods(config, also) {
+        let (plugin_name, section, params) = replica_source(config, dir, method);
         if plugin_name == "command" && OWN_REPLICA_PLUGINS.contains(&method.as_str()) {
             let has_command = config.postgresql.replica_method_sections.get(method).and_then(|s| s.get("command"));
             if has_command.is_none() {
@@ -256,11 +369,9 @@ pub fn load_with(
                 );
             }
         }
-        let Some(p) = open(dir, PluginKind::Replica, &plugin_name, &mut problems) else {
+        let Some(p) = open(dir, PluginKind::Replica, &plugin_name, problems) else {
             continue;
         };
-        let params =
-            PluginParams { scope: config.scope.clone(), name: config.name.clone(), config_json: section.to_string() };
         match p.new_replica(params) {
             Ok(plugin) => {
                 let without_leader = plugin.can_work_without_leader();
@@ -279,6 +390,101 @@ pub fn load_with(
             Err(e) => problems.push(LoadProblem(format!("{}: {e}", p.path().display()))),
         }
     }
+    replicas
+}
+
+/// A replica method known from [`ReplicaFacts`]: each replica made by a
+/// worker process, or without one, its plugin loaded and created here at
+/// the first `create_replica`.
+struct DeferredReplica {
+    dir: PathBuf,
+    plugin_name: String,
+    params: PluginParams,
+    facts: ReplicaFacts,
+    worker: Option<crate::worker::Worker>,
+    loaded: OnceLock<Result<Box<dyn ReplicaMethod>, String>>,
+}
+
+impl DeferredReplica {
+    fn plugin(&self) -> Result<&dyn ReplicaMethod, PluginError> {
+        let loaded = self.loaded.get_or_init(|| open_replica(&self.dir, &self.plugin_name, self.params.clone()));
+        match loaded {
+            Ok(p) => Ok(p.as_ref()),
+            Err(e) => Err(PluginError::new(
+                ErrorKind::Config,
+                format!("replica method '{}': cannot load its plugin: {e}", self.facts.method),
+            )),
+        }
+    }
+}
+
+impl ReplicaMethod for DeferredReplica {
+    fn can_work_without_leader(&self) -> bool {
+        self.facts.without_leader
+    }
+    fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()> {
+        let Some(worker) = &self.worker else {
+            return self.plugin()?.create_replica(request);
+        };
+        let log_level = match tracing::level_filters::LevelFilter::current().into_level() {
+            Some(level) => level.to_string(),
+            None => "ERROR".to_string(),
+        };
+        worker.run(&crate::worker::Job {
+            dir: self.dir.clone(),
+            plugin: self.plugin_name.clone(),
+            params: self.params.clone(),
+            request: request.clone(),
+            log_level,
+        })
+    }
+    fn cancel(&self) {
+        if let Some(worker) = &self.worker {
+            worker.cancel();
+        }
+        // Nothing runs before the plugin is loaded.
+        if let Some(Ok(p)) = self.loaded.get() {
+            p.cancel();
+        }
+    }
+    fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
+        Ok(self.facts.archive.clone())
+    }
+}
+
+fn load_all(
+    config: &LocalConfig,
+    dir: &Path,
+    timing: DcsTiming,
+    also: &[String],
+    probed: Option<(Vec<ReplicaFacts>, Option<PathBuf>)>,
+) -> Result<Plugins, Vec<LoadProblem>> {
+    let mut problems = Vec::new();
+    let dcs = open_dcs(config, dir, timing, &mut problems);
+
+    let replicas = match probed {
+        None => load_replicas(config, dir, also, &mut problems),
+        Some((probed, worker)) => probed
+            .into_iter()
+            .map(|facts| {
+                let (plugin_name, _, params) = replica_source(config, dir, &facts.method);
+                ReplicaPlugin {
+                    method: facts.method.clone(),
+                    without_leader: facts.without_leader,
+                    keep_data: facts.keep_data,
+                    archive: facts.archive.clone(),
+                    plugin: Box::new(DeferredReplica {
+                        dir: dir.to_path_buf(),
+                        plugin_name,
+                        params,
+                        facts,
+                        worker: worker.clone().map(crate::worker::Worker::new),
+                        loaded: OnceLock::new(),
+                    }),
+                }
+            })
+            .collect(),
+    };
 
     let callback = if config.postgresql.callbacks.is_empty() {
         None

@@ -224,10 +224,18 @@ pub struct PluginRuntime {
 impl PluginRuntime {
     /// Run `future` to completion on the calling thread, its IO and timers
     /// driven by the runtime's thread. The future is moved to the heap for
-    /// the call: a client call's state can be tens of KiB, and on the
-    /// caller's stack those pages would stay resident after the call.
+    /// the call (a client call's state can be tens of KiB), and the stack
+    /// its polls went through is given back whenever it waits
+    /// ([`crate::stack::release_unused`]): a watch waits for seconds.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.rt.block_on(Box::pin(future))
+        let mut future = Box::pin(future);
+        self.rt.block_on(std::future::poll_fn(move |cx| {
+            let polled = std::future::Future::poll(future.as_mut(), cx);
+            if polled.is_pending() {
+                crate::stack::release_unused();
+            }
+            polled
+        }))
     }
 }
 

@@ -37,6 +37,13 @@ fn main() -> ExitCode {
             return if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
         Invocation::Validate(path) => return validate(&path, &env),
+        Invocation::ReplicaWorker if !nix::unistd::geteuid().is_root() => {
+            return palisade_daemon::replica_worker();
+        }
+        Invocation::ReplicaWorker => {
+            eprintln!("palisade: refusing to run as root");
+            return ExitCode::FAILURE;
+        }
         Invocation::Run(path) => path,
     };
 

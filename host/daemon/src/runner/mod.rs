@@ -403,15 +403,7 @@ pub struct Runner {
     stream_watch: member::StreamWatch,
     /// This node held the leader key at the end of the last cycle.
     was_leader: bool,
-    /// When to give unused code pages and free heap back next (see
-    /// `crate::memory`), and the pause before the one after.
-    next_trim: (Instant, std::time::Duration),
 }
-
-/// The first trim once start-up is over; the pause doubles after each
-/// trim up to a minute (a bootstrap or a clone runs more new code early).
-const FIRST_TRIM: std::time::Duration = std::time::Duration::from_secs(5);
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Runner {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
@@ -434,7 +426,6 @@ impl Runner {
             mpp_seen: None,
             stream_watch: member::StreamWatch::default(),
             was_leader: false,
-            next_trim: (Instant::now() + FIRST_TRIM, FIRST_TRIM),
         }
     }
 
@@ -459,13 +450,11 @@ impl Runner {
                 }
                 return std::process::ExitCode::FAILURE;
             }
-            // The cycle's calls went deep on this thread's stack.
-            palisade_plugin_host::stack::release_unused();
-            if Instant::now() >= self.next_trim.0 {
-                crate::memory::trim();
-                let pause = (self.next_trim.1 * 2).min(TRIM_EVERY);
-                self.next_trim = (Instant::now() + pause, pause);
-            }
+            // Give back what the cycle (and the REST requests since the
+            // last one) no longer use: the stack its calls went deep on,
+            // and free heap.
+            palisade_plugin_api::stack::release_unused();
+            crate::memory::trim();
             let loop_wait = self.shared.config().global.loop_wait;
             let mut nap = loop_wait.saturating_sub(started.elapsed());
             if let Some(at) = outcome.wake_at {

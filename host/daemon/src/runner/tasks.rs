@@ -140,7 +140,7 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
         let s = Arc::clone(&shared);
         let result = tokio::task::spawn_blocking(move || {
             let out = s.replicas[i].plugin.create_replica(&request);
-            palisade_plugin_host::stack::release_unused();
+            palisade_plugin_api::stack::release_unused();
             out
         })
         .await;
@@ -211,7 +211,7 @@ async fn clone_remote(shared: &Arc<Shared>, standby: &palisade_config::StandbyCl
         let s = Arc::clone(shared);
         let job = tokio::task::spawn_blocking(move || {
             let out = s.replicas[i].plugin.create_replica(&request);
-            palisade_plugin_host::stack::release_unused();
+            palisade_plugin_api::stack::release_unused();
             out
         });
         match job.await {

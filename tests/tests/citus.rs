@@ -154,10 +154,19 @@ fn demoted_updates(port: u16) -> usize {
     .unwrap()
 }
 
-/// Switch `group` over from `leader` to `candidate`, once the group's
-/// `sync` key names the candidate (quorum synchronous mode, the Citus
-/// default, accepts no other candidate).
+/// Switch `group` over from `leader` to `candidate`, once the candidate
+/// streams and the group's `sync` key names it (quorum synchronous mode,
+/// the Citus default, accepts no other candidate). Right after a
+/// switchover the key still names the former primary, which is only then
+/// restarting as a replica: a leader that looks again before it streams
+/// drops it from the quorum, and refuses it as a candidate.
 fn switchover(c: &Cluster, group: usize, leader: &str, candidate: &str) {
+    wait_for(&format!("{candidate} streaming, as {leader} sees it"), Duration::from_secs(60), || {
+        let resp = c.node(leader).call("GET", "/cluster", None);
+        let v: serde_json::Value = serde_json::from_str(&resp.body).ok()?;
+        let members = v["members"].as_array()?;
+        members.iter().any(|m| m["name"] == candidate && m["state"] == "streaming").then_some(())
+    });
     wait_for(&format!("{candidate} in the sync key of group {group}"), Duration::from_secs(60), || {
         let sync = c.read_json(&format!("{group}/sync"))?;
         let standbys = sync["sync_standby"].as_str()?.to_string();

@@ -117,6 +117,17 @@ mod tests {
     use super::*;
     use palisade_plugin_api::ArchiveCommands;
 
+    /// The test harness runs tests on threads of its own: a process with
+    /// more than one thread is never forked, and the caller loads the
+    /// plugins itself.
+    #[test]
+    fn a_process_with_threads_is_not_forked() {
+        let env = std::collections::BTreeMap::from([("PATRONI_SCOPE".to_string(), "test".to_string())]);
+        let config = palisade_config::load_for_ctl(None, &env).unwrap().config;
+        assert!(!single_threaded());
+        assert_eq!(replica_methods(&config, Path::new("/nonexistent"), &[]), None);
+    }
+
     #[test]
     fn reports_come_back_as_they_were_sent_and_garbage_is_refused() {
         let facts = vec![

@@ -82,11 +82,11 @@ pub fn run_daemon(path: Option<&Path>, env: BTreeMap<String, String>) -> ExitCod
     for w in check_connection_settings(&loaded.config) {
         tracing::warn!("{w}");
     }
+    let start = prepare(loaded.config, &env);
     // One thread runs the HA loop, the REST API and PostgreSQL's
     // connections; plugin calls and other blocking work go to tokio's
     // blocking pool. A second worker bought no throughput worth its
     // memory (see docs/benchmarks.md).
-    let start = prepare(loaded.config, &env);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -224,19 +224,17 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
 
 async fn run(start: Start, path: Option<std::path::PathBuf>, env: BTreeMap<String, String>) -> ExitCode {
     let Start { config, dir, timing, standby_methods, probed } = start;
-    let (local, methods) = (&config.local, &standby_methods);
+    let local = &config.local;
+    // Each replica is made by a child of this binary (see
+    // `palisade_plugin_host::worker`); /proc/self/exe is the binary this
+    // process runs, even once a package upgrade replaced the file.
+    let worker = Path::new("/proc/self/exe");
     let opened = match probed {
-        None => plugins::load_with(local, &dir, timing, methods),
-        // Each replica is made by a child of this binary (see
-        // `palisade_plugin_host::worker`); /proc/self/exe is the binary
-        // this process runs, even once a package upgrade replaced the file.
-        Some(Ok(facts)) => {
-            let worker = Some(std::path::PathBuf::from("/proc/self/exe"));
-            plugins::load_with_probed(local, &dir, timing, methods, facts, worker)
-        }
+        None => plugins::load_with(local, &dir, timing, &standby_methods),
+        Some(Ok(facts)) => plugins::load_with_probed(local, &dir, timing, facts, worker),
         // The others are loaded all the same, so that every problem is
         // reported at once.
-        Some(Err(problems)) => match plugins::load_with_probed(local, &dir, timing, methods, Vec::new(), None) {
+        Some(Err(problems)) => match plugins::load_with_probed(local, &dir, timing, Vec::new(), worker) {
             Ok(_) => Err(problems),
             Err(more) => Err(more.into_iter().chain(problems).collect()),
         },

@@ -128,11 +128,7 @@ impl MppHost {
         f: impl FnOnce(&dyn Mpp) -> palisade_plugin_api::PluginResult<T> + Send + 'static,
     ) -> Result<T, MppError> {
         let plugin = Arc::clone(&self.plugin);
-        let job = tokio::task::spawn_blocking(move || {
-            let out = f(plugin.as_ref());
-            palisade_plugin_api::stack::release_unused();
-            out
-        });
+        let job = palisade_plugin_host::spawn_plugin_call(move || f(plugin.as_ref()));
         match tokio::time::timeout(deadline, job).await {
             Err(_) => Err(MppError::Timeout(what, deadline)),
             Ok(Err(join)) => Err(MppError::Plugin(what, PluginError::new(ErrorKind::Panic, join.to_string()))),

@@ -65,11 +65,7 @@ impl DcsClient {
         f: impl FnOnce(&dyn Dcs) -> PluginResult<T> + Send + 'static,
     ) -> Result<T, DcsError> {
         let inner = Arc::clone(&self.inner);
-        let job = tokio::task::spawn_blocking(move || {
-            let out = f(inner.as_ref());
-            palisade_plugin_api::stack::release_unused();
-            out
-        });
+        let job = crate::spawn_plugin_call(move || f(inner.as_ref()));
         match tokio::time::timeout(deadline, job).await {
             Err(_) => Err(DcsError::Timeout(what, deadline)),
             Ok(Err(join)) => Err(DcsError::Plugin(what, PluginError::new(ErrorKind::Panic, join.to_string()))),

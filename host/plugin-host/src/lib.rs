@@ -9,7 +9,9 @@
 //!   (the model never sees plugin-api types), a `Leader` its `LeaderKey`;
 //! - [`http`]: the client side of TLS: PEM certificates and keys
 //!   (encrypted PKCS#8 too) and the HTTP(S) client for members' REST APIs,
-//!   as Patroni's `PatroniRequest` makes it.
+//!   as Patroni's `PatroniRequest` makes it;
+//! - [`worker`]: a replica made in a child process (`--replica-worker`);
+//! - [`spawn_plugin_call`]: how every plugin call leaves the async runtime.
 //!
 //! Architecture invariant: abi_stable's `R*` types never get past
 //! `palisade-plugin-api`; this crate sees only its plain traits.
@@ -24,3 +26,14 @@ pub mod http;
 pub mod plugins;
 pub mod snapshot;
 pub mod worker;
+
+/// Run a plugin call on one of tokio's blocking threads, and give back the
+/// stack it went deep on once it returns (see
+/// `palisade_plugin_api::stack`): the blocking threads outlive the call.
+pub fn spawn_plugin_call<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(move || {
+        let out = f();
+        palisade_plugin_api::stack::release_unused();
+        out
+    })
+}

@@ -11,14 +11,14 @@
 //! collected, so one run of the daemon reports all of them.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_config::LocalConfig;
 use palisade_plugin_api::host::{self, OpenedPlugin};
 use palisade_plugin_api::{
-    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, ErrorKind, Mpp, PluginError, PluginKind, PluginParams,
-    PluginResult, ReplicaMethod, ReplicaRequest,
+    ArchiveCommands, Callback, Dcs, DcsParams, DcsTiming, Mpp, PluginKind, PluginParams, PluginResult, ReplicaMethod,
+    ReplicaRequest,
 };
 use palisade_pycompat::py::truthy;
 use serde_json::{Map, Value};
@@ -237,28 +237,26 @@ pub fn load_with(
     timing: DcsTiming,
     also: &[String],
 ) -> Result<Plugins, Vec<LoadProblem>> {
-    load_all(config, dir, timing, also, None)
+    load_all(config, dir, timing, Replicas::Load { also })
 }
 
 /// [`load_with`], with the replica methods described by `probed` (what
-/// [`probe_replicas`] found for the same configuration, in another
-/// process) instead of loaded. With a `worker` program, each replica is
-/// made by `<worker> --replica-worker` (see [`crate::worker`]) and the
-/// methods' plugins never enter this process; without one, a method's
-/// plugin is loaded here when it first makes a replica.
+/// [`probe_replicas`] found for the same configuration, standby methods
+/// included, in another process) instead of loaded: each replica is made
+/// by `<worker> --replica-worker` (see [`crate::worker`]), so the methods'
+/// plugins never enter this process.
 pub fn load_with_probed(
     config: &LocalConfig,
     dir: &Path,
     timing: DcsTiming,
-    also: &[String],
     probed: Vec<ReplicaFacts>,
-    worker: Option<PathBuf>,
+    worker: &Path,
 ) -> Result<Plugins, Vec<LoadProblem>> {
-    load_all(config, dir, timing, also, Some((probed, worker)))
+    load_all(config, dir, timing, Replicas::Probed(probed, worker))
 }
 
-/// Open a replica method's plugin and create the method (the worker's and
-/// [`load_with_probed`]'s way in), or say what is wrong.
+/// Open a replica method's plugin and create the method (the worker's way
+/// in), or say what is wrong.
 pub fn open_replica(dir: &Path, plugin_name: &str, params: PluginParams) -> Result<Box<dyn ReplicaMethod>, String> {
     let mut problems = Vec::new();
     match open(dir, PluginKind::Replica, plugin_name, &mut problems) {
@@ -393,44 +391,26 @@ fn load_replicas(
     replicas
 }
 
-/// A replica method known from [`ReplicaFacts`]: each replica made by a
-/// worker process, or without one, its plugin loaded and created here at
-/// the first `create_replica`.
-struct DeferredReplica {
+/// A replica method known from [`ReplicaFacts`], each replica made by a
+/// worker process.
+struct WorkerReplica {
     dir: PathBuf,
     plugin_name: String,
     params: PluginParams,
     facts: ReplicaFacts,
-    worker: Option<crate::worker::Worker>,
-    loaded: OnceLock<Result<Box<dyn ReplicaMethod>, String>>,
+    worker: crate::worker::Worker,
 }
 
-impl DeferredReplica {
-    fn plugin(&self) -> Result<&dyn ReplicaMethod, PluginError> {
-        let loaded = self.loaded.get_or_init(|| open_replica(&self.dir, &self.plugin_name, self.params.clone()));
-        match loaded {
-            Ok(p) => Ok(p.as_ref()),
-            Err(e) => Err(PluginError::new(
-                ErrorKind::Config,
-                format!("replica method '{}': cannot load its plugin: {e}", self.facts.method),
-            )),
-        }
-    }
-}
-
-impl ReplicaMethod for DeferredReplica {
+impl ReplicaMethod for WorkerReplica {
     fn can_work_without_leader(&self) -> bool {
         self.facts.without_leader
     }
     fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()> {
-        let Some(worker) = &self.worker else {
-            return self.plugin()?.create_replica(request);
-        };
         let log_level = match tracing::level_filters::LevelFilter::current().into_level() {
             Some(level) => level.to_string(),
             None => "ERROR".to_string(),
         };
-        worker.run(&crate::worker::Job {
+        self.worker.run(&crate::worker::Job {
             dir: self.dir.clone(),
             plugin: self.plugin_name.clone(),
             params: self.params.clone(),
@@ -439,32 +419,33 @@ impl ReplicaMethod for DeferredReplica {
         })
     }
     fn cancel(&self) {
-        if let Some(worker) = &self.worker {
-            worker.cancel();
-        }
-        // Nothing runs before the plugin is loaded.
-        if let Some(Ok(p)) = self.loaded.get() {
-            p.cancel();
-        }
+        self.worker.cancel();
     }
     fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
         Ok(self.facts.archive.clone())
     }
 }
 
+/// Where [`load_all`] gets the replica methods from.
+enum Replicas<'a> {
+    /// Load them, with those of a standby cluster (`also`).
+    Load { also: &'a [String] },
+    /// As a child process found them; replicas made by `worker`.
+    Probed(Vec<ReplicaFacts>, &'a Path),
+}
+
 fn load_all(
     config: &LocalConfig,
     dir: &Path,
     timing: DcsTiming,
-    also: &[String],
-    probed: Option<(Vec<ReplicaFacts>, Option<PathBuf>)>,
+    how: Replicas<'_>,
 ) -> Result<Plugins, Vec<LoadProblem>> {
     let mut problems = Vec::new();
     let dcs = open_dcs(config, dir, timing, &mut problems);
 
-    let replicas = match probed {
-        None => load_replicas(config, dir, also, &mut problems),
-        Some((probed, worker)) => probed
+    let replicas = match how {
+        Replicas::Load { also } => load_replicas(config, dir, also, &mut problems),
+        Replicas::Probed(probed, worker) => probed
             .into_iter()
             .map(|facts| {
                 let (plugin_name, _, params) = replica_source(config, dir, &facts.method);
@@ -473,13 +454,12 @@ fn load_all(
                     without_leader: facts.without_leader,
                     keep_data: facts.keep_data,
                     archive: facts.archive.clone(),
-                    plugin: Box::new(DeferredReplica {
+                    plugin: Box::new(WorkerReplica {
                         dir: dir.to_path_buf(),
                         plugin_name,
                         params,
                         facts,
-                        worker: worker.clone().map(crate::worker::Worker::new),
-                        loaded: OnceLock::new(),
+                        worker: crate::worker::Worker::new(worker.to_path_buf()),
                     }),
                 }
             })

@@ -138,12 +138,8 @@ pub async fn clone(shared: Arc<Shared>, source: Option<Member>, leader: Option<S
         };
         tracing::info!("trying to create a replica with method '{}'", method.method);
         let s = Arc::clone(&shared);
-        let result = tokio::task::spawn_blocking(move || {
-            let out = s.replicas[i].plugin.create_replica(&request);
-            palisade_plugin_api::stack::release_unused();
-            out
-        })
-        .await;
+        let result =
+            palisade_plugin_host::spawn_plugin_call(move || s.replicas[i].plugin.create_replica(&request)).await;
         match result {
             Ok(Ok(())) => {
                 tracing::info!("replica created with method '{}'", method.method);
@@ -209,12 +205,7 @@ async fn clone_remote(shared: &Arc<Shared>, standby: &palisade_config::StandbyCl
         };
         tracing::info!("trying to create a replica with method '{}'", method.method);
         let s = Arc::clone(shared);
-        let job = tokio::task::spawn_blocking(move || {
-            let out = s.replicas[i].plugin.create_replica(&request);
-            palisade_plugin_api::stack::release_unused();
-            out
-        });
-        match job.await {
+        match palisade_plugin_host::spawn_plugin_call(move || s.replicas[i].plugin.create_replica(&request)).await {
             Ok(Ok(())) => {
                 tracing::info!("replica created with method '{}'", method.method);
                 return true;

@@ -93,9 +93,15 @@ fn status_page_in_a_browser() {
     // `/` stays Patroni's health check; a browser asking for HTML gets the
     // page there, with the health check's status code.
     let browser_accept = [("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")];
-    let probe = http::get(cluster.node(&replica).api_port, "/").unwrap();
+    // The replica's daemon serves its role once PostgreSQL starts; the
+    // leader may already see it streaming a moment before that.
+    let mut probe = http::get(cluster.node(&replica).api_port, "/").unwrap();
+    let served = wait_until(Duration::from_secs(10), || {
+        probe = http::get(cluster.node(&replica).api_port, "/").unwrap();
+        probe.json()["role"] == json!("replica")
+    });
+    assert!(served, "{probe:?}");
     assert_eq!(probe.status, 503, "{probe:?}");
-    assert_eq!(probe.json()["role"], json!("replica"), "{probe:?}");
     let page = http::request(cluster.node(&replica).api_port, "GET", "/", None, &browser_accept).unwrap();
     assert_eq!((page.status, page.header("content-type")), (503, Some("text/html; charset=utf-8")));
     assert!(page.body.contains("<title>Palisade status</title>"), "{}", page.body);

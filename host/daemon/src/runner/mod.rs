@@ -245,6 +245,19 @@ impl Shared {
         f(&mut self.tracked.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Serve this node's role and state now rather than at the end of the
+    /// cycle: a task that starts PostgreSQL in the background (a clone,
+    /// a restart) changes both between cycles, and the API must not go on
+    /// saying `creating replica` about a replica that already streams
+    /// (Patroni's API reads both live).
+    pub fn publish_role_and_state(&self) {
+        let t = self.tracked();
+        self.status.update(|s| {
+            s.role = t.role;
+            s.state = t.state;
+        });
+    }
+
     /// Record a role. Callbacks are not fired here: each caller fires the
     /// one Patroni fires at that moment (see [`Shared::callback`]).
     pub fn set_role(&self, role: Role) -> Role {

@@ -452,6 +452,7 @@ async fn start_in_role(
     let change_role = cb_called && role != Role::Primary && changes_sides(previous, role);
     super::sync::before_start(shared, role).await;
     shared.set_role(role);
+    shared.publish_role_and_state();
     let started = match starting.await {
         Ok(accepting) => {
             shared.with_tracked(|t| {
@@ -482,6 +483,7 @@ async fn start_in_role(
             false
         }
     };
+    shared.publish_role_and_state();
     if change_role {
         shared.callback("on_role_change");
     }

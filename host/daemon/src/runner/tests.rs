@@ -251,6 +251,22 @@ async fn a_new_node_clones_and_follows_the_leader() {
     assert!(n1.pg.state().slots.contains_key("n2"), "{:?}", n1.pg.state().calls);
 }
 
+/// A clone runs between cycles: once it has started PostgreSQL, the API
+/// serves the replica's role and state at once, not `creating replica`
+/// until the next cycle ends.
+#[tokio::test]
+async fn a_finished_clone_is_served_as_a_replica_before_the_next_cycle() {
+    let store = MemoryStore::new();
+    let _n1 = bootstrapped(&store).await;
+    let n2 = node("n2", &store, false);
+    let shared = Arc::clone(&n2.runner.shared);
+    let cluster = shared.dcs.get_cluster().await.expect("the cluster");
+    let leader = cluster.leader_member().cloned().expect("n1 leads");
+    assert!(super::tasks::clone(Arc::clone(&shared), Some(leader), Some("n1".into())).await);
+    let served = shared.status.get();
+    assert_eq!((served.role, served.state), (Role::Replica, State::Running));
+}
+
 #[tokio::test]
 async fn the_leader_keeps_permanent_slots_drops_unknown_ones_and_publishes_them() {
     let store = MemoryStore::new();

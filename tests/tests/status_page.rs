@@ -251,9 +251,14 @@ fn status_page_in_a_browser() {
     });
     assert!(two, "history in the page: {}", text(&browser, "#history"));
 
-    // Every member streams again before the picture is taken.
-    let replicas = survivors.len() - 1;
-    cluster.wait_streaming(&third, replicas, Duration::from_secs(60));
+    // The killed node comes back and rejoins as a replica; the page shows
+    // three members again, and every replica streams before the picture.
+    let killed = cluster.index(&new_leader);
+    cluster.start_node(killed);
+    let replicas = names.len() - 1;
+    cluster.wait_streaming(&third, replicas, Duration::from_secs(90));
+    let back = wait_until(Duration::from_secs(60), || rows(&browser) == expected(&names, &third));
+    assert!(back, "rows {:?}, expected {:?}", rows(&browser), expected(&names, &third));
     let settled = wait_until(Duration::from_secs(30), || {
         let states = browser
             .execute("return [...document.querySelectorAll('#members td.state')].map(t => t.textContent).join(',');");

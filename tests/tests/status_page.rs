@@ -4,9 +4,10 @@
 //! action sent without them), a switchover from the page after
 //! palisadectl's confirmation and the new leader shown without a reload,
 //! pause and resume, a restart of the node that serves the page, and a
-//! failover (kill -9 of the leader) named as one. A screenshot
-//! is saved as `$CARGO_TARGET_DIR/debug/status-page.png` (docs/status-page.png
-//! is one of these).
+//! failover (kill -9 of the leader) named as one; the killed node comes
+//! back as a replica, and a screenshot of the three members is saved as
+//! `$CARGO_TARGET_DIR/debug/status-page.png` (docs/status-page.png is one
+//! of these).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

@@ -35,6 +35,9 @@ pub struct ConsulOptions {
     pub session_ttl_min: Option<String>,
     /// Serve HTTPS too (on [`ConsulServer::https_port`]) with these files.
     pub tls: Option<ConsulTls>,
+    /// `log_level` (`debug` logs every HTTP request, as Consul does: see
+    /// [`ConsulServer::requests`]).
+    pub log_level: Option<String>,
 }
 
 /// The agent's `tls.defaults`: its certificate and key, and the CA that
@@ -106,6 +109,9 @@ impl ConsulServer {
         if let Some(min) = &server.options.session_ttl_min {
             config["session_ttl_min"] = serde_json::json!(min);
         }
+        if let Some(level) = &server.options.log_level {
+            config["log_level"] = serde_json::json!(level);
+        }
         server.staging.write("consul.json", &config.to_string(), 0o644);
         server.start_again();
         server
@@ -146,6 +152,20 @@ impl ConsulServer {
     /// What the double wrote so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The HTTP requests the agent finished so far, as `(method, url)`
+    /// from its debug log (needs [`ConsulOptions::log_level`] `debug`).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let marker = "[DEBUG] agent.http: Request finished: ";
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once(marker).map(|(_, rest)| rest.to_string()))
+            .filter_map(|rest| {
+                let field = |name: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(name).map(str::to_string));
+                Some((field("method=")?, field("url=")?))
+            })
+            .collect()
     }
 
     /// The last `lines` lines of the log.

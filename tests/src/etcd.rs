@@ -89,6 +89,11 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
+    /// The peer port (`--listen-peer-urls`), e.g. for `_etcd-server` SRV records.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
     /// `http(s)://127.0.0.1:<client port>`.
     pub fn client_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };

@@ -19,6 +19,7 @@ pub mod consul_plugin;
 pub mod ctl;
 pub mod dcs;
 pub mod diverge;
+pub mod dns_double;
 pub mod etcd;
 pub mod etcd2;
 pub mod etcd3;

@@ -234,3 +234,61 @@ fn dc_checks_and_consistency_reach_the_agent() {
     assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{err}");
     assert!(err.message.contains("No path to datacenter"), "{}", err.message);
 }
+
+/// The query flags of a request URL (`/v1/kv/a?recurse=1&stale=` gives
+/// `recurse`, `stale`) and its path.
+fn path_and_flags(url: &str) -> (&str, Vec<&str>) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    (path, query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').map_or(p, |(k, _)| k)).collect())
+}
+
+/// `consistency` reaches the agent on the reads Patroni (through py-consul,
+/// which adds `?consistent=1` or `?stale=1` to every KV read that does not
+/// ask for a mode of its own) applies it to: the cluster read, the read of
+/// every Citus group and the watch's blocking query. The read of `sync`
+/// after its write is `consistent` whatever the setting, as in Patroni.
+/// With `default` those reads carry neither flag. Seen in the double's
+/// request log, which logs each request as Consul does at `log_level`
+/// debug.
+#[test]
+fn consistency_reaches_the_reads_patroni_applies_it_to() {
+    let options = ConsulOptions { log_level: Some("debug".into()), ..test_options() };
+    let f = ConsulFixture::start_with("consul-consistency", options);
+    let host = f.consul().host_port();
+    for mode in ["consistent", "stale", "default"] {
+        let section = format!(r#"{{"host":"{host}","consistency":"{mode}"}}"#);
+        let n1 = f.dcs_with(f.params_with("n1", None, section));
+        assert!(n1.attempt_to_acquire_leader().unwrap(), "{mode}");
+        let leader = n1.get_cluster().unwrap().leader.expect("our leader key");
+        let before = f.consul().requests().len();
+        assert_eq!(n1.get_cluster().unwrap().leader.map(|l| l.name).as_deref(), Some("n1"), "{mode}");
+        assert!(n1.get_mpp_groups().is_ok(), "{mode}");
+        assert!(!n1.watch(Some(&leader.version), Duration::from_secs(2)).unwrap(), "{mode}: nothing changed");
+        assert!(n1.set_sync_state_value(r#"{"leader":"n1","sync_standby":null}"#, None).unwrap().is_some());
+        let requests = f.consul().requests()[before..].to_vec();
+        let reads: Vec<(&str, Vec<&str>)> =
+            requests.iter().filter(|(m, _)| m == "GET").map(|(_, url)| path_and_flags(url)).collect();
+        let recursive: Vec<&Vec<&str>> = reads.iter().filter(|(_, f)| f.contains(&"recurse")).map(|(_, f)| f).collect();
+        let watches: Vec<&Vec<&str>> = reads
+            .iter()
+            .filter(|(p, f)| p.ends_with("/service/demo/leader") && f.contains(&"index"))
+            .map(|(_, f)| f)
+            .collect();
+        let sync: Vec<&Vec<&str>> =
+            reads.iter().filter(|(p, _)| p.ends_with("/service/demo/sync")).map(|(_, f)| f).collect();
+        assert!(recursive.len() >= 2, "{mode}: the cluster and the groups are read: {requests:?}");
+        assert!(!watches.is_empty(), "{mode}: a blocking query on the leader key: {requests:?}");
+        assert!(!sync.is_empty(), "{mode}: sync is read back after its write: {requests:?}");
+        for flags in recursive.iter().chain(&watches) {
+            match mode {
+                "default" => assert!(
+                    !flags.contains(&"consistent") && !flags.contains(&"stale"),
+                    "{mode}: no flag: {requests:?}"
+                ),
+                _ => assert!(flags.contains(&mode), "{mode}: ?{mode} on every read: {requests:?}"),
+            }
+        }
+        assert!(sync.iter().all(|f| f.contains(&"consistent") && !f.contains(&"stale")), "{mode}: {requests:?}");
+        assert!(n1.delete_cluster().unwrap());
+    }
+}

@@ -435,12 +435,15 @@ fn the_command_line_says_it_is_a_test_double_and_refuses_what_it_does_not_serve(
 
 // ---------- real Patroni 4.1 on the double ----------
 
-/// Patroni's `consul:` section with `register_service: true`. No Palisade
-/// node runs in these clusters: the staged plugin (etcd3's, always built)
-/// is unused until the dcs-consul plugin exists.
+/// Patroni's `consul:` section with `register_service: true`, on a double
+/// with Consul's default `session_ttl_min` (Patroni's sessions of
+/// `ttl / 2` = 10 s meet it). Only Patroni nodes run in these clusters:
+/// they check the double against Patroni alone. The dcs-consul plugin is
+/// staged (when built) for palisadectl only; the mixed clusters with
+/// Palisade nodes are in tests/tests/mixed_cluster.rs (`dcs::CONSUL`).
 const CONSUL_FOR_PATRONI: DcsBackend = DcsBackend {
     name: "consul",
-    plugin_file: "libpalisade_dcs_etcd3.so",
+    plugin_file: "libpalisade_dcs_consul.so",
     patroni_extra: "consul",
     start: |label| Box::new(ConsulDcs::start(label).with_section_extra("  register_service: true\n")),
 };

@@ -1,8 +1,8 @@
 //! The etcd v2 plugin (`dcs-etcd`) on a real etcd serving the v2 API:
 //! what the conformance suite does not cover. Patroni's layout with TTLs,
 //! Citus groups, TLS with a client certificate, basic authentication, a
-//! host list with a dead member, and a watch whose `waitIndex` etcd has
-//! forgotten.
+//! host list with a dead member, a watch whose `waitIndex` etcd has
+//! forgotten, and SRV discovery through a DNS test double.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use palisade_plugin_api::{DcsParams, ErrorKind};
 use palisade_test_support::Staging;
 use palisade_tests::certs::{ca, leaf};
 use palisade_tests::conformance::{DcsFixture, MEMBER_JSON};
+use palisade_tests::dns_double::{DnsDouble, Question, Zone};
 use palisade_tests::etcd::{EtcdServer, EtcdTls};
 use palisade_tests::etcd2::Etcd2Fixture;
 use palisade_tests::plugins::{open_dcs_plugin, test_timing};
@@ -331,4 +332,168 @@ fn a_new_ttl_reaches_the_keys_on_the_next_cycle() {
         let ttl = f.raw().get(key).and_then(|n| n.ttl);
         assert!(ttl.is_some_and(|t| t > 30 && t <= 60), "{key}: ttl {ttl:?}");
     }
+}
+
+/// palisadectl `args` with a configuration of scope `demo` and the `etcd:`
+/// section `section` (JSON), run where `/etc/resolv.conf` leads to `dns`:
+/// whether it succeeded, its stdout and stderr, and the questions the
+/// double was asked meanwhile.
+fn ctl_behind_dns(
+    dns: &DnsDouble,
+    staging: &Staging,
+    section: &str,
+    args: &[&str],
+) -> (bool, String, String, Vec<Question>) {
+    let ctl = palisade_test_support::target_dir().join("palisadectl");
+    assert!(ctl.exists(), "{} is missing: cargo build -p palisade-ctl", ctl.display());
+    let config = staging.path().join("palisadectl.yml");
+    let yaml = format!(
+        "scope: demo\nnamespace: /service/\nplugin_dir: {}\nretry_timeout: 4\netcd: {section}\n",
+        palisade_test_support::target_dir().display()
+    );
+    std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+    dns.clear_questions();
+    let out = dns
+        .command(&ctl)
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("run palisadectl under unshare: {e}"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr), dns.questions())
+}
+
+/// The SRV names asked, in order.
+fn srv_questions(qs: &[Question]) -> Vec<String> {
+    qs.iter().filter(|q| q.qtype == 33).map(|q| q.name.clone()).collect()
+}
+
+/// `srv` and `srv_suffix` end to end: palisadectl (run in a mount
+/// namespace of its own whose `/etc/resolv.conf` names a DNS test double
+/// after a dead name server) finds the real etcd only through SRV records,
+/// and reads and writes the cluster there. The plugin asks Patroni's names
+/// in Patroni's order and stops at the first that has records; the SRV
+/// target's host name is resolved through the same name servers. Peer
+/// records alone (`_etcd-server`) are not used (see docs/plugins/dcs-etcd.md).
+#[test]
+fn srv_and_srv_suffix_find_etcd_through_dns() {
+    let f = Etcd2Fixture::start("v2-srv");
+    let n1 = f.new_dcs("n1");
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    assert!(n1.set_config_value(r#"{"ttl":30}"#, None).unwrap());
+    let (port, peer_port) = {
+        let etcd = f.etcd();
+        let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
+        (port, etcd.peer_port())
+    };
+    let dead = palisade_test_support::free_port();
+    let host = "etcd-a.palisade.test";
+    let zone = Zone::default()
+        .a(host, std::net::Ipv4Addr::LOCALHOST)
+        .srv("_etcd-client._tcp.plain.palisade.test", host, port)
+        // Three clusters in one domain: only the suffix tells them apart.
+        .srv("_etcd-client._tcp.multi.palisade.test", host, dead)
+        .srv("_etcd-client-other._tcp.multi.palisade.test", host, dead)
+        .srv("_etcd-client-foo._tcp.multi.palisade.test", host, port)
+        .srv("_etcd-server._tcp.peers.palisade.test", host, peer_port);
+    let dns = DnsDouble::start("v2-srv", zone);
+    let staging = Staging::new("etcd2-srv");
+    let run = |section: &str, args: &[&str]| ctl_behind_dns(&dns, &staging, section, args);
+    let asked_a = |qs: &[Question]| qs.iter().any(|q| q.qtype == 1 && q.name == host);
+
+    // `srv`: `_etcd-client-ssl` has no records, `_etcd-client` has.
+    let (ok, out, err, qs) = run(r#"{"srv":"plain.palisade.test"}"#, &["list", "-f", "json"]);
+    assert!(
+        ok,
+        "palisadectl list with srv failed (the SRV target {host} is resolved by glibc, which must ask DNS: \
+         nsswitch `hosts: files dns`; asked {qs:?}):\n{out}\n{err}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(listed[0]["Member"], "n1", "{out}");
+    assert_eq!(listed[0]["Role"], "Leader", "{out}");
+    assert_eq!(
+        srv_questions(&qs)[..2],
+        ["_etcd-client-ssl._tcp.plain.palisade.test", "_etcd-client._tcp.plain.palisade.test"],
+        "{qs:?}"
+    );
+    assert!(asked_a(&qs), "the SRV target is resolved through the test resolv.conf: {qs:?}");
+
+    // `srv_suffix`: the suffixed records win; the plain and the other
+    // suffix's records (a dead port) are not asked for.
+    let (ok, out, err, qs) =
+        run(r#"{"srv":"multi.palisade.test","srv_suffix":"foo"}"#, &["edit-config", "--set", "loop_wait=7", "--force"]);
+    assert!(ok, "palisadectl edit-config with srv_suffix failed:\n{out}\n{err}");
+    let config = f.raw().get("/service/demo/config").map(|n| String::from_utf8_lossy(&n.value).into_owned());
+    assert!(config.as_deref().is_some_and(|c| c.contains(r#""loop_wait":7"#)), "config written: {config:?}");
+    let asked = srv_questions(&qs);
+    assert_eq!(
+        asked[..2],
+        ["_etcd-client-ssl-foo._tcp.multi.palisade.test", "_etcd-client-foo._tcp.multi.palisade.test"],
+        "{qs:?}"
+    );
+    assert!(asked.iter().all(|n| n.contains("-foo.")), "only suffixed names: {asked:?}");
+    assert!(asked_a(&qs), "{qs:?}");
+
+    // Peer records only: every name of Patroni's list is asked, in its
+    // order, and with no client records and no fallback the DCS is not
+    // reachable.
+    let (ok, out, err, qs) = run(r#"{"srv":"peers.palisade.test"}"#, &["list", "-f", "json"]);
+    assert!(!ok, "peer records alone are not used:\n{out}");
+    assert!(err.contains("cannot read cluster demo from the DCS"), "{err}");
+    assert_eq!(
+        srv_questions(&qs)[..6],
+        [
+            "_etcd-client-ssl._tcp.peers.palisade.test",
+            "_etcd-client._tcp.peers.palisade.test",
+            "_etcd-ssl._tcp.peers.palisade.test",
+            "_etcd._tcp.peers.palisade.test",
+            "_etcd-server-ssl._tcp.peers.palisade.test",
+            "_etcd-server._tcp.peers.palisade.test",
+        ],
+        "{qs:?}"
+    );
+}
+
+/// `_etcd-client-ssl` records are reached over https (the section says
+/// nothing of the protocol), with the section's CA and client certificate;
+/// they come before `_etcd-client` records of the same domain (here a dead
+/// port).
+#[test]
+fn srv_client_ssl_records_are_reached_over_https() {
+    let tls = Staging::new("etcd2-srv-tls");
+    let dir = tls.path();
+    ca(dir, "ca");
+    let (server_crt, server_key) = leaf(dir, "ca", "server");
+    let (client_crt, client_key) = leaf(dir, "ca", "client");
+    let etcd =
+        EtcdServer::start_tls("v2-srv-tls", EtcdTls { ca: dir.join("ca.crt"), cert: server_crt, key: server_key });
+    let show = |p: &Path| p.display().to_string();
+    let files = format!(
+        r#""cacert":"{}","cert":"{}","key":"{}""#,
+        show(&dir.join("ca.crt")),
+        show(&client_crt),
+        show(&client_key)
+    );
+    let plugin = open_dcs_plugin("etcd");
+    let n1 = plugin.new_dcs(params(format!(r#"{{"url":"{}",{files}}}"#, etcd.client_url()))).unwrap();
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
+    // The server certificate is for localhost (and 127.0.0.1).
+    let zone = Zone::default().srv("_etcd-client-ssl._tcp.tls.palisade.test", "localhost", port).srv(
+        "_etcd-client._tcp.tls.palisade.test",
+        "localhost",
+        palisade_test_support::free_port(),
+    );
+    let dns = DnsDouble::start("v2-srv-tls", zone);
+    let staging = Staging::new("etcd2-srv-tls-ctl");
+    let (ok, out, err, qs) =
+        ctl_behind_dns(&dns, &staging, &format!(r#"{{"srv":"tls.palisade.test",{files}}}"#), &["list", "-f", "json"]);
+    assert!(ok, "palisadectl list over https found through SRV failed ({qs:?}):\n{out}\n{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((listed[0]["Member"].as_str(), listed[0]["Role"].as_str()), (Some("n1"), Some("Leader")), "{out}");
+    assert_eq!(srv_questions(&qs), ["_etcd-client-ssl._tcp.tls.palisade.test"], "{qs:?}");
 }

@@ -394,3 +394,116 @@ fn in_cluster_configuration_inside_a_pod() {
     let (ok, text) = run(false);
     assert!(!ok && text.contains("not running in a Pod"), "{text}");
 }
+
+/// `cacert` (and `PATRONI_KUBERNETES_CACERT`, which wins over it) names the
+/// CA the API server's certificate is checked against:
+/// - inside a Pod, as in Patroni, in place of the service account's
+///   `ca.crt` (here a CA that did not sign the double's certificate, so
+///   only the configured CA lets palisadectl in);
+/// - with a kubeconfig, in place of its `certificate-authority`.
+///
+/// A CA that did not sign the server's certificate gives a DCS error that
+/// says the certificate was refused; a `cacert` without a certificate is a
+/// configuration error naming the key.
+#[test]
+fn cacert_is_the_ca_the_api_server_is_checked_against() {
+    use palisade_plugin_api::ErrorKind;
+    use palisade_tests::kubernetes::{KubernetesServer, CONTEXT};
+    use palisade_tests::plugins::PluginCluster;
+    let server = KubernetesServer::start_tls("k8s-cacert");
+    let dir = server.kubeconfig().with_file_name("cacert");
+    std::fs::create_dir_all(&dir).unwrap();
+    palisade_tests::certs::ca(&dir, "other-ca");
+    let (right, wrong) = (server.ca(), dir.join("other-ca.crt"));
+    let show = |p: &std::path::Path| p.display().to_string();
+    let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains(&show(&right)), "the double's kubeconfig names its CA file: {kubeconfig}");
+    let wrong_kubeconfig = dir.join("kubeconfig-other-ca");
+    std::fs::write(&wrong_kubeconfig, kubeconfig.replace(&show(&right), &show(&wrong))).unwrap();
+
+    // With a kubeconfig, in the test process.
+    let plugin = PluginCluster::open("kubernetes");
+    let section = |kubeconfig: &std::path::Path, cacert: Option<&std::path::Path>| {
+        let mut s = json!({"namespace": NAMESPACE, "kubeconfig": show(kubeconfig), "context": CONTEXT,
+                           "labels": {"application": "patroni"}});
+        if let Some(ca) = cacert {
+            s["cacert"] = json!(show(ca));
+        }
+        let mut params = plugin.params_with("n1", None, s.to_string());
+        params.scope = "cacert".into();
+        params
+    };
+    let good = plugin.dcs_with(section(&wrong_kubeconfig, Some(&right)));
+    assert!(
+        good.set_config_value(r#"{"ttl":17,"loop_wait":3}"#, None).unwrap(),
+        "cacert wins over the kubeconfig's CA"
+    );
+    for (kubeconfig, cacert) in
+        [(wrong_kubeconfig.as_path(), None), (server.kubeconfig().as_path(), Some(wrong.as_path()))]
+    {
+        let dcs = plugin.dcs_with(section(kubeconfig, cacert));
+        let err = dcs.get_cluster().expect_err("a CA that did not sign the server's certificate");
+        assert_eq!(err.kind, ErrorKind::DcsUnavailable, "{err}");
+        eprintln!("{}, cacert {cacert:?}: {err}", kubeconfig.display());
+        assert!(err.message.contains("invalid peer certificate"), "{}", err.message);
+    }
+    let not_a_cert = dir.join("not-a-cert.pem");
+    std::fs::write(&not_a_cert, "nothing here\n").unwrap();
+    let err = plugin.plugin_new_dcs(section(&server.kubeconfig(), Some(&not_a_cert))).map(drop).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(err.message.contains("kubernetes: cacert: no certificate in"), "{}", err.message);
+
+    // Inside a Pod (in a private mount namespace, as in
+    // in_cluster_configuration_inside_a_pod), whose service account's CA
+    // is the wrong one.
+    std::fs::write(dir.join("token"), server.token()).unwrap();
+    std::fs::copy(&wrong, dir.join("ca.crt")).unwrap();
+    std::fs::write(dir.join("namespace"), NAMESPACE).unwrap();
+    let ctl = palisade_test_support::target_dir().join("palisadectl");
+    let run = |cacert: Option<&std::path::Path>, env: Option<&std::path::Path>| {
+        let config = dir.join("palisade.yml");
+        let extra = cacert.map(|c| format!("  cacert: {}\n", show(c))).unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "scope: cacert\nkubernetes:\n  namespace: {NAMESPACE}\n  labels:\n    application: patroni\n{extra}"
+            ),
+        )
+        .unwrap();
+        let secrets = "/run/secrets/kubernetes.io/serviceaccount";
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mkdir -p {secrets} && cp {d}/token {d}/ca.crt {d}/namespace {secrets}/ && \
+             exec {} -c {} show-config",
+            ctl.display(),
+            config.display(),
+            d = dir.display()
+        );
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", server.port().to_string())
+            .env("PALISADE_PLUGIN_DIR", palisade_test_support::target_dir())
+            .env("HOME", &dir)
+            .env_remove("KUBECONFIG")
+            .env_remove("PATRONI_KUBERNETES_CACERT");
+        if let Some(ca) = env {
+            cmd.env("PATRONI_KUBERNETES_CACERT", ca);
+        }
+        let out = cmd.output().expect("run unshare");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let listed = |(ok, text): (bool, String)| ok && text.contains("ttl: 17") && text.contains("loop_wait: 3");
+    let (ok, text) = run(None, None);
+    assert!(!ok && text.contains("invalid peer certificate"), "the service account's CA is the wrong one: {text}");
+    let out = run(Some(&right), None);
+    assert!(listed(out.clone()), "kubernetes.cacert: {out:?}");
+    let out = run(None, Some(&right));
+    assert!(listed(out.clone()), "PATRONI_KUBERNETES_CACERT: {out:?}");
+    let out = run(Some(&wrong), Some(&right));
+    assert!(listed(out.clone()), "PATRONI_KUBERNETES_CACERT wins over kubernetes.cacert: {out:?}");
+    let (ok, text) = run(Some(&right), Some(&wrong));
+    assert!(!ok && text.contains("invalid peer certificate"), "{text}");
+}

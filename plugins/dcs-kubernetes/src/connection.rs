@@ -62,8 +62,23 @@ fn classify(e: &kube::Error, retriable: &[u16]) -> Attempt {
             code => Attempt::Stop(Failure::Refused(format!("{code} {}: {}", s.reason, s.message))),
         },
         kube::Error::SerdeError(e) => Attempt::Stop(Failure::Refused(format!("unreadable answer: {e}"))),
-        other => Attempt::Retry(other.to_string()),
+        other => Attempt::Retry(error_chain(other)),
     }
+}
+
+/// The error and its causes, so that a transport failure says why (kube
+/// shows only "client error (Connect)" for a refused certificate).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The deadline of one operation (retry_timeout from its start).

@@ -28,11 +28,15 @@ Options (single or double dash):
   -node NAME           node name (default: the host name)
   -server              report the agent as a server (the double always acts as one)
   -bootstrap-expect 1  accepted for the single server only
+  -log-level LEVEL     trace, debug, info (default), warn or error; at debug and
+                       trace every HTTP request is logged when it finishes, as
+                       Consul logs it (\"[DEBUG] agent.http: Request finished:
+                       method=GET url=/v1/kv/...?consistent=\")
 
 Configuration files are JSON, or a simple HCL subset when named *.hcl
 (key = value, blocks, comments; no lists). Keys supported: datacenter, node_name, node_id, data_dir,
 client_addr, bind_addr, ports.http, server, bootstrap, bootstrap_expect (1),
-session_ttl_min, ports.https, tls.defaults.{ca_file,cert_file,key_file,
+session_ttl_min, log_level, ports.https, tls.defaults.{ca_file,cert_file,key_file,
 verify_incoming} (or those four at the top level), acl.enabled, acl.default_policy (allow|deny),
 acl.tokens.initial_management (or the legacy acl.tokens.master).
 ";
@@ -71,6 +75,8 @@ pub struct Config {
     pub server: bool,
     pub session_ttl_min_ns: u64,
     pub acl: Acl,
+    /// `log_level` debug or trace: log every HTTP request as it finishes.
+    pub log_requests: bool,
 }
 
 impl Default for Config {
@@ -88,6 +94,7 @@ impl Default for Config {
             server: false,
             session_ttl_min_ns: 10_000_000_000,
             acl: Acl { enabled: false, default_deny: false, management_token: None },
+            log_requests: false,
         }
     }
 }
@@ -110,6 +117,16 @@ fn boolean(v: &Value, key: &str) -> Result<bool, String> {
 
 fn object<'a>(v: &'a Value, key: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
     v.as_object().ok_or_else(|| format!("config key {key}: expected an object, got {v}"))
+}
+
+/// Consul's log levels; whether the level logs HTTP requests (debug and
+/// trace do).
+fn log_requests(level: &str, key: &str) -> Result<bool, String> {
+    match level.to_ascii_lowercase().as_str() {
+        "trace" | "debug" => Ok(true),
+        "info" | "warn" | "err" | "error" => Ok(false),
+        other => Err(format!("{key}: unknown log level {other:?} (trace, debug, info, warn, error)")),
+    }
 }
 
 fn unsupported(key: &str) -> String {
@@ -146,6 +163,7 @@ impl Config {
                     }
                     self.server = true;
                 }
+                "log_level" => self.log_requests = log_requests(&string(val, key)?, "config key log_level")?,
                 "session_ttl_min" => {
                     self.session_ttl_min_ns =
                         crate::util::parse_duration(&string(val, key)?).map_err(|e| format!("config key {key}: {e}"))?
@@ -411,6 +429,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "datacenter" => cfg.datacenter = v,
             "node" => cfg.node_name = v,
             "node-id" => cfg.node_id = Some(v),
+            "log-level" => cfg.log_requests = log_requests(&v, "-log-level")?,
             "server" => cfg.server = value.map(|x| x != "false").unwrap_or(true),
             "bootstrap-expect" => {
                 if v != "1" {
@@ -477,6 +496,7 @@ mod tests {
         assert_eq!(c.bind_addr, "127.0.0.2");
         assert!(c.acl.enabled && c.acl.default_deny);
         assert_eq!(c.acl.management_token.as_deref(), Some("root"));
+        assert!(!c.log_requests, "info by default");
         let Command::Agent(c) =
             parse_args(&args(&["agent", "--config-file", f.to_str().unwrap(), "--data-dir", "/d", "--http-port", "9"]))
                 .unwrap()
@@ -516,5 +536,23 @@ mod tests {
         assert!(parse_args(&args(&["agent"])).unwrap_err().contains("-data-dir"));
         assert!(matches!(parse_args(&args(&["--help"])), Ok(Command::Help)));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn log_level() {
+        let dir = std::env::temp_dir().join(format!("ctd-loglevel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.json");
+        std::fs::write(&f, r#"{"log_level":"DEBUG"}"#).unwrap();
+        let parse = |extra: &[&str]| {
+            let mut a = vec!["agent", "-config-file", f.to_str().unwrap(), "-data-dir", "/d"];
+            a.extend_from_slice(extra);
+            parse_args(&args(&a))
+        };
+        assert!(matches!(parse(&[]), Ok(Command::Agent(c)) if c.log_requests));
+        assert!(matches!(parse(&["-log-level", "warn"]), Ok(Command::Agent(c)) if !c.log_requests));
+        assert!(matches!(parse(&["-log-level=trace"]), Ok(Command::Agent(c)) if c.log_requests));
+        assert!(parse(&["-log-level", "loud"]).unwrap_err().contains("unknown log level"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

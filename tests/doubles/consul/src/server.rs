@@ -625,11 +625,29 @@ async fn handle(
     } else {
         "leader"
     };
+    let started = Instant::now();
     let reply = match route(&app, &req).await {
         Ok(r) => r,
         Err(e) => e.into(),
     };
+    if app.config.log_requests {
+        log_request(&req.method, &uri, started.elapsed());
+    }
     finish(reply, consistency)
+}
+
+/// Consul's debug line for a finished HTTP request (its URL as received,
+/// the `token` parameter hidden as Consul hides it).
+fn log_request(method: &Method, uri: &Uri, latency: Duration) {
+    let mut url = uri.path().to_string();
+    if let Some(q) = uri.query() {
+        let hidden: Vec<String> = q
+            .split('&')
+            .map(|p| if p.starts_with("token=") { "token=<hidden>".to_string() } else { p.to_string() })
+            .collect();
+        url = format!("{url}?{}", hidden.join("&"));
+    }
+    eprintln!("[DEBUG] agent.http: Request finished: method={method} url={url} latency={latency:?}");
 }
 
 fn method_not_allowed(req: &Req) -> ApiError {

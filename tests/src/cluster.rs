@@ -768,8 +768,9 @@ impl Cluster {
     /// Sample which nodes' PostgreSQL accept writes, every 100 ms, from
     /// now until [`PrimaryWatch::finish`].
     pub fn watch_primaries(&self) -> PrimaryWatch {
-        let nodes: Vec<(String, u16, Vec<(String, String)>)> =
-            self.nodes.iter().map(|n| (n.name.clone(), n.pg_port, n.psql_env.clone())).collect();
+        /// A node's name, PostgreSQL port and psql environment.
+        type Target = (String, u16, Vec<(String, String)>);
+        let nodes: Vec<Target> = self.nodes.iter().map(|n| (n.name.clone(), n.pg_port, n.psql_env.clone())).collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {

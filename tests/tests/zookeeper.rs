@@ -246,6 +246,51 @@ fn use_ssl_with_a_client_certificate() {
 }
 
 #[test]
+fn verify_checks_the_host_name_and_verify_false_still_checks_the_chain() {
+    let f = ZooKeeperFixture::start("tls-verify-plugin");
+    // The server's certificate, signed by the CA in cacert, names another
+    // host than the 127.0.0.1 the plugin connects to.
+    let server = ZooKeeperServer::start_tls_named("tls-verify", "DNS:zk.elsewhere.test");
+    let tls = server.tls().expect("a TLS server").clone();
+    let hosts = format!("127.0.0.1:{}", tls.secure_port);
+    let section = |verify: &str, cacert: &std::path::Path| {
+        format!(
+            r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}","cert":"{}","key":"{}"{verify}}}"#,
+            cacert.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
+        )
+    };
+    // verify (true by default, or said): refused with a DCS error naming
+    // the server and why (the client library retries a failed handshake
+    // like a lost connection; the plugin finds out why itself).
+    for verify in ["", r#","verify":true"#] {
+        let a = with_section(&f, "a", &section(verify, &tls.ca));
+        let e = a.get_cluster().expect_err("a certificate for another host must be refused");
+        eprintln!("{verify:?}: {e}");
+        assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
+        assert!(e.message.contains(&hosts), "the error names the server: {e}");
+        assert!(e.message.contains("TLS handshake"), "the error says why: {e}");
+        assert!(e.message.contains(r#"certificate not valid for name "127.0.0.1""#), "the error says why: {e}");
+        assert_eq!(a.attempt_to_acquire_leader().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+    }
+    assert_eq!(server.raw().get("/service/demo/leader"), None, "nothing was written");
+    // verify: false connects: the host name is not checked.
+    let b = with_section(&f, "b", &section(r#","verify":false"#, &tls.ca));
+    assert!(ok("acquire with verify: false", b.attempt_to_acquire_leader()));
+    assert_eq!(server.raw().get("/service/demo/leader").map(|n| n.value), Some(b"b".to_vec()));
+    // The chain still is: a CA that did not sign the server's certificate
+    // is refused, verify: false or not.
+    let dir = tls.ca.parent().expect("the CA's directory");
+    palisade_test_support::certs::ca(dir, "other-ca");
+    let c = with_section(&f, "c", &section(r#","verify":false"#, &dir.join("other-ca.crt")));
+    let e = c.get_cluster().expect_err("a server certificate from another CA must be refused");
+    eprintln!("other CA: {e}");
+    assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
+    assert!(e.message.contains("invalid peer certificate: UnknownIssuer"), "the error says why: {e}");
+}
+
+#[test]
 fn an_unreachable_server_gives_a_dcs_error_naming_it() {
     let f = ZooKeeperFixture::start("unreachable");
     let dead = format!("127.0.0.1:{}", free_port());

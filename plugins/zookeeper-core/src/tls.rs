@@ -192,6 +192,121 @@ pub(crate) fn handshake_failure(config: Arc<ClientConfig>, host: &str, port: u16
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A fresh directory with CA `ca` and `other-ca`, and `server.crt`
+    /// signed by `ca` for `zk.elsewhere.test` only.
+    fn certificates(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("palisade-zk-tls-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        for ca in ["ca", "other-ca"] {
+            let (key, crt, subj) = (format!("{ca}.key"), format!("{ca}.crt"), format!("/CN={ca}"));
+            openssl(
+                &dir,
+                &[
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2",
+                    "-subj", &subj,
+                ],
+            );
+        }
+        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:zk.elsewhere.test\nbasicConstraints=CA:FALSE\n")
+            .expect("write the extensions");
+        openssl(
+            &dir,
+            &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=zk"],
+        );
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        dir
+    }
+
+    /// A TLS server on 127.0.0.1 presenting `server.crt` to every
+    /// connection (the handshake only); its port.
+    fn serve(dir: &Path) -> u16 {
+        let read = |f: &str| std::fs::read(dir.join(f)).expect("read a certificate file");
+        let certs = CertificateDer::pem_slice_iter(&read("server.crt")).collect::<Result<Vec<_>, _>>().expect("certs");
+        let key = PrivateKeyDer::from_pem_slice(&read("server.key")).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let Ok(mut conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut sock).is_err() {
+                        break;
+                    }
+                }
+                let _ = conn.complete_io(&mut sock);
+            }
+        });
+        port
+    }
+
+    fn tls(cacert: &Path, verify: bool) -> Tls {
+        Tls { cacert: Some(cacert.display().to_string()), verify, ..Tls::default() }
+    }
+
+    #[test]
+    fn a_handshake_names_why_the_server_certificate_is_refused() {
+        let dir = certificates("probe");
+        let port = serve(&dir);
+        let limit = Duration::from_secs(2);
+        let probe = |tls: &Tls| {
+            let config = probe_config("zookeeper", tls).expect("a probe configuration");
+            handshake_failure(config, "127.0.0.1", port, limit)
+        };
+        // verify: the name is checked.
+        let why = probe(&tls(&dir.join("ca.crt"), true)).expect("a certificate for another name is refused");
+        assert!(why.starts_with(&format!("the TLS handshake with 127.0.0.1:{port} fails: ")), "{why}");
+        assert!(why.contains(r#"certificate not valid for name "127.0.0.1""#), "{why}");
+        // verify: false: the name is not, the chain is.
+        assert_eq!(probe(&tls(&dir.join("ca.crt"), false)), None);
+        let why = probe(&tls(&dir.join("other-ca.crt"), false)).expect("a certificate of another CA is refused");
+        assert!(why.contains("UnknownIssuer"), "{why}");
+        // Nobody listening is not a TLS failure (the DCS error says so already).
+        let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+        let config = probe_config("zookeeper", &tls(&dir.join("ca.crt"), true)).expect("a probe configuration");
+        assert_eq!(handshake_failure(config, "127.0.0.1", closed, limit), None);
+        // A cacert that is not PEM is named.
+        std::fs::write(dir.join("garbage.crt"), "not a certificate").expect("write");
+        let e = probe_config("zookeeper", &tls(&dir.join("garbage.crt"), true));
+        assert!(e.is_err_and(|e| e.starts_with("zookeeper.cacert: ")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn servers_of_a_connect_string() {

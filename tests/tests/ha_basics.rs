@@ -330,6 +330,16 @@ fn zookeeper_restart_expiring_the_leaders_session_leaves_one_leader() {
             && cluster.node(&old).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
     });
     assert!(demoted, "{old} still accepts writes without ZooKeeper:\n{}", cluster.logs());
+    // Freeze it once the demotion is over (PostgreSQL back as a standby, a
+    // later cycle failing on the DCS), not in the middle of starting
+    // PostgreSQL, whose waits would time out across the freeze.
+    let settled = palisade_test_support::wait_until(Duration::from_secs(60), || {
+        let log = cluster.node(&old).log_after("ZooKeeper stops");
+        log.split_once("demoted self because DCS is not accessible")
+            .is_some_and(|(_, after)| after.contains("Error communicating with DCS"))
+            && cluster.node(&old).sql("SELECT pg_is_in_recovery()").as_deref() == Ok("t")
+    });
+    assert!(settled, "{old} did not settle as a standby without ZooKeeper:\n{}", cluster.node(&old).log());
     cluster.mark("the old leader's daemon freezes");
     cluster.freeze_daemon(&old);
     cluster.mark("ZooKeeper starts again");

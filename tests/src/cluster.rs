@@ -16,7 +16,7 @@ use palisade_test_support::{
     ProcessGuard, Staging,
 };
 
-use crate::dcs::{DcsBackend, TestDcs};
+use crate::dcs::{DcsBackend, TestDcs, ZooKeeperDcs};
 use crate::etcd::EtcdServer;
 use crate::http;
 
@@ -511,6 +511,12 @@ impl Cluster {
         self.dcs.etcd().unwrap_or_else(|| panic!("this test needs etcd, not {}", self.spec.dcs.name))
     }
 
+    /// The ZooKeeper behind the DCS, for tests of ZooKeeper sessions;
+    /// panics when the cluster runs on another DCS.
+    pub fn zookeeper(&self) -> &ZooKeeperDcs {
+        self.dcs.zookeeper().unwrap_or_else(|| panic!("this test needs ZooKeeper, not {}", self.spec.dcs.name))
+    }
+
     /// The environment the DCS wants every daemon and ctl to have.
     pub fn dcs_env(&self) -> Vec<(String, String)> {
         self.dcs.node_env()
@@ -734,11 +740,75 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP the daemon of `name` (its PostgreSQL keeps running) and
+    /// wait until every thread of it stopped.
+    pub fn freeze_daemon(&self, name: &str) {
+        let pid = self.node(name).daemon_pid().unwrap_or_else(|| panic!("{name} has no daemon"));
+        signal(pid, Signal::SIGSTOP);
+        let tasks = format!("/proc/{pid}/task");
+        let stopped = || {
+            let Ok(dir) = std::fs::read_dir(&tasks) else { return true };
+            // A thread's state follows the command name in parentheses.
+            dir.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                    .unwrap_or(true)
+            })
+        };
+        assert!(wait_until(Duration::from_secs(5), stopped), "{name}'s daemon did not stop");
+    }
+
+    /// SIGCONT the daemon of `name` after [`Cluster::freeze_daemon`].
+    pub fn thaw_daemon(&self, name: &str) {
+        let pid = self.node(name).daemon_pid().unwrap_or_else(|| panic!("{name} has no daemon"));
+        signal(pid, Signal::SIGCONT);
+    }
+
+    /// Sample which nodes' PostgreSQL accept writes, every 100 ms, from
+    /// now until [`PrimaryWatch::finish`].
+    pub fn watch_primaries(&self) -> PrimaryWatch {
+        /// A node's name, PostgreSQL port and psql environment.
+        type Target = (String, u16, Vec<(String, String)>);
+        let nodes: Vec<Target> = self.nodes.iter().map(|n| (n.name.clone(), n.pg_port, n.psql_env.clone())).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let primaries: Vec<String> = nodes
+                    .iter()
+                    .filter(|(_, port, env)| psql_with(*port, env, "SELECT pg_is_in_recovery()").as_deref() == Ok("f"))
+                    .map(|(name, _, _)| name.clone())
+                    .collect();
+                samples.push(primaries);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        PrimaryWatch { stop, thread }
+    }
+
     /// Time how long `f` takes.
     pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
         let t = Instant::now();
         let v = f();
         (v, t.elapsed())
+    }
+}
+
+/// The samples of [`Cluster::watch_primaries`].
+pub struct PrimaryWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<String>>>,
+}
+
+impl PrimaryWatch {
+    /// Stop sampling; every sample so far (the nodes that accepted writes
+    /// at that moment), in order.
+    pub fn finish(self) -> Vec<Vec<String>> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap_or_else(|_| panic!("the primary sampler panicked"))
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::consul::ConsulDcs;
 use crate::etcd::EtcdServer;
 use crate::exhibitor::{ExhibitorEndpoint, ServerList};
-use crate::zookeeper::{RawZk, ZooKeeperServer};
+use crate::zookeeper::{RawNode, RawZk, ZooKeeperServer};
 
 /// What a cluster test needs from the store it runs on.
 pub trait TestDcs: Send + Sync {
@@ -61,6 +61,13 @@ pub trait TestDcs: Send + Sync {
     /// it: for the tests of etcd3-only features (authentication, leases,
     /// `PATRONI_ETCD3_HOSTS`). Other adapters keep the default `None`.
     fn etcd(&self) -> Option<&EtcdServer> {
+        None
+    }
+
+    /// The ZooKeeper behind this store (ZooKeeper and Exhibitor): for the
+    /// tests that look at sessions and ephemeral owners. Other adapters
+    /// keep the default `None`.
+    fn zookeeper(&self) -> Option<&ZooKeeperDcs> {
         None
     }
 
@@ -350,6 +357,18 @@ impl ZooKeeperDcs {
         None
     }
 
+    /// The ZooKeeper server (its log, its port).
+    pub fn server(&self) -> &ZooKeeperServer {
+        &self.server
+    }
+
+    /// The znode at `path` as ZooKeeper holds it (value, version,
+    /// ephemeral owner); `None` when it is absent or the server does not
+    /// answer.
+    pub fn znode(&self, path: &str) -> Option<RawNode> {
+        self.with_raw(|raw| raw.try_get(path)).flatten()
+    }
+
     fn walk(raw: &RawZk, path: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), String> {
         let children = raw.try_children(path)?;
         if children.is_empty() {
@@ -427,6 +446,10 @@ impl TestDcs for ZooKeeperDcs {
 
     fn thaw(&self) {
         self.server.thaw();
+    }
+
+    fn zookeeper(&self) -> Option<&ZooKeeperDcs> {
+        Some(self)
     }
 }
 

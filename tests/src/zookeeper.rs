@@ -65,16 +65,26 @@ impl ZooKeeperServer {
     /// Start a fresh ZooKeeper and wait until it answers `ruok`; panics
     /// (with its log) when it does not.
     pub fn start(label: &str) -> Self {
-        Self::start_with(label, false)
+        Self::start_with(label, None)
     }
 
     /// Like [`ZooKeeperServer::start`], plus a TLS client port that
     /// requires a client certificate (see [`ZooKeeperServer::tls`]).
     pub fn start_tls(label: &str) -> Self {
-        Self::start_with(label, true)
+        Self::start_with(label, Some("IP:127.0.0.1,DNS:localhost"))
     }
 
-    fn start_with(label: &str, tls: bool) -> Self {
+    /// Like [`ZooKeeperServer::start_tls`], the server's certificate
+    /// naming `alt_names` (a `subjectAltName` value such as
+    /// `DNS:zk.example.test`) instead of 127.0.0.1: a certificate that
+    /// does not match the host the clients connect to.
+    pub fn start_tls_named(label: &str, alt_names: &str) -> Self {
+        Self::start_with(label, Some(alt_names))
+    }
+
+    /// `tls`: the TLS port too, the server's certificate naming these
+    /// alternative names.
+    fn start_with(label: &str, tls: Option<&str>) -> Self {
         let staging = Staging::new(&format!("zookeeper-{label}"));
         let mut server = ZooKeeperServer {
             staging,
@@ -94,10 +104,10 @@ impl ZooKeeperServer {
             server.port
         );
         let mut config = config;
-        if tls {
+        if let Some(alt_names) = tls {
             let dir = server.staging.dir("tls", 0o755);
             crate::certs::ca(&dir, "zk-ca");
-            let (server_crt, server_key) = crate::certs::leaf(&dir, "zk-ca", "zk-server");
+            let (server_crt, server_key) = crate::certs::leaf_for(&dir, "zk-ca", "zk-server", alt_names);
             let (client_cert, client_key) = crate::certs::leaf(&dir, "zk-ca", "zk-client");
             // ZooKeeper's PEM key store: the key and the certificate in one file.
             let pem = [&server_key, &server_crt]

@@ -286,3 +286,116 @@ fn a_crashed_daemon_leaves_postgres_running_and_the_next_one_adopts_it() {
     assert_eq!(cluster.node(&leader).postmaster_pid(), Some(postmaster), "the same postmaster, adopted");
     assert_eq!(cluster.leader().as_deref(), Some(leader.as_str()));
 }
+
+/// ZooKeeper restarts and the leader's session does not survive it (the
+/// session-expiry half of "ZooKeeper restarted while the cluster runs";
+/// the other half is `a_dcs_restart_the_sessions_survive_changes_nothing`).
+/// ZooKeeper resets every session's timer when it starts, so a session
+/// expires across a restart only when its client does not come back
+/// within the session timeout: the leader loses ZooKeeper, demotes
+/// itself, and its daemon is frozen (SIGSTOP) until ZooKeeper, back, has
+/// expired its session. Then exactly one new leader, the others stream
+/// from it, the old leader rejoins on a new session, and at no sampled
+/// moment do two nodes accept writes.
+#[test]
+fn zookeeper_restart_expiring_the_leaders_session_leaves_one_leader() {
+    let ttl = 10;
+    let spec = ClusterSpec {
+        dcs: palisade_tests::dcs::ZOOKEEPER,
+        ttl,
+        loop_wait: 1,
+        retry_timeout: 3,
+        ..ClusterSpec::default()
+    };
+    let mut cluster = Cluster::start("zkexpiry", spec);
+    cluster.allow_errors(EXPECTED_ERRORS);
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    cluster.insert(&old, 1, "before");
+    for r in replicas_of(&cluster, &old) {
+        cluster.wait_sql(&r, "SELECT count(*) FROM t", "1", Duration::from_secs(30));
+    }
+    let leader_path = cluster.key("leader");
+    let member_path = cluster.key(&format!("members/{old}"));
+    let session = cluster.zookeeper().znode(&leader_path).expect("the leader znode").ephemeral_owner;
+    assert_ne!(session, 0, "the leader znode is ephemeral");
+    assert_eq!(cluster.zookeeper().znode(&member_path).map(|n| n.ephemeral_owner), Some(session));
+    let expiring = format!("Expiring session 0x{session:x},");
+    let watch = cluster.watch_primaries();
+
+    cluster.mark("ZooKeeper stops");
+    cluster.dcs.stop();
+    // Without ZooKeeper the leader demotes itself (failsafe mode is off).
+    let demoted = palisade_test_support::wait_until(Duration::from_secs(u64::from(ttl) + 20), || {
+        cluster.node(&old).log_after("ZooKeeper stops").contains("demoted self because DCS is not accessible")
+            && cluster.node(&old).sql("SELECT pg_is_in_recovery()").as_deref() != Ok("f")
+    });
+    assert!(demoted, "{old} still accepts writes without ZooKeeper:\n{}", cluster.logs());
+    // Freeze it once the demotion is over (PostgreSQL back as a standby, a
+    // later cycle failing on the DCS), not in the middle of starting
+    // PostgreSQL, whose waits would time out across the freeze.
+    let settled = palisade_test_support::wait_until(Duration::from_secs(60), || {
+        let log = cluster.node(&old).log_after("ZooKeeper stops");
+        log.split_once("demoted self because DCS is not accessible")
+            .is_some_and(|(_, after)| after.contains("Error communicating with DCS"))
+            && cluster.node(&old).sql("SELECT pg_is_in_recovery()").as_deref() == Ok("t")
+    });
+    assert!(settled, "{old} did not settle as a standby without ZooKeeper:\n{}", cluster.node(&old).log());
+    cluster.mark("the old leader's daemon freezes");
+    cluster.freeze_daemon(&old);
+    cluster.mark("ZooKeeper starts again");
+    cluster.dcs.start_again();
+
+    // ZooKeeper expires the frozen daemon's session about ttl after it is
+    // back: the leader and member znodes go with it, and a replica takes over.
+    let new = cluster.wait_for_new_leader(&old, Duration::from_secs(90));
+    let zk_log = cluster.zookeeper().server().log();
+    assert!(zk_log.contains(&expiring), "ZooKeeper did not expire session {session:x}:\n{zk_log}");
+    let leader = cluster.zookeeper().znode(&leader_path).expect("the new leader znode");
+    assert_eq!(leader.value, new.as_bytes());
+    assert_ne!(leader.ephemeral_owner, session);
+    assert_eq!(cluster.zookeeper().znode(&member_path), None, "{old}'s member znode went with its session");
+
+    cluster.mark("the old leader's daemon resumes");
+    cluster.thaw_daemon(&old);
+    // It finds its session expired, opens a new one, publishes itself
+    // again and follows the new leader.
+    let member = palisade_test_support::wait_for("the old leader's member znode", Duration::from_secs(60), || {
+        cluster.zookeeper().znode(&member_path)
+    });
+    assert_ne!(member.ephemeral_owner, session, "a new session owns {old}'s member znode");
+    assert_ne!(member.ephemeral_owner, 0);
+    let streaming = cluster.wait_streaming(&new, 2, Duration::from_secs(90));
+    assert!(streaming.contains(&old), "{old} does not stream from {new}: {streaming:?}");
+    cluster.insert(&new, 2, "after");
+    for r in replicas_of(&cluster, &new) {
+        cluster.wait_sql(&r, "SELECT count(*) FROM t", "2", Duration::from_secs(30));
+    }
+    // Its daemon says so: ZooKeeper refused the old session as expired
+    // (when the plugin, finding its znodes not renewed for ttl, tries to
+    // close it), or the client gave it up first; and the new session is
+    // the one owning the member znode.
+    let resumed = cluster.node(&old).log_after("the old leader's daemon resumes");
+    let gave_up = format!("ZooKeeper session {session:x} is Expired");
+    assert!(
+        resumed.contains("due to session expired") || resumed.contains(&gave_up),
+        "{old} did not find its session expired:\n{resumed}"
+    );
+    let opened = format!("ZooKeeper session {:x} on", member.ephemeral_owner);
+    assert!(resumed.contains(&opened), "{old} did not open session {:x}:\n{resumed}", member.ephemeral_owner);
+
+    // Exactly one leader, and never two primaries at once.
+    let samples = watch.finish();
+    assert_eq!(cluster.leader().as_deref(), Some(new.as_str()));
+    let primaries: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.sql("SELECT pg_is_in_recovery()").as_deref() == Ok("f"))
+        .map(|n| n.name.clone())
+        .collect();
+    assert_eq!(primaries, vec![new.clone()]);
+    assert_eq!(cluster.node(&old).sql("SELECT pg_is_in_recovery()").as_deref(), Ok("t"));
+    let two: Vec<&Vec<String>> = samples.iter().filter(|s| s.len() > 1).collect();
+    assert!(two.is_empty(), "two primaries at once: {two:?}\n{}", cluster.logs());
+    assert!(samples.iter().any(|s| *s == vec![old.clone()]), "the sampler saw {old} as the primary");
+    assert!(samples.iter().any(|s| *s == vec![new.clone()]), "the sampler saw {new} as the primary");
+}

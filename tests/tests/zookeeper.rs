@@ -245,6 +245,101 @@ fn use_ssl_with_a_client_certificate() {
     }
 }
 
+/// A `set_acls` principal without `scheme:` is an `x509` one, as Patroni
+/// reads it (`CN=...`: the subject of a client certificate, which
+/// ZooKeeper takes as the identity of a TLS connection); with a scheme it
+/// is that scheme's. Permission names are taken in any case.
+#[test]
+fn set_acls_without_a_scheme_is_an_x509_principal() {
+    let f = ZooKeeperFixture::start("acl-x509-plugin");
+    let server = ZooKeeperServer::start_tls("acl-x509");
+    let tls = server.tls().expect("a TLS server").clone();
+    let dir = tls.ca.parent().expect("the CA's directory");
+    let (other_cert, other_key) = palisade_test_support::certs::leaf(dir, "zk-ca", "zk-other");
+    let hosts = format!("127.0.0.1:{}", tls.secure_port);
+    let section = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}","cert":"{}","key":"{}",
+                "set_acls":{{"CN=zk-client":["read","write","create","delete"],"world:anyone":["READ"]}}}}"#,
+            tls.ca.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let a = with_section(&f, "a", &section(&tls.client_cert, &tls.client_key));
+    assert!(ok("acquire", a.attempt_to_acquire_leader()));
+    assert!(ok("touch_member", a.touch_member(MEMBER_JSON)));
+    assert!(ok("set_config_value", a.set_config_value("{}", None)));
+    let raw = server.raw();
+    for path in ["/service/demo", "/service/demo/leader", "/service/demo/config", "/service/demo/members/a"] {
+        let mut acl = raw.acl(path);
+        acl.sort();
+        assert_eq!(
+            acl,
+            [
+                ("world".to_string(), "anyone".to_string(), "READ".to_string()),
+                ("x509".to_string(), "CN=zk-client".to_string(), "READ|WRITE|CREATE|DELETE".to_string()),
+            ],
+            "{path}"
+        );
+    }
+    // The ACL acts: another certificate of the same CA reads (world) but
+    // cannot write.
+    let b = with_section(&f, "b", &section(&other_cert, &other_key));
+    assert_eq!(ok("get_cluster", b.get_cluster()).leader.map(|l| l.name).as_deref(), Some("a"));
+    let e = b.touch_member(MEMBER_JSON).expect_err("zk-other may not create a member");
+    assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
+    assert!(e.message.to_lowercase().contains("auth"), "{e}");
+    let e = b.set_config_value(r#"{"by":"b"}"#, None).expect_err("zk-other may not write");
+    assert!(e.message.to_lowercase().contains("auth"), "{e}");
+    assert_eq!(raw.get("/service/demo/config").map(|n| n.value), Some(b"{}".to_vec()));
+}
+
+#[test]
+fn verify_checks_the_host_name_and_verify_false_still_checks_the_chain() {
+    let f = ZooKeeperFixture::start("tls-verify-plugin");
+    // The server's certificate, signed by the CA in cacert, names another
+    // host than the 127.0.0.1 the plugin connects to.
+    let server = ZooKeeperServer::start_tls_named("tls-verify", "DNS:zk.elsewhere.test");
+    let tls = server.tls().expect("a TLS server").clone();
+    let hosts = format!("127.0.0.1:{}", tls.secure_port);
+    let section = |verify: &str, cacert: &std::path::Path| {
+        format!(
+            r#"{{"hosts":"{hosts}","use_ssl":true,"cacert":"{}","cert":"{}","key":"{}"{verify}}}"#,
+            cacert.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
+        )
+    };
+    // verify (true by default, or said): refused with a DCS error naming
+    // the server and why (the client library retries a failed handshake
+    // like a lost connection; the plugin finds out why itself).
+    for verify in ["", r#","verify":true"#] {
+        let a = with_section(&f, "a", &section(verify, &tls.ca));
+        let e = a.get_cluster().expect_err("a certificate for another host must be refused");
+        eprintln!("{verify:?}: {e}");
+        assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
+        assert!(e.message.contains(&hosts), "the error names the server: {e}");
+        assert!(e.message.contains("TLS handshake"), "the error says why: {e}");
+        assert!(e.message.contains(r#"certificate not valid for name "127.0.0.1""#), "the error says why: {e}");
+        assert_eq!(a.attempt_to_acquire_leader().map_err(|e| e.kind).err(), Some(ErrorKind::DcsUnavailable));
+    }
+    assert_eq!(server.raw().get("/service/demo/leader"), None, "nothing was written");
+    // verify: false connects: the host name is not checked.
+    let b = with_section(&f, "b", &section(r#","verify":false"#, &tls.ca));
+    assert!(ok("acquire with verify: false", b.attempt_to_acquire_leader()));
+    assert_eq!(server.raw().get("/service/demo/leader").map(|n| n.value), Some(b"b".to_vec()));
+    // The chain still is: a CA that did not sign the server's certificate
+    // is refused, verify: false or not.
+    let dir = tls.ca.parent().expect("the CA's directory");
+    palisade_test_support::certs::ca(dir, "other-ca");
+    let c = with_section(&f, "c", &section(r#","verify":false"#, &dir.join("other-ca.crt")));
+    let e = c.get_cluster().expect_err("a server certificate from another CA must be refused");
+    eprintln!("other CA: {e}");
+    assert_eq!(e.kind, ErrorKind::DcsUnavailable, "{e}");
+    assert!(e.message.contains("invalid peer certificate: UnknownIssuer"), "the error says why: {e}");
+}
+
 #[test]
 fn an_unreachable_server_gives_a_dcs_error_naming_it() {
     let f = ZooKeeperFixture::start("unreachable");

@@ -31,6 +31,12 @@ impl Ensemble for Fixed {
     }
 }
 
+/// How long a TLS connection may take before the plugin looks for why
+/// the handshake fails (see `Connection::tls_failure`).
+const PROBE_AFTER: Duration = Duration::from_millis(500);
+/// The time each step of that look may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
+
 /// Why an operation did not complete.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -196,19 +202,68 @@ impl Connection {
                 connector.connect(hosts).await
             }
         };
-        match tokio::time::timeout(budget.remaining(), connect).await {
+        // With TLS, a connection that takes long may be a handshake the
+        // client keeps retrying: find out why, meanwhile, for the error.
+        let mut tls_failure = None;
+        let outcome = tokio::time::timeout(budget.remaining(), async {
+            tokio::pin!(connect);
+            let probe = self.tls_failure(hosts);
+            tokio::pin!(probe);
+            let mut probed = !secure;
+            loop {
+                tokio::select! {
+                    r = &mut connect => return r,
+                    why = &mut probe, if !probed => {
+                        probed = true;
+                        tls_failure = why;
+                    }
+                }
+            }
+        })
+        .await;
+        let because = |what: String| match &tls_failure {
+            Some(why) => format!("cannot connect to ZooKeeper at {hosts}: {why}"),
+            None => what,
+        };
+        match outcome {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(zk::Error::SessionExpired)) => Err(Failure::Answer(zk::Error::SessionExpired)),
-            Ok(Err(zk::Error::Timeout)) => Err(Failure::Unreachable(format!(
+            Ok(Err(zk::Error::Timeout)) => Err(Failure::Unreachable(because(format!(
                 "cannot connect to ZooKeeper at {hosts}: no server answered within the session timeout ({:?})",
                 settings::session_timeout(timing.ttl)
-            ))),
-            Ok(Err(e)) => Err(Failure::Unreachable(format!("cannot connect to ZooKeeper at {hosts}: {e}"))),
-            Err(_) => Err(Failure::Unreachable(format!(
+            )))),
+            Ok(Err(e)) => Err(Failure::Unreachable(because(format!("cannot connect to ZooKeeper at {hosts}: {e}")))),
+            Err(_) => Err(Failure::Unreachable(because(format!(
                 "cannot connect to ZooKeeper at {hosts} within retry_timeout ({:?})",
                 budget.total
-            ))),
+            )))),
         }
+    }
+
+    /// Why TLS fails with the first server of `hosts` it fails with (see
+    /// [`crate::tls::handshake_failure`]), probed once the connection has
+    /// not come up for [`PROBE_AFTER`]; `None` without TLS, or when every
+    /// handshake completes or no server can be reached.
+    async fn tls_failure(&self, hosts: &str) -> Option<String> {
+        let tls = self.settings.tls.as_ref()?;
+        tokio::time::sleep(PROBE_AFTER).await;
+        let config = match crate::tls::probe_config(&self.name, tls) {
+            Ok(c) => c,
+            Err(e) => return Some(e),
+        };
+        let servers = crate::tls::servers(hosts);
+        let found = tokio::task::spawn_blocking(move || {
+            servers
+                .iter()
+                .find_map(|(host, port)| crate::tls::handshake_failure(config.clone(), host, *port, PROBE_LIMIT))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(why) = &found {
+            tracing::warn!("{why}");
+        }
+        found
     }
 
     /// The client of the current session, opening or replacing it when

@@ -27,12 +27,18 @@ pub fn ca(dir: &Path, ca: &str) {
 }
 
 pub fn leaf(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
+    leaf_for(dir, ca, name, "IP:127.0.0.1,DNS:localhost")
+}
+
+/// Like [`leaf`], the certificate naming `alt_names` (a `subjectAltName`
+/// value, e.g. `DNS:zk.example.test`) instead of 127.0.0.1 and localhost.
+pub fn leaf_for(dir: &Path, ca: &str, name: &str, alt_names: &str) -> (PathBuf, PathBuf) {
     let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
     let subject = format!("/CN={name}");
     openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
     std::fs::write(
         dir.join(format!("{name}.ext")),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+        format!("subjectAltName={alt_names}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"),
     )
     .unwrap_or_else(|e| panic!("write the extensions: {e}"));
     let (ca_crt, ca_key, ext) = (format!("{ca}.crt"), format!("{ca}.key"), format!("{name}.ext"));

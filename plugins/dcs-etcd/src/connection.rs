@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use palisade_etcd_common::budget::{Budget, FIRST_DELAY, MAX_DELAY};
 use palisade_etcd_common::config::{Settings, Source, TlsFiles};
 use palisade_etcd_common::endpoints::Protocol;
+use palisade_etcd_common::peer::PeerAccess;
 use palisade_etcd_common::srv;
 use palisade_plugin_api::PluginResult;
 use palisade_plugin_http::describe;
@@ -69,6 +70,12 @@ fn build_client(tls: &TlsFiles) -> PluginResult<reqwest::Client> {
     palisade_plugin_http::client("etcd", &files)
 }
 
+/// How SRV discovery reaches etcd's peer ports (`_etcd-server*` records):
+/// with the section's TLS files and credentials, within one attempt.
+fn srv_peer_access(settings: &Settings, timeout: Duration) -> PeerAccess {
+    PeerAccess { tls: settings.tls.clone(), credentials: settings.credentials.clone(), timeout }
+}
+
 impl Connection {
     pub(crate) fn new(settings: Settings, ttl: Duration) -> PluginResult<Self> {
         let http = build_client(&settings.tls)?;
@@ -88,7 +95,8 @@ impl Connection {
         match &self.settings.source {
             Source::Urls(urls) => urls.clone(),
             Source::Srv { domain, suffix, fallback } => {
-                let lookup = srv::discover(domain, suffix.as_deref());
+                let peer = srv_peer_access(&self.settings, budget.attempt_timeout());
+                let lookup = srv::discover(domain, suffix.as_deref(), &peer);
                 match tokio::time::timeout(budget.attempt_timeout(), lookup).await {
                     Ok(found) if !found.is_empty() => found,
                     Ok(_) => fallback.clone(),

@@ -10,6 +10,7 @@ use palisade_plugin_api::{PluginError, PluginResult};
 
 pub(crate) use palisade_etcd_common::budget::Budget;
 use palisade_etcd_common::budget::{FIRST_DELAY, MAX_DELAY};
+use palisade_etcd_common::peer::PeerAccess;
 
 use crate::config::{Settings, Source, TlsFiles};
 use crate::endpoints::Protocol;
@@ -87,22 +88,32 @@ impl Connection {
         }
     }
 
-    async fn configured_urls(&self) -> Vec<String> {
+    /// The endpoints of the section, or of the SRV records (looked up
+    /// within one attempt; the fallback when none answer in time). Peer
+    /// records are followed with the section's TLS files and credentials.
+    async fn configured_urls(&self, attempt: Duration) -> Vec<String> {
         match &self.settings.source {
             Source::Urls(urls) => urls.clone(),
             Source::Srv { domain, suffix, fallback } => {
-                let found = srv::discover(domain, suffix.as_deref()).await;
-                if found.is_empty() {
-                    fallback.clone()
-                } else {
-                    found
+                let peer = PeerAccess {
+                    tls: self.settings.tls.clone(),
+                    credentials: self.settings.credentials.clone(),
+                    timeout: attempt,
+                };
+                match tokio::time::timeout(attempt, srv::discover(domain, suffix.as_deref(), &peer)).await {
+                    Ok(found) if !found.is_empty() => found,
+                    Ok(_) => fallback.clone(),
+                    Err(_) => {
+                        tracing::warn!("no SRV answer for {domain} in time; using the fallback endpoints");
+                        fallback.clone()
+                    }
                 }
             }
         }
     }
 
     async fn connect(&self, attempt: Duration) -> Result<Client, etcd_client::Error> {
-        let urls = self.configured_urls().await;
+        let urls = self.configured_urls(attempt).await;
         if urls.is_empty() {
             return Err(etcd_client::Error::EndpointError("no etcd endpoint found (SRV gave nothing)".into()));
         }

@@ -8,6 +8,7 @@
 //!   every error naming `<section>.<key>`;
 //! - [`endpoints`]: the host, port and URL forms Patroni accepts;
 //! - [`srv`]: DNS SRV discovery with a small resolver of its own;
+//! - [`peer`]: the peer API's `/members` list, for `_etcd-server` records;
 //! - [`budget`]: the `retry_timeout` bound of one operation.
 //!
 //! An rlib linked into each plugin; it carries no etcd client (the v2
@@ -16,4 +17,5 @@
 pub mod budget;
 pub mod config;
 pub mod endpoints;
+pub mod peer;
 pub mod srv;

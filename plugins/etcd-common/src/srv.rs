@@ -1,5 +1,8 @@
 //! DNS SRV discovery of etcd endpoints, as Patroni does it: query the
-//! service names below in order and use the first that has records.
+//! service names below in order and use the first that yields endpoints.
+//!
+//! Peer records (`_etcd-server*`) are followed through the peer API's
+//! member list ([`crate::peer`]).
 //!
 //! The lookup is a small DNS client of its own (one SRV question over UDP,
 //! TCP when the answer is truncated, to the name servers of
@@ -12,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::endpoints::{self, Protocol};
+use crate::peer::{self, PeerAccess};
 
 /// One SRV service name to try, and what its records point at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,29 +46,53 @@ pub fn srv_names(domain: &str, suffix: Option<&str>) -> Vec<SrvName> {
 }
 
 /// Client endpoints found through SRV under `domain`, or an empty list.
-pub async fn discover(domain: &str, suffix: Option<&str>) -> Vec<String> {
+///
+/// As in Patroni, the names of [`srv_names`] are asked in order and the
+/// first that yields endpoints wins (its protocol is the scheme of the
+/// URLs). Client records are the endpoints themselves. Peer records
+/// (`_etcd-server-ssl`, `_etcd-server`) point at etcd's peer port: each is
+/// asked in turn for `GET /members` (with `peer`'s TLS files, credentials and
+/// timeout) until one answers; the members' client URLs are the endpoints.
+/// A peer that does not answer, or answers garbage, is logged with its URL
+/// and skipped.
+pub async fn discover(domain: &str, suffix: Option<&str>, peer: &PeerAccess) -> Vec<String> {
     let servers = name_servers();
     for srv in srv_names(domain, suffix) {
         let records = lookup(&servers, &srv.name).await;
         if records.is_empty() {
             continue;
         }
-        if srv.peer {
-            tracing::warn!(
-                "{} has records, but discovery through the etcd peer protocol is not supported; \
-                 publish _etcd-client SRV records instead",
-                srv.name
-            );
+        let mut urls: Vec<String> = if srv.peer {
+            from_peers(&srv, &records, peer).await
+        } else {
+            records.iter().map(|(host, port)| endpoints::endpoint(srv.protocol, host, *port)).collect()
+        };
+        if urls.is_empty() {
             continue;
         }
-        let mut urls: Vec<String> =
-            records.iter().map(|(host, port)| endpoints::endpoint(srv.protocol, host, *port)).collect();
         urls.sort();
         urls.dedup();
         tracing::info!("etcd endpoints from SRV {}: {}", srv.name, urls.join(", "));
         return urls;
     }
     tracing::warn!("Can not resolve SRV for {domain}");
+    Vec::new()
+}
+
+/// The client URLs of the first peer record whose `/members` answers.
+async fn from_peers(srv: &SrvName, records: &[(String, u16)], peer: &PeerAccess) -> Vec<String> {
+    for (host, port) in records {
+        let url = format!("{}/members", endpoints::endpoint(srv.protocol, host, *port));
+        match peer::member_client_urls(srv.protocol, host, *port, peer).await {
+            Ok(urls) => {
+                if urls.is_empty() {
+                    tracing::warn!("SRV {}: GET {url} lists no client URL", srv.name);
+                }
+                return urls;
+            }
+            Err(e) => tracing::warn!("SRV {}: GET {url}: {e}", srv.name),
+        }
+    }
     Vec::new()
 }
 

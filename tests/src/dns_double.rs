@@ -145,6 +145,33 @@ impl DnsDouble {
             .arg(program);
         cmd
     }
+
+    /// `palisadectl -c <config> <args>` behind the double, the config
+    /// naming the scope `demo`, the plugin directory, `retry_timeout: 4` and
+    /// the DCS section `dcs` (for example `etcd3: {"srv": "x.palisade.test"}`),
+    /// written into `staging`. Returns success, stdout, stderr and the
+    /// questions asked.
+    pub fn palisadectl(&self, staging: &Staging, dcs: &str, args: &[&str]) -> (bool, String, String, Vec<Question>) {
+        let ctl = palisade_test_support::target_dir().join("palisadectl");
+        assert!(ctl.exists(), "{} is missing: cargo build -p palisade-ctl", ctl.display());
+        let config = staging.path().join("palisadectl.yml");
+        let yaml = format!(
+            "scope: demo\nnamespace: /service/\nplugin_dir: {}\nretry_timeout: 4\n{dcs}\n",
+            palisade_test_support::target_dir().display()
+        );
+        std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        self.clear_questions();
+        let out = self
+            .command(&ctl)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("run palisadectl under unshare: {e}"));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr), self.questions())
+    }
 }
 
 impl Drop for DnsDouble {

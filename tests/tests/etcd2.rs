@@ -344,25 +344,7 @@ fn ctl_behind_dns(
     section: &str,
     args: &[&str],
 ) -> (bool, String, String, Vec<Question>) {
-    let ctl = palisade_test_support::target_dir().join("palisadectl");
-    assert!(ctl.exists(), "{} is missing: cargo build -p palisade-ctl", ctl.display());
-    let config = staging.path().join("palisadectl.yml");
-    let yaml = format!(
-        "scope: demo\nnamespace: /service/\nplugin_dir: {}\nretry_timeout: 4\netcd: {section}\n",
-        palisade_test_support::target_dir().display()
-    );
-    std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
-    dns.clear_questions();
-    let out = dns
-        .command(&ctl)
-        .arg("-c")
-        .arg(&config)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("run palisadectl under unshare: {e}"));
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr), dns.questions())
+    dns.palisadectl(staging, &format!("etcd: {section}"), args)
 }
 
 /// The SRV names asked, in order.
@@ -376,7 +358,8 @@ fn srv_questions(qs: &[Question]) -> Vec<String> {
 /// and reads and writes the cluster there. The plugin asks Patroni's names
 /// in Patroni's order and stops at the first that has records; the SRV
 /// target's host name is resolved through the same name servers. Peer
-/// records alone (`_etcd-server`) are not used (see docs/plugins/dcs-etcd.md).
+/// records (`_etcd-server`) lead to etcd's peer port, whose `/members`
+/// lists the client URLs; peers that fail are skipped.
 #[test]
 fn srv_and_srv_suffix_find_etcd_through_dns() {
     let f = Etcd2Fixture::start("v2-srv");
@@ -398,7 +381,14 @@ fn srv_and_srv_suffix_find_etcd_through_dns() {
         .srv("_etcd-client._tcp.multi.palisade.test", host, dead)
         .srv("_etcd-client-other._tcp.multi.palisade.test", host, dead)
         .srv("_etcd-client-foo._tcp.multi.palisade.test", host, port)
-        .srv("_etcd-server._tcp.peers.palisade.test", host, peer_port);
+        .srv("_etcd-server._tcp.peers.palisade.test", host, peer_port)
+        // Peers that fail before the one that answers: https on an http
+        // peer port, a dead port, a port without /members (the client port).
+        .srv("_etcd-server-ssl._tcp.badpeers.palisade.test", host, peer_port)
+        .srv("_etcd-server._tcp.badpeers.palisade.test", host, dead)
+        .srv("_etcd-server._tcp.badpeers.palisade.test", host, port)
+        .srv("_etcd-server._tcp.badpeers.palisade.test", host, peer_port)
+        .srv("_etcd-server._tcp.deadpeers.palisade.test", host, dead);
     let dns = DnsDouble::start("v2-srv", zone);
     let staging = Staging::new("etcd2-srv");
     let run = |section: &str, args: &[&str]| ctl_behind_dns(&dns, &staging, section, args);
@@ -438,11 +428,11 @@ fn srv_and_srv_suffix_find_etcd_through_dns() {
     assert!(asked_a(&qs), "{qs:?}");
 
     // Peer records only: every name of Patroni's list is asked, in its
-    // order, and with no client records and no fallback the DCS is not
-    // reachable.
+    // order; the peer port's /members gives the client URL.
     let (ok, out, err, qs) = run(r#"{"srv":"peers.palisade.test"}"#, &["list", "-f", "json"]);
-    assert!(!ok, "peer records alone are not used:\n{out}");
-    assert!(err.contains("cannot read cluster demo from the DCS"), "{err}");
+    assert!(ok, "palisadectl list through _etcd-server records failed ({qs:?}):\n{out}\n{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((listed[0]["Member"].as_str(), listed[0]["Role"].as_str()), (Some("n1"), Some("Leader")), "{out}");
     assert_eq!(
         srv_questions(&qs)[..6],
         [
@@ -455,6 +445,24 @@ fn srv_and_srv_suffix_find_etcd_through_dns() {
         ],
         "{qs:?}"
     );
+
+    // Failing peers are skipped (and logged with their record and URL: the
+    // unit tests of etcd-common's srv module see those messages): the
+    // `_etcd-server-ssl` one (no TLS there), then a dead port and the
+    // client port (no /members) before the peer port.
+    let (ok, out, err, qs) =
+        run(r#"{"srv":"badpeers.palisade.test"}"#, &["edit-config", "--set", "loop_wait=8", "--force"]);
+    assert!(ok, "palisadectl edit-config past failing peers failed ({qs:?}):\n{out}\n{err}");
+    let config = f.raw().get("/service/demo/config").map(|n| String::from_utf8_lossy(&n.value).into_owned());
+    assert!(config.as_deref().is_some_and(|c| c.contains(r#""loop_wait":8"#)), "config written: {config:?}");
+
+    // Only a dead peer and no fallback: the DCS is not reachable.
+    let (ok, out, err, qs) = run(r#"{"srv":"deadpeers.palisade.test"}"#, &["list", "-f", "json"]);
+    assert!(!ok, "a dead peer gives no endpoint:\n{out}");
+    assert!(err.contains("cannot read cluster demo from the DCS"), "{err}");
+    let asked = srv_questions(&qs);
+    assert_eq!(asked[5], "_etcd-server._tcp.deadpeers.palisade.test", "{qs:?}");
+    assert!(asked_a(&qs), "the peer's host is resolved to be asked: {qs:?}");
 }
 
 /// `_etcd-client-ssl` records are reached over https (the section says

@@ -63,7 +63,11 @@ pub async fn discover(domain: &str, suffix: Option<&str>, peer: &PeerAccess) -> 
             continue;
         }
         let mut urls: Vec<String> = if srv.peer {
-            from_peers(&srv, &records, peer).await
+            let (urls, failures) = from_peers(&srv, &records, peer).await;
+            for failure in failures {
+                tracing::warn!("{failure}");
+            }
+            urls
         } else {
             records.iter().map(|(host, port)| endpoints::endpoint(srv.protocol, host, *port)).collect()
         };
@@ -79,21 +83,24 @@ pub async fn discover(domain: &str, suffix: Option<&str>, peer: &PeerAccess) -> 
     Vec::new()
 }
 
-/// The client URLs of the first peer record whose `/members` answers.
-async fn from_peers(srv: &SrvName, records: &[(String, u16)], peer: &PeerAccess) -> Vec<String> {
+/// The client URLs of the first peer record whose `/members` answers, and
+/// what went wrong with the records asked before it (naming the SRV name
+/// and the URL).
+async fn from_peers(srv: &SrvName, records: &[(String, u16)], peer: &PeerAccess) -> (Vec<String>, Vec<String>) {
+    let mut failures = Vec::new();
     for (host, port) in records {
         let url = format!("{}/members", endpoints::endpoint(srv.protocol, host, *port));
         match peer::member_client_urls(srv.protocol, host, *port, peer).await {
             Ok(urls) => {
                 if urls.is_empty() {
-                    tracing::warn!("SRV {}: GET {url} lists no client URL", srv.name);
+                    failures.push(format!("SRV {}: GET {url} lists no client URL", srv.name));
                 }
-                return urls;
+                return (urls, failures);
             }
-            Err(e) => tracing::warn!("SRV {}: GET {url}: {e}", srv.name),
+            Err(e) => failures.push(format!("SRV {}: GET {url}: {e}", srv.name)),
         }
     }
-    Vec::new()
+    (Vec::new(), failures)
 }
 
 fn name_servers() -> Vec<SocketAddr> {
@@ -320,5 +327,68 @@ mod tests {
         nx[3] = 0x83;
         assert_eq!(parse_answer(0x1234, &nx), Some(vec![]));
         assert!(parse_answer(0x1234, &a[..a.len() - 3]).is_none(), "truncated message");
+    }
+
+    /// A listener answering every connection with `answer`.
+    async fn serve(answer: &'static [u8]) -> u16 {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn peers_are_asked_in_order_until_one_answers() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let garbage = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>").await;
+        let empty = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").await;
+        let good = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 69\r\n\r\n\
+              [{\"clientURLs\":[\"http://e1:2379\"]},{\"clientURLs\":[\"http://e2:2379\"]}]",
+        )
+        .await;
+        let srv = srv_names("example.org", None).pop().unwrap();
+        let access = PeerAccess { tls: Default::default(), credentials: None, timeout: Duration::from_secs(2) };
+        let local = |port: u16| ("127.0.0.1".to_string(), port);
+
+        let (urls, failures) =
+            from_peers(&srv, &[local(dead), local(garbage), local(good), local(dead)], &access).await;
+        assert_eq!(urls, ["http://e1:2379", "http://e2:2379"]);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures[0].starts_with(&format!(
+                "SRV _etcd-server._tcp.example.org: GET http://127.0.0.1:{dead}/members: cannot connect"
+            )),
+            "{failures:?}"
+        );
+        assert!(
+            failures[1].starts_with(&format!(
+                "SRV _etcd-server._tcp.example.org: GET http://127.0.0.1:{garbage}/members: not JSON"
+            )),
+            "{failures:?}"
+        );
+
+        // An empty member list ends the records of this name (Patroni's
+        // `break`): the next name is asked.
+        let (urls, failures) = from_peers(&srv, &[local(empty), local(good)], &access).await;
+        assert!(urls.is_empty());
+        assert!(
+            failures[0].ends_with(&format!("GET http://127.0.0.1:{empty}/members lists no client URL")),
+            "{failures:?}"
+        );
+
+        let (urls, failures) = from_peers(&srv, &[local(dead)], &access).await;
+        assert!(urls.is_empty());
+        assert_eq!(failures.len(), 1);
     }
 }

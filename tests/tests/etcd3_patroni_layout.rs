@@ -1,11 +1,14 @@
 //! The etcd3 plugin writes what Patroni 4.1 writes, where Patroni writes
 //! it, and reads what Patroni wrote: checked on the raw keys of a real
-//! etcd. Also its configuration through the real loader.
+//! etcd. Also its configuration through the real loader, and SRV
+//! discovery behind a DNS test double.
 
 use std::time::Duration;
 
 use palisade_plugin_api::{DcsParams, ErrorKind};
+use palisade_test_support::Staging;
 use palisade_tests::conformance::{DcsFixture, MEMBER_JSON};
+use palisade_tests::dns_double::{DnsDouble, Question, Zone};
 use palisade_tests::etcd::RawKv;
 use palisade_tests::etcd3::Etcd3Fixture;
 
@@ -231,4 +234,69 @@ fn a_bad_section_is_a_config_error_naming_the_key() {
         assert_eq!(err.kind, ErrorKind::Config, "{section}: {err}");
         assert!(err.message.starts_with(message), "{section}: {}", err.message);
     }
+}
+
+/// `srv` end to end for the etcd3 plugin: palisadectl, in a mount namespace
+/// whose `/etc/resolv.conf` names the DNS test double, finds the real etcd
+/// through `_etcd-client` records, and through `_etcd-server` records alone:
+/// those lead to etcd's peer port, whose `/members` lists the client URLs
+/// (a dead peer before it is skipped). `srv_suffix` applies to the peer
+/// names too.
+#[test]
+fn srv_finds_etcd_through_client_and_peer_records() {
+    let f = Etcd3Fixture::start("srv");
+    let n1 = f.new_dcs("n1");
+    assert!(n1.attempt_to_acquire_leader().unwrap());
+    assert!(n1.touch_member(MEMBER_JSON).unwrap());
+    let (port, peer_port) = {
+        let etcd = f.etcd();
+        let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
+        (port, etcd.peer_port())
+    };
+    let dead = palisade_test_support::free_port();
+    let host = "etcd-a.palisade.test";
+    let zone = Zone::default()
+        .a(host, std::net::Ipv4Addr::LOCALHOST)
+        .srv("_etcd-client._tcp.client.palisade.test", host, port)
+        .srv("_etcd-server._tcp.peers.palisade.test", host, dead)
+        .srv("_etcd-server._tcp.peers.palisade.test", host, peer_port)
+        .srv("_etcd-server-foo._tcp.peers.palisade.test", host, dead);
+    let dns = DnsDouble::start("v3-srv", zone);
+    let staging = Staging::new("etcd3-srv");
+    let list = |section: &str| dns.palisadectl(&staging, &format!("etcd3: {section}"), &["list", "-f", "json"]);
+    let srv_asked = |qs: &[Question]| qs.iter().filter(|q| q.qtype == 33).map(|q| q.name.clone()).collect::<Vec<_>>();
+    let leader_listed = |out: &str| {
+        let listed: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        listed[0]["Member"] == "n1" && listed[0]["Role"] == "Leader"
+    };
+
+    let (ok, out, err, qs) = list(r#"{"srv":"client.palisade.test"}"#);
+    assert!(ok, "palisadectl list through _etcd-client records failed ({qs:?}):\n{out}\n{err}");
+    assert!(leader_listed(&out), "{out}");
+    assert_eq!(
+        srv_asked(&qs)[..2],
+        ["_etcd-client-ssl._tcp.client.palisade.test", "_etcd-client._tcp.client.palisade.test"]
+    );
+
+    let (ok, out, err, qs) = list(r#"{"srv":"peers.palisade.test"}"#);
+    assert!(ok, "palisadectl list through _etcd-server records failed ({qs:?}):\n{out}\n{err}");
+    assert!(leader_listed(&out), "{out}");
+    assert_eq!(
+        srv_asked(&qs)[..6],
+        [
+            "_etcd-client-ssl._tcp.peers.palisade.test",
+            "_etcd-client._tcp.peers.palisade.test",
+            "_etcd-ssl._tcp.peers.palisade.test",
+            "_etcd._tcp.peers.palisade.test",
+            "_etcd-server-ssl._tcp.peers.palisade.test",
+            "_etcd-server._tcp.peers.palisade.test",
+        ],
+        "{qs:?}"
+    );
+
+    // With the suffix only the dead peer is named, and there is no fallback.
+    let (ok, out, err, qs) = list(r#"{"srv":"peers.palisade.test","srv_suffix":"foo"}"#);
+    assert!(!ok, "a dead peer gives no endpoint:\n{out}");
+    assert!(err.contains("cannot read cluster demo from the DCS"), "{err}");
+    assert_eq!(srv_asked(&qs)[5], "_etcd-server-foo._tcp.peers.palisade.test", "{qs:?}");
 }

@@ -40,6 +40,8 @@ pub struct EtcdTls {
 pub struct EtcdServer {
     staging: Staging,
     tls: Option<EtcdTls>,
+    /// TLS on the peer port too (same files, peer client certificates required).
+    peer_tls: bool,
     name: String,
     client_port: u16,
     peer_port: u16,
@@ -53,19 +55,26 @@ impl EtcdServer {
     /// Start a fresh etcd and wait until it answers; panics (with its log)
     /// when it does not.
     pub fn start(label: &str) -> Self {
-        Self::start_with(label, None)
+        Self::start_with(label, None, false)
     }
 
     /// Like [`EtcdServer::start`], with TLS on the client port.
     pub fn start_tls(label: &str, tls: EtcdTls) -> Self {
-        Self::start_with(label, Some(tls))
+        Self::start_with(label, Some(tls), false)
     }
 
-    fn start_with(label: &str, tls: Option<EtcdTls>) -> Self {
+    /// Like [`EtcdServer::start_tls`], with TLS on the peer port too (the
+    /// same files; a client of the peer port needs a certificate of `ca`).
+    pub fn start_tls_with_tls_peers(label: &str, tls: EtcdTls) -> Self {
+        Self::start_with(label, Some(tls), true)
+    }
+
+    fn start_with(label: &str, tls: Option<EtcdTls>, peer_tls: bool) -> Self {
         let staging = Staging::new(&format!("etcd-{label}"));
         let mut server = EtcdServer {
             staging,
             tls,
+            peer_tls,
             name: format!("etcd-{label}"),
             client_port: free_port(),
             peer_port: free_port(),
@@ -115,7 +124,8 @@ impl EtcdServer {
             .open(self.log_path())
             .unwrap_or_else(|e| panic!("open {}: {e}", self.log_path().display()));
         let log_err = log.try_clone().unwrap_or_else(|e| panic!("dup the etcd log: {e}"));
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer_scheme = if self.peer_tls { "https" } else { "http" };
+        let peer = format!("{peer_scheme}://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new(etcd_binary());
         cmd.arg("--name")
             .arg(&self.name)
@@ -148,6 +158,15 @@ impl EtcdServer {
                 .arg("--trusted-ca-file")
                 .arg(&tls.ca)
                 .arg("--client-cert-auth");
+            if self.peer_tls {
+                cmd.arg("--peer-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--peer-key-file")
+                    .arg(&tls.key)
+                    .arg("--peer-trusted-ca-file")
+                    .arg(&tls.ca)
+                    .arg("--peer-client-cert-auth");
+            }
         }
         let guard =
             ProcessGuard::spawn(&self.name, cmd).unwrap_or_else(|e| panic!("start {}: {e}", etcd_binary().display()));

@@ -135,6 +135,11 @@ pub fn parse_response(buf: &[u8], at_eof: bool) -> Result<Parsed, String> {
         return Ok(Parsed::Complete(status, Vec::new()));
     }
     if chunked {
+        // A chunked body ends with CRLF: parse it only then (not after
+        // every read of a long body).
+        if !at_eof && !rest.ends_with(b"\r\n") {
+            return Ok(Parsed::Incomplete);
+        }
         return match dechunk(rest)? {
             Some(body) => Ok(Parsed::Complete(status, body)),
             None if at_eof => Err(cut_short(buf)),
@@ -276,6 +281,13 @@ pub fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
     }
 }
 
+fn end_of(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    match parse_response(buf, true)? {
+        Parsed::Complete(status, body) => Ok((status, body)),
+        Parsed::Incomplete => Err(cut_short(buf)),
+    }
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, req: &str) -> Result<(u16, Vec<u8>), String> {
     stream.write_all(req.as_bytes()).await.map_err(|e| format!("cannot send the request: {e}"))?;
     stream.flush().await.map_err(|e| format!("cannot send the request: {e}"))?;
@@ -283,12 +295,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, req: &str) -
     let mut chunk = vec![0u8; 16 << 10];
     loop {
         match stream.read(&mut chunk).await {
-            Ok(0) => {
-                return match parse_response(&buf, true)? {
-                    Parsed::Complete(status, body) => Ok((status, body)),
-                    Parsed::Incomplete => Err(cut_short(&buf)),
-                }
-            }
+            // The end of the connection; a TLS peer may close without
+            // close_notify (a "ragged" end), taken as the end too.
+            Ok(0) => return end_of(&buf),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return end_of(&buf),
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 if buf.len() > MAX_ANSWER + MAX_HEAD {
@@ -298,8 +308,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, req: &str) -
                     return Ok((status, body));
                 }
             }
-            // A TLS peer closing without close_notify after a complete
-            // answer has been read above; anything else is an error.
             Err(e) => return Err(format!("cannot read the answer: {e}")),
         }
     }
@@ -421,7 +429,7 @@ mod tests {
             ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n[]", true, "connection closed after"),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, "unsupported Transfer-Encoding"),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false, "bad chunk size"),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]xx", false, "not followed by CRLF"),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]xx\r\n", false, "not followed by CRLF"),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n", false, "larger than"),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n", true, "connection closed after"),
             ("HTTP/1.1 200", true, "connection closed after"),

@@ -418,6 +418,27 @@ pub struct Runner {
     was_leader: bool,
 }
 
+/// How much of the nap to sleep after the DCS watch returned `woke` into
+/// it (`ok`: it answered rather than failed), and whether this wake-up
+/// counts as an early one. A watch that fails at once would make the loop
+/// spin while the DCS is down, and one that answers at once every time (a
+/// broken plugin) would too: a failed watch waits out the nap, and the
+/// watch may cut the nap short only once in a row (a leader change is
+/// acted on at once; a second early wake-up waits for the rest of the nap).
+fn rest_after_watch(
+    ok: bool,
+    woke: std::time::Duration,
+    nap: std::time::Duration,
+    woke_early_before: bool,
+) -> (std::time::Duration, bool) {
+    let rest = nap.saturating_sub(woke);
+    if rest.is_zero() || !ok || woke_early_before {
+        (rest, false)
+    } else {
+        (std::time::Duration::ZERO, true)
+    }
+}
+
 impl Runner {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
         Self {
@@ -451,6 +472,8 @@ impl Runner {
             tracing::error!("cannot install signal handlers");
             return std::process::ExitCode::FAILURE;
         };
+        // Whether the last nap was cut short by the watch.
+        let mut woke_early = false;
         loop {
             let started = Instant::now();
             let outcome = self.cycle().await;
@@ -476,6 +499,7 @@ impl Runner {
             }
             let version = self.watch_version();
             let dcs = self.shared.dcs.clone();
+            let watching = Instant::now();
             let watch = dcs.watch(version, nap);
             tokio::pin!(watch);
             let mut again = true;
@@ -483,11 +507,13 @@ impl Runner {
                 again = false;
                 tokio::select! {
                     r = &mut watch => {
-                        if let Err(e) = r {
+                        if let Err(e) = &r {
                             tracing::debug!("watch: {e}");
-                            // Do not spin when the DCS is down: the watch
-                            // failed at once, so wait out the nap.
-                            tokio::time::sleep(nap.saturating_sub(started.elapsed())).await;
+                        }
+                        let (rest, early) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, woke_early);
+                        woke_early = early;
+                        if !rest.is_zero() {
+                            tokio::time::sleep(rest).await;
                         }
                     }
                     ev = self.rx.recv() => match ev {

@@ -1163,3 +1163,46 @@ async fn without_a_margin_the_watchdog_is_fed_after_the_renewal() {
         assert_eq!(pair, ["renew", "ping"], "{journal:?}");
     }
 }
+
+/// A watch that answers at once every time (a broken DCS plugin; found by
+/// `tests/tests/plugin_garbage.rs`, where the daemon ran a cycle every
+/// millisecond) cuts the nap short once, then the loop waits out the nap.
+#[test]
+fn a_watch_cuts_the_nap_short_only_once_in_a_row() {
+    let nap = Duration::from_secs(1);
+    let at_once = Duration::from_millis(1);
+    let ms = Duration::from_millis;
+    // A leader change: acted on at once.
+    assert_eq!(super::rest_after_watch(true, at_once, nap, false), (Duration::ZERO, true));
+    // Again at once: the rest of the nap first.
+    assert_eq!(super::rest_after_watch(true, at_once, nap, true), (ms(999), false));
+    // A failed watch waits out the nap, whatever came before.
+    assert_eq!(super::rest_after_watch(false, at_once, nap, false), (ms(999), false));
+    // A watch that waited the whole nap: no rest, not early.
+    assert_eq!(super::rest_after_watch(true, nap, nap, true), (Duration::ZERO, false));
+    assert_eq!(super::rest_after_watch(false, ms(1500), nap, false), (Duration::ZERO, false));
+}
+
+/// A DCS listing far more members than the server has replication slots
+/// (found by `tests/tests/plugin_garbage.rs`: 10,000 members, an ERROR line
+/// per member every cycle): the leader stops after a few failed creations
+/// in a row each cycle.
+#[tokio::test]
+async fn a_leader_stops_creating_slots_after_failures_in_a_row() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    n1.pg.with(|s| s.max_slots = Some(4));
+    for i in 0..50 {
+        let value = json!({"role": "replica", "state": "running", "conn_url": "postgres://127.0.0.1:1/postgres",
+            "api_url": "http://127.0.0.1:1/patroni"});
+        store.write_raw(&format!("members/m{i:02}"), value.to_string().as_bytes());
+    }
+    for cycle in 0..3 {
+        n1.pg.with(|s| s.calls.clear());
+        n1.cycle().await;
+        let creates = n1.pg.state().calls.iter().filter(|c| c.starts_with("create_slot")).count();
+        assert!(creates <= 4 + 3, "cycle {cycle}: {creates} slot creations: {:?}", n1.pg.state().calls);
+        assert!(creates >= 3, "cycle {cycle}: no slot creation tried: {:?}", n1.pg.state().calls);
+    }
+    assert_eq!(n1.pg.state().slots.len(), 4);
+}

@@ -233,7 +233,9 @@ fn malformed(s: &mut DcsSnapshot) {
     let v = |value: &str, version: &str| Some(VersionedValue { value: value.into(), version: version.into() });
     s.initialize = Some("not-a-system-identifier \u{0}".into());
     s.config = v(
-        r#"{"ttl":"thirty","loop_wait":-1,"retry_timeout":18446744073709551616,"maximum_lag_on_failover":[1],"postgresql":"nope","synchronous_mode":{"x":1},"ttl":{"dup":true}}"#,
+        // Wrong types everywhere but in the timings (so that the daemon
+        // keeps its pace), and a duplicated key (the last one wins).
+        r#"{"ttl":{"dup":true},"ttl":5,"loop_wait":1,"retry_timeout":2,"primary_start_timeout":18446744073709551616,"maximum_lag_on_failover":[1],"postgresql":"nope","synchronous_mode":{"x":1}}"#,
         "-9223372036854775809",
     );
     s.leader = Some(LeaderKey {

@@ -104,6 +104,10 @@ struct Expect {
     mode: &'static str,
     /// Lead on valid answers first, then switch to `mode`.
     lead_first: bool,
+    /// The cluster's ttl: `/liveness` fails a primary whose cycle took
+    /// longer, and a debug build takes seconds for a snapshot of 100,000
+    /// members (tests do not assert on speed).
+    ttl: u32,
     /// Whether the node may lead in this mode (only when its lock in the
     /// plugin's store is real).
     may_lead: bool,
@@ -122,7 +126,8 @@ struct Expect {
 /// [`PHASE`], then switch the plugin to `valid` and wait for the node to
 /// lead.
 fn run(label: &str, e: Expect) {
-    let spec = ClusterSpec { dcs: GARBAGE, nodes: 1, allowed_errors: e.errors.to_vec(), ..ClusterSpec::default() };
+    let spec =
+        ClusterSpec { dcs: GARBAGE, nodes: 1, ttl: e.ttl, allowed_errors: e.errors.to_vec(), ..ClusterSpec::default() };
     let mut cluster = Cluster::prepare(label, spec);
     // The plugin answers to the configuration's `etcd3` section.
     let plugins = cluster.dir().join("lib/palisade/plugins");
@@ -215,6 +220,7 @@ fn a_dcs_plugin_failing_every_call_is_logged_and_never_leads() {
         Expect {
             mode: "errors",
             lead_first: false,
+            ttl: 5,
             may_lead: false,
             logged: &[
                 "Error communicating with DCS",
@@ -235,6 +241,7 @@ fn malformed_dcs_plugin_results_are_logged_once_and_never_lead() {
         Expect {
             mode: "malformed",
             lead_first: false,
+            ttl: 5,
             may_lead: false,
             logged: &[],
             once: &[
@@ -260,6 +267,7 @@ fn huge_dcs_plugin_results_keep_the_daemon_bounded() {
         Expect {
             mode: "huge",
             lead_first: true,
+            ttl: 60,
             may_lead: true,
             logged: &["more replication slots this cycle: the last 3 attempts failed"],
             // Every cycle wants a slot per member; the server has 10.
@@ -277,6 +285,7 @@ fn mixed_dcs_plugin_results_never_stop_the_daemon() {
         Expect {
             mode: "mixed 12",
             lead_first: false,
+            ttl: 5,
             may_lead: true,
             logged: &["Error communicating with DCS"],
             once: &[],

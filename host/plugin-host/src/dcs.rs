@@ -2,7 +2,7 @@
 //! thread with a deadline, and the raw snapshot becomes a model `Cluster`
 //! (see [`crate::snapshot`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use crate::snapshot::{cluster_from_snapshot, leader_key};
 /// keeps changing must not grow the set without end.
 const REPORTED_LIMIT: usize = 1024;
 
-/// Garbage values already reported: key, value and problem.
-type Reported = HashSet<(String, String, String)>;
+/// Garbage values already reported: key, the value's fingerprint and
+/// problem.
+type Reported = HashSet<(String, u64, String)>;
 
 /// Why a DCS call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -195,29 +196,33 @@ impl DcsClient {
 /// A snapshot as a cluster; values somebody else wrote badly are logged
 /// (once: `reported` remembers them) and left out.
 fn to_cluster(reported: &Mutex<Reported>, snapshot: DcsSnapshot) -> Cluster {
-    let raw: Vec<(String, String)> =
-        snapshot.members.iter().map(|m| (format!("members/{}", m.name), m.value.clone())).collect();
-    let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
-    let history_raw = snapshot.history.as_ref().map(|c| c.value.clone());
-    let failsafe_raw = snapshot.failsafe.clone();
-    let sync_raw = snapshot.sync.as_ref().map(|c| c.value.clone());
-    let failover_raw = snapshot.failover.as_ref().map(|c| c.value.clone());
-    let optime_raw = snapshot.leader_optime.clone();
+    // What each value was, as a fingerprint: a value is reported once,
+    // and neither the values (a megabyte each, maybe) nor a copy of every
+    // member's are kept.
+    let members: HashMap<String, u64> =
+        snapshot.members.iter().map(|m| (format!("members/{}", m.name), fingerprint(&m.value))).collect();
+    let of = |v: Option<&String>| v.map(|v| fingerprint(v));
+    let config = of(snapshot.config.as_ref().map(|c| &c.value));
+    let history = of(snapshot.history.as_ref().map(|c| &c.value));
+    let failsafe = of(snapshot.failsafe.as_ref());
+    let sync = of(snapshot.sync.as_ref().map(|c| &c.value));
+    let failover = of(snapshot.failover.as_ref().map(|c| &c.value));
+    let optime = of(snapshot.leader_optime.as_ref());
     let (cluster, problems) = cluster_from_snapshot(snapshot);
     if !problems.is_empty() {
         let mut reported = reported.lock().unwrap_or_else(|p| p.into_inner());
         for p in problems {
             let value = match p.key.as_str() {
-                "config" => config_raw.clone(),
-                "history" => history_raw.clone(),
-                "failsafe" => failsafe_raw.clone(),
-                "sync" => sync_raw.clone(),
-                "failover" => failover_raw.clone(),
-                "optime/leader" => optime_raw.clone(),
+                "config" => config,
+                "history" => history,
+                "failsafe" => failsafe,
+                "sync" => sync,
+                "failover" => failover,
+                "optime/leader" => optime,
                 // The leader rewrites `status` every cycle: one message
                 // per distinct problem, not per value.
-                "status" => Some(p.problem.clone()),
-                key => raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+                "status" => Some(0),
+                key => members.get(key).copied(),
             }
             .unwrap_or_default();
             if reported.len() >= REPORTED_LIMIT {
@@ -229,6 +234,13 @@ fn to_cluster(reported: &Mutex<Reported>, snapshot: DcsSnapshot) -> Cluster {
         }
     }
     cluster
+}
+
+fn fingerprint(value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// A plugin retries for retry_timeout; give it a little more before we

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
 use palisade_ha::Task;
-use palisade_model::{Cluster, Member, Role, State};
+use palisade_model::{Cluster, Role, State};
 use palisade_plugin_host::dcs::DcsClient;
 use palisade_plugin_host::plugins::ReplicaPlugin;
 use serde_json::{Map, Value};
@@ -385,8 +385,9 @@ pub struct Runner {
     rx: mpsc::UnboundedReceiver<Event>,
     task: Option<(Task, JoinHandle<()>)>,
     cluster: Option<Arc<Cluster>>,
-    /// Members and leader of the last snapshot that had a leader.
-    old_members: Vec<Member>,
+    /// Members and leader of the last snapshot that had a leader (the
+    /// snapshot shared, not its members copied: a DCS may list thousands).
+    old_members: Arc<Cluster>,
     old_leader: Option<String>,
     /// Version of the dynamic configuration taken last.
     config_version: Option<String>,
@@ -446,7 +447,7 @@ impl Runner {
             rx,
             task: None,
             cluster: None,
-            old_members: Vec::new(),
+            old_members: Arc::default(),
             old_leader: None,
             sync: palisade_ha::sync::SyncTracker::default(),
             config_version: None,

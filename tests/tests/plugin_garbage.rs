@@ -175,7 +175,7 @@ fn run(label: &str, e: Expect) {
         assert!(log.contains(text), "{}: nothing logged with '{text}':\n{log}", e.mode);
     }
     if let Some(text) = e.per_cycle {
-        // loop_wait is 1 s; the watch may cut a nap short once in a row.
+        // loop_wait is 1 s; a watch answering at once backs off to it.
         let n = log.lines().filter(|l| l.contains(text)).count();
         let most = 3 * PHASE.as_secs() as usize;
         assert!((8..=most).contains(&n), "{}: '{text}' logged {n} times in {PHASE:?}:\n{log}", e.mode);
@@ -299,6 +299,9 @@ fn mixed_dcs_plugin_results_never_stop_the_daemon() {
                 "DCS is not accessible",
                 "did not finish within",
                 "replication slot",
+                // A promotion cut short by a demotion (the DCS failed right
+                // after it) leaves its checkpoint to a server shutting down.
+                "Exception during CHECKPOINT",
             ],
         },
     );

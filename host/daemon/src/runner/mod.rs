@@ -419,25 +419,44 @@ pub struct Runner {
     was_leader: bool,
 }
 
+/// A watch that answers sooner than this after it started answered "at
+/// once": with nothing to wait for, or a broken plugin.
+const QUICK_WAKE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How much of the nap to sleep after the DCS watch returned `woke` into
-/// it (`ok`: it answered rather than failed), and whether this wake-up
-/// counts as an early one. A watch that fails at once would make the loop
-/// spin while the DCS is down, and one that answers at once every time (a
-/// broken plugin) would too: a failed watch waits out the nap, and the
-/// watch may cut the nap short only once in a row (a leader change is
-/// acted on at once; a second early wake-up waits for the rest of the nap).
+/// it (`ok`: it answered rather than failed), given how many watches in a
+/// row answered at once before (`quick_before`); and the new count.
+///
+/// - A failed watch waits out the nap: one that fails at once would make
+///   the loop spin while the DCS is down.
+/// - A watch that waited for its event (a renewal of the leader key on
+///   etcd's v2 API, the key's deletion when a leader dies) is acted on at
+///   once, however many came before: the leader race starts on it.
+/// - A watch that answers at once is acted on at once the first time (the
+///   new leader's key written just after the old one went), then backs
+///   off: 100 ms, 200 ms, 400 ms... up to the nap. A plugin whose watch
+///   always answers at once (found by `tests/tests/plugin_garbage.rs`,
+///   where the loop ran a cycle every millisecond) ends up at one cycle
+///   per `loop_wait`, as if it did not watch.
 fn rest_after_watch(
     ok: bool,
     woke: std::time::Duration,
     nap: std::time::Duration,
-    woke_early_before: bool,
-) -> (std::time::Duration, bool) {
+    quick_before: u32,
+) -> (std::time::Duration, u32) {
     let rest = nap.saturating_sub(woke);
-    if rest.is_zero() || !ok || woke_early_before {
-        (rest, false)
-    } else {
-        (std::time::Duration::ZERO, true)
+    if !ok {
+        return (rest, 0);
     }
+    if woke >= QUICK_WAKE || rest.is_zero() {
+        return (std::time::Duration::ZERO, 0);
+    }
+    let quick = quick_before.saturating_add(1);
+    if quick == 1 {
+        return (std::time::Duration::ZERO, quick);
+    }
+    let backoff = QUICK_WAKE.saturating_mul(1u32 << (quick - 2).min(16));
+    (backoff.min(rest), quick)
 }
 
 impl Runner {
@@ -474,7 +493,7 @@ impl Runner {
             return std::process::ExitCode::FAILURE;
         };
         // Whether the last nap was cut short by the watch.
-        let mut woke_early = false;
+        let mut quick_wakes = 0u32;
         loop {
             let started = Instant::now();
             let outcome = self.cycle().await;
@@ -511,8 +530,8 @@ impl Runner {
                         if let Err(e) = &r {
                             tracing::debug!("watch: {e}");
                         }
-                        let (rest, early) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, woke_early);
-                        woke_early = early;
+                        let (rest, quick) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, quick_wakes);
+                        quick_wakes = quick;
                         if !rest.is_zero() {
                             tokio::time::sleep(rest).await;
                         }

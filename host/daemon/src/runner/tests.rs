@@ -1166,21 +1166,39 @@ async fn without_a_margin_the_watchdog_is_fed_after_the_renewal() {
 
 /// A watch that answers at once every time (a broken DCS plugin; found by
 /// `tests/tests/plugin_garbage.rs`, where the daemon ran a cycle every
-/// millisecond) cuts the nap short once, then the loop waits out the nap.
+/// millisecond) is acted on at once the first time, then backs off up to
+/// the nap; a watch that waited for its event is always acted on at once
+/// (on etcd's v2 API every renewal of the leader key wakes the replicas,
+/// and the leader race must start on the deletion that follows).
 #[test]
-fn a_watch_cuts_the_nap_short_only_once_in_a_row() {
+fn a_watch_that_answers_at_once_backs_off_one_that_waited_never_does() {
     let nap = Duration::from_secs(1);
-    let at_once = Duration::from_millis(1);
     let ms = Duration::from_millis;
-    // A leader change: acted on at once.
-    assert_eq!(super::rest_after_watch(true, at_once, nap, false), (Duration::ZERO, true));
-    // Again at once: the rest of the nap first.
-    assert_eq!(super::rest_after_watch(true, at_once, nap, true), (ms(999), false));
-    // A failed watch waits out the nap, whatever came before.
-    assert_eq!(super::rest_after_watch(false, at_once, nap, false), (ms(999), false));
-    // A watch that waited the whole nap: no rest, not early.
-    assert_eq!(super::rest_after_watch(true, nap, nap, true), (Duration::ZERO, false));
-    assert_eq!(super::rest_after_watch(false, ms(1500), nap, false), (Duration::ZERO, false));
+    let zero = Duration::ZERO;
+    // (ok, woke after, quick wakes before) -> (rest, quick wakes after)
+    let table: [(bool, Duration, u32, Duration, u32); 10] = [
+        // A leader change: acted on at once.
+        (true, ms(1), 0, zero, 1),
+        // At once again: a back-off, doubling, up to the rest of the nap.
+        (true, ms(1), 1, ms(100), 2),
+        (true, ms(1), 2, ms(200), 3),
+        (true, ms(1), 3, ms(400), 4),
+        (true, ms(1), 4, ms(800), 5),
+        (true, ms(1), 9, ms(999), 10),
+        // Waited for its event (a renewal, the key's deletion): at once,
+        // whatever came before, and the count starts again.
+        (true, ms(300), 9, zero, 0),
+        (true, ms(300), 0, zero, 0),
+        // A failed watch waits out the nap.
+        (false, ms(1), 0, ms(999), 0),
+        // A watch that waited the whole nap.
+        (true, nap, 3, zero, 0),
+    ];
+    for (ok, woke, before, rest, after) in table {
+        assert_eq!(super::rest_after_watch(ok, woke, nap, before), (rest, after), "{ok} {woke:?} {before}");
+    }
+    // A huge count never overflows.
+    assert_eq!(super::rest_after_watch(true, ms(1), nap, u32::MAX), (ms(999), u32::MAX));
 }
 
 /// A DCS listing far more members than the server has replication slots

@@ -745,18 +745,8 @@ impl Cluster {
     pub fn freeze_daemon(&self, name: &str) {
         let pid = self.node(name).daemon_pid().unwrap_or_else(|| panic!("{name} has no daemon"));
         signal(pid, Signal::SIGSTOP);
-        let tasks = format!("/proc/{pid}/task");
-        let stopped = || {
-            let Ok(dir) = std::fs::read_dir(&tasks) else { return true };
-            // A thread's state follows the command name in parentheses.
-            dir.flatten().all(|t| {
-                std::fs::read_to_string(t.path().join("stat"))
-                    .ok()
-                    .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
-                    .unwrap_or(true)
-            })
-        };
-        assert!(wait_until(Duration::from_secs(5), stopped), "{name}'s daemon did not stop");
+        let stopped = wait_until(Duration::from_secs(5), || palisade_test_support::all_threads_stopped(pid));
+        assert!(stopped, "{name}'s daemon did not stop");
     }
 
     /// SIGCONT the daemon of `name` after [`Cluster::freeze_daemon`].

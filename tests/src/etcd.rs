@@ -98,6 +98,11 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
+    /// The client port, e.g. for `_etcd-client` SRV records.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
     /// The peer port (`--listen-peer-urls`), e.g. for `_etcd-server` SRV records.
     pub fn peer_port(&self) -> u16 {
         self.peer_port

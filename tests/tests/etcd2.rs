@@ -369,8 +369,7 @@ fn srv_and_srv_suffix_find_etcd_through_dns() {
     assert!(n1.set_config_value(r#"{"ttl":30}"#, None).unwrap());
     let (port, peer_port) = {
         let etcd = f.etcd();
-        let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
-        (port, etcd.peer_port())
+        (etcd.client_port(), etcd.peer_port())
     };
     let dead = palisade_test_support::free_port();
     let host = "etcd-a.palisade.test";
@@ -489,7 +488,7 @@ fn srv_client_ssl_records_are_reached_over_https() {
     let n1 = plugin.new_dcs(params(format!(r#"{{"url":"{}",{files}}}"#, etcd.client_url()))).unwrap();
     assert!(n1.attempt_to_acquire_leader().unwrap());
     assert!(n1.touch_member(MEMBER_JSON).unwrap());
-    let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
+    let port = etcd.client_port();
     // The server certificate is for localhost (and 127.0.0.1).
     let zone = Zone::default().srv("_etcd-client-ssl._tcp.tls.palisade.test", "localhost", port).srv(
         "_etcd-client._tcp.tls.palisade.test",

@@ -250,8 +250,7 @@ fn srv_finds_etcd_through_client_and_peer_records() {
     assert!(n1.touch_member(MEMBER_JSON).unwrap());
     let (port, peer_port) = {
         let etcd = f.etcd();
-        let port = etcd.host_port().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("a port");
-        (port, etcd.peer_port())
+        (etcd.client_port(), etcd.peer_port())
     };
     let dead = palisade_test_support::free_port();
     let host = "etcd-a.palisade.test";

@@ -194,12 +194,8 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    use palisade_test_support::certs;
 
     /// A fresh directory with CA `ca` and `other-ca`, and `server.crt`
     /// signed by `ca` for `zk.elsewhere.test` only.
@@ -207,42 +203,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("palisade-zk-tls-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a directory for the certificates");
-        for ca in ["ca", "other-ca"] {
-            let (key, crt, subj) = (format!("{ca}.key"), format!("{ca}.crt"), format!("/CN={ca}"));
-            openssl(
-                &dir,
-                &[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2",
-                    "-subj", &subj,
-                ],
-            );
-        }
-        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:zk.elsewhere.test\nbasicConstraints=CA:FALSE\n")
-            .expect("write the extensions");
-        openssl(
-            &dir,
-            &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=zk"],
-        );
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
+        certs::ca(&dir, "ca");
+        certs::ca(&dir, "other-ca");
+        certs::leaf_for(&dir, "ca", "server", "DNS:zk.elsewhere.test");
         dir
     }
 

@@ -120,6 +120,20 @@ fn reap_adopted_postmasters() {
     }
 }
 
+/// Whether every thread of `pid` is stopped (after SIGSTOP, which is
+/// delivered asynchronously): each thread's state, after the command name
+/// in parentheses in its `stat`, is `T`. A process that is gone counts as
+/// stopped.
+pub fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    dir.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+            .unwrap_or(true)
+    })
+}
+
 /// Whether `pid` is alive. Reaps it first if it is a zombie child of ours
 /// (which adopted orphans are, once [`become_subreaper`] was called).
 pub fn pid_alive(pid: i32) -> bool {
@@ -505,19 +519,7 @@ impl ServerProcess {
     pub fn freeze(&self) {
         if let Some(p) = &self.0 {
             p.signal(Signal::SIGSTOP);
-            // Every thread's state (after the command name in parentheses
-            // in its `stat`) is `T` once the whole process has stopped.
-            let tasks = format!("/proc/{}/task", p.pid());
-            let stopped = || {
-                let Ok(dir) = std::fs::read_dir(&tasks) else { return true };
-                dir.flatten().all(|t| {
-                    std::fs::read_to_string(t.path().join("stat"))
-                        .ok()
-                        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
-                        .unwrap_or(true)
-                })
-            };
-            wait_until(Duration::from_secs(5), stopped);
+            wait_until(Duration::from_secs(5), || all_threads_stopped(p.pid()));
         }
     }
 

@@ -190,8 +190,55 @@ pub fn open(path: &Path, kind: PluginKind, name: Option<&str>) -> Result<OpenedP
     Ok(OpenedPlugin { path: path.to_path_buf(), info, module })
 }
 
+/// How many bytes of a plugin's error message or log line the host keeps:
+/// a plugin that answers with a megabyte must not write a megabyte into
+/// the log every cycle.
+pub const MESSAGE_LIMIT: usize = 8 << 10;
+
+/// A plugin's text made fit for one log line: control characters (a
+/// newline could forge a log line of its own, an escape sequence recolour
+/// a terminal) and bidirectional overrides are escaped, and the text is cut
+/// at [`MESSAGE_LIMIT`] bytes, saying how much was left out.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| (c.is_control() && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if text.len() <= MESSAGE_LIMIT && !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().min(MESSAGE_LIMIT) + 40);
+    for (i, c) in text.char_indices() {
+        if out.len() >= MESSAGE_LIMIT {
+            out.push_str(&format!(" [... {} more bytes]", text.len() - i));
+            break;
+        }
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A plugin's error as the host passes it on: its message on one bounded
+/// line ([`one_line`]), and never empty.
+fn tame(mut e: PluginError) -> PluginError {
+    if e.message.trim().is_empty() {
+        e.message = "(the plugin gave no message)".into();
+    } else if let std::borrow::Cow::Owned(m) = one_line(&e.message) {
+        e.message = m;
+    }
+    e
+}
+
+/// A plugin call's answer on the host's side, its error tamed.
+fn answer<T, U: From<T>>(r: FfiResult<T>) -> PluginResult<U> {
+    from_ffi(r).map_err(tame)
+}
+
 extern "C" fn emit_to_tracing(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
-    let (plugin, target, message) = (plugin.as_str(), target.as_str(), message.as_str());
+    let (plugin, target) = (one_line(plugin.as_str()), one_line(target.as_str()));
+    let message = one_line(message.as_str());
     match level {
         level::ERROR => tracing::error!(target: "plugin", "[{plugin}] {message}"),
         level::WARN => tracing::warn!(target: "plugin", "[{plugin}] {message}"),
@@ -224,22 +271,22 @@ impl OpenedPlugin {
     }
 
     pub fn new_dcs(&self, params: DcsParams) -> PluginResult<Box<dyn Dcs>> {
-        let b = from_ffi::<FfiDcsBox, FfiDcsBox>((self.module.new_dcs())(params.into(), log_sink()))?;
+        let b = answer::<FfiDcsBox, FfiDcsBox>((self.module.new_dcs())(params.into(), log_sink()))?;
         Ok(Box::new(LoadedDcs(b)))
     }
 
     pub fn new_replica(&self, params: PluginParams) -> PluginResult<Box<dyn ReplicaMethod>> {
-        let b = from_ffi::<FfiReplicaBox, FfiReplicaBox>((self.module.new_replica())(params.into(), log_sink()))?;
+        let b = answer::<FfiReplicaBox, FfiReplicaBox>((self.module.new_replica())(params.into(), log_sink()))?;
         Ok(Box::new(LoadedReplica(b)))
     }
 
     pub fn new_callback(&self, params: PluginParams) -> PluginResult<Box<dyn Callback>> {
-        let b = from_ffi::<FfiCallbackBox, FfiCallbackBox>((self.module.new_callback())(params.into(), log_sink()))?;
+        let b = answer::<FfiCallbackBox, FfiCallbackBox>((self.module.new_callback())(params.into(), log_sink()))?;
         Ok(Box::new(LoadedCallback(b)))
     }
 
     pub fn new_mpp(&self, params: PluginParams) -> PluginResult<Box<dyn Mpp>> {
-        let b = from_ffi::<FfiMppBox, FfiMppBox>((self.module.new_mpp())(params.into(), log_sink()))?;
+        let b = answer::<FfiMppBox, FfiMppBox>((self.module.new_mpp())(params.into(), log_sink()))?;
         Ok(Box::new(LoadedMpp(b)))
     }
 }
@@ -262,63 +309,63 @@ struct LoadedDcs(FfiDcsBox);
 
 impl Dcs for LoadedDcs {
     fn get_cluster(&self) -> PluginResult<DcsSnapshot> {
-        from_ffi(self.0.get_cluster())
+        answer(self.0.get_cluster())
     }
     fn attempt_to_acquire_leader(&self) -> PluginResult<bool> {
-        from_ffi(self.0.attempt_to_acquire_leader())
+        answer(self.0.attempt_to_acquire_leader())
     }
     fn update_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
-        from_ffi(self.0.update_leader(rleader(leader)))
+        answer(self.0.update_leader(rleader(leader)))
     }
     fn take_leader(&self) -> PluginResult<bool> {
-        from_ffi(self.0.take_leader())
+        answer(self.0.take_leader())
     }
     fn delete_leader(&self, leader: Option<&LeaderKey>) -> PluginResult<bool> {
-        from_ffi(self.0.delete_leader(rleader(leader)))
+        answer(self.0.delete_leader(rleader(leader)))
     }
     fn initialize(&self, create_new: bool, sysid: &str) -> PluginResult<bool> {
-        from_ffi(self.0.initialize(create_new, RStr::from_str(sysid)))
+        answer(self.0.initialize(create_new, RStr::from_str(sysid)))
     }
     fn cancel_initialization(&self) -> PluginResult<bool> {
-        from_ffi(self.0.cancel_initialization())
+        answer(self.0.cancel_initialization())
     }
     fn touch_member(&self, data: &str) -> PluginResult<bool> {
-        from_ffi(self.0.touch_member(RStr::from_str(data)))
+        answer(self.0.touch_member(RStr::from_str(data)))
     }
     fn set_config_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
-        from_ffi(self.0.set_config_value(RStr::from_str(value), ropt(version)))
+        answer(self.0.set_config_value(RStr::from_str(value), ropt(version)))
     }
     fn set_failover_value(&self, value: &str, version: Option<&str>) -> PluginResult<bool> {
-        from_ffi(self.0.set_failover_value(RStr::from_str(value), ropt(version)))
+        answer(self.0.set_failover_value(RStr::from_str(value), ropt(version)))
     }
     fn set_sync_state_value(&self, value: &str, version: Option<&str>) -> PluginResult<Option<String>> {
-        from_ffi(self.0.set_sync_state_value(RStr::from_str(value), ropt(version)))
+        answer(self.0.set_sync_state_value(RStr::from_str(value), ropt(version)))
     }
     fn delete_sync_state(&self, version: Option<&str>) -> PluginResult<bool> {
-        from_ffi(self.0.delete_sync_state(ropt(version)))
+        answer(self.0.delete_sync_state(ropt(version)))
     }
     fn set_history_value(&self, value: &str) -> PluginResult<bool> {
-        from_ffi(self.0.set_history_value(RStr::from_str(value)))
+        answer(self.0.set_history_value(RStr::from_str(value)))
     }
     fn write_status(&self, value: &str) -> PluginResult<bool> {
-        from_ffi(self.0.write_status(RStr::from_str(value)))
+        answer(self.0.write_status(RStr::from_str(value)))
     }
     fn write_failsafe(&self, value: &str) -> PluginResult<bool> {
-        from_ffi(self.0.write_failsafe(RStr::from_str(value)))
+        answer(self.0.write_failsafe(RStr::from_str(value)))
     }
     fn delete_cluster(&self) -> PluginResult<bool> {
-        from_ffi(self.0.delete_cluster())
+        answer(self.0.delete_cluster())
     }
     fn set_timing(&self, timing: DcsTiming) -> PluginResult<()> {
-        from_ffi(self.0.set_timing(timing.into()))
+        answer(self.0.set_timing(timing.into()))
     }
     fn watch(&self, leader_version: Option<&str>, timeout: Duration) -> PluginResult<bool> {
-        from_ffi(self.0.watch(ropt(leader_version), timeout.as_millis() as u64))
+        answer(self.0.watch(ropt(leader_version), timeout.as_millis() as u64))
     }
     fn get_mpp_groups(&self) -> PluginResult<BTreeMap<i32, DcsSnapshot>> {
         match self.0.get_mpp_groups() {
             RResult::ROk(groups) => Ok(groups_from_ffi(groups)),
-            RResult::RErr(e) => Err(e.into()),
+            RResult::RErr(e) => Err(tame(e.into())),
         }
     }
 }
@@ -330,13 +377,13 @@ impl ReplicaMethod for LoadedReplica {
         self.0.can_work_without_leader()
     }
     fn create_replica(&self, request: &ReplicaRequest) -> PluginResult<()> {
-        from_ffi(self.0.create_replica(request.clone().into()))
+        answer(self.0.create_replica(request.clone().into()))
     }
     fn cancel(&self) {
         self.0.cancel()
     }
     fn archive_commands(&self) -> PluginResult<ArchiveCommands> {
-        from_ffi(self.0.archive_commands())
+        answer(self.0.archive_commands())
     }
 }
 
@@ -344,7 +391,7 @@ struct LoadedCallback(FfiCallbackBox);
 
 impl Callback for LoadedCallback {
     fn on_event(&self, event: &CallbackEvent) -> PluginResult<()> {
-        from_ffi(self.0.on_event(event.clone().into()))
+        answer(self.0.on_event(event.clone().into()))
     }
 }
 
@@ -358,19 +405,19 @@ impl Mpp for LoadedMpp {
         self.0.coordinator_group()
     }
     fn set_local(&self, local: &MppLocal) -> PluginResult<()> {
-        from_ffi(self.0.set_local(local.clone().into()))
+        answer(self.0.set_local(local.clone().into()))
     }
     fn adjust_parameters(&self, parameters_json: &str) -> PluginResult<String> {
-        from_ffi(self.0.adjust_parameters(RStr::from_str(parameters_json)))
+        answer(self.0.adjust_parameters(RStr::from_str(parameters_json)))
     }
     fn bootstrap(&self) -> PluginResult<()> {
-        from_ffi(self.0.bootstrap())
+        answer(self.0.bootstrap())
     }
     fn sync_meta_data(&self, clusters: &[MppCluster]) -> PluginResult<()> {
-        from_ffi(self.0.sync_meta_data(mpp_clusters(clusters)))
+        answer(self.0.sync_meta_data(mpp_clusters(clusters)))
     }
     fn handle_event(&self, clusters: &[MppCluster], event_json: &str) -> PluginResult<()> {
-        from_ffi(self.0.handle_event(mpp_clusters(clusters), RStr::from_str(event_json)))
+        answer(self.0.handle_event(mpp_clusters(clusters), RStr::from_str(event_json)))
     }
     fn on_demote(&self) {
         self.0.on_demote()
@@ -385,4 +432,47 @@ impl Mpp for LoadedMpp {
 
 fn mpp_clusters(clusters: &[MppCluster]) -> abi_stable::std_types::RVec<FfiMppCluster> {
     clusters.iter().cloned().map(FfiMppCluster::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_is_one_bounded_line() {
+        assert_eq!(
+            one_line("etcd is down: connection refused\tretrying"),
+            "etcd is down: connection refused\tretrying"
+        );
+        assert_eq!(
+            one_line("failed\n2026-01-01 00:00:00,000 ERROR: forged\r\n\u{1b}[31mred"),
+            "failed\\n2026-01-01 00:00:00,000 ERROR: forged\\r\\n\\u{1b}[31mred"
+        );
+        assert_eq!(one_line("a\u{202e}b\u{0}"), "a\\u{202e}b\\u{0}");
+        let huge = format!("{}é", "x".repeat(MESSAGE_LIMIT * 128));
+        let cut = one_line(&huge);
+        assert!(cut.len() < MESSAGE_LIMIT + 40, "{}", cut.len());
+        assert!(
+            cut.ends_with(&format!(" [... {} more bytes]", huge.len() - MESSAGE_LIMIT)),
+            "{}",
+            &cut[MESSAGE_LIMIT - 10..]
+        );
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(MESSAGE_LIMIT);
+        assert!(one_line(&wide).starts_with("éé"));
+    }
+
+    #[test]
+    fn an_error_from_a_plugin_is_tamed() {
+        let empty: PluginResult<bool> =
+            answer::<bool, bool>(RResult::RErr(PluginError::new(ErrorKind::Other, " ").into()));
+        assert_eq!(empty.unwrap_err().message, "(the plugin gave no message)");
+        let big: PluginResult<bool> =
+            answer::<bool, bool>(RResult::RErr(PluginError::dcs(format!("down\n{}", "x".repeat(1 << 20))).into()));
+        let e = big.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::DcsUnavailable);
+        assert!(e.message.starts_with("down\\nxxx") && e.message.len() < MESSAGE_LIMIT + 40, "{}", e.message.len());
+        let ok: PluginResult<bool> = answer::<bool, bool>(RResult::ROk(true));
+        assert_eq!(ok, Ok(true));
+    }
 }

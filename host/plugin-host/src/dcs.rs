@@ -2,7 +2,7 @@
 //! thread with a deadline, and the raw snapshot becomes a model `Cluster`
 //! (see [`crate::snapshot`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +14,10 @@ use crate::snapshot::{cluster_from_snapshot, leader_key};
 /// How many reported garbage values [`DcsClient`] remembers: a value that
 /// keeps changing must not grow the set without end.
 const REPORTED_LIMIT: usize = 1024;
+
+/// Garbage values already reported: key, the value's fingerprint and
+/// problem.
+type Reported = HashSet<(String, u64, String)>;
 
 /// Why a DCS call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,7 +38,7 @@ pub struct DcsClient {
     /// Garbage values already reported (key, value and problem), so that a
     /// bad key is logged once, not every cycle. Bounded: forgotten (and so
     /// logged again) past [`REPORTED_LIMIT`] entries.
-    reported: Arc<Mutex<HashSet<(String, String, String)>>>,
+    reported: Arc<Mutex<Reported>>,
 }
 
 impl DcsClient {
@@ -79,7 +83,7 @@ impl DcsClient {
     /// and left out.
     pub async fn get_cluster(&self) -> Result<Cluster, DcsError> {
         let snapshot = self.call("get_cluster", |d| d.get_cluster()).await?;
-        Ok(self.to_cluster(snapshot))
+        self.read("get_cluster", move |reported| to_cluster(reported, snapshot)).await
     }
 
     /// Read every Citus group under the scope at once, whatever this
@@ -88,44 +92,25 @@ impl DcsClient {
     /// and left out, as in [`DcsClient::get_cluster`].
     pub async fn get_mpp_groups(&self) -> Result<BTreeMap<i32, Cluster>, DcsError> {
         let groups = self.call("get_mpp_groups", |d| d.get_mpp_groups()).await?;
-        Ok(groups.into_iter().map(|(group, snapshot)| (group, self.to_cluster(snapshot))).collect())
+        self.read("get_mpp_groups", move |reported| {
+            groups.into_iter().map(|(group, s)| (group, to_cluster(reported, s))).collect()
+        })
+        .await
     }
 
-    fn to_cluster(&self, snapshot: DcsSnapshot) -> Cluster {
-        let raw: Vec<(String, String)> =
-            snapshot.members.iter().map(|m| (format!("members/{}", m.name), m.value.clone())).collect();
-        let config_raw = snapshot.config.as_ref().map(|c| c.value.clone());
-        let history_raw = snapshot.history.as_ref().map(|c| c.value.clone());
-        let failsafe_raw = snapshot.failsafe.clone();
-        let sync_raw = snapshot.sync.as_ref().map(|c| c.value.clone());
-        let failover_raw = snapshot.failover.as_ref().map(|c| c.value.clone());
-        let optime_raw = snapshot.leader_optime.clone();
-        let (cluster, problems) = cluster_from_snapshot(snapshot);
-        if !problems.is_empty() {
-            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-            for p in problems {
-                let value = match p.key.as_str() {
-                    "config" => config_raw.clone(),
-                    "history" => history_raw.clone(),
-                    "failsafe" => failsafe_raw.clone(),
-                    "sync" => sync_raw.clone(),
-                    "failover" => failover_raw.clone(),
-                    "optime/leader" => optime_raw.clone(),
-                    // The leader rewrites `status` every cycle: one message
-                    // per distinct problem, not per value.
-                    "status" => Some(p.problem.clone()),
-                    key => raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
-                }
-                .unwrap_or_default();
-                if reported.len() >= REPORTED_LIMIT {
-                    reported.clear();
-                }
-                if reported.insert((p.key.clone(), value, p.problem.clone())) {
-                    tracing::warn!("{p}");
-                }
-            }
-        }
-        cluster
+    /// Turn what a read returned into clusters on a blocking thread, after
+    /// the call's deadline: a snapshot of a hundred thousand members takes
+    /// a while to parse, and the REST API shares the daemon's runtime
+    /// thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Mutex<Reported>) -> T + Send + 'static,
+    ) -> Result<T, DcsError> {
+        let reported = Arc::clone(&self.reported);
+        crate::spawn_plugin_call(move || f(&reported))
+            .await
+            .map_err(|join| DcsError::Plugin(what, PluginError::new(ErrorKind::Panic, join.to_string())))
     }
 
     pub async fn attempt_to_acquire_leader(&self) -> Result<bool, DcsError> {
@@ -206,6 +191,56 @@ impl DcsClient {
         let deadline = timeout + self.deadline();
         self.call_with("watch", deadline, move |d| d.watch(leader_version.as_deref(), timeout)).await
     }
+}
+
+/// A snapshot as a cluster; values somebody else wrote badly are logged
+/// (once: `reported` remembers them) and left out.
+fn to_cluster(reported: &Mutex<Reported>, snapshot: DcsSnapshot) -> Cluster {
+    // What each value was, as a fingerprint: a value is reported once,
+    // and neither the values (a megabyte each, maybe) nor a copy of every
+    // member's are kept.
+    let members: HashMap<String, u64> =
+        snapshot.members.iter().map(|m| (format!("members/{}", m.name), fingerprint(&m.value))).collect();
+    let of = |v: Option<&String>| v.map(|v| fingerprint(v));
+    let config = of(snapshot.config.as_ref().map(|c| &c.value));
+    let history = of(snapshot.history.as_ref().map(|c| &c.value));
+    let failsafe = of(snapshot.failsafe.as_ref());
+    let sync = of(snapshot.sync.as_ref().map(|c| &c.value));
+    let failover = of(snapshot.failover.as_ref().map(|c| &c.value));
+    let optime = of(snapshot.leader_optime.as_ref());
+    let (cluster, problems) = cluster_from_snapshot(snapshot);
+    if !problems.is_empty() {
+        let mut reported = reported.lock().unwrap_or_else(|p| p.into_inner());
+        for p in problems {
+            let value = match p.key.as_str() {
+                "config" => config,
+                "history" => history,
+                "failsafe" => failsafe,
+                "sync" => sync,
+                "failover" => failover,
+                "optime/leader" => optime,
+                // The leader rewrites `status` every cycle: one message
+                // per distinct problem, not per value.
+                "status" => Some(0),
+                key => members.get(key).copied(),
+            }
+            .unwrap_or_default();
+            if reported.len() >= REPORTED_LIMIT {
+                reported.clear();
+            }
+            if reported.insert((p.key.clone(), value, p.problem.clone())) {
+                tracing::warn!("{p}");
+            }
+        }
+    }
+    cluster
+}
+
+fn fingerprint(value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// A plugin retries for retry_timeout; give it a little more before we

@@ -26,8 +26,22 @@ impl std::fmt::Display for SnapshotProblem {
 /// read are left out and reported, so the caller can log them.
 pub fn cluster_from_snapshot(s: DcsSnapshot) -> (Cluster, Vec<SnapshotProblem>) {
     let mut problems = Vec::new();
-    let mut members = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for m in s.members {
+        // A store holds one key per name; a plugin that lists a name
+        // twice, or a key without one, is wrong: keep the first.
+        if m.name.is_empty() {
+            problems.push(SnapshotProblem { key: "members/".into(), problem: "a member key without a name".into() });
+            continue;
+        }
+        if !seen.insert(m.name.clone()) {
+            problems.push(SnapshotProblem {
+                key: format!("members/{}", m.name),
+                problem: "the DCS plugin listed this member twice; the first is kept".into(),
+            });
+            continue;
+        }
         match Member::from_value(&m.name, &m.version, &m.session, &m.value) {
             Ok(member) => members.push(member),
             Err(problem) => problems.push(SnapshotProblem { key: format!("members/{}", m.name), problem }),
@@ -213,5 +227,30 @@ mod tests {
         );
         assert_eq!(cluster.sync.leader.as_deref(), Some("n1"));
         assert_eq!((cluster.sync.quorum, cluster.status.last_lsn), (0, 0));
+    }
+
+    #[test]
+    fn members_without_a_name_or_listed_twice_are_reported_and_skipped() {
+        let snapshot = DcsSnapshot {
+            members: vec![
+                member("n1", r#"{"role":"primary"}"#),
+                member("", r#"{"role":"replica"}"#),
+                member("n1", r#"{"role":"replica"}"#),
+                member("n2", r#"{"role":"replica"}"#),
+            ],
+            ..DcsSnapshot::default()
+        };
+        let (cluster, problems) = cluster_from_snapshot(snapshot);
+        let names: Vec<&str> = cluster.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["n1", "n2"]);
+        assert_eq!(cluster.members[0].data["role"], "primary");
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "ignoring the value of DCS key 'members/': a member key without a name",
+                "ignoring the value of DCS key 'members/n1': the DCS plugin listed this member twice; the first is kept",
+            ]
+        );
     }
 }

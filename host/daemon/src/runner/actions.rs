@@ -152,8 +152,9 @@ impl Runner {
             }
             Action::Follow { leader } => {
                 let target = leader.as_ref().and_then(|n| cluster.member(n)).cloned();
-                if leader.is_some() && target.is_none() {
-                    tracing::warn!("cannot follow {leader:?}: no member key");
+                if let (Some(name), None) = (leader, &target) {
+                    let name = palisade_plugin_api::host::one_line(name);
+                    tracing::warn!("cannot follow the leader '{name}': it has no member key");
                 } else {
                     match shared.pg.follow(target.as_ref()).await {
                         Ok(applied) => {

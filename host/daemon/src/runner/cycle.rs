@@ -63,7 +63,7 @@ impl Runner {
             self.shared.disarm_watchdog_unless_leading();
         }
         if cluster.leader.is_some() {
-            self.old_members.clone_from(&cluster.members);
+            self.old_members = Arc::clone(&cluster);
             self.old_leader = cluster.leader_name().map(String::from);
         }
         self.cluster = Some(Arc::clone(&cluster));
@@ -132,7 +132,7 @@ impl Runner {
                 me: &me,
                 settings: &settings,
                 cluster: &cluster,
-                old_members: &self.old_members,
+                old_members: &self.old_members.members,
                 old_leader: self.old_leader.as_deref(),
                 local: &local,
                 scheduled_restart: scheduled_restart.as_ref(),
@@ -535,7 +535,7 @@ impl Runner {
                     .filter_map(|n| {
                         cluster
                             .member(n)
-                            .or_else(|| self.old_members.iter().find(|m| &m.name == n))
+                            .or_else(|| self.old_members.members.iter().find(|m| &m.name == n))
                             .or_else(|| from_failsafe.iter().find(|m| &m.name == n))
                             .cloned()
                     })

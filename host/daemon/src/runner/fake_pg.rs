@@ -49,6 +49,8 @@ pub struct FakeState {
     /// The postmaster died after answering the status query: the
     /// observation still says running, its pid names no process.
     pub postmaster_died: bool,
+    /// `max_replication_slots`: creating a slot beyond it fails.
+    pub max_slots: Option<usize>,
 }
 
 impl FakeState {
@@ -389,6 +391,9 @@ impl LocalPostgres for FakePg {
 
     async fn create_physical_slot(&self, name: &str) -> Result<(), PgFailure> {
         self.call(format!("create_slot {name}"));
+        if self.state().max_slots.is_some_and(|max| self.state().slots.len() >= max) {
+            return Err(PgFailure("ERROR: all replication slots are in use".into()));
+        }
         let slot = palisade_ha::Existing {
             name: name.to_string(),
             slot_type: "physical".into(),

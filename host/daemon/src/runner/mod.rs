@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
 use palisade_ha::Task;
-use palisade_model::{Cluster, Member, Role, State};
+use palisade_model::{Cluster, Role, State};
 use palisade_plugin_host::dcs::DcsClient;
 use palisade_plugin_host::plugins::ReplicaPlugin;
 use serde_json::{Map, Value};
@@ -385,8 +385,9 @@ pub struct Runner {
     rx: mpsc::UnboundedReceiver<Event>,
     task: Option<(Task, JoinHandle<()>)>,
     cluster: Option<Arc<Cluster>>,
-    /// Members and leader of the last snapshot that had a leader.
-    old_members: Vec<Member>,
+    /// Members and leader of the last snapshot that had a leader (the
+    /// snapshot shared, not its members copied: a DCS may list thousands).
+    old_members: Arc<Cluster>,
     old_leader: Option<String>,
     /// Version of the dynamic configuration taken last.
     config_version: Option<String>,
@@ -418,6 +419,46 @@ pub struct Runner {
     was_leader: bool,
 }
 
+/// A watch that answers sooner than this after it started answered "at
+/// once": with nothing to wait for, or a broken plugin.
+const QUICK_WAKE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How much of the nap to sleep after the DCS watch returned `woke` into
+/// it (`ok`: it answered rather than failed), given how many watches in a
+/// row answered at once before (`quick_before`); and the new count.
+///
+/// - A failed watch waits out the nap: one that fails at once would make
+///   the loop spin while the DCS is down.
+/// - A watch that waited for its event (a renewal of the leader key on
+///   etcd's v2 API, the key's deletion when a leader dies) is acted on at
+///   once, however many came before: the leader race starts on it.
+/// - A watch that answers at once is acted on at once the first time (the
+///   new leader's key written just after the old one went), then backs
+///   off: 100 ms, 200 ms, 400 ms... up to the nap. A plugin whose watch
+///   always answers at once (found by `tests/tests/plugin_garbage.rs`,
+///   where the loop ran a cycle every millisecond) ends up at one cycle
+///   per `loop_wait`, as if it did not watch.
+fn rest_after_watch(
+    ok: bool,
+    woke: std::time::Duration,
+    nap: std::time::Duration,
+    quick_before: u32,
+) -> (std::time::Duration, u32) {
+    let rest = nap.saturating_sub(woke);
+    if !ok {
+        return (rest, 0);
+    }
+    if woke >= QUICK_WAKE || rest.is_zero() {
+        return (std::time::Duration::ZERO, 0);
+    }
+    let quick = quick_before.saturating_add(1);
+    if quick == 1 {
+        return (std::time::Duration::ZERO, quick);
+    }
+    let backoff = QUICK_WAKE.saturating_mul(1u32 << (quick - 2).min(16));
+    (backoff.min(rest), quick)
+}
+
 impl Runner {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Event>) -> Self {
         Self {
@@ -425,7 +466,7 @@ impl Runner {
             rx,
             task: None,
             cluster: None,
-            old_members: Vec::new(),
+            old_members: Arc::default(),
             old_leader: None,
             sync: palisade_ha::sync::SyncTracker::default(),
             config_version: None,
@@ -451,6 +492,8 @@ impl Runner {
             tracing::error!("cannot install signal handlers");
             return std::process::ExitCode::FAILURE;
         };
+        // Whether the last nap was cut short by the watch.
+        let mut quick_wakes = 0u32;
         loop {
             let started = Instant::now();
             let outcome = self.cycle().await;
@@ -476,6 +519,7 @@ impl Runner {
             }
             let version = self.watch_version();
             let dcs = self.shared.dcs.clone();
+            let watching = Instant::now();
             let watch = dcs.watch(version, nap);
             tokio::pin!(watch);
             let mut again = true;
@@ -483,11 +527,13 @@ impl Runner {
                 again = false;
                 tokio::select! {
                     r = &mut watch => {
-                        if let Err(e) = r {
+                        if let Err(e) = &r {
                             tracing::debug!("watch: {e}");
-                            // Do not spin when the DCS is down: the watch
-                            // failed at once, so wait out the nap.
-                            tokio::time::sleep(nap.saturating_sub(started.elapsed())).await;
+                        }
+                        let (rest, quick) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, quick_wakes);
+                        quick_wakes = quick;
+                        if !rest.is_zero() {
+                            tokio::time::sleep(rest).await;
                         }
                     }
                     ev = self.rx.recv() => match ev {

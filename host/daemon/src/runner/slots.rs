@@ -39,6 +39,8 @@ pub struct SlotMemory {
     /// Lines logged in the last cycle (a line is logged when it appears,
     /// not again while it persists).
     logged: BTreeSet<String>,
+    /// The failures of the last cycle's slot changes, logged the same way.
+    failed: BTreeSet<String>,
 }
 
 impl Default for SlotMemory {
@@ -53,6 +55,7 @@ impl Default for SlotMemory {
             pending: PendingLogical::new(),
             readiness_forced: true,
             logged: BTreeSet::new(),
+            failed: BTreeSet::new(),
         }
     }
 }
@@ -76,6 +79,11 @@ fn log_line(level: Level, line: &str) {
         Level::Error => tracing::error!("{line}"),
     }
 }
+
+/// After this many slot creations failed in a row (the server's
+/// `max_replication_slots` is reached, say), the others wait for the next
+/// cycle.
+const CREATE_FAILURES_IN_A_ROW: usize = 3;
 
 /// Python's repr of a set of names, as Patroni's messages print one.
 fn py_set(names: &BTreeSet<String>) -> String {
@@ -206,7 +214,14 @@ impl Runner {
     }
 
     async fn carry_out(&mut self, actions: Vec<SlotAction>) {
+        let mut failed = BTreeSet::new();
+        let (mut failed_in_a_row, mut skipped) = (0, 0);
         for action in actions {
+            let creates = matches!(action, SlotAction::CreatePhysical(_) | SlotAction::CreateLogical { .. });
+            if creates && failed_in_a_row >= CREATE_FAILURES_IN_A_ROW {
+                skipped += 1;
+                continue;
+            }
             match action {
                 SlotAction::Drop(name) => match self.shared.pg.drop_slot(&name).await {
                     Ok(d) if d.dropped => tracing::info!("Dropped replication slot '{name}'"),
@@ -215,14 +230,30 @@ impl Runner {
                     Err(e) => tracing::error!("Failed to drop replication slot '{name}': {e}"),
                 },
                 SlotAction::CreatePhysical(name) => match self.shared.pg.create_physical_slot(&name).await {
-                    Ok(()) => tracing::info!("Created physical replication slot '{name}'"),
-                    Err(e) => tracing::error!("Failed to create physical replication slot '{name}': {e}"),
+                    Ok(()) => {
+                        failed_in_a_row = 0;
+                        tracing::info!("Created physical replication slot '{name}'")
+                    }
+                    Err(e) => {
+                        failed_in_a_row += 1;
+                        self.slot_failure(
+                            &mut failed,
+                            format!("Failed to create physical replication slot '{name}': {e}"),
+                        );
+                    }
                 },
                 SlotAction::CreateLogical { name, database, plugin } => {
                     match self.shared.pg.create_logical_slot(&database, &name, &plugin).await {
-                        Ok(()) => tracing::info!("Created logical replication slot '{name}' plugin='{plugin}'"),
+                        Ok(()) => {
+                            failed_in_a_row = 0;
+                            tracing::info!("Created logical replication slot '{name}' plugin='{plugin}'")
+                        }
                         Err(e) => {
-                            tracing::error!("Failed to create logical replication slot '{name}' plugin='{plugin}': {e}")
+                            failed_in_a_row += 1;
+                            self.slot_failure(
+                                &mut failed,
+                                format!("Failed to create logical replication slot '{name}' plugin='{plugin}': {e}"),
+                            );
                         }
                     }
                 }
@@ -244,6 +275,29 @@ impl Runner {
                 }
             }
         }
+        if skipped > 0 {
+            self.slot_failure(
+                &mut failed,
+                format!(
+                    "Not creating {skipped} more replication slots this cycle: the last \
+                     {CREATE_FAILURES_IN_A_ROW} attempts failed"
+                ),
+            );
+        }
+        self.slot_memory.failed = failed;
+    }
+
+    /// A slot change failed: logged as an error when it did not fail the
+    /// same way last cycle, else at debug level (a leader retries every
+    /// cycle; a DCS listing thousands of members must not log thousands
+    /// of lines each time).
+    fn slot_failure(&self, now: &mut BTreeSet<String>, line: String) {
+        if self.slot_memory.failed.contains(&line) {
+            tracing::debug!("{line}");
+        } else {
+            tracing::error!("{line}");
+        }
+        now.insert(line);
     }
 
     /// Copy logical slots from the leader in the background (PostgreSQL

@@ -1163,3 +1163,64 @@ async fn without_a_margin_the_watchdog_is_fed_after_the_renewal() {
         assert_eq!(pair, ["renew", "ping"], "{journal:?}");
     }
 }
+
+/// A watch that answers at once every time (a broken DCS plugin; found by
+/// `tests/tests/plugin_garbage.rs`, where the daemon ran a cycle every
+/// millisecond) is acted on at once the first time, then backs off up to
+/// the nap; a watch that waited for its event is always acted on at once
+/// (on etcd's v2 API every renewal of the leader key wakes the replicas,
+/// and the leader race must start on the deletion that follows).
+#[test]
+fn a_watch_that_answers_at_once_backs_off_one_that_waited_never_does() {
+    let nap = Duration::from_secs(1);
+    let ms = Duration::from_millis;
+    let zero = Duration::ZERO;
+    // (ok, woke after, quick wakes before) -> (rest, quick wakes after)
+    let table: [(bool, Duration, u32, Duration, u32); 10] = [
+        // A leader change: acted on at once.
+        (true, ms(1), 0, zero, 1),
+        // At once again: a back-off, doubling, up to the rest of the nap.
+        (true, ms(1), 1, ms(100), 2),
+        (true, ms(1), 2, ms(200), 3),
+        (true, ms(1), 3, ms(400), 4),
+        (true, ms(1), 4, ms(800), 5),
+        (true, ms(1), 9, ms(999), 10),
+        // Waited for its event (a renewal, the key's deletion): at once,
+        // whatever came before, and the count starts again.
+        (true, ms(300), 9, zero, 0),
+        (true, ms(300), 0, zero, 0),
+        // A failed watch waits out the nap.
+        (false, ms(1), 0, ms(999), 0),
+        // A watch that waited the whole nap.
+        (true, nap, 3, zero, 0),
+    ];
+    for (ok, woke, before, rest, after) in table {
+        assert_eq!(super::rest_after_watch(ok, woke, nap, before), (rest, after), "{ok} {woke:?} {before}");
+    }
+    // A huge count never overflows.
+    assert_eq!(super::rest_after_watch(true, ms(1), nap, u32::MAX), (ms(999), u32::MAX));
+}
+
+/// A DCS listing far more members than the server has replication slots
+/// (found by `tests/tests/plugin_garbage.rs`: 10,000 members, an ERROR line
+/// per member every cycle): the leader stops after a few failed creations
+/// in a row each cycle.
+#[tokio::test]
+async fn a_leader_stops_creating_slots_after_failures_in_a_row() {
+    let store = MemoryStore::new();
+    let mut n1 = bootstrapped(&store).await;
+    n1.pg.with(|s| s.max_slots = Some(4));
+    for i in 0..50 {
+        let value = json!({"role": "replica", "state": "running", "conn_url": "postgres://127.0.0.1:1/postgres",
+            "api_url": "http://127.0.0.1:1/patroni"});
+        store.write_raw(&format!("members/m{i:02}"), value.to_string().as_bytes());
+    }
+    for cycle in 0..3 {
+        n1.pg.with(|s| s.calls.clear());
+        n1.cycle().await;
+        let creates = n1.pg.state().calls.iter().filter(|c| c.starts_with("create_slot")).count();
+        assert!(creates <= 4 + 3, "cycle {cycle}: {creates} slot creations: {:?}", n1.pg.state().calls);
+        assert!(creates >= 3, "cycle {cycle}: no slot creation tried: {:?}", n1.pg.state().calls);
+    }
+    assert_eq!(n1.pg.state().slots.len(), 4);
+}

@@ -1,13 +1,30 @@
 //! Quoting rules for the files and strings we write, each as Patroni applies it.
 
 /// A value in `postgresql.conf`: single quotes around it, with `'` and `\`
-/// doubled (`it's` becomes `'it''s'`).
+/// doubled (`it's` becomes `'it''s'`). A quoted value cannot span lines
+/// in that file, so a newline or carriage return (from a replica plugin's
+/// `restore_command`, a parameter in the DCS) is written as PostgreSQL's
+/// escape (`\n`, `\r`), other control characters but the tab as octal
+/// (`\001`): the file stays readable whatever the value.
 pub fn conf_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for c in value.chars() {
-        if c == '\'' || c == '\\' {
-            out.push(c);
+        match c {
+            '\'' | '\\' => out.push(c),
+            '\n' => {
+                out.push_str("\\n");
+                continue;
+            }
+            '\r' => {
+                out.push_str("\\r");
+                continue;
+            }
+            c if c.is_ascii_control() && c != '\t' => {
+                out.push_str(&format!("\\{:03o}", c as u32));
+                continue;
+            }
+            _ => {}
         }
         out.push(c);
     }
@@ -77,6 +94,7 @@ mod tests {
             (r"C:\dir", r"'C:\\dir'"),
             ("", "''"),
             ("cp %p /arch/%f", "'cp %p /arch/%f'"),
+            ("a\nb\r\tc\u{1}\u{7f}", r"'a\nb\r	c\001\177'"),
         ] {
             assert_eq!(conf_value(input), want, "{input}");
         }

@@ -170,10 +170,35 @@ fn read_quoted(value: &str) -> Option<String> {
                 out.push('\'');
             }
             '\'' => return Some(out),
-            '\\' if chars.peek() == Some(&'\\') => {
-                chars.next();
-                out.push('\\');
-            }
+            // The escapes `conf_value` writes.
+            '\\' => match chars.peek().copied() {
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                }
+                Some('r') => {
+                    chars.next();
+                    out.push('\r');
+                }
+                Some(d) if d.is_digit(8) => {
+                    let mut code = 0;
+                    for _ in 0..3 {
+                        match chars.peek().and_then(|d| d.to_digit(8)) {
+                            Some(digit) => {
+                                code = code * 8 + digit;
+                                chars.next();
+                            }
+                            None => break,
+                        }
+                    }
+                    out.extend(char::from_u32(code));
+                }
+                _ => out.push('\\'),
+            },
             other => out.push(other),
         }
     }
@@ -326,5 +351,15 @@ mod tests {
              local\treplication\treplicator\t\ttrust\nlocal\tall\tpostgres\t\ttrust\n\
              host\treplication\treplicator\t127.0.0.1/32\ttrust\nhost\tall\tpostgres\t127.0.0.1/32\ttrust\n"
         );
+    }
+
+    /// What `conf_value` writes, `parse_rendered_conf` reads back as it was.
+    #[test]
+    fn quoted_values_read_back_as_written() {
+        for value in ["on", "it's", r"C:\dir", "", "a\nb\r\tc\u{1}\u{7f}\\n", "x\\001y"] {
+            let text = format!("restore_command = {}\n", super::super::quote::conf_value(value));
+            let (main, _) = parse_rendered_conf(&text);
+            assert_eq!(main.get("restore_command"), Some(value), "{text}");
+        }
     }
 }

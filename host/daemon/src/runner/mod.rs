@@ -23,7 +23,7 @@ mod tasks;
 mod tests;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use palisade_config::{EffectivePostgresql, GlobalConfig, LocalConfig};
 use palisade_ha::Task;
@@ -522,20 +522,28 @@ impl Runner {
             let watching = Instant::now();
             let watch = dcs.watch(version, nap);
             tokio::pin!(watch);
+            // What is left of the nap after the watch answered (a failed
+            // watch, a back-off): events still end it, as they end a watch.
+            let rest = tokio::time::sleep(Duration::ZERO);
+            tokio::pin!(rest);
+            let mut watched = false;
             let mut again = true;
             while again {
                 again = false;
                 tokio::select! {
-                    r = &mut watch => {
+                    r = &mut watch, if !watched => {
+                        watched = true;
                         if let Err(e) = &r {
                             tracing::debug!("watch: {e}");
                         }
-                        let (rest, quick) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, quick_wakes);
+                        let (left, quick) = rest_after_watch(r.is_ok(), watching.elapsed(), nap, quick_wakes);
                         quick_wakes = quick;
-                        if !rest.is_zero() {
-                            tokio::time::sleep(rest).await;
+                        if !left.is_zero() {
+                            rest.as_mut().reset(tokio::time::Instant::now() + left);
+                            again = true;
                         }
                     }
+                    _ = &mut rest, if watched => {}
                     ev = self.rx.recv() => match ev {
                         Some(Event::Shutdown) | None => return self.shutdown().await,
                         Some(Event::Reload) => self.reload().await,

@@ -423,6 +423,12 @@ pub struct Runner {
 /// once": with nothing to wait for, or a broken plugin.
 const QUICK_WAKE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The longest back-off after watches that answer at once. The loop does
+/// not watch while it rests, so this bounds how long a node can miss a
+/// change (with `loop_wait` at a year, an unbounded back-off left replicas
+/// deaf to the DCS for hours).
+const MOST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How much of the nap to sleep after the DCS watch returned `woke` into
 /// it (`ok`: it answered rather than failed), given how many watches in a
 /// row answered at once before (`quick_before`); and the new count.
@@ -434,10 +440,11 @@ const QUICK_WAKE: std::time::Duration = std::time::Duration::from_millis(100);
 ///   once, however many came before: the leader race starts on it.
 /// - A watch that answers at once is acted on at once the first time (the
 ///   new leader's key written just after the old one went), then backs
-///   off: 100 ms, 200 ms, 400 ms... up to the nap. A plugin whose watch
-///   always answers at once (found by `tests/tests/plugin_garbage.rs`,
-///   where the loop ran a cycle every millisecond) ends up at one cycle
-///   per `loop_wait`, as if it did not watch.
+///   off: 100 ms, 200 ms, 400 ms... up to 1 s or the rest of the nap,
+///   whichever is shorter. A plugin whose watch always answers at once
+///   (found by `tests/tests/plugin_garbage.rs`, where the loop ran a cycle
+///   every millisecond) ends up at one cycle a second, or one per
+///   `loop_wait` if that is shorter.
 fn rest_after_watch(
     ok: bool,
     woke: std::time::Duration,
@@ -455,7 +462,7 @@ fn rest_after_watch(
     if quick == 1 {
         return (std::time::Duration::ZERO, quick);
     }
-    let backoff = QUICK_WAKE.saturating_mul(1u32 << (quick - 2).min(16));
+    let backoff = QUICK_WAKE.saturating_mul(1u32 << (quick - 2).min(16)).min(MOST_BACKOFF);
     (backoff.min(rest), quick)
 }
 

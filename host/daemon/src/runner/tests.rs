@@ -1199,6 +1199,12 @@ fn a_watch_that_answers_at_once_backs_off_one_that_waited_never_does() {
     }
     // A huge count never overflows.
     assert_eq!(super::rest_after_watch(true, ms(1), nap, u32::MAX), (ms(999), u32::MAX));
+    // A long nap (loop_wait at a year): the back-off stops at 1 s, since
+    // the loop does not watch while it rests.
+    let year = Duration::from_secs(31_536_000);
+    for (before, rest) in [(1, ms(100)), (4, ms(800)), (5, ms(1000)), (20, ms(1000)), (u32::MAX, ms(1000))] {
+        assert_eq!(super::rest_after_watch(true, ms(1), year, before), (rest, before.saturating_add(1)), "{before}");
+    }
 }
 
 /// A DCS listing far more members than the server has replication slots

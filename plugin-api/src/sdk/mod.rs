@@ -30,6 +30,8 @@ pub mod datadir;
 pub mod dcs;
 #[cfg(feature = "keys")]
 pub use palisade_keys as keys;
+#[cfg(feature = "tls")]
+pub use palisade_tls as tls;
 #[cfg(feature = "process")]
 pub mod process;
 pub use palisade_pycompat as pycompat;

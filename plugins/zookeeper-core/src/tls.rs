@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_plugin_api::sdk::keys::{self, KeyError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use palisade_plugin_api::sdk::tls::Verifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use zookeeper_client as zk;
 
 use crate::settings::Tls;
@@ -71,53 +71,6 @@ pub(crate) fn options(section: &str, tls: &Tls) -> Result<zk::TlsOptions, String
     Ok(options)
 }
 
-/// `verify: false`: the chain is checked against the CAs, the name is not
-/// (as the client library's own verifier does it).
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name: a name error means the
-        // chain was good.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 /// A rustls client configured as the ZooKeeper client is (same CAs, same
 /// client certificate, same `verify`), to find out why a handshake fails.
 pub(crate) fn probe_config(section: &str, tls: &Tls) -> Result<Arc<ClientConfig>, String> {
@@ -131,7 +84,9 @@ pub(crate) fn probe_config(section: &str, tls: &Tls) -> Result<Arc<ClientConfig>
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("{section}.cacert: {}: {e}", pems.ca_path))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.verify { webpki } else { Arc::new(ChainOnly(webpki)) };
+    // `verify: false`: the chain is checked against the CAs, the name is
+    // not (as the client library's own verifier does it).
+    let verifier = Arc::new(Verifier::new(webpki, tls.verify, provider.clone()));
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("{section}: TLS: {e}"))?

@@ -8,14 +8,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::UnixTime;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore};
 
 use palisade_keys::{self as keys, KeyError};
+use palisade_tls::Verifier;
 
 use super::settings::{ConnSettings, RootCert, SettingError, SslMode};
 
@@ -102,7 +101,7 @@ impl ConnSettings {
             (None, _) => Check::Nothing,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match roots {
-            None => Arc::new(Verifier { inner: None, check_name: false, provider: Arc::clone(&provider) }),
+            None => Arc::new(Verifier::nothing(Arc::clone(&provider))),
             Some(store) => {
                 let crls = self.crls(home, prefix, &mut notes);
                 let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(&provider));
@@ -118,11 +117,7 @@ impl ConnSettings {
                     };
                     err(key, format!("cannot use the certificate revocation list: {e}"))
                 })?;
-                Arc::new(Verifier {
-                    inner: Some(inner),
-                    check_name: check == Check::Full,
-                    provider: Arc::clone(&provider),
-                })
+                Arc::new(Verifier::new(inner, check == Check::Full, Arc::clone(&provider)))
             }
         };
 
@@ -296,58 +291,6 @@ pub fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'st
     let key: Option<PrivateKeyDer<'static>> = rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| ("sslkey", format!("could not load private key file \"{}\": {e}", path.display())))?;
     key.ok_or_else(|| ("sslkey", format!("private key file \"{}\" holds no PEM private key", path.display())))
-}
-
-/// Checks the server's certificate as libpq's mode says: the chain (and
-/// the name) through webpki, or nothing; the handshake's signatures always.
-#[derive(Debug)]
-struct Verifier {
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    check_name: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(inner) = &self.inner else { return Ok(ServerCertVerified::assertion()) };
-        // webpki checks the chain (and revocation) before the name: a name
-        // error means the chain is good.
-        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use palisade_test_support::{wait_for, wait_until};
-use palisade_tests::cluster::{Cluster, ClusterSpec};
+use palisade_tests::cluster::{Cluster, ClusterSpec, Node};
 use serde_json::{json, Value};
 
 const ISSUE_FORMAT: &str = "%(asctime)s %(levelname)s [%(pathname)s:%(lineno)d - %(funcName)s]: %(message)s";
@@ -38,14 +38,13 @@ fn wait_cycles(cluster: &Cluster, mark: &str, n: usize) {
 
 /// Wait until every node has logged a WARNING line holding each of `words`.
 fn wait_warned(cluster: &Cluster, mark: &str, words: &[&str]) {
-    wait_warned_by(cluster, &cluster.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), mark, words);
+    wait_warned_by(&cluster.nodes, mark, words);
 }
 
-/// Wait until each of `names` has logged a WARNING line holding each of
+/// Wait until each of `nodes` has logged a WARNING line holding each of
 /// `words`.
-fn wait_warned_by(cluster: &Cluster, names: &[&str], mark: &str, words: &[&str]) {
-    for name in names {
-        let node = cluster.node(name);
+fn wait_warned_by<'a>(nodes: impl IntoIterator<Item = &'a Node>, mark: &str, words: &[&str]) {
+    for node in nodes {
         let found = wait_until(Duration::from_secs(60), || {
             words.iter().all(|w| node.log_after(mark).lines().any(|l| l.contains("WARNING") && l.contains(w)))
         });
@@ -156,7 +155,7 @@ fn garbage_and_extreme_numbers_keep_the_cluster_working() {
             // leader, which writes its own configuration back at once, as
             // Patroni's does: only the leader is sure to read the garbage
             // (a replica reads it only if it wakes before the repair).
-            wait_warned_by(&cluster, &["node1"], &mark, words);
+            wait_warned_by([cluster.node("node1")], &mark, words);
             let repaired = wait_until(Duration::from_secs(60), || {
                 raw.get(&config_key)
                     .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())

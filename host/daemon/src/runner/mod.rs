@@ -425,8 +425,8 @@ const QUICK_WAKE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The longest back-off after watches that answer at once. The loop does
 /// not watch while it rests, so this bounds how long a node can miss a
-/// change (with `loop_wait` at a year, an unbounded back-off left replicas
-/// deaf to the DCS for hours).
+/// change (with `loop_wait` at a year, an unbounded back-off could leave a
+/// replica deaf to the DCS for hours).
 const MOST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How much of the nap to sleep after the DCS watch returned `woke` into
